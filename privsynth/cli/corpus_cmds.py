@@ -1,0 +1,107 @@
+"""Corpus verbs: demo-corpus, init, validate, convert."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from privsynth.cli.output import print_json, stderr_console, stdout_console
+from privsynth.data.corpus import read_corpus, read_table, write_corpus
+from privsynth.data.demo import write_demo_corpus
+from privsynth.data.infer import find_table, infer_schema, schema_header
+from privsynth.data.schema import SCHEMA_FILE, dump_schema
+from privsynth.data.summary import CorpusSummary, summarize
+from privsynth.errors import ConfigError, OutputExistsError
+
+CorpusArg = Annotated[
+    Path, typer.Argument(help="Corpus folder (holding schema.yaml and the table).", show_default=False)
+]
+OutArg = Annotated[Path, typer.Argument(help="Folder to create (must not exist unless --force).", show_default=False)]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace the output if it exists.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+
+
+def demo_corpus(
+    out: OutArg,
+    n: Annotated[int, typer.Option("--n", min=1, max=1_000_000, help="Number of records (visits).")] = 2000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same corpus.")] = 0,
+    force: ForceOpt = False,
+) -> None:
+    """Build a fake, linked clinical corpus: identities, labs, notes and scans of invented patients.
+
+    Use it to try privsynth end to end without touching real data. Deterministic for a seed.
+    """
+    with stderr_console().status(f"Building {n} demo records..."):
+        write_demo_corpus(out, n=n, seed=seed, force=force)
+    stdout_console().print(f"Demo corpus written to {out} ({n} records). Next: privsynth validate {out}")
+
+
+def init(
+    corpus: Annotated[
+        Path, typer.Argument(help="Folder with one table file, or the table file itself.", show_default=False)
+    ],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing schema.yaml.")] = False,
+) -> None:
+    """Infer a draft schema.yaml (column kinds, identifier types) for you to review.
+
+    It never declares observed values as public metadata: declare domains, bounds and sizes yourself, from a
+    public source, to save privacy budget.
+    """
+    table = find_table(corpus)
+    target = table.parent / SCHEMA_FILE
+    if target.exists() and not force:
+        raise OutputExistsError(f"{target} already exists; edit it, or pass --force to infer it again")
+    inference = infer_schema(read_table(table), table=table.name)
+    tmp = target.with_name(f".{SCHEMA_FILE}.tmp")
+    tmp.write_text(dump_schema(inference.schema, header=schema_header(inference)), encoding="utf-8")
+    tmp.replace(target)
+    console = stdout_console()
+    console.print(f"Wrote {target}. Review it, then run: privsynth validate {table.parent}")
+    for name, reason in inference.reasons.items():
+        console.print(f"  {name:<24} {inference.schema.columns[name].kind.value:<12} {reason}")
+
+
+def validate(corpus: CorpusArg, as_json: JsonOpt = False) -> None:
+    """Check every record against schema.yaml and report every problem at once; print a summary if valid.
+
+    Problems name the column and the record key, never a value. Exit code 2 when anything is wrong.
+    """
+    with stderr_console().status("Validating records and images..."):
+        summary = summarize(read_corpus(corpus))
+    if as_json:
+        print_json({"valid": True, "summary": summary.to_dict()})
+        return
+    _print_summary(summary)
+
+
+def _print_summary(summary: CorpusSummary) -> None:
+    console = stdout_console()
+    console.print(f"[bold green]Valid[/bold green]: {summary.records} records in {summary.root}/{summary.table}")
+    if summary.entities is not None:
+        console.print(
+            f"{summary.entities} people; up to {summary.max_records_per_entity_found} records each in the data"
+        )
+    console.print(f"Unit of privacy: {summary.unit_of_privacy}")
+    table = Table(title="Columns", show_lines=False)
+    for header in ("column", "kind", "pii", "missing", "declared public"):
+        table.add_column(header)
+    for col in summary.columns:
+        table.add_row(col.name, col.kind, col.pii or "", str(col.missing), ", ".join(col.declared_public))
+    console.print(table)
+
+
+def convert(
+    corpus: CorpusArg,
+    out: OutArg,
+    table_format: Annotated[str, typer.Option("--format", help="parquet, csv or jsonl.")] = "parquet",
+    force: ForceOpt = False,
+) -> None:
+    """Copy a validated corpus to another folder and table format (images copied alongside)."""
+    if table_format not in ("parquet", "csv", "jsonl"):
+        raise ConfigError(f"--format {table_format!r} is not one of parquet, csv, jsonl")
+    data = read_corpus(corpus)
+    write_corpus(data, out, table_format=table_format, force=force)
+    stdout_console().print(f"Wrote {len(data)} records to {out} ({table_format}).")

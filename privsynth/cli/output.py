@@ -1,0 +1,50 @@
+"""Console output, logging set-up and exit codes for the CLI (the only place logging is configured)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from enum import IntEnum
+from typing import Any
+
+from rich.console import Console
+from rich.logging import RichHandler
+
+
+class ExitCode(IntEnum):
+    """Documented exit codes of every ``privsynth`` command."""
+
+    OK = 0
+    INTERNAL = 1  # a bug in privsynth or an environment failure; re-run with --verbose for a traceback
+    BAD_INPUT = 2  # bad input or usage: the message says what to fix; nothing was written
+    REFUSED = 3  # the release gate refused the release
+    INTEGRITY = 4  # 'privsynth verify' found a changed, missing or extra file
+
+
+def stdout_console() -> Console:
+    """Console for results (stdout). Created per call so tests capturing stdout see the output."""
+    return Console(file=sys.stdout, highlight=False, soft_wrap=True)
+
+
+def stderr_console() -> Console:
+    """Console for errors, warnings and progress (stderr)."""
+    return Console(file=sys.stderr, highlight=False, soft_wrap=True)
+
+
+def print_json(payload: Any) -> None:
+    """Machine-readable output: one JSON document on stdout."""
+    sys.stdout.write(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def setup_logging(*, verbose: bool, quiet: bool) -> None:
+    """Configure the ``privsynth`` logger. Log lines carry counts, keys and column names, never record values."""
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logger = logging.getLogger("privsynth")
+    logger.handlers.clear()
+    handler = RichHandler(console=stderr_console(), show_path=False, show_time=verbose, markup=False)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False

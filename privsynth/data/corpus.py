@@ -1,0 +1,275 @@
+"""The corpus: one records table + its schema + the root folder its image paths are relative to.
+
+On disk a corpus is a folder::
+
+    corpus/
+      schema.yaml          # column kinds and declared-public metadata
+      records.parquet      # or records.csv / records.jsonl (named by schema.yaml's 'table')
+      images/...           # files referenced by image columns (relative paths)
+
+Real and synthetic corpora share this layout, so every tool that reads one reads the other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+from privsynth.data.images import encode_data_uri, load_image
+from privsynth.data.schema import SCHEMA_FILE, TABLE_FORMATS, ColumnKind, Schema, dump_schema, load_schema
+from privsynth.data.validate import Limits, coerce_records
+from privsynth.errors import CorpusReadError, CorpusValidationError, OutputExistsError, UserError
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A validated records table with canonical column types (see :mod:`privsynth.data.validate`)."""
+
+    records: pd.DataFrame
+    schema: Schema
+    root: Path
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def image(self, column: str, row: int) -> Image.Image:
+        """The decoded image of one cell (paths stay confined to the corpus root)."""
+        return load_image(self.root, self.records[column].iloc[row])
+
+    def with_records(self, records: pd.DataFrame) -> Corpus:
+        """The same schema and root with other records (a subset, or synthetic ones)."""
+        return Corpus(records=records.reset_index(drop=True), schema=self.schema, root=self.root)
+
+
+def _schema_path(path: Path) -> Path:
+    if path.is_dir():
+        return path / SCHEMA_FILE
+    if path.name == SCHEMA_FILE or path.suffix in {".yaml", ".yml"}:
+        return path
+    raise CorpusReadError(f"{path}: pass the corpus folder (the one holding {SCHEMA_FILE})")
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read a table file as raw values (no type inference beyond what the format stores)."""
+    fmt = TABLE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise CorpusReadError(f"{path}: unknown table format; use .parquet, .csv or .jsonl")
+    if not path.is_file():
+        raise CorpusReadError(f"{path}: table file not found; check 'table' in {SCHEMA_FILE}")
+    if path.stat().st_size == 0:
+        raise CorpusReadError(f"{path}: the table file is empty; export the records again")
+    try:
+        if fmt == "parquet":
+            return pq.read_table(path).to_pandas()
+        if fmt == "csv":
+            # Everything as text: the schema decides types, so leading zeros (ZIP, MRN) survive.
+            return pd.read_csv(
+                path,
+                dtype=str,
+                keep_default_na=False,
+                na_values=[""],
+                encoding="utf-8",
+                encoding_errors="surrogateescape",
+            )
+        return _read_jsonl(path)
+    except UserError:
+        raise
+    except (OSError, ValueError, pa.ArrowException, pd.errors.ParserError) as exc:
+        raise CorpusReadError(f"{path}: cannot be read as {fmt} ({type(exc).__name__}); check the file") from None
+
+
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    rows = []
+    with path.open("r", encoding="utf-8", errors="surrogateescape") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                raise CorpusReadError(f"{path}: line {number} is not valid JSON") from None
+            if not isinstance(row, dict):
+                raise CorpusReadError(f"{path}: line {number} is not a JSON object (one record per line)")
+            rows.append(row)
+    if not rows:
+        raise CorpusReadError(f"{path}: no records found")
+    return pd.DataFrame.from_records(rows).astype(object)
+
+
+def read_corpus(path: Path | str, *, limits: Limits | None = None) -> Corpus:
+    """Read and validate a corpus folder; raise :class:`CorpusValidationError` listing every problem."""
+    schema_file = _schema_path(Path(path))
+    schema = load_schema(schema_file)
+    root = schema_file.parent
+    raw = read_table(root / schema.table)
+    records, problems = coerce_records(raw, schema, root, limits)
+    if problems:
+        raise CorpusValidationError(problems, source=str(root))
+    return Corpus(records=records, schema=schema, root=root)
+
+
+@contextmanager
+def atomic_dir(out: Path, *, force: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside ``out`` that becomes ``out`` only if the block succeeds.
+
+    On any error (or a kill) the temporary folder is left or removed, never ``out`` half-written.
+    """
+    if out.exists() and not force:
+        raise OutputExistsError(f"{out} already exists; choose another path or pass --force to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield tmp
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _to_arrow(records: pd.DataFrame, schema: Schema) -> pa.Table:
+    arrays = {}
+    for name, spec in schema.columns.items():
+        s = records[name]
+        if spec.kind is ColumnKind.IMAGE:
+            has_bytes = any(isinstance(v, bytes) for v in s)
+            arrays[name] = pa.array(list(s), type=pa.binary() if has_bytes else pa.string())
+        elif spec.kind is ColumnKind.NUMERICAL:
+            arrays[name] = pa.array(s, type=pa.int64() if spec.integer else pa.float64(), from_pandas=True)
+        elif spec.kind is ColumnKind.DATETIME:
+            arrays[name] = pa.array(s, type=pa.timestamp("ns"), from_pandas=True)
+        elif spec.kind is ColumnKind.BOOLEAN:
+            arrays[name] = pa.array(s, type=pa.bool_(), from_pandas=True)
+        else:
+            arrays[name] = pa.array(list(s), type=pa.string())
+    return pa.table(arrays)
+
+
+def _text_frame(records: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """Records as JSON/CSV-friendly values: ISO dates, true/false, None for missing."""
+    out: dict[str, list[object]] = {}
+    for name, spec in schema.columns.items():
+        s = records[name]
+        if spec.kind is ColumnKind.DATETIME:
+            out[name] = [None if pd.isna(v) else _iso(v) for v in s]
+        elif spec.kind is ColumnKind.BOOLEAN:
+            out[name] = [None if pd.isna(v) else bool(v) for v in s]
+        elif spec.kind is ColumnKind.NUMERICAL:
+            out[name] = [None if pd.isna(v) else (int(v) if spec.integer else float(v)) for v in s]
+        else:
+            out[name] = [None if v is None else v for v in s]
+    return pd.DataFrame(out)
+
+
+def _iso(value: pd.Timestamp) -> str:
+    if value == value.normalize():
+        return str(value.date())
+    return str(value.isoformat())
+
+
+def write_corpus(corpus: Corpus, out: Path | str, *, table_format: str = "parquet", force: bool = False) -> Path:
+    """Write a corpus folder atomically in the given format; image files are copied alongside.
+
+    Image bytes stay bytes in Parquet and become data URIs in JSONL; CSV cannot hold bytes, so they are written
+    as PNG/JPEG files under ``images/`` and referenced by path.
+    """
+    if table_format not in set(TABLE_FORMATS.values()):
+        raise UserError(f"unknown table format '{table_format}'; use parquet, csv or jsonl")
+    target = Path(out)
+    schema = corpus.schema.with_table(f"records.{table_format}")
+    records = corpus.records.copy()
+    with atomic_dir(target, force=force) as tmp:
+        for name in schema.names(ColumnKind.IMAGE):
+            records[name] = _place_images(corpus, name, tmp, table_format)
+        write_table(records, schema, tmp)
+    return target
+
+
+def write_table(records: pd.DataFrame, schema: Schema, folder: Path, *, header: str = "") -> None:
+    """Write canonical records and ``schema.yaml`` into ``folder`` (image files must already be there)."""
+    fmt = TABLE_FORMATS[Path(schema.table).suffix.lower()]
+    if fmt == "parquet":
+        pq.write_table(_to_arrow(records, schema), folder / schema.table)
+    elif fmt == "csv":
+        _text_frame(records, schema).to_csv(folder / schema.table, index=False, lineterminator="\n")
+    else:
+        with (folder / schema.table).open("w", encoding="utf-8") as handle:
+            for row in _text_frame(records, schema).to_dict(orient="records"):
+                handle.write(json.dumps(_jsonable(row), ensure_ascii=False) + "\n")
+    (folder / SCHEMA_FILE).write_text(dump_schema(schema, header=header), encoding="utf-8")
+
+
+def _jsonable(row: dict[str, object]) -> dict[str, object]:
+    return {k: (encode_data_uri(v) if isinstance(v, bytes) else v) for k, v in row.items()}
+
+
+def _place_images(corpus: Corpus, column: str, tmp: Path, table_format: str) -> pd.Series:
+    """Copy referenced image files under ``tmp``; externalise bytes for CSV."""
+    keys = corpus.records[corpus.schema.key]
+    values: list[object] = []
+    for key, value in zip(keys, corpus.records[column], strict=True):
+        if value is None:
+            values.append(None)
+        elif isinstance(value, bytes):
+            if table_format != "csv":
+                values.append(value)
+                continue
+            suffix = ".jpg" if value[:3] == b"\xff\xd8\xff" else ".png"
+            rel = f"images/{column}/{_safe_name(str(key))}{suffix}"
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / rel).write_bytes(value)
+            values.append(rel)
+        else:
+            rel = str(value)
+            source = corpus.root / rel  # validated on read: inside the root
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, tmp / rel)
+            values.append(rel)
+    return pd.Series(values, index=corpus.records.index, dtype=object)
+
+
+def _safe_name(key: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "-_" else "_" for c in key)[:100]
+    return cleaned or "record"
+
+
+def corpora_equal(a: Corpus, b: Corpus) -> bool:
+    """Same schema columns and equal values, images compared byte-for-byte (paths may differ)."""
+    if dict(a.schema.columns) != dict(b.schema.columns) or len(a) != len(b):
+        return False
+    for name, spec in a.schema.columns.items():
+        if spec.kind is ColumnKind.IMAGE:
+            for i in range(len(a)):
+                va, vb = a.records[name].iloc[i], b.records[name].iloc[i]
+                if (va is None) != (vb is None):
+                    return False
+                if va is not None and _cell_bytes(a, va) != _cell_bytes(b, vb):
+                    return False
+        elif not a.records[name].reset_index(drop=True).equals(b.records[name].reset_index(drop=True)):
+            return False
+    return True
+
+
+def _cell_bytes(corpus: Corpus, value: object) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return (corpus.root / str(value)).read_bytes()
+
+
+__all__ = ["Corpus", "atomic_dir", "corpora_equal", "read_corpus", "read_table", "write_corpus", "write_table"]

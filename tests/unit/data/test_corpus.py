@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from privsynth.data.corpus import atomic_dir, corpora_equal, read_corpus, write_corpus
+from privsynth.errors import CorpusReadError, CorpusValidationError, OutputExistsError
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
+def test_demo_round_trip_is_identical(demo_dir: Path, tmp_path: Path, fmt: str) -> None:
+    first = read_corpus(demo_dir)
+    write_corpus(first, tmp_path / "a", table_format=fmt)
+    second = read_corpus(tmp_path / "a")
+    write_corpus(second, tmp_path / "b", table_format="parquet")
+    third = read_corpus(tmp_path / "b")
+    for other in (second, third):
+        assert corpora_equal(first, other)
+        pd.testing.assert_frame_equal(first.records, other.records)
+    for rel in first.records["scan"]:
+        assert (tmp_path / "b" / rel).read_bytes() == (demo_dir / rel).read_bytes()
+
+
+def test_image_bytes_survive_every_format(demo_dir: Path, tmp_path: Path) -> None:
+    corpus = read_corpus(demo_dir)
+    as_bytes = corpus.records.copy()
+    as_bytes["scan"] = [(demo_dir / rel).read_bytes() for rel in as_bytes["scan"]]
+    inline = corpus.with_records(as_bytes)
+    for fmt in ("parquet", "jsonl", "csv"):
+        write_corpus(inline, tmp_path / fmt, table_format=fmt)
+        back = read_corpus(tmp_path / fmt)
+        assert corpora_equal(inline, back)
+    # CSV cannot hold bytes: they become files referenced by relative paths
+    assert read_corpus(tmp_path / "csv").records["scan"].iloc[0].startswith("images/")
+
+
+def test_write_refuses_to_overwrite_without_force(demo_dir: Path, tmp_path: Path) -> None:
+    corpus = read_corpus(demo_dir)
+    target = tmp_path / "out"
+    write_corpus(corpus, target)
+    with pytest.raises(OutputExistsError, match="--force"):
+        write_corpus(corpus, target)
+    write_corpus(corpus, target, force=True, table_format="csv")
+    assert (target / "records.csv").exists()
+    assert not (target / "records.parquet").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_atomic_dir_leaves_nothing_on_failure(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "half.txt").write_text("half")
+        raise RuntimeError("boom")
+    assert os.listdir(tmp_path) == []
+
+
+def test_read_errors_are_user_errors(tmp_path: Path, demo_dir: Path) -> None:
+    with pytest.raises(Exception, match="privsynth init"):
+        read_corpus(tmp_path)
+    broken = tmp_path / "c"
+    broken.mkdir()
+    (broken / "schema.yaml").write_text((demo_dir / "schema.yaml").read_text())
+    (broken / "records.parquet").write_bytes(b"")
+    with pytest.raises(CorpusReadError, match="empty"):
+        read_corpus(broken)
+    (broken / "records.parquet").write_bytes(b"PAR1 not really parquet")
+    with pytest.raises(CorpusReadError, match="cannot be read as parquet"):
+        read_corpus(broken)
+
+
+def test_validation_error_lists_every_problem(demo_copy: Path) -> None:
+    (demo_copy / "images" / "R000001.png").write_bytes(b"broken")
+    (demo_copy / "images" / "R000002.png").unlink()
+    with pytest.raises(CorpusValidationError) as info:
+        read_corpus(demo_copy)
+    codes = sorted(p.code for p in info.value.problems)
+    assert codes == ["image-corrupt", "image-missing"]
+    assert "nothing was computed or written" in str(info.value)

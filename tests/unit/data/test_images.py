@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from privsynth.data.images import (
+    ImageCellError,
+    ImageLimits,
+    checked_path,
+    decode_data_uri,
+    encode_data_uri,
+    encode_png,
+    load_image,
+)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "../../etc/passwd",
+        "images/../../secret.png",
+        "/etc/passwd",
+        "\\\\server\\share\\x.png",
+        "C:\\Windows\\x.png",
+        "C:x.png",
+        "..\\..\\x.png",
+        "",
+        "   ",
+        "a\x00b.png",
+    ],
+)
+def test_unsafe_paths_are_refused_before_opening(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ImageCellError) as info:
+        checked_path(tmp_path, value)
+    assert info.value.code == "image-path"
+
+
+def test_symlink_leading_outside_the_root_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "corpus"
+    root.mkdir()
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(encode_png(Image.new("L", (4, 4))))
+    (root / "link.png").symlink_to(outside)
+    with pytest.raises(ImageCellError, match="through a link"):
+        checked_path(root, "link.png")
+
+
+@pytest.mark.parametrize("value", ["images/a.png", "a.png", "deep/er/a b.png", "./a.png"])
+def test_safe_relative_paths_resolve_inside_the_root(tmp_path: Path, value: str) -> None:
+    assert tmp_path.resolve() in checked_path(tmp_path, value).parents
+
+
+def test_load_image_from_path_bytes_and_data_uri(tmp_path: Path) -> None:
+    image = Image.new("L", (5, 3), color=77)
+    data = encode_png(image)
+    (tmp_path / "a.png").write_bytes(data)
+    for cell in ("a.png", data, encode_data_uri(data)):
+        loaded = load_image(tmp_path, cell)
+        assert loaded.size == (5, 3)
+        assert loaded.getpixel((0, 0)) == 77
+
+
+@pytest.mark.parametrize(
+    ("cell", "code"),
+    [
+        (b"not an image at all", "image-corrupt"),
+        (encode_png(Image.new("L", (8, 8)))[:40], "image-corrupt"),
+        ("missing.png", "image-missing"),
+        (123, "image-type"),
+        ("data:image/png;base64,@@@", "image-encoding"),
+        ("data:text/html,hello", "image-encoding"),
+    ],
+)
+def test_broken_cells_have_a_code(tmp_path: Path, cell: object, code: str) -> None:
+    with pytest.raises(ImageCellError) as info:
+        load_image(tmp_path, cell)
+    assert info.value.code == code
+
+
+def test_gif_is_refused_even_if_pillow_could_read_it(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    Image.new("L", (4, 4)).save(buffer, format="GIF")
+    with pytest.raises(ImageCellError, match="PNG or JPEG"):
+        load_image(tmp_path, buffer.getvalue())
+
+
+def test_oversized_images_are_refused(tmp_path: Path) -> None:
+    data = encode_png(Image.new("L", (100, 100)))
+    with pytest.raises(ImageCellError, match="pixels"):
+        load_image(tmp_path, data, ImageLimits(max_pixels=99 * 99))
+    with pytest.raises(ImageCellError, match="larger than"):
+        load_image(tmp_path, data, ImageLimits(max_bytes=10))
+    (tmp_path / "big.png").write_bytes(data)
+    with pytest.raises(ImageCellError, match="larger than"):
+        load_image(tmp_path, "big.png", ImageLimits(max_bytes=10))
+
+
+def test_data_uri_round_trip() -> None:
+    data = encode_png(Image.new("RGB", (2, 2)))
+    assert decode_data_uri(encode_data_uri(data)) == data
+    assert encode_data_uri(b"\xff\xd8\xff rest").startswith("data:image/jpeg;base64,")
