@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from privsynth.cli.options import CorpusArg, ForceOpt, JsonOpt, OutArg
 from privsynth.cli.output import print_json, stderr_console, stdout_console
 from privsynth.data.corpus import read_corpus, read_table, write_corpus
 from privsynth.data.demo import write_demo_corpus
@@ -15,13 +16,6 @@ from privsynth.data.infer import find_table, infer_schema, schema_header
 from privsynth.data.schema import SCHEMA_FILE, dump_schema
 from privsynth.data.summary import CorpusSummary, summarize
 from privsynth.errors import ConfigError, OutputExistsError
-
-CorpusArg = Annotated[
-    Path, typer.Argument(help="Corpus folder (holding schema.yaml and the table).", show_default=False)
-]
-OutArg = Annotated[Path, typer.Argument(help="Folder to create (must not exist unless --force).", show_default=False)]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Replace the output if it exists.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 
 
 def demo_corpus(

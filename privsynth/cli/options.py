@@ -1,0 +1,41 @@
+"""Options shared by several verbs (one definition each, so help texts agree)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+CorpusArg = Annotated[
+    Path, typer.Argument(help="Corpus folder (holding schema.yaml and the table).", show_default=False)
+]
+OutArg = Annotated[Path, typer.Argument(help="Folder to create (must not exist unless --force).", show_default=False)]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace the output if it exists.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+EpsilonOpt = Annotated[
+    float, typer.Option("--epsilon", "-e", min=0.0, help="Total privacy budget epsilon for this run (> 0).")
+]
+DeltaOpt = Annotated[
+    float | None,
+    typer.Option("--delta", help="Total delta. Default min(1e-5, 0.1/n); delta >= 1/n is refused.", show_default=False),
+]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed for sampling and noise (reproducible runs).")]
+StoreOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ledger-store",
+        envvar="PRIVSYNTH_LEDGER_STORE",
+        help="Ledger store: SQLite file or SQLAlchemy URL. Default .privsynth/ledger.sqlite.",
+        show_default=False,
+    ),
+]
+SourceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--source",
+        help="Name the source dataset in the ledger store (default: the corpus' content fingerprint).",
+        show_default=False,
+    ),
+]
+AccountantOpt = Annotated[str, typer.Option("--accountant", help="Privacy accountant: prv (tighter, default) or rdp.")]

@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from privsynth.errors import BudgetExceededError, ConfigError
+from privsynth.privacy.accounting import AccountantKind, Mechanism
+from privsynth.privacy.ledger import PrivacyLedger, Stage
+from privsynth.privacy.store import LedgerStore, new_run_id
+
+SMALL = Mechanism(noise_multiplier=20.0, sample_rate=1.0, steps=2)
+BIG = Mechanism(noise_multiplier=1.0, sample_rate=0.05, steps=400)
+
+
+def ledger(epsilon: float = 20.0) -> PrivacyLedger:
+    return PrivacyLedger(epsilon=epsilon, delta=1e-5, accountant=AccountantKind.RDP)
+
+
+def test_spends_are_stored_as_they_happen(tmp_path: Path) -> None:
+    store = LedgerStore(tmp_path / "l.sqlite")
+    book = ledger()
+    run = new_run_id()
+    book.attach(store.sink(source="s1", run_id=run, operator="alice"))
+    book.spend(Stage.PROFILE, SMALL)
+    assert len(store.rows("s1")) == 1
+    book.spend(Stage.TABULAR, BIG)
+    rows = store.rows("s1")
+    assert [r["stage"] for r in rows] == ["profile", "tabular"]
+    assert rows[-1]["run_epsilon"] == pytest.approx(book.epsilon)
+    assert {r["operator"] for r in rows} == {"alice"}
+    total = store.total("s1")
+    assert total.runs == 1 and total.epsilon == pytest.approx(book.epsilon) and total.delta == 1e-5
+
+
+def test_recording_again_never_counts_twice(tmp_path: Path) -> None:
+    store = LedgerStore(tmp_path / "l.sqlite")
+    book = ledger()
+    book.spend(Stage.PROFILE, SMALL)
+    store.record(source="s", run_id="run-1", ledger=book)
+    store.record(source="s", run_id="run-1", ledger=book)  # e.g. a resumed run re-syncing its ledger
+    book.spend(Stage.TABULAR, BIG)
+    store.record(source="s", run_id="run-1", ledger=book)
+    assert len(store.rows("s")) == 2
+    assert store.total("s").epsilon == pytest.approx(book.epsilon)
+
+
+def test_runs_add_up_and_caps_refuse_up_front(tmp_path: Path) -> None:
+    store = LedgerStore(tmp_path / "l.sqlite")
+    for run in ("a", "b"):
+        book = ledger()
+        book.spend(Stage.TABULAR, BIG)
+        store.record(source="s", run_id=run, ledger=book)
+    per_run = store.rows("s")[0]["run_epsilon"]
+    assert store.total("s").epsilon == pytest.approx(2 * per_run)
+    store.set_cap(None, 2.5 * per_run)
+    assert store.cap("other") == pytest.approx(2.5 * per_run)
+    with pytest.raises(BudgetExceededError, match="past the cap"):
+        store.check_cap("s", per_run)
+    store.check_cap("s", 0.4 * per_run)
+    store.set_cap("s", 10 * per_run)  # a source's own cap beats the default
+    store.check_cap("s", per_run)
+    with pytest.raises(ConfigError):
+        store.set_cap("s", -1.0)
+
+
+def test_cap_is_enforced_at_spend_time_before_noise(tmp_path: Path) -> None:
+    store = LedgerStore(tmp_path / "l.sqlite")
+    store.set_cap("s", 1.0)
+    book = ledger()
+    book.attach(store.sink(source="s", run_id="r"))
+    book.spend(Stage.PROFILE, SMALL)
+    with pytest.raises(BudgetExceededError, match="past the cap"):
+        book.spend(Stage.TABULAR, BIG)
+    assert [e.stage for e in book.entries] == [Stage.PROFILE]
+    assert len(store.rows("s")) == 1
+
+
+def _writer(url: str, worker: int, runs: int) -> None:
+    store = LedgerStore(url)
+    for i in range(runs):
+        book = ledger()
+        book.attach(store.sink(source="shared", run_id=f"w{worker}-r{i}", operator=f"w{worker}"))
+        book.spend(Stage.PROFILE, SMALL)
+        book.spend(Stage.TABULAR, SMALL)
+
+
+def test_two_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
+    url = str(tmp_path / "shared.sqlite")
+    LedgerStore(url).total("warm-up")  # create tables once
+    ctx = multiprocessing.get_context("fork")
+    runs = 25
+    workers = [ctx.Process(target=_writer, args=(url, w, runs)) for w in range(2)]
+    for p in workers:
+        p.start()
+    for p in workers:
+        p.join(timeout=120)
+        assert p.exitcode == 0
+    rows = LedgerStore(url).rows("shared")
+    assert len(rows) == 2 * 2 * runs
+    assert len({(r["run_id"], r["seq"]) for r in rows}) == len(rows)
+    assert LedgerStore(url).total("shared").runs == 2 * runs
+
+
+def _capped_writer(url: str, worker: int, results: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    store = LedgerStore(url)
+    book = ledger()
+    book.attach(store.sink(source="capped", run_id=f"w{worker}"))
+    try:
+        book.spend(Stage.TABULAR, BIG)
+        results.put("ok")
+    except BudgetExceededError:
+        results.put("refused")
+
+
+def test_concurrent_runs_cannot_jointly_pass_a_cap(tmp_path: Path) -> None:
+    url = str(tmp_path / "capped.sqlite")
+    probe = ledger()
+    probe.spend(Stage.TABULAR, BIG)
+    store = LedgerStore(url)
+    store.set_cap("capped", 1.5 * probe.epsilon)
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    workers = [ctx.Process(target=_capped_writer, args=(url, w, results)) for w in range(4)]
+    for p in workers:
+        p.start()
+    for p in workers:
+        p.join(timeout=120)
+    outcomes = sorted(results.get(timeout=5) for _ in workers)
+    assert outcomes == ["ok", "refused", "refused", "refused"]
+    assert store.total("capped").runs == 1

@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from privsynth.data.corpus import Corpus, read_corpus
+from privsynth.data.schema import schema_from_dict
+from privsynth.errors import ConfigError
+from privsynth.privacy.accounting import AccountantKind
+from privsynth.privacy.contribution import bound_contributions
+from privsynth.privacy.ledger import PrivacyLedger, Stage
+from privsynth.privacy.noise import NoiseSource
+from privsynth.privacy.planner import StageShape, plan_budget
+from privsynth.profile.model import OTHER, load_profile, save_profile
+from privsynth.profile.profiler import dp_profile, exact_profile, plan_queries, profile_corpus
+
+UNIQUE = "astronaut"
+OUTLIER = 5e9
+
+
+def leak_corpus(rng: np.random.Generator, *, with_rare: bool) -> Corpus:
+    n = 400
+    jobs = rng.choice(["nurse", "teacher", "driver"], size=n, p=[0.5, 0.3, 0.2]).astype(object)
+    income = rng.normal(50_000, 10_000, size=n)
+    if with_rare:
+        jobs[0] = UNIQUE
+        income[1] = OUTLIER
+    frame = pd.DataFrame(
+        {
+            "id": [f"r{i}" for i in range(n)],
+            "job": jobs,
+            "income": income,
+            "sex": rng.choice(["F", "M"], size=n).astype(object),
+        }
+    )
+    schema = schema_from_dict(
+        {
+            "key": "id",
+            "columns": {
+                "id": {"kind": "key"},
+                "job": {"kind": "categorical"},
+                "income": {"kind": "numerical"},
+                "sex": {"kind": "categorical", "domain": ["F", "M", "X"]},
+            },
+        },
+        source="t",
+    )
+    return Corpus(records=frame, schema=schema, root=Path("."))
+
+
+def sigma_for(epsilon: float, corpus: Corpus) -> float:
+    plan = plan_queries(corpus.schema)
+    budget = plan_budget(
+        epsilon=epsilon,
+        delta=1e-5,
+        shapes=[StageShape(stage=Stage.PROFILE, sample_rate=1.0, steps=plan.queries)],
+        shares={Stage.PROFILE: 1.0},
+        accountant=AccountantKind.RDP,
+        extra_delta=1e-6,
+    )
+    return budget.mechanism(Stage.PROFILE).noise_multiplier
+
+
+def reveals(corpus: Corpus, sigma: float, seed: int) -> tuple[bool, bool, tuple[str, ...]]:
+    ledger = PrivacyLedger(epsilon=100.0, delta=1e-5, accountant=AccountantKind.RDP)
+    profile = dp_profile(corpus, ledger=ledger, noise_multiplier=sigma, noise=NoiseSource(seed))
+    job = profile.columns["job"]
+    income = profile.columns["income"]
+    assert profile.columns["sex"].categories == ("F", "M", "X")  # declared-public domain survives exactly
+    return UNIQUE in job.categories, income.bounds[1] > 1e8, job.categories
+
+
+def test_rare_category_and_outlier_are_not_revealed_beyond_dp_rates(rng: np.random.Generator) -> None:
+    epsilon = 2.0
+    with_rare = leak_corpus(rng, with_rare=True)
+    without = leak_corpus(np.random.default_rng(1), with_rare=False)
+    sigma = sigma_for(epsilon, with_rare)
+    trials = 150
+    hits_cat = hits_out = common_kept = 0
+    base_cat = base_out = 0
+    for seed in range(trials):
+        cat, out, categories = reveals(with_rare, sigma, seed)
+        hits_cat += cat
+        hits_out += out
+        common_kept += "nurse" in categories
+        cat0, out0, _ = reveals(without, sigma, 10_000 + seed)
+        base_cat += cat0
+        base_out += out0
+    # (epsilon, delta)-DP: P[event | D] <= e^eps P[event | D'] + delta; D' never shows the event, and the
+    # sampling slack for 150 trials at a true rate <= delta is zero hits.
+    assert hits_cat <= np.exp(epsilon) * base_cat
+    assert hits_out <= np.exp(epsilon) * base_out
+    assert hits_cat == 0 and hits_out == 0
+    # positive control: the mechanism is not simply dropping everything
+    assert common_kept == trials
+
+
+def test_without_noise_the_leak_would_show(rng: np.random.Generator) -> None:
+    exact = exact_profile(leak_corpus(rng, with_rare=True))
+    assert UNIQUE in exact.columns["job"].categories
+    assert exact.columns["income"].bounds[1] == OUTLIER
+    assert exact.internal
+    with pytest.raises(ConfigError, match="INTERNAL"):
+        exact.require_dp()
+
+
+def test_profile_spends_once_before_noise_and_lands_on_target(demo_dir: Path) -> None:
+    corpus = read_corpus(demo_dir)
+    profile = profile_corpus(corpus, epsilon=2.0, delta=1e-5, seed=3)
+    assert profile.ledger is not None
+    entries = profile.ledger["entries"]
+    assert [e["stage"] for e in entries] == ["profile"]
+    assert entries[0]["mechanism"]["steps"] == plan_queries(corpus.schema).queries
+    assert 0.97 * 2.0 <= profile.ledger["epsilon"] <= 2.0
+    assert profile.ledger["extra_delta"] == pytest.approx(1e-6)  # one undeclared categorical column
+    assert "person identified by 'patient_id'" in profile.unit_of_privacy
+    assert profile.max_records_per_entity == 2
+    assert profile.records == len(bound_contributions(corpus.records, corpus.schema, seed=3))
+
+
+def test_declared_metadata_is_kept_exactly(demo_dir: Path) -> None:
+    profile = profile_corpus(read_corpus(demo_dir), epsilon=1.0, delta=1e-5, seed=0)
+    assert profile.columns["age"].bounds == (18.0, 95.0)
+    assert profile.columns["age"].source == "public"
+    assert profile.columns["diagnosis"].categories[0] == "healthy"
+    assert profile.columns["diagnosis"].has_other is False
+    assert profile.columns["note"].max_length == 1000
+    assert profile.columns["scan"].size == (32, 32)
+    assert profile.columns["insurance"].source == "dp" and profile.columns["insurance"].has_other
+    edges = profile.columns["age"].bin_edges
+    assert all(b > a for a, b in itertools.pairwise(edges))
+
+
+def test_dp_profile_is_close_to_exact_with_a_large_budget(demo_dir: Path) -> None:
+    corpus = read_corpus(demo_dir)
+    bounded = corpus.with_records(bound_contributions(corpus.records, corpus.schema, seed=0))
+    dp = profile_corpus(corpus, epsilon=500.0, delta=1e-5, seed=0)
+    exact = exact_profile(bounded)
+    assert dp.columns["smoker"].p_true == pytest.approx(exact.columns["smoker"].p_true, abs=0.05)
+    assert dp.columns["glucose"].missing_rate == pytest.approx(exact.columns["glucose"].missing_rate, abs=0.03)
+    assert set(dp.columns["insurance"].categories) <= set(exact.columns["insurance"].categories)
+
+
+def test_unbounded_records_are_refused(demo_dir: Path) -> None:
+    corpus = read_corpus(demo_dir)
+    ledger = PrivacyLedger(epsilon=1.0, delta=1e-5)
+    with pytest.raises(ValueError, match="contribution-bounded"):
+        dp_profile(
+            corpus.with_records(pd.concat([corpus.records] * 3)),
+            ledger=ledger,
+            noise_multiplier=5.0,
+            noise=NoiseSource(0),
+        )
+    assert ledger.entries == ()
+
+
+def test_save_and_load(tmp_path: Path, demo_dir: Path) -> None:
+    corpus = read_corpus(demo_dir)
+    profile = profile_corpus(corpus, epsilon=1.0, delta=1e-5, seed=0)
+    save_profile(profile, tmp_path / "p.json")
+    assert load_profile(tmp_path / "p.json") == profile
+    internal = exact_profile(corpus)
+    save_profile(internal, tmp_path / "i.json")
+    assert (tmp_path / "i.json").stat().st_mode & 0o777 == 0o600
+    assert "INTERNAL" in (tmp_path / "i.json").read_text()
+    assert load_profile(tmp_path / "i.json") == internal
+    assert OTHER == "__other__"
