@@ -16,7 +16,7 @@ from rich.markup import escape
 from typer.exceptions import TyperException
 
 from privsynth._version import __version__
-from privsynth.cli import corpus_cmds, privacy_cmds
+from privsynth.cli import corpus_cmds, model_cmds, privacy_cmds
 from privsynth.cli.output import ExitCode, setup_logging, stderr_console
 from privsynth.errors import IntegrityError, PrivacyError, UserError
 
@@ -35,7 +35,8 @@ in a folder, then:
 
   privsynth init FOLDER                draft schema.yaml; review it
   privsynth validate FOLDER            every problem at once
-  privsynth profile FOLDER -e 1 -o p.json   DP profile (ledger-accounted)
+  privsynth fit FOLDER -e 4 -o model   DP generators, one ledger
+  privsynth sample model --n 1000 -o synth   synthetic corpus
   privsynth ledger show                cumulative spend per source
 
 [bold]Exit codes[/bold]: 0 ok; 1 internal error (re-run with --verbose);
@@ -84,6 +85,8 @@ app.command("init")(corpus_cmds.init)
 app.command("validate")(corpus_cmds.validate)
 app.command("convert")(corpus_cmds.convert)
 app.command("profile")(privacy_cmds.profile)
+app.command("fit")(model_cmds.fit)
+app.command("sample")(model_cmds.sample)
 app.add_typer(privacy_cmds.ledger_app, name="ledger")
 
 

@@ -139,7 +139,7 @@ def demo_schema() -> Schema:
             "address": c(kind=k.IDENTIFIER, pii=PiiType.ADDRESS),
             "mrn": c(kind=k.IDENTIFIER, pii=PiiType.MRN),
             "date_of_birth": c(kind=k.IDENTIFIER, pii=PiiType.DATE_OF_BIRTH),
-            "visit_date": c(kind=k.DATETIME, date_range=(FIRST_VISIT, LAST_VISIT), nullable=False),
+            "visit_date": c(kind=k.DATETIME, date_range=(FIRST_VISIT, LAST_VISIT), date_only=True, nullable=False),
             "age": c(kind=k.NUMERICAL, integer=True, bounds=(18, 95), nullable=False),
             "sex": c(kind=k.CATEGORICAL, domain=("F", "M"), nullable=False),
             "diagnosis": c(kind=k.CATEGORICAL, domain=DIAGNOSES, nullable=False),

@@ -88,7 +88,7 @@ def _infer_column(name: str, series: pd.Series, n: int) -> tuple[ColumnSpec, str
     if pd.api.types.is_bool_dtype(series.dtype):
         return ColumnSpec(kind=ColumnKind.BOOLEAN), "boolean values"
     if pd.api.types.is_datetime64_any_dtype(series.dtype):
-        return ColumnSpec(kind=ColumnKind.DATETIME), "date/time values"
+        return _datetime_spec(series)
     if pd.api.types.is_numeric_dtype(series.dtype):
         return _numeric_spec(pd.to_numeric(series, errors="coerce"))
     text = _as_strings(series)
@@ -102,7 +102,7 @@ def _infer_column(name: str, series: pd.Series, n: int) -> tuple[ColumnSpec, str
     if numbers.notna().mean() > 0.99:
         return _numeric_spec(numbers)
     if _share(text, _ISO_DATE) > 0.99:
-        return ColumnSpec(kind=ColumnKind.DATETIME), "ISO 8601 dates"
+        return _datetime_spec(pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True))
     for pii, pattern in _VALUE_PATTERNS:
         if _share(text, pattern) > 0.9:
             return ColumnSpec(kind=ColumnKind.IDENTIFIER, pii=pii), f"values look like {pii}"
@@ -117,6 +117,12 @@ def _infer_column(name: str, series: pd.Series, n: int) -> tuple[ColumnSpec, str
             "short, mostly unique strings: treated as an identifier (never modelled); review",
         )
     return ColumnSpec(kind=ColumnKind.CATEGORICAL), "few distinct short values"
+
+
+def _datetime_spec(values: pd.Series) -> tuple[ColumnSpec, str]:
+    present = values.dropna()
+    date_only = bool(len(present) > 0 and (present == present.dt.normalize()).all())
+    return ColumnSpec(kind=ColumnKind.DATETIME, date_only=date_only), "dates" if date_only else "timestamps"
 
 
 def _numeric_spec(numbers: pd.Series) -> tuple[ColumnSpec, str]:

@@ -108,6 +108,7 @@ class ColumnSpec(BaseModel):
     bounds: tuple[float, float] | None = Field(default=None, description="Public [low, high] (numerical).")
     integer: bool = Field(default=False, description="Numerical values are whole numbers.")
     date_range: tuple[dt.date, dt.date] | None = Field(default=None, description="Public date range (datetime).")
+    date_only: bool = Field(default=False, description="Datetime values are whole days (no time of day).")
     max_length: int | None = Field(default=None, gt=0, description="Public maximum length in characters (text).")
     image_size: tuple[int, int] | None = Field(default=None, description="Public (width, height) in pixels.")
     image_mode: ImageMode | None = Field(default=None, description="Public pixel mode, L or RGB.")
@@ -125,6 +126,7 @@ class ColumnSpec(BaseModel):
             "bounds": {ColumnKind.NUMERICAL},
             "integer": {ColumnKind.NUMERICAL},
             "date_range": {ColumnKind.DATETIME},
+            "date_only": {ColumnKind.DATETIME},
             "max_length": {ColumnKind.TEXT},
             "image_size": {ColumnKind.IMAGE},
             "image_mode": {ColumnKind.IMAGE},

@@ -182,6 +182,9 @@ def _datetime(s: pd.Series, spec: ColumnSpec, out: _Collector, missing: np.ndarr
     if getattr(parsed.dt, "tz", None) is not None:
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     parsed = parsed.astype("datetime64[ns]")
+    if spec.date_only:
+        timed = (parsed.notna() & (parsed != parsed.dt.normalize())).to_numpy(dtype=bool)
+        out.rows(timed, "type", "value has a time of day but the schema says date_only: true")
     if spec.date_range is not None:
         first, last = (pd.Timestamp(d) for d in spec.date_range)
         days = parsed.dt.normalize()

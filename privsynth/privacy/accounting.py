@@ -34,6 +34,9 @@ RDP_ORDERS: tuple[float, ...] = (
 )
 
 
+PRV_MIN_NOISE = 0.4
+
+
 class AccountantKind(StrEnum):
     """Which accountant composes mechanisms. PRV is tighter; RDP is kept for cross-checks."""
 
@@ -128,7 +131,9 @@ def composed_epsilon(
     canonical = merge(mechanisms)
     if not canonical:
         return 0.0
-    if accountant is AccountantKind.RDP:
+    if accountant is AccountantKind.RDP or min(m.noise_multiplier for m in canonical) < PRV_MIN_NOISE:
+        # Below ~0.4 noise, PRV's discretised domain grows without bound (memory); RDP is an equally valid
+        # (looser) bound there, and such epsilons are far beyond any meaningful guarantee anyway.
         return _rdp_epsilon(canonical, delta)
     eps = _prv_epsilon(canonical, delta)
     if not math.isfinite(eps):

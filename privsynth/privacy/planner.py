@@ -11,6 +11,7 @@ bisection on ``c`` hits the window. Composition is sub-additive, so ``c`` usuall
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 
@@ -19,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from privsynth.errors import DeltaTooLargeError
 from privsynth.privacy.accounting import AccountantKind, Mechanism, composed_epsilon, noise_for_epsilon
 from privsynth.privacy.ledger import Stage
+
+log = logging.getLogger(__name__)
 
 LOW, HIGH = 0.97, 1.0
 _AIM_LOW, _AIM_HIGH = 0.975, 0.995  # inside [LOW, HIGH] with room for accountant round-off
@@ -154,6 +157,10 @@ def plan_budget(
         eps_c, ms = total(high_c)
         if high_c > 1e4:
             break
+    if eps_c < LOW * epsilon:
+        # Even the least noise the planner uses (0.05) spends less than the target: spending less is allowed.
+        log.warning("epsilon %.4g cannot be spent by this run; it will spend %.4g", epsilon, eps_c)
+        return _plan(epsilon, delta, extra_delta, accountant, shapes, weights, ms, eps_c)
     best: tuple[float, list[Mechanism]] | None = (eps_c, ms) if LOW * epsilon <= eps_c <= HIGH * epsilon else None
     for _ in range(40):
         if best is not None and _AIM_LOW * epsilon <= best[0] <= _AIM_HIGH * epsilon:
@@ -171,6 +178,19 @@ def plan_budget(
     if best is None:
         raise RuntimeError(f"budget planner could not land in [{LOW}, {HIGH}] x epsilon {epsilon}; please report this")
     eps_final, ms_final = best
+    return _plan(epsilon, delta, extra_delta, accountant, shapes, weights, ms_final, eps_final)
+
+
+def _plan(
+    epsilon: float,
+    delta: float,
+    extra_delta: float,
+    accountant: AccountantKind,
+    shapes: Sequence[StageShape],
+    weights: Mapping[Stage, float],
+    mechanisms: Sequence[Mechanism],
+    composed: float,
+) -> BudgetPlan:
     return BudgetPlan(
         target_epsilon=epsilon,
         delta=delta,
@@ -178,9 +198,9 @@ def plan_budget(
         accountant=accountant,
         stages=tuple(
             PlannedStage(stage=s.stage, share=weights[s.stage], mechanism=m)
-            for s, m in zip(shapes, ms_final, strict=True)
+            for s, m in zip(shapes, mechanisms, strict=True)
         ),
-        composed_epsilon=eps_final,
+        composed_epsilon=composed,
     )
 
 

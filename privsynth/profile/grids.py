@@ -46,6 +46,34 @@ def linear_edges(low: float, high: float, bins: int, *, integer: bool) -> np.nda
     return np.linspace(low, high, bins + 1)
 
 
+def fine_edges(low: float, high: float, bins: int, *, integer: bool) -> np.ndarray:
+    """Fine grid inside [low, high] for DP histograms, resolving both dense heads and long tails.
+
+    Linear bins alone cannot resolve a column that is mostly zero with a tail to 100,000 (capital gains): when
+    the range spans two orders of magnitude above zero, half the bins are geometric, and whole numbers near the
+    bottom get unit bins. Depends only on the (public or DP) bounds and the bin budget.
+
+    >>> e = fine_edges(0, 99_999, 64, integer=True)
+    >>> e[:3].tolist(), float(e[-1]), len(e) <= 64 + 18
+    ([-0.5, 0.5, 1.5], 99999.5, True)
+    """
+    if integer and np.ceil(high) - np.floor(low) + 1 <= bins:
+        return linear_edges(low, high, bins, integer=True)
+    if not (low >= 0 and high / max(low, 1.0) >= 100):
+        return linear_edges(low, high, bins, integer=integer)
+    half = max(bins // 2, 2)
+    start = max(low, 1.0 if integer else high * 1e-4)
+    edges = np.concatenate([np.linspace(low, high, half + 1), np.geomspace(start, high, half + 1)])
+    if integer:
+        edges = np.floor(edges) + 0.5
+        edges = np.concatenate([edges, np.arange(np.floor(low), np.floor(low) + 16) + 0.5])
+        edges = np.clip(edges, np.floor(low) - 0.5, np.ceil(high) + 0.5)
+        edges = np.concatenate([edges, [np.floor(low) - 0.5, np.ceil(high) + 0.5]])
+    else:
+        edges = np.concatenate([edges, [low, high]])
+    return np.unique(edges)
+
+
 def length_edges(max_length: int) -> np.ndarray:
     """Edges for text lengths in characters: unit bins to 16, then about 12 % wider each, up to ``max_length``.
 

@@ -26,7 +26,7 @@ from privsynth.privacy.accounting import Mechanism
 from privsynth.privacy.contribution import sensitivity
 from privsynth.privacy.ledger import PrivacyLedger, Stage
 from privsynth.privacy.noise import NoiseSource, gaussian, noise_floor_threshold, sparse_threshold
-from privsynth.profile.grids import bin_index, length_edges, linear_edges, magnitude_edges, month_edges, to_days
+from privsynth.profile.grids import bin_index, fine_edges, length_edges, magnitude_edges, month_edges, to_days
 from privsynth.profile.model import (
     BooleanProfile,
     CategoricalProfile,
@@ -179,12 +179,12 @@ def _profile_columns(
         values = corpus.records[name]
         kind = spec.kind
         if kind is ColumnKind.CATEGORICAL:
-            out[name] = _categorical(values, spec, noisy, cfg, n=n, m=m, delta=sparse_delta)
+            out[name] = _categorical(name, values, spec, noisy, cfg, n=n, m=m, delta=sparse_delta)
         elif kind is ColumnKind.NUMERICAL:
             numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-            out[name] = _numerical(numbers, spec, noisy, cfg, n=n, datetime=False)
+            out[name] = _numerical(name, numbers, spec, noisy, cfg, n=n, datetime=False)
         elif kind is ColumnKind.DATETIME:
-            out[name] = _numerical(to_days(values.to_numpy()), spec, noisy, cfg, n=n, datetime=True)
+            out[name] = _numerical(name, to_days(values.to_numpy()), spec, noisy, cfg, n=n, datetime=True)
         elif kind is ColumnKind.BOOLEAN:
             out[name] = _boolean(values, noisy, n=n)
         elif kind is ColumnKind.TEXT:
@@ -205,7 +205,15 @@ def _missing_rate(noisy_missing: float, n: int) -> float:
 
 
 def _categorical(
-    values: pd.Series, spec: ColumnSpec, noisy: _Noisy, cfg: ProfileConfig, *, n: int, m: int, delta: float
+    name: str,
+    values: pd.Series,
+    spec: ColumnSpec,
+    noisy: _Noisy,
+    cfg: ProfileConfig,
+    *,
+    n: int,
+    m: int,
+    delta: float,
 ) -> CategoricalProfile:
     missing = int(values.isna().sum())
     counts = values.dropna().value_counts()
@@ -228,7 +236,11 @@ def _categorical(
     if len(kept) > cfg.max_categories:
         kept = kept[: cfg.max_categories]
     if not kept:
-        log.warning("no category of a column passed the DP threshold; it will be generated as 'other' only")
+        log.warning(
+            "column '%s': no category passed the DP threshold; it will be generated as '__other__' only "
+            "(declare its domain in schema.yaml, or raise epsilon)",
+            name,
+        )
     return CategoricalProfile(
         source=_source(noisy, public=False),
         missing_rate=_missing_rate(released[-1], n),
@@ -238,7 +250,7 @@ def _categorical(
     )
 
 
-def _dp_range(present: np.ndarray, noisy: _Noisy, *, datetime: bool) -> tuple[float, float]:
+def _dp_range(name: str, present: np.ndarray, noisy: _Noisy, *, datetime: bool) -> tuple[float, float]:
     """Bounds from a coarse public grid: the first and last bins whose noisy count clears the noise floor."""
     if noisy.exact:
         if present.size == 0:
@@ -250,7 +262,11 @@ def _dp_range(present: np.ndarray, noisy: _Noisy, *, datetime: bool) -> tuple[fl
     floor = noise_floor_threshold(noise_std=noisy.std, bins=len(counts))
     passing = np.flatnonzero(released >= floor)
     if passing.size == 0:
-        log.warning("a column's range could not be separated from the noise; using its densest bin only")
+        log.warning(
+            "column '%s': its range could not be separated from the noise; using its densest bin only "
+            "(declare bounds in schema.yaml, or raise epsilon)",
+            name,
+        )
         passing = np.array([int(np.argmax(released))])
     # One more grid bin on each side (post-processing): the tails just below the floor are usually there.
     first, last = max(int(passing[0]) - 1, 0), min(int(passing[-1]) + 1, len(counts) - 1)
@@ -271,7 +287,7 @@ def fine_bin_count(records: int, noise_std: float, cap: int) -> int:
 
 
 def _numerical(
-    values: np.ndarray, spec: ColumnSpec, noisy: _Noisy, cfg: ProfileConfig, *, n: int, datetime: bool
+    name: str, values: np.ndarray, spec: ColumnSpec, noisy: _Noisy, cfg: ProfileConfig, *, n: int, datetime: bool
 ) -> NumericalProfile:
     present = values[~np.isnan(values)]
     missing = float(values.size - present.size)
@@ -286,12 +302,16 @@ def _numerical(
         low, high = float(spec.bounds[0]), float(spec.bounds[1])
         public = True
     else:
-        low, high = _dp_range(present, noisy, datetime=datetime)
+        low, high = _dp_range(name, present, noisy, datetime=datetime)
         public = False
     integer = spec.integer and not datetime
     if integer:
         low, high = float(np.floor(low)), float(np.ceil(high))
-    fine = linear_edges(low, high, fine_bin_count(n, noisy.std, cfg.fine_bins), integer=integer)
+    if integer and high - low + 1 <= cfg.fine_bins:
+        # one bin per whole number: spikes (40 hours a week, age 18) survive; noise floors the empty ones
+        fine = fine_edges(low, high, cfg.fine_bins, integer=True)
+    else:
+        fine = fine_edges(low, high, fine_bin_count(n, noisy.std, cfg.fine_bins), integer=integer)
     counts = np.bincount(bin_index(np.clip(present, low, high), fine), minlength=len(fine) - 1)
     released = noisy(np.append(counts.astype(np.float64), missing))
     fine_counts = np.clip(released[:-1], 0.0, None)
@@ -314,23 +334,23 @@ def _numerical(
 def quantile_edges(fine: np.ndarray, counts: np.ndarray, bins: int, *, integer: bool) -> np.ndarray:
     """Edges splitting a (noisy) fine histogram into about ``bins`` equal-mass bins (post-processing).
 
-    Integer columns get edges on half-integers, so every bin holds whole numbers. Duplicate edges are merged.
+    Every edge is a fine edge, so each bin's DP mass is an exact sum of fine counts (no assumption about how
+    mass spreads inside a fine bin). Duplicate edges are merged.
 
     >>> quantile_edges(np.array([0.0, 1, 2, 3, 4]), np.array([1.0, 1, 1, 1]), 2, integer=False).tolist()
     [0.0, 2.0, 4.0]
+    >>> quantile_edges(np.array([-0.5, 0.5, 1.5, 2.5]), np.array([9.0, 0.5, 0.5]), 3, integer=True).tolist()
+    [-0.5, 0.5, 2.5]
     """
+    del integer  # fine edges of integer columns already sit on half-integers
     total = float(counts.sum())
     if total <= 0:
-        cuts = np.linspace(fine[0], fine[-1], bins + 1)
-    else:
-        cdf = np.concatenate([[0.0], np.cumsum(counts) / total])
-        targets = np.linspace(0.0, 1.0, bins + 1)[1:-1]
-        inner = np.interp(targets, cdf, fine)
-        cuts = np.concatenate([[fine[0]], inner, [fine[-1]]])
-    if integer:
-        cuts = np.floor(cuts) + 0.5
-        cuts[0], cuts[-1] = fine[0], fine[-1]
-    return np.unique(cuts)
+        step = max(1, (len(fine) - 1) // bins)
+        return np.unique(np.concatenate([fine[::step], [fine[-1]]]))
+    cdf = np.concatenate([[0.0], np.cumsum(counts) / total])
+    targets = np.linspace(0.0, 1.0, bins + 1)[1:-1]
+    nearest = np.abs(cdf[None, :] - targets[:, None]).argmin(axis=1)  # the fine edge closest in mass
+    return np.unique(np.concatenate([[fine[0]], fine[nearest], [fine[-1]]]))
 
 
 def _boolean(values: pd.Series, noisy: _Noisy, *, n: int) -> BooleanProfile:

@@ -1,0 +1,119 @@
+"""Model verbs: fit and sample."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from privsynth.cli.options import CorpusArg, DeltaOpt, EpsilonOpt, ForceOpt, SeedOpt, SourceOpt, StoreOpt
+from privsynth.cli.output import stderr_console, stdout_console
+from privsynth.config import load_config
+from privsynth.data.corpus import read_corpus
+from privsynth.data.fingerprint import corpus_fingerprint
+from privsynth.errors import ConfigError, OutputExistsError
+from privsynth.privacy.store import LedgerStore
+from privsynth.sampling import parse_conditions, write_synthetic
+from privsynth.synthesizer import Synthesizer
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Pipeline config YAML (see configs/default.yaml).", show_default=False),
+]
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=stderr_console(),
+        transient=True,
+    )
+
+
+def fit(
+    corpus: CorpusArg,
+    epsilon: EpsilonOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to create.", show_default=False)],
+    delta: DeltaOpt = None,
+    config: ConfigOpt = None,
+    holdout_fraction: Annotated[
+        float | None,
+        typer.Option(
+            "--holdout-fraction", min=0.0, max=0.95, help="Real records kept out for audits (default 0.2; 0 allowed)."
+        ),
+    ] = None,
+    seed: SeedOpt = None,
+    source: SourceOpt = None,
+    ledger_store: StoreOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Fit DP generators on a corpus: one (epsilon, delta) for everything, spent in the ledger before any noise.
+
+    Reserves a holdout for audits (keys stored owner-only under MODEL/internal/), bounds each person's records,
+    profiles under DP, trains with DP-SGD. The model folder holds safetensors weights, JSON metadata and the
+    ledger; no pickle.
+    """
+    if not epsilon > 0:
+        raise ConfigError("--epsilon must be > 0")
+    if epsilon > 1000:
+        raise ConfigError("--epsilon above 1000 gives no meaningful guarantee; use at most 1000")
+    if out.exists() and not force:
+        raise OutputExistsError(f"{out} already exists; choose another path or pass --force")
+    settings = load_config(config)
+    if holdout_fraction is not None:
+        settings = settings.model_copy(update={"holdout_fraction": holdout_fraction})
+    data = read_corpus(corpus)
+    store = LedgerStore(ledger_store)
+    label = source or corpus_fingerprint(data)
+    with _progress() as bar:
+        task = bar.add_task("DP-SGD tabular", total=None)
+
+        def report(stage: str, done: int, total: int) -> None:
+            bar.update(task, description=f"DP-SGD {stage}", completed=done, total=total)
+
+        synth = Synthesizer(settings).fit(
+            data, epsilon=epsilon, delta=delta, seed=seed or 0, store=store, source=label, progress=report
+        )
+    synth.save(out, force=force)
+    console = stdout_console()
+    console.print(
+        f"Model written to {out}: epsilon {synth.ledger_.epsilon:.4f} of {epsilon:g}, delta "
+        f"{synth.ledger_.target_delta:.3g}, {len(synth.split_.holdout)} holdout records kept out."
+    )
+    console.print(f"Unit of privacy: {synth.schema_.unit_of_privacy}")
+    for name, reason in synth.skipped_.items():
+        stderr_console().print(f"[yellow]Notice[/yellow]: column '{name}' will be left out of samples: {reason}.")
+    console.print(f"Next: privsynth sample {out} --n 1000 --out synthetic")
+
+
+def sample(
+    model: Annotated[Path, typer.Argument(help="Model folder written by privsynth fit.", show_default=False)],
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of synthetic records.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Synthetic corpus folder to create.", show_default=False)],
+    seed: Annotated[int, typer.Option("--seed", help="Sampling seed; the same seed gives the same records.")] = 0,
+    where: Annotated[
+        list[str] | None,
+        typer.Option("--where", "-w", help="Fix a column: COLUMN=VALUE (repeatable), e.g. diagnosis=pneumonia."),
+    ] = None,
+    table_format: Annotated[str, typer.Option("--format", help="parquet, csv or jsonl.")] = "parquet",
+    force: ForceOpt = False,
+) -> None:
+    """Sample synthetic records into a corpus folder with the real corpus' layout and schema.
+
+    Needs no real data. Identifier columns get fake identities; keys are fresh. Sampling spends no budget.
+    """
+    if out.exists() and not force:
+        raise OutputExistsError(f"{out} already exists; choose another path or pass --force")
+    synth = Synthesizer.load(model)
+    conditions = parse_conditions(where or [])
+    with stderr_console().status(f"Sampling {n} records..."):
+        write_synthetic(synth, out, n=n, seed=seed, conditions=conditions, table_format=table_format, force=force)
+    for name, reason in synth.skipped_.items():
+        stderr_console().print(f"[yellow]Notice[/yellow]: column '{name}' left out: {reason}.")
+    stdout_console().print(f"Synthetic corpus written to {out} ({n} records). Next: privsynth validate {out}")

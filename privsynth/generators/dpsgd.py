@@ -1,0 +1,217 @@
+"""DP-SGD with Opacus: Poisson sampling over units of privacy, per-sample clipping, Gaussian noise.
+
+Shared by every generator. What the accountant assumes is exactly what runs:
+
+- **Poisson sampling** of units of privacy (records, or people with all their records) at rate ``q``;
+  an empty batch still takes a step (noise only), as the analysis requires.
+- **Per-sample clipping** with Opacus' ghost clipping (fast for Linear and Embedding layers) or per-sample
+  gradient hooks. A person with ``m`` records has each record clipped to ``C / m``, so their summed gradient is
+  at most ``C``.
+- **Noise** of standard deviation ``sigma * C`` added to the summed clipped gradient, ``sigma`` being the noise
+  multiplier recorded in the ledger.
+
+The ledger entry (sigma, q, steps) must be spent *before* :func:`train` runs; this module never spends.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from privsynth.privacy.accounting import Mechanism
+
+log = logging.getLogger(__name__)
+
+
+class ClippingMode(StrEnum):
+    """How per-sample gradient norms are obtained."""
+
+    GHOST = "ghost"  # Opacus ghost clipping: norms without materialising per-sample gradients
+    HOOKS = "hooks"  # Opacus fast gradient clipping with per-sample gradients (any supported layer)
+
+
+class OptimConfig(BaseModel):
+    """Optimisation settings of a DP-SGD run (public: chosen without looking at the data)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    batch_size: int = Field(default=512, gt=0, description="Expected batch size (units of privacy per step).")
+    max_sample_rate: float = Field(
+        default=0.1, gt=0, le=1, description="Cap on batch/units, so small corpora keep privacy amplification."
+    )
+    epochs: float = Field(default=20.0, gt=0, description="Passes over the data (sets the number of steps).")
+    lr: float = Field(default=2e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    max_grad_norm: float = Field(default=1.0, gt=0, description="Clipping bound C per unit of privacy.")
+    clipping: ClippingMode = ClippingMode.GHOST
+
+    def sample_rate(self, units: int) -> float:
+        """Poisson rate giving ``batch_size`` expected units out of ``units`` (at most ``max_sample_rate``)."""
+        return min(self.max_sample_rate, self.batch_size / max(units, 1))
+
+    def steps(self, units: int) -> int:
+        """Steps for ``epochs`` passes at the Poisson rate."""
+        return max(1, math.ceil(self.epochs / self.sample_rate(units)))
+
+
+@dataclass(frozen=True)
+class Groups:
+    """Records grouped by unit of privacy: ``order`` lists record indices group by group."""
+
+    order: np.ndarray
+    starts: np.ndarray
+    max_size: int
+
+    @classmethod
+    def from_labels(cls, labels: np.ndarray | None, n: int) -> Groups:
+        """Groups from a per-record label (entity id), or one group per record when ``labels`` is None."""
+        if labels is None:
+            return cls(order=np.arange(n), starts=np.arange(n + 1), max_size=1)
+        _, inverse = np.unique(labels, return_inverse=True)
+        order = np.argsort(inverse, kind="stable")
+        counts = np.bincount(inverse)
+        starts = np.concatenate([[0], np.cumsum(counts)])
+        return cls(order=order, starts=starts, max_size=int(counts.max()) if counts.size else 1)
+
+    @property
+    def count(self) -> int:
+        """Number of units of privacy."""
+        return len(self.starts) - 1
+
+    def records(self, chosen: np.ndarray) -> np.ndarray:
+        """Record indices of the chosen groups."""
+        if chosen.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        if self.max_size == 1:
+            return self.order[self.starts[chosen]]
+        lengths = self.starts[chosen + 1] - self.starts[chosen]
+        first = np.repeat(self.starts[chosen], lengths)
+        within = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        return self.order[first + within]
+
+
+PerSampleLoss = Callable[[nn.Module, np.ndarray], torch.Tensor]
+
+
+class DPSGDTrainer:
+    """Runs one planned DP-SGD mechanism on a model; resumable from :meth:`state_dict`.
+
+    Args:
+        model: the network; validated by Opacus (no BatchNorm, supported layers only).
+        loss: ``loss(module, record_indices) -> per-record loss tensor``.
+        groups: units of privacy.
+        mechanism: the (sigma, q, steps) already spent in the ledger.
+        config: optimisation settings.
+        seed: seeds the sampling and noise generators.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        loss: PerSampleLoss,
+        groups: Groups,
+        mechanism: Mechanism,
+        config: OptimConfig,
+        seed: int,
+    ) -> None:
+        from opacus.grad_sample import GradSampleModuleFastGradientClipping
+        from opacus.optimizers import DPOptimizerFastGradientClipping
+        from opacus.validators import ModuleValidator
+
+        errors = ModuleValidator.validate(model, strict=False)
+        if errors:
+            raise ValueError(f"model is not DP-SGD compatible: {errors}")
+        self.loss = loss
+        self.groups = groups
+        self.mechanism = mechanism
+        self.config = config
+        m = groups.max_size
+        self.record_clip = config.max_grad_norm / m
+        self.module = GradSampleModuleFastGradientClipping(
+            model,
+            batch_first=True,
+            loss_reduction="mean",
+            max_grad_norm=self.record_clip,
+            use_ghost_clipping=config.clipping is ClippingMode.GHOST,
+        )
+        base = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.noise = torch.Generator().manual_seed(seed)
+        self.expected_records = max(mechanism.sample_rate * len(groups.order), 1.0)
+        self.optimizer = DPOptimizerFastGradientClipping(
+            base,
+            # Opacus adds noise of std noise_multiplier * max_grad_norm with max_grad_norm the per-record clip;
+            # the unit of privacy's sensitivity is m records * (C / m) = C, hence sigma * m here.
+            noise_multiplier=mechanism.noise_multiplier * m,
+            max_grad_norm=self.record_clip,
+            expected_batch_size=round(self.expected_records),
+            loss_reduction="mean",
+            generator=self.noise,
+        )
+        self.sampler = np.random.default_rng(seed + 1)
+        self.step = 0
+
+    def _empty_step(self) -> None:
+        """Noise-only step for an empty Poisson batch (the accountant counts it)."""
+        for p in self.optimizer.params:
+            p.summed_grad = torch.zeros_like(p)
+            p.grad = torch.zeros_like(p)
+        self.optimizer.add_noise()
+        self.optimizer.scale_grad()
+        self.optimizer.original_optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def run(self, *, until: int | None = None, on_step: Callable[[int, float], None] | None = None) -> None:
+        """Train from the current step to ``until`` (default: all planned steps)."""
+        from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping
+
+        last = self.mechanism.steps if until is None else min(until, self.mechanism.steps)
+        self.module.train()
+        while self.step < last:
+            chosen = np.flatnonzero(self.sampler.random(self.groups.count) < self.mechanism.sample_rate)
+            indices = self.groups.records(chosen)
+            value = float("nan")
+            if indices.size == 0:
+                self._empty_step()
+            else:
+                self.optimizer.zero_grad(set_to_none=True)
+                per_sample = self.loss(self.module, indices)
+                loss = DPTensorFastGradientClipping(self.module, self.optimizer, per_sample, "mean")
+                with warnings.catch_warnings():
+                    # torch notes that Opacus' backward hooks fire on modules whose inputs (token ids) need no
+                    # gradient; that is expected here and changes nothing.
+                    warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
+                    loss.backward()
+                self.optimizer.step()
+                value = float(per_sample.detach().mean())
+            self.step += 1
+            if on_step is not None:
+                on_step(self.step, value)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: model, optimizer, RNGs, step."""
+        return {
+            "model": self.module._module.state_dict(),
+            "optimizer": self.optimizer.original_optimizer.state_dict(),
+            "noise": self.noise.get_state(),
+            "sampler": self.sampler.bit_generator.state,
+            "step": self.step,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from :meth:`state_dict` output."""
+        self.module._module.load_state_dict(state["model"])
+        self.optimizer.original_optimizer.load_state_dict(state["optimizer"])
+        self.noise.set_state(state["noise"])
+        self.sampler.bit_generator.state = state["sampler"]
+        self.step = int(state["step"])

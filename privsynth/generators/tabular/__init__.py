@@ -1,0 +1,1 @@
+"""The DP tabular generator (any-order autoregressive network over DP-profiled columns)."""

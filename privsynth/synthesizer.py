@@ -1,0 +1,286 @@
+"""The synthesizer: one object that fits every generator under one ledger and samples linked records.
+
+``Synthesizer.fit`` reserves a holdout (for audits), bounds each person's contribution, plans the budget jointly
+(profile + one stage per generator), profiles under DP and trains the generators, each spending its planned
+mechanism in the ledger before drawing noise. ``sample`` needs no real data: tabular fields from the tabular
+generator, fresh keys, and surrogate identities for identifier columns.
+
+A model folder holds only DP outputs and public metadata (safetensors weights, JSON, the ledger), plus an
+``internal/`` folder (owner-only) with the holdout split, which is never released.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from privsynth._version import __version__
+from privsynth.config import FitConfig
+from privsynth.data.corpus import Corpus, atomic_dir
+from privsynth.data.schema import ColumnKind, Schema, dump_schema, schema_from_dict, schema_to_dict
+from privsynth.errors import ConfigError, IntegrityError, NotFittedError
+from privsynth.generators.dpsgd import Groups
+from privsynth.generators.tabular.generator import TABULAR_KINDS, TabularGenerator
+from privsynth.privacy.contribution import bound_contributions
+from privsynth.privacy.ledger import PrivacyLedger, Stage
+from privsynth.privacy.noise import NoiseSource
+from privsynth.privacy.planner import StageShape, check_delta, default_delta, plan_budget
+from privsynth.privacy.store import LedgerStore, new_run_id
+from privsynth.profile.model import load_profile, save_profile
+from privsynth.profile.profiler import dp_profile, plan_queries
+from privsynth.runtime import set_threads
+from privsynth.surrogates import fill_identifiers, surrogate_identities
+
+log = logging.getLogger(__name__)
+
+MODEL_FORMAT = "privsynth-model"
+MODEL_VERSION = 1
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class HoldoutSplit:
+    """Record keys of the real records used for training and those kept out (internal: real keys)."""
+
+    train: tuple[str, ...]
+    holdout: tuple[str, ...]
+
+
+def split_holdout(corpus: Corpus, *, fraction: float, seed: int) -> tuple[Corpus, Corpus, HoldoutSplit]:
+    """Split records (whole people when the schema has an entity) into train and holdout, seeded."""
+    schema = corpus.schema
+    records = corpus.records
+    units = records[schema.entity] if schema.entity is not None else records[schema.key]
+    unique = units.drop_duplicates().to_numpy()
+    rng = np.random.default_rng(seed)
+    held_units = set(rng.permutation(unique)[: math.floor(fraction * len(unique))].tolist()) if fraction > 0 else set()
+    held = units.isin(held_units).to_numpy()
+    train, holdout = corpus.with_records(records[~held]), corpus.with_records(records[held])
+    keys = HoldoutSplit(
+        train=tuple(str(k) for k in train.records[schema.key]),
+        holdout=tuple(str(k) for k in holdout.records[schema.key]),
+    )
+    return train, holdout, keys
+
+
+def _unit_groups(corpus: Corpus) -> Groups:
+    entity = corpus.schema.entity
+    return Groups.from_labels(corpus.records[entity].to_numpy() if entity is not None else None, len(corpus))
+
+
+class Synthesizer:
+    """Fits DP generators for every modality of a corpus under one ledger, and samples linked records.
+
+    Args:
+        config: pipeline settings (public); defaults when omitted.
+    """
+
+    def __init__(self, config: FitConfig | None = None) -> None:
+        self.config = config if config is not None else FitConfig()
+
+    # ----- fitting ----------------------------------------------------------------------------------------------
+
+    def fit(
+        self,
+        corpus: Corpus,
+        *,
+        epsilon: float,
+        delta: float | None = None,
+        seed: int = 0,
+        store: LedgerStore | None = None,
+        source: str | None = None,
+        run_id: str | None = None,
+        progress: Progress | None = None,
+    ) -> Synthesizer:
+        """Fit every generator the schema needs within one (epsilon, delta)."""
+        set_threads(self.config.threads)
+        schema = corpus.schema
+        train, _, split = split_holdout(corpus, fraction=self.config.holdout_fraction, seed=seed)
+        bounded = train.with_records(bound_contributions(train.records, schema, seed=seed))
+        groups = _unit_groups(bounded)
+        if groups.count < 2:
+            raise ConfigError("fewer than 2 people/records left for training; lower --holdout-fraction or add data")
+        chosen_delta = delta if delta is not None else default_delta(groups.count)
+        check_delta(chosen_delta, groups.count)
+        tabular = TabularGenerator(self.config.tabular)
+        has_tabular = any(c.kind in TABULAR_KINDS for c in schema.columns.values())
+        plan_shape = plan_queries(schema)
+        shapes: list[StageShape] = []
+        if plan_shape.queries:
+            shapes.append(StageShape(stage=Stage.PROFILE, sample_rate=1.0, steps=plan_shape.queries))
+        if has_tabular:
+            shapes.append(tabular.shape(groups.count))
+        if not shapes:
+            raise ConfigError("nothing to learn: the schema has only keys and identifiers")
+        extra = plan_shape.extra_delta(chosen_delta, self.config.profile)
+        budget = plan_budget(
+            epsilon=epsilon,
+            delta=chosen_delta,
+            shapes=shapes,
+            shares=self.config.shares([s.stage for s in shapes]),
+            accountant=self.config.accountant,
+            extra_delta=extra,
+        )
+        ledger = PrivacyLedger(
+            epsilon=epsilon,
+            delta=chosen_delta,
+            accountant=self.config.accountant,
+            unit_of_privacy=schema.unit_of_privacy,
+            secure_rng=False,
+        )
+        run = run_id or new_run_id()
+        if store is not None:
+            label = source or "unnamed-source"
+            store.check_cap(label, epsilon)
+            ledger.attach(store.sink(source=label, run_id=run))
+        profile_sigma = budget.mechanism(Stage.PROFILE).noise_multiplier if plan_shape.queries else 1.0
+        profile = dp_profile(
+            bounded,
+            ledger=ledger,
+            noise_multiplier=profile_sigma,
+            noise=NoiseSource(seed, self.config.secure_noise),
+            config=self.config.profile,
+        )
+        if has_tabular:
+            report = None if progress is None else (lambda step, total, _v: progress("tabular", step, total))
+            tabular.fit(
+                bounded,
+                profile=profile,
+                ledger=ledger,
+                noise_multiplier=budget.mechanism(Stage.TABULAR).noise_multiplier,
+                seed=seed,
+                groups=groups,
+                progress=report,
+            )
+        self.schema_ = schema
+        self.profile_ = profile.model_copy(update={"ledger": ledger.state_dict()})
+        self.ledger_ = ledger
+        self.tabular_ = tabular if has_tabular else None
+        self.split_ = split
+        self.seed_ = seed
+        self.run_id_ = run
+        self.source_ = source
+        self.skipped_ = {
+            n: f"no {c.kind} generator in this privsynth version"
+            for n, c in schema.columns.items()
+            if c.kind in (ColumnKind.TEXT, ColumnKind.IMAGE)
+        }
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "ledger_"):
+            raise NotFittedError("this Synthesizer is not fitted; call fit() or Synthesizer.load()")
+
+    # ----- sampling ---------------------------------------------------------------------------------------------
+
+    @property
+    def synthetic_schema(self) -> Schema:
+        """The real schema minus columns no generator produces (never copied from real data)."""
+        self._check_fitted()
+        columns = {n: c for n, c in self.schema_.columns.items() if n not in self.skipped_}
+        return self.schema_.model_copy(update={"columns": columns})
+
+    def sample(
+        self, n: int, *, conditions: Mapping[str, Any] | None = None, seed: int = 0
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """``n`` synthetic records in the schema's canonical types, and their surrogate identities (internal)."""
+        self._check_fitted()
+        if n < 1:
+            raise ConfigError("--n must be at least 1")
+        fixed = dict(conditions or {})
+        schema = self.synthetic_schema
+        unknown = [k for k in fixed if k not in self.schema_.columns]
+        if unknown:
+            tabular = ", ".join(n for n, c in schema.columns.items() if c.kind in TABULAR_KINDS)
+            raise ConfigError(f"--where names unknown column(s) {', '.join(unknown)}; tabular columns: {tabular}")
+        not_tabular = [k for k in fixed if k not in schema.columns or schema.columns[k].kind not in TABULAR_KINDS]
+        if not_tabular:
+            raise ConfigError(
+                f"--where can fix tabular columns only; not: {', '.join(not_tabular)} "
+                f"(identifiers and keys are generated, text and images follow the record)"
+            )
+        if self.tabular_ is not None:
+            records = self.tabular_.sample(n, conditions=fixed, seed=seed)
+        else:
+            records = pd.DataFrame(index=range(n))
+        width = max(7, len(str(n)))
+        for name in schema.names(ColumnKind.KEY):
+            prefix = "SP" if name == schema.entity else "S" if name == schema.key else f"S{name[:3].upper()}"
+            records[name] = [f"{prefix}{i:0{width}d}" for i in range(n)]
+        if schema.names(ColumnKind.IDENTIFIER):
+            identities = surrogate_identities(n, seed=seed, records=records, schema=schema)
+            records = fill_identifiers(records, schema, identities)
+        else:
+            identities = pd.DataFrame(index=range(n))
+        identities.insert(0, schema.key, records[schema.key].to_numpy())
+        return records[list(schema.columns)].reset_index(drop=True), identities
+
+    # ----- persistence ------------------------------------------------------------------------------------------
+
+    def save(self, folder: Path, *, force: bool = False) -> Path:
+        """Write the model folder atomically: weights, metadata, ledger, profile; the split under internal/."""
+        self._check_fitted()
+        with atomic_dir(folder, force=force) as tmp:
+            meta = {
+                "format": MODEL_FORMAT,
+                "version": MODEL_VERSION,
+                "privsynth_version": __version__,
+                "unit_of_privacy": self.schema_.unit_of_privacy,
+                "epsilon": self.ledger_.epsilon,
+                "delta": self.ledger_.target_delta,
+                "seed": self.seed_,
+                "run_id": self.run_id_,
+                "source": self.source_,
+                "generators": ["tabular"] if self.tabular_ is not None else [],
+                "skipped_columns": self.skipped_,
+                "config": self.config.model_dump(mode="json"),
+                "schema": schema_to_dict(self.schema_),
+            }
+            (tmp / "model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+            (tmp / "ledger.json").write_text(json.dumps(self.ledger_.state_dict(), indent=2), encoding="utf-8")
+            (tmp / "schema.yaml").write_text(dump_schema(self.schema_), encoding="utf-8")
+            save_profile(self.profile_, tmp / "profile.json")
+            if self.tabular_ is not None:
+                self.tabular_.save(tmp / "tabular")
+            internal = tmp / "internal"
+            internal.mkdir(mode=0o700)
+            split = {"train": list(self.split_.train), "holdout": list(self.split_.holdout)}
+            fd = os.open(internal / "split.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump({"WARNING": "INTERNAL: real record keys. Never release.", **split}, handle)
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path) -> Synthesizer:
+        """Read a model folder written by :meth:`save` (safetensors + JSON, no pickle)."""
+        meta_path = folder / "model.json"
+        if not meta_path.is_file():
+            raise ConfigError(f"{folder} is not a privsynth model folder (no model.json); run 'privsynth fit' first")
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("format") != MODEL_FORMAT or meta.get("version") != MODEL_VERSION:
+            raise IntegrityError(f"{folder}: unsupported model format {meta.get('format')} v{meta.get('version')}")
+        synth = cls(FitConfig.model_validate(meta["config"]))
+        synth.schema_ = schema_from_dict(meta["schema"], source=str(meta_path))
+        synth.ledger_ = PrivacyLedger.from_state_dict(json.loads((folder / "ledger.json").read_text("utf-8")))
+        synth.profile_ = load_profile(folder / "profile.json")
+        synth.tabular_ = TabularGenerator.load(folder / "tabular") if "tabular" in meta["generators"] else None
+        synth.seed_ = int(meta["seed"])
+        synth.run_id_ = str(meta["run_id"])
+        synth.source_ = meta.get("source")
+        synth.skipped_ = dict(meta.get("skipped_columns", {}))
+        split_file = folder / "internal" / "split.json"
+        if split_file.is_file():
+            split = json.loads(split_file.read_text("utf-8"))
+            synth.split_ = HoldoutSplit(train=tuple(split["train"]), holdout=tuple(split["holdout"]))
+        else:
+            synth.split_ = HoldoutSplit(train=(), holdout=())
+        return synth

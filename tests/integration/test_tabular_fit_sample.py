@@ -1,0 +1,130 @@
+"""Fit/sample on the demo corpus' tabular part with the tiny config (seconds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from privsynth.config import load_config
+from privsynth.data.corpus import Corpus, read_corpus
+from privsynth.data.schema import ColumnKind, schema_from_dict
+from privsynth.errors import BudgetExceededError, ConfigError
+from privsynth.privacy.store import LedgerStore
+from privsynth.synthesizer import Synthesizer
+
+SMALL = Path(__file__).resolve().parents[2] / "configs" / "small.yaml"
+
+
+@pytest.fixture(scope="module")
+def fitted(demo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Synthesizer, Corpus, LedgerStore]:
+    corpus = read_corpus(demo_dir)
+    store = LedgerStore(tmp_path_factory.mktemp("store") / "ledger.sqlite")
+    synth = Synthesizer(load_config(SMALL)).fit(corpus, epsilon=3.0, seed=5, store=store, source="demo")
+    return synth, corpus, store
+
+
+def test_ledger_spends_the_requested_epsilon_once(fitted) -> None:
+    synth, _, store = fitted
+    assert 0.97 * 3.0 <= synth.ledger_.epsilon <= 3.0
+    assert [e.stage.value for e in synth.ledger_.entries] == ["profile", "tabular"]
+    assert "person identified by 'patient_id'" in synth.ledger_.unit_of_privacy
+    rows = store.rows("demo")
+    assert [r["stage"] for r in rows] == ["profile", "tabular"]
+    assert store.total("demo").epsilon == pytest.approx(synth.ledger_.epsilon)
+
+
+def test_samples_have_the_schema_types_and_respect_declared_domains(fitted) -> None:
+    synth, corpus, _ = fitted
+    records, identities = synth.sample(3000, seed=1)
+    schema = synth.synthetic_schema
+    assert list(records.columns) == list(schema.columns)
+    assert "note" not in records.columns and "scan" not in records.columns  # no generator yet: left out
+    assert set(synth.skipped_) == {"note", "scan"}
+    for name, spec in schema.columns.items():
+        values = records[name]
+        if spec.kind is ColumnKind.CATEGORICAL and spec.domain is not None:
+            assert set(values.dropna()) <= set(spec.domain), name
+        if spec.kind is ColumnKind.NUMERICAL and spec.bounds is not None:
+            present = values.dropna().astype(float)
+            assert present.between(*spec.bounds).all(), name
+        if spec.kind is ColumnKind.NUMERICAL and spec.integer:
+            assert str(values.dtype) == "Int64", name
+        if spec.kind is ColumnKind.DATETIME and spec.date_range is not None:
+            present = values.dropna()
+            assert present.min() >= pd.Timestamp(spec.date_range[0]), name
+            assert present.max() <= pd.Timestamp(spec.date_range[1]) + pd.Timedelta(days=1), name
+        if spec.kind is ColumnKind.DATETIME and spec.date_only:
+            assert (values.dropna() == values.dropna().dt.normalize()).all()
+    assert str(records["smoker"].dtype) == "boolean"
+    # keys are fresh, identities are surrogates, not copies of real records
+    assert records["record_id"].is_unique and records["record_id"].str.startswith("S").all()
+    assert not set(records["ssn"]) & set(corpus.records["ssn"])
+    assert not set(records["mrn"]) & set(corpus.records["mrn"])
+    assert (identities["record_id"] == records["record_id"]).all()
+
+
+def test_sampling_is_deterministic_and_survives_save_load(fitted, tmp_path: Path) -> None:
+    synth, _, _ = fitted
+    a, _ = synth.sample(500, seed=9)
+    synth.save(tmp_path / "model")
+    b, _ = Synthesizer.load(tmp_path / "model").sample(500, seed=9)
+    pd.testing.assert_frame_equal(a, b)
+    c, _ = synth.sample(500, seed=10)
+    assert not a.equals(c)
+    assert not list((tmp_path / "model").rglob("*.pkl")) and not list((tmp_path / "model").rglob("*.pt"))
+    internal = tmp_path / "model" / "internal"
+    assert internal.stat().st_mode & 0o777 == 0o700
+    assert (internal / "split.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_conditional_sampling_respects_conditions(fitted) -> None:
+    synth, _, _ = fitted
+    records, _ = synth.sample(400, conditions={"diagnosis": "pneumonia", "age": "70", "smoker": "true"}, seed=2)
+    assert (records["diagnosis"] == "pneumonia").all()
+    assert (records["age"] == 70).all()
+    assert records["smoker"].all()
+    with pytest.raises(ConfigError, match="not a category"):
+        synth.sample(10, conditions={"diagnosis": "flu"})
+    with pytest.raises(ConfigError, match="tabular columns only"):
+        synth.sample(10, conditions={"name": "Ann"})
+
+
+def test_a_category_held_by_one_person_never_appears(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    n = 300
+    frame = pd.DataFrame(
+        {
+            "id": [f"r{i}" for i in range(n)],
+            "job": rng.choice(["nurse", "teacher"], size=n).astype(object),
+            "age": pd.array(rng.integers(20, 60, size=n), dtype="Int64"),
+        }
+    )
+    frame.loc[7, "job"] = "astronaut"
+    schema = schema_from_dict(
+        {
+            "key": "id",
+            "columns": {
+                "id": {"kind": "key"},
+                "job": {"kind": "categorical"},
+                "age": {"kind": "numerical", "integer": True, "bounds": [18, 70]},
+            },
+        },
+        source="t",
+    )
+    corpus = Corpus(records=frame, schema=schema, root=tmp_path)
+    config = load_config(SMALL).model_copy(update={"holdout_fraction": 0.0})
+    for seed in range(3):
+        synth = Synthesizer(config).fit(corpus, epsilon=2.0, seed=seed)
+        records, _ = synth.sample(2000, seed=seed)
+        assert "astronaut" not in set(records["job"])
+
+
+def test_store_cap_refuses_a_fit_before_it_starts(demo_dir: Path, tmp_path: Path) -> None:
+    store = LedgerStore(tmp_path / "l.sqlite")
+    store.set_cap("demo", 1.0)
+    with pytest.raises(BudgetExceededError, match="past the cap"):
+        Synthesizer(load_config(SMALL)).fit(read_corpus(demo_dir), epsilon=2.0, store=store, source="demo")
+    assert store.rows("demo") == []

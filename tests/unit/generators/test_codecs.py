@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from privsynth.errors import ConfigError
+from privsynth.generators.tabular.codecs import (
+    BooleanCodec,
+    CategoricalCodec,
+    DatetimeCodec,
+    NumericalCodec,
+    codec_from_dict,
+)
+from privsynth.profile.grids import fine_edges, to_days
+
+
+def numerical(integer: bool = True) -> NumericalCodec:
+    return NumericalCodec(
+        "x",
+        bin_edges=[-0.5, 10.5, 20.5, 100.5],
+        fine_edges=list(fine_edges(0, 100, 256, integer=True)),
+        fine_counts=[1.0] * 101,
+        integer=integer,
+        bounds=(0.0, 100.0),
+        nullable=True,
+        missing_rate=0.1,
+        records=100,
+        count_noise=0.0,
+    )
+
+
+def test_numerical_sampling_stays_in_its_bin_and_bounds(rng: np.random.Generator) -> None:
+    codec = numerical()
+    tokens = np.array([[0], [1], [2], [3]] * 500)
+    values = codec.decode(tokens, rng)
+    assert str(values.dtype) == "Int64"
+    v = values.to_numpy(dtype=float, na_value=np.nan)
+    assert ((v[0::4] >= 0) & (v[0::4] <= 10)).all()
+    assert ((v[1::4] >= 11) & (v[1::4] <= 20)).all()
+    assert ((v[2::4] >= 21) & (v[2::4] <= 100)).all()
+    assert np.isnan(v[3::4]).all()
+    # within-bin sampling spreads over the bin instead of repeating one value
+    assert len(set(v[2::4])) > 30
+
+
+def test_numerical_encode_matches_bins() -> None:
+    codec = numerical()
+    tokens = codec.encode(pd.Series([0, 10, 11, 100, None], dtype="Int64"))
+    assert tokens[:, 0].tolist() == [0, 0, 1, 2, 3]
+
+
+def test_categorical_round_trip_and_other() -> None:
+    codec = CategoricalCodec("c", categories=["a", "b"], has_other=True, nullable=True, counts=[5, 3], records=10)
+    tokens = codec.encode(pd.Series(["a", "b", "zzz", None], dtype=object))
+    assert tokens[:, 0].tolist() == [0, 1, 2, 3]
+    assert codec.decode(tokens, np.random.default_rng(0)).tolist() == ["a", "b", "__other__", None]
+    with pytest.raises(ConfigError, match="not a category the model knows"):
+        codec.condition("zzz")
+
+
+def test_boolean_and_datetime_round_trip(rng: np.random.Generator) -> None:
+    b = BooleanCodec("b", nullable=True, p_true=0.3, records=10)
+    tokens = b.encode(pd.Series([True, False, None], dtype="boolean"))
+    assert b.decode(tokens, rng).tolist() == [True, False, pd.NA]
+    days = to_days(np.array(["2020-01-01", "2020-12-31"], dtype="datetime64[ns]"))
+    d = DatetimeCodec(
+        "d",
+        date_only=True,
+        bin_edges=[days[0], days[1] + 1],
+        fine_edges=[days[0], days[1] + 1],
+        fine_counts=[10.0],
+        integer=False,
+        bounds=(days[0], days[1] + 1),
+        nullable=False,
+    )
+    stamps = pd.Series(pd.to_datetime(["2020-03-02", "2020-07-15"]))  # a Monday and a Wednesday
+    encoded = d.encode(stamps)
+    decoded = d.decode(np.tile(encoded, (200, 1)), rng)
+    assert (decoded == decoded.dt.normalize()).all()  # date_only: whole days
+    assert decoded.min() >= pd.Timestamp("2020-01-01") and decoded.max() <= pd.Timestamp("2021-01-01")
+    assert set(decoded.dt.weekday[0::2]) <= {0} and set(decoded.dt.weekday[1::2]) <= {2}
+
+
+@pytest.mark.parametrize(
+    "codec", [numerical(), CategoricalCodec("c", categories=["a"], has_other=False, nullable=False)]
+)
+def test_to_dict_round_trip(codec) -> None:
+    again = codec_from_dict(codec.to_dict())
+    assert again.to_dict() == codec.to_dict()
+
+
+def test_prior_marks_noisy_tokens_unreliable() -> None:
+    codec = CategoricalCodec(
+        "c",
+        categories=["big", "tiny"],
+        has_other=False,
+        nullable=False,
+        counts=[5000, 30],
+        records=5030,
+        count_noise=10.0,
+    )
+    prior = codec.prior()[0]
+    assert prior is not None
+    assert prior.reliable.tolist() == [True, False]
+    assert prior.p.sum() == pytest.approx(1.0)

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from privsynth.generators.dpsgd import DPSGDTrainer, Groups, OptimConfig
+from privsynth.privacy.accounting import Mechanism
+
+
+def tiny_problem() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    x = torch.randn(200, 4)
+    y = x[:, :1] * 2.0
+    return model, x, y
+
+
+def make(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, rate: float = 0.2) -> DPSGDTrainer:
+    def loss(module: nn.Module, rows: np.ndarray) -> torch.Tensor:
+        return ((module(x[rows]) - y[rows]) ** 2).squeeze(1)
+
+    return DPSGDTrainer(
+        model,
+        loss=loss,
+        groups=Groups.from_labels(None, len(x)),
+        mechanism=Mechanism(noise_multiplier=0.5, sample_rate=rate, steps=steps),
+        config=OptimConfig(batch_size=40, lr=0.01),
+        seed=3,
+    )
+
+
+def test_groups_sample_whole_people() -> None:
+    groups = Groups.from_labels(np.array(["a", "b", "a", "c", "b", "a"]), 6)
+    assert groups.count == 3 and groups.max_size == 3
+    assert sorted(groups.records(np.array([0])).tolist()) == [0, 2, 5]
+    assert sorted(groups.records(np.array([1, 2])).tolist()) == [1, 3, 4]
+    assert groups.records(np.array([], dtype=int)).size == 0
+
+
+def test_resume_gives_the_same_model_as_an_uninterrupted_run() -> None:
+    model, x, y = tiny_problem()
+    full = make(model, x, y, steps=20)
+    full.run()
+    model2, _, _ = tiny_problem()
+    first = make(model2, x, y, steps=20)
+    first.run(until=8)
+    state = first.state_dict()
+    model3, _, _ = tiny_problem()
+    resumed = make(model3, x, y, steps=20)
+    resumed.load_state_dict(state)
+    resumed.run()
+    for a, b in zip(full.module._module.parameters(), resumed.module._module.parameters(), strict=True):
+        assert torch.allclose(a, b)
+
+
+def test_empty_batches_still_take_a_noisy_step() -> None:
+    model, x, y = tiny_problem()
+    trainer = make(model, x, y, steps=30, rate=1e-4)  # nearly every Poisson batch is empty
+    before = [p.detach().clone() for p in model.parameters()]
+    seen: list[float] = []
+    trainer.run(on_step=lambda _step, value: seen.append(value))
+    assert trainer.step == 30
+    assert sum(np.isnan(v) for v in seen) >= 25
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
