@@ -78,7 +78,7 @@ def nearest(reference: np.ndarray, queries: np.ndarray, k: int = 1) -> tuple[np.
 
 @dataclass(frozen=True)
 class DCRShare:
-    """DCR share with a bootstrap confidence interval."""
+    """DCR share with a bootstrap confidence interval (kept for benchmarks; the audit uses :class:`DistanceAudit`)."""
 
     share: float
     low: float
@@ -88,29 +88,101 @@ class DCRShare:
 
 
 def dcr_share(
+    train: np.ndarray, holdout: np.ndarray, synthetic: np.ndarray, *, seed: int = 0, bootstrap: int = 500
+) -> DCRShare:
+    """DCR share against an equal-size train sample, with a 95 % bootstrap CI over synthetic rows."""
+    result = distance_audit(train, holdout, synthetic, space="tabular", seed=seed, bootstrap=bootstrap)
+    return DCRShare(result.dcr_share, result.dcr_low, result.dcr_high, result.identical_train, result.identical_holdout)
+
+
+@dataclass(frozen=True)
+class DistanceAudit:
+    """Memorization metrics in one feature space. Synthetic numbers sit beside real-unseen baselines.
+
+    - ``dcr_share``: P[d(s, train) < d(s, holdout)] + ties/2 over synthetic rows (ideal 0.5), 95 % CI;
+    - ``identical_train`` / ``identical_holdout``: synthetic rows identical to a train / holdout row;
+    - ``nndr_synthetic`` / ``nndr_holdout``: median nearest-to-second-nearest distance ratio to train, for
+      synthetic rows and for holdout rows (small ratios mean a row sits on one specific training record);
+    - ``near_copy_threshold``: the 0.1 % quantile of non-zero holdout-to-train distances; ``near_copy_*`` are the
+      shares of synthetic / holdout rows closer than that to train without being identical.
+    """
+
+    space: str
+    rows: int
+    dcr_share: float
+    dcr_low: float
+    dcr_high: float
+    identical_train: float
+    identical_holdout: float
+    nndr_synthetic: float
+    nndr_holdout: float
+    near_copy_threshold: float
+    near_copy_synthetic: float
+    near_copy_holdout: float
+
+    @property
+    def identical_excess(self) -> float:
+        """Identical-to-train share beyond what identical-to-holdout shows (duplicates in the population)."""
+        return self.identical_train - self.identical_holdout
+
+    @property
+    def near_copy_excess(self) -> float:
+        """Near-copy share beyond the real-unseen baseline."""
+        return self.near_copy_synthetic - self.near_copy_holdout
+
+
+def _equal_sizes(train: np.ndarray, holdout: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    if len(train) > len(holdout):
+        train = train[np.sort(rng.choice(len(train), size=len(holdout), replace=False))]
+    elif len(holdout) > len(train):
+        holdout = holdout[np.sort(rng.choice(len(holdout), size=len(train), replace=False))]
+    return train, holdout
+
+
+def distance_audit(
     train: np.ndarray,
     holdout: np.ndarray,
     synthetic: np.ndarray,
     *,
+    space: str,
     seed: int = 0,
     bootstrap: int = 500,
     tie_tolerance: float = 1e-6,
-) -> DCRShare:
-    """DCR share against an equal-size train sample, with a 95 % bootstrap CI over synthetic rows."""
+) -> DistanceAudit:
+    """All distance metrics of one space (exact FAISS search)."""
     rng = np.random.default_rng(seed)
-    if len(train) > len(holdout):
-        train = train[rng.choice(len(train), size=len(holdout), replace=False)]
-    elif len(holdout) > len(train):
-        holdout = holdout[rng.choice(len(holdout), size=len(train), replace=False)]
-    d_train = nearest(train, synthetic)[0][:, 0]
-    d_holdout = nearest(holdout, synthetic)[0][:, 0]
+    train_eq, holdout_eq = _equal_sizes(train, holdout, rng)
+    d_train = nearest(train_eq, synthetic)[0][:, 0]
+    d_holdout = nearest(holdout_eq, synthetic)[0][:, 0]
     tie = np.abs(d_train - d_holdout) <= tie_tolerance
     score = np.where(tie, 0.5, (d_train < d_holdout).astype(np.float64))
     boots = [score[rng.integers(0, len(score), len(score))].mean() for _ in range(bootstrap)]
-    return DCRShare(
-        share=float(score.mean()),
-        low=float(np.quantile(boots, 0.025)),
-        high=float(np.quantile(boots, 0.975)),
-        identical_train=float((d_train <= tie_tolerance).mean()),
+    # full train for identity, NNDR and near copies (holdout rows are the real-unseen baseline)
+    k = 2 if len(train) > 1 else 1
+    syn_d = nearest(train, synthetic, k=k)[0]
+    hold_d = nearest(train, holdout, k=k)[0]
+    positive = hold_d[:, 0][hold_d[:, 0] > tie_tolerance]
+    threshold = float(np.quantile(positive, 0.001)) if positive.size else 0.0
+
+    def nndr(d: np.ndarray) -> float:
+        if d.shape[1] < 2:
+            return 1.0
+        return float(np.median(d[:, 0] / np.maximum(d[:, 1], 1e-12)))
+
+    def near(d: np.ndarray) -> float:
+        return float(((d[:, 0] > tie_tolerance) & (d[:, 0] < threshold)).mean())
+
+    return DistanceAudit(
+        space=space,
+        rows=len(synthetic),
+        dcr_share=float(score.mean()),
+        dcr_low=float(np.quantile(boots, 0.025)),
+        dcr_high=float(np.quantile(boots, 0.975)),
+        identical_train=float((d_train <= tie_tolerance).mean()),  # equal-size samples: comparable rates
         identical_holdout=float((d_holdout <= tie_tolerance).mean()),
+        nndr_synthetic=nndr(syn_d),
+        nndr_holdout=nndr(hold_d),
+        near_copy_threshold=threshold,
+        near_copy_synthetic=near(syn_d),
+        near_copy_holdout=near(hold_d),
     )

@@ -16,7 +16,7 @@ from rich.markup import escape
 from typer.exceptions import TyperException
 
 from privsynth._version import __version__
-from privsynth.cli import corpus_cmds, model_cmds, privacy_cmds
+from privsynth.cli import audit_cmds, corpus_cmds, model_cmds, privacy_cmds
 from privsynth.cli.output import ExitCode, setup_logging, stderr_console
 from privsynth.errors import IntegrityError, PrivacyError, UserError
 
@@ -87,6 +87,7 @@ app.command("convert")(corpus_cmds.convert)
 app.command("profile")(privacy_cmds.profile)
 app.command("fit")(model_cmds.fit)
 app.command("sample")(model_cmds.sample)
+app.command("audit")(audit_cmds.audit)
 app.add_typer(privacy_cmds.ledger_app, name="ledger")
 
 

@@ -1,0 +1,227 @@
+"""The PII audit of a synthetic corpus: detectors, replay scan, surrogate-aware classification, OCR.
+
+A detection is **generated** when its text is part of the synthetic record's own surrogate identity (or another
+synthetic record's: still fake), or a date of the record's own synthetic fields; anything else is
+**unexplained**. A replay hit (a real identifier value found verbatim) is unexplained unless the same value is
+also that record's surrogate (Faker may draw a name a real patient has). Counts leave this module; the spans
+themselves only appear in INTERNAL example lists.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image
+
+from privsynth.audit.pii.engine import Detection, PiiScanner
+from privsynth.audit.pii.replay import ReplayScanner, normalise
+from privsynth.data.corpus import Corpus
+from privsynth.data.schema import ColumnKind
+
+_KIND_OF_ENTITY = {"PERSON": "person"}
+
+
+@dataclass
+class EntityCounts:
+    """Detections of one entity type in one column."""
+
+    generated: int = 0
+    unexplained: int = 0
+
+
+@dataclass
+class PiiReport:
+    """Aggregate PII findings (counts only unless examples were asked for)."""
+
+    detectors: list[str]
+    columns: dict[str, dict[str, EntityCounts]] = field(default_factory=dict)
+    scanned_cells: int = 0
+    replay_needles: int = 0
+    replay: dict[str, EntityCounts] = field(default_factory=dict)
+    ocr: str = "not run"
+    ocr_images: int = 0
+    examples: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def unexplained(self) -> int:
+        """Detections no surrogate or synthetic field explains."""
+        return sum(c.unexplained for cols in self.columns.values() for c in cols.values())
+
+    @property
+    def replay_unexplained(self) -> int:
+        """Real identifier values found in synthetic output and not explained by the record's surrogate."""
+        return sum(c.unexplained for c in self.replay.values())
+
+
+def _record_values(row: pd.Series) -> set[str]:
+    return {normalise(str(v)) for v in row.to_numpy() if isinstance(v, str) and v}
+
+
+def _date_forms(values: list[pd.Timestamp]) -> set[str]:
+    out = set()
+    for stamp in values:
+        if pd.notna(stamp):
+            out |= {stamp.strftime(f) for f in ("%Y-%m-%d", "%m/%d/%Y", "%d/%m/%Y", "%B %d, %Y", "%b %d, %Y")}
+    return {normalise(v) for v in out}
+
+
+def build_replay(real: Corpus, scanner: PiiScanner, *, text_sample: int = 5000) -> ReplayScanner:
+    """Needles: every identifier value of the real corpus and every PII span detected in (a sample of) its text."""
+    replay = ReplayScanner()
+    for name, spec in real.schema.columns.items():
+        if spec.kind is ColumnKind.IDENTIFIER and spec.pii is not None:
+            replay.add(spec.pii.value, real.records[name].dropna().astype(str))
+    for name in real.schema.names(ColumnKind.TEXT):
+        texts = real.records[name].dropna().astype(str).head(text_sample).tolist()
+        for text, found in zip(texts, scanner.scan_many(texts), strict=True):
+            for d in found:
+                if d.entity not in ("DATE_TIME", "URL"):
+                    replay.add(_KIND_OF_ENTITY.get(d.entity, d.entity.lower()), [text[d.start : d.end]])
+    return replay.finalize()
+
+
+def _ocr(images: list[Image.Image], tesseract: str) -> list[str]:
+    """Text burned into images, with the tesseract command-line tool (images upscaled for legibility)."""
+    texts = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, image in enumerate(images):
+            path = Path(tmp) / f"{i}.png"
+            scale = max(1, 256 // max(image.size))
+            image.convert("L").resize((image.size[0] * scale, image.size[1] * scale)).save(path)
+            proc = subprocess.run(
+                [tesseract, str(path), "stdout", "--psm", "6"],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=60,
+            )
+            texts.append(proc.stdout.strip())
+    return texts
+
+
+def audit_pii(
+    real: Corpus,
+    synthetic: Corpus,
+    *,
+    scanner: PiiScanner,
+    registry: pd.DataFrame | None,
+    include_examples: bool = False,
+    ocr: str = "auto",
+    ocr_limit: int = 300,
+    progress: Callable[[str], None] | None = None,
+) -> PiiReport:
+    """Scan every synthetic text and string column; replay real identifiers; classify what was found."""
+    report = PiiReport(detectors=[*scanner.detectors, "ReplayScanner (Aho-Corasick over real identifiers)"])
+    if progress is not None:
+        progress("building the replay automaton from real identifiers")
+    replay = build_replay(real, scanner)
+    report.replay_needles = len(replay)
+    schema = synthetic.schema
+    records = synthetic.records
+    surrogates = registry.set_index(schema.key) if registry is not None and schema.key in registry.columns else None
+    all_surrogates: set[str] = set()
+    if surrogates is not None:
+        for column in surrogates.columns:
+            all_surrogates |= {normalise(str(v)) for v in surrogates[column].dropna()}
+    dates = schema.names(ColumnKind.DATETIME)
+    scan_columns = [
+        n
+        for n, c in schema.columns.items()
+        if c.kind in (ColumnKind.TEXT, ColumnKind.IDENTIFIER, ColumnKind.CATEGORICAL) and n in records.columns
+    ]
+    for row_index in range(len(records)):
+        row = records.iloc[row_index]
+        key = row[schema.key] if schema.key in records.columns else None
+        own = set()
+        if surrogates is not None and key in surrogates.index:
+            own = _record_values(surrogates.loc[key])
+        own |= _date_forms([row[d] for d in dates])
+        for column in scan_columns:
+            value = row[column]
+            if not isinstance(value, str) or not value:
+                continue
+            report.scanned_cells += 1
+            _classify(report, column, value, scanner.scan(value), own, all_surrogates, include_examples)
+            for hit in replay.find(value):
+                counts = report.replay.setdefault(hit.kind, EntityCounts())
+                if hit.value in own or any(hit.value in o for o in own):
+                    counts.generated += 1
+                else:
+                    counts.unexplained += 1
+                    if include_examples and len(report.examples) < 50:
+                        report.examples.append(
+                            {
+                                "check": "replay",
+                                "column": column,
+                                "record": str(key),
+                                "kind": hit.kind,
+                                "text": hit.value,
+                            }
+                        )
+    _ocr_images(report, synthetic, scanner, replay, ocr, ocr_limit)
+    return report
+
+
+def _classify(
+    report: PiiReport,
+    column: str,
+    value: str,
+    found: list[Detection],
+    own: set[str],
+    all_surrogates: set[str],
+    include_examples: bool,
+) -> None:
+    per_entity = report.columns.setdefault(column, {})
+    for d in found:
+        span = normalise(value[d.start : d.end])
+        counts = per_entity.setdefault(d.entity, EntityCounts())
+        explained = span in own or span in all_surrogates or any(span in o for o in own if len(span) >= 4)
+        if d.entity == "PERSON" and not explained:
+            # "Mr. Smith" is explained when Smith is the record's surrogate surname
+            last = span.split(" ")[-1]
+            explained = any(last == o.split(" ")[-1] for o in own if " " in o)
+        if explained:
+            counts.generated += 1
+        else:
+            counts.unexplained += 1
+            if include_examples and len(report.examples) < 50:
+                report.examples.append(
+                    {"check": "detector", "column": column, "kind": d.entity, "text": value[d.start : d.end]}
+                )
+
+
+def _ocr_images(
+    report: PiiReport, synthetic: Corpus, scanner: PiiScanner, replay: ReplayScanner, mode: str, limit: int
+) -> None:
+    columns = synthetic.schema.names(ColumnKind.IMAGE)
+    if mode == "off" or not columns:
+        report.ocr = "off" if mode == "off" else "no image columns"
+        return
+    tesseract = shutil.which("tesseract")
+    if tesseract is None:
+        report.ocr = "tesseract not installed (Debian: apt-get install tesseract-ocr)"
+        return
+    images = []
+    for column in columns:
+        for i in range(min(limit, len(synthetic))):
+            if synthetic.records[column].iloc[i] is not None:
+                images.append(synthetic.image(column, i))
+    texts = _ocr(images, tesseract)
+    report.ocr_images = len(images)
+    report.ocr = f"tesseract on {len(images)} image(s)" + (
+        f" (first {limit} per column)" if len(synthetic) > limit else ""
+    )
+    for text in texts:
+        if not text:
+            continue
+        per = report.columns.setdefault("<ocr>", {})
+        for d in scanner.scan(text):
+            per.setdefault(d.entity, EntityCounts()).unexplained += 1
+        for hit in replay.find(text):
+            report.replay.setdefault(hit.kind, EntityCounts()).unexplained += 1

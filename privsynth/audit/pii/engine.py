@@ -1,0 +1,149 @@
+"""The PII scanner: Presidio offline, with privsynth's recognizers for identifiers Presidio lacks.
+
+Nothing is fetched: the NLP engine is a blank spaCy tokenizer (or the user's local NER model), and the e-mail
+recognizer validates domains against ``tldextract``'s bundled public-suffix snapshot instead of downloading it.
+URL hits inside e-mail addresses are dropped (Presidio reports the domain of every e-mail as a URL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from typing_extensions import override
+
+from privsynth.audit.pii.nlp import build_nlp_engine
+from privsynth.audit.pii.recognizers import (
+    AgeOver89Recognizer,
+    MrnRecognizer,
+    NameDictionaryRecognizer,
+    StreetAddressRecognizer,
+    UsZipRecognizer,
+    VinRecognizer,
+)
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One PII span found in a text."""
+
+    entity: str
+    start: int
+    end: int
+    score: float
+
+
+def _offline_email_recognizer() -> Any:
+    from presidio_analyzer.predefined_recognizers import EmailRecognizer
+    from tldextract import TLDExtract
+
+    extractor = TLDExtract(suffix_list_urls=(), cache_dir=None)  # bundled snapshot: never fetches
+
+    class OfflineEmailRecognizer(EmailRecognizer):
+        @override
+        def validate_result(self, pattern_text: str) -> bool:
+            return bool(extractor(pattern_text).fqdn != "")
+
+    return OfflineEmailRecognizer()
+
+
+def _predefined() -> list[Any]:
+    from presidio_analyzer import predefined_recognizers as pr
+
+    return [
+        _offline_email_recognizer(),
+        pr.UsSsnRecognizer(),
+        pr.PhoneRecognizer(supported_regions=("US", "UK", "DE", "FR", "CA")),
+        pr.CreditCardRecognizer(),
+        pr.IbanRecognizer(),
+        pr.IpRecognizer(),
+        pr.UrlRecognizer(),
+        pr.DateRecognizer(),
+        pr.UsPassportRecognizer(),
+        pr.UsBankRecognizer(),
+        pr.UsItinRecognizer(),
+        pr.UsLicenseRecognizer(),
+        pr.MedicalLicenseRecognizer(),
+        pr.UsNpiRecognizer(),
+    ]
+
+
+class PiiScanner:
+    """Finds PII spans in texts.
+
+    Args:
+        spacy_model: an installed spaCy NER model name or local path; ``None`` uses the blank tokenizer.
+        score_threshold: minimum Presidio score kept.
+        extra_first_names, extra_last_names: names added to the dictionary recognizer.
+    """
+
+    def __init__(
+        self,
+        *,
+        spacy_model: str | None = None,
+        score_threshold: float = 0.4,
+        extra_first_names: Iterable[str] = (),
+        extra_last_names: Iterable[str] = (),
+    ) -> None:
+        self.spacy_model = spacy_model
+        self.score_threshold = score_threshold
+        self.extra_first_names = tuple(extra_first_names)
+        self.extra_last_names = tuple(extra_last_names)
+
+    @cached_property
+    def _engine(self) -> tuple[Any, list[str], list[str]]:
+        from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+
+        nlp_engine, nlp_name = build_nlp_engine(self.spacy_model)
+        recognizers = [
+            *_predefined(),
+            MrnRecognizer(),
+            UsZipRecognizer(),
+            StreetAddressRecognizer(),
+            VinRecognizer(),
+            AgeOver89Recognizer(),
+            NameDictionaryRecognizer(self.extra_first_names, self.extra_last_names),
+        ]
+        if self.spacy_model:
+            from presidio_analyzer.predefined_recognizers import SpacyRecognizer
+
+            recognizers.append(SpacyRecognizer(supported_entities=["PERSON", "LOCATION", "NRP"]))
+        registry = RecognizerRegistry(recognizers=recognizers, supported_languages=["en"])
+        engine = AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=["en"])
+        entities = sorted({e for r in recognizers for e in r.supported_entities})
+        detectors = [nlp_name, *(type(r).__name__ for r in recognizers)]
+        return engine, entities, detectors
+
+    @property
+    def detectors(self) -> list[str]:
+        """Names of the NLP engine and every active recognizer (written into the report)."""
+        return self._engine[2]
+
+    @property
+    def entities(self) -> list[str]:
+        """Entity types the scanner can report."""
+        return self._engine[1]
+
+    def scan(self, text: str) -> list[Detection]:
+        """PII spans of one text, URL-inside-e-mail hits removed."""
+        engine, entities, _ = self._engine
+        if not text:
+            return []
+        results = engine.analyze(text=text, language="en", entities=entities, score_threshold=self.score_threshold)
+        found = [Detection(r.entity_type, r.start, r.end, float(r.score)) for r in results]
+        emails = [(d.start, d.end) for d in found if d.entity == "EMAIL_ADDRESS"]
+        return sorted(
+            (d for d in found if not (d.entity == "URL" and any(s <= d.start and d.end <= e for s, e in emails))),
+            key=lambda d: (d.start, d.end, d.entity),
+        )
+
+    def scan_many(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> list[list[Detection]]:
+        """Scan every text (``progress`` is called with the number done, every 100 texts)."""
+        out = []
+        for i, text in enumerate(texts):
+            out.append(self.scan(text))
+            if progress is not None and (i + 1) % 100 == 0:
+                progress(i + 1)
+        return out

@@ -1,0 +1,64 @@
+"""An offline NLP engine for Presidio: spaCy's blank English tokenizer, lowercased words as lemmas.
+
+Presidio's default engine downloads a spaCy model. This one needs nothing: pattern recognizers work as usual,
+and context words ("MRN", "patient") still raise scores because tokens and lemmas exist. When the user has a
+spaCy NER model installed, :func:`build_nlp_engine` uses it instead and names become detectable by NER too.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from presidio_analyzer.nlp_engine import NlpArtifacts, NlpEngine, NoOpNlpEngine
+from typing_extensions import override
+
+log = logging.getLogger(__name__)
+
+
+class BlankSpacyNlpEngine(NoOpNlpEngine):
+    """Tokens from ``spacy.blank('en')``; lemmas are lowercased token texts; no entities."""
+
+    engine_name = "blank_spacy"
+
+    def __init__(self) -> None:
+        super().__init__(models=[{"lang_code": "en", "model_name": "blank"}])
+        import spacy
+
+        self._blank = spacy.blank("en")
+
+    @override
+    def process_text(self, text: str, language: str) -> NlpArtifacts:
+        doc = self._blank(text)
+        return NlpArtifacts(
+            entities=[],
+            tokens=doc,
+            tokens_indices=[t.idx for t in doc],
+            lemmas=[t.lower_ for t in doc],
+            nlp_engine=self,
+            language=language,
+        )
+
+    @override
+    def process_batch(
+        self, texts: Any, language: str, batch_size: int = 1, n_process: int = 1, as_tuples: bool = False, **kwargs: Any
+    ) -> Any:
+        for item in texts:
+            if as_tuples:
+                text, context = item
+                yield text, self.process_text(str(text), language), context
+            else:
+                yield item, self.process_text(str(item), language)
+
+
+def build_nlp_engine(spacy_model: str | None) -> tuple[NlpEngine, str]:
+    """A spaCy NER engine for ``spacy_model`` (an installed package or a local path) or the blank engine."""
+    if spacy_model:
+        from presidio_analyzer.nlp_engine import SpacyNlpEngine
+
+        engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": spacy_model}])
+        engine.load()
+        return engine, f"spacy:{spacy_model}"
+    engine_blank = BlankSpacyNlpEngine()
+    engine_blank.load()
+    return engine_blank, "blank-spacy (no NER model: names by dictionary and context)"

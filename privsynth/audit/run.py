@@ -1,0 +1,374 @@
+"""Run every audit on a (train, holdout, synthetic) triple and assemble ``audit.json``.
+
+Works on any synthetic corpus with the real schema (privsynth's, SDV's, hand-made): columns missing from the
+synthetic side are reported, not invented. Heavy collaborators (embedders, PII scanner) are injected so tests
+pass fakes and users pass their own models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from privsynth._version import __version__
+from privsynth.audit import attacks
+from privsynth.audit.checks import evaluate_checks
+from privsynth.audit.discretize import Discretizer
+from privsynth.audit.embedders import ClipEmbedder, Embedder, MiniLMEmbedder, PerceptualEmbedder, PixelEmbedder
+from privsynth.audit.fidelity import marginal_tvd
+from privsynth.audit.memorization import RowEncoder, distance_audit
+from privsynth.audit.pii.audit import audit_pii
+from privsynth.audit.pii.engine import PiiScanner
+from privsynth.audit.preflight import preflight
+from privsynth.audit.text import text_stats, verbatim_spans
+from privsynth.audit.utility import (
+    choose_target,
+    discriminator_auc,
+    sdmetrics_quality,
+    text_consistency,
+    tstr,
+    vector_consistency,
+)
+from privsynth.data.corpus import Corpus
+from privsynth.data.schema import ColumnKind
+
+log = logging.getLogger(__name__)
+AUDIT_VERSION = 1
+
+
+class AuditConfig(BaseModel):
+    """Audit settings (public)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seed: int = 0
+    bootstrap: int = Field(default=300, ge=20)
+    max_rows: int = Field(default=50_000, ge=100, description="Rows per side used by distance metrics.")
+    target: str | None = Field(default=None, description="Column for TSTR (default: a categorical column).")
+    verbatim_chars: int = Field(default=40, ge=8, description="Length of a verbatim span that counts as copied.")
+    attacks: bool = True
+    pii: bool = True
+    fidelity: bool = True
+    include_examples: bool = False
+    clip_weights: Path | None = None
+    clip_model: str = "ViT-B-32"
+    spacy_model: str | None = None
+    ocr: str = Field(default="auto", pattern="^(auto|on|off)$")
+
+
+@dataclasses.dataclass
+class Collaborators:
+    """Models the audit uses; defaults are built lazily."""
+
+    text: Embedder | None = None
+    images: list[Embedder] = dataclasses.field(default_factory=list)
+    pii: PiiScanner | None = None
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out = {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        for name in ("identical_excess", "near_copy_excess", "excess", "ratio", "unexplained", "replay_unexplained"):
+            if hasattr(type(value), name) and isinstance(getattr(type(value), name), property):
+                out[name] = _plain(getattr(value, name))
+        return out
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _subsample(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
+    if len(frame) <= rows:
+        return frame.reset_index(drop=True)
+    pick = np.sort(np.random.default_rng(seed).choice(len(frame), size=rows, replace=False))
+    return frame.iloc[pick].reset_index(drop=True)
+
+
+def _images(corpus: Corpus, column: str) -> tuple[list[Any], np.ndarray]:
+    images, present = [], []
+    for i in range(len(corpus)):
+        if corpus.records[column].iloc[i] is not None:
+            images.append(corpus.image(column, i))
+            present.append(i)
+    return images, np.asarray(present, dtype=np.int64)
+
+
+def run_audit(
+    train: Corpus,
+    holdout: Corpus,
+    synthetic: Corpus,
+    *,
+    config: AuditConfig | None = None,
+    collaborators: Collaborators | None = None,
+    registry: pd.DataFrame | None = None,
+    claimed: dict[str, Any] | None = None,
+    canaries: dict[str, Any] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Every audit; returns the ``audit.json`` document (aggregates, plus examples only if configured)."""
+    cfg = config if config is not None else AuditConfig()
+    tools = collaborators if collaborators is not None else Collaborators()
+    say = progress if progress is not None else (lambda _m: None)
+    schema = train.schema
+    seed = cfg.seed
+    say("pre-flight checks of the holdout")
+    pre = preflight(train.records, holdout.records, schema, holdout_schema=holdout.schema)
+    tr = train.with_records(_subsample(train.records, cfg.max_rows, seed))
+    ho = holdout.with_records(_subsample(holdout.records, cfg.max_rows, seed + 1))
+    sy = synthetic.with_records(_subsample(synthetic.records, cfg.max_rows, seed + 2))
+    missing = [n for n in schema.columns if n not in sy.records.columns]
+    limitations = [f"column '{n}' is absent from the synthetic corpus: not audited" for n in missing]
+    result: dict[str, Any] = {
+        "version": AUDIT_VERSION,
+        "privsynth_version": __version__,
+        "created": dt.datetime.now(dt.UTC).isoformat(),
+        "unit_of_privacy": schema.unit_of_privacy,
+        "claimed": claimed or {},
+        "inputs": {
+            "train": len(train),
+            "holdout": len(holdout),
+            "synthetic": len(synthetic),
+            "rows_audited": {"train": len(tr), "holdout": len(ho), "synthetic": len(sy)},
+        },
+        "preflight": _plain(pre),
+        "config": cfg.model_dump(mode="json"),
+    }
+    say("tabular memorization")
+    encoder = RowEncoder().fit(tr.records, schema)
+    x_train, x_hold, x_syn = (encoder.transform(c.records) for c in (tr, ho, sy))
+    memorization: dict[str, Any] = {}
+    if x_train.shape[1]:
+        memorization["tabular"] = _plain(
+            distance_audit(x_train, x_hold, x_syn, space="tabular", seed=seed, bootstrap=cfg.bootstrap)
+        )
+    whole = [x_train], [x_hold], [x_syn]
+    text_part, text_fidelity, consistency = _text_audits(tr, ho, sy, tools, cfg, whole, say)
+    memorization["text"] = text_part
+    image_part, image_fidelity, image_consistency = _image_audits(tr, ho, sy, tools, cfg, whole, say, limitations)
+    memorization["image"] = image_part
+    consistency.extend(image_consistency)
+    if len(whole[0]) > 1:
+        say("whole-record memorization")
+        stack = [np.ascontiguousarray(np.hstack(parts), dtype=np.float32) for parts in whole]
+        memorization["record"] = _plain(distance_audit(*stack, space="record", seed=seed, bootstrap=cfg.bootstrap))
+    result["memorization"] = memorization
+    examples: list[Any] = []
+    if cfg.pii:
+        say("PII scan and replay of real identifiers")
+        scanner = tools.pii if tools.pii is not None else PiiScanner(spacy_model=cfg.spacy_model)
+        real = train.with_records(pd.concat([train.records, holdout.records], ignore_index=True))
+        pii = audit_pii(
+            real, sy, scanner=scanner, registry=registry, include_examples=cfg.include_examples, ocr=cfg.ocr
+        )
+        result["pii"] = _plain(pii)
+        examples = result["pii"].pop("examples")
+    else:
+        limitations.append("PII scan not run")
+    if cfg.attacks and x_train.shape[1]:
+        say("attacks")
+        result["attacks"] = _attacks(tr, ho, sy, x_train, x_hold, x_syn, cfg, canaries)
+    if cfg.fidelity:
+        say("fidelity and utility")
+        result["fidelity"] = _fidelity(tr, ho, sy, cfg) | {
+            "text": text_fidelity,
+            "image": image_fidelity,
+            "cross_modal": [_plain(c) for c in consistency],
+        }
+    else:
+        limitations.append("fidelity metrics not run")
+    result["limitations"] = limitations + _standard_limitations(tools, cfg)
+    result["checks"] = evaluate_checks(result)
+    if cfg.include_examples:
+        result["internal"] = True
+        result["examples"] = examples
+    return result
+
+
+def _text_audits(
+    tr: Corpus,
+    ho: Corpus,
+    sy: Corpus,
+    tools: Collaborators,
+    cfg: AuditConfig,
+    whole: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]],
+    say: Callable[[str], None],
+) -> tuple[dict[str, Any], dict[str, Any], list[Any]]:
+    memorization: dict[str, Any] = {}
+    fidelity: dict[str, Any] = {}
+    consistency: list[Any] = []
+    columns = [n for n in tr.schema.names(ColumnKind.TEXT) if n in sy.records.columns]
+    if not columns:
+        return memorization, fidelity, consistency
+    embedder = tools.text if tools.text is not None else MiniLMEmbedder()
+    target = cfg.target or choose_target(tr.schema, tr.records)
+    for name in columns:
+        say(f"text memorization: {name}")
+        texts = [c.records[name].fillna("").astype(str).tolist() for c in (tr, ho, sy)]
+        vectors = [embedder.embed(t) for t in texts]
+        entry: dict[str, Any] = {
+            "embedder": embedder.name,
+            "embedding": _plain(distance_audit(*vectors, space=f"text:{name}", seed=cfg.seed, bootstrap=cfg.bootstrap)),
+            "verbatim": _plain(verbatim_spans(texts[0], texts[1], texts[2], k=cfg.verbatim_chars)),
+        }
+        entry["verbatim"].pop("copying_rows")
+        memorization[name] = entry
+        fidelity[name] = _plain(text_stats(texts[0], texts[2], real_vectors=vectors[0], synthetic_vectors=vectors[2]))
+        for side, vec in zip(whole, vectors, strict=True):
+            side.append(vec / np.sqrt(2.0))
+        if target is not None and target in sy.records.columns:
+            ys = [c.records[target].astype(str).tolist() for c in (tr, ho, sy)]
+            consistency.append(
+                text_consistency(texts[0], ys[0], texts[1], ys[1], texts[2], ys[2], source=name, target=target)
+            )
+    return memorization, fidelity, consistency
+
+
+def _image_audits(
+    tr: Corpus,
+    ho: Corpus,
+    sy: Corpus,
+    tools: Collaborators,
+    cfg: AuditConfig,
+    whole: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]],
+    say: Callable[[str], None],
+    limitations: list[str],
+) -> tuple[dict[str, Any], dict[str, Any], list[Any]]:
+    from privsynth.audit.text import frechet_distance
+
+    memorization: dict[str, Any] = {}
+    fidelity: dict[str, Any] = {}
+    consistency: list[Any] = []
+    columns = [n for n in tr.schema.names(ColumnKind.IMAGE) if n in sy.records.columns]
+    if not columns:
+        return memorization, fidelity, consistency
+    embedders: list[Embedder] = list(tools.images) or [PixelEmbedder(), PerceptualEmbedder()]
+    if cfg.clip_weights is not None and not tools.images:
+        embedders.append(ClipEmbedder(cfg.clip_weights, model=cfg.clip_model))
+    elif cfg.clip_weights is None:
+        limitations.append("no open_clip weights supplied: CLIP features not used (random weights mean nothing)")
+    target = cfg.target or choose_target(tr.schema, tr.records)
+    for name in columns:
+        say(f"image memorization: {name}")
+        loaded = [_images(c, name) for c in (tr, ho, sy)]
+        per: dict[str, Any] = {}
+        for embedder in embedders:
+            vectors = [embedder.embed(images) for images, _ in loaded]
+            if min(len(v) for v in vectors) < 2:
+                continue
+            per[embedder.name] = _plain(
+                distance_audit(*vectors, space=f"image:{name}:{embedder.name}", seed=cfg.seed, bootstrap=cfg.bootstrap)
+            )
+            fidelity.setdefault(name, {})[f"frechet_{embedder.name}"] = frechet_distance(vectors[0], vectors[2])
+        memorization[name] = per
+        perceptual = [PerceptualEmbedder().embed(images) for images, _ in loaded]
+        if all(len(p) == len(c) for p, c in zip(perceptual, (tr, ho, sy), strict=True)):
+            for side, vec in zip(whole, perceptual, strict=True):
+                side.append(vec / np.sqrt(2.0))
+        if target is not None and target in sy.records.columns and min(len(p) for p in perceptual) > 1:
+            pixels = [PixelEmbedder().embed(images) for images, _ in loaded]
+            ys = [
+                c.records[target].astype(str).to_numpy()[rows]
+                for c, (_, rows) in zip((tr, ho, sy), loaded, strict=True)
+            ]
+            features = [np.hstack([p, q]) for p, q in zip(pixels, perceptual, strict=True)]
+            consistency.append(
+                vector_consistency(
+                    features[0], ys[0], features[1], ys[1], features[2], ys[2], source=name, target=target
+                )
+            )
+    return memorization, fidelity, consistency
+
+
+def _attacks(
+    tr: Corpus,
+    ho: Corpus,
+    sy: Corpus,
+    x_train: np.ndarray,
+    x_hold: np.ndarray,
+    x_syn: np.ndarray,
+    cfg: AuditConfig,
+    canaries: dict[str, Any] | None,
+) -> dict[str, Any]:
+    disc = Discretizer().fit(tr.records, tr.schema)
+    codes = [disc.transform(c.records).to_numpy() for c in (tr, ho, sy)]
+    out: dict[str, Any] = {
+        "membership_inference": _plain(
+            attacks.membership_inference(x_train, x_hold, x_syn, seed=cfg.seed, bootstrap=cfg.bootstrap)
+        ),
+        "singling_out": _plain(attacks.singling_out(*codes, seed=cfg.seed)),
+        "linkability": _plain(attacks.linkability(*codes, seed=cfg.seed)),
+        "attribute_inference": {},
+    }
+    for i, name in enumerate(disc.columns):
+        if tr.schema.columns[name].kind is ColumnKind.CATEGORICAL:
+            out["attribute_inference"][name] = _plain(
+                attacks.attribute_inference(codes[0], codes[1], codes[2], i, seed=cfg.seed)
+            )
+    if canaries is not None:
+        scores = np.asarray(canaries["scores"], dtype=np.float64)
+        included = np.asarray(canaries["included"], dtype=bool)
+        out["one_run"] = _plain(attacks.one_run_audit(scores, included))
+    return out
+
+
+def _fidelity(tr: Corpus, ho: Corpus, sy: Corpus, cfg: AuditConfig) -> dict[str, Any]:
+    schema = tr.schema
+    disc = Discretizer().fit(tr.records, schema)
+    real_codes, hold_codes, syn_codes = (disc.transform(c.records) for c in (tr, ho, sy))
+    size = min(len(ho), len(sy))
+    syn_eq = syn_codes.iloc[:size]
+    tvd = {
+        str(k): {
+            "synthetic": marginal_tvd(real_codes, syn_eq, disc, k),
+            "holdout_floor": marginal_tvd(real_codes, hold_codes.iloc[:size], disc, k),
+        }
+        for k in (1, 2, 3)
+    }
+    out: dict[str, Any] = {"tvd": _plain(tvd)}
+    target = cfg.target or choose_target(schema, tr.records)
+    if target is not None and target in sy.records.columns:
+        out["tstr"] = _plain(tstr(tr.records, ho.records, sy.records, schema, target))
+    if disc.columns:
+        out["discriminator_auc"] = discriminator_auc(tr.records, sy.records, schema, seed=cfg.seed)
+    out["sdmetrics"] = sdmetrics_quality(tr.records, sy.records, schema)
+    return out
+
+
+def _standard_limitations(tools: Collaborators, cfg: AuditConfig) -> list[str]:
+    out = [
+        "The audit reads real records outside the DP guarantee; its numbers are evidence about this release, "
+        "not a privacy guarantee.",
+        "Distance metrics compare against a holdout of real records; they detect copying and near-copying, not "
+        "every possible inference.",
+    ]
+    if cfg.spacy_model is None and tools.pii is None:
+        out.append("No spaCy NER model: person names are found by dictionary and context only.")
+    return out
+
+
+def write_audit(result: dict[str, Any], folder: Path) -> Path:
+    """Write ``audit.json`` (owner-only when it holds examples)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "audit.json"
+    path.write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
+    if result.get("internal"):
+        path.chmod(0o600)
+        folder.chmod(0o700)
+    return path
