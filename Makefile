@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help install demo test check lint typecheck pytest slow bench clean
+.PHONY: help install sysdeps demo test check lint typecheck pytest slow bench clean
 
 help:
 	@echo "make demo   run privsynth end to end on the built-in demo corpus"
@@ -32,6 +32,15 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# Debian packages some tests and audits use: chromium renders the audit report in a test, tesseract reads text
+# burned into images. Installed when missing and apt-get is usable (as in CI); skipped with a note otherwise.
+sysdeps:
+	@if command -v chromium >/dev/null && command -v tesseract >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing chromium and tesseract-ocr (Debian)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium tesseract-ocr tesseract-ocr-eng >/dev/null; \
+	else echo "note: chromium/tesseract not installed; the report-rendering test will be skipped"; fi
+
 demo: $(STAMP)
 	$(BIN)/privsynth demo-corpus demo/corpus --n 2000 --seed 0 --force
 	$(BIN)/privsynth validate demo/corpus
@@ -43,7 +52,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) sysdeps
 	$(BIN)/pytest
 
 test: lint typecheck pytest

@@ -100,8 +100,13 @@ class Synthesizer:
         source: str | None = None,
         run_id: str | None = None,
         progress: Progress | None = None,
+        canaries: int = 0,
     ) -> Synthesizer:
-        """Fit every generator the schema needs within one (epsilon, delta)."""
+        """Fit every generator the schema needs within one (epsilon, delta).
+
+        ``canaries`` plants that many random records in the tabular training set (each with probability 1/2)
+        for the one-run privacy audit; they are fake, and their scores are kept under ``internal/``.
+        """
         set_threads(self.config.threads)
         schema = corpus.schema
         train, _, split = split_holdout(corpus, fraction=self.config.holdout_fraction, seed=seed)
@@ -160,6 +165,7 @@ class Synthesizer:
                 seed=seed,
                 groups=groups,
                 progress=report,
+                canaries=canaries,
             )
         self.schema_ = schema
         self.profile_ = profile.model_copy(update={"ledger": ledger.state_dict()})
@@ -257,6 +263,9 @@ class Synthesizer:
             fd = os.open(internal / "split.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 json.dump({"WARNING": "INTERNAL: real record keys. Never release.", **split}, handle)
+            canaries = getattr(self.tabular_, "canaries_", None) if self.tabular_ is not None else None
+            if canaries is not None:
+                (internal / "canaries.json").write_text(json.dumps(canaries), encoding="utf-8")
         return folder
 
     @classmethod

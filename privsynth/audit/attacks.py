@@ -46,7 +46,7 @@ def wilson(successes: int, trials: int, z: float = 1.959964) -> Rate:
     denominator = 1 + z**2 / trials
     centre = (p + z**2 / (2 * trials)) / denominator
     half = z * math.sqrt(p * (1 - p) / trials + z**2 / (4 * trials**2)) / denominator
-    return Rate(p, max(0.0, centre - half), min(1.0, centre + half), trials)
+    return Rate(p, min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half)), trials)
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,15 @@ def fit(
     seed: SeedOpt = None,
     source: SourceOpt = None,
     ledger_store: StoreOpt = None,
+    canaries: Annotated[
+        int,
+        typer.Option(
+            "--canaries",
+            min=0,
+            max=100_000,
+            help="Plant M random canary records for the one-run privacy audit (see docs).",
+        ),
+    ] = 0,
     force: ForceOpt = False,
 ) -> None:
     """Fit DP generators on a corpus: one (epsilon, delta) for everything, spent in the ledger before any noise.
@@ -78,7 +87,14 @@ def fit(
             bar.update(task, description=f"DP-SGD {stage}", completed=done, total=total)
 
         synth = Synthesizer(settings).fit(
-            data, epsilon=epsilon, delta=delta, seed=seed or 0, store=store, source=label, progress=report
+            data,
+            epsilon=epsilon,
+            delta=delta,
+            seed=seed or 0,
+            store=store,
+            source=label,
+            progress=report,
+            canaries=canaries,
         )
     synth.save(out, force=force)
     console = stdout_console()

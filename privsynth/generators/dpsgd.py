@@ -15,17 +15,21 @@ The ledger entry (sigma, q, steps) must be spent *before* :func:`train` runs; th
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import shutil
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from privsynth.privacy.accounting import Mechanism
@@ -83,6 +87,13 @@ class Groups:
         starts = np.concatenate([[0], np.cumsum(counts)])
         return cls(order=order, starts=starts, max_size=int(counts.max()) if counts.size else 1)
 
+    def with_singletons(self, extra: int) -> Groups:
+        """These groups plus ``extra`` one-record groups for records appended after the current ones."""
+        n = len(self.order)
+        order = np.concatenate([self.order, np.arange(n, n + extra)])
+        starts = np.concatenate([self.starts, self.starts[-1] + np.arange(1, extra + 1)])
+        return Groups(order=order, starts=starts, max_size=self.max_size)
+
     @property
     def count(self) -> int:
         """Number of units of privacy."""
@@ -101,6 +112,12 @@ class Groups:
 
 
 PerSampleLoss = Callable[[nn.Module, np.ndarray], torch.Tensor]
+
+
+def _json_int(value: Any) -> Any:
+    if isinstance(value, np.integer):
+        return int(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 class DPSGDTrainer:
@@ -171,8 +188,15 @@ class DPSGDTrainer:
         self.optimizer.original_optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
 
-    def run(self, *, until: int | None = None, on_step: Callable[[int, float], None] | None = None) -> None:
-        """Train from the current step to ``until`` (default: all planned steps)."""
+    def run(
+        self,
+        *,
+        until: int | None = None,
+        on_step: Callable[[int, float], None] | None = None,
+        checkpoint: Path | None = None,
+        checkpoint_every: int = 200,
+    ) -> None:
+        """Train from the current step to ``until`` (default: all planned steps), checkpointing if asked."""
         from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping
 
         last = self.mechanism.steps if until is None else min(until, self.mechanism.steps)
@@ -197,6 +221,8 @@ class DPSGDTrainer:
             self.step += 1
             if on_step is not None:
                 on_step(self.step, value)
+            if checkpoint is not None and (self.step % checkpoint_every == 0 or self.step == last):
+                self.save_checkpoint(checkpoint)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume: model, optimizer, RNGs, step."""
@@ -207,6 +233,53 @@ class DPSGDTrainer:
             "sampler": self.sampler.bit_generator.state,
             "step": self.step,
         }
+
+    def save_checkpoint(self, folder: Path) -> None:
+        """Write the resumable state as safetensors + JSON (no pickle), atomically."""
+        tmp = folder.with_name(folder.name + ".tmp")
+        tmp.mkdir(parents=True, exist_ok=True)
+        state = self.state_dict()
+        tensors = {f"model.{k}": v.contiguous() for k, v in state["model"].items()}
+        optimizer = state["optimizer"]
+        for pid, slots in optimizer["state"].items():
+            for name, value in slots.items():
+                tensors[f"optim.{pid}.{name}"] = (
+                    value.reshape(-1).contiguous() if value.dim() == 0 else value.contiguous()
+                )
+        tensors["noise"] = state["noise"]
+        save_file(tensors, str(tmp / "state.safetensors"))
+        meta = {
+            "step": state["step"],
+            "sampler": state["sampler"],
+            "param_groups": optimizer["param_groups"],
+            "slots": {
+                str(pid): {name: list(v.shape) for name, v in slots.items()}
+                for pid, slots in optimizer["state"].items()
+            },
+        }
+        (tmp / "state.json").write_text(json.dumps(meta, default=_json_int), encoding="utf-8")
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+
+    def load_checkpoint(self, folder: Path) -> None:
+        """Resume from :meth:`save_checkpoint` output."""
+        tensors = load_file(str(folder / "state.safetensors"))
+        meta = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+        model = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+        slots: dict[int, dict[str, torch.Tensor]] = {}
+        for pid, names in meta["slots"].items():
+            slots[int(pid)] = {name: tensors[f"optim.{pid}.{name}"].reshape(shape) for name, shape in names.items()}
+        sampler = meta["sampler"]
+        self.load_state_dict(
+            {
+                "model": model,
+                "optimizer": {"state": slots, "param_groups": meta["param_groups"]},
+                "noise": tensors["noise"],
+                "sampler": sampler,
+                "step": meta["step"],
+            }
+        )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume from :meth:`state_dict` output."""

@@ -128,3 +128,55 @@ def test_store_cap_refuses_a_fit_before_it_starts(demo_dir: Path, tmp_path: Path
     with pytest.raises(BudgetExceededError, match="past the cap"):
         Synthesizer(load_config(SMALL)).fit(read_corpus(demo_dir), epsilon=2.0, store=store, source="demo")
     assert store.rows("demo") == []
+
+
+def test_canaries_are_scored_and_the_empirical_bound_stays_below_the_claim(demo_dir: Path, tmp_path: Path) -> None:
+    from privsynth.audit.attacks import one_run_audit
+
+    config = load_config(SMALL)
+    synth = Synthesizer(config).fit(read_corpus(demo_dir), epsilon=1.0, seed=3, canaries=200)
+    canaries = synth.tabular_.canaries_
+    assert len(canaries["scores"]) == 200 and 50 < sum(canaries["included"]) < 150
+    audit = one_run_audit(np.asarray(canaries["scores"]), np.asarray(canaries["included"]))
+    assert audit.epsilon_lower_bound <= synth.ledger_.epsilon
+    synth.save(tmp_path / "model")
+    assert (tmp_path / "model" / "internal" / "canaries.json").is_file()
+
+
+def test_an_interrupted_fit_resumes_without_spending_twice(demo_dir: Path, tmp_path: Path) -> None:
+    from privsynth.generators.dpsgd import DPSGDTrainer
+    from privsynth.generators.tabular.generator import TabularGenerator
+    from privsynth.privacy.contribution import bound_contributions
+    from privsynth.privacy.ledger import PrivacyLedger
+    from privsynth.profile.profiler import profile_corpus
+
+    corpus = read_corpus(demo_dir)
+    bounded = corpus.with_records(bound_contributions(corpus.records, corpus.schema, seed=0))
+    profile = profile_corpus(bounded, epsilon=1.0, delta=1e-5, seed=0)
+    config = load_config(SMALL).tabular
+    reference = PrivacyLedger(epsilon=50, delta=1e-5)
+    TabularGenerator(config).fit(bounded, profile=profile, ledger=reference, noise_multiplier=2.0, seed=1)
+
+    ledger = PrivacyLedger(epsilon=50, delta=1e-5)
+    checkpoint = tmp_path / "ckpt"
+    original_run = DPSGDTrainer.run
+
+    def crash_midway(self, **kwargs):  # type: ignore[no-untyped-def]
+        original_run(self, until=self.mechanism.steps // 2, **kwargs)
+        raise KeyboardInterrupt("killed")
+
+    DPSGDTrainer.run = crash_midway  # type: ignore[method-assign]
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            TabularGenerator(config).fit(
+                bounded, profile=profile, ledger=ledger, noise_multiplier=2.0, seed=1, checkpoint=checkpoint
+            )
+    finally:
+        DPSGDTrainer.run = original_run  # type: ignore[method-assign]
+    assert len(ledger.entries) == 1 and (checkpoint / "state.json").exists()
+    resumed = TabularGenerator(config).fit(
+        bounded, profile=profile, ledger=ledger, noise_multiplier=2.0, seed=1, checkpoint=checkpoint
+    )
+    assert len(ledger.entries) == 1
+    assert ledger.epsilon == pytest.approx(reference.epsilon)
+    assert resumed.network_ is not None

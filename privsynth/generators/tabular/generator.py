@@ -79,8 +79,24 @@ class TabularGenerator(Generator):
         seed: int = 0,
         groups: Groups | None = None,
         progress: Callable[[int, int, float], None] | None = None,
+        checkpoint: Path | None = None,
+        canaries: int = 0,
     ) -> TabularGenerator:
-        """Learn the tabular columns of a contribution-bounded corpus under DP-SGD."""
+        """Learn the tabular columns of a contribution-bounded corpus under DP-SGD.
+
+        Args:
+            corpus: the training records (contribution-bounded).
+            profile: the DP profile (internal profiles are refused).
+            ledger: receives the DP-SGD spend before any noise is drawn.
+            noise_multiplier: the planner's noise for this stage.
+            seed: seeds initialisation, sampling and noise.
+            groups: units of privacy (default: one per entity, or per record).
+            progress: called with (step, steps, loss) after each step.
+            checkpoint: folder for resumable state. When it holds a checkpoint and the ledger already holds this
+                stage's spend (an interrupted run), training resumes without spending again.
+            canaries: plant this many random canary records, each trained on with probability 1/2, and score
+                them afterwards for the one-run privacy audit (``canaries_``).
+        """
         profile.require_dp()
         schema = corpus.schema
         columns = [n for n, c in schema.columns.items() if c.kind in TABULAR_KINDS]
@@ -95,7 +111,16 @@ class TabularGenerator(Generator):
         units = groups if groups is not None else _groups(corpus)
         shape = self.shape(units.count)
         mechanism = Mechanism(noise_multiplier=noise_multiplier, sample_rate=shape.sample_rate, steps=shape.steps)
-        ledger.spend(Stage.TABULAR, mechanism, note=f"DP-SGD on {len(columns)} tabular columns")
+        canary_tokens, included = _canaries(sizes, canaries, seed)
+        if canaries:
+            tokens = np.concatenate([tokens, canary_tokens[included]])
+            units = units.with_singletons(int(included.sum()))
+        resuming = checkpoint is not None and (checkpoint / "state.json").is_file()
+        if resuming and mechanism in ledger.mechanisms(Stage.TABULAR):
+            log.info("resuming tabular training from %s; its privacy spend is already in the ledger", checkpoint)
+        else:
+            resuming = False
+            ledger.spend(Stage.TABULAR, mechanism, note=f"DP-SGD on {len(columns)} tabular columns")
         torch.manual_seed(seed)
         network = ARGN(sizes, embed_dim=self.config.embed_dim, hidden=self.config.hidden, layers=self.config.layers)
         priors = [p for codec in codecs for p in codec.prior()]
@@ -108,6 +133,7 @@ class TabularGenerator(Generator):
 
         def loss(module: torch.nn.Module, rows: np.ndarray) -> torch.Tensor:
             batch = global_tokens[rows]
+            order_rng.manual_seed(seed + 7 + 1_000_003 * trainer.step)  # per step: resumed runs repeat it exactly
             visible = random_visibility(
                 len(rows), len(sizes), random_share=share, generator=order_rng, groups=groups_of_subcolumns
             )
@@ -117,13 +143,35 @@ class TabularGenerator(Generator):
         trainer = DPSGDTrainer(
             network, loss=loss, groups=units, mechanism=mechanism, config=self.config.optim, seed=seed
         )
-        trainer.run(on_step=None if progress is None else lambda step, value: progress(step, mechanism.steps, value))
+        if resuming and checkpoint is not None:
+            trainer.load_checkpoint(checkpoint)
+        trainer.run(
+            on_step=None if progress is None else lambda step, value: progress(step, mechanism.steps, value),
+            checkpoint=checkpoint,
+        )
         network.eval()
         self.network_ = network
         self.codecs_ = codecs
         self.subcolumns_ = groups_of_subcolumns
         self._calibrate(priors, seed=seed)
+        if canaries:
+            self.canaries_ = {
+                "scores": self.log_likelihood_tokens(canary_tokens).tolist(),
+                "included": included.tolist(),
+            }
         return self
+
+    @torch.no_grad()
+    def log_likelihood_tokens(self, tokens: np.ndarray) -> np.ndarray:
+        """Log-likelihood of token rows under the canonical column order (for canary scoring)."""
+        self._check_fitted("network_")
+        net = self.network_
+        n, c = tokens.shape
+        visible = torch.tril(torch.ones(c, c), diagonal=-1).expand(n, c, c)
+        local = torch.as_tensor(tokens)
+        logp = net(local + torch.tensor(net.offsets), visible, torch.arange(c).expand(n, -1))
+        picked = logp.gather(2, (local + torch.tensor(net.offsets)).unsqueeze(-1)).squeeze(-1)
+        return picked.sum(dim=1).numpy()
 
     @torch.no_grad()
     def _calibrate(self, priors: list[Prior | None], *, seed: int) -> None:
@@ -248,6 +296,17 @@ def calibration_target(prior: Prior, seen: np.ndarray) -> np.ndarray:
     if rest.sum() > 0:
         target = target + rest / rest.sum() * max(1.0 - fixed, 0.0)
     return target / target.sum()
+
+
+def _canaries(sizes: list[int], count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random token rows (uniform over every vocabulary) and which of them are trained on (probability 1/2)."""
+    rng = np.random.default_rng(seed + 1_000_003)
+    tokens = (
+        np.stack([rng.integers(0, size, size=count) for size in sizes], axis=1)
+        if count
+        else np.zeros((0, len(sizes)), dtype=np.int64)
+    )
+    return tokens.astype(np.int64), rng.random(count) < 0.5
 
 
 def _encode(records: pd.DataFrame, codecs: list[ColumnCodec]) -> tuple[np.ndarray, list[int], list[list[int]]]:

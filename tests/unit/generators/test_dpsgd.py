@@ -63,3 +63,20 @@ def test_empty_batches_still_take_a_noisy_step() -> None:
     assert trainer.step == 30
     assert sum(np.isnan(v) for v in seen) >= 25
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_checkpoint_files_resume_exactly(tmp_path) -> None:
+    model, x, y = tiny_problem()
+    full = make(model, x, y, steps=20)
+    full.run()
+    model2, _, _ = tiny_problem()
+    first = make(model2, x, y, steps=20)
+    first.run(until=10, checkpoint=tmp_path / "ckpt", checkpoint_every=5)
+    assert not list(tmp_path.rglob("*.pt")) and (tmp_path / "ckpt" / "state.safetensors").exists()
+    model3, _, _ = tiny_problem()
+    resumed = make(model3, x, y, steps=20)
+    resumed.load_checkpoint(tmp_path / "ckpt")
+    assert resumed.step == 10
+    resumed.run()
+    for a, b in zip(full.module._module.parameters(), resumed.module._module.parameters(), strict=True):
+        assert torch.allclose(a, b)

@@ -1,0 +1,133 @@
+"""Tables of positive and negative cases for the offline PII detectors, the replay scan and classification."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from privsynth.audit.pii.audit import audit_pii
+from privsynth.audit.pii.engine import PiiScanner
+from privsynth.audit.pii.replay import ReplayScanner
+from privsynth.data.corpus import Corpus
+from privsynth.data.schema import schema_from_dict
+
+
+@pytest.fixture(scope="module")
+def scanner() -> PiiScanner:
+    return PiiScanner()
+
+
+def entities(scanner: PiiScanner, text: str) -> set[tuple[str, str]]:
+    return {(d.entity, text[d.start : d.end]) for d in scanner.scan(text)}
+
+
+@pytest.mark.parametrize(
+    ("text", "entity", "span"),
+    [
+        ("Seen today, MRN 40392817, stable.", "MEDICAL_RECORD_NUMBER", "40392817"),
+        ("Medical record number: AB-1234567", "MEDICAL_RECORD_NUMBER", "AB-1234567"),
+        ("Lives in Springfield, IL 62704 since May.", "US_ZIP_CODE", "62704"),
+        ("zip code 90210-1234", "US_ZIP_CODE", "90210-1234"),
+        ("Address: 5938 Juan Throughway Apt. 948, West Corey", "STREET_ADDRESS", "5938 Juan Throughway Apt. 948"),
+        ("moved to 12 Oak Street last year", "STREET_ADDRESS", "12 Oak Street"),
+        ("VIN 1M8GDM9AXKP042788 on file", "VIN", "1M8GDM9AXKP042788"),
+        ("a 93-year-old woman", "AGE_OVER_89", "93"),
+        ("aged 101 at admission", "AGE_OVER_89", "101"),
+        ("Accompanied by her daughter Valerie Calderon.", "PERSON", "Valerie Calderon"),
+        ("Smith, John was seen", "PERSON", "Smith, John"),
+        ("Ms. Calderon reports pain", "PERSON", "Ms. Calderon"),
+        ("write to ryan.chang51@yahoo.com today", "EMAIL_ADDRESS", "ryan.chang51@yahoo.com"),
+        ("SSN 042-34-8377", "US_SSN", "042-34-8377"),
+        ("call (413) 446-0409", "PHONE_NUMBER", "(413) 446-0409"),
+        ("card 4111 1111 1111 1111", "CREDIT_CARD", "4111 1111 1111 1111"),
+        ("from 192.168.10.20", "IP_ADDRESS", "192.168.10.20"),
+    ],
+)
+def test_detects(scanner: PiiScanner, text: str, entity: str, span: str) -> None:
+    assert (entity, span) in entities(scanner, text)
+
+
+@pytest.mark.parametrize(
+    ("text", "entity"),
+    [
+        ("an 80-year-old man", "AGE_OVER_89"),
+        ("BP 120/74, glucose 96 mg/dL", "US_ZIP_CODE"),
+        ("ABCDEFGHJKLMNPRST is not a VIN without digits", "VIN"),
+        ("The chest is clear and the heart is normal.", "PERSON"),
+        ("took 40392817 steps", "MEDICAL_RECORD_NUMBER"),
+        ("contact ryan.chang51@yahoo.com", "URL"),  # the e-mail's domain is not reported as a URL
+    ],
+)
+def test_does_not_detect(scanner: PiiScanner, text: str, entity: str) -> None:
+    assert entity not in {e for e, _ in entities(scanner, text)}
+
+
+def test_detectors_are_listed(scanner: PiiScanner) -> None:
+    names = scanner.detectors
+    assert names[0].startswith("blank-spacy")
+    for expected in (
+        "MrnRecognizer",
+        "UsZipRecognizer",
+        "StreetAddressRecognizer",
+        "VinRecognizer",
+        "AgeOver89Recognizer",
+        "NameDictionaryRecognizer",
+        "OfflineEmailRecognizer",
+    ):
+        assert expected in names
+
+
+@pytest.mark.parametrize(
+    ("needles", "text", "kinds"),
+    [
+        ([("person", "Ann Lee")], "met LEE, Ann today", ["person"]),
+        ([("person", "Ann Lee")], "met lee ann today", ["person"]),
+        ([("person", "Ann Lee")], "annalee was there", []),
+        ([("ssn", "123-45-6789")], "ssn 123 45 6789", ["ssn"]),
+        ([("ssn", "123-45-6789")], "id 91234567890", []),
+        ([("email", "a.b@x.org")], "A.B@X.ORG wrote", ["email"]),
+        ([("phone", "(413) 446-0409")], "call 413.446.0409", ["phone"]),
+    ],
+)
+def test_replay_matches_normalised_values_on_word_boundaries(needles, text, kinds) -> None:
+    replay = ReplayScanner()
+    for kind, value in needles:
+        replay.add(kind, [value])
+    replay.finalize()
+    assert [h.kind for h in replay.find(text)] == kinds
+
+
+def test_surrogates_explain_generated_pii_and_real_values_do_not(scanner: PiiScanner) -> None:
+    schema = schema_from_dict(
+        {
+            "key": "id",
+            "columns": {
+                "id": {"kind": "key"},
+                "name": {"kind": "identifier", "pii": "person"},
+                "note": {"kind": "text"},
+            },
+        },
+        source="t",
+    )
+    real = Corpus(
+        pd.DataFrame({"id": ["r1"], "name": ["Valerie Calderon"], "note": ["Valerie Calderon seen."]}, dtype=object),
+        schema,
+        root=None,
+    )  # type: ignore[arg-type]
+    synthetic = Corpus(
+        pd.DataFrame(
+            {
+                "id": ["s1", "s2"],
+                "name": ["Maria Lopez", "Dan Price"],
+                "note": ["Maria Lopez was seen.", "Follow-up with Valerie Calderon."],
+            },
+            dtype=object,
+        ),
+        schema,
+        root=None,  # type: ignore[arg-type]
+    )
+    registry = pd.DataFrame({"id": ["s1", "s2"], "person": ["Maria Lopez", "Dan Price"]})
+    report = audit_pii(real, synthetic, scanner=scanner, registry=registry, ocr="off")
+    assert report.replay["person"].unexplained == 1
+    assert report.columns["note"]["PERSON"].generated >= 1
+    assert report.columns["note"]["PERSON"].unexplained >= 1
