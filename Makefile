@@ -42,8 +42,8 @@ sysdeps:
 	else echo "note: chromium/tesseract not installed; the report-rendering test will be skipped"; fi
 
 demo: $(STAMP)
-	$(BIN)/privsynth demo-corpus demo/corpus --n 2000 --seed 0 --force
-	$(BIN)/privsynth validate demo/corpus
+	$(BIN)/privsynth run configs/demo.yaml
+	$(BIN)/privsynth verify runs/demo/release/bundle
 
 lint: $(STAMP)
 	$(BIN)/ruff check privsynth tests benchmarks
@@ -63,4 +63,4 @@ slow: $(STAMP)
 	$(BIN)/pytest -m slow
 
 clean:
-	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) demo runs .pytest_cache .mypy_cache .ruff_cache .hypothesis

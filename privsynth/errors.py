@@ -15,6 +15,7 @@ meaning matches, so ``except ValueError`` keeps working for callers who do not k
     |   +-- DeltaTooLargeError (ValueError)        delta >= 1/n gives no meaningful guarantee
     +-- NotFittedError (AttributeError)            a generator or profile used before ``fit``
     +-- IntegrityError                 a model or release on disk does not match its manifest
+    +-- ReleaseRefusedError            the release gate refused; the CLI exits 3
 
 Messages name the column, record key, file or option at fault and say how to fix it. They never contain a
 record's values: keys and column names only.
@@ -106,3 +107,11 @@ class NotFittedError(PrivsynthError, AttributeError):
 
 class IntegrityError(PrivsynthError):
     """A model or release on disk does not match its manifest (changed, missing or extra files)."""
+
+
+class ReleaseRefusedError(PrivsynthError):
+    """The release gate refused the release; ``reasons`` lists every hard failure."""
+
+    def __init__(self, message: str, reasons: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.reasons = tuple(reasons)

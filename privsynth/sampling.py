@@ -68,6 +68,10 @@ def write_synthetic(
         "delta": synth.ledger_.target_delta,
         "unit_of_privacy": synth.schema_.unit_of_privacy,
         "omitted_columns": synth.skipped_,
+        "generators": ["tabular"] if synth.tabular_ is not None else [],
+        "source": synth.source_,
+        "ledger": synth.ledger_.state_dict(),
+        "config": synth.config.model_dump(mode="json"),
     }
     with atomic_dir(out, force=force) as tmp:
         write_table(records, schema, tmp, header="# synthetic corpus written by privsynth sample\n")

@@ -77,6 +77,13 @@ def _unit_groups(corpus: Corpus) -> Groups:
     return Groups.from_labels(corpus.records[entity].to_numpy() if entity is not None else None, len(corpus))
 
 
+def _write_json(path: Path, payload: object) -> None:
+    """Write JSON atomically (a kill leaves the old file or the new one, never half of one)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    tmp.replace(path)
+
+
 class Synthesizer:
     """Fits DP generators for every modality of a corpus under one ledger, and samples linked records.
 
@@ -101,11 +108,16 @@ class Synthesizer:
         run_id: str | None = None,
         progress: Progress | None = None,
         canaries: int = 0,
+        workdir: Path | None = None,
     ) -> Synthesizer:
         """Fit every generator the schema needs within one (epsilon, delta).
 
         ``canaries`` plants that many random records in the tabular training set (each with probability 1/2)
         for the one-run privacy audit; they are fake, and their scores are kept under ``internal/``.
+
+        ``workdir`` makes the fit resumable: the ledger is written there after every spend (before any noise),
+        the profile once computed, and training checkpoints as they go. Fitting again with the same inputs and
+        ``workdir`` after a crash continues where it stopped and never spends twice.
         """
         set_threads(self.config.threads)
         schema = corpus.schema
@@ -135,26 +147,43 @@ class Synthesizer:
             accountant=self.config.accountant,
             extra_delta=extra,
         )
-        ledger = PrivacyLedger(
-            epsilon=epsilon,
-            delta=chosen_delta,
-            accountant=self.config.accountant,
-            unit_of_privacy=schema.unit_of_privacy,
-            secure_rng=False,
-        )
+        ledger_file = workdir / "ledger.json" if workdir is not None else None
+        if ledger_file is not None and ledger_file.is_file():
+            ledger = PrivacyLedger.from_state_dict(json.loads(ledger_file.read_text(encoding="utf-8")))
+            log.info("resuming: %d spend(s) already in %s", len(ledger.entries), ledger_file)
+        else:
+            ledger = PrivacyLedger(
+                epsilon=epsilon,
+                delta=chosen_delta,
+                accountant=self.config.accountant,
+                unit_of_privacy=schema.unit_of_privacy,
+                secure_rng=False,
+            )
         run = run_id or new_run_id()
         if store is not None:
             label = source or "unnamed-source"
-            store.check_cap(label, epsilon)
+            if not ledger.entries:
+                store.check_cap(label, epsilon)
+            store.record(source=label, run_id=run, ledger=ledger)  # re-syncs a resumed run (idempotent)
             ledger.attach(store.sink(source=label, run_id=run))
+        if ledger_file is not None:
+            ledger_file.parent.mkdir(parents=True, exist_ok=True)
+            ledger.attach(lambda book, _entry: _write_json(ledger_file, book.state_dict()))
         profile_sigma = budget.mechanism(Stage.PROFILE).noise_multiplier if plan_shape.queries else 1.0
-        profile = dp_profile(
-            bounded,
-            ledger=ledger,
-            noise_multiplier=profile_sigma,
-            noise=NoiseSource(seed, self.config.secure_noise),
-            config=self.config.profile,
-        )
+        profile_file = workdir / "profile.json" if workdir is not None else None
+        if profile_file is not None and profile_file.is_file() and ledger.mechanisms(Stage.PROFILE):
+            profile = load_profile(profile_file)
+        else:
+            profile = dp_profile(
+                bounded,
+                ledger=ledger,
+                noise_multiplier=profile_sigma,
+                noise=NoiseSource(seed, self.config.secure_noise),
+                config=self.config.profile,
+                resume=bool(ledger.mechanisms(Stage.PROFILE)),
+            )
+            if profile_file is not None:
+                save_profile(profile, profile_file)
         if has_tabular:
             report = None if progress is None else (lambda step, total, _v: progress("tabular", step, total))
             tabular.fit(
@@ -166,6 +195,7 @@ class Synthesizer:
                 groups=groups,
                 progress=report,
                 canaries=canaries,
+                checkpoint=workdir / "tabular-checkpoint" if workdir is not None else None,
             )
         self.schema_ = schema
         self.profile_ = profile.model_copy(update={"ledger": ledger.state_dict()})

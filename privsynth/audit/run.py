@@ -39,6 +39,7 @@ from privsynth.audit.utility import (
     vector_consistency,
 )
 from privsynth.data.corpus import Corpus
+from privsynth.data.fingerprint import corpus_fingerprint
 from privsynth.data.schema import ColumnKind
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,7 @@ def run_audit(
             "train": len(train),
             "holdout": len(holdout),
             "synthetic": len(synthetic),
+            "synthetic_fingerprint": corpus_fingerprint(synthetic),
             "rows_audited": {"train": len(tr), "holdout": len(ho), "synthetic": len(sy)},
         },
         "preflight": _plain(pre),

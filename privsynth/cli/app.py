@@ -16,9 +16,9 @@ from rich.markup import escape
 from typer.exceptions import TyperException
 
 from privsynth._version import __version__
-from privsynth.cli import audit_cmds, corpus_cmds, model_cmds, privacy_cmds
+from privsynth.cli import audit_cmds, corpus_cmds, model_cmds, privacy_cmds, release_cmds
 from privsynth.cli.output import ExitCode, setup_logging, stderr_console
-from privsynth.errors import IntegrityError, PrivacyError, UserError
+from privsynth.errors import IntegrityError, PrivacyError, ReleaseRefusedError, UserError
 
 HELP = """\
 Differentially private synthetic copies of linked records (a table with
@@ -88,6 +88,11 @@ app.command("profile")(privacy_cmds.profile)
 app.command("fit")(model_cmds.fit)
 app.command("sample")(model_cmds.sample)
 app.command("audit")(audit_cmds.audit)
+app.command("gate")(release_cmds.gate_command)
+app.command("release")(release_cmds.release)
+app.command("verify")(release_cmds.verify)
+app.command("keygen")(release_cmds.keygen)
+app.command("run")(release_cmds.run)
 app.add_typer(privacy_cmds.ledger_app, name="ledger")
 
 
@@ -112,6 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UserError, PrivacyError) as exc:
         err.print(f"[bold red]Error:[/bold red] {escape(str(exc))}", markup=True, highlight=False)
         return ExitCode.BAD_INPUT
+    except ReleaseRefusedError as exc:
+        err.print(f"[bold red]Release refused[/bold red]: {escape(str(exc))}", markup=True, highlight=False)
+        return ExitCode.REFUSED
     except IntegrityError as exc:
         err.print(f"[bold red]Verification failed:[/bold red] {escape(str(exc))}", markup=True, highlight=False)
         return ExitCode.INTEGRITY

@@ -4,46 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from privsynth.audit.inputs import claimed_guarantee, split_from_model
 from privsynth.audit.report import write_report
 from privsynth.audit.run import AuditConfig, run_audit, write_audit
 from privsynth.cli.options import ForceOpt, JsonOpt
 from privsynth.cli.output import print_json, stderr_console, stdout_console
-from privsynth.data.corpus import Corpus, read_corpus
+from privsynth.data.corpus import read_corpus
 from privsynth.errors import ConfigError, OutputExistsError
-from privsynth.sampling import PROVENANCE, load_registry
+from privsynth.sampling import load_registry
 
 PathOpt = Annotated[Path | None, typer.Option(show_default=False)]
-
-
-def _split_from_model(corpus: Corpus, model: Path) -> tuple[Corpus, Corpus]:
-    split_file = model / "internal" / "split.json"
-    if not split_file.is_file():
-        raise ConfigError(f"{model} has no recorded split (internal/split.json); pass --train and --holdout")
-    split = json.loads(split_file.read_text(encoding="utf-8"))
-    keys = corpus.records[corpus.schema.key].astype(str)
-    train = corpus.with_records(corpus.records[keys.isin(set(split["train"])).to_numpy()])
-    holdout = corpus.with_records(corpus.records[keys.isin(set(split["holdout"])).to_numpy()])
-    if len(train) != len(split["train"]) or len(holdout) != len(split["holdout"]):
-        raise ConfigError(
-            f"--corpus does not hold every record the model's split names ({len(train)}/{len(split['train'])} train, "
-            f"{len(holdout)}/{len(split['holdout'])} holdout found): pass the corpus the model was fit on"
-        )
-    return train, holdout
-
-
-def _claimed(synthetic: Path, model: Path | None) -> dict[str, Any]:
-    provenance = synthetic / PROVENANCE
-    if provenance.is_file():
-        data = json.loads(provenance.read_text(encoding="utf-8"))
-        return {"epsilon": data.get("epsilon"), "delta": data.get("delta"), "source": "synthetic.json"}
-    if model is not None and (model / "ledger.json").is_file():
-        ledger = json.loads((model / "ledger.json").read_text(encoding="utf-8"))
-        return {"epsilon": ledger.get("epsilon"), "delta": ledger.get("delta"), "source": "model ledger"}
-    return {"epsilon": None, "delta": None, "source": "none (not a privsynth output)"}
 
 
 def audit(
@@ -98,7 +72,7 @@ def audit(
     if model is not None:
         if corpus is None:
             raise ConfigError("--model needs --corpus (the real corpus it was fit on)")
-        real_train, real_holdout = _split_from_model(read_corpus(corpus), model)
+        real_train, real_holdout = split_from_model(read_corpus(corpus), model)
     else:
         if train is None or holdout is None:
             raise ConfigError("pass --train and --holdout, or --model and --corpus")
@@ -124,7 +98,7 @@ def audit(
             synthetic_corpus,
             config=config,
             registry=load_registry(synthetic),
-            claimed=_claimed(synthetic, model),
+            claimed=claimed_guarantee(synthetic, model),
             canaries=canaries,
             progress=lambda message: status.update(f"Auditing: {message}..."),
         )

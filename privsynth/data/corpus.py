@@ -183,11 +183,13 @@ def _iso(value: pd.Timestamp) -> str:
     return str(value.isoformat())
 
 
-def write_corpus(corpus: Corpus, out: Path | str, *, table_format: str = "parquet", force: bool = False) -> Path:
+def write_corpus(
+    corpus: Corpus, out: Path | str, *, table_format: str = "parquet", force: bool = False, image_files: bool = False
+) -> Path:
     """Write a corpus folder atomically in the given format; image files are copied alongside.
 
     Image bytes stay bytes in Parquet and become data URIs in JSONL; CSV cannot hold bytes, so they are written
-    as PNG/JPEG files under ``images/`` and referenced by path.
+    as PNG/JPEG files under ``images/`` and referenced by path. ``image_files=True`` does that for every format.
     """
     if table_format not in set(TABLE_FORMATS.values()):
         raise UserError(f"unknown table format '{table_format}'; use parquet, csv or jsonl")
@@ -196,7 +198,7 @@ def write_corpus(corpus: Corpus, out: Path | str, *, table_format: str = "parque
     records = corpus.records.copy()
     with atomic_dir(target, force=force) as tmp:
         for name in schema.names(ColumnKind.IMAGE):
-            records[name] = _place_images(corpus, name, tmp, table_format)
+            records[name] = _place_images(corpus, name, tmp, "csv" if image_files else table_format)
         write_table(records, schema, tmp)
     return target
 

@@ -60,7 +60,11 @@ def fine_edges(low: float, high: float, bins: int, *, integer: bool) -> np.ndarr
     if integer and np.ceil(high) - np.floor(low) + 1 <= bins:
         return linear_edges(low, high, bins, integer=True)
     if not (low >= 0 and high / max(low, 1.0) >= 100):
-        return linear_edges(low, high, bins, integer=integer)
+        edges = linear_edges(low, high, bins, integer=integer)
+        if integer:  # counts pile up on the smallest values (0 days, 1 visit): give them unit bins
+            base = np.floor(low)
+            edges = np.unique(np.concatenate([edges, np.arange(base, min(base + 8, np.ceil(high))) + 0.5]))
+        return edges
     half = max(bins // 2, 2)
     start = max(low, 1.0 if integer else high * 1e-4)
     edges = np.concatenate([np.linspace(low, high, half + 1), np.geomspace(start, high, half + 1)])

@@ -112,13 +112,23 @@ def dp_profile(
     noise_multiplier: float,
     noise: NoiseSource,
     config: ProfileConfig | None = None,
+    resume: bool = False,
 ) -> Profile:
-    """Profile ``corpus`` under DP. The spend is recorded in ``ledger`` before any noise is drawn."""
+    """Profile ``corpus`` under DP. The spend is recorded in ``ledger`` before any noise is drawn.
+
+    ``resume=True`` re-runs a profile whose spend the ledger already holds (an interrupted run whose profile
+    never reached disk): nothing is spent again, and only one profile is ever kept.
+    """
     cfg = config if config is not None else ProfileConfig()
     _check_bounded(corpus)
     plan = plan_queries(corpus.schema)
     extra = plan.extra_delta(ledger.target_delta, cfg)
-    if plan.queries:
+    mechanism = (
+        Mechanism(noise_multiplier=noise_multiplier, sample_rate=1.0, steps=plan.queries) if plan.queries else None
+    )
+    if resume and mechanism is not None and mechanism not in ledger.mechanisms(Stage.PROFILE):
+        raise ValueError("resume=True but the ledger holds no matching profile spend")
+    if plan.queries and not resume:
         ledger.spend(
             Stage.PROFILE,
             Mechanism(noise_multiplier=noise_multiplier, sample_rate=1.0, steps=plan.queries),
@@ -307,17 +317,17 @@ def _numerical(
     integer = spec.integer and not datetime
     if integer:
         low, high = float(np.floor(low)), float(np.ceil(high))
-    if integer and high - low + 1 <= cfg.fine_bins:
-        # one bin per whole number: spikes (40 hours a week, age 18) survive; noise floors the empty ones
-        fine = fine_edges(low, high, cfg.fine_bins, integer=True)
-    else:
-        fine = fine_edges(low, high, fine_bin_count(n, noisy.std, cfg.fine_bins), integer=integer)
+    # As many bins as the noise allows (one per whole number when there are enough records for it)
+    fine = fine_edges(low, high, fine_bin_count(n, noisy.std, cfg.fine_bins), integer=integer)
     counts = np.bincount(bin_index(np.clip(present, low, high), fine), minlength=len(fine) - 1)
     released = noisy(np.append(counts.astype(np.float64), missing))
     fine_counts = np.clip(released[:-1], 0.0, None)
-    if not noisy.exact and (fine_counts >= 1.5 * noisy.std).any():
-        # Bins below 1.5 noise deviations count as empty, so noise does not spread mass over the whole range.
-        fine_counts = np.where(fine_counts >= 1.5 * noisy.std, fine_counts, 0.0)
+    if not noisy.exact:
+        # Bins below the noise floor count as empty (about half a bin of pure noise survives on the whole grid),
+        # so noise does not spread mass over the whole range.
+        floor = noise_floor_threshold(noise_std=noisy.std, bins=len(fine_counts), false_bins=0.5)
+        if (fine_counts >= floor).any():
+            fine_counts = np.where(fine_counts >= floor, fine_counts, 0.0)
     edges = quantile_edges(fine, fine_counts, min(cfg.quantile_bins, len(fine) - 1), integer=integer)
     return NumericalProfile(
         kind="datetime" if datetime else "numerical",

@@ -256,7 +256,12 @@ class BooleanCodec(ColumnCodec):
 
 
 class NumericalCodec(ColumnCodec):
-    """DP quantile bins plus a missing token; decoding samples within the bin from the fine DP histogram."""
+    """DP quantile bins plus a missing token, optionally refined by a learned sub-bin token.
+
+    With ``sub_bins`` > 0 each bin is cut into that many equal parts and the network learns which part (under
+    DP-SGD, like every other token); decoding is uniform within the part. Without them, decoding samples within
+    the bin from the profile's fine DP histogram.
+    """
 
     kind = "numerical"
 
@@ -273,10 +278,12 @@ class NumericalCodec(ColumnCodec):
         missing_rate: float = 0.0,
         records: int = 0,
         count_noise: float = 0.0,
+        sub_bins: int = 0,
     ) -> None:
         super().__init__(name, count_noise=count_noise)
         self.missing_rate = missing_rate
         self.records = records
+        self.sub_bins = sub_bins
         self.bin_edges = np.asarray(bin_edges, dtype=np.float64)
         self.fine_edges = np.asarray(fine_edges, dtype=np.float64)
         self.fine_counts = np.asarray(fine_counts, dtype=np.float64)
@@ -299,7 +306,15 @@ class NumericalCodec(ColumnCodec):
 
     @override
     def vocab_sizes(self) -> list[int]:
-        return [self.bins + (1 if self.nullable else 0)]
+        return [self.bins + (1 if self.nullable else 0), *([self.sub_bins] if self.sub_bins else [])]
+
+    def _sub_tokens(self, numbers: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        """Which equal part of its bin each value falls in (0 for missing values)."""
+        b = np.clip(tokens, 0, self.bins - 1)
+        low, high = self.bin_edges[b], self.bin_edges[b + 1]
+        frac = np.where(high > low, (np.nan_to_num(numbers) - low) / np.where(high > low, high - low, 1.0), 0.0)
+        sub = np.clip(np.floor(frac * self.sub_bins), 0, self.sub_bins - 1)
+        return np.where(np.isnan(numbers), 0, sub).astype(np.int64)
 
     def _bin_mass(self) -> np.ndarray:
         """DP mass of each quantile bin, from the fine histogram (overlap-weighted)."""
@@ -314,7 +329,7 @@ class NumericalCodec(ColumnCodec):
         if self.nullable:
             mass = np.append(mass, self.missing_rate * self.records)
             noise = np.append(noise, self.count_noise)
-        return [self._prior(mass, noise)]
+        return [self._prior(mass, noise), *([None] if self.sub_bins else [])]
 
     def _values(self, values: pd.Series) -> np.ndarray:
         return pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
@@ -327,7 +342,22 @@ class NumericalCodec(ColumnCodec):
 
     @override
     def encode(self, values: pd.Series) -> np.ndarray:
-        return self._tokens(self._values(values))[:, None]
+        numbers = self._values(values)
+        tokens = self._tokens(numbers)
+        if not self.sub_bins:
+            return tokens[:, None]
+        return np.stack([tokens, self._sub_tokens(numbers, tokens)], axis=1)
+
+    def _sample_sub(self, tokens: np.ndarray, sub: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        b = np.clip(tokens, 0, self.bins - 1)
+        low, high = self.bin_edges[b], self.bin_edges[b + 1]
+        out = low + (sub + rng.random(len(tokens))) / self.sub_bins * (high - low)
+        out = np.where(tokens >= self.bins, np.nan, out)
+        low_bound, high_bound = self.bounds
+        out = np.clip(out, low_bound, high_bound)
+        if self.integer:
+            out = np.clip(np.round(out), np.ceil(low_bound), np.floor(high_bound))
+        return out
 
     def _sample(self, tokens: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         out = np.full(tokens.shape[0], np.nan)
@@ -347,7 +377,10 @@ class NumericalCodec(ColumnCodec):
 
     @override
     def decode(self, tokens: np.ndarray, rng: np.random.Generator) -> pd.Series:
-        values = self._sample(tokens[:, 0], rng)
+        if self.sub_bins and tokens.shape[1] > 1:
+            values = self._sample_sub(tokens[:, 0], tokens[:, 1], rng)
+        else:
+            values = self._sample(tokens[:, 0], rng)
         if self.integer:
             return pd.Series(pd.array([None if np.isnan(v) else v for v in values], dtype="Int64"))
         return pd.Series(values, dtype="float64")
@@ -362,12 +395,14 @@ class NumericalCodec(ColumnCodec):
     @override
     def condition(self, value: Any) -> list[int]:
         if value is None and self.nullable:
-            return [self.bins]
+            return [self.bins, *([0] if self.sub_bins else [])]
         try:
             number = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"--where {self.name}={value}: expected a number") from None
-        return [int(self._tokens(np.array([number]))[0])]
+        numbers = np.array([number])
+        token = self._tokens(numbers)
+        return [int(token[0]), *([int(self._sub_tokens(numbers, token)[0])] if self.sub_bins else [])]
 
     @override
     def to_dict(self) -> dict[str, Any]:
@@ -383,6 +418,7 @@ class NumericalCodec(ColumnCodec):
             "missing_rate": self.missing_rate,
             "records": self.records,
             "count_noise": self.count_noise,
+            "sub_bins": self.sub_bins,
         }
 
 
@@ -454,7 +490,9 @@ def _normalise(p: np.ndarray) -> np.ndarray:
     return p / p.sum()
 
 
-def codec_for(name: str, spec: ColumnSpec, profile: ColumnProfile, *, records: int, count_noise: float) -> ColumnCodec:
+def codec_for(
+    name: str, spec: ColumnSpec, profile: ColumnProfile, *, records: int, count_noise: float, sub_bins: int = 0
+) -> ColumnCodec:
     """The codec of one tabular column, from its DP (or public) profile.
 
     ``records`` is the (public) record count, ``count_noise`` the standard deviation of one profile count.
@@ -493,7 +531,7 @@ def codec_for(name: str, spec: ColumnSpec, profile: ColumnProfile, *, records: i
         }
         if spec.kind is ColumnKind.DATETIME:
             return DatetimeCodec(name, date_only=spec.date_only, **numerical)
-        return NumericalCodec(name, **numerical)
+        return NumericalCodec(name, sub_bins=sub_bins, **numerical)
     raise ValueError(f"column '{name}' ({spec.kind}) has no tabular codec for profile kind {profile.kind}")
 
 

@@ -48,6 +48,7 @@ class TabularConfig(BaseModel):
     random_order_share: float = Field(default=0.5, ge=0, le=1, description="Share of random column orders.")
     sample_chunk: int = Field(default=65_536, ge=1)
     calibration_rounds: int = Field(default=6, ge=0, le=50, description="Rounds matching DP marginals.")
+    numeric_sub_bins: int = Field(default=0, ge=0, le=64, description="Learned parts per numeric bin (0: none).")
     calibration_samples: int = Field(default=20_000, ge=100)
     optim: OptimConfig = OptimConfig(batch_size=2048, epochs=40, lr=2e-3)
 
@@ -92,8 +93,8 @@ class TabularGenerator(Generator):
             seed: seeds initialisation, sampling and noise.
             groups: units of privacy (default: one per entity, or per record).
             progress: called with (step, steps, loss) after each step.
-            checkpoint: folder for resumable state. When it holds a checkpoint and the ledger already holds this
-                stage's spend (an interrupted run), training resumes without spending again.
+            checkpoint: folder for resumable state. When the ledger already holds this stage's spend (an
+                interrupted run), nothing is spent again and training resumes from the checkpoint if one exists.
             canaries: plant this many random canary records, each trained on with probability 1/2, and score
                 them afterwards for the one-run privacy audit (``canaries_``).
         """
@@ -104,7 +105,14 @@ class TabularGenerator(Generator):
             raise ConfigError("the schema has no numerical, categorical, datetime or boolean column to learn")
         noise = (profile.noise_multiplier or 0.0) * profile.max_records_per_entity
         codecs = [
-            codec_for(n, schema.columns[n], profile.columns[n], records=profile.records, count_noise=noise)
+            codec_for(
+                n,
+                schema.columns[n],
+                profile.columns[n],
+                records=profile.records,
+                count_noise=noise,
+                sub_bins=self.config.numeric_sub_bins,
+            )
             for n in columns
         ]
         tokens, sizes, groups_of_subcolumns = _encode(corpus.records, codecs)
@@ -115,12 +123,13 @@ class TabularGenerator(Generator):
         if canaries:
             tokens = np.concatenate([tokens, canary_tokens[included]])
             units = units.with_singletons(int(included.sum()))
-        resuming = checkpoint is not None and (checkpoint / "state.json").is_file()
-        if resuming and mechanism in ledger.mechanisms(Stage.TABULAR):
-            log.info("resuming tabular training from %s; its privacy spend is already in the ledger", checkpoint)
+        spent = mechanism in ledger.mechanisms(Stage.TABULAR)
+        if spent and checkpoint is not None:
+            # an interrupted run: its spend was recorded before any noise; never spend it twice
+            log.info("resuming tabular training; its privacy spend is already in the ledger")
         else:
-            resuming = False
             ledger.spend(Stage.TABULAR, mechanism, note=f"DP-SGD on {len(columns)} tabular columns")
+        resuming = spent and checkpoint is not None and (checkpoint / "state.json").is_file()
         torch.manual_seed(seed)
         network = ARGN(sizes, embed_dim=self.config.embed_dim, hidden=self.config.hidden, layers=self.config.layers)
         priors = [p for codec in codecs for p in codec.prior()]

@@ -1,0 +1,50 @@
+"""Inputs of an audit that come from privsynth artifacts: the model's split and the claimed guarantee."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from privsynth.data.corpus import Corpus
+from privsynth.errors import ConfigError
+from privsynth.sampling import PROVENANCE
+
+
+def split_from_model(corpus: Corpus, model: Path) -> tuple[Corpus, Corpus]:
+    """Train and holdout records of ``corpus`` as recorded by the model at fit time."""
+    split_file = model / "internal" / "split.json"
+    if not split_file.is_file():
+        raise ConfigError(f"{model} has no recorded split (internal/split.json); pass --train and --holdout")
+    split = json.loads(split_file.read_text(encoding="utf-8"))
+    keys = corpus.records[corpus.schema.key].astype(str)
+    train = corpus.with_records(corpus.records[keys.isin(set(split["train"])).to_numpy()])
+    holdout = corpus.with_records(corpus.records[keys.isin(set(split["holdout"])).to_numpy()])
+    if len(train) != len(split["train"]) or len(holdout) != len(split["holdout"]):
+        raise ConfigError(
+            f"--corpus does not hold every record the model's split names ({len(train)}/{len(split['train'])} train, "
+            f"{len(holdout)}/{len(split['holdout'])} holdout found): pass the corpus the model was fit on"
+        )
+    return train, holdout
+
+
+def claimed_guarantee(synthetic: Path, model: Path | None) -> dict[str, Any]:
+    """The (epsilon, delta) and ledger a synthetic corpus claims: from its provenance, else the model's ledger."""
+    provenance = synthetic / PROVENANCE
+    if provenance.is_file():
+        data = json.loads(provenance.read_text(encoding="utf-8"))
+        return {
+            "epsilon": data.get("epsilon"),
+            "delta": data.get("delta"),
+            "source": "synthetic.json",
+            "ledger": data.get("ledger"),
+        }
+    if model is not None and (model / "ledger.json").is_file():
+        ledger = json.loads((model / "ledger.json").read_text(encoding="utf-8"))
+        return {
+            "epsilon": ledger.get("epsilon"),
+            "delta": ledger.get("delta"),
+            "source": "model ledger",
+            "ledger": ledger,
+        }
+    return {"epsilon": None, "delta": None, "source": "none (not a privsynth output)"}

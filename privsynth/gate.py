@@ -1,0 +1,199 @@
+"""The release gate: a pure function of a policy, an audit result and a ledger.
+
+Policies live in ``audits/*.yaml`` and belong to privacy officers. Each names a release class, limits on the
+ledger (epsilon, delta) and thresholds per audit check, hard (refuses the release) or soft (warns). The gate does
+no I/O: it reads values, compares, and returns a :class:`GateDecision` with every reason.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from privsynth.audit.checks import BY_NAME, passes
+from privsynth.errors import ConfigError
+
+
+class Severity(StrEnum):
+    """What a failed check does."""
+
+    HARD = "hard"  # refuses the release
+    SOFT = "soft"  # warns
+
+
+class ReleaseClass(StrEnum):
+    """Who may receive the release."""
+
+    INTERNAL = "internal"
+    CONTROLLED = "controlled"
+    PUBLIC = "public"
+
+
+class CheckRule(BaseModel):
+    """A policy's threshold for one audit check."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    threshold: float
+    severity: Severity = Severity.HARD
+    required: bool = Field(default=False, description="Refuse when the audit has no value for this check.")
+
+
+class Policy(BaseModel):
+    """A release policy (one YAML file in ``audits/``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    version: int = 1
+    description: str = ""
+    release_class: ReleaseClass
+    max_epsilon: float | None = Field(default=None, ge=0, description="Largest claimed epsilon allowed.")
+    max_delta: float | None = Field(default=None, gt=0, lt=1)
+    require_dp: bool = Field(default=True, description="Refuse outputs without a privsynth ledger.")
+    allow_internal_audit: bool = Field(default=False, description="Accept an audit holding real examples.")
+    checks: dict[str, CheckRule]
+
+    @field_validator("checks")
+    @classmethod
+    def _known_checks(cls, value: dict[str, CheckRule]) -> dict[str, CheckRule]:
+        unknown = sorted(set(value) - set(BY_NAME))
+        if unknown:
+            raise ValueError(f"unknown check(s) {', '.join(unknown)}; known: {', '.join(sorted(BY_NAME))}")
+        return value
+
+
+class Finding(BaseModel):
+    """One gate finding, with the numbers behind it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    check: str
+    severity: Severity
+    message: str
+    value: float | None = None
+    threshold: float | None = None
+
+
+class GateDecision(BaseModel):
+    """Pass or refuse, with every reason (hard) and warning (soft)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    policy: str
+    policy_version: int
+    release_class: ReleaseClass
+    passed: bool
+    reasons: tuple[Finding, ...]
+    warnings: tuple[Finding, ...]
+    evaluated: tuple[Finding, ...]
+
+
+def load_policy(path: Path) -> Policy:
+    """Read and validate a policy file; errors name the entries to fix."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read the policy ({type(exc).__name__})") from None
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        lines = "\n".join(f"  - {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{path} is not a valid policy:\n{lines}") from None
+
+
+def gate(policy: Policy, audit: dict[str, Any], ledger: dict[str, Any] | None) -> GateDecision:
+    """Decide a release. Pure: no I/O, same inputs give the same decision."""
+    reasons: list[Finding] = []
+    warnings: list[Finding] = []
+    evaluated: list[Finding] = []
+    if ledger is None:
+        if policy.require_dp:
+            reasons.append(
+                Finding(
+                    check="ledger",
+                    severity=Severity.HARD,
+                    message="no privacy ledger: this policy releases DP outputs only",
+                )
+            )
+    else:
+        epsilon, delta = float(ledger.get("epsilon", float("inf"))), float(ledger.get("delta", 1.0))
+        if policy.max_epsilon is not None and epsilon > policy.max_epsilon * (1 + 1e-9):
+            reasons.append(
+                Finding(
+                    check="max_epsilon",
+                    severity=Severity.HARD,
+                    value=epsilon,
+                    threshold=policy.max_epsilon,
+                    message=f"epsilon {epsilon:.4g} is above the policy's {policy.max_epsilon:g}",
+                )
+            )
+        if policy.max_delta is not None and delta > policy.max_delta * (1 + 1e-9):
+            reasons.append(
+                Finding(
+                    check="max_delta",
+                    severity=Severity.HARD,
+                    value=delta,
+                    threshold=policy.max_delta,
+                    message=f"delta {delta:.3g} is above the policy's {policy.max_delta:.3g}",
+                )
+            )
+        if not ledger.get("unit_of_privacy"):
+            reasons.append(
+                Finding(
+                    check="unit_of_privacy",
+                    severity=Severity.HARD,
+                    message="the ledger does not state its unit of privacy",
+                )
+            )
+    if audit.get("internal") and not policy.allow_internal_audit:
+        reasons.append(
+            Finding(
+                check="audit",
+                severity=Severity.HARD,
+                message="the audit holds real examples (INTERNAL); re-run it without --include-examples for a release",
+            )
+        )
+    for name, rule in policy.checks.items():
+        check = BY_NAME[name]
+        try:
+            value = check.extract(audit)
+        except (KeyError, TypeError, ZeroDivisionError):
+            value = None
+        target = reasons if rule.severity is Severity.HARD else warnings
+        if value is None:
+            finding = Finding(
+                check=name,
+                severity=rule.severity,
+                threshold=rule.threshold,
+                message=f"{name}: the audit has no value for this check",
+            )
+            evaluated.append(finding)
+            if rule.required:
+                target.append(finding)
+            continue
+        ok = passes(value, check.direction, rule.threshold)
+        word = "at most" if check.direction.value == "max" else "at least"
+        finding = Finding(
+            check=name,
+            severity=rule.severity,
+            value=value,
+            threshold=rule.threshold,
+            message=f"{name} = {value:.4g}, policy requires {word} {rule.threshold:g}",
+        )
+        evaluated.append(finding)
+        if not ok:
+            target.append(finding)
+    return GateDecision(
+        policy=policy.name,
+        policy_version=policy.version,
+        release_class=policy.release_class,
+        passed=not reasons,
+        reasons=tuple(reasons),
+        warnings=tuple(warnings),
+        evaluated=tuple(evaluated),
+    )

@@ -1,0 +1,242 @@
+"""``privsynth run CONFIG``: profile -> fit -> sample -> audit -> gate -> release, resumable, in ``runs/<id>/``.
+
+Each stage has a folder under the run directory and a ``stage.json`` written last; a stage whose ``stage.json``
+exists is skipped when the run is started again. The fit is resumable inside its stage: the ledger is written
+after every spend (before noise), the profile once computed and training checkpoints as it goes, so a run killed
+during the fit continues where it stopped without counting privacy twice. The gate is re-evaluated on every run
+(it is cheap and pure, and policies change); the release is written atomically.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from privsynth.audit.inputs import claimed_guarantee, split_from_model
+from privsynth.audit.report import write_report
+from privsynth.audit.run import AuditConfig, run_audit, write_audit
+from privsynth.config import FitConfig, load_config
+from privsynth.data.corpus import read_corpus
+from privsynth.data.demo import write_demo_corpus
+from privsynth.data.fingerprint import corpus_fingerprint
+from privsynth.errors import ConfigError, ReleaseRefusedError
+from privsynth.gate import gate, load_policy
+from privsynth.privacy.store import LedgerStore
+from privsynth.release.bundle import write_release
+from privsynth.release.info import load_release_info
+from privsynth.release.manifest import verify_release
+from privsynth.sampling import PROVENANCE, load_registry, write_synthetic
+from privsynth.synthesizer import Synthesizer
+
+log = logging.getLogger(__name__)
+STAGES = ("corpus", "fit", "sample", "audit", "gate", "release")
+
+
+class DemoSpec(BaseModel):
+    """Build the fake demo corpus instead of reading one."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    n: int = Field(default=2000, ge=10)
+    seed: int = 0
+
+
+class SampleSpec(BaseModel):
+    """How many synthetic records to draw (default: as many as the real corpus has)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    n: int | None = Field(default=None, ge=1)
+    seed: int = 1
+
+
+class ReleaseSpec(BaseModel):
+    """Release information and signing."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    info: Path
+    sign_key: Path | None = None
+
+
+class PipelineConfig(BaseModel):
+    """A whole run, from a corpus to a release. Paths are relative to the working directory."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9._-]+$", description="Run id: the run lives in runs_dir/name.")
+    description: str = ""
+    corpus: Path | None = None
+    demo: DemoSpec | None = None
+    epsilon: float = Field(gt=0, le=1000)
+    delta: float | None = Field(default=None, gt=0, lt=1)
+    seed: int = 0
+    canaries: int = Field(default=0, ge=0)
+    fit: Path | FitConfig | None = None
+    sample: SampleSpec = SampleSpec()
+    audit: AuditConfig = AuditConfig()
+    policy: Path = Path("audits/default.yaml")
+    release: ReleaseSpec | None = None
+    runs_dir: Path = Path("runs")
+    ledger_store: str | None = None
+    source: str | None = None
+
+    def fit_config(self) -> FitConfig:
+        """The fit settings (inline, from a file, or defaults)."""
+        if isinstance(self.fit, FitConfig):
+            return self.fit
+        return load_config(self.fit)
+
+
+def load_pipeline(path: Path) -> PipelineConfig:
+    """Read a pipeline config; errors name the entries to fix."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read the run config ({type(exc).__name__})") from None
+    try:
+        config = PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = "\n".join(f"  - {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{path} is invalid:\n{lines}") from None
+    if (config.corpus is None) == (config.demo is None):
+        raise ConfigError(f"{path}: give exactly one of 'corpus' (a folder) or 'demo' (build the demo corpus)")
+    return config
+
+
+@dataclass
+class RunOutcome:
+    """Where everything went."""
+
+    folder: Path
+    skipped: list[str]
+    passed: bool
+    report: Path
+    release: Path | None
+    reasons: list[str]
+
+
+def _done(stage_dir: Path) -> bool:
+    return (stage_dir / "stage.json").is_file()
+
+
+def _finish(stage_dir: Path, **details: Any) -> None:
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    payload = {"finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **details}
+    tmp = stage_dir / ".stage.json.tmp"
+    tmp.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
+    tmp.replace(stage_dir / "stage.json")
+
+
+def run_pipeline(config: PipelineConfig, *, say: Callable[[str], None] | None = None) -> RunOutcome:
+    """Run (or resume) every stage; raises :class:`ReleaseRefusedError` when the gate refuses."""
+    tell = say if say is not None else (lambda _m: None)
+    root = config.runs_dir / config.name
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "config.json").write_text(config.model_dump_json(indent=2), encoding="utf-8")
+    skipped: list[str] = []
+
+    corpus_dir = config.corpus if config.corpus is not None else root / "corpus" / "data"
+    if config.demo is not None and not _done(root / "corpus"):
+        tell(f"building the demo corpus ({config.demo.n} records)")
+        write_demo_corpus(corpus_dir, n=config.demo.n, seed=config.demo.seed, force=True)
+        _finish(root / "corpus", records=config.demo.n)
+    elif config.demo is not None:
+        skipped.append("corpus")
+    real = read_corpus(corpus_dir)
+
+    model_dir = root / "fit" / "model"
+    if _done(root / "fit"):
+        skipped.append("fit")
+    else:
+        tell("fitting DP generators (resumes from its checkpoint if it was interrupted)")
+        store = LedgerStore(config.ledger_store)
+        synth = Synthesizer(config.fit_config()).fit(
+            real,
+            epsilon=config.epsilon,
+            delta=config.delta,
+            seed=config.seed,
+            store=store,
+            source=config.source or corpus_fingerprint(real),
+            run_id=f"run-{config.name}",
+            canaries=config.canaries,
+            workdir=root / "fit" / "work",
+        )
+        synth.save(model_dir, force=True)
+        _finish(root / "fit", epsilon=synth.ledger_.epsilon, delta=synth.ledger_.target_delta)
+
+    synthetic_dir = root / "sample" / "synthetic"
+    if _done(root / "sample"):
+        skipped.append("sample")
+    else:
+        tell("sampling synthetic records")
+        synth = Synthesizer.load(model_dir)
+        n = config.sample.n if config.sample.n is not None else len(real)
+        write_synthetic(synth, synthetic_dir, n=n, seed=config.sample.seed, force=True)
+        _finish(root / "sample", records=n)
+
+    audit_dir = root / "audit"
+    if _done(audit_dir):
+        skipped.append("audit")
+        result = json.loads((audit_dir / "audit.json").read_text(encoding="utf-8"))
+    else:
+        tell("auditing the synthetic corpus against the real one")
+        train, holdout = split_from_model(real, model_dir)
+        canaries = None
+        canary_file = model_dir / "internal" / "canaries.json"
+        if canary_file.is_file():
+            canaries = json.loads(canary_file.read_text(encoding="utf-8"))
+        result = run_audit(
+            train,
+            holdout,
+            read_corpus(synthetic_dir),
+            config=config.audit,
+            registry=load_registry(synthetic_dir),
+            claimed=claimed_guarantee(synthetic_dir, model_dir),
+            canaries=canaries,
+            progress=tell,
+        )
+        write_audit(result, audit_dir)
+        write_report(result, audit_dir)
+        _finish(audit_dir)
+
+    tell("applying the release policy")
+    policy = load_policy(config.policy)
+    provenance = json.loads((synthetic_dir / PROVENANCE).read_text(encoding="utf-8"))
+    decision = gate(policy, result, provenance.get("ledger"))
+    (root / "gate").mkdir(exist_ok=True)
+    (root / "gate" / "decision.json").write_text(decision.model_dump_json(indent=2), encoding="utf-8")
+    reasons = [r.message for r in decision.reasons]
+    if not decision.passed:
+        return RunOutcome(root, skipped, False, audit_dir / "report.html", None, reasons)
+
+    release_dir = root / "release" / "bundle"
+    if config.release is None:
+        return RunOutcome(root, skipped, True, audit_dir / "report.html", None, reasons)
+    if _done(root / "release") and verify_release(release_dir).ok:
+        skipped.append("release")
+    else:
+        tell("writing the release")
+        write_release(
+            synthetic=synthetic_dir,
+            audit=result,
+            policy=policy,
+            policy_path=config.policy,
+            info=load_release_info(config.release.info),
+            out=release_dir,
+            sign_key=config.release.sign_key,
+            force=True,
+        )
+        _finish(root / "release")
+    return RunOutcome(root, skipped, True, audit_dir / "report.html", release_dir, reasons)
+
+
+__all__ = ["STAGES", "PipelineConfig", "ReleaseRefusedError", "RunOutcome", "load_pipeline", "run_pipeline"]

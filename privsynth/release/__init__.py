@@ -1,0 +1,1 @@
+"""Releases: policy-gated bundles with datasheets, Croissant metadata and a verifiable manifest."""

@@ -1,0 +1,279 @@
+"""Gate, release, verify and run through the CLI; kill tests; no real value in released documents."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from privsynth.audit.pii.audit import build_replay
+from privsynth.audit.pii.engine import PiiScanner
+from privsynth.cli.output import ExitCode
+from privsynth.data.corpus import read_corpus
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = ROOT / "configs" / "small.yaml"
+INFO = ROOT / "configs" / "demo-release.yaml"
+LENIENT = """
+name: lenient
+release_class: internal
+max_epsilon: 50
+max_delta: 1.0e-4
+checks:
+  identical_excess: {threshold: 0.05, severity: hard, required: true}
+  pii_replay: {threshold: 0, severity: hard, required: true}
+  tstr_ratio: {threshold: 0.8, severity: soft}
+"""
+
+
+def write_run_config(folder: Path, *, name: str, epsilon: float = 3.0, policy: Path | None = None) -> Path:
+    config = {
+        "name": name,
+        "demo": {"n": 200, "seed": 3},
+        "epsilon": epsilon,
+        "seed": 0,
+        "fit": str(SMALL),
+        "sample": {"n": 150, "seed": 1},
+        "audit": {"ocr": "off", "bootstrap": 30, "fidelity": False},
+        "policy": str(policy or folder / "lenient.yaml"),
+        "release": {"info": str(INFO)},
+        "runs_dir": str(folder / "runs"),
+        "ledger_store": str(folder / "ledger.sqlite"),
+    }
+    (folder / "lenient.yaml").write_text(LENIENT)
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from privsynth.cli import main
+
+    folder = tmp_path_factory.mktemp("run")
+    config = write_run_config(folder, name="t")
+    assert main(["run", str(config)]) == 0
+    return folder / "runs" / "t"
+
+
+def test_run_produces_a_verified_release(cli, finished_run: Path) -> None:
+    bundle = finished_run / "release" / "bundle"
+    for name in (
+        "datasheet.md",
+        "README.md",
+        "croissant.json",
+        "manifest.json",
+        "audit-summary.json",
+        "data/records.parquet",
+        "data/schema.yaml",
+    ):
+        assert (bundle / name).is_file(), name
+    assert cli("verify", bundle).exit_code == 0
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["gate"]["passed"] is True and manifest["ledger"]["epsilon"] <= 3.0
+    assert "person identified by 'patient_id'" in manifest["unit_of_privacy"]
+    card = (bundle / "README.md").read_text()
+    assert card.startswith("---\n") and "differential-privacy" in card
+    assert "## Composition" in (bundle / "datasheet.md").read_text()
+
+
+def test_rerunning_skips_finished_stages(cli, finished_run: Path) -> None:
+    config = finished_run.parent.parent / "t.yaml"
+    result = cli("run", config)
+    assert result.exit_code == 0, result.output
+    assert "corpus, fit, sample, audit, release" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "datasheet.md",
+        "data/records.parquet",
+        "croissant.json",
+        "manifest.json",
+        "manifest.json.sha256",
+        "README.md",
+        "audit-summary.json",
+        "data/schema.yaml",
+    ],
+)
+def test_one_changed_byte_fails_verification(cli, finished_run: Path, tmp_path: Path, target: str) -> None:
+    copy = tmp_path / "bundle"
+    shutil.copytree(finished_run / "release" / "bundle", copy)
+    path = copy / target
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    result = cli("verify", copy)
+    assert result.exit_code == ExitCode.INTEGRITY
+    assert "Verification failed" in result.stderr
+
+
+def test_extra_or_missing_files_fail_verification(cli, finished_run: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "bundle"
+    shutil.copytree(finished_run / "release" / "bundle", copy)
+    (copy / "extra.txt").write_text("x")
+    assert "not in the manifest" in cli("verify", copy).stderr
+    (copy / "extra.txt").unlink()
+    (copy / "datasheet.md").unlink()
+    assert "missing file: datasheet.md" in cli("verify", copy).stderr
+
+
+def test_signed_release_and_wrong_key(cli, finished_run: Path, tmp_path: Path) -> None:
+    assert cli("keygen", tmp_path / "keys").exit_code == 0
+    assert cli("keygen", tmp_path / "other", "--name", "other").exit_code == 0
+    assert (tmp_path / "keys" / "release-signing.key").stat().st_mode & 0o777 == 0o600
+    out = tmp_path / "signed"
+    result = cli(
+        "release",
+        "-s",
+        finished_run / "sample" / "synthetic",
+        "-a",
+        finished_run / "audit",
+        "-i",
+        INFO,
+        "-o",
+        out,
+        "-p",
+        finished_run.parent.parent / "lenient.yaml",
+        "--sign-key",
+        tmp_path / "keys" / "release-signing.key",
+    )
+    assert result.exit_code == 0, result.output
+    good = cli("verify", out, "--public-key", tmp_path / "keys" / "release-signing.pub")
+    assert good.exit_code == 0 and "valid (trusted key)" in good.stdout
+    bad = cli("verify", out, "--public-key", tmp_path / "other" / "other.pub")
+    assert bad.exit_code == ExitCode.INTEGRITY
+
+
+def test_gate_refusal_exits_3_and_writes_nothing(cli, finished_run: Path, tmp_path: Path) -> None:
+    strict = tmp_path / "strict.yaml"
+    strict.write_text("name: strict\nrelease_class: public\nmax_epsilon: 0.5\nchecks: {}\n")
+    assert cli("gate", finished_run / "audit", "--policy", strict).exit_code == ExitCode.REFUSED
+    out = tmp_path / "nope"
+    result = cli(
+        "release",
+        "-s",
+        finished_run / "sample" / "synthetic",
+        "-a",
+        finished_run / "audit",
+        "-i",
+        INFO,
+        "-o",
+        out,
+        "-p",
+        strict,
+    )
+    assert result.exit_code == ExitCode.REFUSED
+    assert "epsilon" in result.stderr
+    assert not out.exists()
+
+
+def test_empty_human_fields_are_refused(cli, finished_run: Path, tmp_path: Path) -> None:
+    info = yaml.safe_load(INFO.read_text())
+    info["uses"]["out_of_scope"] = ""
+    info["maintainer"]["contact"] = ""
+    path = tmp_path / "info.yaml"
+    path.write_text(yaml.safe_dump(info))
+    out = tmp_path / "r"
+    result = cli(
+        "release",
+        "-s",
+        finished_run / "sample" / "synthetic",
+        "-a",
+        finished_run / "audit",
+        "-i",
+        path,
+        "-o",
+        out,
+        "-p",
+        finished_run.parent.parent / "lenient.yaml",
+    )
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert "uses.out_of_scope" in result.stderr and "maintainer.contact" in result.stderr
+    assert not out.exists()
+
+
+def test_released_documents_hold_no_real_value(finished_run: Path) -> None:
+    real = read_corpus(finished_run / "corpus" / "data")
+    replay = build_replay(real, PiiScanner())
+    bundle = finished_run / "release" / "bundle"
+    for name in ("datasheet.md", "README.md", "croissant.json", "manifest.json", "audit-summary.json"):
+        hits = replay.find((bundle / name).read_text())
+        assert hits == [], (name, [h.kind for h in hits])
+
+
+def _kill_script(body: str) -> str:
+    return textwrap.dedent(body)
+
+
+def test_sigkill_while_writing_a_release_leaves_no_release(finished_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "killed"
+    script = _kill_script(f"""
+        import os, signal, sys
+        import privsynth.release.bundle as bundle
+        def die(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGKILL)
+        bundle.check_croissant = die   # dies halfway: data and datasheet already in the temporary folder
+        from privsynth.cli import main
+        sys.exit(main(["release", "-s", {str(finished_run / "sample" / "synthetic")!r},
+                       "-a", {str(finished_run / "audit")!r}, "-i", {str(INFO)!r}, "-o", {str(out)!r},
+                       "-p", {str(finished_run.parent.parent / "lenient.yaml")!r}]))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert proc.returncode == -9
+    assert not out.exists()
+    leftovers = [p.name for p in tmp_path.iterdir()]
+    assert all(name.startswith(".killed.tmp-") for name in leftovers)  # only the hidden temporary folder
+
+
+def test_sigkill_during_fit_then_resume_gives_the_same_ledger(tmp_path: Path) -> None:
+    from privsynth.cli import main
+
+    reference_dir = tmp_path / "reference"
+    reference_dir.mkdir()
+    reference = write_run_config(reference_dir, name="ref")
+    assert main(["run", str(reference)]) == 0
+    expected = json.loads((reference_dir / "runs" / "ref" / "fit" / "model" / "ledger.json").read_text())
+
+    killed_dir = tmp_path / "killed"
+    killed_dir.mkdir()
+    config = write_run_config(killed_dir, name="ref")
+    script = _kill_script(f"""
+        import os, signal, sys
+        from privsynth.generators import dpsgd
+        original = dpsgd.DPSGDTrainer.run
+        def run_then_die(self, **kwargs):
+            kwargs["checkpoint_every"] = 2
+            original(self, until=self.mechanism.steps // 2, **kwargs)
+            os.kill(os.getpid(), signal.SIGKILL)
+        dpsgd.DPSGDTrainer.run = run_then_die
+        from privsynth.cli import main
+        sys.exit(main(["run", {str(config)!r}]))
+    """)
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=os.environ | {"PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    work = killed_dir / "runs" / "ref" / "fit" / "work"
+    assert (work / "tabular-checkpoint" / "state.json").exists()
+    assert not (killed_dir / "runs" / "ref" / "fit" / "stage.json").exists()
+    assert main(["run", str(config)]) == 0
+    resumed = json.loads((killed_dir / "runs" / "ref" / "fit" / "model" / "ledger.json").read_text())
+    assert len(resumed["entries"]) == len(expected["entries"]) == 2
+    assert resumed["epsilon"] == pytest.approx(expected["epsilon"])
+    from privsynth.privacy.store import LedgerStore
+
+    rows = LedgerStore(killed_dir / "ledger.sqlite").rows()
+    assert len(rows) == 2  # nothing recorded twice across the kill
