@@ -22,10 +22,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Keep this folder last on the path: benchmarks/profile.py would shadow the standard library's 'profile'.
 _HERE = Path(__file__).resolve().parent
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
-
 import argparse
 import json
 import subprocess

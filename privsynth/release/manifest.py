@@ -142,7 +142,10 @@ def verify_release(folder: Path, *, public_key: Path | None = None) -> Verificat
         manifest = json.loads(raw)
     except json.JSONDecodeError:
         raise IntegrityError(f"{folder}: {MANIFEST} is not valid JSON (changed or corrupted)") from None
-    listed: dict[str, dict[str, Any]] = manifest.get("files", {})
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict):
+        raise IntegrityError(f"{folder}: {MANIFEST} has no file table (changed or corrupted)")
+    listed: dict[str, dict[str, Any]] = {k: v if isinstance(v, dict) else {} for k, v in files.items()}
     actual = file_table(folder)
     result.files = len(listed)
     for rel in sorted(set(listed) - set(actual)):
@@ -150,13 +153,20 @@ def verify_release(folder: Path, *, public_key: Path | None = None) -> Verificat
     for rel in sorted(set(actual) - set(listed)):
         result.problems.append(f"file not in the manifest: {rel}")
     for rel in sorted(set(listed) & set(actual)):
-        if listed[rel]["sha256"] != actual[rel]["sha256"] or listed[rel]["bytes"] != actual[rel]["bytes"]:
+        entry = listed[rel]
+        if entry.get("sha256") != actual[rel]["sha256"] or entry.get("bytes") != actual[rel]["bytes"]:
             result.problems.append(f"changed file: {rel}")
     signature_path = folder / SIGNATURE
     if signature_path.is_file():
-        envelope = json.loads(signature_path.read_text(encoding="utf-8"))
-        key_bytes = base64.b64decode(envelope["public_key"])
-        embedded = Ed25519PublicKey.from_public_bytes(key_bytes)
+        try:
+            envelope = json.loads(signature_path.read_text(encoding="utf-8"))
+            key_bytes = base64.b64decode(envelope["public_key"])
+            embedded = Ed25519PublicKey.from_public_bytes(key_bytes)
+            signature = base64.b64decode(envelope["signature"])
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            result.problems.append(f"{SIGNATURE} is malformed (changed or corrupted)")
+            result.signature = "INVALID"
+            return result
         trusted = _load_public(public_key) if public_key is not None else None
         key = trusted if trusted is not None else embedded
         if (
@@ -165,7 +175,7 @@ def verify_release(folder: Path, *, public_key: Path | None = None) -> Verificat
         ):
             result.problems.append("signature was made with another key than --public-key")
         try:
-            key.verify(base64.b64decode(envelope["signature"]), raw)
+            key.verify(signature, raw)
             result.signature = (
                 "valid (trusted key)" if trusted is not None else "valid (embedded key; pass --public-key to trust it)"
             )

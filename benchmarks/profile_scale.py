@@ -1,6 +1,6 @@
 """Benchmark: DP profiling of 1,000,000 rows x 20 mixed columns (target <= 60 s on 2 cores).
 
-    python benchmarks/profile.py [--rows 1000000] [--epsilon 1.0] [--out results/profile.json]
+    python benchmarks/profile_scale.py [--rows 1000000] [--epsilon 1.0] [--out results/profile_scale.json]
 
 The table is synthetic (generated here, no real data needed): 6 numerical (3 with declared bounds), 6
 categorical (3 with declared domains, one with 5,000 distinct values), 3 datetime, 3 boolean, 2 short text.
@@ -10,13 +10,7 @@ The non-private exact profile of the same rows is timed in the same run as the r
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
-
-# This file shares its name with the standard library's 'profile' (which torch imports): keep the benchmarks
-# folder at the end of the path so the standard module wins.
-_HERE = Path(__file__).resolve().parent
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
 
 import numpy as np
 import pandas as pd
@@ -101,7 +95,7 @@ def main() -> None:
         f"({'met' if dp.seconds <= 60 else 'MISSED'}); process peak RSS {peak_rss_mb():.0f} MB"
     )
     write_json(
-        "profile",
+        "profile_scale",
         {
             "rows": args.rows,
             "columns": columns,
