@@ -13,7 +13,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from privsynth.errors import ConfigError
+from privsynth.generators.image.generator import ImageConfig
 from privsynth.generators.tabular.generator import TabularConfig
+from privsynth.generators.text.generator import TextConfig
 from privsynth.privacy.accounting import AccountantKind
 from privsynth.privacy.ledger import Stage
 from privsynth.profile.profiler import ProfileConfig
@@ -34,6 +36,8 @@ class FitConfig(BaseModel):
     secure_noise: bool = Field(default=False, description="Profile noise from the OS CSPRNG.")
     profile: ProfileConfig = ProfileConfig()
     tabular: TabularConfig = TabularConfig()
+    text: TextConfig = TextConfig()
+    image: ImageConfig = ImageConfig()
 
     def shares(self, stages: list[Stage]) -> dict[Stage, float]:
         """The split restricted to ``stages`` (weights, not yet normalised)."""

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from privsynth._version import __version__
-from privsynth.data.corpus import atomic_dir, write_table
+from privsynth.data.corpus import atomic_dir, image_files, write_table
 from privsynth.data.schema import TABLE_FORMATS
 from privsynth.errors import ConfigError
 from privsynth.synthesizer import Synthesizer
@@ -68,12 +68,13 @@ def write_synthetic(
         "delta": synth.ledger_.target_delta,
         "unit_of_privacy": synth.schema_.unit_of_privacy,
         "omitted_columns": synth.skipped_,
-        "generators": ["tabular"] if synth.tabular_ is not None else [],
+        "generators": synth.generator_names,
         "source": synth.source_,
         "ledger": synth.ledger_.state_dict(),
         "config": synth.config.model_dump(mode="json"),
     }
     with atomic_dir(out, force=force) as tmp:
+        records = image_files(records, schema, tmp)  # PNG files referenced by relative path, as in a real corpus
         write_table(records, schema, tmp, header="# synthetic corpus written by privsynth sample\n")
         (tmp / PROVENANCE).write_text(json.dumps(provenance, indent=2, default=str), encoding="utf-8")
         internal = tmp / REGISTRY.parent

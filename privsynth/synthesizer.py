@@ -24,18 +24,21 @@ import numpy as np
 import pandas as pd
 
 from privsynth._version import __version__
+from privsynth.audit.pii.engine import PiiScanner
 from privsynth.config import FitConfig
 from privsynth.data.corpus import Corpus, atomic_dir
 from privsynth.data.schema import ColumnKind, Schema, dump_schema, schema_from_dict, schema_to_dict
 from privsynth.errors import ConfigError, IntegrityError, NotFittedError
 from privsynth.generators.dpsgd import Groups
+from privsynth.generators.image.generator import ImageGenerator
 from privsynth.generators.tabular.generator import TABULAR_KINDS, TabularGenerator
+from privsynth.generators.text.generator import TextGenerator
 from privsynth.privacy.contribution import bound_contributions
 from privsynth.privacy.ledger import PrivacyLedger, Stage
 from privsynth.privacy.noise import NoiseSource
 from privsynth.privacy.planner import StageShape, check_delta, default_delta, plan_budget
 from privsynth.privacy.store import LedgerStore, new_run_id
-from privsynth.profile.model import load_profile, save_profile
+from privsynth.profile.model import ImageProfile, load_profile, save_profile
 from privsynth.profile.profiler import dp_profile, plan_queries
 from privsynth.runtime import set_threads
 from privsynth.surrogates import fill_identifiers, surrogate_identities
@@ -136,6 +139,15 @@ class Synthesizer:
             shapes.append(StageShape(stage=Stage.PROFILE, sample_rate=1.0, steps=plan_shape.queries))
         if has_tabular:
             shapes.append(tabular.shape(groups.count))
+        text_columns = schema.names(ColumnKind.TEXT)
+        if text_columns:
+            # every text column runs the same mechanism: k identical runs compose like one run of k x steps
+            one = TextGenerator(self.config.text).shape(groups.count)
+            shapes.append(one.model_copy(update={"steps": one.steps * len(text_columns)}))
+        image_columns = schema.names(ColumnKind.IMAGE)
+        if image_columns:
+            one = ImageGenerator(self.config.image).shape(groups.count)
+            shapes.append(one.model_copy(update={"steps": one.steps * len(image_columns)}))
         if not shapes:
             raise ConfigError("nothing to learn: the schema has only keys and identifiers")
         extra = plan_shape.extra_delta(chosen_delta, self.config.profile)
@@ -197,6 +209,47 @@ class Synthesizer:
                 canaries=canaries,
                 checkpoint=workdir / "tabular-checkpoint" if workdir is not None else None,
             )
+        self.texts_: dict[str, TextGenerator] = {}
+        if text_columns:
+            scanner = PiiScanner()
+            for column in text_columns:
+                report_text = (
+                    None
+                    if progress is None
+                    else (lambda step, total, _v, c=column: progress(f"text '{c}'", step, total))
+                )
+                self.texts_[column] = TextGenerator(self.config.text).fit(
+                    bounded,
+                    column=column,
+                    codecs=tabular.codecs_ if has_tabular else [],
+                    subcolumns=tabular.subcolumns_ if has_tabular else [],
+                    ledger=ledger,
+                    noise_multiplier=budget.mechanism(Stage.TEXT).noise_multiplier,
+                    seed=seed,
+                    groups=groups,
+                    scanner=scanner,
+                    checkpoint=workdir / f"text-{column}-checkpoint" if workdir is not None else None,
+                    progress=report_text,
+                )
+        self.images_: dict[str, ImageGenerator] = {}
+        for column in image_columns:
+            image_profile = profile.columns[column]
+            assert isinstance(image_profile, ImageProfile)
+            report_image = (
+                None if progress is None else (lambda step, total, _v, c=column: progress(f"image '{c}'", step, total))
+            )
+            self.images_[column] = ImageGenerator(self.config.image).fit(
+                bounded,
+                column=column,
+                profile=image_profile,
+                codecs=tabular.codecs_ if has_tabular else [],
+                ledger=ledger,
+                noise_multiplier=budget.mechanism(Stage.IMAGE).noise_multiplier,
+                seed=seed,
+                groups=groups,
+                checkpoint=workdir / f"image-{column}-checkpoint" if workdir is not None else None,
+                progress=report_image,
+            )
         self.schema_ = schema
         self.profile_ = profile.model_copy(update={"ledger": ledger.state_dict()})
         self.ledger_ = ledger
@@ -205,16 +258,19 @@ class Synthesizer:
         self.seed_ = seed
         self.run_id_ = run
         self.source_ = source
-        self.skipped_ = {
-            n: f"no {c.kind} generator in this privsynth version"
-            for n, c in schema.columns.items()
-            if c.kind in (ColumnKind.TEXT, ColumnKind.IMAGE)
-        }
+        self.skipped_: dict[str, str] = {}
         return self
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "ledger_"):
             raise NotFittedError("this Synthesizer is not fitted; call fit() or Synthesizer.load()")
+
+    @property
+    def generator_names(self) -> list[str]:
+        """The fitted generators: ``tabular``, ``text:<column>``, ``image:<column>``."""
+        self._check_fitted()
+        names = ["tabular"] if self.tabular_ is not None else []
+        return names + [f"text:{c}" for c in self.texts_] + [f"image:{c}" for c in self.images_]
 
     # ----- sampling ---------------------------------------------------------------------------------------------
 
@@ -252,11 +308,20 @@ class Synthesizer:
         for name in schema.names(ColumnKind.KEY):
             prefix = "SP" if name == schema.entity else "S" if name == schema.key else f"S{name[:3].upper()}"
             records[name] = [f"{prefix}{i:0{width}d}" for i in range(n)]
-        if schema.names(ColumnKind.IDENTIFIER):
+        texts = {c: g for c, g in self.texts_.items() if c in schema.columns}
+        if schema.names(ColumnKind.IDENTIFIER) or texts:
             identities = surrogate_identities(n, seed=seed, records=records, schema=schema)
             records = fill_identifiers(records, schema, identities)
         else:
             identities = pd.DataFrame(index=range(n))
+        if texts:
+            # other people a text mentions (a relative, a doctor) get fresh fakes, never the record's identity
+            others = surrogate_identities(n, seed=seed + 1_000_003)
+            for i, (column, generator) in enumerate(texts.items()):
+                records[column] = generator.sample(records, identities, others, seed=seed + 17 * (i + 1))
+            identities = pd.concat([identities, others.add_prefix("other_")], axis=1)
+        for i, (column, image) in enumerate((c, g) for c, g in self.images_.items() if c in schema.columns):
+            records[column] = image.sample(records, seed=seed + 31 * (i + 1))
         identities.insert(0, schema.key, records[schema.key].to_numpy())
         return records[list(schema.columns)].reset_index(drop=True), identities
 
@@ -276,7 +341,7 @@ class Synthesizer:
                 "seed": self.seed_,
                 "run_id": self.run_id_,
                 "source": self.source_,
-                "generators": ["tabular"] if self.tabular_ is not None else [],
+                "generators": self.generator_names,
                 "skipped_columns": self.skipped_,
                 "config": self.config.model_dump(mode="json"),
                 "schema": schema_to_dict(self.schema_),
@@ -287,6 +352,10 @@ class Synthesizer:
             save_profile(self.profile_, tmp / "profile.json")
             if self.tabular_ is not None:
                 self.tabular_.save(tmp / "tabular")
+            for column, generator in self.texts_.items():
+                generator.save(tmp / f"text-{column}")
+            for column, image in self.images_.items():
+                image.save(tmp / f"image-{column}")
             internal = tmp / "internal"
             internal.mkdir(mode=0o700)
             split = {"train": list(self.split_.train), "holdout": list(self.split_.holdout)}
@@ -312,6 +381,16 @@ class Synthesizer:
         synth.ledger_ = PrivacyLedger.from_state_dict(json.loads((folder / "ledger.json").read_text("utf-8")))
         synth.profile_ = load_profile(folder / "profile.json")
         synth.tabular_ = TabularGenerator.load(folder / "tabular") if "tabular" in meta["generators"] else None
+        synth.texts_ = {
+            g.split(":", 1)[1]: TextGenerator.load(folder / f"text-{g.split(':', 1)[1]}")
+            for g in meta["generators"]
+            if g.startswith("text:")
+        }
+        synth.images_ = {
+            g.split(":", 1)[1]: ImageGenerator.load(folder / f"image-{g.split(':', 1)[1]}")
+            for g in meta["generators"]
+            if g.startswith("image:")
+        }
         synth.seed_ = int(meta["seed"])
         synth.run_id_ = str(meta["run_id"])
         synth.source_ = meta.get("source")

@@ -246,6 +246,15 @@ def _place_images(corpus: Corpus, column: str, tmp: Path, table_format: str) -> 
     return pd.Series(values, index=corpus.records.index, dtype=object)
 
 
+def image_files(records: pd.DataFrame, schema: Schema, folder: Path) -> pd.DataFrame:
+    """Records whose in-memory image bytes are written as files under ``folder/images/<column>/`` (by path)."""
+    out = records.copy()
+    corpus = Corpus(records=records, schema=schema, root=folder)
+    for name in schema.names(ColumnKind.IMAGE):
+        out[name] = _place_images(corpus, name, folder, "csv")
+    return out
+
+
 def _safe_name(key: str) -> str:
     cleaned = "".join(c if c.isalnum() or c in "-_" else "_" for c in key)[:100]
     return cleaned or "record"
@@ -274,4 +283,13 @@ def _cell_bytes(corpus: Corpus, value: object) -> bytes:
     return (corpus.root / str(value)).read_bytes()
 
 
-__all__ = ["Corpus", "atomic_dir", "corpora_equal", "read_corpus", "read_table", "write_corpus", "write_table"]
+__all__ = [
+    "Corpus",
+    "atomic_dir",
+    "corpora_equal",
+    "image_files",
+    "read_corpus",
+    "read_table",
+    "write_corpus",
+    "write_table",
+]

@@ -65,7 +65,21 @@ def _tabular() -> type[Generator]:
     return TabularGenerator
 
 
+def _text() -> type[Generator]:
+    from privsynth.generators.text.generator import TextGenerator
+
+    return TextGenerator
+
+
+def _image() -> type[Generator]:
+    from privsynth.generators.image.generator import ImageGenerator
+
+    return ImageGenerator
+
+
 registry = Registry()
 registry.register("tabular", _tabular)
+registry.register("text", _text)
+registry.register("image", _image)
 
 __all__ = ["Generator", "Registry", "registry"]

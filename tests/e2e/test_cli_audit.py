@@ -48,7 +48,8 @@ def test_audit_from_the_model_split(cli, demo_dir: Path, fitted, tmp_path: Path)
     assert audit["version"] == 1 and audit["claimed"]["source"] == "synthetic.json"
     assert 0.97 * 3 <= audit["claimed"]["epsilon"] <= 3
     assert audit["inputs"]["holdout"] > 0
-    assert "note" in " ".join(audit["limitations"])  # text column absent from this synthetic corpus
+    assert "absent from the synthetic corpus" not in " ".join(audit["limitations"])  # text and images generated
+    assert "note" in audit["memorization"]["text"] and "scan" in audit["memorization"]["image"]
     assert (out / "report.html").read_text().startswith("<!doctype html>")
     assert "privsynth gate" in result.stdout
 

@@ -17,9 +17,9 @@ def test_fit_then_sample(cli, demo_dir: Path, tmp_path: Path) -> None:
     model = tmp_path / "model"
     result = cli("fit", demo_dir, "-e", "2", "-o", model, "-c", SMALL, "--ledger-store", store, "--seed", "1")
     assert result.exit_code == 0, result.output
-    assert "left out of samples" in result.stderr  # text and image columns: no generator yet
+    assert "left out of samples" not in result.stderr  # every modality of the demo corpus has a generator
     meta = json.loads((model / "model.json").read_text())
-    assert meta["generators"] == ["tabular"]
+    assert meta["generators"] == ["tabular", "text:note", "image:scan"]
     assert 0.97 * 2 <= json.loads((model / "ledger.json").read_text())["epsilon"] <= 2
     synthetic = tmp_path / "synthetic"
     result = cli("sample", model, "--n", "50", "-o", synthetic, "--where", "sex=F", "--format", "csv")
@@ -27,6 +27,7 @@ def test_fit_then_sample(cli, demo_dir: Path, tmp_path: Path) -> None:
     assert cli("validate", synthetic).exit_code == 0
     frame = pd.read_csv(synthetic / "records.csv")
     assert len(frame) == 50 and (frame["sex"] == "F").all()
+    assert frame["scan"].dropna().str.startswith("images/scan/").all()  # PNG files, by relative path
     provenance = json.loads((synthetic / "synthetic.json").read_text())
     assert provenance["conditions"] == {"sex": "F"} and provenance["records"] == 50
     assert (synthetic / "internal" / "surrogates.parquet").stat().st_mode & 0o777 == 0o600

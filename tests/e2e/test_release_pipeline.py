@@ -271,9 +271,9 @@ def test_sigkill_during_fit_then_resume_gives_the_same_ledger(tmp_path: Path) ->
     assert not (killed_dir / "runs" / "ref" / "fit" / "stage.json").exists()
     assert main(["run", str(config)]) == 0
     resumed = json.loads((killed_dir / "runs" / "ref" / "fit" / "model" / "ledger.json").read_text())
-    assert len(resumed["entries"]) == len(expected["entries"]) == 2
+    assert len(resumed["entries"]) == len(expected["entries"]) == 4  # profile, tabular, text, image
     assert resumed["epsilon"] == pytest.approx(expected["epsilon"])
     from privsynth.privacy.store import LedgerStore
 
     rows = LedgerStore(killed_dir / "ledger.sqlite").rows()
-    assert len(rows) == 2  # nothing recorded twice across the kill
+    assert len(rows) == 4  # nothing recorded twice across the kill

@@ -29,10 +29,10 @@ def fitted(demo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Sy
 def test_ledger_spends_the_requested_epsilon_once(fitted) -> None:
     synth, _, store = fitted
     assert 0.97 * 3.0 <= synth.ledger_.epsilon <= 3.0
-    assert [e.stage.value for e in synth.ledger_.entries] == ["profile", "tabular"]
+    assert [e.stage.value for e in synth.ledger_.entries] == ["profile", "tabular", "text", "image"]
     assert "person identified by 'patient_id'" in synth.ledger_.unit_of_privacy
     rows = store.rows("demo")
-    assert [r["stage"] for r in rows] == ["profile", "tabular"]
+    assert [r["stage"] for r in rows] == ["profile", "tabular", "text", "image"]
     assert store.total("demo").epsilon == pytest.approx(synth.ledger_.epsilon)
 
 
@@ -41,8 +41,8 @@ def test_samples_have_the_schema_types_and_respect_declared_domains(fitted) -> N
     records, identities = synth.sample(3000, seed=1)
     schema = synth.synthetic_schema
     assert list(records.columns) == list(schema.columns)
-    assert "note" not in records.columns and "scan" not in records.columns  # no generator yet: left out
-    assert set(synth.skipped_) == {"note", "scan"}
+    assert "note" in records.columns and "scan" in records.columns  # every modality has a generator
+    assert synth.skipped_ == {}
     for name, spec in schema.columns.items():
         values = records[name]
         if spec.kind is ColumnKind.CATEGORICAL and spec.domain is not None:
@@ -180,3 +180,30 @@ def test_an_interrupted_fit_resumes_without_spending_twice(demo_dir: Path, tmp_p
     assert len(ledger.entries) == 1
     assert ledger.epsilon == pytest.approx(reference.epsilon)
     assert resumed.network_ is not None
+
+
+def test_text_is_generated_with_the_records_own_surrogates_and_no_real_identifier(
+    demo_dir: Path, tmp_path: Path
+) -> None:
+    corpus = read_corpus(demo_dir)
+    records = corpus.records.copy()
+    planted = records["name"].iloc[5]  # another patient's real name inside this note
+    records.loc[0, "note"] = records.loc[0, "note"] + f" Seen with {planted}."
+    corpus = corpus.with_records(records)
+    config = load_config(SMALL)
+    synth = Synthesizer(config).fit(corpus, epsilon=4.0, seed=2)
+    assert [e.stage.value for e in synth.ledger_.entries] == ["profile", "tabular", "text", "image"]
+    assert 0.97 * 4 <= synth.ledger_.epsilon <= 4
+    assert "note" not in synth.skipped_
+    out, identities = synth.sample(60, seed=4)
+    assert out["note"].map(lambda t: isinstance(t, str)).all()
+    real_values = set()
+    for column in ("name", "ssn", "mrn", "email", "phone"):
+        real_values |= set(corpus.records[column].astype(str))
+    for note in out["note"]:
+        for value in real_values:
+            assert value not in note
+    synth.save(tmp_path / "model")
+    again, _ = Synthesizer.load(tmp_path / "model").sample(60, seed=4)
+    assert again["note"].tolist() == out["note"].tolist()
+    assert "other_person" in identities.columns

