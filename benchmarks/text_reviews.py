@@ -15,6 +15,9 @@ privacy guarantee):
   for real test reviews (what unrelated real text shares with the training set by chance).
 - Fit seconds, sampling samples/s.
 
+Variants: ``scratch`` (DP-SGD from random weights) and ``pretrained`` (first `privsynth pretrain-text` on public
+text, here the Python language reference that ships with every Python as ``pydoc_data``, then DP fine-tuning).
+
     python benchmarks/text_reviews.py [--data ../shared/data/amazon-food-reviews] [--epsilon 8]
 
 Prints one table and writes benchmarks/results/text_reviews.json.
@@ -39,10 +42,12 @@ from privsynth.config import load_config
 from privsynth.data.corpus import Corpus
 from privsynth.data.schema import schema_from_dict
 from privsynth.generators.dpsgd import DPSGDTrainer, Groups, OptimConfig
+from privsynth.generators.text.pretrain import pretrain_text
 from privsynth.privacy.accounting import AccountantKind, Mechanism, noise_for_epsilon
 from privsynth.synthesizer import Synthesizer
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
 LABELS = ["great", "other"]
 
 
@@ -69,6 +74,13 @@ def corpus(train: pd.DataFrame, max_length: int) -> Corpus:
         {"id": [f"r{i}" for i in range(len(train))], "score": train.score.astype(object), "review": train.review}
     )
     return Corpus(records=records, schema=schema, root=Path())
+
+
+def public_documents() -> list[str]:
+    """Public English prose that ships with Python: the language reference topics of ``pydoc_data`` (PSF)."""
+    from pydoc_data.topics import topics
+
+    return [p.strip() for text in topics.values() for p in text.split("\n\n") if len(p.strip()) >= 40]
 
 
 def tfidf_accuracy(texts: list[str], labels: np.ndarray, test: pd.DataFrame) -> float:
@@ -111,6 +123,8 @@ def main() -> None:
     parser.add_argument("--delta", type=float, default=1e-5)
     parser.add_argument("--config", type=Path, default=None, help="Fit config YAML (default: built-in defaults).")
     parser.add_argument("--limit", type=int, default=None, help="Use only the first N training reviews (smoke).")
+    parser.add_argument("--variants", nargs="+", choices=["scratch", "pretrained"], default=["scratch", "pretrained"])
+    parser.add_argument("--pretrain-steps", type=int, default=1500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -119,42 +133,69 @@ def main() -> None:
     train, test = load(args.data)
     if args.limit:
         train = train.head(args.limit)
-    config = load_config(args.config)
-    config = config.model_copy(update={"holdout_fraction": 0.0})
+    base = load_config(args.config).model_copy(update={"holdout_fraction": 0.0})
     real = corpus(train, max_length=int(train.review.str.len().max()))
-    print(f"reviews: train {len(train)}, test {len(test)}; fitting privsynth at epsilon {args.epsilon}...", flush=True)
+    print(f"reviews: train {len(train)}, test {len(test)}", flush=True)
 
     def progress(stage: str, step: int, total: int) -> None:
         if step % 10 == 0 or step == total:
             print(f"  {stage}: step {step}/{total}", flush=True)
 
-    with measure() as fit:
-        synth = Synthesizer(config).fit(real, epsilon=args.epsilon, delta=args.delta, seed=args.seed, progress=progress)
-    start = time.perf_counter()
-    synthetic, _ = synth.sample(len(train), seed=args.seed + 1)
-    sample_seconds = time.perf_counter() - start
-    texts = synthetic.review.fillna("").astype(str).tolist()
-    print("examples:")
-    for label, text in zip(synthetic.score[:6], texts[:6], strict=True):
-        print(f"  [{label}] {text[:200]!r}")
-
     embedder = MiniLMEmbedder()
-    train_vec, test_vec, synth_vec = (embedder.embed(list(t)) for t in (train.review, test.review, texts))
+    train_vec, test_vec = embedder.embed(list(train.review)), embedder.embed(list(test.review))
     index = LongestMatch(train.review.tolist())
-    synth_overlap = [index.longest(t) for t in texts]
+    rows: list[dict[str, object]] = []
+    examples: dict[str, list[str]] = {}
+    for variant in args.variants:
+        config = base
+        pretrain_seconds = 0.0
+        if variant == "pretrained":
+            folder = RESULTS_DIR / "text_reviews_public_checkpoint"
+            documents = public_documents()
+            print(f"pretraining on {len(documents)} public paragraphs (pydoc_data)...", flush=True)
+            start = time.perf_counter()
+            pretrain_text(
+                documents,
+                base.text,
+                folder,
+                steps=args.pretrain_steps,
+                seed=args.seed,
+                progress=lambda s, t, v: (
+                    print(f"  pretrain: step {s}/{t} loss {v:.3f}", flush=True) if s % 100 == 0 else None
+                ),
+            )
+            pretrain_seconds = time.perf_counter() - start
+            config = base.model_copy(update={"text": base.text.model_copy(update={"pretrained": folder})})
+        print(f"fitting privsynth ({variant}) at epsilon {args.epsilon}...", flush=True)
+        with measure() as fit:
+            synth = Synthesizer(config).fit(
+                real, epsilon=args.epsilon, delta=args.delta, seed=args.seed, progress=progress
+            )
+        start = time.perf_counter()
+        synthetic, _ = synth.sample(len(train), seed=args.seed + 1)
+        sample_seconds = time.perf_counter() - start
+        texts = synthetic.review.fillna("").astype(str).tolist()
+        examples[variant] = texts[:20]
+        print("examples:")
+        for label, text in zip(synthetic.score[:6], texts[:6], strict=True):
+            print(f"  [{label}] {text[:200]!r}")
+        overlap = [index.longest(t) for t in texts]
+        rows.append(
+            {
+                "method": f"privsynth DP text ({variant})",
+                "epsilon": synth.ledger_.epsilon,
+                "accuracy": tfidf_accuracy(texts, synthetic.score.to_numpy(), test),
+                "frechet_minilm": frechet_distance(test_vec, embedder.embed(texts)),
+                "longest_overlap_max": max(overlap),
+                "longest_overlap_p99": float(np.percentile(overlap, 99)),
+                "fit_seconds": fit.seconds,
+                "pretrain_seconds": pretrain_seconds,
+                "samples_per_s": len(train) / sample_seconds,
+            }
+        )
     test_overlap = [index.longest(t) for t in test.review]
     majority = float((test.score == train.score.mode()[0]).mean())
-    rows = [
-        {
-            "method": "privsynth DP text",
-            "epsilon": synth.ledger_.epsilon,
-            "accuracy": tfidf_accuracy(texts, synthetic.score.to_numpy(), test),
-            "frechet_minilm": frechet_distance(test_vec, synth_vec),
-            "longest_overlap_max": max(synth_overlap),
-            "longest_overlap_p99": float(np.percentile(synth_overlap, 99)),
-            "fit_seconds": fit.seconds,
-            "samples_per_s": len(train) / sample_seconds,
-        },
+    rows += [
         {
             "method": "TRTR (real train, no DP)",
             "accuracy": tfidf_accuracy(train.review.tolist(), train.score.to_numpy(), test),
@@ -177,18 +218,24 @@ def main() -> None:
         "longest_overlap_max",
         "longest_overlap_p99",
         "fit_seconds",
+        "pretrain_seconds",
         "samples_per_s",
     ]
     print()
     print_table(rows, columns)
-    ratio = rows[0]["accuracy"] / rows[2]["accuracy"]
-    print(f"\nTSTR / DP-classifier accuracy ratio: {ratio:.3f}; fit {fit.seconds / 60:.1f} min (target <= 15)")
+    dp_classifier = next(r for r in rows if r["method"].startswith("DP-SGD classifier"))
+    ratios = {
+        str(r["method"]): float(r["accuracy"]) / float(dp_classifier["accuracy"])
+        for r in rows
+        if str(r["method"]).startswith("privsynth")
+    }
+    print(f"\nTSTR / DP-classifier accuracy ratios: {ratios}")
     write_json(
         "text_reviews",
         {
             "rows": rows,
-            "tstr_over_dp_classifier": ratio,
-            "examples": texts[:20],
+            "tstr_over_dp_classifier": ratios,
+            "examples": examples,
             "config": config.model_dump(mode="json"),
         },
         args.out,

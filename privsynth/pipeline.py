@@ -27,6 +27,7 @@ from privsynth.config import FitConfig, load_config
 from privsynth.data.corpus import read_corpus
 from privsynth.data.demo import write_demo_corpus
 from privsynth.data.fingerprint import corpus_fingerprint
+from privsynth.data.schema import ColumnKind
 from privsynth.errors import ConfigError, ReleaseRefusedError
 from privsynth.gate import gate, load_policy
 from privsynth.privacy.store import LedgerStore
@@ -37,7 +38,7 @@ from privsynth.sampling import PROVENANCE, load_registry, write_synthetic
 from privsynth.synthesizer import Synthesizer
 
 log = logging.getLogger(__name__)
-STAGES = ("corpus", "fit", "sample", "audit", "gate", "release")
+STAGES = ("corpus", "pretrain", "fit", "sample", "audit", "gate", "release")
 
 
 class DemoSpec(BaseModel):
@@ -67,6 +68,22 @@ class ReleaseSpec(BaseModel):
     sign_key: Path | None = None
 
 
+class PretrainSpec(BaseModel):
+    """Public pretraining of the text generator before DP fine-tuning (what ``privsynth pretrain-text`` does).
+
+    Only public text belongs here: it is trained on without noise. ``public_demo`` (demo runs only) builds a
+    second fake corpus from another seed: invented people, public by construction, standing in for an open
+    corpus of the same kind.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    public_text: list[Path] = Field(default_factory=list, description="Public .txt files or folders.")
+    public_demo: DemoSpec | None = None
+    column: str = Field(default="note", description="Text column of the public corpus (with public_demo).")
+    steps: int = Field(default=400, ge=1)
+
+
 class PipelineConfig(BaseModel):
     """A whole run, from a corpus to a release. Paths are relative to the working directory."""
 
@@ -81,6 +98,7 @@ class PipelineConfig(BaseModel):
     seed: int = 0
     canaries: int = Field(default=0, ge=0)
     fit: Path | FitConfig | None = None
+    pretrain_text: PretrainSpec | None = None
     sample: SampleSpec = SampleSpec()
     audit: AuditConfig = AuditConfig()
     policy: Path = Path("audits/default.yaml")
@@ -109,7 +127,42 @@ def load_pipeline(path: Path) -> PipelineConfig:
         raise ConfigError(f"{path} is invalid:\n{lines}") from None
     if (config.corpus is None) == (config.demo is None):
         raise ConfigError(f"{path}: give exactly one of 'corpus' (a folder) or 'demo' (build the demo corpus)")
+    spec = config.pretrain_text
+    if spec is not None:
+        if not spec.public_text and spec.public_demo is None:
+            raise ConfigError(f"{path}: pretrain_text needs 'public_text' files or 'public_demo'")
+        if spec.public_demo is not None and (config.demo is None or spec.public_demo.seed == config.demo.seed):
+            raise ConfigError(
+                f"{path}: pretrain_text.public_demo is for demo runs only, with another seed than 'demo' "
+                "(the public corpus must never be the private one)"
+            )
     return config
+
+
+def _pretrain(config: PipelineConfig, fit: FitConfig, stage: Path) -> Path:
+    """Write the public text checkpoint of a run (no private record is read)."""
+    from privsynth.generators.text.pretrain import pretrain_text, public_corpus_documents, read_public_texts
+
+    spec = config.pretrain_text
+    assert spec is not None
+    documents: list[str] = []
+    sources: list[dict[str, str]] = []
+    placeholders: tuple[str, ...] = ()
+    if spec.public_text:
+        documents, sources = read_public_texts(spec.public_text)
+    if spec.public_demo is not None:
+        folder = write_demo_corpus(
+            stage / "public-corpus", n=spec.public_demo.n, seed=spec.public_demo.seed, force=True
+        )
+        public = read_corpus(folder)
+        masked, placeholders = public_corpus_documents(public, spec.column)
+        documents += masked
+        sources.append({"file": f"demo corpus, seed {spec.public_demo.seed}", "sha256": corpus_fingerprint(public)})
+    checkpoint = stage / "text-public"
+    pretrain_text(
+        documents, fit.text, checkpoint, placeholders=placeholders, steps=spec.steps, seed=config.seed, sources=sources
+    )
+    return checkpoint
 
 
 @dataclass
@@ -153,13 +206,25 @@ def run_pipeline(config: PipelineConfig, *, say: Callable[[str], None] | None = 
         skipped.append("corpus")
     real = read_corpus(corpus_dir)
 
+    fit_config = config.fit_config()
+    if config.pretrain_text is not None and real.schema.names(ColumnKind.TEXT):
+        checkpoint = root / "pretrain" / "text-public"
+        if _done(root / "pretrain"):
+            skipped.append("pretrain")
+        else:
+            tell("pretraining the text generator on public text (no private record is read)")
+            checkpoint = _pretrain(config, fit_config, root / "pretrain")
+            _finish(root / "pretrain")
+        text = fit_config.text.model_copy(update={"pretrained": checkpoint})
+        fit_config = fit_config.model_copy(update={"text": text})
+
     model_dir = root / "fit" / "model"
     if _done(root / "fit"):
         skipped.append("fit")
     else:
         tell("fitting DP generators (resumes from its checkpoint if it was interrupted)")
         store = LedgerStore(config.ledger_store)
-        synth = Synthesizer(config.fit_config()).fit(
+        synth = Synthesizer(fit_config).fit(
             real,
             epsilon=config.epsilon,
             delta=config.delta,

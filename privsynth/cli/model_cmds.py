@@ -133,3 +133,66 @@ def sample(
     for name, reason in synth.skipped_.items():
         stderr_console().print(f"[yellow]Notice[/yellow]: column '{name}' left out: {reason}.")
     stdout_console().print(f"Synthetic corpus written to {out} ({n} records). Next: privsynth validate {out}")
+
+
+def pretrain_text_command(
+    public_text: Annotated[
+        list[Path],
+        typer.Argument(
+            help="PUBLIC UTF-8 .txt files or folders of them (paragraphs split on blank lines), or with --column "
+            "one public corpus folder.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint folder to create.", show_default=False)],
+    column: Annotated[
+        str | None,
+        typer.Option(
+            "--column",
+            help="Text column of a PUBLIC corpus with your schema: its texts are masked like private ones, so the "
+            "checkpoint already writes placeholders.",
+            show_default=False,
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Training steps (batches of 64 windows).")] = 2000,
+    seed: SeedOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Pretrain the text generator on PUBLIC text (no DP), for DP fine-tuning with text.pretrained.
+
+    Everything given here is trained on WITHOUT noise and is not protected: pass only text anyone may read
+    (public-domain books, documentation, licences, an open dataset of the same kind), never records of the corpus
+    you will fit. Use the same --config as for fit (text.dim, text.layers, text.heads, text.max_bytes must
+    match), then set 'text: {pretrained: OUT}' in that config. The checkpoint lists the files' SHA-256 for reviewers.
+    """
+    from privsynth.generators.text.pretrain import pretrain_text, public_corpus_documents, read_public_texts
+
+    if out.exists() and not force:
+        raise OutputExistsError(f"{out} already exists; choose another path or pass --force")
+    settings = load_config(config)
+    placeholders: tuple[str, ...] = ()
+    if column is not None:
+        if len(public_text) != 1:
+            raise ConfigError("with --column, give exactly one public corpus folder")
+        public_corpus = read_corpus(public_text[0])
+        documents, placeholders = public_corpus_documents(public_corpus, column)
+        sources = [{"file": str(public_text[0].name), "sha256": corpus_fingerprint(public_corpus)}]
+    else:
+        documents, sources = read_public_texts(public_text)
+    with _progress() as bar:
+        task = bar.add_task("pretraining on public text", total=steps)
+        pretrain_text(
+            documents,
+            settings.text,
+            out,
+            steps=steps,
+            seed=seed or 0,
+            sources=sources,
+            placeholders=placeholders,
+            progress=lambda done, _total, _loss: bar.update(task, completed=done),
+        )
+    stdout_console().print(
+        f"Public text checkpoint written to {out} ({len(documents)} paragraphs from {len(sources)} file(s)). "
+        f"Next: set 'text: {{pretrained: {out}}}' in your fit config."
+    )

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from privsynth.cli.output import ExitCode
 
@@ -48,3 +49,32 @@ def test_fit_and_sample_errors_exit_2(cli, demo_dir: Path, tmp_path: Path) -> No
     result = cli("sample", model, "--n", "5", "-o", tmp_path / "s", "--where", "diagnosis")
     assert result.exit_code == ExitCode.BAD_INPUT and "COLUMN=VALUE" in result.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_pretrain_text_on_public_text_then_fine_tune_with_dp(cli, demo_dir: Path, tmp_path: Path) -> None:
+    public = tmp_path / "public.txt"
+    public.write_text(
+        "The patient was seen in clinic today and is doing well.\n\n"
+        "Follow-up was arranged in two weeks with the primary care team.\n\n"
+        "Short.\n",
+        encoding="utf-8",
+    )
+    checkpoint = tmp_path / "public-ckpt"
+    result = cli("pretrain-text", public, "-o", checkpoint, "-c", SMALL, "--steps", "3")
+    assert result.exit_code == 0, result.output
+    meta = json.loads((checkpoint / "text.json").read_text())
+    assert meta["public_pretraining"] and meta["documents"] == 2  # the 6-character paragraph is dropped
+    assert len(meta["sources"][0]["sha256"]) == 64
+    config = tmp_path / "fit.yaml"
+    text = yaml.safe_load(SMALL.read_text())
+    text["text"]["pretrained"] = str(checkpoint)
+    config.write_text(yaml.safe_dump(text), encoding="utf-8")
+    model = tmp_path / "model"
+    result = cli("fit", demo_dir, "-e", "2", "-o", model, "-c", config, "--ledger-store", tmp_path / "l.sqlite")
+    assert result.exit_code == 0, result.output
+    mismatched = yaml.safe_load(config.read_text())
+    mismatched["text"]["dim"] = 32
+    config.write_text(yaml.safe_dump(mismatched), encoding="utf-8")
+    result = cli("fit", demo_dir, "-e", "2", "-o", tmp_path / "m2", "-c", config, "--ledger-store", tmp_path / "l2")
+    assert result.exit_code == ExitCode.BAD_INPUT and "text.dim" in result.stderr
+    assert cli("pretrain-text", tmp_path / "nope.txt", "-o", tmp_path / "x").exit_code == ExitCode.BAD_INPUT

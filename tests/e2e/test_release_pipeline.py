@@ -40,6 +40,7 @@ def write_run_config(folder: Path, *, name: str, epsilon: float = 3.0, policy: P
         "epsilon": epsilon,
         "seed": 0,
         "fit": str(SMALL),
+        "pretrain_text": {"public_demo": {"n": 40, "seed": 4}, "steps": 2},
         "sample": {"n": 150, "seed": 1},
         "audit": {"ocr": "off", "bootstrap": 30, "fidelity": False},
         "policy": str(policy or folder / "lenient.yaml"),
@@ -82,13 +83,35 @@ def test_run_produces_a_verified_release(cli, finished_run: Path) -> None:
     card = (bundle / "README.md").read_text()
     assert card.startswith("---\n") and "differential-privacy" in card
     assert "## Composition" in (bundle / "datasheet.md").read_text()
+    assert any((bundle / "data" / "images" / "scan").glob("*.png"))  # every modality is generated
+    public = json.loads((finished_run / "pretrain" / "text-public" / "text.json").read_text())
+    assert public["public_pretraining"] and "<PERSON>" not in public["placeholders"]
+    assert "PERSON" in public["placeholders"]  # the public corpus is masked like the private one
+    model = json.loads((finished_run / "fit" / "model" / "model.json").read_text())
+    assert model["config"]["text"]["pretrained"].endswith("text-public")
+
+
+def test_public_pretraining_never_reads_the_private_corpus(tmp_path: Path) -> None:
+    from privsynth.errors import ConfigError
+    from privsynth.pipeline import load_pipeline
+
+    path = write_run_config(tmp_path, name="p")
+    config = yaml.safe_load(path.read_text())
+    config["pretrain_text"] = {"public_demo": {"n": 40, "seed": 3}}  # the private demo's own seed
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError, match="must never be the private one"):
+        load_pipeline(path)
+    config["pretrain_text"] = {"steps": 3}
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError, match="needs 'public_text'"):
+        load_pipeline(path)
 
 
 def test_rerunning_skips_finished_stages(cli, finished_run: Path) -> None:
     config = finished_run.parent.parent / "t.yaml"
     result = cli("run", config)
     assert result.exit_code == 0, result.output
-    assert "corpus, fit, sample, audit, release" in result.stdout
+    assert "corpus, pretrain, fit, sample, audit, release" in result.stdout
 
 
 @pytest.mark.parametrize(

@@ -33,7 +33,7 @@ from privsynth.generators.dpsgd import ClippingMode, DPSGDTrainer, Groups, Optim
 from privsynth.generators.tabular.codecs import ColumnCodec, codec_from_dict
 from privsynth.generators.text.network import TextLM
 from privsynth.generators.text.placeholders import CorpusIdentifiers, fill_placeholders, mask_record_text
-from privsynth.generators.text.tokens import BOS, EOS, PAD, Vocabulary
+from privsynth.generators.text.tokens import BOS, EOS, FIRST_PLACEHOLDER, PAD, Vocabulary
 from privsynth.privacy.accounting import Mechanism
 from privsynth.privacy.ledger import PrivacyLedger, Stage
 from privsynth.privacy.planner import StageShape
@@ -124,7 +124,7 @@ class TextGenerator(Generator):
             heads=self.config.heads,
         )
         if self.config.pretrained is not None:
-            _load_pretrained(network, self.config.pretrained)
+            _load_pretrained(network, self.config.pretrained, prefix_length=prefix.shape[1], vocab=vocab)
         padded, lengths = _pad(sequences, self.config.max_bytes)
         prefix_t = torch.as_tensor(prefix)
         text_t = torch.as_tensor(padded)
@@ -272,20 +272,39 @@ def _pad(sequences: list[list[int]], max_bytes: int) -> tuple[np.ndarray, np.nda
     return out, lengths
 
 
-def _load_pretrained(network: TextLM, folder: Path) -> None:
-    """Copy matching weights from a public checkpoint; the prefix embedding rows beyond it start fresh."""
+def _load_pretrained(network: TextLM, folder: Path, *, prefix_length: int, vocab: Vocabulary) -> None:
+    """Start from a public checkpoint (``privsynth pretrain-text``, or a fitted model's ``text-<column>`` folder).
+
+    Blocks, norms and the byte/special rows of the embedding and output layers are copied, placeholder rows too
+    when the checkpoint has the same placeholders; rows it lacks (prefix tokens) start fresh. Text positions
+    follow the record's prefix, so a public checkpoint's position rows are shifted by ``prefix_length``.
+    """
     path = folder / WEIGHTS
     if not path.is_file():
-        raise ConfigError(f"pretrained text checkpoint not found: {path} (a folder written by TextGenerator.save)")
+        raise ConfigError(f"pretrained text checkpoint not found: {path} (write one with 'privsynth pretrain-text')")
     state = load_file(str(path))
     own = network.state_dict()
+    meta_path = folder / META
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+    public = bool(meta.get("public_pretraining", False))
+    same_placeholders = tuple(meta.get("placeholders", ())) == vocab.placeholders
+    width = state.get("tokens.weight", torch.empty(0, 0)).shape[-1]
+    if width != own["tokens.weight"].shape[-1] or any(k not in state for k in own if k.startswith("blocks.")):
+        raise ConfigError(
+            f"pretrained text checkpoint {folder} does not fit this model: use the same text.dim, text.layers and "
+            "text.heads for pretraining and fitting"
+        )
+    shift = prefix_length if public else 0
     for name, tensor in state.items():
         if name not in own:
             continue
         target = own[name]
-        if target.shape == tensor.shape:
+        if target.shape == tensor.shape and name != "positions.weight":
             own[name] = tensor
-        elif name in ("tokens.weight", "positions.weight") and tensor.shape[1:] == target.shape[1:]:
-            rows = min(tensor.shape[0], target.shape[0])
+        elif name in ("tokens.weight", "head.weight", "head.bias"):
+            rows = min(tensor.shape[0], target.shape[0], vocab.size if same_placeholders else FIRST_PLACEHOLDER)
             own[name][:rows] = tensor[:rows]
+        elif name == "positions.weight":
+            rows = min(tensor.shape[0], target.shape[0] - shift)
+            own[name][shift : shift + rows] = tensor[:rows]
     network.load_state_dict(own)

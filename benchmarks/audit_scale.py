@@ -1,0 +1,159 @@
+"""Audit at scale (issue 5): memorization of 100k synthetic vs 100k train + 100k holdout rows, and PII throughput.
+
+Rows: UCI Adult (`../shared/data/adult/`, 45k people, 14 columns), resampled to 300,000 rows with numbers
+jittered inside their public ranges, split into train / holdout / "synthetic" of 100,000 each (the timing does
+not depend on where the rows come from). Measured in one run:
+
+- privsynth's memorization audit (ECDF/one-hot encoding, exact FAISS search, DCR share with 200 bootstrap
+  resamples, identical matches, NNDR, near-copies): seconds (target <= 60 s on 2 cores) and peak memory;
+- SDMetrics' DCROverfittingProtection on the same rows, the named anchor: seconds and the ratio, or its failure
+  mode (it is run in a child process with a time limit);
+- PII scan throughput over demo clinical notes with every recognizer (Presidio patterns, the HIPAA additions,
+  the name dictionary): records/s (target >= 500).
+
+    python benchmarks/audit_scale.py [--data ../shared/data/adult] [--rows 100000] [--sdmetrics-limit 900]
+
+Prints one table and writes benchmarks/results/audit_scale.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from _common import measure, peak_rss_mb, print_table, write_json
+from adult_data import RANGES, load_adult, schema_dict
+
+from privsynth.audit.memorization import RowEncoder, distance_audit
+from privsynth.audit.pii.engine import PiiScanner
+from privsynth.data.demo import build_demo_records
+from privsynth.data.schema import schema_from_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def rows(data: pd.DataFrame, n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    frame = data.drop(columns=["fnlwgt"], errors="ignore").sample(3 * n, replace=True, random_state=seed)
+    frame = frame.reset_index(drop=True)
+    for name, (low, high) in RANGES.items():
+        if name in frame:
+            jitter = rng.integers(-2, 3, len(frame))
+            frame[name] = np.clip(frame[name].astype(int) + jitter, low, high)
+    return frame.iloc[:n], frame.iloc[n : 2 * n], frame.iloc[2 * n :]
+
+
+def _sdmetrics(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame, out: Any) -> None:
+    from sdmetrics.single_table import DCROverfittingProtection
+
+    metadata = {"columns": {}}
+    for name in train.columns:
+        sdtype = "numerical" if name in RANGES else "categorical"
+        metadata["columns"][name] = {"sdtype": sdtype}
+    start = time.perf_counter()
+    try:
+        score = DCROverfittingProtection.compute_breakdown(
+            real_training_data=train, synthetic_data=synthetic, real_validation_data=holdout, metadata=metadata
+        )
+        out.put({"seconds": time.perf_counter() - start, "score": score})
+    except Exception as exc:  # noqa: BLE001 -- the anchor's failure mode is a result, reported as such
+        out.put({"seconds": time.perf_counter() - start, "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
+
+
+def sdmetrics_run(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame, limit: float) -> dict:
+    queue: Any = mp.get_context("fork").Queue()
+    process = mp.get_context("fork").Process(target=_sdmetrics, args=(train, synthetic, holdout, queue))
+    start = time.perf_counter()
+    process.start()
+    process.join(limit)
+    if process.is_alive():
+        process.kill()
+        process.join()
+        return {"seconds": time.perf_counter() - start, "error": f"did not finish within {limit:.0f} s (killed)"}
+    return queue.get() if not queue.empty() else {"error": f"exited with code {process.exitcode} (out of memory?)"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "adult")
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--notes", type=int, default=3000)
+    parser.add_argument("--sdmetrics-limit", type=float, default=900.0)
+    parser.add_argument("--skip-sdmetrics", action="store_true")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+
+    schema = schema_from_dict(schema_dict(), source="adult")
+    train, holdout, synthetic = rows(load_adult(args.data), args.rows, seed=0)
+    print(f"rows: {len(train)} train, {len(holdout)} holdout, {len(synthetic)} synthetic", flush=True)
+    with measure() as audit:
+        encoder = RowEncoder().fit(train, schema)
+        x_train, x_hold, x_syn = (encoder.transform(f) for f in (train, holdout, synthetic))
+        result = distance_audit(x_train, x_hold, x_syn, space="tabular", seed=0, bootstrap=200)
+    table: list[dict[str, object]] = [
+        {
+            "task": f"privsynth memorization audit ({args.rows:,} x {args.rows:,} + {args.rows:,})",
+            "seconds": audit.seconds,
+            "target_s": 60,
+            "dcr_share": result.dcr_share,
+            "peak_traced_mb": audit.peak_traced_mb,
+        }
+    ]
+    print(table[0], flush=True)
+    if not args.skip_sdmetrics:
+        print("SDMetrics DCROverfittingProtection on the same rows...", flush=True)
+        anchor = sdmetrics_run(train, synthetic, holdout, args.sdmetrics_limit)
+        row: dict[str, object] = {
+            "task": "SDMetrics DCROverfittingProtection (anchor)",
+            "seconds": anchor.get("seconds"),
+        }
+        if "error" in anchor:
+            row["note"] = anchor["error"]
+        else:
+            row["note"] = f"score {anchor['score'].get('score')}"
+            row["ratio_anchor_over_privsynth"] = float(anchor["seconds"]) / audit.seconds
+        table.append(row)
+        print(row, flush=True)
+
+    records, _ = build_demo_records(args.notes, seed=1)
+    notes = records["note"].dropna().astype(str).tolist()
+    scanner = PiiScanner()
+    scanner.scan(notes[0])  # build the engine outside the timing
+    start = time.perf_counter()
+    found = scanner.scan_many(notes)
+    seconds = time.perf_counter() - start
+    table.append(
+        {
+            "task": f"PII scan, every recognizer ({len(notes)} demo notes)",
+            "seconds": seconds,
+            "records_per_s": len(notes) / seconds,
+            "target_records_per_s": 500,
+            "note": f"{sum(len(f) for f in found)} detections",
+        }
+    )
+    print()
+    print_table(
+        table,
+        [
+            "task",
+            "seconds",
+            "target_s",
+            "ratio_anchor_over_privsynth",
+            "records_per_s",
+            "target_records_per_s",
+            "peak_traced_mb",
+            "dcr_share",
+            "note",
+        ],
+    )
+    print(f"\npeak RSS of this process: {peak_rss_mb():.0f} MB")
+    write_json("audit_scale", {"rows": table, "peak_rss_mb": peak_rss_mb()}, args.out)
+
+
+if __name__ == "__main__":
+    main()
