@@ -91,11 +91,12 @@ def identity_check(synthetic: Corpus, registry: pd.DataFrame, scanner: PiiScanne
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, default=ROOT / "runs" / "demo")
+    parser.add_argument("--synthetic", type=Path, default=None, help="Another synthetic corpus of the same model.")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     real = read_corpus(args.run / "corpus" / "data")
     train, holdout = split_from_model(real, args.run / "fit" / "model")
-    synthetic = read_corpus(args.run / "sample" / "synthetic")
+    synthetic = read_corpus(args.synthetic or args.run / "sample" / "synthetic")
     registry = load_registry(synthetic.root)
     rows: list[dict[str, object]] = []
 

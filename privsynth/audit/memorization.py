@@ -169,7 +169,12 @@ def distance_audit(
     rng = np.random.default_rng(seed)
     chunks, holdout_eq = _reference_sets(train, holdout, rng)
     d_holdout = nearest(holdout_eq, synthetic)[0][:, 0]
-    per_chunk = [_scores(nearest(chunk, synthetic)[0][:, 0], d_holdout, tie_tolerance) for chunk in chunks]
+    # full train for identity, NNDR and near copies (holdout rows are the real-unseen baseline)
+    k = 2 if len(train) > 1 else 1
+    syn_d = nearest(train, synthetic, k=k)[0]
+    whole = len(chunks) == 1 and len(chunks[0]) == len(train)  # the one chunk is all of train: reuse its search
+    chunk_distances = [syn_d[:, 0]] if whole else [nearest(chunk, synthetic)[0][:, 0] for chunk in chunks]
+    per_chunk = [_scores(d, d_holdout, tie_tolerance) for d in chunk_distances]
     score = np.mean(per_chunk, axis=0)
     boots = np.array([score[rng.integers(0, len(score), len(score))].mean() for _ in range(bootstrap)])
     if len(chunks) >= 2:
@@ -183,10 +188,7 @@ def distance_audit(
     else:
         reference_var = 0.0
     spread = 1.959964 * float(np.sqrt(np.var(boots) + reference_var))
-    d_train = nearest(chunks[0], synthetic)[0][:, 0] if chunks else d_holdout
-    # full train for identity, NNDR and near copies (holdout rows are the real-unseen baseline)
-    k = 2 if len(train) > 1 else 1
-    syn_d = nearest(train, synthetic, k=k)[0]
+    d_train = chunk_distances[0]
     hold_d = nearest(train, holdout, k=k)[0]
     positive = hold_d[:, 0][hold_d[:, 0] > tie_tolerance]
     threshold = float(np.quantile(positive, 0.001)) if positive.size else 0.0

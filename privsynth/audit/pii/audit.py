@@ -9,6 +9,7 @@ themselves only appear in INTERNAL example lists.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -61,6 +62,18 @@ class PiiReport:
 
 def _record_values(row: pd.Series) -> set[str]:
     return {normalise(str(v)) for v in row.to_numpy() if isinstance(v, str) and v}
+
+
+_TITLES = {"mr", "mrs", "ms", "miss", "mx", "dr", "prof"}
+
+
+def _own_name(value: str, own: set[str]) -> bool:
+    """A name span ("chapman, ms") whose name words all belong to the record's own surrogate name."""
+    words = {w for w in re.split(r"[^a-z'-]+", value.lower()) if w and w not in _TITLES}
+    if not words:
+        return False
+    own_words = {w for o in own for w in re.split(r"[^a-z'-]+", o) if w}
+    return words <= own_words
 
 
 def _date_forms(values: list[pd.Timestamp]) -> set[str]:
@@ -150,7 +163,7 @@ def audit_pii(
             _classify(report, column, value, scanner.scan(value), own, all_surrogates, include_examples)
             for hit in replay.find(value):
                 counts = report.replay.setdefault(hit.kind, EntityCounts())
-                if hit.value in own or any(hit.value in o for o in own):
+                if hit.value in own or any(hit.value in o for o in own) or _own_name(hit.value, own):
                     counts.generated += 1
                 else:
                     counts.unexplained += 1

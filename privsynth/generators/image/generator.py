@@ -59,6 +59,9 @@ class ImageConfig(BaseModel):
     condition_on: list[str] | None = Field(
         default=None, description="Categorical/boolean columns the image follows (default: chosen from public info)."
     )
+    init_scale: float = Field(
+        default=0.5, gt=0, le=2, description="Initial spread of the mixture (feature units) before training."
+    )
     max_classes: int = Field(default=16, ge=1, le=256, description="Most condition classes (product of domains).")
     temperature: float = Field(default=1.0, gt=0, le=2, description="Scale of the sampled latent factors.")
     residual: float = Field(
@@ -140,7 +143,7 @@ class ImageGenerator(Generator):
             components=self.config.components,
             dims=channels * self._keep**2,
             rank=self.config.rank,
-            init_scale=0.5,
+            init_scale=self.config.init_scale,
         )
 
     # ----- fitting ----------------------------------------------------------------------------------------------

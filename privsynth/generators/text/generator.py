@@ -54,7 +54,7 @@ class TextConfig(BaseModel):
     layers: int = Field(default=2, ge=1, le=24)
     heads: int = Field(default=4, ge=1, le=32)
     max_bytes: int = Field(default=320, ge=16, le=4096, description="Longest text (bytes after masking).")
-    temperature: float = Field(default=0.9, gt=0, le=2)
+    temperature: float = Field(default=0.7, gt=0, le=2, description="Sampling temperature (lower: safer, blander).")
     sample_batch: int = Field(default=512, ge=1)
     pretrained: Path | None = Field(default=None, description="Public checkpoint folder to fine-tune from.")
     optim: OptimConfig = OptimConfig(batch_size=256, epochs=10, lr=3e-3, clipping=ClippingMode.HOOKS)

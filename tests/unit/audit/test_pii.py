@@ -131,3 +131,13 @@ def test_surrogates_explain_generated_pii_and_real_values_do_not(scanner: PiiSca
     assert report.replay["person"].unexplained == 1
     assert report.columns["note"]["PERSON"].generated >= 1
     assert report.columns["note"]["PERSON"].unexplained >= 1
+
+
+def test_a_real_name_span_made_only_of_the_records_own_surrogate_name_is_generated() -> None:
+    from privsynth.audit.pii.audit import _own_name
+
+    own = {"jane chapman", "chapman jane 1950-01-02", "jane.chapman@example.com"}
+    assert _own_name("chapman, ms", own)  # a title plus the surrogate's surname
+    assert _own_name("Jane Chapman", own)
+    assert not _own_name("valerie chapman", own)  # a real first name the surrogate does not carry
+    assert not _own_name("ms.", own)  # nothing but a title explains nothing
