@@ -51,14 +51,16 @@ def rows(data: pd.DataFrame, n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFr
 def _sdmetrics(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame, out: Any) -> None:
     from sdmetrics.single_table import DCROverfittingProtection
 
-    metadata = {"columns": {}}
-    for name in train.columns:
-        sdtype = "numerical" if name in RANGES else "categorical"
-        metadata["columns"][name] = {"sdtype": sdtype}
+    columns = {name: {"sdtype": "numerical" if name in RANGES else "categorical"} for name in train.columns}
+    metadata = {"tables": {"adult": {"columns": columns}}}
     start = time.perf_counter()
     try:
         score = DCROverfittingProtection.compute_breakdown(
-            real_training_data=train, synthetic_data=synthetic, real_validation_data=holdout, metadata=metadata
+            real_training_data=train,
+            synthetic_data=synthetic,
+            real_validation_data=holdout,
+            metadata=metadata,
+            table_name="adult",
         )
         out.put({"seconds": time.perf_counter() - start, "score": score})
     except Exception as exc:  # noqa: BLE001 -- the anchor's failure mode is a result, reported as such

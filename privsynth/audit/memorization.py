@@ -181,10 +181,13 @@ def distance_audit(
         between = float(np.var([s.mean() for s in per_chunk], ddof=1))
         reference_var = between + between / len(chunks)  # one holdout set, k averaged train sets
     elif len(chunks[0]) >= 4:
-        halves = np.array_split(chunks[0], 2)
-        shares = [_scores(nearest(h, synthetic)[0][:, 0], d_holdout, tie_tolerance).mean() for h in halves]
-        half_var = float(np.var(shares, ddof=1))
-        reference_var = 2 * half_var / 2  # a full-size set varies half as much as a half; two sets (train, holdout)
+        # two disjoint train subsets of m rows (m <= 20,000 keeps this cheap); a set of n rows varies m/n as much,
+        # and there are two reference sets (train and holdout)
+        m = min(len(chunks[0]) // 2, 20_000)
+        picked = rng.permutation(len(chunks[0]))
+        subsets = [chunks[0][np.sort(picked[i * m : (i + 1) * m])] for i in range(2)]
+        shares = [_scores(nearest(h, synthetic)[0][:, 0], d_holdout, tie_tolerance).mean() for h in subsets]
+        reference_var = 2 * float(np.var(shares, ddof=1)) * m / len(chunks[0])
     else:
         reference_var = 0.0
     spread = 1.959964 * float(np.sqrt(np.var(boots) + reference_var))
