@@ -29,7 +29,7 @@ from privsynth.config import FitConfig
 from privsynth.data.corpus import Corpus, atomic_dir
 from privsynth.data.schema import ColumnKind, Schema, dump_schema, schema_from_dict, schema_to_dict
 from privsynth.errors import ConfigError, IntegrityError, NotFittedError
-from privsynth.generators.dpsgd import Groups
+from privsynth.generators.dpsgd import unit_groups
 from privsynth.generators.image.generator import ImageGenerator
 from privsynth.generators.tabular.generator import TABULAR_KINDS, TabularGenerator
 from privsynth.generators.text.generator import TextGenerator
@@ -73,11 +73,6 @@ def split_holdout(corpus: Corpus, *, fraction: float, seed: int) -> tuple[Corpus
         holdout=tuple(str(k) for k in holdout.records[schema.key]),
     )
     return train, holdout, keys
-
-
-def _unit_groups(corpus: Corpus) -> Groups:
-    entity = corpus.schema.entity
-    return Groups.from_labels(corpus.records[entity].to_numpy() if entity is not None else None, len(corpus))
 
 
 def _write_json(path: Path, payload: object) -> None:
@@ -126,7 +121,7 @@ class Synthesizer:
         schema = corpus.schema
         train, _, split = split_holdout(corpus, fraction=self.config.holdout_fraction, seed=seed)
         bounded = train.with_records(bound_contributions(train.records, schema, seed=seed))
-        groups = _unit_groups(bounded)
+        groups = unit_groups(bounded)
         if groups.count < 2:
             raise ConfigError("fewer than 2 people/records left for training; lower --holdout-fraction or add data")
         chosen_delta = delta if delta is not None else default_delta(groups.count)

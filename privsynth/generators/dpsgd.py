@@ -32,7 +32,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from privsynth.data.corpus import Corpus
 from privsynth.privacy.accounting import Mechanism
+from privsynth.privacy.ledger import PrivacyLedger, Stage
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +120,28 @@ def _json_int(value: Any) -> Any:
     if isinstance(value, np.integer):
         return int(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def unit_groups(corpus: Corpus) -> Groups:
+    """Records grouped by unit of privacy: the schema's entity (a person), or one group per record."""
+    entity = corpus.schema.entity
+    return Groups.from_labels(corpus.records[entity].to_numpy() if entity is not None else None, len(corpus))
+
+
+def spend_once(
+    ledger: PrivacyLedger, stage: Stage, mechanism: Mechanism, *, note: str, checkpoint: Path | None
+) -> bool:
+    """Record a DP-SGD run in the ledger before any noise is drawn, unless a resumed run already did.
+
+    Returns whether training should continue from ``checkpoint`` (the run's spend is in the ledger and its state
+    was saved). A run interrupted before its first checkpoint restarts from scratch without spending twice.
+    """
+    spent = any(e.stage is stage and e.note == note and e.mechanism == mechanism for e in ledger.entries)
+    if spent and checkpoint is not None:
+        log.info("resuming %s; its privacy spend is already in the ledger", note)
+        return (checkpoint / "state.json").is_file()
+    ledger.spend(stage, mechanism, note=note)
+    return False
 
 
 class DPSGDTrainer:

@@ -34,7 +34,7 @@ from privsynth.data.images import ImageCellError, encode_png, load_image
 from privsynth.data.schema import Schema
 from privsynth.errors import ConfigError
 from privsynth.generators.base import Generator
-from privsynth.generators.dpsgd import ClippingMode, DPSGDTrainer, Groups, OptimConfig
+from privsynth.generators.dpsgd import ClippingMode, DPSGDTrainer, Groups, OptimConfig, spend_once, unit_groups
 from privsynth.generators.image.basis import decode, encode, to_array, to_image
 from privsynth.generators.image.mixture import MixtureOfFactorAnalysers
 from privsynth.generators.tabular.codecs import BooleanCodec, CategoricalCodec, ColumnCodec, codec_from_dict
@@ -171,22 +171,11 @@ class ImageGenerator(Generator):
         classes = _classes(self.conditions_)
         features, present = self._features(corpus, column)
         labels = class_index(corpus.records, self.conditions_)
-        units = (
-            groups
-            if groups is not None
-            else Groups.from_labels(
-                corpus.records[schema.entity].to_numpy() if schema.entity is not None else None, len(corpus)
-            )
-        )
+        units = groups if groups is not None else unit_groups(corpus)
         shape = self.shape(units.count)
         mechanism = Mechanism(noise_multiplier=noise_multiplier, sample_rate=shape.sample_rate, steps=shape.steps)
         note = f"DP-SGD mixture of factor analysers on image column '{column}'"
-        spent = any(e.stage is Stage.IMAGE and e.note == note and e.mechanism == mechanism for e in ledger.entries)
-        if spent and checkpoint is not None:
-            log.info("resuming image training for '%s'; its privacy spend is already in the ledger", column)
-        else:
-            spent = False
-            ledger.spend(Stage.IMAGE, mechanism, note=note)
+        resuming = spend_once(ledger, Stage.IMAGE, mechanism, note=note, checkpoint=checkpoint)
         torch.manual_seed(seed)
         channels = 1 if self.mode_ == "L" else 3
         network = self._network(classes, channels)
@@ -204,7 +193,7 @@ class ImageGenerator(Generator):
         trainer = DPSGDTrainer(
             network, loss=loss, groups=units, mechanism=mechanism, config=self.config.optim, seed=seed + 211
         )
-        if spent and checkpoint is not None and (checkpoint / "state.json").is_file():
+        if resuming and checkpoint is not None:
             trainer.load_checkpoint(checkpoint)
         trainer.run(
             on_step=None if progress is None else lambda step, value: progress(step, mechanism.steps, value),

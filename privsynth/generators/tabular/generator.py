@@ -23,7 +23,7 @@ from privsynth.data.corpus import Corpus
 from privsynth.data.schema import ColumnKind
 from privsynth.errors import ConfigError
 from privsynth.generators.base import Generator
-from privsynth.generators.dpsgd import DPSGDTrainer, Groups, OptimConfig
+from privsynth.generators.dpsgd import DPSGDTrainer, Groups, OptimConfig, spend_once, unit_groups
 from privsynth.generators.tabular.codecs import ColumnCodec, NumericalCodec, Prior, codec_for, codec_from_dict
 from privsynth.generators.tabular.network import ARGN, IncrementalSampler, random_visibility
 from privsynth.privacy.accounting import Mechanism
@@ -116,20 +116,15 @@ class TabularGenerator(Generator):
             for n in columns
         ]
         tokens, sizes, groups_of_subcolumns = _encode(corpus.records, codecs)
-        units = groups if groups is not None else _groups(corpus)
+        units = groups if groups is not None else unit_groups(corpus)
         shape = self.shape(units.count)
         mechanism = Mechanism(noise_multiplier=noise_multiplier, sample_rate=shape.sample_rate, steps=shape.steps)
         canary_tokens, included = _canaries(sizes, canaries, seed)
         if canaries:
             tokens = np.concatenate([tokens, canary_tokens[included]])
             units = units.with_singletons(int(included.sum()))
-        spent = mechanism in ledger.mechanisms(Stage.TABULAR)
-        if spent and checkpoint is not None:
-            # an interrupted run: its spend was recorded before any noise; never spend it twice
-            log.info("resuming tabular training; its privacy spend is already in the ledger")
-        else:
-            ledger.spend(Stage.TABULAR, mechanism, note=f"DP-SGD on {len(columns)} tabular columns")
-        resuming = spent and checkpoint is not None and (checkpoint / "state.json").is_file()
+        note = f"DP-SGD on {len(columns)} tabular columns"
+        resuming = spend_once(ledger, Stage.TABULAR, mechanism, note=note, checkpoint=checkpoint)
         torch.manual_seed(seed)
         network = ARGN(sizes, embed_dim=self.config.embed_dim, hidden=self.config.hidden, layers=self.config.layers)
         priors = [p for codec in codecs for p in codec.prior()]
@@ -329,9 +324,3 @@ def _encode(records: pd.DataFrame, codecs: list[ColumnCodec]) -> tuple[np.ndarra
         groups.append(list(range(start, len(sizes))))
         parts.append(tokens)
     return np.concatenate(parts, axis=1), sizes, groups
-
-
-def _groups(corpus: Corpus) -> Groups:
-    entity = corpus.schema.entity
-    labels = corpus.records[entity].to_numpy() if entity is not None else None
-    return Groups.from_labels(labels, len(corpus))

@@ -29,7 +29,7 @@ from privsynth.audit.pii.engine import PiiScanner
 from privsynth.data.corpus import Corpus
 from privsynth.errors import ConfigError
 from privsynth.generators.base import Generator
-from privsynth.generators.dpsgd import ClippingMode, DPSGDTrainer, Groups, OptimConfig
+from privsynth.generators.dpsgd import ClippingMode, DPSGDTrainer, Groups, OptimConfig, spend_once, unit_groups
 from privsynth.generators.tabular.codecs import ColumnCodec, codec_from_dict
 from privsynth.generators.text.network import TextLM
 from privsynth.generators.text.placeholders import CorpusIdentifiers, fill_placeholders, mask_record_text
@@ -97,22 +97,11 @@ class TextGenerator(Generator):
         sequences = self._training_sequences(corpus, column, vocab, detector)
         prefix = _prefix_tokens(corpus.records, codecs, vocab.size)
         prefix_vocab = sum(size for c in codecs for size in c.vocab_sizes())
-        units = (
-            groups
-            if groups is not None
-            else Groups.from_labels(
-                corpus.records[schema.entity].to_numpy() if schema.entity is not None else None, len(corpus)
-            )
-        )
+        units = groups if groups is not None else unit_groups(corpus)
         shape = self.shape(units.count)
         mechanism = Mechanism(noise_multiplier=noise_multiplier, sample_rate=shape.sample_rate, steps=shape.steps)
         note = f"DP-SGD byte-level LM on text column '{column}'"
-        spent = any(e.stage is Stage.TEXT and e.note == note and e.mechanism == mechanism for e in ledger.entries)
-        if spent and checkpoint is not None:
-            log.info("resuming text training for '%s'; its privacy spend is already in the ledger", column)
-        else:
-            spent = False
-            ledger.spend(Stage.TEXT, mechanism, note=note)
+        resuming = spend_once(ledger, Stage.TEXT, mechanism, note=note, checkpoint=checkpoint)
         torch.manual_seed(seed)
         max_len = prefix.shape[1] + 1 + self.config.max_bytes + 1
         network = TextLM(
@@ -145,7 +134,7 @@ class TextGenerator(Generator):
         trainer = DPSGDTrainer(
             network, loss=loss, groups=units, mechanism=mechanism, config=self.config.optim, seed=seed + 101
         )
-        if spent and checkpoint is not None and (checkpoint / "state.json").is_file():
+        if resuming and checkpoint is not None:
             trainer.load_checkpoint(checkpoint)
         trainer.run(
             on_step=None if progress is None else lambda step, value: progress(step, mechanism.steps, value),
