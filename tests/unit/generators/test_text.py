@@ -94,3 +94,33 @@ def test_placeholders_with_digits_in_their_type_are_tokens_and_are_filled() -> N
         "aged <AGE_OVER_89> years", pd.Series(dtype=object), pd.Series(dtype=object), pd.Series(dtype=object)
     )
     assert "<" not in filled and "90" in filled
+
+
+def test_public_text_reader_names_what_to_fix(tmp_path: Path) -> None:
+    from privsynth.errors import ConfigError
+    from privsynth.generators.text.pretrain import read_public_texts
+
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 au lait, a long enough paragraph".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        read_public_texts([tmp_path / "latin1.txt"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="no public .txt files"):
+        read_public_texts([tmp_path / "empty"])
+    (tmp_path / "short.txt").write_text("tiny\n\nalso tiny", encoding="utf-8")
+    with pytest.raises(ConfigError, match="20 characters"):
+        read_public_texts([tmp_path / "short.txt"])
+    (tmp_path / "ok").mkdir()
+    (tmp_path / "ok" / "a.txt").write_text("A paragraph of public prose, long enough.\n\nAnd a second one here too.")
+    documents, sources = read_public_texts([tmp_path / "ok"])
+    assert len(documents) == 2 and sources[0]["file"] == "a.txt" and len(sources[0]["sha256"]) == 64
+
+
+def test_a_public_corpus_is_masked_with_the_schemas_placeholders(demo_dir: Path) -> None:
+    from privsynth.generators.text.pretrain import public_corpus_documents
+
+    corpus = read_corpus(demo_dir)
+    documents, placeholders = public_corpus_documents(corpus, "note")
+    assert placeholders == Vocabulary.for_schema(corpus.schema).placeholders
+    names = set(corpus.records["name"])
+    assert not any(name in doc for doc in documents for name in names)
+    assert any("<PERSON" in doc or "<MRN>" in doc for doc in documents)
