@@ -104,7 +104,7 @@ def test_public_text_reader_names_what_to_fix(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not UTF-8"):
         read_public_texts([tmp_path / "latin1.txt"])
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ConfigError, match="no public .txt files"):
+    with pytest.raises(ConfigError, match=r"no public \.txt files"):
         read_public_texts([tmp_path / "empty"])
     (tmp_path / "short.txt").write_text("tiny\n\nalso tiny", encoding="utf-8")
     with pytest.raises(ConfigError, match="20 characters"):
