@@ -189,7 +189,12 @@ def _finish(stage_dir: Path, **details: Any) -> None:
     tmp.replace(stage_dir / "stage.json")
 
 
-def run_pipeline(config: PipelineConfig, *, say: Callable[[str], None] | None = None) -> RunOutcome:
+def run_pipeline(
+    config: PipelineConfig,
+    *,
+    say: Callable[[str], None] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> RunOutcome:
     """Run (or resume) every stage; raises :class:`ReleaseRefusedError` when the gate refuses."""
     tell = say if say is not None else (lambda _m: None)
     root = config.runs_dir / config.name
@@ -234,6 +239,7 @@ def run_pipeline(config: PipelineConfig, *, say: Callable[[str], None] | None = 
             run_id=f"run-{config.name}",
             canaries=config.canaries,
             workdir=root / "fit" / "work",
+            progress=progress,
         )
         synth.save(model_dir, force=True)
         _finish(root / "fit", epsilon=synth.ledger_.epsilon, delta=synth.ledger_.target_delta)

@@ -151,7 +151,18 @@ def run(
     settings = load_pipeline(config)
     console = stderr_console()
     with console.status("Running...") as status:
-        outcome = run_pipeline(settings, say=lambda message: status.update(f"Running: {message}..."))
+
+        def say(message: str) -> None:
+            status.update(f"Running: {message}...")
+            if not console.is_terminal:  # logs and CI: one line per stage instead of a spinner
+                console.print(f"privsynth run: {message}")
+
+        def progress(stage: str, done: int, total: int) -> None:
+            status.update(f"Running: DP-SGD {stage}, step {done}/{total}...")
+            if not console.is_terminal and (done == total or done % max(1, total // 4) == 0):
+                console.print(f"privsynth run: DP-SGD {stage}, step {done}/{total}")
+
+        outcome = run_pipeline(settings, say=say, progress=progress)
     out = stdout_console()
     if outcome.skipped:
         out.print(f"Skipped finished stages: {', '.join(outcome.skipped)}")

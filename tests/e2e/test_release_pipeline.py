@@ -91,6 +91,14 @@ def test_run_produces_a_verified_release(cli, finished_run: Path) -> None:
     assert model["config"]["text"]["pretrained"].endswith("text-public")
 
 
+def test_run_reports_each_stage_and_training_progress_outside_a_terminal(cli, tmp_path: Path) -> None:
+    path = write_run_config(tmp_path, name="log", epsilon=2.0)
+    result = cli("run", path)
+    assert result.exit_code == 0, result.output
+    assert "privsynth run: fitting DP generators" in result.stderr
+    assert "privsynth run: DP-SGD tabular, step" in result.stderr
+
+
 def test_public_pretraining_never_reads_the_private_corpus(tmp_path: Path) -> None:
     from privsynth.errors import ConfigError
     from privsynth.pipeline import load_pipeline
