@@ -137,12 +137,10 @@ class Synthesizer:
         text_columns = schema.names(ColumnKind.TEXT)
         if text_columns:
             # every text column runs the same mechanism: k identical runs compose like one run of k x steps
-            one = TextGenerator(self.config.text).shape(groups.count)
-            shapes.append(one.model_copy(update={"steps": one.steps * len(text_columns)}))
+            shapes.append(self.config.text.optim.stage_shape(Stage.TEXT, groups.count, runs=len(text_columns)))
         image_columns = schema.names(ColumnKind.IMAGE)
         if image_columns:
-            one = ImageGenerator(self.config.image).shape(groups.count)
-            shapes.append(one.model_copy(update={"steps": one.steps * len(image_columns)}))
+            shapes.append(self.config.image.optim.stage_shape(Stage.IMAGE, groups.count, runs=len(image_columns)))
         if not shapes:
             raise ConfigError("nothing to learn: the schema has only keys and identifiers")
         extra = plan_shape.extra_delta(chosen_delta, self.config.profile)

@@ -35,6 +35,7 @@ from torch import nn
 from privsynth.data.corpus import Corpus
 from privsynth.privacy.accounting import Mechanism
 from privsynth.privacy.ledger import PrivacyLedger, Stage
+from privsynth.privacy.planner import StageShape
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,10 @@ class OptimConfig(BaseModel):
     def steps(self, units: int) -> int:
         """Steps for ``epochs`` passes at the Poisson rate."""
         return max(1, math.ceil(self.epochs / self.sample_rate(units)))
+
+    def stage_shape(self, stage: Stage, units: int, *, runs: int = 1) -> StageShape:
+        """What the planner needs: rate and steps of ``runs`` identical runs (k runs compose like k x steps)."""
+        return StageShape(stage=stage, sample_rate=self.sample_rate(units), steps=runs * self.steps(units))
 
 
 @dataclass(frozen=True)

@@ -134,8 +134,7 @@ class ImageGenerator(Generator):
 
     def shape(self, units: int) -> StageShape:
         """Sample rate and steps on ``units`` units of privacy (for the planner)."""
-        optim = self.config.optim
-        return StageShape(stage=Stage.IMAGE, sample_rate=optim.sample_rate(units), steps=optim.steps(units))
+        return self.config.optim.stage_shape(Stage.IMAGE, units)
 
     def _network(self, classes: int, channels: int) -> MixtureOfFactorAnalysers:
         return MixtureOfFactorAnalysers(

@@ -65,8 +65,7 @@ class TabularGenerator(Generator):
 
     def shape(self, units: int) -> StageShape:
         """Sample rate and steps this generator will run on ``units`` units of privacy (for the planner)."""
-        optim = self.config.optim
-        return StageShape(stage=Stage.TABULAR, sample_rate=optim.sample_rate(units), steps=optim.steps(units))
+        return self.config.optim.stage_shape(Stage.TABULAR, units)
 
     # ----- fitting ----------------------------------------------------------------------------------------------
 

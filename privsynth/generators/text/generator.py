@@ -70,8 +70,7 @@ class TextGenerator(Generator):
 
     def shape(self, units: int) -> StageShape:
         """Sample rate and steps on ``units`` units of privacy (for the planner)."""
-        optim = self.config.optim
-        return StageShape(stage=Stage.TEXT, sample_rate=optim.sample_rate(units), steps=optim.steps(units))
+        return self.config.optim.stage_shape(Stage.TEXT, units)
 
     # ----- fitting ----------------------------------------------------------------------------------------------
 
