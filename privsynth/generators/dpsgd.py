@@ -127,6 +127,17 @@ def _json_int(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def backward(loss: Any) -> None:
+    """``loss.backward()`` through Opacus' hooks, without torch's note that they fire on input-less modules.
+
+    torch warns when a backward hook fires on a module whose inputs (token ids, class labels, the first layer's
+    images) need no gradient; that is expected with per-sample hooks and changes nothing.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
+        loss.backward()
+
+
 def unit_groups(corpus: Corpus) -> Groups:
     """Records grouped by unit of privacy: the schema's entity (a person), or one group per record."""
     entity = corpus.schema.entity
@@ -179,6 +190,7 @@ class DPSGDTrainer:
         if errors:
             raise ValueError(f"model is not DP-SGD compatible: {errors}")
         self.loss = loss
+        self.model = model
         self.groups = groups
         self.mechanism = mechanism
         self.config = config
@@ -217,6 +229,16 @@ class DPSGDTrainer:
         self.optimizer.original_optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
 
+    def _step(self, indices: np.ndarray) -> float:
+        """One clipped, noised step on the records ``indices``; returns their mean loss."""
+        from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping
+
+        self.optimizer.zero_grad(set_to_none=True)
+        per_sample = self.loss(self.module, indices)
+        backward(DPTensorFastGradientClipping(self.module, self.optimizer, per_sample, "mean"))
+        self.optimizer.step()
+        return float(per_sample.detach().mean())
+
     def run(
         self,
         *,
@@ -226,27 +248,16 @@ class DPSGDTrainer:
         checkpoint_every: int = 200,
     ) -> None:
         """Train from the current step to ``until`` (default: all planned steps), checkpointing if asked."""
-        from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping
-
         last = self.mechanism.steps if until is None else min(until, self.mechanism.steps)
         self.module.train()
         while self.step < last:
             chosen = np.flatnonzero(self.sampler.random(self.groups.count) < self.mechanism.sample_rate)
             indices = self.groups.records(chosen)
-            value = float("nan")
             if indices.size == 0:
                 self._empty_step()
+                value = float("nan")
             else:
-                self.optimizer.zero_grad(set_to_none=True)
-                per_sample = self.loss(self.module, indices)
-                loss = DPTensorFastGradientClipping(self.module, self.optimizer, per_sample, "mean")
-                with warnings.catch_warnings():
-                    # torch notes that Opacus' backward hooks fire on modules whose inputs (token ids) need no
-                    # gradient; that is expected here and changes nothing.
-                    warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
-                    loss.backward()
-                self.optimizer.step()
-                value = float(per_sample.detach().mean())
+                value = self._step(indices)
             self.step += 1
             if on_step is not None:
                 on_step(self.step, value)
@@ -256,7 +267,7 @@ class DPSGDTrainer:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume: model, optimizer, RNGs, step."""
         return {
-            "model": self.module._module.state_dict(),
+            "model": self.model.state_dict(),
             "optimizer": self.optimizer.original_optimizer.state_dict(),
             "noise": self.noise.get_state(),
             "sampler": self.sampler.bit_generator.state,
@@ -268,10 +279,12 @@ class DPSGDTrainer:
         tmp = folder.with_name(folder.name + ".tmp")
         tmp.mkdir(parents=True, exist_ok=True)
         state = self.state_dict()
-        tensors = {f"model.{k}": v.contiguous() for k, v in state["model"].items()}
+        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in state["model"].items()}
+        tensors.update({f"extra.{k}": v.detach().cpu().contiguous() for k, v in state.get("extra", {}).items()})
         optimizer = state["optimizer"]
         for pid, slots in optimizer["state"].items():
             for name, value in slots.items():
+                value = value.detach().cpu()
                 tensors[f"optim.{pid}.{name}"] = (
                     value.reshape(-1).contiguous() if value.dim() == 0 else value.contiguous()
                 )
@@ -296,6 +309,7 @@ class DPSGDTrainer:
         tensors = load_file(str(folder / "state.safetensors"))
         meta = json.loads((folder / "state.json").read_text(encoding="utf-8"))
         model = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+        extra = {k.removeprefix("extra."): v for k, v in tensors.items() if k.startswith("extra.")}
         slots: dict[int, dict[str, torch.Tensor]] = {}
         for pid, names in meta["slots"].items():
             slots[int(pid)] = {name: tensors[f"optim.{pid}.{name}"].reshape(shape) for name, shape in names.items()}
@@ -307,12 +321,13 @@ class DPSGDTrainer:
                 "noise": tensors["noise"],
                 "sampler": sampler,
                 "step": meta["step"],
+                "extra": extra,
             }
         )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume from :meth:`state_dict` output."""
-        self.module._module.load_state_dict(state["model"])
+        self.model.load_state_dict(state["model"])
         self.optimizer.original_optimizer.load_state_dict(state["optimizer"])
         self.noise.set_state(state["noise"])
         self.sampler.bit_generator.state = state["sampler"]

@@ -1,10 +1,13 @@
-"""The DP image generator: a class-conditional mixture of factor analysers over a public DCT basis.
+"""The DP image generator: a mixture of factor analysers over a public DCT basis (CPU) or a diffusion model (GPU).
 
-Why this design on a CPU: conv GANs and diffusion models need hours of DP-SGD on two cores; a mixture of factor
-analysers (MoFA) over the low-frequency 2-D DCT coefficients of the image is a real generative model whose exact
-log-likelihood DP-SGD can maximise in minutes, and whose parameters all sit behind ``nn.Embedding`` tables, which
-Opacus' ghost clipping handles without materialising per-sample gradients. The basis is fixed maths (nothing
-learned from data); the only thing learned from the private images is the mixture, under the ledger.
+``image.model`` picks the network; both are class-conditional, trained with DP-SGD under the ledger's IMAGE stage:
+
+- ``mixture`` (default). Why this design on a CPU: conv GANs and diffusion models need hours of DP-SGD on two
+  cores; a mixture of factor analysers (MoFA) over the low-frequency 2-D DCT coefficients of the image is a real
+  generative model whose exact log-likelihood DP-SGD can maximise in minutes, and whose parameters all sit behind
+  ``nn.Embedding`` tables, which Opacus' ghost clipping handles without materialising per-sample gradients. The
+  basis is fixed maths (nothing learned from data); the only thing learned from the private images is the
+  mixture, under the ledger.
 
 Conditioning: the image of a record follows its fields. The record's class is the combination of its tokens in
 ``condition_on`` (categorical or boolean columns, coded by the tabular codecs, which come from the DP profile or
@@ -13,6 +16,10 @@ categorical columns first, largest domain first, while the number of classes sta
 
 Option: ``pretrained`` names a folder written by :meth:`ImageGenerator.save` from a model fitted on *public*
 images of the same size and mode; DP-SGD then starts from its mixture instead of from scratch.
+
+- ``diffusion``: a small U-Net denoising diffusion model after DPDM (noise multiplicity, large batches, EMA; see
+  :mod:`privsynth.generators.image.diffusion`). It needs a GPU to reach its quality in reasonable time
+  (configs/fmnist-gpu.yaml); on a CPU it runs, slowly, at tiny sizes (tests).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -35,7 +43,9 @@ from privsynth.data.schema import Schema
 from privsynth.errors import ConfigError
 from privsynth.generators.base import Generator
 from privsynth.generators.dpsgd import ClippingMode, DPSGDTrainer, Groups, OptimConfig, spend_once, unit_groups
+from privsynth.generators.dpsgd_draws import MultiDrawDPSGDTrainer
 from privsynth.generators.image.basis import decode, encode, to_array, to_image
+from privsynth.generators.image.diffusion import Denoiser, DiffusionConfig, denoising_loss, heun_sample
 from privsynth.generators.image.mixture import MixtureOfFactorAnalysers
 from privsynth.generators.tabular.codecs import BooleanCodec, CategoricalCodec, ColumnCodec, codec_from_dict
 from privsynth.privacy.accounting import Mechanism
@@ -53,6 +63,10 @@ class ImageConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    model: Literal["mixture", "diffusion"] = Field(
+        default="mixture", description="'mixture' (CPU, minutes) or 'diffusion' (DPDM-style, for a GPU)."
+    )
+    diffusion: DiffusionConfig = DiffusionConfig()
     keep: int = Field(default=12, ge=2, le=64, description="Low-frequency DCT coefficients kept per side.")
     components: int = Field(default=1, ge=1, le=64, description="Mixture components per class.")
     rank: int = Field(default=16, ge=1, le=64, description="Latent factors per component.")
@@ -136,7 +150,9 @@ class ImageGenerator(Generator):
         """Sample rate and steps on ``units`` units of privacy (for the planner)."""
         return self.config.optim.stage_shape(Stage.IMAGE, units)
 
-    def _network(self, classes: int, channels: int) -> MixtureOfFactorAnalysers:
+    def _network(self, classes: int, channels: int) -> torch.nn.Module:
+        if self.config.model == "diffusion":
+            return Denoiser(channels=channels, classes=classes, config=self.config.diffusion)
         return MixtureOfFactorAnalysers(
             classes=classes,
             components=self.config.components,
@@ -144,6 +160,10 @@ class ImageGenerator(Generator):
             rank=self.config.rank,
             init_scale=self.config.init_scale,
         )
+
+    @property
+    def _channels(self) -> int:
+        return 1 if self.mode_ == "L" else 3
 
     # ----- fitting ----------------------------------------------------------------------------------------------
 
@@ -168,49 +188,93 @@ class ImageGenerator(Generator):
         self.column_ = column
         self.conditions_ = choose_conditions(schema, codecs, self.config)
         classes = _classes(self.conditions_)
-        features, present = self._features(corpus, column)
+        arrays, present = self._arrays(corpus, column)
         labels = class_index(corpus.records, self.conditions_)
         units = groups if groups is not None else unit_groups(corpus)
         shape = self.shape(units.count)
         mechanism = Mechanism(noise_multiplier=noise_multiplier, sample_rate=shape.sample_rate, steps=shape.steps)
-        note = f"DP-SGD mixture of factor analysers on image column '{column}'"
+        what = "diffusion model" if self.config.model == "diffusion" else "mixture of factor analysers"
+        note = f"DP-SGD {what} on image column '{column}'"
         resuming = spend_once(ledger, Stage.IMAGE, mechanism, note=note, checkpoint=checkpoint)
         torch.manual_seed(seed)
-        channels = 1 if self.mode_ == "L" else 3
-        network = self._network(classes, channels)
+        network = self._network(classes, self._channels)
         if self.config.pretrained is not None:
             _load_pretrained(network, self.config.pretrained)
-        x = torch.as_tensor(features)
         y = torch.as_tensor(labels)
         mask = torch.as_tensor(present, dtype=torch.float32)
-        dims = x.shape[1]
+        trainer: DPSGDTrainer
+        if self.config.model == "diffusion":
+            trainer = self._diffusion_trainer(network, arrays, y, mask, units, mechanism, seed)
+        else:
+            x = torch.as_tensor(self._encode(arrays))
+            dims = x.shape[1]
 
-        def loss(module: torch.nn.Module, rows: np.ndarray) -> torch.Tensor:
-            # a record without an image contributes nothing (its loss is 0; it still counts in the batch)
-            return -module(x[rows], y[rows]) * mask[rows] / dims
+            def loss(module: torch.nn.Module, rows: np.ndarray) -> torch.Tensor:
+                # a record without an image contributes nothing (its loss is 0; it still counts in the batch)
+                return -module(x[rows], y[rows]) * mask[rows] / dims
 
-        trainer = DPSGDTrainer(
-            network, loss=loss, groups=units, mechanism=mechanism, config=self.config.optim, seed=seed + 211
-        )
+            trainer = DPSGDTrainer(
+                network, loss=loss, groups=units, mechanism=mechanism, config=self.config.optim, seed=seed + 211
+            )
         if resuming and checkpoint is not None:
             trainer.load_checkpoint(checkpoint)
         trainer.run(
             on_step=None if progress is None else lambda step, value: progress(step, mechanism.steps, value),
             checkpoint=checkpoint,
         )
+        if isinstance(trainer, MultiDrawDPSGDTrainer):
+            network.load_state_dict(trainer.averaged_weights(), strict=False)  # the EMA (post-processing)
+            network.to("cpu")
         network.eval()
         self.network_ = network
         return self
+
+    def _diffusion_trainer(
+        self,
+        network: torch.nn.Module,
+        arrays: np.ndarray,
+        labels: torch.Tensor,
+        mask: torch.Tensor,
+        units: Groups,
+        mechanism: Mechanism,
+        seed: int,
+    ) -> MultiDrawDPSGDTrainer:
+        settings = self.config.diffusion
+        device = settings.resolved_device()
+        images = torch.as_tensor(arrays).to(device)
+        labels, mask = labels.to(device), mask.to(device)
+        k = settings.noise_multiplicity
+
+        def loss(module: torch.nn.Module, rows: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+            index = torch.as_tensor(rows, device=device)
+            n = len(rows)
+            log_sigma = settings.p_mean + settings.p_std * torch.randn(n, k, generator=generator, device=device)
+            noise = torch.randn(n, k, *images.shape[1:], generator=generator, device=device)
+            return denoising_loss(
+                module, images[index], labels[index], mask[index], log_sigma, noise, sigma_data=settings.sigma_data
+            )
+
+        return MultiDrawDPSGDTrainer(
+            network,
+            loss=loss,
+            draws=k,
+            groups=units,
+            mechanism=mechanism,
+            config=self.config.optim,
+            seed=seed + 211,
+            device=device,
+            chunk=settings.chunk,
+            ema=settings.ema if settings.ema > 0 else None,
+        )
 
     @property
     def _keep(self) -> int:
         return min(self.config.keep, *self.size_)
 
-    def _features(self, corpus: Corpus, column: str) -> tuple[np.ndarray, np.ndarray]:
-        """Scaled DCT features of every record's image (zeros where missing) and which records have one."""
+    def _arrays(self, corpus: Corpus, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """Each record's image ``[n, channels, height, width]`` in [-1, 1] (zeros where missing); which have one."""
         width, height = self.size_
-        channels = 1 if self.mode_ == "L" else 3
-        arrays = np.zeros((len(corpus), channels, height, width), dtype=np.float32)
+        arrays = np.zeros((len(corpus), self._channels, height, width), dtype=np.float32)
         present = np.zeros(len(corpus), dtype=bool)
         for i, value in enumerate(corpus.records[column]):
             if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -221,8 +285,12 @@ class ImageGenerator(Generator):
                 continue
             arrays[i] = to_array(image, self.size_, self.mode_)
             present[i] = True
-        scale = FEATURE_SCALE / math.sqrt(width * height)
-        return encode(arrays, self._keep) * scale, present
+        return arrays, present
+
+    def _encode(self, arrays: np.ndarray) -> np.ndarray:
+        """Scaled low-frequency DCT features of images (the mixture's space)."""
+        width, height = self.size_
+        return encode(arrays, self._keep) * (FEATURE_SCALE / math.sqrt(width * height))
 
     # ----- sampling ---------------------------------------------------------------------------------------------
 
@@ -230,14 +298,30 @@ class ImageGenerator(Generator):
         """Images ``[n, channels, height, width]`` in [-1, 1] for the synthetic ``records`` (one per record)."""
         self._check_fitted("network_")
         labels = torch.as_tensor(class_index(records, self.conditions_))
+        width, height = self.size_
+        if isinstance(self.network_, Denoiser):
+            return self._sample_diffusion(labels, seed)
         generator = torch.Generator().manual_seed(seed)
         features = self.network_.sample(
             labels, generator, temperature=self.config.temperature, residual=self.config.residual
         ).numpy()
-        width, height = self.size_
         scale = FEATURE_SCALE / math.sqrt(width * height)
-        channels = 1 if self.mode_ == "L" else 3
-        return decode(features / scale, channels, height, width, self._keep)
+        return decode(features / scale, self._channels, height, width, self._keep)
+
+    def _sample_diffusion(self, labels: torch.Tensor, seed: int, batch: int = 2000) -> np.ndarray:
+        settings = self.config.diffusion
+        device = settings.resolved_device()
+        network = self.network_.to(device)
+        width, height = self.size_
+        generator = torch.Generator(device=device).manual_seed(seed)
+        parts = [
+            heun_sample(network, labels[i : i + batch].to(device), (self._channels, height, width), settings, generator)
+            for i in range(0, len(labels), batch)
+        ]
+        self.network_ = network.to("cpu")
+        if not parts:
+            return np.zeros((0, self._channels, height, width), dtype=np.float32)
+        return torch.cat(parts).clamp(-1, 1).cpu().numpy()
 
     def sample(self, records: pd.DataFrame, *, seed: int = 0) -> list[bytes | None]:
         """PNG bytes per synthetic record (``None`` for the DP share of records without an image)."""
@@ -272,14 +356,14 @@ class ImageGenerator(Generator):
         generator.mode_ = meta["mode"]
         generator.missing_rate_ = float(meta["missing_rate"])
         generator.conditions_ = [codec_from_dict(c) for c in meta["conditions"]]
-        network = generator._network(_classes(generator.conditions_), 1 if generator.mode_ == "L" else 3)
+        network = generator._network(_classes(generator.conditions_), generator._channels)
         network.load_state_dict(load_file(str(folder / WEIGHTS)))
         network.eval()
         generator.network_ = network
         return generator
 
 
-def _load_pretrained(network: MixtureOfFactorAnalysers, folder: Path) -> None:
+def _load_pretrained(network: torch.nn.Module, folder: Path) -> None:
     """Start from a public checkpoint of the same size, mode and mixture shape."""
     path = folder / WEIGHTS
     if not path.is_file():
@@ -290,7 +374,8 @@ def _load_pretrained(network: MixtureOfFactorAnalysers, folder: Path) -> None:
     if mismatched:
         raise ConfigError(
             f"pretrained image checkpoint {folder} does not fit this model ({', '.join(mismatched)} differ); "
-            "use the same keep, components, rank, image size and mode, and the same number of condition classes"
+            "use the same model and its settings (keep, components, rank or the diffusion sizes), image size and "
+            "mode, and the same number of condition classes"
         )
     network.load_state_dict(state)
 

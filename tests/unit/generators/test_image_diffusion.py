@@ -1,0 +1,104 @@
+"""The DPDM-style diffusion image model: tiny sizes train and sample on a CPU; per-record clipping is per record."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from privsynth.config import load_config
+from privsynth.generators.dpsgd import Groups, OptimConfig
+from privsynth.generators.dpsgd_draws import MultiDrawDPSGDTrainer
+from privsynth.generators.image.diffusion import Denoiser, DiffusionConfig
+from privsynth.generators.image.generator import ImageConfig, ImageGenerator
+from privsynth.privacy.accounting import Mechanism
+from tests.unit.generators.test_image import _fit_rgb, _rgb_corpus
+
+ROOT = Path(__file__).resolve().parents[3]
+TINY_DIFFUSION = ImageConfig(
+    model="diffusion",
+    diffusion=DiffusionConfig(
+        width=8, multipliers=[1, 2], noise_multiplicity=2, sampling_steps=3, chunk=16, device="cpu", ema=0.9
+    ),
+    optim=OptimConfig(batch_size=16, epochs=1, lr=0.01, clipping="hooks"),
+)
+
+
+def test_tiny_diffusion_fits_samples_the_declared_size_and_is_deterministic(tmp_path: Path) -> None:
+    corpus = _rgb_corpus(32, missing_every=8)
+    generator = _fit_rgb(corpus, TINY_DIFFUSION, missing_rate=0.125)
+    assert isinstance(generator.network_, Denoiser)
+    pngs = generator.sample(corpus.records, seed=4)
+    for png in (p for p in pngs if p is not None):
+        with Image.open(io.BytesIO(png)) as image:
+            assert image.size == (12, 10) and image.mode == "RGB"
+    generator.save(tmp_path / "g")
+    again = ImageGenerator.load(tmp_path / "g").sample(corpus.records, seed=4)
+    assert again == pngs
+    assert generator.sample(corpus.records, seed=5) != pngs
+
+
+def test_the_gpu_config_parses_and_names_the_diffusion_model() -> None:
+    config = load_config(ROOT / "configs" / "fmnist-gpu.yaml")
+    assert config.image.model == "diffusion"
+    assert config.image.diffusion.noise_multiplicity > 1 and config.image.diffusion.ema > 0
+
+
+def test_a_public_diffusion_checkpoint_of_another_shape_is_refused(tmp_path: Path) -> None:
+    from privsynth.errors import ConfigError
+
+    corpus = _rgb_corpus(16)
+    _fit_rgb(corpus, TINY_DIFFUSION).save(tmp_path / "public")
+    wider = TINY_DIFFUSION.diffusion.model_copy(update={"width": 16})
+    with pytest.raises(ConfigError, match="does not fit"):
+        _fit_rgb(corpus, TINY_DIFFUSION.model_copy(update={"pretrained": tmp_path / "public", "diffusion": wider}))
+
+
+class _Scale(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Linear(1, 1, bias=False)
+        torch.nn.init.zeros_(self.w.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w(x)
+
+
+def test_each_record_is_clipped_once_over_its_noise_draws() -> None:
+    """A record's K rows are summed into one gradient before clipping (the unit of privacy is the record).
+
+    Each record's loss is the mean over its K rows of -w * x with x = 1000: every record's gradient is -1000,
+    clipped to norm C = 1. With sigma ~ 0 the noised sum over n records, divided by the expected batch n, is -1.
+    Were the K rows clipped one by one, it would be -K.
+    """
+    n, k = 8, 4
+    model = _Scale()
+    x = torch.full((n, k), 1000.0)
+
+    def loss(module: torch.nn.Module, rows: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+        return -module(x[torch.as_tensor(rows)].reshape(-1, 1)).view(len(rows), k).mean(dim=1)
+
+    trainer = MultiDrawDPSGDTrainer(
+        model,
+        loss=loss,
+        draws=k,
+        groups=Groups.from_labels(None, n),
+        mechanism=Mechanism(noise_multiplier=1e-9, sample_rate=1.0, steps=1),
+        config=OptimConfig(batch_size=n, max_sample_rate=1.0, epochs=1, lr=0.1),
+        seed=0,
+        chunk=3,
+    )
+    captured: list[float] = []
+    original = trainer.optimizer.original_optimizer.step
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        captured.append(float(model.w.weight.grad))
+        return original(*args, **kwargs)
+
+    trainer.optimizer.original_optimizer.step = spy  # type: ignore[method-assign]
+    trainer.run()
+    assert captured == [pytest.approx(-1.0, abs=1e-4)]  # sum of n clipped gradients (-1 each) / expected n
