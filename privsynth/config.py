@@ -47,10 +47,11 @@ class FitConfig(BaseModel):
         return {s: self.split[s] for s in stages}
 
 
-def load_config(path: Path | None) -> FitConfig:
+def load_config(path: Path | str | None) -> FitConfig:
     """Read a YAML config (``None``: defaults); errors name the entries to fix."""
     if path is None:
         return FitConfig()
+    path = Path(path)
     try:
         data: Any = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
