@@ -219,6 +219,27 @@ class DPSGDTrainer:
         self.sampler = np.random.default_rng(seed + 1)
         self.step = 0
 
+    def poisson_batch(self) -> np.ndarray:
+        """Record indices of the next Poisson batch of units (the sampler the accountant assumes)."""
+        chosen = np.flatnonzero(self.sampler.random(self.groups.count) < self.mechanism.sample_rate)
+        return self.groups.records(chosen)
+
+    def gaussian_sum(self, contributions: torch.Tensor) -> torch.Tensor:
+        """Noised sum of per-record ``contributions [b, ...]`` of a Poisson batch: one step of this mechanism.
+
+        Each record's contribution is scaled to L2 norm at most ``C / m`` (the record clip), so a unit of privacy
+        moves the sum by at most ``C``; the noise is ``N(0, (sigma C)^2)`` per coordinate, drawn from the
+        trainer's noise generator. A step spent here is a step of the planned (sigma, q, steps) mechanism: the
+        caller counts it (``self.step += 1``) instead of a gradient step.
+        """
+        flat = contributions.reshape(len(contributions), -1)
+        norms = flat.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        clipped = flat * (self.record_clip / norms).clamp(max=1.0)
+        total = clipped.sum(dim=0)
+        std = self.mechanism.noise_multiplier * self.config.max_grad_norm
+        noise = torch.normal(0.0, std, size=total.shape, generator=self.noise, device=total.device)
+        return (total + noise).reshape(contributions.shape[1:])
+
     def _empty_step(self) -> None:
         """Noise-only step for an empty Poisson batch (the accountant counts it)."""
         for p in self.optimizer.params:
@@ -251,8 +272,7 @@ class DPSGDTrainer:
         last = self.mechanism.steps if until is None else min(until, self.mechanism.steps)
         self.module.train()
         while self.step < last:
-            chosen = np.flatnonzero(self.sampler.random(self.groups.count) < self.mechanism.sample_rate)
-            indices = self.groups.records(chosen)
+            indices = self.poisson_batch()
             if indices.size == 0:
                 self._empty_step()
                 value = float("nan")

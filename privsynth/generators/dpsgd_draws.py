@@ -120,11 +120,12 @@ class MultiDrawDPSGDTrainer(DPSGDTrainer):
             losses = self.draws_loss(self.module, rows, self.rng)
             backward(losses.sum())
             for p in params:
-                rows_grads = p.grad_sample  # [b * K, ...], one per row
-                p.grad_sample = rows_grads.view(len(rows), self.k, *rows_grads.shape[1:]).sum(dim=1)
+                rows_grads: torch.Tensor = p.grad_sample  # type: ignore[attr-defined]  # [b * K, ...], per row
+                per_record = rows_grads.view(len(rows), self.k, *rows_grads.shape[1:]).sum(dim=1)
+                p.grad_sample = per_record  # type: ignore[attr-defined]
             self.optimizer.clip_and_accumulate()  # adds this chunk's clipped per-record gradients to summed_grad
             for p in params:
-                p.grad_sample = None
+                p.grad_sample = None  # type: ignore[attr-defined]
                 p.grad = None
             total += float(losses.detach().sum())
             count += len(rows)

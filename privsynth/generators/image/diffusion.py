@@ -67,7 +67,7 @@ class _Block(nn.Module):
         self.norm2, self.conv2 = _norm(cout), nn.Conv2d(cout, cout, 3, padding=1)
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
         nn.init.zeros_(self.conv2.weight)
-        nn.init.zeros_(self.conv2.bias)
+        nn.init.zeros_(self.conv2.bias)  # type: ignore[arg-type]
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         """The block's output for features ``x`` and the per-row embedding ``emb``."""
@@ -111,7 +111,7 @@ class Denoiser(nn.Module):
                 self.upsample.append(nn.Conv2d(current, current, 3, padding=1))
         self.out_norm, self.out = _norm(current), nn.Conv2d(current, channels, 3, padding=1)
         nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        nn.init.zeros_(self.out.bias)  # type: ignore[arg-type]
         self.levels, self.blocks = len(widths), config.blocks
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -47,6 +47,7 @@ from privsynth.generators.dpsgd_draws import MultiDrawDPSGDTrainer
 from privsynth.generators.image.basis import decode, encode, to_array, to_image
 from privsynth.generators.image.diffusion import Denoiser, DiffusionConfig, denoising_loss, heun_sample
 from privsynth.generators.image.mixture import MixtureOfFactorAnalysers
+from privsynth.generators.image.moments import dp_class_means
 from privsynth.generators.tabular.codecs import BooleanCodec, CategoricalCodec, ColumnCodec, codec_from_dict
 from privsynth.privacy.accounting import Mechanism
 from privsynth.privacy.ledger import PrivacyLedger, Stage
@@ -75,6 +76,13 @@ class ImageConfig(BaseModel):
     )
     init_scale: float = Field(
         default=0.5, gt=0, le=2, description="Initial spread of the mixture (feature units) before training."
+    )
+    mean_queries: int = Field(
+        default=20,
+        ge=0,
+        le=1000,
+        description="mixture: steps of the stage's budget spent on DP class means that start the mixture "
+        "(at most half the steps; 0: start from init_scale noise).",
     )
     max_classes: int = Field(default=16, ge=1, le=256, description="Most condition classes (product of domains).")
     temperature: float = Field(default=1.0, gt=0, le=2, description="Scale of the sampled latent factors.")
@@ -218,6 +226,14 @@ class ImageGenerator(Generator):
             )
         if resuming and checkpoint is not None:
             trainer.load_checkpoint(checkpoint)
+        queries = min(self.config.mean_queries, mechanism.steps // 2)
+        fresh = trainer.step == 0 and self.config.pretrained is None
+        if isinstance(network, MixtureOfFactorAnalysers) and queries > 0 and fresh:
+            means = dp_class_means(
+                trainer, x, y, mask, classes=classes, queries=queries, bound=FEATURE_SCALE * math.sqrt(self._channels)
+            )
+            with torch.no_grad():
+                network.means.weight.view(classes, network.components, -1).add_(means[:, None, :])
         trainer.run(
             on_step=None if progress is None else lambda step, value: progress(step, mechanism.steps, value),
             checkpoint=checkpoint,
@@ -301,6 +317,7 @@ class ImageGenerator(Generator):
         width, height = self.size_
         if isinstance(self.network_, Denoiser):
             return self._sample_diffusion(labels, seed)
+        assert isinstance(self.network_, MixtureOfFactorAnalysers)
         generator = torch.Generator().manual_seed(seed)
         features = self.network_.sample(
             labels, generator, temperature=self.config.temperature, residual=self.config.residual
@@ -311,6 +328,7 @@ class ImageGenerator(Generator):
     def _sample_diffusion(self, labels: torch.Tensor, seed: int, batch: int = 2000) -> np.ndarray:
         settings = self.config.diffusion
         device = settings.resolved_device()
+        assert isinstance(self.network_, Denoiser)
         network = self.network_.to(device)
         width, height = self.size_
         generator = torch.Generator(device=device).manual_seed(seed)

@@ -1,0 +1,61 @@
+"""DP class means that start the mixture where the data is, paid for with steps of the image stage's own budget.
+
+DP-SGD moves a mixture's class means from their initial value slowly (measured on the demo's 1,600 scans: after
+300 steps the scan classifier ratio was 0.5-0.6 even at epsilon 1000), while the class means alone carry most of
+what distinguishes the classes (exact class means give a ratio of 1.0). So the first ``queries`` steps of the
+stage's planned mechanism are spent on noisy per-class sums instead of gradients:
+
+- each step draws the same Poisson batch of units the accountant assumes (``DPSGDTrainer.poisson_batch``);
+- each record contributes ``[x / FEATURE_BOUND, 1] * C / sqrt(2)`` to its class's row (norm at most ``C``; a
+  unit with ``m`` records has each clipped to ``C / m``), and Gaussian noise of standard deviation ``sigma * C``
+  is added to every coordinate of the class-by-feature sum (``DPSGDTrainer.gaussian_sum``);
+
+which is exactly one step of the (sigma, q) subsampled Gaussian mechanism in the ledger: the stage's accounting
+is unchanged, and the DP-SGD that follows runs the remaining steps. The ratio of the noisy sums estimates each
+class mean; a class whose noisy count is within three noise deviations of zero falls back to the overall mean.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from privsynth.generators.dpsgd import DPSGDTrainer
+
+
+def dp_class_means(
+    trainer: DPSGDTrainer,
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    present: torch.Tensor,
+    *,
+    classes: int,
+    queries: int,
+    bound: float,
+) -> torch.Tensor:
+    """Noisy class means ``[classes, dims]`` from ``queries`` steps of ``trainer``'s mechanism (it counts them).
+
+    ``bound`` is a public bound on the features' L2 norm (larger ones are clipped with the record).
+    """
+    dims = features.shape[1]
+    c = trainer.config.max_grad_norm
+    totals = torch.zeros(classes, dims + 1)
+    for _ in range(queries):
+        rows = torch.as_tensor(trainer.poisson_batch())
+        contributions = torch.zeros(len(rows), classes, dims + 1)
+        if len(rows):
+            weight = present[rows] * c / math.sqrt(2)
+            contributions[torch.arange(len(rows)), labels[rows], :dims] = features[rows] / bound * weight[:, None]
+            contributions[torch.arange(len(rows)), labels[rows], dims] = weight
+        totals += trainer.gaussian_sum(contributions)
+        trainer.step += 1
+    counts, sums = totals[:, dims], totals[:, :dims]
+    noise = trainer.mechanism.noise_multiplier * c * math.sqrt(queries)  # std of each coordinate of totals
+    overall = sums.sum(0) / counts.sum().clamp_min(noise)
+    means = sums / counts.clamp_min(1e-12)[:, None]
+    reliable = counts > 3 * noise
+    return torch.where(reliable[:, None], means, overall[None, :]) * bound
+
+
+__all__ = ["dp_class_means"]

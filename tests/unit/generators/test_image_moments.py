@@ -1,0 +1,50 @@
+"""DP class means are steps of the image stage's own mechanism: same sampler, same noise, counted once."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from privsynth.generators.dpsgd import DPSGDTrainer, Groups, OptimConfig
+from privsynth.generators.image.moments import dp_class_means
+from privsynth.privacy.accounting import Mechanism
+
+
+def _trainer(n: int, *, sigma: float, rate: float = 1.0, steps: int = 10, groups: Groups | None = None) -> DPSGDTrainer:
+    model = nn.Sequential(nn.Linear(2, 1))
+    return DPSGDTrainer(
+        model,
+        loss=lambda module, rows: torch.zeros(len(rows)),
+        groups=groups if groups is not None else Groups.from_labels(None, n),
+        mechanism=Mechanism(noise_multiplier=sigma, sample_rate=rate, steps=steps),
+        config=OptimConfig(max_sample_rate=1.0),
+        seed=0,
+    )
+
+
+def test_a_gaussian_sum_clips_each_record_to_c_over_m() -> None:
+    people = Groups.from_labels(np.array([0, 0, 1]), 3)  # one person has two records: each clipped to C / 2
+    trainer = _trainer(3, sigma=1e-9, groups=people)
+    total = trainer.gaussian_sum(torch.tensor([[3.0, 4.0], [0.3, 0.4], [0.0, 0.1]]))
+    assert total.tolist() == pytest.approx([0.3 + 0.3, 0.4 + 0.4 + 0.1], abs=1e-6)
+
+
+def test_class_means_are_recovered_and_the_queries_are_counted_as_steps() -> None:
+    rng = np.random.default_rng(0)
+    labels = torch.as_tensor(rng.integers(0, 3, size=3000))
+    centres = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])
+    features = centres[labels] + 0.05 * torch.as_tensor(rng.normal(size=(3000, 2)), dtype=torch.float32)
+    trainer = _trainer(3000, sigma=0.5, rate=0.5)
+    means = dp_class_means(trainer, features, labels, torch.ones(3000), classes=3, queries=4, bound=2.0)
+    assert trainer.step == 4  # four steps of the planned mechanism are gone; DP-SGD runs the rest
+    assert torch.allclose(means, centres, atol=0.1)
+
+
+def test_a_class_too_rare_to_measure_falls_back_to_the_overall_mean() -> None:
+    labels = torch.zeros(400, dtype=torch.long)
+    labels[:2] = 1  # two records: below three noise deviations
+    features = torch.ones(400, 2)
+    means = dp_class_means(_trainer(400, sigma=2.0), features, labels, torch.ones(400), classes=2, queries=1, bound=2.0)
+    assert torch.allclose(means[1], means[0].new_tensor([1.0, 1.0]), atol=0.5)
