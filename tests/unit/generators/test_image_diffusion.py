@@ -102,3 +102,31 @@ def test_each_record_is_clipped_once_over_its_noise_draws() -> None:
     trainer.optimizer.original_optimizer.step = spy  # type: ignore[method-assign]
     trainer.run()
     assert captured == [pytest.approx(-1.0, abs=1e-4)]  # sum of n clipped gradients (-1 each) / expected n
+
+
+def test_the_gpu_config_network_trains_and_samples_at_28x28_on_a_cpu_at_tiny_scale() -> None:
+    """configs/fmnist-gpu.yaml's U-Net (three levels at 28x28) runs end to end; only the sizes of the run shrink."""
+    from privsynth.generators.tabular.codecs import CategoricalCodec
+    from privsynth.privacy.ledger import PrivacyLedger
+    from privsynth.profile.model import ImageProfile, Source
+    from tests.unit.generators.test_image import _rgb_corpus
+
+    gpu = load_config(ROOT / "configs" / "fmnist-gpu.yaml").image
+    config = gpu.model_copy(
+        update={
+            "diffusion": gpu.diffusion.model_copy(update={"device": "cpu", "sampling_steps": 2}),
+            "optim": gpu.optim.model_copy(update={"batch_size": 2, "epochs": 0.2}),
+        }
+    )
+    corpus = _rgb_corpus(16)
+    generator = ImageGenerator(config).fit(
+        corpus,
+        column="photo",
+        profile=ImageProfile(source=Source.PUBLIC, missing_rate=0.0, size=(28, 28), mode="L"),
+        codecs=[CategoricalCodec("colour", categories=["red", "blue"], has_other=False, nullable=False)],
+        ledger=PrivacyLedger(epsilon=50.0, delta=1e-5),
+        noise_multiplier=1.0,
+        seed=0,
+    )
+    arrays = generator.sample_arrays(corpus.records.head(3), seed=0)
+    assert arrays.shape == (3, 1, 28, 28) and np.isfinite(arrays).all()
