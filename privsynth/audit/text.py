@@ -284,14 +284,14 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     >>> frechet_distance(x, x) < 1e-6
     True
     """
-    from scipy.linalg import sqrtm
-
     mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
-    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root = sqrtm(cov_a @ cov_b)
-    if np.iscomplexobj(root):
-        root = root.real
-    value = float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
+    cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
+    # tr sqrt(A B) = sum of sqrt(eigenvalues of A^1/2 B A^1/2), a symmetric PSD matrix: stable even when a
+    # covariance is singular (near-identical samples), where sqrtm(A @ B) warns and may go complex
+    values, vectors = np.linalg.eigh(cov_a)
+    half = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    cross = np.sqrt(np.clip(np.linalg.eigvalsh(half @ cov_b @ half), 0, None)).sum()
+    value = float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * cross)
     return max(value, 0.0)
 
 
