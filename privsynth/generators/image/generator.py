@@ -147,7 +147,7 @@ def class_index(records: pd.DataFrame, codecs: list[ColumnCodec]) -> np.ndarray:
 
 
 class ImageGenerator(Generator):
-    """DP-SGD mixture of factor analysers for one image column, conditioned on the record's fields."""
+    """DP-SGD image model (mixture or diffusion) for one image column, conditioned on the record's fields."""
 
     name = "image"
 
