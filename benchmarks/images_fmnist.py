@@ -301,6 +301,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.fit_seconds is not None and not args.direct:
+        parser.error("--fit-seconds sets the diffusion model's epochs and needs --direct")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu":
         torch.set_num_threads(1)

@@ -184,18 +184,9 @@ class DPSGDTrainer:
     ) -> None:
         from opacus.grad_sample import GradSampleModuleFastGradientClipping
         from opacus.optimizers import DPOptimizerFastGradientClipping
-        from opacus.validators import ModuleValidator
 
-        errors = ModuleValidator.validate(model, strict=False)
-        if errors:
-            raise ValueError(f"model is not DP-SGD compatible: {errors}")
+        self._setup(model, groups=groups, mechanism=mechanism, config=config, seed=seed, device=torch.device("cpu"))
         self.loss = loss
-        self.model = model
-        self.groups = groups
-        self.mechanism = mechanism
-        self.config = config
-        m = groups.max_size
-        self.record_clip = config.max_grad_norm / m
         self.module = GradSampleModuleFastGradientClipping(
             model,
             batch_first=True,
@@ -204,18 +195,39 @@ class DPSGDTrainer:
             use_ghost_clipping=config.clipping is ClippingMode.GHOST,
         )
         base = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        self.noise = torch.Generator().manual_seed(seed)
-        self.expected_records = max(mechanism.sample_rate * len(groups.order), 1.0)
         self.optimizer = DPOptimizerFastGradientClipping(
             base,
             # Opacus adds noise of std noise_multiplier * max_grad_norm with max_grad_norm the per-record clip;
             # the unit of privacy's sensitivity is m records * (C / m) = C, hence sigma * m here.
-            noise_multiplier=mechanism.noise_multiplier * m,
+            noise_multiplier=mechanism.noise_multiplier * groups.max_size,
             max_grad_norm=self.record_clip,
             expected_batch_size=round(self.expected_records),
             loss_reduction="mean",
             generator=self.noise,
         )
+
+    def _setup(
+        self,
+        model: nn.Module,
+        *,
+        groups: Groups,
+        mechanism: Mechanism,
+        config: OptimConfig,
+        seed: int,
+        device: torch.device,
+    ) -> None:
+        """What every DP-SGD run holds: the validated model, its units, mechanism, record clip, RNGs, step."""
+        from opacus.validators import ModuleValidator
+
+        errors = ModuleValidator.validate(model, strict=False)
+        if errors:
+            raise ValueError(f"model is not DP-SGD compatible: {errors}")
+        self.device = device
+        self.model = model.to(device)
+        self.groups, self.mechanism, self.config = groups, mechanism, config
+        self.record_clip = config.max_grad_norm / groups.max_size  # a unit of m records moves the sum by <= C
+        self.noise = torch.Generator(device=device).manual_seed(seed)
+        self.expected_records = max(mechanism.sample_rate * len(groups.order), 1.0)
         self.sampler = np.random.default_rng(seed + 1)
         self.step = 0
 

@@ -63,36 +63,24 @@ class MultiDrawDPSGDTrainer(DPSGDTrainer):
     ) -> None:
         from opacus import GradSampleModule
         from opacus.optimizers import DPOptimizer
-        from opacus.validators import ModuleValidator
 
-        errors = ModuleValidator.validate(model, strict=False)
-        if errors:
-            raise ValueError(f"model is not DP-SGD compatible: {errors}")
-        self.device = torch.device(device)
-        self.model = model.to(self.device)
+        self._setup(model, groups=groups, mechanism=mechanism, config=config, seed=seed, device=torch.device(device))
         self.module = GradSampleModule(self.model, batch_first=True, loss_reduction="sum")
         self.draws_loss, self.k = loss, draws
-        self.groups, self.mechanism, self.config = groups, mechanism, config
         self.chunk = max(1, chunk)
-        m = groups.max_size
-        self.record_clip = config.max_grad_norm / m
-        self.noise = torch.Generator(device=self.device).manual_seed(seed)
         self.rng = torch.Generator(device=self.device).manual_seed(seed + 2)
-        self.expected_records = max(mechanism.sample_rate * len(groups.order), 1.0)
-        base = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        base = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         # sigma * m: a unit of privacy with m records has m clipped gradients of norm C / m (see DPSGDTrainer)
         self.optimizer = DPOptimizer(
             base,
-            noise_multiplier=mechanism.noise_multiplier * m,
+            noise_multiplier=mechanism.noise_multiplier * groups.max_size,
             max_grad_norm=self.record_clip,
             expected_batch_size=round(self.expected_records),
             loss_reduction="sum",  # scaled by the expected batch below, once per step
             generator=self.noise,
         )
-        self.sampler = np.random.default_rng(seed + 1)
-        self.step = 0
         self.ema_decay = ema
-        self.ema = {k: v.detach().clone() for k, v in model.named_parameters()} if ema is not None else None
+        self.ema = {k: v.detach().clone() for k, v in self.model.named_parameters()} if ema is not None else None
 
     def _finish_step(self) -> None:
         """Noise once on the summed clipped gradients, scale by the expected batch, update, average."""
@@ -132,11 +120,12 @@ class MultiDrawDPSGDTrainer(DPSGDTrainer):
         self._finish_step()
         return total / max(count, 1)
 
-    def averaged_weights(self) -> dict[str, torch.Tensor]:
-        """The EMA of the weights (the current weights without EMA), for sampling."""
-        if self.ema is None:
-            return {k: v.detach().clone() for k, v in self.model.named_parameters()}
-        return {k: v.clone() for k, v in self.ema.items()}
+    def averaged_state(self) -> dict[str, torch.Tensor]:
+        """The model's state dict with the EMA in place of the weights (the weights themselves without EMA)."""
+        state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        if self.ema is not None:
+            state.update({k: v.clone() for k, v in self.ema.items()})
+        return state
 
     def state_dict(self) -> dict[str, Any]:
         """:meth:`DPSGDTrainer.state_dict` plus the EMA and the draws' generator."""

@@ -239,7 +239,7 @@ class ImageGenerator(Generator):
             checkpoint=checkpoint,
         )
         if isinstance(trainer, MultiDrawDPSGDTrainer):
-            network.load_state_dict(trainer.averaged_weights(), strict=False)  # the EMA (post-processing)
+            network.load_state_dict(trainer.averaged_state())  # the EMA (post-processing)
             network.to("cpu")
         network.eval()
         self.network_ = network
