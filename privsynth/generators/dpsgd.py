@@ -170,6 +170,8 @@ class DPSGDTrainer:
         mechanism: the (sigma, q, steps) already spent in the ledger.
         config: optimisation settings.
         seed: seeds the sampling and noise generators.
+        ema: decay of an exponential moving average of the weights (``None``: none). Post-processing of the
+            noisy iterates, so free in privacy; it averages out much of the noise a short DP run leaves.
     """
 
     def __init__(
@@ -181,11 +183,14 @@ class DPSGDTrainer:
         mechanism: Mechanism,
         config: OptimConfig,
         seed: int,
+        ema: float | None = None,
     ) -> None:
         from opacus.grad_sample import GradSampleModuleFastGradientClipping
         from opacus.optimizers import DPOptimizerFastGradientClipping
 
-        self._setup(model, groups=groups, mechanism=mechanism, config=config, seed=seed, device=torch.device("cpu"))
+        self._setup(
+            model, groups=groups, mechanism=mechanism, config=config, seed=seed, device=torch.device("cpu"), ema=ema
+        )
         self.loss = loss
         self.module = GradSampleModuleFastGradientClipping(
             model,
@@ -215,8 +220,9 @@ class DPSGDTrainer:
         config: OptimConfig,
         seed: int,
         device: torch.device,
+        ema: float | None = None,
     ) -> None:
-        """What every DP-SGD run holds: the validated model, its units, mechanism, record clip, RNGs, step."""
+        """What every DP-SGD run holds: the validated model, its units, mechanism, record clip, RNGs, step, EMA."""
         from opacus.validators import ModuleValidator
 
         errors = ModuleValidator.validate(model, strict=False)
@@ -230,6 +236,23 @@ class DPSGDTrainer:
         self.expected_records = max(mechanism.sample_rate * len(groups.order), 1.0)
         self.sampler = np.random.default_rng(seed + 1)
         self.step = 0
+        if ema is not None and not 0.0 <= ema < 1.0:
+            raise ValueError("ema must be in [0, 1)")
+        self.ema_decay = ema
+        self.ema = {k: v.detach().clone() for k, v in self.model.named_parameters()} if ema is not None else None
+
+    def _update_ema(self) -> None:
+        if self.ema is not None and self.ema_decay is not None:
+            with torch.no_grad():
+                for name, p in self.model.named_parameters():
+                    self.ema[name].lerp_(p.detach(), 1.0 - self.ema_decay)
+
+    def averaged_state(self) -> dict[str, torch.Tensor]:
+        """The model's state dict with the EMA in place of the weights (the weights themselves without EMA)."""
+        state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        if self.ema is not None:
+            state.update({k: v.clone() for k, v in self.ema.items()})
+        return state
 
     def poisson_batch(self) -> np.ndarray:
         """Record indices of the next Poisson batch of units (the sampler the accountant assumes)."""
@@ -261,6 +284,7 @@ class DPSGDTrainer:
         self.optimizer.scale_grad()
         self.optimizer.original_optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        self._update_ema()
 
     def _step(self, indices: np.ndarray) -> float:
         """One clipped, noised step on the records ``indices``; returns their mean loss."""
@@ -270,6 +294,7 @@ class DPSGDTrainer:
         per_sample = self.loss(self.module, indices)
         backward(DPTensorFastGradientClipping(self.module, self.optimizer, per_sample, "mean"))
         self.optimizer.step()
+        self._update_ema()
         return float(per_sample.detach().mean())
 
     def run(
@@ -297,13 +322,14 @@ class DPSGDTrainer:
                 self.save_checkpoint(checkpoint)
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume: model, optimizer, RNGs, step."""
+        """Everything needed to resume: model, optimizer, RNGs, step, and the EMA as extra tensors."""
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.original_optimizer.state_dict(),
             "noise": self.noise.get_state(),
             "sampler": self.sampler.bit_generator.state,
             "step": self.step,
+            "extra": {f"ema.{k}": v for k, v in (self.ema or {}).items()},
         }
 
     def save_checkpoint(self, folder: Path) -> None:
@@ -364,3 +390,8 @@ class DPSGDTrainer:
         self.noise.set_state(state["noise"])
         self.sampler.bit_generator.state = state["sampler"]
         self.step = int(state["step"])
+        extra = state.get("extra", {})
+        if self.ema is not None:
+            for name in self.ema:
+                if f"ema.{name}" in extra:
+                    self.ema[name] = extra[f"ema.{name}"].to(self.device)

@@ -64,7 +64,9 @@ class MultiDrawDPSGDTrainer(DPSGDTrainer):
         from opacus import GradSampleModule
         from opacus.optimizers import DPOptimizer
 
-        self._setup(model, groups=groups, mechanism=mechanism, config=config, seed=seed, device=torch.device(device))
+        self._setup(
+            model, groups=groups, mechanism=mechanism, config=config, seed=seed, device=torch.device(device), ema=ema
+        )
         self.module = GradSampleModule(self.model, batch_first=True, loss_reduction="sum")
         self.draws_loss, self.k = loss, draws
         self.chunk = max(1, chunk)
@@ -79,8 +81,6 @@ class MultiDrawDPSGDTrainer(DPSGDTrainer):
             loss_reduction="sum",  # scaled by the expected batch below, once per step
             generator=self.noise,
         )
-        self.ema_decay = ema
-        self.ema = {k: v.detach().clone() for k, v in self.model.named_parameters()} if ema is not None else None
 
     def _finish_step(self) -> None:
         """Noise once on the summed clipped gradients, scale by the expected batch, update, average."""
@@ -89,10 +89,7 @@ class MultiDrawDPSGDTrainer(DPSGDTrainer):
             p.grad /= self.optimizer.expected_batch_size
         self.optimizer.original_optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        if self.ema is not None and self.ema_decay is not None:
-            with torch.no_grad():
-                for name, p in self.model.named_parameters():
-                    self.ema[name].lerp_(p.detach(), 1.0 - self.ema_decay)
+        self._update_ema()
 
     def _empty_step(self) -> None:
         for p in self.optimizer.params:
@@ -120,20 +117,10 @@ class MultiDrawDPSGDTrainer(DPSGDTrainer):
         self._finish_step()
         return total / max(count, 1)
 
-    def averaged_state(self) -> dict[str, torch.Tensor]:
-        """The model's state dict with the EMA in place of the weights (the weights themselves without EMA)."""
-        state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        if self.ema is not None:
-            state.update({k: v.clone() for k, v in self.ema.items()})
-        return state
-
     def state_dict(self) -> dict[str, Any]:
-        """:meth:`DPSGDTrainer.state_dict` plus the EMA and the draws' generator."""
+        """:meth:`DPSGDTrainer.state_dict` plus the draws' generator."""
         state = super().state_dict()
-        extra = {"draws": self.rng.get_state()}
-        if self.ema is not None:
-            extra.update({f"ema.{k}": v for k, v in self.ema.items()})
-        state["extra"] = extra
+        state["extra"]["draws"] = self.rng.get_state()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -142,10 +129,6 @@ class MultiDrawDPSGDTrainer(DPSGDTrainer):
         extra = state.get("extra", {})
         if "draws" in extra:
             self.rng.set_state(extra["draws"].cpu())
-        if self.ema is not None:
-            for name in self.ema:
-                if f"ema.{name}" in extra:
-                    self.ema[name] = extra[f"ema.{name}"].to(self.device)
 
 
 __all__ = ["DrawsLoss", "MultiDrawDPSGDTrainer"]

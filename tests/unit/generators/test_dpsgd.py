@@ -16,7 +16,9 @@ def tiny_problem() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     return model, x, y
 
 
-def make(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, rate: float = 0.2) -> DPSGDTrainer:
+def make(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, rate: float = 0.2, ema: float | None = None
+) -> DPSGDTrainer:
     def loss(module: nn.Module, rows: np.ndarray) -> torch.Tensor:
         return ((module(x[rows]) - y[rows]) ** 2).squeeze(1)
 
@@ -27,6 +29,7 @@ def make(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, rate: f
         mechanism=Mechanism(noise_multiplier=0.5, sample_rate=rate, steps=steps),
         config=OptimConfig(batch_size=40, lr=0.01),
         seed=3,
+        ema=ema,
     )
 
 
@@ -80,3 +83,30 @@ def test_checkpoint_files_resume_exactly(tmp_path) -> None:
     resumed.run()
     for a, b in zip(full.module._module.parameters(), resumed.module._module.parameters(), strict=True):
         assert torch.allclose(a, b)
+
+
+def test_the_weights_average_follows_every_step_and_resumes_from_a_checkpoint(tmp_path) -> None:
+    model, x, y = tiny_problem()
+    start = {k: v.detach().clone() for k, v in model.named_parameters()}
+    trainer = make(model, x, y, steps=3, ema=0.5)
+    seen = []
+    trainer.run(on_step=lambda _s, _v: seen.append({k: v.detach().clone() for k, v in model.named_parameters()}))
+    expected = start
+    for weights in seen:  # ema <- ema + (1 - decay) * (weights - ema), after every step
+        expected = {k: 0.5 * expected[k] + 0.5 * weights[k] for k in expected}
+    averaged = trainer.averaged_state()
+    assert all(torch.allclose(averaged[k], expected[k]) for k in expected)
+    assert not torch.equal(averaged["0.weight"], model.state_dict()["0.weight"])
+
+    full_model, _, _ = tiny_problem()
+    full = make(full_model, x, y, steps=12, ema=0.9)
+    full.run()
+    part_model, _, _ = tiny_problem()
+    first = make(part_model, x, y, steps=12, ema=0.9)
+    first.run(until=5, checkpoint=tmp_path / "ckpt", checkpoint_every=5)
+    resumed_model, _, _ = tiny_problem()
+    resumed = make(resumed_model, x, y, steps=12, ema=0.9)
+    resumed.load_checkpoint(tmp_path / "ckpt")
+    resumed.run()
+    a, b = full.averaged_state(), resumed.averaged_state()
+    assert all(torch.allclose(a[k], b[k]) for k in a)
