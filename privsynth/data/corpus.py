@@ -12,6 +12,7 @@ Real and synthetic corpora share this layout, so every tool that reads one reads
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -209,7 +210,11 @@ def write_table(records: pd.DataFrame, schema: Schema, folder: Path, *, header: 
     if fmt == "parquet":
         pq.write_table(_to_arrow(records, schema), folder / schema.table)
     elif fmt == "csv":
-        _text_frame(records, schema).to_csv(folder / schema.table, index=False, lineterminator="\n")
+        # Every text quoted: a bare carriage return inside a note is a line break to CSV readers unless quoted,
+        # and minimal quoting only quotes fields holding the line terminator ("\n"), so such a note split a record.
+        _text_frame(records, schema).to_csv(
+            folder / schema.table, index=False, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC
+        )
     else:
         with (folder / schema.table).open("w", encoding="utf-8") as handle:
             for row in _text_frame(records, schema).to_dict(orient="records"):

@@ -24,6 +24,21 @@ def test_demo_round_trip_is_identical(demo_dir: Path, tmp_path: Path, fmt: str) 
         assert (tmp_path / "b" / rel).read_bytes() == (demo_dir / rel).read_bytes()
 
 
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
+def test_texts_with_carriage_returns_and_odd_breaks_survive_every_format(
+    demo_dir: Path, tmp_path: Path, fmt: str
+) -> None:
+    first = read_corpus(demo_dir)
+    records = first.records.copy()
+    records.loc[0, "note"] = "line one\rline two\x85next\u2028sep"  # a bare CR: no quote-forcing newline
+    records.loc[1, "note"] = 'a "quoted" word\r\nand a Windows line break'
+    records.loc[2, "note"] = None
+    first = first.with_records(records)
+    write_corpus(first, tmp_path / "a", table_format=fmt)
+    second = read_corpus(tmp_path / "a")
+    pd.testing.assert_frame_equal(first.records, second.records)
+
+
 def test_image_bytes_survive_every_format(demo_dir: Path, tmp_path: Path) -> None:
     corpus = read_corpus(demo_dir)
     as_bytes = corpus.records.copy()
