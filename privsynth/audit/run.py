@@ -41,6 +41,7 @@ from privsynth.audit.utility import (
 from privsynth.data.corpus import Corpus
 from privsynth.data.fingerprint import corpus_fingerprint
 from privsynth.data.schema import ColumnKind
+from privsynth.generators.text.placeholders import mask_identity
 
 log = logging.getLogger(__name__)
 AUDIT_VERSION = 1
@@ -223,7 +224,9 @@ def _text_audits(
     for name in columns:
         say(f"text memorization: {name}")
         texts = [c.records[name].fillna("").astype(str).tolist() for c in (tr, ho, sy)]
-        vectors = [embedder.embed(t) for t in texts]
+        # distances by content: each record's own identity (real, or its fresh surrogate) is masked first, so
+        # two notes are not "close" because two fake patients share a common surname (see mask_identity)
+        vectors = [embedder.embed(_identity_masked(c, t)) for c, t in zip((tr, ho, sy), texts, strict=True)]
         entry: dict[str, Any] = {
             "embedder": embedder.name,
             "embedding": _plain(distance_audit(*vectors, space=f"text:{name}", seed=cfg.seed, bootstrap=cfg.bootstrap)),
@@ -240,6 +243,11 @@ def _text_audits(
                 text_consistency(texts[0], ys[0], texts[1], ys[1], texts[2], ys[2], source=name, target=target)
             )
     return memorization, fidelity, consistency
+
+
+def _identity_masked(corpus: Corpus, texts: list[str]) -> list[str]:
+    records = corpus.records
+    return [mask_identity(text, records.iloc[i], corpus.schema) for i, text in enumerate(texts)]
 
 
 def _image_audits(

@@ -186,6 +186,32 @@ def mask_record_text(
     return _apply(text, spans)
 
 
+def mask_identity(text: str, record: pd.Series, schema: Schema) -> str:
+    """``text`` with only its record's own identifier values (name, SSN, MRN, contact, birth date) as placeholders.
+
+    For audits that compare real and synthetic text by content: a synthetic note's identity is a fresh fake drawn
+    from the same public name lists as any real corpus' names, so leaving it in would make notes "close" because
+    two fakes share a surname, which says nothing about memorisation (replay of real identifiers is the PII
+    audit's job). Dates, values and categories are kept.
+    """
+    spans: list[_Span] = []
+    for column, spec in schema.columns.items():
+        value = record.get(column)
+        if spec.kind is not ColumnKind.IDENTIFIER or spec.pii is None or value is None or value is pd.NA:
+            continue
+        if isinstance(value, float) and np.isnan(value):
+            continue
+        if spec.pii is PiiType.DATE_OF_BIRTH:
+            try:
+                born = pd.Timestamp(str(value)).normalize()
+            except ValueError:
+                continue
+            spans += [_Span(a, b, f"DOB:{fmt}", 5) for a, b, fmt, stamp in _dates(text) if stamp == born]
+            continue
+        spans += _identity_spans(text, str(value), spec.pii)
+    return _apply(text, spans)
+
+
 def _identity_spans(text: str, value: str, pii: PiiType) -> list[_Span]:
     out: list[_Span] = []
     if pii is PiiType.PERSON:
