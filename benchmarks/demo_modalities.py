@@ -36,6 +36,8 @@ from privsynth.sampling import load_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = "diagnosis"
+#: Courtesy titles a detected name span may start with ("Ms. <LAST_NAME>"): not part of anyone's identity.
+TITLES = {"mr", "ms", "mrs", "miss", "dr"}
 
 
 def pixels(corpus: Corpus, column: str) -> tuple[np.ndarray, np.ndarray]:
@@ -72,7 +74,7 @@ def identity_check(synthetic: Corpus, registry: pd.DataFrame, scanner: PiiScanne
             if hit.entity not in person_entities | {"US_SSN", "MRN"}:
                 continue
             span = _norm(note[hit.start : hit.end])
-            parts = {_norm(p) for p in note[hit.start : hit.end].replace(",", " ").split()}
+            parts = {_norm(p) for p in note[hit.start : hit.end].replace(",", " ").split()} - TITLES
             if span in own or (parts and parts <= own):
                 own_total += 1
             elif span in others or (parts and parts <= others):

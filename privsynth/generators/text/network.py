@@ -99,8 +99,13 @@ class TextLM(nn.Module):
         generator: torch.Generator,
         temperature: float = 1.0,
         banned: list[int] | None = None,
+        lengths: torch.Tensor | None = None,
+        max_bytes: int | None = None,
     ) -> torch.Tensor:
-        """Sample continuations of ``start`` ([N, S]) with a key/value cache; stops at ``eos`` per row."""
+        """Sample continuations of ``start`` ([N, S]) with a key/value cache.
+
+        A row stops at ``eos``, or once its tokens stand for ``max_bytes`` bytes (``lengths``: bytes per id).
+        """
         n, s = start.shape
         positions = torch.arange(s).expand(n, s)
         x = self.tokens(start) + self.positions(positions)
@@ -111,6 +116,7 @@ class TextLM(nn.Module):
         logits = self.head(self.norm(x[:, -1:, :]))[:, 0]
         out = torch.full((n, max_new), eos, dtype=torch.long)
         done = torch.zeros(n, dtype=torch.bool)
+        used = torch.zeros(n, dtype=torch.long)
         mask = torch.zeros(self.output_vocab)
         for banned_id in banned or []:
             mask[banned_id] = -math.inf
@@ -120,6 +126,9 @@ class TextLM(nn.Module):
             drawn = torch.where(done, torch.full_like(drawn, eos), drawn)
             out[:, step] = drawn
             done |= drawn == eos
+            if lengths is not None and max_bytes is not None:
+                used += lengths[drawn]
+                done |= used >= max_bytes
             if bool(done.all()):
                 break
             x = self.tokens(drawn[:, None]) + self.positions(torch.full((n, 1), s + step))

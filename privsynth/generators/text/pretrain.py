@@ -26,7 +26,7 @@ from privsynth.errors import ConfigError
 from privsynth.generators.text.generator import META, WEIGHTS, TextConfig
 from privsynth.generators.text.network import TextLM
 from privsynth.generators.text.placeholders import CorpusIdentifiers, mask_record_text
-from privsynth.generators.text.tokens import BOS, EOS, PAD, Vocabulary
+from privsynth.generators.text.tokens import BOS, EOS, PAD, Vocabulary, public_word_pieces
 
 
 def read_public_texts(paths: Sequence[Path]) -> tuple[list[str], list[dict[str, str]]]:
@@ -91,7 +91,7 @@ def pretrain_text(
     """Train the byte-level LM on public ``documents`` (random windows) and write a checkpoint folder."""
     if steps < 1:
         raise ConfigError("--steps must be at least 1")
-    vocab = Vocabulary(placeholders)
+    vocab = Vocabulary(placeholders, public_word_pieces(config.words))
     window = config.max_bytes
     encoded = [np.asarray(vocab.encode(d), dtype=np.int64) for d in documents]
     encoded = [e for e in encoded if e.size]
@@ -141,6 +141,7 @@ def pretrain_text(
         "documents": len(encoded),
         "sources": list(sources),
         "placeholders": list(placeholders),
+        "pieces": list(vocab.pieces),
         "final_loss": float(loss.detach()),
     }
     (out / META).write_text(json.dumps(meta, indent=2), encoding="utf-8")

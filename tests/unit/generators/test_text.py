@@ -10,7 +10,7 @@ from privsynth.data.corpus import read_corpus
 from privsynth.data.demo import demo_schema
 from privsynth.data.schema import schema_from_dict
 from privsynth.generators.text.placeholders import CorpusIdentifiers, fill_placeholders, mask_record_text
-from privsynth.generators.text.tokens import EOS, FIRST_PLACEHOLDER, Vocabulary
+from privsynth.generators.text.tokens import EOS, FIRST_PLACEHOLDER, PLACEHOLDER_BYTES, Vocabulary, public_word_pieces
 
 
 def test_tokenizer_is_bytes_plus_schema_placeholders_and_learns_nothing_from_data() -> None:
@@ -22,6 +22,28 @@ def test_tokenizer_is_bytes_plus_schema_placeholders_and_learns_nothing_from_dat
     assert all(i < 256 or i >= FIRST_PLACEHOLDER for i in ids)
     assert a.decode([*ids, EOS, 65]) == text
     assert a.id_of("PERSON") in ids and "VAL:glucose" in a.placeholders
+
+
+def test_word_pieces_are_public_and_lossless_and_shorten_text() -> None:
+    pieces = public_word_pieces(500)
+    assert pieces == public_word_pieces(500)  # read from a public file: the same whatever corpus is fitted
+    assert {" the", " The", "the", "The"} <= set(pieces) and all(p.strip(" ").isalpha() for p in pieces)
+    vocab = Vocabulary.for_schema(demo_schema(), pieces)
+    assert vocab.size == FIRST_PLACEHOLDER + len(vocab.placeholders) + len(pieces)
+    text = "The patient <PERSON> was seen; Caf\u00e9 crackles\nand  orthopnea, <VAL:glucose> mg/dL <NOT_ONE>"
+    ids = vocab.encode(text)
+    assert vocab.decode(ids) == text  # byte fallback: nothing is lost or normalised
+    assert len(ids) < len(text.encode("utf-8")) - 20
+    assert vocab.id_of("PERSON") in ids and vocab.first_piece + pieces.index(" was") in ids
+    assert sum(vocab.byte_lengths()[i] for i in ids) >= len(text.encode("utf-8")) - 2 * len("<PERSON>")
+
+
+def test_truncation_counts_bytes_not_tokens() -> None:
+    vocab = Vocabulary.for_schema(demo_schema(), public_word_pieces(200))
+    ids = vocab.encode("the the the the <PERSON>")
+    assert vocab.truncate(ids, 8) == ids[:2]  # "the" is 3 bytes, " the" 4
+    assert vocab.truncate(ids, 16 + PLACEHOLDER_BYTES) == ids
+    assert vocab.truncate(ids, 15 + PLACEHOLDER_BYTES) == ids[:-1]
 
 
 def test_placeholders_round_trip_with_the_records_own_identity(demo_dir: Path) -> None:
@@ -124,3 +146,36 @@ def test_a_public_corpus_is_masked_with_the_schemas_placeholders(demo_dir: Path)
     names = set(corpus.records["name"])
     assert not any(name in doc for doc in documents for name in names)
     assert any("<PERSON" in doc or "<MRN>" in doc for doc in documents)
+
+
+def test_cached_sampling_follows_the_full_forward_pass() -> None:
+    import torch
+
+    from privsynth.generators.text.network import TextLM
+
+    torch.manual_seed(0)
+    network = TextLM(output_vocab=20, prefix_vocab=5, max_len=16, dim=16, layers=2, heads=2)
+    network.eval()
+    for parameter in network.parameters():  # sharper logits, so a near-zero temperature is an argmax
+        parameter.data.mul_(8)
+    start = torch.tensor([[21, 23, 3], [20, 24, 7]])
+    out = network.generate(start, max_new=6, eos=19, generator=torch.Generator().manual_seed(0), temperature=1e-4)
+    full = torch.cat([start, out], dim=1)
+    positions = torch.arange(full.shape[1]).expand(2, -1).contiguous()
+    greedy = network(full[:, :-1], positions[:, :-1]).argmax(dim=-1)[:, start.shape[1] - 1 :]
+    for row in range(2):
+        ended = (out[row] == 19).nonzero()
+        stop = int(ended[0]) + 1 if len(ended) else out.shape[1]
+        assert torch.equal(greedy[row, :stop], out[row, :stop])
+
+
+def test_identity_masking_for_audits_hides_only_the_records_own_identity(demo_dir: Path) -> None:
+    from privsynth.generators.text.placeholders import mask_identity
+
+    corpus = read_corpus(demo_dir)
+    row = corpus.records.iloc[0]
+    masked = mask_identity(row["note"], row, corpus.schema)
+    assert row["mrn"] not in masked and row["name"].split()[-1] not in masked and "<MRN>" in masked
+    assert str(row["visit_date"].date()) in masked  # dates, values and words are content: kept
+    words = [w for w in row["note"].split() if w.isalpha() and w.islower()]
+    assert all(w in masked for w in words)
