@@ -179,3 +179,32 @@ def test_identity_masking_for_audits_hides_only_the_records_own_identity(demo_di
     assert str(row["visit_date"].date()) in masked  # dates, values and words are content: kept
     words = [w for w in row["note"].split() if w.isalpha() and w.islower()]
     assert all(w in masked for w in words)
+
+
+def test_a_pretrained_checkpoint_is_copied_token_by_token(tmp_path: Path) -> None:
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from privsynth.generators.text.generator import META, WEIGHTS, _load_pretrained
+    from privsynth.generators.text.network import TextLM
+
+    theirs = Vocabulary(("PERSON",), (" the",))
+    mine = Vocabulary(("MRN", "PERSON"), (" a", " the"))
+    torch.manual_seed(0)
+    public = TextLM(output_vocab=theirs.size, prefix_vocab=0, max_len=8, dim=16, layers=1, heads=2)
+    save_file({k: v.contiguous() for k, v in public.state_dict().items()}, str(tmp_path / WEIGHTS))
+    meta = {"public_pretraining": True, "placeholders": list(theirs.placeholders), "pieces": list(theirs.pieces)}
+    (tmp_path / META).write_text(json.dumps(meta), encoding="utf-8")
+    network = TextLM(output_vocab=mine.size, prefix_vocab=3, max_len=12, dim=16, layers=1, heads=2)
+    fresh = network.tokens.weight.detach().clone()
+    _load_pretrained(network, tmp_path, prefix_length=2, vocab=mine)
+    rows, theirs_rows = mine.names(), theirs.names()
+    for name in ("b:41", "<PERSON>", "p: the"):
+        for layer in ("tokens", "head"):
+            got = getattr(network, layer).weight[rows.index(name)]
+            assert torch.equal(got, getattr(public, layer).weight[theirs_rows.index(name)])
+    for name in ("<MRN>", "p: a"):  # unknown to the checkpoint: left as initialised
+        assert torch.equal(network.tokens.weight[rows.index(name)], fresh[rows.index(name)])
+    assert torch.equal(network.positions.weight[2:10], public.positions.weight[:8])  # shifted past the prefix
