@@ -150,19 +150,12 @@ def mask_record_text(
 ) -> str:
     """``text`` with the record's identity, dates, values and every detected PII span as placeholders."""
     spans: list[_Span] = list(corpus_identifiers.spans(text)) if corpus_identifiers is not None else []
-    dob: pd.Timestamp | None = None
+    spans += _own_identity_spans(text, record, schema)
     for column, spec in schema.columns.items():
         value = record.get(column)
-        if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        if _missing(value):
             continue
-        if spec.kind is ColumnKind.IDENTIFIER and spec.pii is not None:
-            spans += _identity_spans(text, str(value), spec.pii)
-            if spec.pii is PiiType.DATE_OF_BIRTH:
-                try:
-                    dob = pd.Timestamp(str(value))
-                except ValueError:
-                    dob = None
-        elif spec.kind is ColumnKind.NUMERICAL:
+        if spec.kind is ColumnKind.NUMERICAL:
             for form in _number_forms(float(value), spec.integer):
                 if len(form) >= 2:  # single digits ("type 2") are too ambiguous to link to a field
                     spans += [_Span(s, e, f"VAL:{column}", 3) for s, e in _find(text, form)]
@@ -173,10 +166,7 @@ def mask_record_text(
         for column in schema.names(ColumnKind.DATETIME)
         if column in record and pd.notna(record[column])
     }
-    for start, end, fmt, stamp in _dates(text):
-        if dob is not None and stamp == dob.normalize():
-            spans.append(_Span(start, end, f"DOB:{fmt}", 5))
-            continue
+    for start, end, fmt, stamp in _dates(text):  # the birth date's own <DOB> span outranks these
         match = next((c for c, d in own_dates.items() if d == stamp), None)
         name = f"DATE:{match}|{fmt}" if match is not None else f"DATE:{fmt}"
         spans.append(_Span(start, end, name, 4))
@@ -194,22 +184,28 @@ def mask_identity(text: str, record: pd.Series, schema: Schema) -> str:
     two fakes share a surname, which says nothing about memorisation (replay of real identifiers is the PII
     audit's job). Dates, values and categories are kept.
     """
+    return _apply(text, _own_identity_spans(text, record, schema))
+
+
+def _missing(value: object) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
+
+
+def _own_identity_spans(text: str, record: pd.Series, schema: Schema) -> list[_Span]:
+    """Spans of the record's own identifier values, its birth date (in either format) included."""
     spans: list[_Span] = []
     for column, spec in schema.columns.items():
         value = record.get(column)
-        if spec.kind is not ColumnKind.IDENTIFIER or spec.pii is None or value is None or value is pd.NA:
+        if spec.kind is not ColumnKind.IDENTIFIER or spec.pii is None or _missing(value):
             continue
-        if isinstance(value, float) and np.isnan(value):
-            continue
+        spans += _identity_spans(text, str(value), spec.pii)
         if spec.pii is PiiType.DATE_OF_BIRTH:
             try:
                 born = pd.Timestamp(str(value)).normalize()
             except ValueError:
                 continue
             spans += [_Span(a, b, f"DOB:{fmt}", 5) for a, b, fmt, stamp in _dates(text) if stamp == born]
-            continue
-        spans += _identity_spans(text, str(value), spec.pii)
-    return _apply(text, spans)
+    return spans
 
 
 def _identity_spans(text: str, value: str, pii: PiiType) -> list[_Span]:

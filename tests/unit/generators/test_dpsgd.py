@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -110,3 +111,5 @@ def test_the_weights_average_follows_every_step_and_resumes_from_a_checkpoint(tm
     resumed.run()
     a, b = full.averaged_state(), resumed.averaged_state()
     assert all(torch.allclose(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match=r"ema must be in \[0, 1\)"):
+        make(tiny_problem()[0], x, y, steps=2, ema=1.0)
