@@ -28,6 +28,7 @@ import json
 import logging
 import math
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Literal
 
@@ -45,7 +46,13 @@ from privsynth.generators.base import Generator
 from privsynth.generators.dpsgd import ClippingMode, DPSGDTrainer, Groups, OptimConfig, spend_once, unit_groups
 from privsynth.generators.dpsgd_draws import MultiDrawDPSGDTrainer
 from privsynth.generators.image.basis import decode, encode, to_array, to_image
-from privsynth.generators.image.diffusion import Denoiser, DiffusionConfig, denoising_loss, heun_sample
+from privsynth.generators.image.diffusion import (
+    Denoiser,
+    DiffusionConfig,
+    denoising_loss,
+    gpu_precision,
+    heun_sample,
+)
 from privsynth.generators.image.mixture import MixtureOfFactorAnalysers
 from privsynth.generators.image.moments import dp_class_means
 from privsynth.generators.tabular.codecs import BooleanCodec, CategoricalCodec, ColumnCodec, codec_from_dict
@@ -234,10 +241,11 @@ class ImageGenerator(Generator):
             )
             with torch.no_grad():
                 network.means.weight.view(classes, network.components, -1).add_(means[:, None, :])
-        trainer.run(
-            on_step=None if progress is None else lambda step, value: progress(step, mechanism.steps, value),
-            checkpoint=checkpoint,
-        )
+        with self._precision():
+            trainer.run(
+                on_step=None if progress is None else lambda step, value: progress(step, mechanism.steps, value),
+                checkpoint=checkpoint,
+            )
         if isinstance(trainer, MultiDrawDPSGDTrainer):
             network.load_state_dict(trainer.averaged_state())  # the EMA (post-processing)
             network.to("cpu")
@@ -260,14 +268,26 @@ class ImageGenerator(Generator):
         images = torch.as_tensor(arrays).to(device)
         labels, mask = labels.to(device), mask.to(device)
         k = settings.noise_multiplicity
+        null_class = network.null_class if isinstance(network, Denoiser) else None
 
         def loss(module: torch.nn.Module, rows: np.ndarray, generator: torch.Generator) -> torch.Tensor:
             index = torch.as_tensor(rows, device=device)
             n = len(rows)
             log_sigma = settings.p_mean + settings.p_std * torch.randn(n, k, generator=generator, device=device)
             noise = torch.randn(n, k, *images.shape[1:], generator=generator, device=device)
+            hidden = None
+            if null_class is not None:
+                hidden = torch.rand(n, k, generator=generator, device=device) < settings.label_dropout
             return denoising_loss(
-                module, images[index], labels[index], mask[index], log_sigma, noise, sigma_data=settings.sigma_data
+                module,
+                images[index],
+                labels[index],
+                mask[index],
+                log_sigma,
+                noise,
+                sigma_data=settings.sigma_data,
+                hidden=hidden,
+                null_class=null_class,
             )
 
         return MultiDrawDPSGDTrainer(
@@ -282,6 +302,13 @@ class ImageGenerator(Generator):
             chunk=settings.chunk,
             ema=settings.ema if settings.ema > 0 else None,
         )
+
+    def _precision(self) -> AbstractContextManager[None]:
+        """TF32 on a GPU for the diffusion model (its setting); nothing for the mixture or on a CPU."""
+        settings = self.config.diffusion
+        if self.config.model != "diffusion":
+            return nullcontext()
+        return gpu_precision(settings.resolved_device(), settings.tf32)
 
     @property
     def _keep(self) -> int:
@@ -332,10 +359,13 @@ class ImageGenerator(Generator):
         network = self.network_.to(device)
         width, height = self.size_
         generator = torch.Generator(device=device).manual_seed(seed)
-        parts = [
-            heun_sample(network, labels[i : i + batch].to(device), (self._channels, height, width), settings, generator)
-            for i in range(0, len(labels), batch)
-        ]
+        with self._precision():
+            parts = [
+                heun_sample(
+                    network, labels[i : i + batch].to(device), (self._channels, height, width), settings, generator
+                )
+                for i in range(0, len(labels), batch)
+            ]
         self.network_ = network.to("cpu")
         if not parts:
             return np.zeros((0, self._channels, height, width), dtype=np.float32)

@@ -130,3 +130,45 @@ def test_the_gpu_config_network_trains_and_samples_at_28x28_on_a_cpu_at_tiny_sca
     )
     arrays = generator.sample_arrays(corpus.records.head(3), seed=0)
     assert arrays.shape == (3, 1, 28, 28) and np.isfinite(arrays).all()
+
+
+def test_label_dropout_trains_a_no_class_denoiser_that_guidance_uses() -> None:
+    """With label dropout the network has one more class ("none"); guided sampling differs, and is deterministic."""
+    corpus = _rgb_corpus(32)
+    guided = TINY_DIFFUSION.diffusion.model_copy(update={"label_dropout": 0.5, "guidance": 2.0})
+    generator = _fit_rgb(corpus, TINY_DIFFUSION.model_copy(update={"diffusion": guided}))
+    assert isinstance(generator.network_, Denoiser)
+    assert generator.network_.null_class == 2 and generator.network_.classes.num_embeddings == 3
+    with_guidance = generator.sample_arrays(corpus.records.head(4), seed=1)
+    assert np.array_equal(with_guidance, generator.sample_arrays(corpus.records.head(4), seed=1))
+    generator.config = generator.config.model_copy(update={"diffusion": guided.model_copy(update={"guidance": 0.0})})
+    assert not np.allclose(with_guidance, generator.sample_arrays(corpus.records.head(4), seed=1))
+
+
+def test_hidden_rows_are_denoised_without_their_class() -> None:
+    from privsynth.generators.image.diffusion import denoising_loss
+
+    seen: list[torch.Tensor] = []
+
+    def forward(x: torch.Tensor, c_noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        seen.append(labels)
+        return torch.zeros_like(x)
+
+    hidden = torch.tensor([[True, False], [False, True]])
+    denoising_loss(
+        forward,
+        torch.zeros(2, 1, 4, 4),
+        torch.tensor([0, 1]),
+        torch.ones(2),
+        torch.zeros(2, 2),
+        torch.randn(2, 2, 1, 4, 4),
+        sigma_data=0.5,
+        hidden=hidden,
+        null_class=7,
+    )
+    assert seen[0].tolist() == [7, 0, 1, 7]  # record-major rows: record 0's two draws, then record 1's
+
+
+def test_guidance_without_label_dropout_is_refused() -> None:
+    with pytest.raises(ValueError, match="label_dropout"):
+        DiffusionConfig(guidance=1.0)
