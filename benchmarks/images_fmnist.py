@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ANCHORS = {10.0: {"DPDM": 85.4, "DP-GAN": 70.3, "DP-MERF": 60.8}, 1.0: {"DPDM": 76.4, "DP-GAN": 72.8}}
 TARGETS = {10.0: 75.0, 1.0: 70.0}
 GPU_TARGETS = {10.0: 85.0}
+SAMPLES = 60_000  # synthetic images the CNN trains on (the protocol's number; --samples changes it for smoke runs)
 
 
 def corpus(images: np.ndarray, labels: np.ndarray) -> Corpus:
@@ -158,7 +159,7 @@ def synthetic_arrays(records: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit_pipeline(
-    config_path: Path, train_x: np.ndarray, train_y: np.ndarray, epsilon: float, seed: int
+    config_path: Path, train_x: np.ndarray, train_y: np.ndarray, epsilon: float, seed: int, samples: int = SAMPLES
 ) -> tuple[pd.DataFrame, dict[str, object]]:
     """The whole privsynth pipeline (DP profile, tabular label, image); 60,000 sampled records."""
     from privsynth.config import load_config
@@ -175,11 +176,11 @@ def fit_pipeline(
             corpus(train_x, train_y), epsilon=epsilon, delta=1e-5, seed=seed, progress=progress
         )
     start = time.perf_counter()
-    sampled, _ = synth.sample(60_000, seed=seed + 1)
+    sampled, _ = synth.sample(samples, seed=seed + 1)
     info = {
         "epsilon": synth.ledger_.epsilon,
         "fit_seconds": fit.seconds,
-        "sample_per_s": 60_000 / (time.perf_counter() - start),
+        "sample_per_s": samples / (time.perf_counter() - start),
         "config": config.model_dump(mode="json"),
     }
     return sampled, info
@@ -187,33 +188,13 @@ def fit_pipeline(
 
 def probe_epochs(config: object, units: int, seconds: float) -> float:
     """Image epochs that train in about ``seconds`` here, timed on random images (hardware only, no data)."""
-    from privsynth.generators.dpsgd import Groups
-    from privsynth.generators.image.diffusion import Denoiser
-    from privsynth.generators.image.generator import ImageConfig, ImageGenerator
-    from privsynth.privacy.accounting import Mechanism
+    from diffusion_step import seconds_per_step
+
+    from privsynth.generators.image.generator import ImageConfig
 
     assert isinstance(config, ImageConfig) and config.model == "diffusion"
     k, rate = config.diffusion.noise_multiplicity, config.optim.sample_rate(units)
-    noise = np.random.default_rng(0).uniform(-1, 1, size=(units, 1, 28, 28)).astype(np.float32)
-    warm, timed = 3, 6
-    trainer = ImageGenerator(config)._diffusion_trainer(
-        Denoiser(channels=1, classes=10, config=config.diffusion),
-        noise,
-        torch.as_tensor(np.arange(units) % 10),
-        torch.ones(units),
-        Groups.from_labels(None, units),
-        Mechanism(noise_multiplier=1.0, sample_rate=rate, steps=warm + timed),
-        seed=0,
-    )
-    device = config.diffusion.resolved_device()
-    trainer.run(until=warm)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    trainer.run()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    per_step = (time.perf_counter() - start) / timed
+    per_step = seconds_per_step(config, units, warm=2, timed=4)
     epochs = max(seconds / per_step * rate, 0.1)
     print(f"  probe: {per_step:.3f} s per step of ~{rate * units:.0f} records x {k} draws -> {epochs:.1f} epochs")
     return round(epochs, 2)
@@ -226,8 +207,14 @@ def fit_direct(
     epsilon: float,
     seed: int,
     fit_seconds: float | None = None,
-) -> tuple[pd.DataFrame, dict[str, object]]:
-    """The image generator alone, the label a public condition (DPImageBench); the whole epsilon on images."""
+    guidances: list[float] | None = None,
+    samples: int = SAMPLES,
+) -> list[tuple[pd.DataFrame, dict[str, object]]]:
+    """The image generator alone, the label a public condition (DPImageBench); the whole epsilon on images.
+
+    Samples 60,000 labelled images with the config's settings, then once more per extra guidance weight
+    (sampling is post-processing: free in privacy, but reported apart, since the config's weight is the result).
+    """
     import yaml
 
     from privsynth.generators.image.generator import ImageConfig, ImageGenerator
@@ -267,20 +254,65 @@ def fit_direct(
         progress=progress,
     )
     fit_seconds = time.perf_counter() - started
-    labels = np.arange(60_000) % len(CLASSES)
-    records = pd.DataFrame({"label": np.asarray(CLASSES, dtype=object)[labels]})
-    start = time.perf_counter()
-    records["image"] = generator.sample(records, seed=seed + 1)
-    info = {
-        "epsilon": ledger.epsilon,
-        "fit_seconds": fit_seconds,
-        "sample_per_s": 60_000 / (time.perf_counter() - start),
-        "config": config.model_dump(mode="json"),
-        "sigma": sigma,
-        "steps": shape.steps,
-        "image_epochs": config.optim.epochs,
+    labels = np.arange(samples) % len(CLASSES)
+    results = []
+    for guidance in [None, *(guidances or [])]:
+        if guidance is not None:
+            diffusion = config.diffusion.model_copy(update={"guidance": guidance})
+            generator.config = config.model_copy(update={"diffusion": diffusion})
+        records = pd.DataFrame({"label": np.asarray(CLASSES, dtype=object)[labels]})
+        start = time.perf_counter()
+        records["image"] = generator.sample(records, seed=seed + 1)
+        info = {
+            "epsilon": ledger.epsilon,
+            "fit_seconds": fit_seconds,
+            "sample_per_s": samples / (time.perf_counter() - start),
+            "config": generator.config.model_dump(mode="json"),
+            "sigma": sigma,
+            "steps": shape.steps,
+            "image_epochs": config.optim.epochs,
+            "guidance": generator.config.diffusion.guidance,
+            "extra_sampling": guidance is not None,
+        }
+        results.append((records, info))
+    return results
+
+
+def evaluate(
+    method: str,
+    sampled: pd.DataFrame,
+    info: dict[str, object],
+    epsilon: float,
+    real_net: Net,
+    real_test_features: np.ndarray,
+    test_t: torch.Tensor,
+    test_yt: torch.Tensor,
+    args: argparse.Namespace,
+) -> dict[str, object]:
+    """Train the CNN on the synthetic images, score it on the real test set; save a grid of samples."""
+    device = _device(real_net)
+    images, labels = synthetic_arrays(sampled)
+    grid = np.concatenate([np.concatenate(list(images[labels == c][:10]), axis=1) for c in range(10)], axis=0)
+    from PIL import Image
+
+    suffix = f"_g{info['guidance']:g}" if "guidance" in info and "extra" in method else ""
+    grid_path = ROOT / "benchmarks" / "results" / f"images_fmnist_eps{epsilon:g}{suffix}.png"
+    grid_path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid).save(grid_path)
+    print(f"  training the CNN on {len(images)} synthetic images...", flush=True)
+    net = train_cnn(to_tensor(images), torch.as_tensor(labels), epochs=args.cnn_epochs, seed=args.seed, device=device)
+    targets = GPU_TARGETS if device.type == "cuda" else TARGETS
+    row = {
+        "method": method,
+        **info,
+        "accuracy": 100 * accuracy(net, test_t, test_yt),
+        "frechet": frechet_distance(real_test_features, features(real_net, to_tensor(images[:10000]))),
+        "target": targets.get(epsilon),
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "grid": str(grid_path),
     }
-    return records, info
+    print(f"  {row}", flush=True)
+    return row
 
 
 def main() -> None:
@@ -297,20 +329,27 @@ def main() -> None:
         help="With --direct and the diffusion model: set the image epochs so training takes about this long here "
         "(timed on random images first; a hardware choice, no data involved).",
     )
+    parser.add_argument(
+        "--guidance",
+        type=float,
+        nargs="*",
+        default=None,
+        help="With --direct: also sample with these classifier-free guidance weights (reported apart).",
+    )
     parser.add_argument("--cnn-epochs", type=int, default=8)
+    parser.add_argument("--samples", type=int, default=SAMPLES, help="Synthetic images (smoke runs only).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.fit_seconds is not None and not args.direct:
         parser.error("--fit-seconds sets the diffusion model's epochs and needs --direct")
+    if args.guidance and not args.direct:
+        parser.error("--guidance samples the diffusion model again and needs --direct")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu":
         torch.set_num_threads(1)
-    else:
-        # no cudnn.benchmark: Poisson batches change shape every step, and it would re-tune every convolution
-        # for each new shape (suspected cause of the 6.4 s steps measured on an H100, see issue 8's note)
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    # on a GPU the diffusion model's TF32 products follow its config (diffusion.tf32); cudnn.benchmark stays
+    # off: Poisson batches change shape every step and it would re-tune every convolution for each new shape
 
     train_x, train_y, test_x, test_y = load_fmnist(args.data)
     if args.limit:
@@ -337,33 +376,18 @@ def main() -> None:
     for epsilon in args.epsilons:
         print(f"fitting {method} at epsilon {epsilon}...", flush=True)
         if args.direct:
-            sampled, info = fit_direct(args.config, train_x, train_y, epsilon, args.seed, args.fit_seconds)
+            runs = fit_direct(
+                args.config, train_x, train_y, epsilon, args.seed, args.fit_seconds, args.guidance, args.samples
+            )
         else:
-            sampled, info = fit_pipeline(args.config, train_x, train_y, epsilon, args.seed)
-        configs[f"{epsilon:g}"] = info.pop("config")
-        images, labels = synthetic_arrays(sampled)
-        grid = np.concatenate([np.concatenate(list(images[labels == c][:10]), axis=1) for c in range(10)], axis=0)
-        from PIL import Image
-
-        grid_path = ROOT / "benchmarks" / "results" / f"images_fmnist_eps{epsilon:g}.png"
-        grid_path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(grid).save(grid_path)
-        print(f"  training the CNN on {len(images)} synthetic images...", flush=True)
-        net = train_cnn(
-            to_tensor(images), torch.as_tensor(labels), epochs=args.cnn_epochs, seed=args.seed, device=device
-        )
-        targets = GPU_TARGETS if device == "cuda" else TARGETS
-        row = {
-            "method": method,
-            **info,
-            "accuracy": 100 * accuracy(net, test_t, test_yt),
-            "frechet": frechet_distance(real_test_features, features(real_net, to_tensor(images[:10000]))),
-            "target": targets.get(epsilon),
-            "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
-            "grid": str(grid_path),
-        }
-        rows.append(row)
-        print(f"  {row}", flush=True)
+            runs = [fit_pipeline(args.config, train_x, train_y, epsilon, args.seed, args.samples)]
+        for sampled, info in runs:
+            extra = bool(info.pop("extra_sampling", False))
+            config = info.pop("config")
+            if not extra:
+                configs[f"{epsilon:g}"] = config
+            label = method + (f", guidance {info['guidance']:g} (extra sampling)" if extra else "")
+            rows.append(evaluate(label, sampled, info, epsilon, real_net, real_test_features, test_t, test_yt, args))
         for name, value in ANCHORS.get(epsilon, {}).items():
             rows.append({"method": f"{name} (published, GPU)", "epsilon": epsilon, "accuracy": value})
     print()
