@@ -9,6 +9,7 @@ themselves only appear in INTERNAL example lists.
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from PIL import Image
 
@@ -65,6 +67,7 @@ def _record_values(row: pd.Series) -> set[str]:
 
 
 _TITLES = {"mr", "mrs", "ms", "miss", "mx", "dr", "prof"}
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def _own_name(value: str, own: set[str]) -> bool:
@@ -74,6 +77,11 @@ def _own_name(value: str, own: set[str]) -> bool:
         return False
     own_words = {w for o in own for w in re.split(r"[^a-z'-]+", o) if w}
     return words <= own_words
+
+
+def _whole(value: object) -> bool:
+    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    return number and math.isfinite(float(value)) and float(value).is_integer()  # type: ignore[arg-type]
 
 
 def _date_forms(values: list[pd.Timestamp]) -> set[str]:
@@ -143,6 +151,7 @@ def audit_pii(
         for column in surrogates.columns:
             all_surrogates |= {normalise(str(v)) for v in surrogates[column].dropna()}
     dates = schema.names(ColumnKind.DATETIME)
+    numbers = [n for n in schema.names(ColumnKind.NUMERICAL) if n in records.columns]
     scan_columns = [
         n
         for n, c in schema.columns.items()
@@ -154,7 +163,12 @@ def audit_pii(
         own = set()
         if surrogates is not None and key in surrogates.index:
             own = _record_values(surrogates.loc[key])
+            # the surrogate birth date as notes write it ("DOB 02/15/1971"), not only as the registry stores it
+            stored = [v for v in surrogates.loc[key].to_numpy() if isinstance(v, str) and _ISO_DATE.fullmatch(v)]
+            own |= _date_forms([pd.Timestamp(v) for v in stored])
         own |= _date_forms([row[d] for d in dates])
+        # the record's own synthetic whole numbers ("a 92-year-old" when its age field is 92: AGE_OVER_89)
+        own |= {str(int(row[n])) for n in numbers if _whole(row[n])}
         for column in scan_columns:
             value = row[column]
             if not isinstance(value, str) or not value:
@@ -196,9 +210,10 @@ def _classify(
         counts = per_entity.setdefault(d.entity, EntityCounts())
         explained = span in own or span in all_surrogates or any(span in o for o in own if len(span) >= 4)
         if d.entity == "PERSON" and not explained:
-            # "Mr. Smith" is explained when Smith is the record's surrogate surname
+            # "Mr. Smith" is explained when Smith is the record's surrogate surname; "Smith, Jane" when both
+            # words are the record's own surrogate name
             last = span.split(" ")[-1]
-            explained = any(last == o.split(" ")[-1] for o in own if " " in o)
+            explained = any(last == o.split(" ")[-1] for o in own if " " in o) or _own_name(span, own)
         if explained:
             counts.generated += 1
         else:

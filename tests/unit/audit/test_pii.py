@@ -141,3 +141,42 @@ def test_a_real_name_span_made_only_of_the_records_own_surrogate_name_is_generat
     assert _own_name("Jane Chapman", own)
     assert not _own_name("valerie chapman", own)  # a real first name the surrogate does not carry
     assert not _own_name("ms.", own)  # nothing but a title explains nothing
+
+
+def test_the_records_own_surrogate_in_any_written_form_is_generated(scanner: PiiScanner) -> None:
+    """A fluent note writes its surrogate as "Smith, Jane", "DOB 02/15/1941" and "a 92-year-old" (its age field)."""
+    schema = schema_from_dict(
+        {
+            "key": "id",
+            "columns": {
+                "id": {"kind": "key"},
+                "name": {"kind": "identifier", "pii": "person"},
+                "age": {"kind": "numerical"},
+                "note": {"kind": "text"},
+            },
+        },
+        source="t",
+    )
+    real = Corpus(
+        pd.DataFrame({"id": ["r1"], "name": ["Valerie Calderon"], "age": [40], "note": ["Seen."]}), schema, None
+    )  # type: ignore[arg-type]
+    note = "Lopez, Maria, a 92-year-old woman. DOB 02/15/1932; contact by phone."
+    synthetic = Corpus(
+        pd.DataFrame({"id": ["s1", "s2"], "name": ["Maria Lopez", "Dan Price"], "age": [92, 50], "note": [note, note]}),
+        schema,
+        None,  # type: ignore[arg-type]
+    )
+    registry = pd.DataFrame(
+        {
+            "id": ["s1", "s2"],
+            "first_name": ["Maria", "Dan"],
+            "last_name": ["Lopez", "Price"],
+            "person": ["Maria Lopez", "Dan Price"],
+            "date_of_birth": ["1932-02-15", "1974-06-01"],
+        }
+    )
+    report = audit_pii(real, synthetic, scanner=scanner, registry=registry, ocr="off", include_examples=True)
+    # record s1's note is its own surrogate throughout; the same note on record s2 is someone else's identity
+    unexplained = {e["text"] for e in report.examples}
+    assert unexplained == {"Lopez, Maria", "02/15/1932", "92"}
+    assert report.unexplained == 3
