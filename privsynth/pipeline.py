@@ -81,7 +81,7 @@ class PretrainSpec(BaseModel):
     public_text: list[Path] = Field(default_factory=list, description="Public .txt files or folders.")
     public_demo: DemoSpec | None = None
     column: str = Field(default="note", description="Text column of the public corpus (with public_demo).")
-    steps: int = Field(default=400, ge=1)
+    steps: int = Field(default=2000, ge=1, description="Training steps on the public text (no noise).")
 
 
 class PipelineConfig(BaseModel):
@@ -139,30 +139,29 @@ def load_pipeline(path: Path) -> PipelineConfig:
     return config
 
 
-def _pretrain(config: PipelineConfig, fit: FitConfig, stage: Path) -> Path:
-    """Write the public text checkpoint of a run (no private record is read)."""
-    from privsynth.generators.text.pretrain import pretrain_text, public_corpus_documents, read_public_texts
+def _pretrain(config: PipelineConfig, fit: FitConfig, stage: Path) -> dict[str, Path]:
+    """The run's public text material (no private record is read): the ``text`` settings it fills in.
+
+    Public ``.txt`` files give a checkpoint to fine-tune from (``text.pretrained``). A public demo corpus is
+    written as a corpus (``text.public_corpus``): the fit learns its texts *conditioned on their records'
+    fields* before DP-SGD, which a checkpoint of plain text cannot teach.
+    """
+    from privsynth.generators.text.pretrain import pretrain_text, read_public_texts
 
     spec = config.pretrain_text
     assert spec is not None
-    documents: list[str] = []
-    sources: list[dict[str, str]] = []
-    placeholders: tuple[str, ...] = ()
+    settings: dict[str, Path] = {}
     if spec.public_text:
         documents, sources = read_public_texts(spec.public_text)
+        checkpoint = stage / "text-public"
+        pretrain_text(documents, fit.text, checkpoint, steps=spec.steps, seed=config.seed, sources=sources)
+        settings["pretrained"] = checkpoint
     if spec.public_demo is not None:
-        folder = write_demo_corpus(
+        settings["public_corpus"] = write_demo_corpus(
             stage / "public-corpus", n=spec.public_demo.n, seed=spec.public_demo.seed, force=True
         )
-        public = read_corpus(folder)
-        masked, placeholders = public_corpus_documents(public, spec.column)
-        documents += masked
-        sources.append({"file": f"demo corpus, seed {spec.public_demo.seed}", "sha256": corpus_fingerprint(public)})
-    checkpoint = stage / "text-public"
-    pretrain_text(
-        documents, fit.text, checkpoint, placeholders=placeholders, steps=spec.steps, seed=config.seed, sources=sources
-    )
-    return checkpoint
+    (stage / "public.json").write_text(json.dumps({k: str(v) for k, v in settings.items()}), encoding="utf-8")
+    return settings
 
 
 @dataclass
@@ -213,14 +212,18 @@ def run_pipeline(
 
     fit_config = config.fit_config()
     if config.pretrain_text is not None and real.schema.names(ColumnKind.TEXT):
-        checkpoint = root / "pretrain" / "text-public"
         if _done(root / "pretrain"):
             skipped.append("pretrain")
+            saved = json.loads((root / "pretrain" / "public.json").read_text(encoding="utf-8"))
+            public = {k: Path(v) for k, v in saved.items()}
         else:
-            tell("pretraining the text generator on public text (no private record is read)")
-            checkpoint = _pretrain(config, fit_config, root / "pretrain")
+            tell("preparing public text for the text generator (no private record is read)")
+            public = _pretrain(config, fit_config, root / "pretrain")
             _finish(root / "pretrain")
-        text = fit_config.text.model_copy(update={"pretrained": checkpoint})
+        update: dict[str, object] = dict(public)
+        if "public_corpus" in public:
+            update["public_steps"] = config.pretrain_text.steps
+        text = fit_config.text.model_copy(update=update)
         fit_config = fit_config.model_copy(update={"text": text})
 
     model_dir = root / "fit" / "model"

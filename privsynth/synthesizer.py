@@ -211,6 +211,11 @@ class Synthesizer:
                     if progress is None
                     else (lambda step, total, _v, c=column: progress(f"text '{c}'", step, total))
                 )
+                report_public = (
+                    None
+                    if progress is None
+                    else (lambda step, total, _v, c=column: progress(f"public text for '{c}' (no noise)", step, total))
+                )
                 self.texts_[column] = TextGenerator(self.config.text).fit(
                     bounded,
                     column=column,
@@ -223,6 +228,7 @@ class Synthesizer:
                     scanner=scanner,
                     checkpoint=workdir / f"text-{column}-checkpoint" if workdir is not None else None,
                     progress=report_text,
+                    public_progress=report_public,
                 )
         self.images_: dict[str, ImageGenerator] = {}
         for column in image_columns:

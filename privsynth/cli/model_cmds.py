@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from privsynth.cli.options import CorpusArg, DeltaOpt, EpsilonOpt, ForceOpt, SeedOpt, SourceOpt, StoreOpt
-from privsynth.cli.output import stderr_console, stdout_console
+from privsynth.cli.output import stderr_console, stdout_console, training_label
 from privsynth.config import load_config
 from privsynth.data.corpus import read_corpus
 from privsynth.data.fingerprint import corpus_fingerprint
@@ -84,7 +84,7 @@ def fit(
         task = bar.add_task("DP-SGD tabular", total=None)
 
         def report(stage: str, done: int, total: int) -> None:
-            bar.update(task, description=f"DP-SGD {stage}", completed=done, total=total)
+            bar.update(task, description=training_label(stage), completed=done, total=total)
 
         synth = Synthesizer(settings).fit(
             data,

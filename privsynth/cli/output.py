@@ -48,3 +48,8 @@ def setup_logging(*, verbose: bool, quiet: bool) -> None:
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False
+
+
+def training_label(stage: str) -> str:
+    """What a progress line calls a training stage: DP-SGD, unless it trains on public data (no noise)."""
+    return stage if stage.startswith("public ") else f"DP-SGD {stage}"

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from privsynth.cli.options import ForceOpt, JsonOpt
-from privsynth.cli.output import ExitCode, print_json, stderr_console, stdout_console
+from privsynth.cli.output import ExitCode, print_json, stderr_console, stdout_console, training_label
 from privsynth.errors import ConfigError, IntegrityError, OutputExistsError
 from privsynth.gate import GateDecision, gate, load_policy
 from privsynth.release.bundle import write_release
@@ -158,9 +158,9 @@ def run(
                 console.print(f"privsynth run: {message}")
 
         def progress(stage: str, done: int, total: int) -> None:
-            status.update(f"Running: DP-SGD {stage}, step {done}/{total}...")
+            status.update(f"Running: {training_label(stage)}, step {done}/{total}...")
             if not console.is_terminal and (done == total or done % max(1, total // 4) == 0):
-                console.print(f"privsynth run: DP-SGD {stage}, step {done}/{total}")
+                console.print(f"privsynth run: {training_label(stage)}, step {done}/{total}")
 
         outcome = run_pipeline(settings, say=say, progress=progress)
     out = stdout_console()

@@ -78,3 +78,27 @@ def test_pretrain_text_on_public_text_then_fine_tune_with_dp(cli, demo_dir: Path
     result = cli("fit", demo_dir, "-e", "2", "-o", tmp_path / "m2", "-c", config, "--ledger-store", tmp_path / "l2")
     assert result.exit_code == ExitCode.BAD_INPUT and "text.dim" in result.stderr
     assert cli("pretrain-text", tmp_path / "nope.txt", "-o", tmp_path / "x").exit_code == ExitCode.BAD_INPUT
+
+
+def test_text_learns_a_public_corpus_of_the_same_kind_first(cli, demo_dir: Path, tmp_path: Path) -> None:
+    """text.public_corpus: texts of a public corpus, after their own records' fields, then DP-SGD on the private one."""
+    from privsynth.data.demo import write_demo_corpus
+
+    public = write_demo_corpus(tmp_path / "public", n=40, seed=99)  # other invented people
+    config = yaml.safe_load(SMALL.read_text())
+    config["text"].update({"public_corpus": str(public), "public_steps": 3})
+    path = tmp_path / "public.yaml"
+    path.write_text(yaml.safe_dump(config))
+    model = tmp_path / "model"
+    result = cli("fit", demo_dir, "-e", "2", "-o", model, "-c", path, "--ledger-store", tmp_path / "l")
+    assert result.exit_code == 0, result.output
+    meta = json.loads((model / "text-note" / "text.json").read_text())
+    assert meta["public_corpus"]["records"] == 40 and meta["public_corpus"]["steps"] == 3
+    assert meta["public_corpus"]["fingerprint"].startswith("sha256:")
+    assert cli("sample", model, "--n", "5", "-o", tmp_path / "s").exit_code == 0
+
+    config["text"]["public_corpus"] = str(demo_dir)  # the private corpus itself is not public
+    path.write_text(yaml.safe_dump(config))
+    result = cli("fit", demo_dir, "-e", "2", "-o", tmp_path / "m2", "-c", path, "--ledger-store", tmp_path / "l2")
+    assert result.exit_code == ExitCode.BAD_INPUT and "not public" in result.stderr
+    assert not (tmp_path / "m2").exists()

@@ -84,11 +84,12 @@ def test_run_produces_a_verified_release(cli, finished_run: Path) -> None:
     assert card.startswith("---\n") and "differential-privacy" in card
     assert "## Composition" in (bundle / "datasheet.md").read_text()
     assert any((bundle / "data" / "images" / "scan").glob("*.png"))  # every modality is generated
-    public = json.loads((finished_run / "pretrain" / "text-public" / "text.json").read_text())
-    assert public["public_pretraining"] and "<PERSON>" not in public["placeholders"]
-    assert "PERSON" in public["placeholders"]  # the public corpus is masked like the private one
+    # the public demo corpus (another seed) is learned, after its records' fields, before DP-SGD
     model = json.loads((finished_run / "fit" / "model" / "model.json").read_text())
-    assert model["config"]["text"]["pretrained"].endswith("text-public")
+    assert model["config"]["text"]["public_corpus"].endswith("public-corpus")
+    assert model["config"]["text"]["public_steps"] == 2
+    text = json.loads((finished_run / "fit" / "model" / "text-note" / "text.json").read_text())
+    assert text["public_corpus"]["records"] == 40 and text["public_corpus"]["steps"] == 2
 
 
 def test_run_reports_each_stage_and_training_progress_outside_a_terminal(cli, tmp_path: Path) -> None:

@@ -71,6 +71,13 @@ class TextConfig(BaseModel):
         description="Decay of the weights' moving average used for sampling (post-processing; null: last weights).",
     )
     pretrained: Path | None = Field(default=None, description="Public checkpoint folder to fine-tune from.")
+    public_corpus: Path | None = Field(
+        default=None,
+        description="Folder of a PUBLIC corpus with this corpus' schema: before DP-SGD the model learns its texts, "
+        "conditioned on its records' fields, without noise (nothing about it is protected).",
+    )
+    public_steps: int = Field(default=2000, ge=1, le=1_000_000, description="Steps on the public corpus.")
+    public_lr: float = Field(default=3e-3, gt=0, description="Learning rate on the public corpus.")
     optim: OptimConfig = OptimConfig(batch_size=256, epochs=10, lr=1e-2, clipping=ClippingMode.HOOKS)
 
 
@@ -102,8 +109,12 @@ class TextGenerator(Generator):
         scanner: PiiScanner | None = None,
         checkpoint: Path | None = None,
         progress: Callable[[int, int, float], None] | None = None,
+        public_progress: Callable[[int, int, float], None] | None = None,
     ) -> TextGenerator:
-        """Learn ``column`` of a contribution-bounded corpus, conditioned on the tabular ``codecs``."""
+        """Learn ``column`` of a contribution-bounded corpus, conditioned on the tabular ``codecs``.
+
+        ``progress`` reports DP-SGD steps; ``public_progress`` the steps on ``text.public_corpus``, if any.
+        """
         schema = corpus.schema
         vocab = Vocabulary.for_schema(schema, public_word_pieces(self.config.words))
         detector = scanner if scanner is not None else PiiScanner()
@@ -127,6 +138,9 @@ class TextGenerator(Generator):
         )
         if self.config.pretrained is not None:
             _load_pretrained(network, self.config.pretrained, prefix_length=prefix.shape[1], vocab=vocab)
+        self.public_: dict[str, object] | None = None
+        if self.config.public_corpus is not None and not resuming:
+            self.public_ = self._learn_public(network, corpus, column, vocab, codecs, detector, public_progress)
         padded, lengths = _pad(sequences, self.config.max_bytes)
         prefix_t = torch.as_tensor(prefix)
         text_t = torch.as_tensor(padded)
@@ -167,6 +181,62 @@ class TextGenerator(Generator):
         self.codecs_ = codecs
         self.subcolumns_ = subcolumns
         return self
+
+    def _learn_public(
+        self,
+        network: TextLM,
+        private: Corpus,
+        column: str,
+        vocab: Vocabulary,
+        codecs: list[ColumnCodec],
+        scanner: PiiScanner,
+        progress: Callable[[int, int, float], None] | None,
+    ) -> dict[str, object]:
+        """Train ``network`` without noise on the public corpus' texts, each after its own record's fields.
+
+        The condition tokens come from this fit's codecs (DP outputs, so using them is post-processing) applied
+        to the *public* records; texts are masked exactly as private ones. Private texts are read only to refuse a
+        "public" corpus that holds them (a check whose result is an error, never part of the model).
+        """
+        from privsynth.data.corpus import read_corpus
+        from privsynth.data.fingerprint import corpus_fingerprint
+        from privsynth.generators.text.pretrain import train_public
+
+        assert self.config.public_corpus is not None
+        public = read_corpus(self.config.public_corpus)
+        fingerprint = corpus_fingerprint(public)
+        if column in public.records.columns:
+            # a safety check, never released: long texts shared verbatim mean private records were passed as public
+            private_texts = {t for t in private.records[column] if isinstance(t, str) and len(t) >= 40}
+            shared = sum(1 for t in public.records[column] if isinstance(t, str) and t in private_texts)
+            if shared:
+                raise ConfigError(
+                    f"text.public_corpus {self.config.public_corpus} is not public: {shared} of its texts appear "
+                    "verbatim in the corpus being fitted"
+                )
+        missing = [c.name for c in codecs if c.name not in public.records.columns]
+        if column not in public.records.columns or missing:
+            raise ConfigError(
+                f"text.public_corpus {self.config.public_corpus} lacks column(s) "
+                f"{', '.join(([column] if column not in public.records.columns else []) + missing)}: "
+                "it needs the text column and the fields the text is conditioned on"
+            )
+        sequences = self._training_sequences(public, column, vocab, scanner)
+        prefix = torch.as_tensor(_prefix_tokens(public.records, codecs, vocab.size))
+        padded, lengths = _pad(sequences, self.config.max_bytes)
+        text, lengths_t = torch.as_tensor(padded), torch.as_tensor(lengths)
+        batch = min(64, len(sequences))
+
+        def batches(rng: np.random.Generator) -> tuple[torch.Tensor, int]:
+            rows = torch.as_tensor(rng.integers(0, len(sequences), size=batch))
+            longest = int(lengths_t[rows].max())
+            ids = torch.cat([prefix[rows], torch.full((batch, 1), BOS), text[rows, :longest]], dim=1)
+            return ids, prefix.shape[1]
+
+        steps = self.config.public_steps
+        loss = train_public(network, batches, steps=steps, lr=self.config.public_lr, seed=0, progress=progress)
+        log.info("text: %d steps on the public corpus (%d texts), loss %.3f", steps, len(sequences), loss)
+        return {"fingerprint": fingerprint, "records": len(sequences), "steps": steps, "final_loss": loss}
 
     def _training_sequences(
         self, corpus: Corpus, column: str, vocab: Vocabulary, scanner: PiiScanner
@@ -234,6 +304,7 @@ class TextGenerator(Generator):
             "subcolumns": self.subcolumns_,
             "max_len": self.network_.max_len,
             "prefix_vocab": self.network_.tokens.num_embeddings - self.network_.output_vocab,
+            "public_corpus": getattr(self, "public_", None),
         }
         (folder / META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
@@ -259,6 +330,7 @@ class TextGenerator(Generator):
         generator.column_ = meta["column"]
         generator.codecs_ = [codec_from_dict(c) for c in meta["codecs"]]
         generator.subcolumns_ = [list(s) for s in meta["subcolumns"]]
+        generator.public_ = meta.get("public_corpus")
         return generator
 
 

@@ -75,6 +75,45 @@ def public_corpus_documents(corpus: Corpus, column: str) -> tuple[list[str], tup
     return documents, Vocabulary.for_schema(corpus.schema).placeholders
 
 
+Batches = Callable[[np.random.Generator], tuple[torch.Tensor, int]]
+"""``batches(rng) -> (ids [B, T], c)``: token ids whose first ``c`` columns are condition tokens (not predicted)."""
+
+
+def train_public(
+    network: TextLM,
+    batches: Batches,
+    *,
+    steps: int,
+    lr: float,
+    seed: int,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> float:
+    """Train ``network`` on PUBLIC batches without noise (Adam, cosine schedule, clipped norm); the last loss.
+
+    Nothing private may reach ``batches``: this is plain training, not DP-SGD.
+    """
+    rng = np.random.default_rng(seed)
+    optimizer = torch.optim.Adam(network.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    network.train()
+    value = float("nan")
+    for step in range(1, steps + 1):
+        ids, c = batches(rng)
+        positions = torch.arange(ids.shape[1] - 1).expand(len(ids), -1).contiguous()
+        logits = network(ids[:, :-1].contiguous(), positions)[:, c:, :]
+        targets = ids[:, c + 1 :]
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=PAD)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        value = float(loss.detach())
+        if progress is not None:
+            progress(step, steps, value)
+    return value
+
+
 def pretrain_text(
     documents: Sequence[str],
     config: TextConfig,
@@ -96,7 +135,6 @@ def pretrain_text(
     encoded = [np.asarray(vocab.encode(d), dtype=np.int64) for d in documents]
     encoded = [e for e in encoded if e.size]
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
     network = TextLM(
         output_vocab=vocab.size,
         prefix_vocab=0,
@@ -105,10 +143,8 @@ def pretrain_text(
         layers=config.layers,
         heads=config.heads,
     )
-    optimizer = torch.optim.Adam(network.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-    network.train()
-    for step in range(1, steps + 1):
+
+    def windows(rng: np.random.Generator) -> tuple[torch.Tensor, int]:
         batch = np.full((batch_size, window + 2), PAD, dtype=np.int64)
         batch[:, 0] = BOS
         for row, doc in enumerate(rng.integers(0, len(encoded), size=batch_size)):
@@ -118,17 +154,9 @@ def pretrain_text(
             batch[row, 1 : 1 + piece.size] = piece
             if start + window >= text.size:
                 batch[row, 1 + piece.size] = EOS
-        ids = torch.as_tensor(batch)
-        positions = torch.arange(ids.shape[1] - 1).expand(batch_size, -1)
-        logits = network(ids[:, :-1], positions)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), ignore_index=PAD)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[no-untyped-call]
-        torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        if progress is not None:
-            progress(step, steps, float(loss.detach()))
+        return torch.as_tensor(batch), 0
+
+    loss = train_public(network, windows, steps=steps, lr=lr, seed=seed, progress=progress)
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(out / WEIGHTS))
     meta = {
@@ -142,7 +170,7 @@ def pretrain_text(
         "sources": list(sources),
         "placeholders": list(placeholders),
         "pieces": list(vocab.pieces),
-        "final_loss": float(loss.detach()),
+        "final_loss": loss,
     }
     (out / META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return out
