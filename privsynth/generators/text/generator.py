@@ -140,7 +140,7 @@ class TextGenerator(Generator):
             _load_pretrained(network, self.config.pretrained, prefix_length=prefix.shape[1], vocab=vocab)
         self.public_: dict[str, object] | None = None
         if self.config.public_corpus is not None and not resuming:
-            self.public_ = self._learn_public(network, corpus, column, vocab, codecs, detector, public_progress)
+            self.public_ = self._learn_public(network, corpus, column, vocab, codecs, detector, seed, public_progress)
         padded, lengths = _pad(sequences, self.config.max_bytes)
         prefix_t = torch.as_tensor(prefix)
         text_t = torch.as_tensor(padded)
@@ -190,6 +190,7 @@ class TextGenerator(Generator):
         vocab: Vocabulary,
         codecs: list[ColumnCodec],
         scanner: PiiScanner,
+        seed: int,
         progress: Callable[[int, int, float], None] | None,
     ) -> dict[str, object]:
         """Train ``network`` without noise on the public corpus' texts, each after its own record's fields.
@@ -234,7 +235,7 @@ class TextGenerator(Generator):
             return ids, prefix.shape[1]
 
         steps = self.config.public_steps
-        loss = train_public(network, batches, steps=steps, lr=self.config.public_lr, seed=0, progress=progress)
+        loss = train_public(network, batches, steps=steps, lr=self.config.public_lr, seed=seed, progress=progress)
         log.info("text: %d steps on the public corpus (%d texts), loss %.3f", steps, len(sequences), loss)
         return {"fingerprint": fingerprint, "records": len(sequences), "steps": steps, "final_loss": loss}
 
