@@ -13,6 +13,7 @@ labelled synthetic images. Then, outside any privacy guarantee (this is a benchm
 
     python benchmarks/images_fmnist.py [--data ../shared/data/fashion-mnist] [--epsilons 1 10] [--config FILE]
     python benchmarks/images_fmnist.py --direct --config configs/fmnist-gpu.yaml --epsilons 10   # on a GPU
+    ... --direct --fit-seconds 270 --guidance 0    # train ~270 s; also sample without guidance (reported apart)
 
 ``--direct`` fits the image generator alone, the label being a public condition as in DPImageBench (the whole
 epsilon goes to the image stage, the labels are sampled uniformly), without the profile and tabular stages: it
