@@ -139,8 +139,11 @@ class TextGenerator(Generator):
         if self.config.pretrained is not None:
             _load_pretrained(network, self.config.pretrained, prefix_length=prefix.shape[1], vocab=vocab)
         self.public_: dict[str, object] | None = None
-        if self.config.public_corpus is not None and not resuming:
-            self.public_ = self._learn_public(network, corpus, column, vocab, codecs, detector, seed, public_progress)
+        if self.config.public_corpus is not None:
+            # resuming: the checkpoint already holds the public training; check and record the corpus again only
+            self.public_ = self._learn_public(
+                network, corpus, column, vocab, codecs, detector, seed, public_progress, train=not resuming
+            )
         padded, lengths = _pad(sequences, self.config.max_bytes)
         prefix_t = torch.as_tensor(prefix)
         text_t = torch.as_tensor(padded)
@@ -192,8 +195,12 @@ class TextGenerator(Generator):
         scanner: PiiScanner,
         seed: int,
         progress: Callable[[int, int, float], None] | None,
+        *,
+        train: bool = True,
     ) -> dict[str, object]:
         """Train ``network`` without noise on the public corpus' texts, each after its own record's fields.
+
+        Returns the corpus' provenance for the model's metadata; with ``train=False`` only checks and records it.
 
         The condition tokens come from this fit's codecs (DP outputs, so using them is post-processing) applied
         to the *public* records; texts are masked exactly as private ones. Private texts are read only to refuse a
@@ -222,6 +229,10 @@ class TextGenerator(Generator):
                 f"{', '.join(([column] if column not in public.records.columns else []) + missing)}: "
                 "it needs the text column and the fields the text is conditioned on"
             )
+        steps = self.config.public_steps
+        info: dict[str, object] = {"fingerprint": fingerprint, "records": len(public.records), "steps": steps}
+        if not train:
+            return info
         sequences = self._training_sequences(public, column, vocab, scanner)
         prefix = torch.as_tensor(_prefix_tokens(public.records, codecs, vocab.size))
         padded, lengths = _pad(sequences, self.config.max_bytes)
@@ -234,10 +245,9 @@ class TextGenerator(Generator):
             ids = torch.cat([prefix[rows], torch.full((batch, 1), BOS), text[rows, :longest]], dim=1)
             return ids, prefix.shape[1]
 
-        steps = self.config.public_steps
         loss = train_public(network, batches, steps=steps, lr=self.config.public_lr, seed=seed, progress=progress)
         log.info("text: %d steps on the public corpus (%d texts), loss %.3f", steps, len(sequences), loss)
-        return {"fingerprint": fingerprint, "records": len(sequences), "steps": steps, "final_loss": loss}
+        return {**info, "final_loss": loss}
 
     def _training_sequences(
         self, corpus: Corpus, column: str, vocab: Vocabulary, scanner: PiiScanner
