@@ -9,7 +9,7 @@ from privsynth.audit.pii.audit import audit_pii
 from privsynth.audit.pii.engine import PiiScanner
 from privsynth.audit.pii.replay import ReplayScanner
 from privsynth.data.corpus import Corpus
-from privsynth.data.schema import schema_from_dict
+from privsynth.data.schema import Schema, schema_from_dict
 
 
 @pytest.fixture(scope="module")
@@ -97,18 +97,19 @@ def test_replay_matches_normalised_values_on_word_boundaries(needles, text, kind
     assert [h.kind for h in replay.find(text)] == kinds
 
 
+def _person_schema(**extra: dict[str, str]) -> Schema:
+    """Key, a person's name, any ``extra`` columns, a note."""
+    columns = {
+        "id": {"kind": "key"},
+        "name": {"kind": "identifier", "pii": "person"},
+        **extra,
+        "note": {"kind": "text"},
+    }
+    return schema_from_dict({"key": "id", "columns": columns}, source="t")
+
+
 def test_surrogates_explain_generated_pii_and_real_values_do_not(scanner: PiiScanner) -> None:
-    schema = schema_from_dict(
-        {
-            "key": "id",
-            "columns": {
-                "id": {"kind": "key"},
-                "name": {"kind": "identifier", "pii": "person"},
-                "note": {"kind": "text"},
-            },
-        },
-        source="t",
-    )
+    schema = _person_schema()
     real = Corpus(
         pd.DataFrame({"id": ["r1"], "name": ["Valerie Calderon"], "note": ["Valerie Calderon seen."]}, dtype=object),
         schema,
@@ -145,18 +146,7 @@ def test_a_real_name_span_made_only_of_the_records_own_surrogate_name_is_generat
 
 def test_the_records_own_surrogate_in_any_written_form_is_generated(scanner: PiiScanner) -> None:
     """A fluent note writes its surrogate as "Smith, Jane", "DOB 02/15/1941" and "a 92-year-old" (its age field)."""
-    schema = schema_from_dict(
-        {
-            "key": "id",
-            "columns": {
-                "id": {"kind": "key"},
-                "name": {"kind": "identifier", "pii": "person"},
-                "age": {"kind": "numerical"},
-                "note": {"kind": "text"},
-            },
-        },
-        source="t",
-    )
+    schema = _person_schema(age={"kind": "numerical"})
     real = Corpus(
         pd.DataFrame({"id": ["r1"], "name": ["Valerie Calderon"], "age": [40], "note": ["Seen."]}), schema, None
     )  # type: ignore[arg-type]
