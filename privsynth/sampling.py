@@ -69,6 +69,7 @@ def write_synthetic(
         "unit_of_privacy": synth.schema_.unit_of_privacy,
         "omitted_columns": synth.skipped_,
         "generators": synth.generator_names,
+        "public_data": synth.public_data,
         "source": synth.source_,
         "ledger": synth.ledger_.state_dict(),
         "config": synth.config.model_dump(mode="json"),

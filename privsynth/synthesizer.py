@@ -271,6 +271,30 @@ class Synthesizer:
         names = ["tabular"] if self.tabular_ is not None else []
         return names + [f"text:{c}" for c in self.texts_] + [f"image:{c}" for c in self.images_]
 
+    @property
+    def public_data(self) -> list[dict[str, object]]:
+        """Public data the generators were trained on *without noise* (declared public by the data team).
+
+        Listed in every synthetic corpus' provenance and in a release's datasheet, since nothing about it is
+        protected: a public corpus by fingerprint, a public checkpoint by folder name.
+        """
+        self._check_fitted()
+        out: list[dict[str, object]] = []
+        for column, text in self.texts_.items():
+            corpus = getattr(text, "public_", None)
+            if corpus:
+                out.append({"generator": f"text:{column}", "kind": "public corpus", **corpus})
+            if text.config.pretrained is not None:
+                out.append(
+                    {"generator": f"text:{column}", "kind": "public checkpoint", "name": text.config.pretrained.name}
+                )
+        for column, image in self.images_.items():
+            if image.config.pretrained is not None:
+                out.append(
+                    {"generator": f"image:{column}", "kind": "public checkpoint", "name": image.config.pretrained.name}
+                )
+        return out
+
     # ----- sampling ---------------------------------------------------------------------------------------------
 
     @property

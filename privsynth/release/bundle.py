@@ -129,6 +129,7 @@ def write_release(
                 for n, c in schema.columns.items()
                 if c.kind is not ColumnKind.IDENTIFIER and any(getattr(c, f) is not None for f in _PUBLIC_FIELDS)
             ],
+            public_data=list(provenance.get("public_data", [])),
         )
         (tmp / "datasheet.md").write_text(datasheet(info, facts), encoding="utf-8")
         (tmp / "README.md").write_text(dataset_card(info, facts), encoding="utf-8")

@@ -97,6 +97,7 @@ class ReleaseFacts:
     checks: list[dict[str, Any]]
     gate: dict[str, Any]
     declared_public: list[str] = field(default_factory=list)
+    public_data: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _kinds(schema: Schema) -> str:
@@ -105,6 +106,17 @@ def _kinds(schema: Schema) -> str:
         extra = f", surrogate {spec.pii}" if spec.kind is ColumnKind.IDENTIFIER else ""
         lines.append(f"| `{name}` | {spec.kind}{extra} |")
     return "\n".join(lines)
+
+
+def _public_data(items: list[dict[str, Any]]) -> str:
+    if not items:
+        return "none"
+    described = []
+    for item in items:
+        what = item.get("fingerprint") or item.get("name") or "unnamed"
+        steps = f", {item['steps']} steps" if item.get("steps") else ""
+        described.append(f"{item.get('kind', 'public data')} `{what}` for `{item.get('generator', '?')}`{steps}")
+    return "; ".join(described)
 
 
 def _checks_table(checks: list[dict[str, Any]]) -> str:
@@ -177,6 +189,8 @@ model run `{facts.model_run_id or "unknown"}`, sampling seed {facts.sample_seed}
   owner declared public for these columns: {", ".join(facts.declared_public) or "none"}.
 - Personal identifiers in training text were replaced by typed placeholders before training and filled with each
   synthetic record's own surrogates at sampling.
+- Public data the generators also learned, without noise (declared public by the data team; not covered by the
+  privacy guarantee because it needs none): {_public_data(facts.public_data)}.
 
 ## Audit and release gate
 

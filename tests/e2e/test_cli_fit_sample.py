@@ -96,6 +96,8 @@ def test_text_learns_a_public_corpus_of_the_same_kind_first(cli, demo_dir: Path,
     assert meta["public_corpus"]["records"] == 40 and meta["public_corpus"]["steps"] == 3
     assert meta["public_corpus"]["fingerprint"].startswith("sha256:")
     assert cli("sample", model, "--n", "5", "-o", tmp_path / "s").exit_code == 0
+    provenance = json.loads((tmp_path / "s" / "synthetic.json").read_text())
+    assert provenance["public_data"] == [{"generator": "text:note", "kind": "public corpus", **meta["public_corpus"]}]
 
     config["text"]["public_corpus"] = str(demo_dir)  # the private corpus itself is not public
     path.write_text(yaml.safe_dump(config))

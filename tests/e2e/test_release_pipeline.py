@@ -90,6 +90,8 @@ def test_run_produces_a_verified_release(cli, finished_run: Path) -> None:
     assert model["config"]["text"]["public_steps"] == 2
     text = json.loads((finished_run / "fit" / "model" / "text-note" / "text.json").read_text())
     assert text["public_corpus"]["records"] == 40 and text["public_corpus"]["steps"] == 2
+    datasheet = (bundle / "datasheet.md").read_text()
+    assert f"public corpus `{text['public_corpus']['fingerprint']}` for `text:note`, 2 steps" in datasheet
 
 
 def test_run_reports_each_stage_and_training_progress_outside_a_terminal(cli, tmp_path: Path) -> None:
