@@ -104,3 +104,24 @@ def test_text_learns_a_public_corpus_of_the_same_kind_first(cli, demo_dir: Path,
     result = cli("fit", demo_dir, "-e", "2", "-o", tmp_path / "m2", "-c", path, "--ledger-store", tmp_path / "l2")
     assert result.exit_code == ExitCode.BAD_INPUT and "not public" in result.stderr
     assert not (tmp_path / "m2").exists()
+
+
+def test_a_public_corpus_without_the_text_or_its_fields_is_refused(cli, demo_dir: Path, tmp_path: Path) -> None:
+    from privsynth.data.corpus import Corpus, read_corpus, write_corpus
+    from privsynth.data.demo import write_demo_corpus
+
+    public = read_corpus(write_demo_corpus(tmp_path / "public", n=20, seed=98))
+    columns = {k: v for k, v in public.schema.columns.items() if k != "diagnosis"}
+    lacking = Corpus(
+        records=public.records.drop(columns=["diagnosis"]),
+        schema=public.schema.model_copy(update={"columns": columns}),
+        root=public.root,
+    )
+    folder = write_corpus(lacking, tmp_path / "lacking")
+    config = yaml.safe_load(SMALL.read_text())
+    config["text"].update({"public_corpus": str(folder), "public_steps": 2})
+    path = tmp_path / "lacking.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = cli("fit", demo_dir, "-e", "2", "-o", tmp_path / "m", "-c", path, "--ledger-store", tmp_path / "l")
+    assert result.exit_code == ExitCode.BAD_INPUT and "lacks column(s) diagnosis" in result.stderr
+    assert not (tmp_path / "m").exists()
