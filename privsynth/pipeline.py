@@ -80,7 +80,6 @@ class PretrainSpec(BaseModel):
 
     public_text: list[Path] = Field(default_factory=list, description="Public .txt files or folders.")
     public_demo: DemoSpec | None = None
-    column: str = Field(default="note", description="Text column of the public corpus (with public_demo).")
     steps: int = Field(default=2000, ge=1, description="Training steps on the public text (no noise).")
 
 
@@ -212,10 +211,10 @@ def run_pipeline(
 
     fit_config = config.fit_config()
     if config.pretrain_text is not None and real.schema.names(ColumnKind.TEXT):
-        if _done(root / "pretrain"):
+        saved = root / "pretrain" / "public.json"
+        if _done(root / "pretrain") and saved.is_file():  # runs of older versions lack public.json: redo
             skipped.append("pretrain")
-            saved = json.loads((root / "pretrain" / "public.json").read_text(encoding="utf-8"))
-            public = {k: Path(v) for k, v in saved.items()}
+            public = {k: Path(v) for k, v in json.loads(saved.read_text(encoding="utf-8")).items()}
         else:
             tell("preparing public text for the text generator (no private record is read)")
             public = _pretrain(config, fit_config, root / "pretrain")

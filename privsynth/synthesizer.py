@@ -281,9 +281,8 @@ class Synthesizer:
         self._check_fitted()
         out: list[dict[str, object]] = []
         for column, text in self.texts_.items():
-            corpus = getattr(text, "public_", None)
-            if corpus:
-                out.append({"generator": f"text:{column}", "kind": "public corpus", **corpus})
+            if text.public_:
+                out.append({"generator": f"text:{column}", "kind": "public corpus", **text.public_})
             if text.config.pretrained is not None:
                 out.append(
                     {"generator": f"text:{column}", "kind": "public checkpoint", "name": text.config.pretrained.name}

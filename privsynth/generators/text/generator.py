@@ -315,7 +315,7 @@ class TextGenerator(Generator):
             "subcolumns": self.subcolumns_,
             "max_len": self.network_.max_len,
             "prefix_vocab": self.network_.tokens.num_embeddings - self.network_.output_vocab,
-            "public_corpus": getattr(self, "public_", None),
+            "public_corpus": self.public_,
         }
         (folder / META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
