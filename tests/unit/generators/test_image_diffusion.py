@@ -104,6 +104,50 @@ def test_each_record_is_clipped_once_over_its_noise_draws() -> None:
     assert captured == [pytest.approx(-1.0, abs=1e-4)]  # sum of n clipped gradients (-1 each) / expected n
 
 
+def _draws_trainer(steps: int) -> MultiDrawDPSGDTrainer:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.SiLU(), torch.nn.Linear(8, 3))
+    data = torch.randn(40, 3)
+    k = 3
+
+    def loss(module: torch.nn.Module, rows: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+        clean = data[torch.as_tensor(rows)].repeat_interleave(k, dim=0)
+        noisy = clean + torch.randn(clean.shape, generator=generator)  # the draws' randomness
+        return ((module(noisy) - clean) ** 2).mean(dim=1).view(len(rows), k).mean(dim=1)
+
+    return MultiDrawDPSGDTrainer(
+        model,
+        loss=loss,
+        draws=k,
+        groups=Groups.from_labels(None, len(data)),
+        mechanism=Mechanism(noise_multiplier=0.8, sample_rate=0.3, steps=steps),
+        config=OptimConfig(batch_size=12, epochs=1, lr=0.01),
+        seed=7,
+        chunk=5,
+        ema=0.9,
+    )
+
+
+def test_an_interrupted_multi_draw_run_resumes_exactly_from_its_checkpoint(tmp_path: Path) -> None:
+    """Long GPU runs are split by interruptions: weights, EMA, noise, sampler and the draws' RNG all resume."""
+    full = _draws_trainer(steps=10)
+    full.run()
+    first = _draws_trainer(steps=10)
+    first.run(until=4, checkpoint=tmp_path / "ckpt", checkpoint_every=4)
+    resumed = _draws_trainer(steps=10)
+    resumed.load_checkpoint(tmp_path / "ckpt")
+    assert resumed.step == 4
+    resumed.run()
+    for name, value in full.averaged_state().items():
+        assert torch.allclose(value, resumed.averaged_state()[name]), name
+    for a, b in zip(full.model.parameters(), resumed.model.parameters(), strict=True):
+        assert torch.allclose(a, b)
+    fresh = _draws_trainer(steps=10)
+    fresh.load_state_dict({**first.state_dict(), "extra": {}})  # without the draws' RNG the run would differ
+    fresh.run()
+    assert not all(torch.allclose(a, b) for a, b in zip(full.model.parameters(), fresh.model.parameters(), strict=True))
+
+
 def test_the_gpu_config_network_trains_and_samples_at_28x28_on_a_cpu_at_tiny_scale() -> None:
     """configs/fmnist-gpu.yaml's U-Net (three levels at 28x28) runs end to end; only the sizes of the run shrink."""
     from privsynth.generators.tabular.codecs import CategoricalCodec
