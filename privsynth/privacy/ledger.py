@@ -21,8 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from privsynth.errors import BudgetExceededError
 from privsynth.privacy.accounting import AccountantKind, Mechanism, composed_epsilon
+from privsynth.privacy.randomness import RNG_NOTES, RngMode
 
-LEDGER_VERSION = 1
+#: Version 2 records where the noise came from (``rng``); version 1 ledgers (seeded noise) load as ``seeded``.
+LEDGER_VERSION = 2
 # Composed epsilons are upper estimates with ~0.01 resolution; this slack only absorbs float round-off.
 _ROUNDOFF = 1e-9
 
@@ -57,7 +59,8 @@ class PrivacyLedger:
         delta: target delta for everything recorded here.
         accountant: PRV (default, tighter) or RDP.
         unit_of_privacy: what neighbouring datasets differ by, in words.
-        secure_rng: whether noise comes from a cryptographically secure RNG (recorded, never hidden).
+        rng: where the noise of every mechanism recorded here comes from (recorded, never hidden): fresh OS
+            entropy in every real fit; anything else means the guarantee does not hold and policies refuse it.
     """
 
     def __init__(
@@ -67,7 +70,7 @@ class PrivacyLedger:
         delta: float,
         accountant: AccountantKind = AccountantKind.PRV,
         unit_of_privacy: str = "record",
-        secure_rng: bool = False,
+        rng: RngMode = RngMode.OS_ENTROPY,
     ) -> None:
         if not epsilon > 0:
             raise ValueError(f"target epsilon must be > 0, got {epsilon}")
@@ -77,7 +80,7 @@ class PrivacyLedger:
         self.target_delta = float(delta)
         self.accountant = AccountantKind(accountant)
         self.unit_of_privacy = unit_of_privacy
-        self.secure_rng = secure_rng
+        self.rng = RngMode(rng)
         self._entries: list[LedgerEntry] = []
         self._sinks: list[Callable[[PrivacyLedger, LedgerEntry], None]] = []
 
@@ -148,6 +151,27 @@ class PrivacyLedger:
             raise
         return entry
 
+    def tighten_delta(self, delta: float) -> None:
+        """Lower the target delta (never raise it), e.g. to a default computed from a DP count.
+
+        Everything spent so far is composed again at the new delta; if it no longer fits the target epsilon the
+        change is refused and nothing changes.
+        """
+        if not 0 < delta <= self.target_delta:
+            raise ValueError(f"the target delta can only be lowered (now {self.target_delta:g}, asked {delta:g})")
+        if self.extra_delta >= delta:
+            raise BudgetExceededError(
+                f"threshold mechanisms already reserve {self.extra_delta:.3g} of delta; it cannot drop to {delta:.3g}"
+            )
+        if self._entries:
+            after = composed_epsilon(self.mechanisms(), delta=delta - self.extra_delta, accountant=self.accountant)
+            if after > self.target_epsilon * (1 + _ROUNDOFF):
+                raise BudgetExceededError(
+                    f"at delta {delta:.3g} what is spent composes to epsilon {after:.4f}, above the target "
+                    f"{self.target_epsilon:.4f}; pass --delta explicitly"
+                )
+        self.target_delta = float(delta)
+
     def stage_epsilons(self) -> dict[str, float]:
         """Epsilon each stage would cost on its own (for reports; the composed total is :attr:`epsilon`)."""
         out: dict[str, float] = {}
@@ -167,13 +191,8 @@ class PrivacyLedger:
             "target_delta": self.target_delta,
             "accountant": self.accountant.value,
             "unit_of_privacy": self.unit_of_privacy,
-            "secure_rng": self.secure_rng,
-            "rng_note": (
-                "noise drawn with a cryptographically secure RNG"
-                if self.secure_rng
-                else "noise drawn with torch's default (non-cryptographic) RNG: fine against statistical attacks, "
-                "not against an adversary who can predict the generator's state"
-            ),
+            "rng": self.rng.value,
+            "rng_note": RNG_NOTES[self.rng],
             "epsilon": self.epsilon,
             "delta": self.target_delta,
             "extra_delta": self.extra_delta,
@@ -182,13 +201,15 @@ class PrivacyLedger:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state written by :meth:`state_dict` (entries replace the current ones)."""
-        if state.get("version") != LEDGER_VERSION:
-            raise ValueError(f"ledger version {state.get('version')} is not supported (expected {LEDGER_VERSION})")
+        version = state.get("version")
+        if version not in (1, LEDGER_VERSION):
+            raise ValueError(f"ledger version {version} is not supported (expected {LEDGER_VERSION})")
         self.target_epsilon = float(state["target_epsilon"])
         self.target_delta = float(state["target_delta"])
         self.accountant = AccountantKind(state["accountant"])
         self.unit_of_privacy = str(state["unit_of_privacy"])
-        self.secure_rng = bool(state["secure_rng"])
+        # version 1 seeded its noise from the user's seed (default 0): replayable, whatever it claimed
+        self.rng = RngMode.SEEDED if version == 1 else RngMode(state["rng"])
         self._entries = [LedgerEntry.model_validate(e) for e in state["entries"]]
 
     @classmethod

@@ -1,47 +1,82 @@
-"""Noise for Gaussian mechanisms, and the thresholds of sparse histograms (pure functions).
+"""Noise for the profile's Gaussian mechanisms, and the thresholds of sparse histograms.
 
-Noise comes from a :class:`NoiseSource`: numpy's PCG64 seeded by the caller (reproducible, for tests and
-benchmarks) or, with ``secure=True``, standard normals built from the operating system's CSPRNG. Which one was
-used is written into the ledger.
+Profile noise is drawn by OpenDP, a vetted DP library, never by hand-written samplers: its floating-point-safe
+Gaussian (``make_gaussian`` on float vectors) samples exactly on a fine lattice from the operating system's
+randomness and rounds, so the released numbers are those of the Gaussian mechanism the ledger accounts. Its
+zero-concentrated privacy map gives ``rho = (sensitivity / scale)^2 / 2`` for the noise multiplier
+``scale / sensitivity`` that the ledger records (checked by :func:`opendp_rho` in the tests).
+
+Only the unsafe reproducible test mode (see :mod:`privsynth.privacy.randomness`) draws profile noise from a
+seeded numpy stream instead; the ledger says so and release policies refuse it.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
+import functools
+from typing import Any
 
 import numpy as np
 from scipy.stats import norm
 
-
-@dataclass
-class NoiseSource:
-    """Draws standard normal noise; ``secure=True`` uses ``os.urandom`` (Box-Muller on 53-bit uniforms)."""
-
-    seed: int | None = None
-    secure: bool = False
-    _rng: np.random.Generator = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self._rng = np.random.default_rng(self.seed)
-
-    def standard_normal(self, size: int) -> np.ndarray:
-        """``size`` independent N(0, 1) draws."""
-        if not self.secure:
-            return self._rng.standard_normal(size)
-        pairs = (size + 1) // 2
-        raw = np.frombuffer(os.urandom(16 * pairs), dtype=np.uint64).reshape(pairs, 2)
-        u = ((raw >> np.uint64(11)).astype(np.float64) + 0.5) / float(1 << 53)  # in (0, 1)
-        radius = np.sqrt(-2.0 * np.log(u[:, 0]))
-        z = np.concatenate([radius * np.cos(2 * np.pi * u[:, 1]), radius * np.sin(2 * np.pi * u[:, 1])])
-        return z[:size]
+from privsynth.privacy.randomness import RngMode, Streams
 
 
-def gaussian(values: np.ndarray, *, noise_std: float, noise: NoiseSource) -> np.ndarray:
-    """``values`` plus independent N(0, noise_std^2) noise."""
-    return np.asarray(values, dtype=np.float64) + noise_std * noise.standard_normal(int(np.size(values))).reshape(
-        np.shape(values)
-    )
+@functools.cache
+def _opendp() -> Any:
+    import opendp.prelude as dp
+
+    dp.enable_features("contrib")  # OpenDP's Gaussian measurement is in its 'contrib' set
+    return dp
+
+
+@functools.lru_cache(maxsize=256)
+def _measurement(scale: float) -> Any:
+    dp = _opendp()
+    domain = dp.vector_domain(dp.atom_domain(T="f64", nan=False))
+    return dp.m.make_gaussian(domain, dp.l2_distance(T="f64"), scale=scale)
+
+
+def opendp_rho(*, scale: float, sensitivity: float) -> float:
+    """The zCDP ``rho`` OpenDP certifies for its Gaussian at ``scale`` on inputs ``sensitivity`` apart (L2).
+
+    The ledger accounts the same mechanism as noise multiplier ``scale / sensitivity``, whose zCDP is
+    ``(sensitivity / scale)^2 / 2``:
+
+    >>> opendp_rho(scale=10.0, sensitivity=2.0)
+    0.02
+    """
+    return float(_measurement(float(scale)).map(float(sensitivity)))
+
+
+class CountNoise:
+    """Adds Gaussian noise to the profile's counts: OpenDP's sampler, or a seeded stream in unsafe test mode.
+
+    Args:
+        streams: the fit's private streams; their mode decides the sampler (never a user seed).
+    """
+
+    def __init__(self, streams: Streams) -> None:
+        self.streams = streams
+
+    @property
+    def sampler(self) -> str:
+        """Which sampler draws the noise (recorded in the profile)."""
+        if self.streams.mode is RngMode.OS_ENTROPY:
+            return "opendp.make_gaussian (float, exact lattice sampling, OS randomness)"
+        return f"numpy PCG64 normal ({self.streams.mode.value}: reproducible, NOT private)"
+
+    def add(self, counts: np.ndarray, *, scale: float, column: str, purpose: str) -> np.ndarray:
+        """``counts`` plus independent N(0, scale^2) noise on each coordinate (a new stream per column/purpose)."""
+        values = np.asarray(counts, dtype=np.float64)
+        if values.size == 0:
+            return values.copy()
+        if not scale > 0:
+            raise ValueError(f"noise scale must be > 0, got {scale}")
+        if self.streams.mode is RngMode.OS_ENTROPY:
+            noisy = _measurement(float(scale))(values.reshape(-1).tolist())
+            return np.asarray(noisy, dtype=np.float64).reshape(values.shape)
+        rng = self.streams.numpy("profile", column, purpose)
+        return values + rng.normal(0.0, scale, size=values.shape)
 
 
 def sparse_threshold(*, noise_std: float, max_contribution: int, delta: float) -> float:
@@ -72,9 +107,4 @@ def noise_floor_threshold(*, noise_std: float, bins: int, false_bins: float = 0.
     return noise_std * float(norm.isf(false_bins / max(bins, 1)))
 
 
-def required_std(noise_multiplier: float, sensitivity: int) -> float:
-    """Noise standard deviation for an L2 sensitivity (one person moves counts by at most ``sensitivity``)."""
-    return noise_multiplier * float(sensitivity)
-
-
-__all__ = ["NoiseSource", "gaussian", "noise_floor_threshold", "required_std", "sparse_threshold"]
+__all__ = ["CountNoise", "noise_floor_threshold", "opendp_rho", "sparse_threshold"]

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from privsynth.errors import BudgetExceededError
 from privsynth.privacy.accounting import AccountantKind, Mechanism, composed_epsilon
 from privsynth.privacy.ledger import PrivacyLedger, Stage
+from privsynth.privacy.randomness import RngMode
 
 SGD = Mechanism(noise_multiplier=1.0, sample_rate=0.01, steps=1000)
 
@@ -53,8 +54,33 @@ def test_sink_failure_cancels_the_spend() -> None:
 
 def test_rng_is_recorded_not_hidden() -> None:
     state = PrivacyLedger(epsilon=1.0, delta=1e-5).state_dict()
-    assert state["secure_rng"] is False
-    assert "non-cryptographic" in state["rng_note"]
+    assert state["rng"] == "os-entropy" and "operating system" in state["rng_note"]
+    unsafe = PrivacyLedger(epsilon=1.0, delta=1e-5, rng=RngMode.UNSAFE_REPRODUCIBLE).state_dict()
+    assert unsafe["rng"] == "unsafe-reproducible" and "does not hold" in unsafe["rng_note"]
+    assert PrivacyLedger.from_state_dict(unsafe).rng is RngMode.UNSAFE_REPRODUCIBLE
+
+
+def test_a_version_1_ledger_loads_as_seeded_noise() -> None:
+    # privsynth <= this change seeded DP noise from the user's seed: whatever v1 ledgers claimed, it can be replayed
+    state = PrivacyLedger(epsilon=1.0, delta=1e-5).state_dict()
+    old = {k: v for k, v in state.items() if k not in ("rng", "rng_note")} | {"version": 1, "secure_rng": False}
+    assert PrivacyLedger.from_state_dict(old).rng is RngMode.SEEDED
+
+
+def test_delta_can_only_be_tightened_and_refuses_when_the_spend_no_longer_fits() -> None:
+    ledger = PrivacyLedger(epsilon=1.0, delta=1e-5)
+    ledger.spend(Stage.PROFILE, Mechanism(noise_multiplier=8.0, sample_rate=1.0, steps=1))
+    before = ledger.epsilon
+    ledger.tighten_delta(1e-7)
+    assert ledger.target_delta == 1e-7
+    assert ledger.projected_epsilon([]) > before  # the same spend costs more at a smaller delta
+    with pytest.raises(ValueError, match="only be lowered"):
+        ledger.tighten_delta(1e-5)
+    tight = PrivacyLedger(epsilon=1.0, delta=1e-5, accountant=AccountantKind.RDP)
+    tight.spend(Stage.PROFILE, Mechanism(noise_multiplier=6.0, sample_rate=1.0, steps=1))  # 0.65 at 1e-5
+    with pytest.raises(BudgetExceededError):
+        tight.tighten_delta(1e-12)  # 1.14 at 1e-12: no longer fits
+    assert tight.target_delta == 1e-5
 
 
 @settings(max_examples=30, deadline=None)
