@@ -1,13 +1,17 @@
-"""A content fingerprint of a corpus: the same records give the same fingerprint in any file format.
+"""Content fingerprints of a corpus: the same records give the same fingerprint in any file format or column order.
 
-The ledger store keys cumulative spend by it. It is a hash of canonical values (image cells by the SHA-256 of
-their bytes, so moving files does not change it), sorted by record key. A corpus with one record more or less
-has another fingerprint: name sources explicitly (``--source``) to group versions of one dataset.
+:func:`corpus_fingerprint` is a plain hash of canonical values (image cells by the SHA-256 of their bytes, so
+moving files does not change it; columns in name order with their kinds, rows sorted by record key; schema
+formatting, comments and declared metadata play no part). A plain hash of a *private* corpus answers
+membership questions for anyone who knows every record but one, so it is never stored or released: private
+corpora are named by :func:`keyed_fingerprint`, an HMAC of it under the ledger store's secret key. Plain
+fingerprints are for synthetic and public corpora (audit inputs, public pretraining data).
 """
 
 from __future__ import annotations
 
 import hashlib
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -18,8 +22,16 @@ from privsynth.data.schema import ColumnKind
 from privsynth.data.validate import Limits
 
 
+class Keyer(Protocol):
+    """Something holding a secret key that turns a plain digest into a keyed one (the ledger store)."""
+
+    def keyed(self, digest: str) -> str:
+        """``hmac-sha256:<hex>`` of ``digest``."""
+        ...
+
+
 def corpus_fingerprint(corpus: Corpus) -> str:
-    """``sha256:<hex>`` of the canonical records (schema columns and kinds included)."""
+    """``sha256:<hex>`` of the canonical records: for synthetic and public corpora only (see the module doc)."""
     frame = corpus.records.copy()
     limits = Limits().images
     for name in corpus.schema.names(ColumnKind.IMAGE):
@@ -27,11 +39,17 @@ def corpus_fingerprint(corpus: Corpus) -> str:
             None if v is None else hashlib.sha256(read_cell_bytes(corpus.root, v, limits)).hexdigest()
             for v in frame[name]
         ]
-    frame = frame.sort_values(corpus.schema.key, kind="stable").reset_index(drop=True)
+    names = sorted(corpus.schema.columns)
+    frame = frame[names].sort_values(corpus.schema.key, kind="stable").reset_index(drop=True)
     digest = hashlib.sha256()
-    for name, spec in corpus.schema.columns.items():
-        digest.update(f"{name}\x1f{spec.kind.value}\x1e".encode())
+    for name in names:
+        digest.update(f"{name}\x1f{corpus.schema.columns[name].kind.value}\x1e".encode())
     if len(frame):
         rows = pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype=np.uint64)
         digest.update(rows.tobytes())
     return f"sha256:{digest.hexdigest()}"
+
+
+def keyed_fingerprint(corpus: Corpus, keyer: Keyer) -> str:
+    """The private corpus' fingerprint under ``keyer``'s secret (``hmac-sha256:<hex>``): safe to store and release."""
+    return keyer.keyed(corpus_fingerprint(corpus))

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from privsynth.errors import BudgetExceededError, ConfigError
+from privsynth.errors import BudgetExceededError, ConfigError, IntegrityError
 from privsynth.privacy.accounting import AccountantKind, Mechanism
 from privsynth.privacy.ledger import PrivacyLedger, Stage
 from privsynth.privacy.store import LedgerStore, new_run_id
@@ -130,3 +130,94 @@ def test_concurrent_runs_cannot_jointly_pass_a_cap(tmp_path: Path) -> None:
     outcomes = sorted(results.get(timeout=5) for _ in workers)
     assert outcomes == ["ok", "refused", "refused", "refused"]
     assert store.total("capped").runs == 1
+
+
+def test_a_run_id_reused_by_another_source_or_mechanism_is_refused_not_skipped(tmp_path: Path) -> None:
+    # Before: (run_id, seq) already stored was skipped whatever the source, so a second source recorded nothing.
+    store = LedgerStore(tmp_path / "l.sqlite")
+    first = ledger()
+    first.spend(Stage.TABULAR, BIG)
+    store.record(source="icu", run_id="run-demo", ledger=first)
+    other = ledger()
+    other.spend(Stage.TABULAR, BIG)
+    with pytest.raises(IntegrityError, match="never be reused"):
+        store.record(source="oncology", run_id="run-demo", ledger=other)
+    different = ledger()
+    different.spend(Stage.TABULAR, SMALL)
+    with pytest.raises(IntegrityError):
+        store.record(source="icu", run_id="run-demo", ledger=different)
+    assert len(store.rows()) == 1
+    store.record(source="icu", run_id="run-demo", ledger=first)  # the same spends again: a resume, no-op
+    assert len(store.rows()) == 1
+
+
+def test_a_shorter_ledger_under_a_stored_run_id_is_refused(tmp_path: Path) -> None:
+    store = LedgerStore(tmp_path / "l.sqlite")
+    book = ledger()
+    book.spend(Stage.PROFILE, SMALL)
+    book.spend(Stage.TABULAR, BIG)
+    store.record(source="s", run_id="r", ledger=book)
+    fresh = ledger()
+    fresh.spend(Stage.PROFILE, SMALL)
+    with pytest.raises(IntegrityError, match="more spend"):
+        store.record(source="s", run_id="r", ledger=fresh)
+
+
+def test_renaming_a_source_does_not_escape_its_cap(tmp_path: Path) -> None:
+    store = LedgerStore(tmp_path / "l.sqlite")
+    fingerprint = store.keyed("sha256:corpus-a")
+    book = ledger()
+    book.spend(Stage.TABULAR, BIG)
+    per_run = book.epsilon
+    store.set_cap("icu-2024", 1.5 * per_run)
+    store.record(source="icu-2024", run_id=new_run_id(), ledger=book, fingerprint=fingerprint)
+    with pytest.raises(BudgetExceededError, match="past the cap"):
+        store.check_cap("icu-2024-renamed", per_run, fingerprint=fingerprint)
+    renamed = ledger()
+    renamed.attach(store.sink(source="icu-2024-renamed", run_id=new_run_id(), fingerprint=fingerprint))
+    with pytest.raises(BudgetExceededError):
+        renamed.spend(Stage.TABULAR, BIG)
+    # another corpus under the new name is not held back by the first corpus' spend
+    store.check_cap("icu-2024-renamed", per_run, fingerprint=store.keyed("sha256:corpus-b"))
+
+
+def test_keyed_fingerprints_are_stable_per_store_and_unlinkable_across_stores(tmp_path: Path) -> None:
+    one, two = LedgerStore(tmp_path / "a.sqlite"), LedgerStore(tmp_path / "b.sqlite")
+    assert one.keyed("sha256:x") == LedgerStore(tmp_path / "a.sqlite").keyed("sha256:x")
+    assert one.keyed("sha256:x") != two.keyed("sha256:x")  # a secret key per store
+    assert one.keyed("sha256:x").startswith("hmac-sha256:") and "sha256:x" not in one.keyed("sha256:x")
+
+
+def test_a_new_sqlite_store_is_owner_only(tmp_path: Path) -> None:
+    store = LedgerStore(tmp_path / "new" / "ledger.sqlite")
+    store.total("x")
+    assert (tmp_path / "new").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "new" / "ledger.sqlite").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_store_written_by_an_older_version_is_upgraded(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    LedgerStore(path).total("x")
+    con = sqlite3.connect(path)
+    con.execute("DROP TABLE privsynth_spends")
+    con.execute(
+        "CREATE TABLE privsynth_spends (id INTEGER PRIMARY KEY, source VARCHAR(128) NOT NULL, run_id VARCHAR(64) "
+        "NOT NULL, seq INTEGER NOT NULL, stage VARCHAR(32) NOT NULL, noise_multiplier FLOAT NOT NULL, sample_rate "
+        "FLOAT NOT NULL, steps INTEGER NOT NULL, extra_delta FLOAT NOT NULL, run_epsilon FLOAT NOT NULL, run_delta "
+        "FLOAT NOT NULL, accountant VARCHAR(8) NOT NULL, unit_of_privacy TEXT NOT NULL, operator VARCHAR(128) NOT "
+        "NULL, created_at DATETIME NOT NULL, note TEXT NOT NULL, CONSTRAINT uq_run_seq UNIQUE (run_id, seq))"
+    )
+    con.commit()
+    con.close()
+    store = LedgerStore(path)
+    book = ledger()
+    book.spend(Stage.TABULAR, BIG)
+    store.record(source="s", run_id="r", ledger=book, fingerprint="hmac-sha256:f")
+    assert store.rows("s")[0]["fingerprint"] == "hmac-sha256:f"
+
+
+def test_the_default_store_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRIVSYNTH_LEDGER_STORE", str(tmp_path / "team.sqlite"))
+    assert LedgerStore().url == f"sqlite:///{tmp_path / 'team.sqlite'}"
