@@ -67,6 +67,10 @@ class BudgetPlan(BaseModel):
         raise KeyError(f"stage '{stage}' is not in this plan")
 
 
+#: The largest default delta; a fit opens its ledger here and lowers it once its DP count of units is known.
+MAX_DEFAULT_DELTA = 1e-5
+
+
 def default_delta(n: int) -> float:
     """``min(1e-5, 0.1 / n)``: small enough that publishing one record outright is not an option.
 
@@ -77,7 +81,7 @@ def default_delta(n: int) -> float:
     """
     if n < 1:
         raise ValueError("n must be >= 1")
-    return min(1e-5, 0.1 / n)
+    return min(MAX_DEFAULT_DELTA, 0.1 / n)
 
 
 def check_delta(delta: float, n: int) -> None:

@@ -98,7 +98,15 @@ class Profile(BaseModel):
 
     version: int = PROFILE_VERSION
     internal: bool = Field(description="True for exact profiles: never used by generators, never released.")
-    records: int = Field(ge=0, description="Records after contribution bounding (treated as public).")
+    records: int = Field(
+        ge=0,
+        description="Records after contribution bounding: in DP profiles, estimated from the noisy histograms "
+        "(post-processing), never the exact count; exact only in internal profiles.",
+    )
+    units: int | None = Field(
+        default=None, ge=1, description="The fit's DP count of units of privacy (sets sample rates and delta)."
+    )
+    sampler: str | None = Field(default=None, description="What drew the profile's noise.")
     unit_of_privacy: str
     max_records_per_entity: int
     noise_multiplier: float | None = Field(description="Noise std / sensitivity of every profiling query.")

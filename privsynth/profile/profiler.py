@@ -7,13 +7,18 @@ count passes a threshold set from the noise, so one that a single person holds s
 its share of delta. Everything after the noisy counts is post-processing.
 
 All queries share one noise multiplier; the ledger records them as ``k`` Gaussian queries before any noise is
-drawn. The corpus must already be contribution-bounded (:func:`privsynth.privacy.contribution.bound_contributions`).
+drawn, and OpenDP's floating-point-safe Gaussian draws the noise (:class:`privsynth.privacy.noise.CountNoise`).
+The corpus must already be contribution-bounded (:func:`privsynth.privacy.contribution.bound_contributions`).
+
+No exact count of the private corpus reaches the profile. Choices made before the histograms are drawn (how many
+fine bins the noise allows) use the fit's DP count of units of privacy (:func:`dp_unit_count`, spent first);
+``Profile.records`` and every missing rate are post-processing of the noisy histograms themselves.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -22,10 +27,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from privsynth.data.corpus import Corpus
 from privsynth.data.schema import ColumnKind, ColumnSpec, Schema
 from privsynth.data.validate import Limits
-from privsynth.privacy.accounting import Mechanism
+from privsynth.privacy.accounting import AccountantKind, Mechanism, noise_for_epsilon
 from privsynth.privacy.contribution import sensitivity
 from privsynth.privacy.ledger import PrivacyLedger, Stage
-from privsynth.privacy.noise import NoiseSource, gaussian, noise_floor_threshold, sparse_threshold
+from privsynth.privacy.noise import CountNoise, noise_floor_threshold, sparse_threshold
+from privsynth.privacy.randomness import Streams
 from privsynth.profile.grids import bin_index, fine_edges, length_edges, magnitude_edges, month_edges, to_days
 from privsynth.profile.model import (
     BooleanProfile,
@@ -51,6 +57,12 @@ class ProfileConfig(BaseModel):
     max_categories: int = Field(default=1000, ge=1, description="Most categories released per column.")
     threshold_delta_share: float = Field(
         default=0.1, gt=0, lt=1, description="Share of delta reserved for sparse-histogram thresholds."
+    )
+    count_share: float = Field(
+        default=0.02,
+        gt=0,
+        le=0.5,
+        description="Share of epsilon (on its own) for the DP count of units that sets sample rates and delta.",
     )
     image_size: tuple[int, int] = Field(default=(32, 32), description="Size used when the schema declares none.")
     image_mode: str = Field(default="L", pattern="^(L|RGB)$")
@@ -88,21 +100,74 @@ def plan_queries(schema: Schema) -> ProfilePlan:
     return ProfilePlan(queries=queries, sparse_columns=tuple(sparse), range_columns=tuple(ranges))
 
 
+COUNT_NOTE = "DP count of units of privacy"
+
+
+def count_mechanism(*, epsilon: float, delta: float, config: ProfileConfig) -> Mechanism:
+    """The Gaussian count of units every fit spends first: ``config.count_share`` of ``epsilon`` on its own.
+
+    Its noise depends on the public (epsilon, delta) only. Composed with the rest it costs far less than its
+    share (a tiny Gaussian adds little under composition); the planner calibrates the other stages around it.
+
+    >>> count_mechanism(epsilon=8.0, delta=1e-5, config=ProfileConfig()).noise_multiplier > 20
+    True
+    """
+    sigma = noise_for_epsilon(
+        config.count_share * epsilon, delta=delta, sample_rate=1.0, steps=1, accountant=AccountantKind.RDP
+    )
+    return Mechanism(noise_multiplier=sigma, sample_rate=1.0, steps=1)
+
+
+def dp_unit_count(
+    units: int, *, ledger: PrivacyLedger, noise: CountNoise, config: ProfileConfig, default_delta: bool
+) -> int:
+    """The number of units of privacy plus Gaussian noise (one unit moves it by 1), spent before it is drawn.
+
+    Sample rates (batch / count), the default delta and the profile's grid sizes use this count, so none of
+    them reveals the exact number of people. With ``default_delta`` the ledger was opened at the largest default
+    delta (1e-5) and is lowered here to ``min(1e-5, 0.1 / count)``. Returns the count (at least 1).
+    """
+    from privsynth.privacy import planner
+
+    mechanism = count_mechanism(epsilon=ledger.target_epsilon, delta=ledger.target_delta, config=config)
+    ledger.spend(Stage.PROFILE, mechanism, note=COUNT_NOTE)
+    noisy = noise.add(np.array([float(units)]), scale=mechanism.noise_multiplier, column="*", purpose="count")
+    count = max(1, round(float(noisy[0])))
+    if default_delta:
+        ledger.tighten_delta(min(ledger.target_delta, planner.default_delta(count)))
+    planner.check_delta(ledger.target_delta, max(units, 1))
+    return count
+
+
 @dataclass
 class _Noisy:
-    """Adds calibrated noise (or none, for exact internal profiles)."""
+    """Adds calibrated noise (or none, for exact internal profiles), and keeps each full histogram's total."""
 
     std: float
-    source: NoiseSource | None
+    source: CountNoise | None
+    totals: list[tuple[float, int]] = field(default_factory=list)
 
     @property
     def exact(self) -> bool:
         return self.source is None
 
-    def __call__(self, counts: np.ndarray) -> np.ndarray:
+    def __call__(self, counts: np.ndarray, *, column: str, purpose: str, full: bool = True) -> np.ndarray:
+        """Noisy ``counts``; ``full`` histograms (every record in one bin) also give a noisy record total."""
         if self.source is None:
-            return np.asarray(counts, dtype=np.float64)
-        return gaussian(counts, noise_std=self.std, noise=self.source)
+            released = np.asarray(counts, dtype=np.float64)
+        else:
+            released = self.source.add(counts, scale=self.std, column=column, purpose=purpose)
+        if full:
+            self.totals.append((float(released.sum()), int(released.size)))
+        return released
+
+    def records(self) -> float:
+        """The record count from the full histograms' noisy totals, weighted by inverse noise variance."""
+        if not self.totals:
+            return 0.0
+        weights = np.array([1.0 / bins for _, bins in self.totals])
+        values = np.array([total for total, _ in self.totals])
+        return max(float((weights * values).sum() / weights.sum()), 0.0)
 
 
 def dp_profile(
@@ -110,14 +175,17 @@ def dp_profile(
     *,
     ledger: PrivacyLedger,
     noise_multiplier: float,
-    noise: NoiseSource,
+    noise: CountNoise,
+    units: int,
     config: ProfileConfig | None = None,
     resume: bool = False,
 ) -> Profile:
     """Profile ``corpus`` under DP. The spend is recorded in ``ledger`` before any noise is drawn.
 
+    ``units`` is the fit's DP count of units of privacy (:func:`dp_unit_count`), never the exact one.
     ``resume=True`` re-runs a profile whose spend the ledger already holds (an interrupted run whose profile
-    never reached disk): nothing is spent again, and only one profile is ever kept.
+    never reached disk, so its noisy output never left the process): nothing is spent again, and only one
+    profile is ever kept.
     """
     cfg = config if config is not None else ProfileConfig()
     _check_bounded(corpus)
@@ -138,10 +206,13 @@ def dp_profile(
     m = sensitivity(corpus.schema)
     noisy = _Noisy(std=noise_multiplier * m, source=noise)
     per_column_delta = extra / len(plan.sparse_columns) if plan.sparse_columns else 0.0
-    columns = _profile_columns(corpus, noisy, cfg, sparse_delta=per_column_delta)
+    # grid sizes are chosen before any histogram: from the DP unit count (at most m records per unit)
+    columns = _profile_columns(corpus, noisy, cfg, sparse_delta=per_column_delta, records=units * m)
     return Profile(
         internal=False,
-        records=len(corpus),
+        records=round(noisy.records()),
+        units=units,
+        sampler=noise.sampler,
         unit_of_privacy=corpus.schema.unit_of_privacy,
         max_records_per_entity=m,
         noise_multiplier=noise_multiplier,
@@ -154,7 +225,7 @@ def dp_profile(
 def exact_profile(corpus: Corpus, *, config: ProfileConfig | None = None) -> Profile:
     """The same statistics without noise, for data owners only: marked internal, refused by generators."""
     cfg = config if config is not None else ProfileConfig()
-    columns = _profile_columns(corpus, _Noisy(std=0.0, source=None), cfg, sparse_delta=0.0)
+    columns = _profile_columns(corpus, _Noisy(std=0.0, source=None), cfg, sparse_delta=0.0, records=len(corpus))
     return Profile(
         internal=True,
         records=len(corpus),
@@ -180,27 +251,28 @@ def _check_bounded(corpus: Corpus) -> None:
 
 
 def _profile_columns(
-    corpus: Corpus, noisy: _Noisy, cfg: ProfileConfig, *, sparse_delta: float
+    corpus: Corpus, noisy: _Noisy, cfg: ProfileConfig, *, sparse_delta: float, records: int
 ) -> dict[str, ColumnProfile]:
-    n = len(corpus)
+    """Every column's profile; ``records`` (DP, or exact for internal profiles) only sizes grids."""
+    n = records
     out: dict[str, ColumnProfile] = {}
     m = sensitivity(corpus.schema)
     for name, spec in corpus.schema.columns.items():
         values = corpus.records[name]
         kind = spec.kind
         if kind is ColumnKind.CATEGORICAL:
-            out[name] = _categorical(name, values, spec, noisy, cfg, n=n, m=m, delta=sparse_delta)
+            out[name] = _categorical(name, values, spec, noisy, cfg, m=m, delta=sparse_delta)
         elif kind is ColumnKind.NUMERICAL:
             numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
             out[name] = _numerical(name, numbers, spec, noisy, cfg, n=n, datetime=False)
         elif kind is ColumnKind.DATETIME:
             out[name] = _numerical(name, to_days(values.to_numpy()), spec, noisy, cfg, n=n, datetime=True)
         elif kind is ColumnKind.BOOLEAN:
-            out[name] = _boolean(values, noisy, n=n)
+            out[name] = _boolean(name, values, noisy)
         elif kind is ColumnKind.TEXT:
-            out[name] = _text(values, spec, noisy, n=n)
+            out[name] = _text(name, values, spec, noisy)
         elif kind is ColumnKind.IMAGE:
-            out[name] = _image(values, spec, noisy, cfg, n=n)
+            out[name] = _image(name, values, spec, noisy, cfg)
     return out
 
 
@@ -210,8 +282,10 @@ def _source(noisy: _Noisy, public: bool) -> Source:
     return Source.EXACT if noisy.exact else Source.DP
 
 
-def _missing_rate(noisy_missing: float, n: int) -> float:
-    return float(np.clip(noisy_missing / max(n, 1), 0.0, 1.0))
+def _missing_rate(released: np.ndarray) -> float:
+    """The last (missing) bin's share of a noisy full histogram (post-processing: no exact count involved)."""
+    total = float(np.clip(released, 0.0, None).sum())
+    return float(np.clip(released[-1] / total, 0.0, 1.0)) if total > 0 else 0.0
 
 
 def _categorical(
@@ -221,7 +295,6 @@ def _categorical(
     noisy: _Noisy,
     cfg: ProfileConfig,
     *,
-    n: int,
     m: int,
     delta: float,
 ) -> CategoricalProfile:
@@ -230,16 +303,22 @@ def _categorical(
     if spec.domain is not None:
         keys = list(spec.domain)
         raw = np.array([counts.get(k, 0) for k in keys] + [missing], dtype=np.float64)
-        released = noisy(raw)
+        released = noisy(raw, column=name, purpose="histogram")
         return CategoricalProfile(
             source=Source.PUBLIC,
-            missing_rate=_missing_rate(released[-1], n),
+            missing_rate=_missing_rate(released),
             categories=tuple(keys),
             counts=tuple(float(max(c, 0.0)) for c in released[:-1]),
             has_other=False,
         )
     keys = [str(k) for k in counts.index]
-    released = noisy(np.array([*counts.to_numpy(dtype=np.float64), missing], dtype=np.float64))
+    # full=False: how many keys this histogram has depends on the data, so it must not weight the record total
+    released = noisy(
+        np.array([*counts.to_numpy(dtype=np.float64), missing], dtype=np.float64),
+        column=name,
+        purpose="histogram",
+        full=False,
+    )
     threshold = 0.0 if noisy.exact else sparse_threshold(noise_std=noisy.std, max_contribution=m, delta=delta)
     kept = [(k, c) for k, c in zip(keys, released[:-1], strict=True) if c >= threshold and c > 0]
     kept.sort(key=lambda kc: (-kc[1], kc[0]))
@@ -253,7 +332,7 @@ def _categorical(
         )
     return CategoricalProfile(
         source=_source(noisy, public=False),
-        missing_rate=_missing_rate(released[-1], n),
+        missing_rate=_missing_rate(released),
         categories=tuple(k for k, _ in kept),
         counts=tuple(float(c) for _, c in kept),
         has_other=True,
@@ -268,7 +347,7 @@ def _dp_range(name: str, present: np.ndarray, noisy: _Noisy, *, datetime: bool) 
         return (float(present.min()), float(present.max()))
     edges = month_edges() if datetime else magnitude_edges()
     counts = np.bincount(bin_index(present, edges), minlength=len(edges) - 1).astype(np.float64)
-    released = noisy(counts)
+    released = noisy(counts, column=name, purpose="range", full=False)
     floor = noise_floor_threshold(noise_std=noisy.std, bins=len(counts))
     passing = np.flatnonzero(released >= floor)
     if passing.size == 0:
@@ -320,7 +399,7 @@ def _numerical(
     # As many bins as the noise allows (one per whole number when there are enough records for it)
     fine = fine_edges(low, high, fine_bin_count(n, noisy.std, cfg.fine_bins), integer=integer)
     counts = np.bincount(bin_index(np.clip(present, low, high), fine), minlength=len(fine) - 1)
-    released = noisy(np.append(counts.astype(np.float64), missing))
+    released = noisy(np.append(counts.astype(np.float64), missing), column=name, purpose="histogram")
     fine_counts = np.clip(released[:-1], 0.0, None)
     if not noisy.exact:
         # Bins below the noise floor count as empty (about half a bin of pure noise survives on the whole grid),
@@ -332,7 +411,7 @@ def _numerical(
     return NumericalProfile(
         kind="datetime" if datetime else "numerical",
         source=_source(noisy, public),
-        missing_rate=_missing_rate(released[-1], n),
+        missing_rate=_missing_rate(released),
         integer=integer,
         bounds=(low, high),
         bin_edges=tuple(float(e) for e in edges),
@@ -363,24 +442,24 @@ def quantile_edges(fine: np.ndarray, counts: np.ndarray, bins: int, *, integer: 
     return np.unique(np.concatenate([[fine[0]], fine[nearest], [fine[-1]]]))
 
 
-def _boolean(values: pd.Series, noisy: _Noisy, *, n: int) -> BooleanProfile:
+def _boolean(name: str, values: pd.Series, noisy: _Noisy) -> BooleanProfile:
     present = values.dropna().astype(bool)
     raw = np.array([int((~present).sum()), int(present.sum()), int(values.isna().sum())], dtype=np.float64)
-    released = np.clip(noisy(raw), 0.0, None)
+    released = np.clip(noisy(raw, column=name, purpose="histogram"), 0.0, None)
     denominator = released[0] + released[1]
     return BooleanProfile(
         source=_source(noisy, public=False),
-        missing_rate=_missing_rate(released[2], n),
+        missing_rate=_missing_rate(released),
         p_true=float(released[1] / denominator) if denominator > 0 else 0.5,
     )
 
 
-def _text(values: pd.Series, spec: ColumnSpec, noisy: _Noisy, *, n: int) -> TextProfile:
+def _text(name: str, values: pd.Series, spec: ColumnSpec, noisy: _Noisy) -> TextProfile:
     cap = spec.max_length if spec.max_length is not None else Limits().max_text_chars
     lengths = values.dropna().map(len).to_numpy(dtype=np.float64)
     edges = length_edges(cap)
     counts = np.bincount(bin_index(np.minimum(lengths, cap), edges), minlength=len(edges) - 1)
-    released = noisy(np.append(counts.astype(np.float64), float(values.isna().sum())))
+    released = noisy(np.append(counts.astype(np.float64), float(values.isna().sum())), column=name, purpose="histogram")
     length_counts = np.clip(released[:-1], 0.0, None)
     total = float(length_counts.sum())
     quantiles: dict[str, float] = {}
@@ -391,7 +470,7 @@ def _text(values: pd.Series, spec: ColumnSpec, noisy: _Noisy, *, n: int) -> Text
     dp_max = int(np.ceil(quantiles.get("p99", cap)))
     return TextProfile(
         source=_source(noisy, public=spec.max_length is not None),
-        missing_rate=_missing_rate(released[-1], n),
+        missing_rate=_missing_rate(released),
         max_length=spec.max_length if spec.max_length is not None else max(16, min(cap, dp_max)),
         length_edges=tuple(float(e) for e in edges),
         length_counts=tuple(float(c) for c in length_counts),
@@ -399,9 +478,9 @@ def _text(values: pd.Series, spec: ColumnSpec, noisy: _Noisy, *, n: int) -> Text
     )
 
 
-def _image(values: pd.Series, spec: ColumnSpec, noisy: _Noisy, cfg: ProfileConfig, *, n: int) -> ImageProfile:
+def _image(name: str, values: pd.Series, spec: ColumnSpec, noisy: _Noisy, cfg: ProfileConfig) -> ImageProfile:
     missing = float(values.isna().sum())
-    released = noisy(np.array([n - missing, missing]))
+    released = noisy(np.array([len(values) - missing, missing]), column=name, purpose="histogram")
     if spec.image_size is not None:
         size, source = spec.image_size, Source.PUBLIC
     else:
@@ -409,7 +488,7 @@ def _image(values: pd.Series, spec: ColumnSpec, noisy: _Noisy, cfg: ProfileConfi
     mode = spec.image_mode.value if spec.image_mode is not None else cfg.image_mode
     return ImageProfile(
         source=source,
-        missing_rate=_missing_rate(released[-1], n),
+        missing_rate=_missing_rate(released),
         size=(int(size[0]), int(size[1])),
         mode="RGB" if mode == "RGB" else "L",
     )
@@ -419,40 +498,50 @@ def profile_corpus(
     corpus: Corpus,
     *,
     epsilon: float,
-    delta: float,
-    seed: int | None = None,
-    secure_noise: bool = False,
+    delta: float | None,
+    streams: Streams,
     config: ProfileConfig | None = None,
     ledger: PrivacyLedger | None = None,
 ) -> Profile:
     """Profile a whole corpus with the whole ``epsilon`` (the stand-alone ``privsynth profile`` command).
 
-    Contributions are bounded first; the noise multiplier is calibrated so the profile alone lands within
-    [0.97, 1.0] x ``epsilon`` at ``delta``.
+    Contributions are bounded first (randomly, from ``streams``), the DP count of units is spent (it sets the
+    default delta when ``delta`` is None), then the queries' noise is calibrated so the ledger lands within
+    [0.97, 1.0] x ``epsilon``. A given ``ledger`` must target the same (epsilon, delta or its default cap).
     """
     from privsynth.privacy.contribution import bound_contributions
-    from privsynth.privacy.planner import StageShape, check_delta, plan_budget
+    from privsynth.privacy.planner import MAX_DEFAULT_DELTA, StageShape, check_delta, plan_budget
 
     cfg = config if config is not None else ProfileConfig()
-    bounded = corpus.with_records(bound_contributions(corpus.records, corpus.schema, seed=seed or 0))
-    check_delta(delta, max(len(bounded), 1))
-    plan = plan_queries(corpus.schema)
+    bounded = corpus.with_records(
+        bound_contributions(corpus.records, corpus.schema, rng=streams.numpy("bounding", "*", "choice"))
+    )
+    units = bounded.records[corpus.schema.entity].nunique() if corpus.schema.entity is not None else len(bounded)
+    if delta is not None:
+        check_delta(delta, max(units, 1))  # before anything is spent
     book = (
         ledger
         if ledger is not None
         else PrivacyLedger(
-            epsilon=epsilon, delta=delta, unit_of_privacy=corpus.schema.unit_of_privacy, secure_rng=secure_noise
+            epsilon=epsilon,
+            delta=delta if delta is not None else MAX_DEFAULT_DELTA,
+            unit_of_privacy=corpus.schema.unit_of_privacy,
+            rng=streams.mode,
         )
     )
+    noise = CountNoise(streams)
+    count = dp_unit_count(units, ledger=book, noise=noise, config=cfg, default_delta=delta is None)
+    plan = plan_queries(corpus.schema)
     if plan.queries == 0:
-        return dp_profile(bounded, ledger=book, noise_multiplier=1.0, noise=NoiseSource(seed), config=cfg)
+        return dp_profile(bounded, ledger=book, noise_multiplier=1.0, noise=noise, units=count, config=cfg)
     budget = plan_budget(
         epsilon=epsilon,
-        delta=delta,
+        delta=book.target_delta,
         shapes=[StageShape(stage=Stage.PROFILE, sample_rate=1.0, steps=plan.queries)],
         shares={Stage.PROFILE: 1.0},
         accountant=book.accountant,
-        extra_delta=plan.extra_delta(delta, cfg),
+        extra_delta=plan.extra_delta(book.target_delta, cfg),
+        spent=book.mechanisms(),
     )
     sigma = budget.mechanism(Stage.PROFILE).noise_multiplier
-    return dp_profile(bounded, ledger=book, noise_multiplier=sigma, noise=NoiseSource(seed, secure_noise), config=cfg)
+    return dp_profile(bounded, ledger=book, noise_multiplier=sigma, noise=noise, units=count, config=cfg)

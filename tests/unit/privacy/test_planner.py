@@ -27,8 +27,17 @@ def spend_plan(plan_epsilon: float, shapes: list[StageShape], shares: dict[Stage
     for planned in plan.stages:
         ledger.spend(planned.stage, planned.mechanism, extra_delta=1e-6 if planned.stage is Stage.PROFILE else 0.0)
     assert 0.97 * plan_epsilon <= ledger.epsilon <= plan_epsilon
-    # the split is honoured: a larger share never gets more noise for the same shape
     assert abs(sum(p.share for p in plan.stages) - 1.0) < 1e-9
+    # the split is honoured: giving the first stage a larger share gives it less noise, the others more
+    if len(shapes) > 1:
+        first = shapes[0].stage
+        bigger = {s: (w * 4 if s is first else w) for s, w in shares.items()}
+        replanned = plan_budget(
+            epsilon=plan_epsilon, delta=1e-5, shapes=shapes, shares=bigger, accountant=acc, extra_delta=1e-6
+        )
+        assert replanned.mechanism(first).noise_multiplier < plan.mechanism(first).noise_multiplier
+        for other in shapes[1:]:
+            assert replanned.mechanism(other.stage).noise_multiplier >= plan.mechanism(other.stage).noise_multiplier
 
 
 @pytest.mark.parametrize("epsilon", [0.3, 3.0, 12.0])

@@ -13,10 +13,11 @@ from privsynth.errors import ConfigError
 from privsynth.privacy.accounting import AccountantKind
 from privsynth.privacy.contribution import bound_contributions
 from privsynth.privacy.ledger import PrivacyLedger, Stage
-from privsynth.privacy.noise import NoiseSource
+from privsynth.privacy.noise import CountNoise
 from privsynth.privacy.planner import StageShape, plan_budget
+from privsynth.privacy.randomness import Streams
 from privsynth.profile.model import OTHER, load_profile, save_profile
-from privsynth.profile.profiler import dp_profile, exact_profile, plan_queries, profile_corpus
+from privsynth.profile.profiler import COUNT_NOTE, dp_profile, exact_profile, plan_queries, profile_corpus
 
 UNIQUE = "astronaut"
 OUTLIER = 5e9
@@ -65,9 +66,10 @@ def sigma_for(epsilon: float, corpus: Corpus) -> float:
     return budget.mechanism(Stage.PROFILE).noise_multiplier
 
 
-def reveals(corpus: Corpus, sigma: float, seed: int) -> tuple[bool, bool, tuple[str, ...]]:
+def reveals(corpus: Corpus, sigma: float) -> tuple[bool, bool, tuple[str, ...]]:
     ledger = PrivacyLedger(epsilon=100.0, delta=1e-5, accountant=AccountantKind.RDP)
-    profile = dp_profile(corpus, ledger=ledger, noise_multiplier=sigma, noise=NoiseSource(seed))
+    noise = CountNoise(Streams.private())  # OpenDP's sampler, fresh OS randomness every profile
+    profile = dp_profile(corpus, ledger=ledger, noise_multiplier=sigma, noise=noise, units=len(corpus))
     job = profile.columns["job"]
     income = profile.columns["income"]
     assert profile.columns["sex"].categories == ("F", "M", "X")  # declared-public domain survives exactly
@@ -82,12 +84,12 @@ def test_rare_category_and_outlier_are_not_revealed_beyond_dp_rates(rng: np.rand
     trials = 150
     hits_cat = hits_out = common_kept = 0
     base_cat = base_out = 0
-    for seed in range(trials):
-        cat, out, categories = reveals(with_rare, sigma, seed)
+    for _ in range(trials):
+        cat, out, categories = reveals(with_rare, sigma)
         hits_cat += cat
         hits_out += out
         common_kept += "nurse" in categories
-        cat0, out0, _ = reveals(without, sigma, 10_000 + seed)
+        cat0, out0, _ = reveals(without, sigma)
         base_cat += cat0
         base_out += out0
     # (epsilon, delta)-DP: P[event | D] <= e^eps P[event | D'] + delta; D' never shows the event, and the
@@ -108,22 +110,34 @@ def test_without_noise_the_leak_would_show(rng: np.random.Generator) -> None:
         exact.require_dp()
 
 
-def test_profile_spends_once_before_noise_and_lands_on_target(demo_dir: Path) -> None:
+def test_profile_spends_a_dp_count_then_its_queries_before_noise_and_lands_on_target(demo_dir: Path) -> None:
     corpus = read_corpus(demo_dir)
-    profile = profile_corpus(corpus, epsilon=2.0, delta=1e-5, seed=3)
+    profile = profile_corpus(corpus, epsilon=2.0, delta=1e-5, streams=Streams.private())
     assert profile.ledger is not None
     entries = profile.ledger["entries"]
-    assert [e["stage"] for e in entries] == ["profile"]
-    assert entries[0]["mechanism"]["steps"] == plan_queries(corpus.schema).queries
+    assert [e["stage"] for e in entries] == ["profile", "profile"]
+    assert entries[0]["note"] == COUNT_NOTE and entries[0]["mechanism"]["steps"] == 1
+    assert entries[1]["mechanism"]["steps"] == plan_queries(corpus.schema).queries
     assert 0.97 * 2.0 <= profile.ledger["epsilon"] <= 2.0
     assert profile.ledger["extra_delta"] == pytest.approx(1e-6)  # one undeclared categorical column
+    assert profile.ledger["rng"] == "os-entropy"
     assert "person identified by 'patient_id'" in profile.unit_of_privacy
     assert profile.max_records_per_entity == 2
-    assert profile.records == len(bound_contributions(corpus.records, corpus.schema, seed=3))
+    assert profile.sampler is not None and "opendp" in profile.sampler
+    exact = len(bound_contributions(corpus.records, corpus.schema, rng=np.random.default_rng(0)))
+    assert profile.records != exact or profile.units != corpus.records["patient_id"].nunique()  # noisy, not exact
+    assert abs(profile.records - exact) < 0.5 * exact  # but close: a DP estimate, not noise
+
+
+def test_the_default_delta_comes_from_the_dp_count_never_the_exact_one(demo_dir: Path) -> None:
+    corpus = read_corpus(demo_dir)
+    profile = profile_corpus(corpus, epsilon=2.0, delta=None, streams=Streams.private())
+    assert profile.ledger is not None and profile.units is not None
+    assert profile.ledger["delta"] == pytest.approx(min(1e-5, 0.1 / profile.units))
 
 
 def test_declared_metadata_is_kept_exactly(demo_dir: Path) -> None:
-    profile = profile_corpus(read_corpus(demo_dir), epsilon=1.0, delta=1e-5, seed=0)
+    profile = profile_corpus(read_corpus(demo_dir), epsilon=1.0, delta=1e-5, streams=Streams.private())
     assert profile.columns["age"].bounds == (18.0, 95.0)
     assert profile.columns["age"].source == "public"
     assert profile.columns["diagnosis"].categories[0] == "healthy"
@@ -137,8 +151,8 @@ def test_declared_metadata_is_kept_exactly(demo_dir: Path) -> None:
 
 def test_dp_profile_is_close_to_exact_with_a_large_budget(demo_dir: Path) -> None:
     corpus = read_corpus(demo_dir)
-    bounded = corpus.with_records(bound_contributions(corpus.records, corpus.schema, seed=0))
-    dp = profile_corpus(corpus, epsilon=500.0, delta=1e-5, seed=0)
+    bounded = corpus.with_records(bound_contributions(corpus.records, corpus.schema, rng=np.random.default_rng(0)))
+    dp = profile_corpus(corpus, epsilon=500.0, delta=1e-5, streams=Streams.private())
     exact = exact_profile(bounded)
     assert dp.columns["smoker"].p_true == pytest.approx(exact.columns["smoker"].p_true, abs=0.05)
     assert dp.columns["glucose"].missing_rate == pytest.approx(exact.columns["glucose"].missing_rate, abs=0.03)
@@ -153,14 +167,15 @@ def test_unbounded_records_are_refused(demo_dir: Path) -> None:
             corpus.with_records(pd.concat([corpus.records] * 3)),
             ledger=ledger,
             noise_multiplier=5.0,
-            noise=NoiseSource(0),
+            noise=CountNoise(Streams.private()),
+            units=len(corpus),
         )
     assert ledger.entries == ()
 
 
 def test_save_and_load(tmp_path: Path, demo_dir: Path) -> None:
     corpus = read_corpus(demo_dir)
-    profile = profile_corpus(corpus, epsilon=1.0, delta=1e-5, seed=0)
+    profile = profile_corpus(corpus, epsilon=1.0, delta=1e-5, streams=Streams.private())
     save_profile(profile, tmp_path / "p.json")
     assert load_profile(tmp_path / "p.json") == profile
     internal = exact_profile(corpus)
