@@ -6,6 +6,7 @@ looking at the records, and it is written into every model and release.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from privsynth.privacy.accounting import AccountantKind
 from privsynth.privacy.ledger import Stage
 from privsynth.profile.profiler import ProfileConfig
 
+log = logging.getLogger(__name__)
+
 #: Relative budget weights per stage; normalised over the stages a corpus needs.
 DEFAULT_SPLIT: dict[Stage, float] = {Stage.PROFILE: 1.0, Stage.TABULAR: 9.0, Stage.TEXT: 6.0, Stage.IMAGE: 6.0}
 
@@ -33,7 +36,6 @@ class FitConfig(BaseModel):
     split: dict[Stage, float] = Field(default_factory=lambda: dict(DEFAULT_SPLIT))
     holdout_fraction: float = Field(default=0.2, ge=0.0, lt=1.0, description="Real records kept out for audits.")
     threads: int = Field(default=1, ge=1, le=256, description="torch/OpenMP threads (1 is fastest on 2 cores).")
-    secure_noise: bool = Field(default=False, description="Profile noise from the OS CSPRNG.")
     profile: ProfileConfig = ProfileConfig()
     tabular: TabularConfig = TabularConfig()
     text: TextConfig = TextConfig()
@@ -59,6 +61,9 @@ def load_config(path: Path | str | None) -> FitConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of settings")
     data.pop("description", None)
+    if "secure_noise" in data:  # older configs: profile noise now always comes from OpenDP's secure sampler
+        data.pop("secure_noise")
+        log.warning("%s: 'secure_noise' is no longer needed (profile noise always uses OS randomness); remove it", path)
     try:
         return FitConfig.model_validate(data)
     except ValidationError as exc:

@@ -26,7 +26,6 @@ from privsynth.audit.run import AuditConfig, run_audit, write_audit
 from privsynth.config import FitConfig, load_config
 from privsynth.data.corpus import read_corpus
 from privsynth.data.demo import write_demo_corpus
-from privsynth.data.fingerprint import corpus_fingerprint
 from privsynth.data.schema import ColumnKind
 from privsynth.errors import ConfigError, ReleaseRefusedError
 from privsynth.gate import gate, load_policy
@@ -51,7 +50,7 @@ class DemoSpec(BaseModel):
 
 
 class SampleSpec(BaseModel):
-    """How many synthetic records to draw (default: as many as the real corpus has)."""
+    """How many synthetic records to draw (default: the profile's DP estimate of the training records)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -81,6 +80,7 @@ class PretrainSpec(BaseModel):
     public_text: list[Path] = Field(default_factory=list, description="Public .txt files or folders.")
     public_demo: DemoSpec | None = None
     steps: int = Field(default=2000, ge=1, description="Training steps on the public text (no noise).")
+    seed: int = Field(default=0, description="Seed of the public pretraining (public data only).")
 
 
 class PipelineConfig(BaseModel):
@@ -94,7 +94,6 @@ class PipelineConfig(BaseModel):
     demo: DemoSpec | None = None
     epsilon: float = Field(gt=0, le=1000)
     delta: float | None = Field(default=None, gt=0, lt=1)
-    seed: int = 0
     canaries: int = Field(default=0, ge=0)
     fit: Path | FitConfig | None = None
     pretrain_text: PretrainSpec | None = None
@@ -119,6 +118,11 @@ def load_pipeline(path: Path) -> PipelineConfig:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read the run config ({type(exc).__name__})") from None
+    if isinstance(data, dict) and "seed" in data:
+        raise ConfigError(
+            f"{path}: 'seed' no longer applies to the fit: its noise comes from fresh OS entropy every run, so it "
+            "cannot be replayed. Remove it; set 'sample: {seed: N}' for reproducible sampling."
+        )
     try:
         config = PipelineConfig.model_validate(data)
     except ValidationError as exc:
@@ -148,12 +152,13 @@ def _pretrain(config: PipelineConfig, fit: FitConfig, stage: Path) -> dict[str, 
     from privsynth.generators.text.pretrain import pretrain_text, read_public_texts
 
     spec = config.pretrain_text
-    assert spec is not None
+    if spec is None:
+        raise ConfigError("no pretrain_text section in the run config")
     settings: dict[str, Path] = {}
     if spec.public_text:
         documents, sources = read_public_texts(spec.public_text)
         checkpoint = stage / "text-public"
-        pretrain_text(documents, fit.text, checkpoint, steps=spec.steps, seed=config.seed, sources=sources)
+        pretrain_text(documents, fit.text, checkpoint, steps=spec.steps, seed=spec.seed, sources=sources)
         settings["pretrained"] = checkpoint
     if spec.public_demo is not None:
         settings["public_corpus"] = write_demo_corpus(
@@ -230,21 +235,19 @@ def run_pipeline(
         skipped.append("fit")
     else:
         tell("fitting DP generators (resumes from its checkpoint if it was interrupted)")
-        store = LedgerStore(config.ledger_store)
         synth = Synthesizer(fit_config).fit(
             real,
             epsilon=config.epsilon,
             delta=config.delta,
-            seed=config.seed,
-            store=store,
-            source=config.source or corpus_fingerprint(real),
-            run_id=f"run-{config.name}",
+            store=LedgerStore(config.ledger_store),
+            source=config.source,
             canaries=config.canaries,
             workdir=root / "fit" / "work",
             progress=progress,
         )
         synth.save(model_dir, force=True)
-        _finish(root / "fit", epsilon=synth.ledger_.epsilon, delta=synth.ledger_.target_delta)
+        _finish(root / "fit", epsilon=synth.ledger_.epsilon, delta=synth.ledger_.target_delta, run=synth.run_id_)
+        synth.work_.discard()  # its real keys and RNG states are no longer needed
 
     synthetic_dir = root / "sample" / "synthetic"
     if _done(root / "sample"):
@@ -252,7 +255,8 @@ def run_pipeline(
     else:
         tell("sampling synthetic records")
         synth = Synthesizer.load(model_dir)
-        n = config.sample.n if config.sample.n is not None else len(real)
+        # default size: the profile's DP estimate of the training records, never the exact count
+        n = config.sample.n if config.sample.n is not None else max(synth.profile_.records, 1)
         write_synthetic(synth, synthetic_dir, n=n, seed=config.sample.seed, force=True)
         _finish(root / "sample", records=n)
 

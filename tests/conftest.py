@@ -1,4 +1,8 @@
-"""Shared fixtures: seeded RNGs, a small demo corpus, and the CLI called through its real entry function."""
+"""Shared fixtures: seeded RNGs, a small demo corpus, the CLI through its real entry function, a private ledger store.
+
+Sampling RNGs are seeded here. Privacy noise never is: a test that needs it fixed asks for the ``reproducible_noise``
+fixture, which sets the one recorded, test-only switch (``PRIVSYNTH_UNSAFE_REPRODUCIBLE_NOISE``).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,23 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+@pytest.fixture(autouse=True)
+def ledger_store(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test's default ledger store is a file of its own (fits record their spends by default)."""
+    path = tmp_path_factory.mktemp("store") / "ledger.sqlite"
+    monkeypatch.setenv("PRIVSYNTH_LEDGER_STORE", str(path))
+    return path
+
+
+@pytest.fixture
+def reproducible_noise(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Turn on the UNSAFE reproducible-noise test mode (recorded in ledgers, refused by release policies)."""
+    from privsynth.privacy.randomness import UNSAFE_ENV
+
+    monkeypatch.setenv(UNSAFE_ENV, "20261129")
+    return 20261129
 
 
 @pytest.fixture

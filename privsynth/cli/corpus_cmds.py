@@ -56,6 +56,10 @@ def init(
     console.print(f"Wrote {target}. Review it, then run: privsynth validate {table.parent}")
     for name, reason in inference.reasons.items():
         console.print(f"  {name:<24} {inference.schema.columns[name].kind.value:<12} {reason}")
+    stderr_console().print(
+        "Note: these kinds and the integer/date_only flags were read from your records without noise; they are "
+        "outside the privacy guarantee until you confirm them from a codebook (schema.yaml explains)."
+    )
 
 
 def validate(corpus: CorpusArg, as_json: JsonOpt = False) -> None:

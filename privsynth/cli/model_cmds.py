@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from privsynth.cli.options import CorpusArg, DeltaOpt, EpsilonOpt, ForceOpt, SeedOpt, SourceOpt, StoreOpt
+from privsynth.cli.options import CorpusArg, DeltaOpt, EpsilonOpt, FitSeedOpt, ForceOpt, SeedOpt, SourceOpt, StoreOpt
 from privsynth.cli.output import stderr_console, stdout_console, training_label
 from privsynth.config import load_config
 from privsynth.data.corpus import read_corpus
@@ -16,7 +16,7 @@ from privsynth.data.fingerprint import corpus_fingerprint
 from privsynth.errors import ConfigError, OutputExistsError
 from privsynth.privacy.store import LedgerStore
 from privsynth.sampling import parse_conditions, write_synthetic
-from privsynth.synthesizer import Synthesizer
+from privsynth.synthesizer import MAX_EPSILON, Synthesizer
 
 ConfigOpt = Annotated[
     Path | None,
@@ -48,7 +48,7 @@ def fit(
             "--holdout-fraction", min=0.0, max=0.95, help="Real records kept out for audits (default 0.2; 0 allowed)."
         ),
     ] = None,
-    seed: SeedOpt = None,
+    seed: FitSeedOpt = None,
     source: SourceOpt = None,
     ledger_store: StoreOpt = None,
     canaries: Annotated[
@@ -57,21 +57,36 @@ def fit(
             "--canaries",
             min=0,
             max=100_000,
-            help="Plant M random canary records for the one-run privacy audit (see docs).",
+            help="Train M random canary records into a shadow model (never released) for the one-run privacy "
+            "audit (see docs).",
         ),
     ] = 0,
+    workdir: Annotated[
+        Path | None,
+        typer.Option(
+            "--workdir",
+            help="Owner-only folder that makes the fit resumable (default: .OUT.work beside --out); deleted once "
+            "the model is written.",
+            show_default=False,
+        ),
+    ] = None,
     force: ForceOpt = False,
 ) -> None:
     """Fit DP generators on a corpus: one (epsilon, delta) for everything, spent in the ledger before any noise.
 
     Reserves a holdout for audits (keys stored owner-only under MODEL/internal/), bounds each person's records,
-    profiles under DP, trains with DP-SGD. The model folder holds safetensors weights, JSON metadata and the
-    ledger; no pickle.
+    counts people and profiles under DP, trains with DP-SGD. Every random draw that touches the records comes
+    from fresh OS entropy (there is no fit seed: noise that can be replayed protects nothing). An interrupted fit
+    started again with the same arguments resumes from its work folder without spending twice. The model folder
+    holds safetensors weights, JSON metadata and the ledger; no pickle.
     """
-    if not epsilon > 0:
-        raise ConfigError("--epsilon must be > 0")
-    if epsilon > 1000:
-        raise ConfigError("--epsilon above 1000 gives no meaningful guarantee; use at most 1000")
+    if seed is not None:
+        raise ConfigError(
+            "--seed does not apply to fit: its noise comes from fresh OS entropy every run so that nobody can "
+            "replay it. Use --seed with 'privsynth sample' for reproducible sampling."
+        )
+    if not 0 < epsilon <= MAX_EPSILON:
+        raise ConfigError(f"--epsilon must be > 0 and at most {MAX_EPSILON:g} (above that it means no guarantee)")
     if out.exists() and not force:
         raise OutputExistsError(f"{out} already exists; choose another path or pass --force")
     settings = load_config(config)
@@ -79,7 +94,7 @@ def fit(
         settings = settings.model_copy(update={"holdout_fraction": holdout_fraction})
     data = read_corpus(corpus)
     store = LedgerStore(ledger_store)
-    label = source or corpus_fingerprint(data)
+    work = workdir if workdir is not None else out.with_name(f".{out.name}.work")
     with _progress() as bar:
         task = bar.add_task("DP-SGD tabular", total=None)
 
@@ -90,17 +105,18 @@ def fit(
             data,
             epsilon=epsilon,
             delta=delta,
-            seed=seed or 0,
             store=store,
-            source=label,
+            source=source,
             progress=report,
             canaries=canaries,
+            workdir=work,
         )
     synth.save(out, force=force)
+    synth.work_.discard()
     console = stdout_console()
     console.print(
         f"Model written to {out}: epsilon {synth.ledger_.epsilon:.4f} of {epsilon:g}, delta "
-        f"{synth.ledger_.target_delta:.3g}, {len(synth.split_.holdout)} holdout records kept out."
+        f"{synth.ledger_.target_delta:.3g}, holdout records kept out for audits (keys under {out}/internal/)."
     )
     console.print(f"Unit of privacy: {synth.schema_.unit_of_privacy}")
     for name, reason in synth.skipped_.items():
@@ -166,17 +182,24 @@ def pretrain_text_command(
     you will fit. Use the same --config as for fit (text.dim, text.layers, text.heads, text.max_bytes must
     match), then set 'text: {pretrained: OUT}' in that config. The checkpoint lists the files' SHA-256 for reviewers.
     """
-    from privsynth.generators.text.pretrain import pretrain_text, public_corpus_documents, read_public_texts
+    from privsynth.generators.text.pretrain import (
+        pretrain_text,
+        public_corpus_documents,
+        public_corpus_texts,
+        read_public_texts,
+    )
 
     if out.exists() and not force:
         raise OutputExistsError(f"{out} already exists; choose another path or pass --force")
     settings = load_config(config)
     placeholders: tuple[str, ...] = ()
+    raw: list[str] | None = None
     if column is not None:
         if len(public_text) != 1:
             raise ConfigError("with --column, give exactly one public corpus folder")
         public_corpus = read_corpus(public_text[0])
         documents, placeholders = public_corpus_documents(public_corpus, column)
+        raw = public_corpus_texts(public_corpus, column)
         sources = [{"file": str(public_text[0].name), "sha256": corpus_fingerprint(public_corpus)}]
     else:
         documents, sources = read_public_texts(public_text)
@@ -190,6 +213,7 @@ def pretrain_text_command(
             seed=seed or 0,
             sources=sources,
             placeholders=placeholders,
+            overlap_texts=raw,
             progress=lambda done, _total, _loss: bar.update(task, completed=done),
         )
     stdout_console().print(

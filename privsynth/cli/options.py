@@ -20,7 +20,9 @@ DeltaOpt = Annotated[
     float | None,
     typer.Option("--delta", help="Total delta. Default min(1e-5, 0.1/n); delta >= 1/n is refused.", show_default=False),
 ]
-SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed for sampling and noise (reproducible runs).")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed for public pretraining (public data only).")]
+# fit and profile have no seed: kept hidden only to explain why when someone passes one
+FitSeedOpt = Annotated[int | None, typer.Option("--seed", hidden=True, help="Not used: see the error it gives.")]
 StoreOpt = Annotated[
     str | None,
     typer.Option(

@@ -12,20 +12,20 @@ from privsynth.cli.options import (
     AccountantOpt,
     CorpusArg,
     DeltaOpt,
+    FitSeedOpt,
     ForceOpt,
     JsonOpt,
-    SeedOpt,
     SourceOpt,
     StoreOpt,
 )
 from privsynth.cli.output import print_json, stderr_console, stdout_console
 from privsynth.data.corpus import read_corpus
-from privsynth.data.fingerprint import corpus_fingerprint
+from privsynth.data.fingerprint import keyed_fingerprint
 from privsynth.errors import ConfigError, OutputExistsError
 from privsynth.privacy.accounting import AccountantKind
-from privsynth.privacy.contribution import bound_contributions
 from privsynth.privacy.ledger import PrivacyLedger
-from privsynth.privacy.planner import check_delta, default_delta
+from privsynth.privacy.planner import MAX_DEFAULT_DELTA
+from privsynth.privacy.randomness import Streams
 from privsynth.privacy.store import LedgerStore, new_run_id
 from privsynth.profile.model import Profile, save_profile
 from privsynth.profile.profiler import exact_profile, profile_corpus
@@ -56,7 +56,7 @@ def profile(
             "--internal", help="Write the EXACT profile for data owners (no privacy, owner-only file, never released)."
         ),
     ] = False,
-    seed: SeedOpt = None,
+    seed: FitSeedOpt = None,
     accountant: AccountantOpt = "prv",
     source: SourceOpt = None,
     ledger_store: StoreOpt = None,
@@ -65,8 +65,11 @@ def profile(
     """Profile a corpus under differential privacy: categories, bounds, bins, lengths, missing rates.
 
     Metadata declared public in schema.yaml is kept exactly and costs nothing; everything else is learned with
-    Gaussian noise calibrated to --epsilon and recorded in the ledger store before any noise is drawn.
+    Gaussian noise (OpenDP's sampler, OS randomness) calibrated to --epsilon and recorded in the ledger store
+    before any noise is drawn.
     """
+    if seed is not None:
+        raise ConfigError("--seed does not apply to profile: its noise comes from fresh OS entropy, never replayable")
     if out.exists() and not force:
         raise OutputExistsError(f"{out} already exists; choose another path or pass --force")
     data = read_corpus(corpus)
@@ -83,22 +86,22 @@ def profile(
         return
     if epsilon is None or not epsilon > 0:
         raise ConfigError("pass --epsilon (> 0), or --internal for the exact owner-only profile")
-    bounded = len(bound_contributions(data.records, data.schema, seed=seed or 0))
-    chosen_delta = delta if delta is not None else default_delta(bounded)
-    check_delta(chosen_delta, bounded)
     store = LedgerStore(ledger_store)
-    source_name = source or corpus_fingerprint(data)
-    store.check_cap(source_name, epsilon)
+    fingerprint = keyed_fingerprint(data, store)
+    source_name = source or fingerprint
+    store.check_cap(source_name, epsilon, fingerprint=fingerprint)
+    streams = Streams.private()
     ledger = PrivacyLedger(
         epsilon=epsilon,
-        delta=chosen_delta,
+        delta=delta if delta is not None else MAX_DEFAULT_DELTA,
         accountant=accountant_kind(accountant),
         unit_of_privacy=data.schema.unit_of_privacy,
+        rng=streams.mode,
     )
     run_id = new_run_id()
-    ledger.attach(store.sink(source=source_name, run_id=run_id))
+    ledger.attach(store.sink(source=source_name, run_id=run_id, fingerprint=fingerprint))
     with stderr_console().status("Profiling under differential privacy..."):
-        result = profile_corpus(data, epsilon=epsilon, delta=chosen_delta, seed=seed, ledger=ledger)
+        result = profile_corpus(data, epsilon=epsilon, delta=delta, streams=streams, ledger=ledger)
     save_profile(result, out)
     _print_profile(result, out, run_id)
 

@@ -190,6 +190,9 @@ def schema_header(inference: Inference) -> str:
         "#  - to declare public metadata (costs no privacy budget), add domain / bounds / date_range /",
         "#    max_length / image_size / image_mode from a public source (codebook, form, device spec),",
         "#    never from values you looked up in these records.",
+        "#  - each column's kind and the 'integer' / 'date_only' flags below were read from the records, without",
+        "#    noise: they are outside the privacy guarantee (and a release's datasheet says so). Confirm or set",
+        "#    them from your codebook, so that what the schema says comes from public knowledge.",
         "#",
     ]
     for name, reason in inference.reasons.items():

@@ -19,6 +19,9 @@ class Generator(ABC):
     """Base class: scikit-learn's contract (``__init__`` stores config; learned state ends in ``_``)."""
 
     name: ClassVar[str]
+    #: Set by the synthesizer after a DP fit (keyed corpus fingerprint, run id) and saved with the weights, so a
+    #: fit asked to start from this checkpoint can refuse when it was fitted on the same corpus.
+    provenance_: dict[str, object] | None = None
 
     def _check_fitted(self, attribute: str) -> None:
         if not hasattr(self, attribute):

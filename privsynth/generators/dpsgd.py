@@ -15,12 +15,13 @@ The ledger entry (sigma, q, steps) must be spent *before* :func:`train` runs; th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import shutil
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -36,6 +37,7 @@ from privsynth.data.corpus import Corpus
 from privsynth.privacy.accounting import Mechanism
 from privsynth.privacy.ledger import PrivacyLedger, Stage
 from privsynth.privacy.planner import StageShape
+from privsynth.privacy.randomness import Streams
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +96,18 @@ class Groups:
         starts = np.concatenate([[0], np.cumsum(counts)])
         return cls(order=order, starts=starts, max_size=int(counts.max()) if counts.size else 1)
 
-    def with_singletons(self, extra: int) -> Groups:
-        """These groups plus ``extra`` one-record groups for records appended after the current ones."""
+    def with_units(self, extra: int, size: int) -> Groups:
+        """These groups plus ``extra`` groups of ``size`` records each, appended after the current records.
+
+        >>> g = Groups.from_labels(np.array(["a", "a", "b"]), 3).with_units(2, 2)
+        >>> g.count, g.records(np.array([2, 3])).tolist()
+        (4, [3, 4, 5, 6])
+        """
+        if size > self.max_size:
+            raise ValueError(f"added units of {size} records exceed the largest unit ({self.max_size})")
         n = len(self.order)
-        order = np.concatenate([self.order, np.arange(n, n + extra)])
-        starts = np.concatenate([self.starts, self.starts[-1] + np.arange(1, extra + 1)])
+        order = np.concatenate([self.order, np.arange(n, n + extra * size)])
+        starts = np.concatenate([self.starts, self.starts[-1] + size * np.arange(1, extra + 1)])
         return Groups(order=order, starts=starts, max_size=self.max_size)
 
     @property
@@ -138,6 +147,14 @@ def backward(loss: Any) -> None:
         loss.backward()
 
 
+@contextlib.contextmanager
+def initialised(streams: Streams, *parts: str) -> Iterator[None]:
+    """Build a network inside this block: torch's global RNG is seeded from ``streams`` and restored after."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(streams.integer(*parts))
+        yield
+
+
 def unit_groups(corpus: Corpus) -> Groups:
     """Records grouped by unit of privacy: the schema's entity (a person), or one group per record."""
     entity = corpus.schema.entity
@@ -145,13 +162,25 @@ def unit_groups(corpus: Corpus) -> Groups:
 
 
 def spend_once(
-    ledger: PrivacyLedger, stage: Stage, mechanism: Mechanism, *, note: str, checkpoint: Path | None
+    ledger: PrivacyLedger,
+    stage: Stage,
+    mechanism: Mechanism,
+    *,
+    note: str,
+    checkpoint: Path | None,
+    streams: Streams,
 ) -> bool:
     """Record a DP-SGD run in the ledger before any noise is drawn, unless a resumed run already did.
 
     Returns whether training should continue from ``checkpoint`` (the run's spend is in the ledger and its state
-    was saved). A run interrupted before its first checkpoint restarts from scratch without spending twice.
+    was saved). A run interrupted before its first checkpoint restarts from scratch (with fresh randomness: its
+    noisy iterates never left the process) without spending twice. Refuses when ``streams`` are not the kind of
+    randomness the ledger records, so a ledger can never claim OS entropy for replayable noise.
     """
+    if streams.mode is not ledger.rng:
+        raise ValueError(
+            f"the ledger records '{ledger.rng.value}' randomness but this run's noise would be '{streams.mode.value}'"
+        )
     spent = any(e.stage is stage and e.note == note and e.mechanism == mechanism for e in ledger.entries)
     if spent and checkpoint is not None:
         log.info("resuming %s; its privacy spend is already in the ledger", note)
@@ -169,7 +198,9 @@ class DPSGDTrainer:
         groups: units of privacy.
         mechanism: the (sigma, q, steps) already spent in the ledger.
         config: optimisation settings.
-        seed: seeds the sampling and noise generators.
+        streams: the fit's private streams; this run takes ``(stream[0], stream[1], purpose)`` for its noise,
+            its Poisson masks and any loss randomness (:meth:`generator`). Their states are checkpointed.
+        stream: (stage, column) naming this run's streams, e.g. ``("text", "notes")``.
         ema: decay of an exponential moving average of the weights (``None``: none). Post-processing of the
             noisy iterates, so free in privacy; it averages out much of the noise a short DP run leaves.
     """
@@ -182,14 +213,22 @@ class DPSGDTrainer:
         groups: Groups,
         mechanism: Mechanism,
         config: OptimConfig,
-        seed: int,
+        streams: Streams,
+        stream: tuple[str, str],
         ema: float | None = None,
     ) -> None:
         from opacus.grad_sample import GradSampleModuleFastGradientClipping
         from opacus.optimizers import DPOptimizerFastGradientClipping
 
         self._setup(
-            model, groups=groups, mechanism=mechanism, config=config, seed=seed, device=torch.device("cpu"), ema=ema
+            model,
+            groups=groups,
+            mechanism=mechanism,
+            config=config,
+            streams=streams,
+            stream=stream,
+            device=torch.device("cpu"),
+            ema=ema,
         )
         self.loss = loss
         self.module = GradSampleModuleFastGradientClipping(
@@ -218,7 +257,8 @@ class DPSGDTrainer:
         groups: Groups,
         mechanism: Mechanism,
         config: OptimConfig,
-        seed: int,
+        streams: Streams,
+        stream: tuple[str, str],
         device: torch.device,
         ema: float | None = None,
     ) -> None:
@@ -232,14 +272,22 @@ class DPSGDTrainer:
         self.model = model.to(device)
         self.groups, self.mechanism, self.config = groups, mechanism, config
         self.record_clip = config.max_grad_norm / groups.max_size  # a unit of m records moves the sum by <= C
-        self.noise = torch.Generator(device=device).manual_seed(seed)
+        self._streams, self._stream = streams, stream
+        self.generators: dict[str, torch.Generator] = {}
+        self.noise = self.generator("noise")
         self.expected_records = max(mechanism.sample_rate * len(groups.order), 1.0)
-        self.sampler = np.random.default_rng(seed + 1)
+        self.sampler = streams.numpy(*stream, "poisson")
         self.step = 0
         if ema is not None and not 0.0 <= ema < 1.0:
             raise ValueError("ema must be in [0, 1)")
         self.ema_decay = ema
         self.ema = {k: v.detach().clone() for k, v in self.model.named_parameters()} if ema is not None else None
+
+    def generator(self, purpose: str) -> torch.Generator:
+        """A torch generator of this run's own for ``purpose`` (noise, loss draws...), saved with checkpoints."""
+        if purpose not in self.generators:
+            self.generators[purpose] = self._streams.torch(*self._stream, purpose, device=self.device)
+        return self.generators[purpose]
 
     def _update_ema(self) -> None:
         if self.ema is not None and self.ema_decay is not None:
@@ -267,7 +315,7 @@ class DPSGDTrainer:
         trainer's noise generator. A step spent here is a step of the planned (sigma, q, steps) mechanism: the
         caller counts it (``self.step += 1``) instead of a gradient step.
         """
-        flat = contributions.reshape(len(contributions), -1)
+        flat = contributions.flatten(1)  # an empty Poisson batch is (0, d): still a noisy step
         norms = flat.norm(dim=1, keepdim=True).clamp_min(1e-12)
         clipped = flat * (self.record_clip / norms).clamp(max=1.0)
         total = clipped.sum(dim=0)
@@ -322,11 +370,14 @@ class DPSGDTrainer:
                 self.save_checkpoint(checkpoint)
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume: model, optimizer, RNGs, step, and the EMA as extra tensors."""
+        """Everything needed to resume: model, optimizer, RNG states, step, and the EMA as extra tensors.
+
+        The RNG states replay this run's noise: they live only in the owner-only work folder, never in a model.
+        """
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.original_optimizer.state_dict(),
-            "noise": self.noise.get_state(),
+            "generators": {name: g.get_state() for name, g in self.generators.items()},
             "sampler": self.sampler.bit_generator.state,
             "step": self.step,
             "extra": {f"ema.{k}": v for k, v in (self.ema or {}).items()},
@@ -346,7 +397,7 @@ class DPSGDTrainer:
                 tensors[f"optim.{pid}.{name}"] = (
                     value.reshape(-1).contiguous() if value.dim() == 0 else value.contiguous()
                 )
-        tensors["noise"] = state["noise"]
+        tensors.update({f"rng.{name}": value for name, value in state["generators"].items()})
         save_file(tensors, str(tmp / "state.safetensors"))
         meta = {
             "step": state["step"],
@@ -376,7 +427,7 @@ class DPSGDTrainer:
             {
                 "model": model,
                 "optimizer": {"state": slots, "param_groups": meta["param_groups"]},
-                "noise": tensors["noise"],
+                "generators": {k.removeprefix("rng."): v for k, v in tensors.items() if k.startswith("rng.")},
                 "sampler": sampler,
                 "step": meta["step"],
                 "extra": extra,
@@ -387,7 +438,8 @@ class DPSGDTrainer:
         """Resume from :meth:`state_dict` output."""
         self.model.load_state_dict(state["model"])
         self.optimizer.original_optimizer.load_state_dict(state["optimizer"])
-        self.noise.set_state(state["noise"])
+        for name, value in state["generators"].items():
+            self.generator(name).set_state(value.cpu())
         self.sampler.bit_generator.state = state["sampler"]
         self.step = int(state["step"])
         extra = state.get("extra", {})

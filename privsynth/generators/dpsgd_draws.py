@@ -19,7 +19,6 @@ noise of standard deviation ``sigma * C`` is added once to the total, exactly wh
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import torch
@@ -27,6 +26,7 @@ from torch import nn
 
 from privsynth.generators.dpsgd import DPSGDTrainer, Groups, OptimConfig, backward
 from privsynth.privacy.accounting import Mechanism
+from privsynth.privacy.randomness import Streams
 
 DrawsLoss = Callable[[nn.Module, np.ndarray, torch.Generator], torch.Tensor]
 """``loss(module, record_indices, generator) -> per-record losses [b]``: runs ``module`` once on the b x K rows
@@ -41,7 +41,7 @@ class MultiDrawDPSGDTrainer(DPSGDTrainer):
         model: the network (no BatchNorm; layers Opacus' hooks support).
         loss: per-record losses of a batch of records.
         draws: K, the rows per record.
-        groups, mechanism, config, seed: as for :class:`DPSGDTrainer`.
+        groups, mechanism, config, streams, stream: as for :class:`DPSGDTrainer`.
         device: where the model, data and noise live ("cpu", "cuda", ...).
         chunk: records per forward/backward (memory: chunk x K x parameters floats of per-row gradients).
         ema: decay of the weights' moving average (``None``: no average).
@@ -56,7 +56,8 @@ class MultiDrawDPSGDTrainer(DPSGDTrainer):
         groups: Groups,
         mechanism: Mechanism,
         config: OptimConfig,
-        seed: int,
+        streams: Streams,
+        stream: tuple[str, str],
         device: torch.device | str = "cpu",
         chunk: int = 128,
         ema: float | None = None,
@@ -65,12 +66,19 @@ class MultiDrawDPSGDTrainer(DPSGDTrainer):
         from opacus.optimizers import DPOptimizer
 
         self._setup(
-            model, groups=groups, mechanism=mechanism, config=config, seed=seed, device=torch.device(device), ema=ema
+            model,
+            groups=groups,
+            mechanism=mechanism,
+            config=config,
+            streams=streams,
+            stream=stream,
+            device=torch.device(device),
+            ema=ema,
         )
         self.module = GradSampleModule(self.model, batch_first=True, loss_reduction="sum")
         self.draws_loss, self.k = loss, draws
         self.chunk = max(1, chunk)
-        self.rng = torch.Generator(device=self.device).manual_seed(seed + 2)
+        self.rng = self.generator("draws")  # checkpointed with the noise (see DPSGDTrainer.state_dict)
         base = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         # sigma * m: a unit of privacy with m records has m clipped gradients of norm C / m (see DPSGDTrainer)
         self.optimizer = DPOptimizer(
@@ -116,19 +124,6 @@ class MultiDrawDPSGDTrainer(DPSGDTrainer):
             count += len(rows)
         self._finish_step()
         return total / max(count, 1)
-
-    def state_dict(self) -> dict[str, Any]:
-        """:meth:`DPSGDTrainer.state_dict` plus the draws' generator."""
-        state = super().state_dict()
-        state["extra"]["draws"] = self.rng.get_state()
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume from :meth:`state_dict` output."""
-        super().load_state_dict(state)
-        extra = state.get("extra", {})
-        if "draws" in extra:
-            self.rng.set_state(extra["draws"].cpu())
 
 
 __all__ = ["DrawsLoss", "MultiDrawDPSGDTrainer"]

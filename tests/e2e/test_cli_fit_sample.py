@@ -16,8 +16,9 @@ SMALL = Path(__file__).resolve().parents[2] / "configs" / "small.yaml"
 def test_fit_then_sample(cli, demo_dir: Path, tmp_path: Path) -> None:
     store = tmp_path / "l.sqlite"
     model = tmp_path / "model"
-    result = cli("fit", demo_dir, "-e", "2", "-o", model, "-c", SMALL, "--ledger-store", store, "--seed", "1")
+    result = cli("fit", demo_dir, "-e", "2", "-o", model, "-c", SMALL, "--ledger-store", store)
     assert result.exit_code == 0, result.output
+    assert not (tmp_path / ".model.work").exists()  # the resumable work folder is gone once the model is written
     assert "left out of samples" not in result.stderr  # every modality of the demo corpus has a generator
     meta = json.loads((model / "model.json").read_text())
     assert meta["generators"] == ["tabular", "text:note", "image:scan"]
@@ -32,6 +33,34 @@ def test_fit_then_sample(cli, demo_dir: Path, tmp_path: Path) -> None:
     provenance = json.loads((synthetic / "synthetic.json").read_text())
     assert provenance["conditions"] == {"sex": "F"} and provenance["records"] == 50
     assert (synthetic / "internal" / "surrogates.parquet").stat().st_mode & 0o777 == 0o600
+
+
+def test_two_fits_draw_different_noise_and_two_samples_of_one_seed_are_identical(
+    cli, demo_dir: Path, tmp_path: Path
+) -> None:
+    # Before: fit's --seed defaulted to 0 and seeded the profile noise, DP-SGD noise and Poisson masks, so two fits
+    # of one corpus were identical and anyone could replay (and subtract) the noise.
+    from safetensors.numpy import load_file
+
+    models = [tmp_path / "a", tmp_path / "b"]
+    for model in models:
+        result = cli("fit", demo_dir, "-e", "2", "-o", model, "-c", SMALL)
+        assert result.exit_code == 0, result.output
+    profiles = [json.loads((m / "profile.json").read_text())["columns"] for m in models]
+    assert profiles[0]["age"]["fine_counts"] != profiles[1]["age"]["fine_counts"]
+    weights = [load_file(str(m / "tabular" / "tabular.safetensors")) for m in models]
+    assert any(weights[0][k].shape != weights[1][k].shape or (weights[0][k] != weights[1][k]).any() for k in weights[0])
+    ledger = json.loads((models[0] / "ledger.json").read_text())
+    assert ledger["rng"] == "os-entropy" and "operating system" in ledger["rng_note"]
+    assert "seed" not in json.loads((models[0] / "model.json").read_text())
+    samples = []
+    for name in ("s1", "s2"):
+        assert cli("sample", models[0], "--n", "30", "-o", tmp_path / name, "--seed", "7").exit_code == 0
+        samples.append(pd.read_parquet(tmp_path / name / "records.parquet"))
+    pd.testing.assert_frame_equal(samples[0], samples[1])  # sampling is post-processing: its seed reproduces it
+    refused = cli("fit", demo_dir, "-e", "2", "-o", tmp_path / "c", "-c", SMALL, "--seed", "0")
+    assert refused.exit_code == ExitCode.BAD_INPUT and "sample" in refused.stderr
+    assert not (tmp_path / "c").exists()
 
 
 def test_fit_and_sample_errors_exit_2(cli, demo_dir: Path, tmp_path: Path) -> None:

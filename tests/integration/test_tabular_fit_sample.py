@@ -12,6 +12,7 @@ from privsynth.config import load_config
 from privsynth.data.corpus import Corpus, read_corpus
 from privsynth.data.schema import ColumnKind, schema_from_dict
 from privsynth.errors import BudgetExceededError, ConfigError
+from privsynth.privacy.randomness import Streams
 from privsynth.privacy.store import LedgerStore
 from privsynth.synthesizer import Synthesizer
 
@@ -22,17 +23,19 @@ SMALL = Path(__file__).resolve().parents[2] / "configs" / "small.yaml"
 def fitted(demo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Synthesizer, Corpus, LedgerStore]:
     corpus = read_corpus(demo_dir)
     store = LedgerStore(tmp_path_factory.mktemp("store") / "ledger.sqlite")
-    synth = Synthesizer(load_config(SMALL)).fit(corpus, epsilon=3.0, seed=5, store=store, source="demo")
+    synth = Synthesizer(load_config(SMALL)).fit(corpus, epsilon=3.0, store=store, source="demo")
     return synth, corpus, store
 
 
 def test_ledger_spends_the_requested_epsilon_once(fitted) -> None:
     synth, _, store = fitted
     assert 0.97 * 3.0 <= synth.ledger_.epsilon <= 3.0
-    assert [e.stage.value for e in synth.ledger_.entries] == ["profile", "tabular", "text", "image"]
+    assert [e.stage.value for e in synth.ledger_.entries] == ["profile", "profile", "tabular", "text", "image"]
     assert "person identified by 'patient_id'" in synth.ledger_.unit_of_privacy
     rows = store.rows("demo")
-    assert [r["stage"] for r in rows] == ["profile", "tabular", "text", "image"]
+    assert [r["stage"] for r in rows] == ["profile", "profile", "tabular", "text", "image"]
+    assert len({r["fingerprint"] for r in rows}) == 1
+    assert rows[0]["fingerprint"].startswith("hmac-sha256:")
     assert store.total("demo").epsilon == pytest.approx(synth.ledger_.epsilon)
 
 
@@ -117,7 +120,7 @@ def test_a_category_held_by_one_person_never_appears(tmp_path: Path) -> None:
     corpus = Corpus(records=frame, schema=schema, root=tmp_path)
     config = load_config(SMALL).model_copy(update={"holdout_fraction": 0.0})
     for seed in range(3):
-        synth = Synthesizer(config).fit(corpus, epsilon=2.0, seed=seed)
+        synth = Synthesizer(config).fit(corpus, epsilon=2.0)
         records, _ = synth.sample(2000, seed=seed)
         assert "astronaut" not in set(records["job"])
 
@@ -130,17 +133,27 @@ def test_store_cap_refuses_a_fit_before_it_starts(demo_dir: Path, tmp_path: Path
     assert store.rows("demo") == []
 
 
-def test_canaries_are_scored_and_the_empirical_bound_stays_below_the_claim(demo_dir: Path, tmp_path: Path) -> None:
+def test_canaries_go_into_a_shadow_run_only_and_the_bound_uses_the_stages_guarantee(
+    demo_dir: Path, tmp_path: Path
+) -> None:
     from privsynth.audit.attacks import one_run_audit
 
     config = load_config(SMALL)
-    synth = Synthesizer(config).fit(read_corpus(demo_dir), epsilon=1.0, seed=3, canaries=200)
-    canaries = synth.tabular_.canaries_
+    synth = Synthesizer(config).fit(read_corpus(demo_dir), epsilon=1.0, canaries=200)
+    canaries = synth.canaries_
+    assert canaries is not None and synth.tabular_ is not None
     assert len(canaries["scores"]) == 200 and 50 < sum(canaries["included"]) < 150
-    audit = one_run_audit(np.asarray(canaries["scores"]), np.asarray(canaries["included"]))
-    assert audit.epsilon_lower_bound <= synth.ledger_.epsilon
+    assert canaries["copies_per_canary"] == 2  # a canary is a whole unit: m copies, clipped to C like a person
+    tabular = [e for e in synth.ledger_.entries if e.stage.value == "tabular"]
+    assert len(tabular) == 1  # the shadow run spends nothing: it is never released
+    stage = tabular[0].mechanism
+    assert canaries["mechanism"] == stage.model_dump()  # the shadow run is the stage's own mechanism
+    assert canaries["epsilon"] < synth.ledger_.epsilon and canaries["delta"] < synth.ledger_.target_delta
+    audit = one_run_audit(np.asarray(canaries["scores"]), np.asarray(canaries["included"]), delta=canaries["delta"])
+    assert audit.epsilon_lower_bound <= canaries["epsilon"]
     synth.save(tmp_path / "model")
-    assert (tmp_path / "model" / "internal" / "canaries.json").is_file()
+    saved = tmp_path / "model" / "internal" / "canaries.json"
+    assert saved.is_file() and saved.stat().st_mode & 0o777 == 0o600
 
 
 def test_an_interrupted_fit_resumes_without_spending_twice(demo_dir: Path, tmp_path: Path) -> None:
@@ -151,11 +164,13 @@ def test_an_interrupted_fit_resumes_without_spending_twice(demo_dir: Path, tmp_p
     from privsynth.profile.profiler import profile_corpus
 
     corpus = read_corpus(demo_dir)
-    bounded = corpus.with_records(bound_contributions(corpus.records, corpus.schema, seed=0))
-    profile = profile_corpus(bounded, epsilon=1.0, delta=1e-5, seed=0)
+    bounded = corpus.with_records(bound_contributions(corpus.records, corpus.schema, rng=np.random.default_rng(0)))
+    profile = profile_corpus(bounded, epsilon=1.0, delta=1e-5, streams=Streams.private())
     config = load_config(SMALL).tabular
     reference = PrivacyLedger(epsilon=50, delta=1e-5)
-    TabularGenerator(config).fit(bounded, profile=profile, ledger=reference, noise_multiplier=2.0, seed=1)
+    TabularGenerator(config).fit(
+        bounded, profile=profile, ledger=reference, noise_multiplier=2.0, streams=Streams.private()
+    )
 
     ledger = PrivacyLedger(epsilon=50, delta=1e-5)
     checkpoint = tmp_path / "ckpt"
@@ -169,13 +184,23 @@ def test_an_interrupted_fit_resumes_without_spending_twice(demo_dir: Path, tmp_p
     try:
         with pytest.raises(KeyboardInterrupt):
             TabularGenerator(config).fit(
-                bounded, profile=profile, ledger=ledger, noise_multiplier=2.0, seed=1, checkpoint=checkpoint
+                bounded,
+                profile=profile,
+                ledger=ledger,
+                noise_multiplier=2.0,
+                streams=Streams.private(),
+                checkpoint=checkpoint,
             )
     finally:
         DPSGDTrainer.run = original_run  # type: ignore[method-assign]
     assert len(ledger.entries) == 1 and (checkpoint / "state.json").exists()
     resumed = TabularGenerator(config).fit(
-        bounded, profile=profile, ledger=ledger, noise_multiplier=2.0, seed=1, checkpoint=checkpoint
+        bounded,
+        profile=profile,
+        ledger=ledger,
+        noise_multiplier=2.0,
+        streams=Streams.private(),
+        checkpoint=checkpoint,
     )
     assert len(ledger.entries) == 1
     assert ledger.epsilon == pytest.approx(reference.epsilon)
@@ -191,8 +216,8 @@ def test_text_is_generated_with_the_records_own_surrogates_and_no_real_identifie
     records.loc[0, "note"] = records.loc[0, "note"] + f" Seen with {planted}."
     corpus = corpus.with_records(records)
     config = load_config(SMALL)
-    synth = Synthesizer(config).fit(corpus, epsilon=4.0, seed=2)
-    assert [e.stage.value for e in synth.ledger_.entries] == ["profile", "tabular", "text", "image"]
+    synth = Synthesizer(config).fit(corpus, epsilon=4.0)
+    assert [e.stage.value for e in synth.ledger_.entries] == ["profile", "profile", "tabular", "text", "image"]
     assert 0.97 * 4 <= synth.ledger_.epsilon <= 4
     assert "note" not in synth.skipped_
     out, identities = synth.sample(60, seed=4)
@@ -207,3 +232,27 @@ def test_text_is_generated_with_the_records_own_surrogates_and_no_real_identifie
     again, _ = Synthesizer.load(tmp_path / "model").sample(60, seed=4)
     assert again["note"].tolist() == out["note"].tolist()
     assert "other_person" in identities.columns
+
+
+def test_canaries_are_memorised_by_the_shadow_model_and_absent_from_the_released_one(tmp_path: Path) -> None:
+    # At a huge epsilon the shadow model memorises its canaries (scores separate included from excluded); the
+    # released model never trained on them, so its scores do not. Before, canaries went into the released model.
+    from sklearn.metrics import roc_auc_score
+
+    from privsynth.data.demo import write_demo_corpus
+    from privsynth.generators.tabular.generator import log_likelihood
+
+    corpus = read_corpus(write_demo_corpus(tmp_path / "demo", n=400, seed=3))
+    keep = [n for n, c in corpus.schema.columns.items() if c.kind.value in ("key", "numerical", "categorical")]
+    schema = corpus.schema.model_copy(update={"columns": {k: corpus.schema.columns[k] for k in keep}})
+    corpus = Corpus(records=corpus.records[keep], schema=schema, root=corpus.root)
+    config = load_config(SMALL)
+    optim = config.tabular.optim.model_copy(update={"epochs": 30, "lr": 0.01})
+    config = config.model_copy(update={"tabular": config.tabular.model_copy(update={"optim": optim})})
+    synth = Synthesizer(config).fit(corpus, epsilon=1000.0, canaries=200)
+    assert synth.canaries_ is not None and synth.tabular_ is not None
+    included = np.asarray(synth.canaries_["included"])
+    shadow = roc_auc_score(included, synth.canaries_["scores"])
+    released = roc_auc_score(included, log_likelihood(synth.tabular_.network_, np.asarray(synth.canaries_["tokens"])))
+    assert shadow > 0.7
+    assert abs(released - 0.5) < 0.15

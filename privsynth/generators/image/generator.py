@@ -43,7 +43,15 @@ from privsynth.data.images import ImageCellError, encode_png, load_image
 from privsynth.data.schema import Schema
 from privsynth.errors import ConfigError
 from privsynth.generators.base import Generator
-from privsynth.generators.dpsgd import ClippingMode, DPSGDTrainer, Groups, OptimConfig, spend_once, unit_groups
+from privsynth.generators.dpsgd import (
+    ClippingMode,
+    DPSGDTrainer,
+    Groups,
+    OptimConfig,
+    initialised,
+    spend_once,
+    unit_groups,
+)
 from privsynth.generators.dpsgd_draws import MultiDrawDPSGDTrainer
 from privsynth.generators.image.basis import decode, encode, to_array, to_image
 from privsynth.generators.image.diffusion import (
@@ -59,6 +67,7 @@ from privsynth.generators.tabular.codecs import BooleanCodec, CategoricalCodec, 
 from privsynth.privacy.accounting import Mechanism
 from privsynth.privacy.ledger import PrivacyLedger, Stage
 from privsynth.privacy.planner import StageShape
+from privsynth.privacy.randomness import Streams
 from privsynth.profile.model import ImageProfile
 
 log = logging.getLogger(__name__)
@@ -191,12 +200,17 @@ class ImageGenerator(Generator):
         codecs: list[ColumnCodec],
         ledger: PrivacyLedger,
         noise_multiplier: float,
-        seed: int = 0,
+        units: int,
+        streams: Streams,
         groups: Groups | None = None,
         checkpoint: Path | None = None,
         progress: Callable[[int, int, float], None] | None = None,
     ) -> ImageGenerator:
-        """Learn ``column`` of a contribution-bounded corpus at the profile's size and mode."""
+        """Learn ``column`` of a contribution-bounded corpus at the profile's size and mode.
+
+        ``units`` is the fit's DP count of units of privacy (it sets the sample rate); ``streams`` are the fit's
+        private streams (this column gets its own noise, Poisson masks, noise draws and initialisation).
+        """
         schema = corpus.schema
         self.size_, self.mode_ = (int(profile.size[0]), int(profile.size[1])), profile.mode
         self.missing_rate_ = float(profile.missing_rate)
@@ -205,21 +219,21 @@ class ImageGenerator(Generator):
         classes = _classes(self.conditions_)
         arrays, present = self._arrays(corpus, column)
         labels = class_index(corpus.records, self.conditions_)
-        units = groups if groups is not None else unit_groups(corpus)
-        shape = self.shape(units.count)
+        groups = groups if groups is not None else unit_groups(corpus)
+        shape = self.shape(units)
         mechanism = Mechanism(noise_multiplier=noise_multiplier, sample_rate=shape.sample_rate, steps=shape.steps)
         what = "diffusion model" if self.config.model == "diffusion" else "mixture of factor analysers"
         note = f"DP-SGD {what} on image column '{column}'"
-        resuming = spend_once(ledger, Stage.IMAGE, mechanism, note=note, checkpoint=checkpoint)
-        torch.manual_seed(seed)
-        network = self._network(classes, self._channels)
+        resuming = spend_once(ledger, Stage.IMAGE, mechanism, note=note, checkpoint=checkpoint, streams=streams)
+        with initialised(streams, "image", column, "init"):
+            network = self._network(classes, self._channels)
         if self.config.pretrained is not None:
             _load_pretrained(network, self.config.pretrained)
         y = torch.as_tensor(labels)
         mask = torch.as_tensor(present, dtype=torch.float32)
         trainer: DPSGDTrainer
         if self.config.model == "diffusion":
-            trainer = self._diffusion_trainer(network, arrays, y, mask, units, mechanism, seed)
+            trainer = self._diffusion_trainer(network, arrays, y, mask, groups, mechanism, streams)
         else:
             x = torch.as_tensor(self._encode(arrays))
             dims = x.shape[1]
@@ -229,7 +243,13 @@ class ImageGenerator(Generator):
                 return -module(x[rows], y[rows]) * mask[rows] / dims
 
             trainer = DPSGDTrainer(
-                network, loss=loss, groups=units, mechanism=mechanism, config=self.config.optim, seed=seed + 211
+                network,
+                loss=loss,
+                groups=groups,
+                mechanism=mechanism,
+                config=self.config.optim,
+                streams=streams,
+                stream=("image", column),
             )
         if resuming and checkpoint is not None:
             trainer.load_checkpoint(checkpoint)
@@ -261,7 +281,7 @@ class ImageGenerator(Generator):
         mask: torch.Tensor,
         units: Groups,
         mechanism: Mechanism,
-        seed: int,
+        streams: Streams,
     ) -> MultiDrawDPSGDTrainer:
         settings = self.config.diffusion
         device = settings.resolved_device()
@@ -297,7 +317,8 @@ class ImageGenerator(Generator):
             groups=units,
             mechanism=mechanism,
             config=self.config.optim,
-            seed=seed + 211,
+            streams=streams,
+            stream=("image", self.column_),
             device=device,
             chunk=settings.chunk,
             ema=settings.ema if settings.ema > 0 else None,
@@ -337,28 +358,33 @@ class ImageGenerator(Generator):
 
     # ----- sampling ---------------------------------------------------------------------------------------------
 
-    def sample_arrays(self, records: pd.DataFrame, *, seed: int = 0) -> np.ndarray:
-        """Images ``[n, channels, height, width]`` in [-1, 1] for the synthetic ``records`` (one per record)."""
+    def sample_arrays(self, records: pd.DataFrame, *, streams: Streams) -> np.ndarray:
+        """Images ``[n, channels, height, width]`` in [-1, 1] for the synthetic ``records`` (one per record).
+
+        ``streams`` are sampling streams (post-processing, reproducible per seed).
+        """
         self._check_fitted("network_")
         labels = torch.as_tensor(class_index(records, self.conditions_))
         width, height = self.size_
         if isinstance(self.network_, Denoiser):
-            return self._sample_diffusion(labels, seed)
-        assert isinstance(self.network_, MixtureOfFactorAnalysers)
-        generator = torch.Generator().manual_seed(seed)
+            return self._sample_diffusion(labels, streams)
+        if not isinstance(self.network_, MixtureOfFactorAnalysers):
+            raise TypeError(f"unexpected image network {type(self.network_).__name__}")
+        generator = streams.torch("sample", f"image:{self.column_}", "latents")
         features = self.network_.sample(
             labels, generator, temperature=self.config.temperature, residual=self.config.residual
         ).numpy()
         scale = FEATURE_SCALE / math.sqrt(width * height)
         return decode(features / scale, self._channels, height, width, self._keep)
 
-    def _sample_diffusion(self, labels: torch.Tensor, seed: int, batch: int = 2000) -> np.ndarray:
+    def _sample_diffusion(self, labels: torch.Tensor, streams: Streams, batch: int = 2000) -> np.ndarray:
         settings = self.config.diffusion
         device = settings.resolved_device()
-        assert isinstance(self.network_, Denoiser)
+        if not isinstance(self.network_, Denoiser):
+            raise TypeError(f"unexpected image network {type(self.network_).__name__}")
         network = self.network_.to(device)
         width, height = self.size_
-        generator = torch.Generator(device=device).manual_seed(seed)
+        generator = streams.torch("sample", f"image:{self.column_}", "diffusion", device=device)
         with self._precision():
             parts = [
                 heun_sample(
@@ -371,10 +397,10 @@ class ImageGenerator(Generator):
             return np.zeros((0, self._channels, height, width), dtype=np.float32)
         return torch.cat(parts).clamp(-1, 1).cpu().numpy()
 
-    def sample(self, records: pd.DataFrame, *, seed: int = 0) -> list[bytes | None]:
+    def sample(self, records: pd.DataFrame, *, streams: Streams) -> list[bytes | None]:
         """PNG bytes per synthetic record (``None`` for the DP share of records without an image)."""
-        arrays = self.sample_arrays(records, seed=seed)
-        missing = np.random.default_rng(seed + 7).random(len(records)) < self.missing_rate_
+        arrays = self.sample_arrays(records, streams=streams)
+        missing = streams.numpy("sample", f"image:{self.column_}", "missing").random(len(records)) < self.missing_rate_
         return [None if gone else encode_png(to_image(a, self.mode_)) for a, gone in zip(arrays, missing, strict=True)]
 
     # ----- persistence ------------------------------------------------------------------------------------------
@@ -391,6 +417,7 @@ class ImageGenerator(Generator):
             "mode": self.mode_,
             "missing_rate": self.missing_rate_,
             "conditions": [c.to_dict() for c in self.conditions_],
+            "provenance": self.provenance_,
         }
         (folder / META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
@@ -408,6 +435,7 @@ class ImageGenerator(Generator):
         network.load_state_dict(load_file(str(folder / WEIGHTS)))
         network.eval()
         generator.network_ = network
+        generator.provenance_ = meta.get("provenance")
         return generator
 
 

@@ -23,12 +23,13 @@ from privsynth.data.corpus import Corpus
 from privsynth.data.schema import ColumnKind
 from privsynth.errors import ConfigError
 from privsynth.generators.base import Generator
-from privsynth.generators.dpsgd import DPSGDTrainer, Groups, OptimConfig, spend_once, unit_groups
+from privsynth.generators.dpsgd import DPSGDTrainer, Groups, OptimConfig, initialised, spend_once, unit_groups
 from privsynth.generators.tabular.codecs import ColumnCodec, NumericalCodec, Prior, codec_for, codec_from_dict
 from privsynth.generators.tabular.network import ARGN, IncrementalSampler, random_visibility
 from privsynth.privacy.accounting import Mechanism
 from privsynth.privacy.ledger import PrivacyLedger, Stage
 from privsynth.privacy.planner import StageShape
+from privsynth.privacy.randomness import Streams
 from privsynth.profile.model import Profile
 
 log = logging.getLogger(__name__)
@@ -76,11 +77,10 @@ class TabularGenerator(Generator):
         profile: Profile,
         ledger: PrivacyLedger,
         noise_multiplier: float,
-        seed: int = 0,
+        streams: Streams,
         groups: Groups | None = None,
         progress: Callable[[int, int, float], None] | None = None,
         checkpoint: Path | None = None,
-        canaries: int = 0,
     ) -> TabularGenerator:
         """Learn the tabular columns of a contribution-bounded corpus under DP-SGD.
 
@@ -89,21 +89,37 @@ class TabularGenerator(Generator):
             profile: the DP profile (internal profiles are refused).
             ledger: receives the DP-SGD spend before any noise is drawn.
             noise_multiplier: the planner's noise for this stage.
-            seed: seeds initialisation, sampling and noise.
+            streams: the fit's private streams (initialisation, column orders, Poisson masks, noise).
             groups: units of privacy (default: one per entity, or per record).
             progress: called with (step, steps, loss) after each step.
             checkpoint: folder for resumable state. When the ledger already holds this stage's spend (an
                 interrupted run), nothing is spent again and training resumes from the checkpoint if one exists.
-            canaries: plant this many random canary records, each trained on with probability 1/2, and score
-                them afterwards for the one-run privacy audit (``canaries_``).
         """
         profile.require_dp()
+        self._prepare(corpus, profile)
+        units = groups if groups is not None else unit_groups(corpus)
+        mechanism = self.mechanism(noise_multiplier, profile)
+        note = f"DP-SGD on {len(self.codecs_)} tabular columns"
+        resuming = spend_once(ledger, Stage.TABULAR, mechanism, note=note, checkpoint=checkpoint, streams=streams)
+        tokens, _, _ = _encode(corpus.records, self.codecs_)
+        network = self._train(tokens, units, mechanism, streams, ("tabular", "*"), progress, checkpoint, resuming)
+        self.network_ = network
+        self._calibrate(self._priors(), generator=streams.torch("tabular", "*", "calibration"))
+        return self
+
+    def mechanism(self, noise_multiplier: float, profile: Profile) -> Mechanism:
+        """This stage's planned (sigma, q, steps): the sample rate comes from the profile's DP unit count."""
+        shape = self.shape(_units(profile))
+        return Mechanism(noise_multiplier=noise_multiplier, sample_rate=shape.sample_rate, steps=shape.steps)
+
+    def _prepare(self, corpus: Corpus, profile: Profile) -> None:
+        """Codecs from the DP profile (or declared-public metadata) for every tabular column of the schema."""
         schema = corpus.schema
         columns = [n for n, c in schema.columns.items() if c.kind in TABULAR_KINDS]
         if not columns:
             raise ConfigError("the schema has no numerical, categorical, datetime or boolean column to learn")
         noise = (profile.noise_multiplier or 0.0) * profile.max_records_per_entity
-        codecs = [
+        self.codecs_ = [
             codec_for(
                 n,
                 schema.columns[n],
@@ -114,38 +130,48 @@ class TabularGenerator(Generator):
             )
             for n in columns
         ]
-        tokens, sizes, groups_of_subcolumns = _encode(corpus.records, codecs)
-        units = groups if groups is not None else unit_groups(corpus)
-        shape = self.shape(units.count)
-        mechanism = Mechanism(noise_multiplier=noise_multiplier, sample_rate=shape.sample_rate, steps=shape.steps)
-        canary_tokens, included = _canaries(sizes, canaries, seed)
-        if canaries:
-            tokens = np.concatenate([tokens, canary_tokens[included]])
-            units = units.with_singletons(int(included.sum()))
-        note = f"DP-SGD on {len(columns)} tabular columns"
-        resuming = spend_once(ledger, Stage.TABULAR, mechanism, note=note, checkpoint=checkpoint)
-        torch.manual_seed(seed)
-        network = ARGN(sizes, embed_dim=self.config.embed_dim, hidden=self.config.hidden, layers=self.config.layers)
-        priors = [p for codec in codecs for p in codec.prior()]
-        network.start_from_prior([None if p is None else p.p for p in priors])
-        offsets = torch.tensor(network.offsets)
-        global_tokens = torch.as_tensor(tokens) + offsets
-        order_rng = torch.Generator().manual_seed(seed + 7)
+        _, sizes, self.subcolumns_ = _encode(corpus.records.iloc[:0], self.codecs_)
+        self.sizes_ = sizes
+
+    def _priors(self) -> list[Prior | None]:
+        return [p for codec in self.codecs_ for p in codec.prior()]
+
+    def _train(
+        self,
+        tokens: np.ndarray,
+        units: Groups,
+        mechanism: Mechanism,
+        streams: Streams,
+        stream: tuple[str, str],
+        progress: Callable[[int, int, float], None] | None,
+        checkpoint: Path | None,
+        resuming: bool,
+    ) -> ARGN:
+        """DP-SGD of a fresh network on token rows grouped by ``units``; every draw comes from ``streams``."""
+        sizes = self.sizes_
+        with initialised(streams, *stream, "init"):
+            network = ARGN(sizes, embed_dim=self.config.embed_dim, hidden=self.config.hidden, layers=self.config.layers)
+        network.start_from_prior([None if p is None else p.p for p in self._priors()])
+        global_tokens = torch.as_tensor(tokens) + torch.tensor(network.offsets)
         targets = torch.arange(len(sizes))
-        share = self.config.random_order_share
+        share, subcolumns = self.config.random_order_share, self.subcolumns_
 
         def loss(module: torch.nn.Module, rows: np.ndarray) -> torch.Tensor:
             batch = global_tokens[rows]
-            order_rng.manual_seed(seed + 7 + 1_000_003 * trainer.step)  # per step: resumed runs repeat it exactly
-            visible = random_visibility(
-                len(rows), len(sizes), random_share=share, generator=order_rng, groups=groups_of_subcolumns
-            )
+            visible = random_visibility(len(rows), len(sizes), random_share=share, generator=orders, groups=subcolumns)
             logp = module(batch, visible, targets.expand(len(rows), -1).contiguous())
             return -logp.gather(2, batch.unsqueeze(-1)).squeeze(-1).sum(dim=1)
 
         trainer = DPSGDTrainer(
-            network, loss=loss, groups=units, mechanism=mechanism, config=self.config.optim, seed=seed
+            network,
+            loss=loss,
+            groups=units,
+            mechanism=mechanism,
+            config=self.config.optim,
+            streams=streams,
+            stream=stream,
         )
+        orders = trainer.generator("orders")  # checkpointed: a resumed run draws the orders it would have
         if resuming and checkpoint is not None:
             trainer.load_checkpoint(checkpoint)
         trainer.run(
@@ -153,31 +179,52 @@ class TabularGenerator(Generator):
             checkpoint=checkpoint,
         )
         network.eval()
-        self.network_ = network
-        self.codecs_ = codecs
-        self.subcolumns_ = groups_of_subcolumns
-        self._calibrate(priors, seed=seed)
-        if canaries:
-            self.canaries_ = {
-                "scores": self.log_likelihood_tokens(canary_tokens).tolist(),
-                "included": included.tolist(),
-            }
-        return self
+        return network
+
+    def shadow_canaries(
+        self,
+        corpus: Corpus,
+        *,
+        mechanism: Mechanism,
+        streams: Streams,
+        count: int,
+        groups: Groups | None = None,
+        progress: Callable[[int, int, float], None] | None = None,
+        checkpoint: Path | None = None,
+    ) -> dict[str, Any]:
+        """The one-run privacy audit's evidence: canaries trained into a *shadow* model that is never released.
+
+        ``count`` random canary records (uniform over every vocabulary, from the private ``streams``) are each
+        included with probability 1/2 as a unit of privacy of their own, made of ``m`` copies of the record so
+        that it moves the clipped gradient sum by the full bound ``C`` (as much as any person can). A network is
+        trained with this stage's planned mechanism on the real records plus the included canaries, and every
+        canary is scored by its log-likelihood. The shadow model's spend is not in the ledger because nothing of
+        it is released except these scores, an audit statistic outside the guarantee; the released model never
+        sees a canary. Returns ``scores``, ``included`` and the stage's claimed (epsilon, delta) to compare with.
+        """
+        self._check_fitted("codecs_")
+        rng = streams.numpy("tabular-shadow", "*", "canaries")
+        canary_tokens = np.stack([rng.integers(0, size, size=count) for size in self.sizes_], axis=1).astype(np.int64)
+        included = rng.random(count) < 0.5
+        tokens, _, _ = _encode(corpus.records, self.codecs_)
+        units = groups if groups is not None else unit_groups(corpus)
+        copies = units.max_size
+        extra = np.repeat(canary_tokens[included], copies, axis=0)
+        shadow_units = units.with_units(int(included.sum()), copies)
+        all_tokens = np.concatenate([tokens, extra]) if len(extra) else tokens
+        resuming = checkpoint is not None and (checkpoint / "state.json").is_file()
+        network = self._train(
+            all_tokens, shadow_units, mechanism, streams, ("tabular-shadow", "*"), progress, checkpoint, resuming
+        )
+        return {
+            "scores": log_likelihood(network, canary_tokens).tolist(),
+            "included": included.tolist(),
+            "copies_per_canary": copies,
+            "tokens": canary_tokens.tolist(),  # fake records: for checking that no released model holds them
+        }
 
     @torch.no_grad()
-    def log_likelihood_tokens(self, tokens: np.ndarray) -> np.ndarray:
-        """Log-likelihood of token rows under the canonical column order (for canary scoring)."""
-        self._check_fitted("network_")
-        net = self.network_
-        n, c = tokens.shape
-        visible = torch.tril(torch.ones(c, c), diagonal=-1).expand(n, c, c)
-        local = torch.as_tensor(tokens)
-        logp = net(local + torch.tensor(net.offsets), visible, torch.arange(c).expand(n, -1))
-        picked = logp.gather(2, (local + torch.tensor(net.offsets)).unsqueeze(-1)).squeeze(-1)
-        return picked.sum(dim=1).numpy()
-
-    @torch.no_grad()
-    def _calibrate(self, priors: list[Prior | None], *, seed: int) -> None:
+    def _calibrate(self, priors: list[Prior | None], *, generator: torch.Generator) -> None:
         """Match sampled marginals to the DP profile's marginals with per-token logit offsets.
 
         Post-processing of two DP outputs (the model and the profile): no privacy cost. Only tokens whose DP
@@ -188,7 +235,6 @@ class TabularGenerator(Generator):
         if rounds == 0:
             return
         net = self.network_
-        generator = torch.Generator().manual_seed(seed + 11)
         order = list(range(net.columns))
         for _ in range(rounds):
             tokens = self._sample_tokens(size, order, {}, generator)
@@ -212,8 +258,11 @@ class TabularGenerator(Generator):
         self._check_fitted("codecs_")
         return [c.name for c in self.codecs_]
 
-    def sample(self, n: int, *, conditions: Mapping[str, Any] | None = None, seed: int = 0) -> pd.DataFrame:
-        """``n`` synthetic records (tabular columns only), optionally with some columns fixed."""
+    def sample(self, n: int, *, conditions: Mapping[str, Any] | None = None, streams: Streams) -> pd.DataFrame:
+        """``n`` synthetic records (tabular columns only), optionally with some columns fixed.
+
+        ``streams`` are sampling streams (:meth:`Streams.sampling`): post-processing, reproducible per seed.
+        """
         self._check_fitted("network_")
         fixed = dict(conditions or {})
         by_name = {c.name: i for i, c in enumerate(self.codecs_)}
@@ -229,13 +278,13 @@ class TabularGenerator(Generator):
                 fixed_tokens[sub] = token
         order = [s for s in range(self.network_.columns) if s in fixed_tokens]
         order += [s for s in range(self.network_.columns) if s not in fixed_tokens]
-        generator = torch.Generator().manual_seed(seed)
+        generator = streams.torch("sample", "tabular", "tokens")
         chunks = [
             self._sample_tokens(min(self.config.sample_chunk, n - start), order, fixed_tokens, generator)
             for start in range(0, n, self.config.sample_chunk)
         ]
         tokens = np.concatenate(chunks) if chunks else np.zeros((0, self.network_.columns), dtype=np.int64)
-        rng = np.random.default_rng(seed)
+        rng = streams.numpy("sample", "tabular", "within-bin")
         frame = pd.DataFrame(
             {
                 codec.name: codec.decode(tokens[:, subs], rng)
@@ -266,6 +315,7 @@ class TabularGenerator(Generator):
             "vocab_sizes": self.network_.vocab_sizes,
             "codecs": [c.to_dict() for c in self.codecs_],
             "subcolumns": self.subcolumns_,
+            "provenance": self.provenance_,
         }
         (folder / META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
@@ -283,6 +333,7 @@ class TabularGenerator(Generator):
         generator.network_ = network
         generator.codecs_ = [codec_from_dict(c) for c in meta["codecs"]]
         generator.subcolumns_ = [list(s) for s in meta["subcolumns"]]
+        generator.provenance_ = meta.get("provenance")
         return generator
 
 
@@ -301,15 +352,19 @@ def calibration_target(prior: Prior, seen: np.ndarray) -> np.ndarray:
     return target / target.sum()
 
 
-def _canaries(sizes: list[int], count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Random token rows (uniform over every vocabulary) and which of them are trained on (probability 1/2)."""
-    rng = np.random.default_rng(seed + 1_000_003)
-    tokens = (
-        np.stack([rng.integers(0, size, size=count) for size in sizes], axis=1)
-        if count
-        else np.zeros((0, len(sizes)), dtype=np.int64)
-    )
-    return tokens.astype(np.int64), rng.random(count) < 0.5
+def _units(profile: Profile) -> int:
+    """The DP unit count a profile carries (older profiles: their record count)."""
+    return profile.units if profile.units is not None else max(profile.records, 1)
+
+
+@torch.no_grad()
+def log_likelihood(network: ARGN, tokens: np.ndarray) -> np.ndarray:
+    """Log-likelihood of token rows under the canonical column order (canary scores)."""
+    n, c = tokens.shape
+    visible = torch.tril(torch.ones(c, c), diagonal=-1).expand(n, c, c)
+    ids = torch.as_tensor(tokens) + torch.tensor(network.offsets)
+    logp = network(ids, visible, torch.arange(c).expand(n, -1))
+    return logp.gather(2, ids.unsqueeze(-1)).squeeze(-1).sum(dim=1).numpy()
 
 
 def _encode(records: pd.DataFrame, codecs: list[ColumnCodec]) -> tuple[np.ndarray, list[int], list[list[int]]]:

@@ -29,14 +29,23 @@ from privsynth.audit.pii.engine import PiiScanner
 from privsynth.data.corpus import Corpus
 from privsynth.errors import ConfigError
 from privsynth.generators.base import Generator
-from privsynth.generators.dpsgd import ClippingMode, DPSGDTrainer, Groups, OptimConfig, spend_once, unit_groups
+from privsynth.generators.dpsgd import (
+    ClippingMode,
+    DPSGDTrainer,
+    Groups,
+    OptimConfig,
+    initialised,
+    spend_once,
+    unit_groups,
+)
 from privsynth.generators.tabular.codecs import ColumnCodec, codec_from_dict
 from privsynth.generators.text.network import TextLM
-from privsynth.generators.text.placeholders import CorpusIdentifiers, fill_placeholders, mask_record_text
+from privsynth.generators.text.placeholders import fill_placeholders, mask_record_text
 from privsynth.generators.text.tokens import BOS, EOS, PAD, Vocabulary, public_word_pieces
 from privsynth.privacy.accounting import Mechanism
 from privsynth.privacy.ledger import PrivacyLedger, Stage
 from privsynth.privacy.planner import StageShape
+from privsynth.privacy.randomness import Streams
 
 log = logging.getLogger(__name__)
 WEIGHTS, META = "text.safetensors", "text.json"
@@ -104,7 +113,8 @@ class TextGenerator(Generator):
         subcolumns: list[list[int]],
         ledger: PrivacyLedger,
         noise_multiplier: float,
-        seed: int = 0,
+        units: int,
+        streams: Streams,
         groups: Groups | None = None,
         scanner: PiiScanner | None = None,
         checkpoint: Path | None = None,
@@ -113,7 +123,9 @@ class TextGenerator(Generator):
     ) -> TextGenerator:
         """Learn ``column`` of a contribution-bounded corpus, conditioned on the tabular ``codecs``.
 
-        ``progress`` reports DP-SGD steps; ``public_progress`` the steps on ``text.public_corpus``, if any.
+        ``units`` is the fit's DP count of units of privacy (it sets the sample rate); ``streams`` are the fit's
+        private streams (this column gets its own noise, Poisson masks and initialisation). ``progress`` reports
+        DP-SGD steps; ``public_progress`` the steps on ``text.public_corpus``, if any.
         """
         schema = corpus.schema
         vocab = Vocabulary.for_schema(schema, public_word_pieces(self.config.words))
@@ -121,28 +133,35 @@ class TextGenerator(Generator):
         sequences = self._training_sequences(corpus, column, vocab, detector)
         prefix = _prefix_tokens(corpus.records, codecs, vocab.size)
         prefix_vocab = sum(size for c in codecs for size in c.vocab_sizes())
-        units = groups if groups is not None else unit_groups(corpus)
-        shape = self.shape(units.count)
+        groups = groups if groups is not None else unit_groups(corpus)
+        shape = self.shape(units)
         mechanism = Mechanism(noise_multiplier=noise_multiplier, sample_rate=shape.sample_rate, steps=shape.steps)
         note = f"DP-SGD byte-level LM on text column '{column}'"
-        resuming = spend_once(ledger, Stage.TEXT, mechanism, note=note, checkpoint=checkpoint)
-        torch.manual_seed(seed)
+        resuming = spend_once(ledger, Stage.TEXT, mechanism, note=note, checkpoint=checkpoint, streams=streams)
         max_len = prefix.shape[1] + 1 + self.config.max_bytes + 1
-        network = TextLM(
-            output_vocab=vocab.size,
-            prefix_vocab=prefix_vocab,
-            max_len=max_len,
-            dim=self.config.dim,
-            layers=self.config.layers,
-            heads=self.config.heads,
-        )
+        with initialised(streams, "text", column, "init"):
+            network = TextLM(
+                output_vocab=vocab.size,
+                prefix_vocab=prefix_vocab,
+                max_len=max_len,
+                dim=self.config.dim,
+                layers=self.config.layers,
+                heads=self.config.heads,
+            )
         if self.config.pretrained is not None:
             _load_pretrained(network, self.config.pretrained, prefix_length=prefix.shape[1], vocab=vocab)
         self.public_: dict[str, object] | None = None
         if self.config.public_corpus is not None:
             # resuming: the checkpoint already holds the public training; check and record the corpus again only
             self.public_ = self._learn_public(
-                network, corpus, column, vocab, codecs, detector, seed, public_progress, train=not resuming
+                network,
+                column,
+                vocab,
+                codecs,
+                detector,
+                streams.numpy("text", column, "public-batches"),
+                public_progress,
+                train=not resuming,
             )
         padded, lengths = _pad(sequences, self.config.max_bytes)
         prefix_t = torch.as_tensor(prefix)
@@ -164,10 +183,11 @@ class TextGenerator(Generator):
         trainer = DPSGDTrainer(
             network,
             loss=loss,
-            groups=units,
+            groups=groups,
             mechanism=mechanism,
             config=self.config.optim,
-            seed=seed + 101,
+            streams=streams,
+            stream=("text", column),
             ema=self.config.ema,
         )
         if resuming and checkpoint is not None:
@@ -188,12 +208,11 @@ class TextGenerator(Generator):
     def _learn_public(
         self,
         network: TextLM,
-        private: Corpus,
         column: str,
         vocab: Vocabulary,
         codecs: list[ColumnCodec],
         scanner: PiiScanner,
-        seed: int,
+        rng: np.random.Generator,
         progress: Callable[[int, int, float], None] | None,
         *,
         train: bool = True,
@@ -203,25 +222,18 @@ class TextGenerator(Generator):
         Returns the corpus' provenance for the model's metadata; with ``train=False`` only checks and records it.
 
         The condition tokens come from this fit's codecs (DP outputs, so using them is post-processing) applied
-        to the *public* records; texts are masked exactly as private ones. Private texts are read only to refuse a
-        "public" corpus that holds them (a check whose result is an error, never part of the model).
+        to the *public* records; texts are masked exactly as private ones.
         """
         from privsynth.data.corpus import read_corpus
         from privsynth.data.fingerprint import corpus_fingerprint
         from privsynth.generators.text.pretrain import train_public
 
-        assert self.config.public_corpus is not None
+        if self.config.public_corpus is None:
+            raise ConfigError("text.public_corpus is not set")
         public = read_corpus(self.config.public_corpus)
-        fingerprint = corpus_fingerprint(public)
-        if column in public.records.columns:
-            # a safety check, never released: long texts shared verbatim mean private records were passed as public
-            private_texts = {t for t in private.records[column] if isinstance(t, str) and len(t) >= 40}
-            shared = sum(1 for t in public.records[column] if isinstance(t, str) and t in private_texts)
-            if shared:
-                raise ConfigError(
-                    f"text.public_corpus {self.config.public_corpus} is not public: {shared} of its texts appear "
-                    "verbatim in the corpus being fitted"
-                )
+        fingerprint = corpus_fingerprint(public)  # a public corpus: its plain fingerprint may be published
+        # That it shares no private record was checked before the fit spent anything
+        # (privsynth.generators.public_inputs, against the whole private corpus).
         missing = [c.name for c in codecs if c.name not in public.records.columns]
         if column not in public.records.columns or missing:
             raise ConfigError(
@@ -245,23 +257,24 @@ class TextGenerator(Generator):
             ids = torch.cat([prefix[rows], torch.full((batch, 1), BOS), text[rows, :longest]], dim=1)
             return ids, prefix.shape[1]
 
-        loss = train_public(network, batches, steps=steps, lr=self.config.public_lr, seed=seed, progress=progress)
+        loss = train_public(network, batches, steps=steps, lr=self.config.public_lr, rng=rng, progress=progress)
         log.info("text: %d steps on the public corpus (%d texts), loss %.3f", steps, len(sequences), loss)
         return {**info, "final_loss": loss}
 
     def _training_sequences(
         self, corpus: Corpus, column: str, vocab: Vocabulary, scanner: PiiScanner
     ) -> list[list[int]]:
+        # Each text is masked with its own record's identity and data-independent detectors only: masking other
+        # people's identifiers in it would make one person's removal change other people's training texts.
         out: list[list[int]] = []
         records = corpus.records
-        everyone = CorpusIdentifiers(records, corpus.schema)
         for i in range(len(records)):
             row = records.iloc[i]
             text = row[column]
             if not isinstance(text, str):
                 out.append([EOS])  # a missing text is learned as an immediately empty one
                 continue
-            masked = mask_record_text(text, row, corpus.schema, scanner.scan(text), everyone)
+            masked = mask_record_text(text, row, corpus.schema, scanner.scan(text))
             ids = vocab.encode(masked)
             kept = vocab.truncate(ids, self.config.max_bytes)
             out.append([*kept, EOS] if len(kept) == len(ids) else kept)
@@ -270,12 +283,15 @@ class TextGenerator(Generator):
     # ----- sampling ---------------------------------------------------------------------------------------------
 
     def sample(
-        self, records: pd.DataFrame, identities: pd.DataFrame, others: pd.DataFrame, *, seed: int = 0
+        self, records: pd.DataFrame, identities: pd.DataFrame, others: pd.DataFrame, *, streams: Streams
     ) -> list[str]:
-        """One text per synthetic record, conditioned on its tabular fields, placeholders filled from its identity."""
+        """One text per synthetic record, conditioned on its tabular fields, placeholders filled from its identity.
+
+        ``streams`` are sampling streams (post-processing, reproducible per seed).
+        """
         self._check_fitted("network_")
         prefix = torch.as_tensor(_prefix_tokens(records, self.codecs_, self.vocab_.size))
-        generator = torch.Generator().manual_seed(seed)
+        generator = streams.torch("sample", f"text:{self.column_}", "tokens")
         texts: list[str] = []
         batch = self.config.sample_batch
         banned = [PAD, BOS, *NEVER_IN_TEXT]
@@ -316,6 +332,7 @@ class TextGenerator(Generator):
             "max_len": self.network_.max_len,
             "prefix_vocab": self.network_.tokens.num_embeddings - self.network_.output_vocab,
             "public_corpus": self.public_,
+            "provenance": self.provenance_,
         }
         (folder / META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
@@ -342,6 +359,7 @@ class TextGenerator(Generator):
         generator.codecs_ = [codec_from_dict(c) for c in meta["codecs"]]
         generator.subcolumns_ = [list(s) for s in meta["subcolumns"]]
         generator.public_ = meta.get("public_corpus")
+        generator.provenance_ = meta.get("provenance")
         return generator
 
 

@@ -2,7 +2,8 @@
 
 Before a text is trained on, every occurrence of its record's own identifier values (the patient's name in any
 order or casing, SSN, MRN, e-mail, phone, address, date of birth), its record's own dates and numbers, and every
-PII span the detectors find, is replaced by a typed placeholder. The model learns ``<PERSON>`` and
+PII span the (data-independent) detectors find, is replaced by a typed placeholder. Nothing from other records
+is used: that keeps one person's removal from changing anyone else's training text. The model learns ``<PERSON>`` and
 ``<VAL:glucose>``, never a name or a lab value. At sampling, placeholders are filled from the synthetic record:
 its surrogate identity and its own fields, so the name in the note is the name in the table.
 """
@@ -84,73 +85,15 @@ def _dates(text: str) -> Iterable[tuple[int, int, str, pd.Timestamp]]:
             continue
 
 
-_OTHER_OF_PII = {
-    PiiType.PERSON: "OTHER_PERSON",
-    PiiType.FIRST_NAME: "OTHER_PERSON",
-    PiiType.LAST_NAME: "OTHER_PERSON",
-    PiiType.PHONE: "OTHER_PHONE",
-    PiiType.EMAIL: "OTHER_EMAIL",
-    PiiType.ADDRESS: "OTHER_ADDRESS",
-    PiiType.ZIP: "OTHER_ADDRESS",
-}
+def mask_record_text(text: str, record: pd.Series, schema: Schema, detections: Sequence[Detection]) -> str:
+    """``text`` with the record's identity, dates, values and every detected PII span as placeholders.
 
-
-class CorpusIdentifiers:
-    """Every identifier value of the training corpus, found in any text with an Aho-Corasick automaton.
-
-    A note may name *another* person of the corpus (a relative who is also a patient); detectors can miss a rare
-    name, so every real identifier value is masked wherever it appears, whoever's record it is.
+    Only the record itself and data-independent detectors decide what is masked: masking *other* records'
+    identifier values here would make removing one person change other people's training texts, breaking the
+    per-person sensitivity DP-SGD relies on. A name of another person that the detectors miss is protected
+    by DP-SGD like any other rare string (and the audit's replay scan looks for it in the output).
     """
-
-    def __init__(self, records: pd.DataFrame, schema: Schema) -> None:
-        import ahocorasick
-
-        self._machine = ahocorasick.Automaton()
-        count = 0
-        for column, spec in schema.columns.items():
-            if spec.kind is not ColumnKind.IDENTIFIER or spec.pii is None or column not in records:
-                continue
-            name = _OTHER_OF_PII.get(spec.pii, "OTHER_ID")
-            for value in records[column].dropna().astype(str):
-                words = _words(value)
-                variants = {value}
-                if spec.pii is PiiType.PERSON and len(words) >= 2:
-                    first, last = " ".join(words[:-1]), words[-1]
-                    variants |= {f"{last}, {first}", f"{last} {first}"}
-                for variant in variants:
-                    key = variant.lower()
-                    if len(key) >= 4 and key not in self._machine:
-                        self._machine.add_word(key, (len(key), name))
-                        count += 1
-        self.size = count
-        if count:
-            self._machine.make_automaton()
-
-    def spans(self, text: str) -> list[_Span]:
-        """Occurrences (on word boundaries) of any corpus identifier value in ``text``."""
-        lowered = text.lower()
-        if not self.size or len(lowered) != len(text):
-            return []
-        out = []
-        for end, (length, name) in self._machine.iter(lowered):
-            start = end - length + 1
-            before = lowered[start - 1] if start > 0 else " "
-            after = lowered[end + 1] if end + 1 < len(lowered) else " "
-            if not (before.isalnum() or after.isalnum()):
-                out.append(_Span(start, end + 1, name, 1))
-        return out
-
-
-def mask_record_text(
-    text: str,
-    record: pd.Series,
-    schema: Schema,
-    detections: Sequence[Detection],
-    corpus_identifiers: CorpusIdentifiers | None = None,
-) -> str:
-    """``text`` with the record's identity, dates, values and every detected PII span as placeholders."""
-    spans: list[_Span] = list(corpus_identifiers.spans(text)) if corpus_identifiers is not None else []
-    spans += _own_identity_spans(text, record, schema)
+    spans = _own_identity_spans(text, record, schema)
     for column, spec in schema.columns.items():
         value = record.get(column)
         if _missing(value):

@@ -25,7 +25,8 @@ from privsynth.data.schema import ColumnKind
 from privsynth.errors import ConfigError
 from privsynth.generators.text.generator import META, WEIGHTS, TextConfig
 from privsynth.generators.text.network import TextLM
-from privsynth.generators.text.placeholders import CorpusIdentifiers, mask_record_text
+from privsynth.generators.text.overlap import public_ngrams
+from privsynth.generators.text.placeholders import mask_record_text
 from privsynth.generators.text.tokens import BOS, EOS, PAD, Vocabulary, public_word_pieces
 
 
@@ -56,6 +57,11 @@ def read_public_texts(paths: Sequence[Path]) -> tuple[list[str], list[dict[str, 
     return documents, sources
 
 
+def public_corpus_texts(corpus: Corpus, column: str) -> list[str]:
+    """The raw texts of a public corpus' column (what an overlap check compares with a private corpus)."""
+    return [t for t in corpus.records[column] if isinstance(t, str) and t.strip()]
+
+
 def public_corpus_documents(corpus: Corpus, column: str) -> tuple[list[str], tuple[str, ...]]:
     """Texts of a *public* corpus' column, masked exactly as private training text is (same placeholders).
 
@@ -65,15 +71,16 @@ def public_corpus_documents(corpus: Corpus, column: str) -> tuple[list[str], tup
     if column not in corpus.schema.columns or corpus.schema.columns[column].kind is not ColumnKind.TEXT:
         raise ConfigError(f"--column {column!r} is not a text column of the public corpus")
     scanner = PiiScanner()
-    everyone = CorpusIdentifiers(corpus.records, corpus.schema)
     documents = []
     for i in range(len(corpus.records)):
         row = corpus.records.iloc[i]
         text = row[column]
         if isinstance(text, str) and text.strip():
-            documents.append(mask_record_text(text, row, corpus.schema, scanner.scan(text), everyone))
+            documents.append(mask_record_text(text, row, corpus.schema, scanner.scan(text)))
     return documents, Vocabulary.for_schema(corpus.schema).placeholders
 
+
+PUBLIC_NGRAMS = "public-ngrams.safetensors"
 
 Batches = Callable[[np.random.Generator], tuple[torch.Tensor, int]]
 """``batches(rng) -> (ids [B, T], c)``: token ids whose first ``c`` columns are condition tokens (not predicted)."""
@@ -85,14 +92,13 @@ def train_public(
     *,
     steps: int,
     lr: float,
-    seed: int,
+    rng: np.random.Generator,
     progress: Callable[[int, int, float], None] | None = None,
 ) -> float:
     """Train ``network`` on PUBLIC batches without noise (Adam, cosine schedule, clipped norm); the last loss.
 
     Nothing private may reach ``batches``: this is plain training, not DP-SGD.
     """
-    rng = np.random.default_rng(seed)
     optimizer = torch.optim.Adam(network.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     network.train()
@@ -125,9 +131,14 @@ def pretrain_text(
     lr: float = 3e-3,
     seed: int = 0,
     sources: Sequence[dict[str, str]] = (),
+    overlap_texts: Sequence[str] | None = None,
     progress: Callable[[int, int, float], None] | None = None,
 ) -> Path:
-    """Train the byte-level LM on public ``documents`` (random windows) and write a checkpoint folder."""
+    """Train the byte-level LM on public ``documents`` (random windows) and write a checkpoint folder.
+
+    The checkpoint keeps the word n-gram hashes of the public text (``overlap_texts``, default the documents;
+    give the raw texts when the documents are masked) so that a fit can refuse it if it holds private records.
+    """
     if steps < 1:
         raise ConfigError("--steps must be at least 1")
     vocab = Vocabulary(placeholders, public_word_pieces(config.words))
@@ -156,9 +167,11 @@ def pretrain_text(
                 batch[row, 1 + piece.size] = EOS
         return torch.as_tensor(batch), 0
 
-    loss = train_public(network, windows, steps=steps, lr=lr, seed=seed, progress=progress)
+    loss = train_public(network, windows, steps=steps, lr=lr, rng=np.random.default_rng(seed), progress=progress)
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(out / WEIGHTS))
+    hashes = public_ngrams(overlap_texts if overlap_texts is not None else documents)
+    save_file({"hashes": torch.from_numpy(hashes)}, str(out / PUBLIC_NGRAMS))
     meta = {
         "public_pretraining": True,
         "config": config.model_dump(mode="json"),

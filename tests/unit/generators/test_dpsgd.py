@@ -7,6 +7,10 @@ from torch import nn
 
 from privsynth.generators.dpsgd import DPSGDTrainer, Groups, OptimConfig
 from privsynth.privacy.accounting import Mechanism
+from privsynth.privacy.randomness import Streams
+
+# Resume tests compare an interrupted run with an uninterrupted one, so both must draw the same noise: they use
+# the recorded, test-only reproducible mode (the reproducible_noise fixture). In a real fit every root is fresh.
 
 
 def tiny_problem() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
@@ -29,7 +33,8 @@ def make(
         groups=Groups.from_labels(None, len(x)),
         mechanism=Mechanism(noise_multiplier=0.5, sample_rate=rate, steps=steps),
         config=OptimConfig(batch_size=40, lr=0.01),
-        seed=3,
+        streams=Streams.private(),
+        stream=("tabular", "*"),
         ema=ema,
     )
 
@@ -42,7 +47,7 @@ def test_groups_sample_whole_people() -> None:
     assert groups.records(np.array([], dtype=int)).size == 0
 
 
-def test_resume_gives_the_same_model_as_an_uninterrupted_run() -> None:
+def test_resume_gives_the_same_model_as_an_uninterrupted_run(reproducible_noise: int) -> None:
     model, x, y = tiny_problem()
     full = make(model, x, y, steps=20)
     full.run()
@@ -69,7 +74,7 @@ def test_empty_batches_still_take_a_noisy_step() -> None:
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
-def test_checkpoint_files_resume_exactly(tmp_path) -> None:
+def test_checkpoint_files_resume_exactly(tmp_path, reproducible_noise: int) -> None:
     model, x, y = tiny_problem()
     full = make(model, x, y, steps=20)
     full.run()
@@ -86,7 +91,9 @@ def test_checkpoint_files_resume_exactly(tmp_path) -> None:
         assert torch.allclose(a, b)
 
 
-def test_the_weights_average_follows_every_step_and_resumes_from_a_checkpoint(tmp_path) -> None:
+def test_the_weights_average_follows_every_step_and_resumes_from_a_checkpoint(
+    tmp_path, reproducible_noise: int
+) -> None:
     model, x, y = tiny_problem()
     start = {k: v.detach().clone() for k, v in model.named_parameters()}
     trainer = make(model, x, y, steps=3, ema=0.5)
@@ -113,3 +120,42 @@ def test_the_weights_average_follows_every_step_and_resumes_from_a_checkpoint(tm
     assert all(torch.allclose(a[k], b[k]) for k in a)
     with pytest.raises(ValueError, match=r"ema must be in \[0, 1\)"):
         make(tiny_problem()[0], x, y, steps=2, ema=1.0)
+
+
+def test_two_runs_draw_different_noise_unless_the_test_switch_is_on() -> None:
+    model, x, y = tiny_problem()
+    one = make(model, x, y, steps=5)
+    one.run()
+    model2, _, _ = tiny_problem()
+    two = make(model2, x, y, steps=5)
+    two.run()
+    assert not torch.allclose(one.model[0].weight, two.model[0].weight)  # fresh OS entropy per run
+
+
+def test_a_person_with_m_records_moves_the_noised_sum_by_at_most_c_and_noise_is_sigma_c() -> None:
+    # Per-person clipping through the trainer: 100 people x 2 records; each record is clipped to C / m.
+    _, x, y = tiny_problem()
+    people = Groups.from_labels(np.repeat(np.arange(100), 2), 200)
+    c = 2.0
+
+    def trainer(sigma: float) -> DPSGDTrainer:
+        return DPSGDTrainer(
+            tiny_problem()[0],
+            loss=lambda module, rows: ((module(x[rows]) - y[rows]) ** 2).squeeze(1),
+            groups=people,
+            mechanism=Mechanism(noise_multiplier=sigma, sample_rate=0.5, steps=1),
+            config=OptimConfig(batch_size=40, lr=0.01, max_grad_norm=c),
+            streams=Streams.private(),
+            stream=("tabular", "*"),
+        )
+
+    quiet = trainer(1e-9)
+    assert quiet.record_clip == pytest.approx(c / 2)
+    assert quiet.optimizer.max_grad_norm == pytest.approx(c / 2)
+    # Opacus scales its noise by the record clip, so the trainer hands it sigma * m: the noise is sigma * C
+    assert quiet.optimizer.noise_multiplier * quiet.optimizer.max_grad_norm == pytest.approx(1e-9 * c)
+    huge = torch.full((2, 5), 1e6)  # one person's two records, aligned and far above the clip
+    assert float(quiet.gaussian_sum(huge).norm()) == pytest.approx(c, rel=1e-6)
+    loud = trainer(3.0)
+    noise = torch.stack([loud.gaussian_sum(torch.zeros(2, 400)) for _ in range(20)])
+    assert float(noise.std()) == pytest.approx(3.0 * c, rel=0.05)

@@ -20,6 +20,7 @@ from privsynth.generators.image.basis import decode, encode
 from privsynth.generators.image.generator import ImageConfig, ImageGenerator, choose_conditions
 from privsynth.generators.tabular.codecs import BooleanCodec, CategoricalCodec
 from privsynth.privacy.ledger import PrivacyLedger, Stage
+from privsynth.privacy.randomness import Streams
 from privsynth.profile.model import ImageProfile, Source
 from privsynth.sampling import write_synthetic
 from privsynth.synthesizer import Synthesizer
@@ -38,7 +39,7 @@ def scans(demo_dir: Path) -> Corpus:
 
 @pytest.fixture(scope="module")
 def fitted(scans: Corpus) -> Synthesizer:
-    return Synthesizer(load_config(SMALL)).fit(scans, epsilon=4.0, seed=3)
+    return Synthesizer(load_config(SMALL)).fit(scans, epsilon=4.0)
 
 
 def test_the_dct_basis_is_fixed_maths_that_inverts_on_kept_frequencies(rng: np.random.Generator) -> None:
@@ -117,7 +118,14 @@ def _fit_rgb(corpus: Corpus, config: ImageConfig = TINY, missing_rate: float = 0
     ledger = PrivacyLedger(epsilon=50.0, delta=1e-5)
     profile = ImageProfile(source=Source.PUBLIC, missing_rate=missing_rate, size=(12, 10), mode="RGB")
     generator = ImageGenerator(config).fit(
-        corpus, column="photo", profile=profile, codecs=[codec], ledger=ledger, noise_multiplier=0.8, seed=1
+        corpus,
+        column="photo",
+        profile=profile,
+        codecs=[codec],
+        ledger=ledger,
+        noise_multiplier=0.8,
+        units=len(corpus),
+        streams=Streams.private(),
     )
     assert [e.stage for e in ledger.entries] == [Stage.IMAGE]
     return generator
@@ -126,7 +134,7 @@ def _fit_rgb(corpus: Corpus, config: ImageConfig = TINY, missing_rate: float = 0
 def test_rgb_images_have_the_declared_size_and_missing_images_are_left_out() -> None:
     corpus = _rgb_corpus(64, missing_every=4)
     generator = _fit_rgb(corpus, missing_rate=0.25)
-    pngs = generator.sample(corpus.records, seed=0)
+    pngs = generator.sample(corpus.records, streams=Streams.sampling(0))
     assert 0 < sum(p is None for p in pngs) < len(pngs)
     for png in (p for p in pngs if p is not None):
         with Image.open(io.BytesIO(png)) as image:
@@ -135,9 +143,16 @@ def test_rgb_images_have_the_declared_size_and_missing_images_are_left_out() -> 
 
 def test_a_public_checkpoint_starts_training_and_a_mismatched_one_is_refused(tmp_path: Path) -> None:
     corpus = _rgb_corpus(32)
-    _fit_rgb(corpus).save(tmp_path / "public")
-    warm = _fit_rgb(corpus, TINY.model_copy(update={"pretrained": tmp_path / "public"}))
-    assert warm.network_ is not None
+    public = _fit_rgb(corpus)
+    public.save(tmp_path / "public")
+    still = TINY.model_copy(update={"optim": TINY.optim.model_copy(update={"lr": 1e-9})})  # DP-SGD barely moves
+    warm = _fit_rgb(corpus, still.model_copy(update={"pretrained": tmp_path / "public"}))
+    cold = _fit_rgb(corpus, still)
+    for name, value in public.network_.state_dict().items():
+        assert np.allclose(warm.network_.state_dict()[name], value, atol=1e-4), name  # started from the checkpoint
+    assert any(
+        not np.allclose(cold.network_.state_dict()[n], v, atol=1e-4) for n, v in public.network_.state_dict().items()
+    )
     with pytest.raises(ConfigError, match="does not fit"):
         _fit_rgb(corpus, TINY.model_copy(update={"pretrained": tmp_path / "public", "rank": 3}))
     with pytest.raises(ConfigError, match="not found"):

@@ -16,6 +16,7 @@ from privsynth.generators.dpsgd_draws import MultiDrawDPSGDTrainer
 from privsynth.generators.image.diffusion import Denoiser, DiffusionConfig
 from privsynth.generators.image.generator import ImageConfig, ImageGenerator
 from privsynth.privacy.accounting import Mechanism
+from privsynth.privacy.randomness import Streams
 from tests.unit.generators.test_image import _fit_rgb, _rgb_corpus
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -32,14 +33,14 @@ def test_tiny_diffusion_fits_samples_the_declared_size_and_is_deterministic(tmp_
     corpus = _rgb_corpus(32, missing_every=8)
     generator = _fit_rgb(corpus, TINY_DIFFUSION, missing_rate=0.125)
     assert isinstance(generator.network_, Denoiser)
-    pngs = generator.sample(corpus.records, seed=4)
+    pngs = generator.sample(corpus.records, streams=Streams.sampling(4))
     for png in (p for p in pngs if p is not None):
         with Image.open(io.BytesIO(png)) as image:
             assert image.size == (12, 10) and image.mode == "RGB"
     generator.save(tmp_path / "g")
-    again = ImageGenerator.load(tmp_path / "g").sample(corpus.records, seed=4)
+    again = ImageGenerator.load(tmp_path / "g").sample(corpus.records, streams=Streams.sampling(4))
     assert again == pngs
-    assert generator.sample(corpus.records, seed=5) != pngs
+    assert generator.sample(corpus.records, streams=Streams.sampling(5)) != pngs
 
 
 def test_the_gpu_config_parses_and_names_the_diffusion_model() -> None:
@@ -89,7 +90,8 @@ def test_each_record_is_clipped_once_over_its_noise_draws() -> None:
         groups=Groups.from_labels(None, n),
         mechanism=Mechanism(noise_multiplier=1e-9, sample_rate=1.0, steps=1),
         config=OptimConfig(batch_size=n, max_sample_rate=1.0, epochs=1, lr=0.1),
-        seed=0,
+        streams=Streams.private(),
+        stream=("image", "x"),
         chunk=3,
     )
     captured: list[float] = []
@@ -122,13 +124,16 @@ def _draws_trainer(steps: int) -> MultiDrawDPSGDTrainer:
         groups=Groups.from_labels(None, len(data)),
         mechanism=Mechanism(noise_multiplier=0.8, sample_rate=0.3, steps=steps),
         config=OptimConfig(batch_size=12, epochs=1, lr=0.01),
-        seed=7,
+        streams=Streams.private(),
+        stream=("image", "x"),
         chunk=5,
         ema=0.9,
     )
 
 
-def test_an_interrupted_multi_draw_run_resumes_exactly_from_its_checkpoint(tmp_path: Path) -> None:
+def test_an_interrupted_multi_draw_run_resumes_exactly_from_its_checkpoint(
+    tmp_path: Path, reproducible_noise: int
+) -> None:
     """Long GPU runs are split by interruptions: weights, EMA, noise, sampler and the draws' RNG all resume."""
     full = _draws_trainer(steps=10)
     full.run()
@@ -144,7 +149,7 @@ def test_an_interrupted_multi_draw_run_resumes_exactly_from_its_checkpoint(tmp_p
         assert torch.allclose(a, b)
     fresh = _draws_trainer(steps=10)
     state = first.state_dict()
-    state["extra"] = {k: v for k, v in state["extra"].items() if k != "draws"}
+    state["generators"] = {k: v for k, v in state["generators"].items() if k != "draws"}
     fresh.load_state_dict(state)  # everything but the draws' RNG: the run must then differ
     fresh.run()
     assert not all(torch.allclose(a, b) for a, b in zip(full.model.parameters(), fresh.model.parameters(), strict=True))
@@ -172,9 +177,10 @@ def test_the_gpu_config_network_trains_and_samples_at_28x28_on_a_cpu_at_tiny_sca
         codecs=[CategoricalCodec("colour", categories=["red", "blue"], has_other=False, nullable=False)],
         ledger=PrivacyLedger(epsilon=50.0, delta=1e-5),
         noise_multiplier=1.0,
-        seed=0,
+        units=len(corpus),
+        streams=Streams.private(),
     )
-    arrays = generator.sample_arrays(corpus.records.head(3), seed=0)
+    arrays = generator.sample_arrays(corpus.records.head(3), streams=Streams.sampling(0))
     assert arrays.shape == (3, 1, 28, 28) and np.isfinite(arrays).all()
 
 
@@ -185,10 +191,10 @@ def test_label_dropout_trains_a_no_class_denoiser_that_guidance_uses() -> None:
     generator = _fit_rgb(corpus, TINY_DIFFUSION.model_copy(update={"diffusion": guided}))
     assert isinstance(generator.network_, Denoiser)
     assert generator.network_.null_class == 2 and generator.network_.classes.num_embeddings == 3
-    with_guidance = generator.sample_arrays(corpus.records.head(4), seed=1)
-    assert np.array_equal(with_guidance, generator.sample_arrays(corpus.records.head(4), seed=1))
+    with_guidance = generator.sample_arrays(corpus.records.head(4), streams=Streams.sampling(1))
+    assert np.array_equal(with_guidance, generator.sample_arrays(corpus.records.head(4), streams=Streams.sampling(1)))
     generator.config = generator.config.model_copy(update={"diffusion": guided.model_copy(update={"guidance": 0.0})})
-    assert not np.allclose(with_guidance, generator.sample_arrays(corpus.records.head(4), seed=1))
+    assert not np.allclose(with_guidance, generator.sample_arrays(corpus.records.head(4), streams=Streams.sampling(1)))
 
 
 def test_hidden_rows_are_denoised_without_their_class() -> None:

@@ -10,6 +10,7 @@ from torch import nn
 from privsynth.generators.dpsgd import DPSGDTrainer, Groups, OptimConfig
 from privsynth.generators.image.moments import dp_class_means
 from privsynth.privacy.accounting import Mechanism
+from privsynth.privacy.randomness import Streams
 
 
 def _trainer(n: int, *, sigma: float, rate: float = 1.0, steps: int = 10, groups: Groups | None = None) -> DPSGDTrainer:
@@ -20,7 +21,8 @@ def _trainer(n: int, *, sigma: float, rate: float = 1.0, steps: int = 10, groups
         groups=groups if groups is not None else Groups.from_labels(None, n),
         mechanism=Mechanism(noise_multiplier=sigma, sample_rate=rate, steps=steps),
         config=OptimConfig(max_sample_rate=1.0),
-        seed=0,
+        streams=Streams.private(),
+        stream=("image", "scan"),
     )
 
 
@@ -48,3 +50,9 @@ def test_a_class_too_rare_to_measure_falls_back_to_the_overall_mean() -> None:
     features = torch.ones(400, 2)
     means = dp_class_means(_trainer(400, sigma=2.0), features, labels, torch.ones(400), classes=2, queries=1, bound=2.0)
     assert torch.allclose(means[1], means[0].new_tensor([1.0, 1.0]), atol=0.5)
+
+
+def test_an_empty_poisson_batch_is_still_a_noisy_step() -> None:
+    trainer = _trainer(10, sigma=2.0)
+    noisy = trainer.gaussian_sum(torch.zeros(0, 3, 4))  # found by a tiny corpus whose batch drew nobody
+    assert noisy.shape == (3, 4) and float(noisy.abs().sum()) > 0

@@ -9,14 +9,21 @@ from privsynth.audit.pii.engine import PiiScanner
 from privsynth.data.corpus import read_corpus
 from privsynth.data.demo import demo_schema
 from privsynth.data.schema import schema_from_dict
-from privsynth.generators.text.placeholders import CorpusIdentifiers, fill_placeholders, mask_record_text
+from privsynth.generators.text.placeholders import fill_placeholders, mask_record_text
 from privsynth.generators.text.tokens import EOS, FIRST_PLACEHOLDER, PLACEHOLDER_BYTES, Vocabulary, public_word_pieces
 
 
-def test_tokenizer_is_bytes_plus_schema_placeholders_and_learns_nothing_from_data() -> None:
-    a = Vocabulary.for_schema(demo_schema())
-    b = Vocabulary.for_schema(demo_schema())
-    assert a == b  # depends on the (public) schema only: no state fitted on any text
+def test_tokenizer_is_bytes_plus_schema_placeholders_and_learns_nothing_from_data(demo_dir: Path) -> None:
+    from privsynth.config import load_config
+    from privsynth.synthesizer import Synthesizer
+
+    corpus = read_corpus(demo_dir)
+    other = corpus.with_records(corpus.records.assign(note="zzz qqq " + corpus.records["note"].str.upper()))
+    config = load_config(Path(__file__).parents[3] / "configs" / "small.yaml")
+    config = config.model_copy(update={"text": config.text.model_copy(update={"words": 300})})
+    fitted = [Synthesizer(config).fit(c, epsilon=50.0).texts_["note"].vocab_ for c in (corpus, other)]
+    a = Vocabulary.for_schema(demo_schema(), public_word_pieces(300))
+    assert fitted[0] == fitted[1] == a  # the schema and a public word list only: nothing fitted on any text
     text = "Caf\u00e9 <PERSON> seen <DATE:visit_date|iso>, <VAL:glucose> mg/dL <NOT_A_PLACEHOLDER>"
     ids = a.encode(text)
     assert all(i < 256 or i >= FIRST_PLACEHOLDER for i in ids)
@@ -73,15 +80,12 @@ def test_placeholders_round_trip_with_the_records_own_identity(demo_dir: Path) -
     assert any(n in filled for n in ("Ada Byron", "Byron, Ada", "Byron"))
 
 
-@pytest.mark.parametrize(
-    ("text", "hidden"),
-    [
-        ("Seen with her brother Jamal Okonkwo-Reyes today.", "Jamal Okonkwo-Reyes"),
-        ("Called OKONKWO-REYES, JAMAL about results.", "OKONKWO-REYES, JAMAL"),
-        ("SSN on file 512-44-9081.", "512-44-9081"),
-    ],
-)
-def test_every_corpus_identifier_is_masked_even_when_detectors_miss_it(text: str, hidden: str) -> None:
+def test_removing_one_person_changes_no_one_elses_training_text() -> None:
+    # Neighbouring corpora must stay neighbours: record a's note names person b, whom no detector knows. Masking
+    # a's note with b's identifier values (the old CorpusIdentifiers) made a's training text depend on b's presence.
+    from privsynth.data.corpus import Corpus
+    from privsynth.generators.text.generator import TextGenerator
+
     schema = schema_from_dict(
         {
             "key": "id",
@@ -96,16 +100,22 @@ def test_every_corpus_identifier_is_masked_even_when_detectors_miss_it(text: str
     )
     records = pd.DataFrame(
         {
-            "id": ["a", "b"],
-            "name": ["Ann Lee", "Jamal Okonkwo-Reyes"],
-            "ssn": ["111-22-3333", "512-44-9081"],
-            "note": [text, "x"],
+            "id": ["a", "b", "c"],
+            "name": ["Ann Lee", "Zyqrix Vambleworth", "Cy Dunn"],
+            "ssn": ["111-22-3333", "512-44-9081", "623-11-4410"],
+            "note": ["Seen with her cousin Zyqrix Vambleworth today.", "x", "Follow-up for Cy Dunn."],
         },
         dtype=object,
     )
-    masked = mask_record_text(text, records.iloc[0], schema, [], CorpusIdentifiers(records, schema))
-    assert hidden.lower() not in masked.lower()
-    assert "<OTHER_" in masked
+    everyone = Corpus(records=records, schema=schema, root=Path("."))
+    without_b = everyone.with_records(records[records["id"] != "b"])
+    vocab = Vocabulary.for_schema(schema)
+    generator, scanner = TextGenerator(), PiiScanner()
+    with_b = generator._training_sequences(everyone, "note", vocab, scanner)
+    no_b = generator._training_sequences(without_b, "note", vocab, scanner)
+    assert with_b[0] == no_b[0] and with_b[2] == no_b[1]  # a's and c's texts do not depend on b
+    assert "Cy Dunn" not in vocab.decode(no_b[1])  # a record's own identity is still masked
+    assert "<PERSON>" in vocab.decode(no_b[1])
 
 
 def test_placeholders_with_digits_in_their_type_are_tokens_and_are_filled() -> None:

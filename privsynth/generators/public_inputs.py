@@ -1,0 +1,105 @@
+"""Checks on what a fit is told is public, run before anything is spent.
+
+Public inputs are trained on without noise, or start DP-SGD from weights whose spend this fit never counts, so
+a mistake there bypasses the guarantee. Before the first mechanism, a fit refuses:
+
+- a pretrained checkpoint (``text.pretrained``, ``image.pretrained``) that a DP fit produced *on this same corpus*
+  (its provenance names the corpus' keyed fingerprint): its spend is not in this run's ledger, so reusing it would
+  compose two spends while reporting one;
+- a checkpoint that is neither public pretraining (``privsynth pretrain-text``) nor a DP fit with provenance:
+  nothing says what it learned from;
+- public text (a pretraining checkpoint's text, ``text.public_corpus``) that holds texts of the private corpus,
+  compared with *every* private record (holdout and records bounding drops included) on word n-grams
+  (:mod:`privsynth.generators.text.overlap`).
+
+The private texts are read only to decide; nothing of them is kept or shown (messages give counts).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import load_file
+
+from privsynth.data.corpus import Corpus
+from privsynth.data.schema import ColumnKind
+from privsynth.errors import ConfigError
+from privsynth.generators.text.overlap import Overlap, copied_texts, public_ngrams
+
+
+def _meta(folder: Path, name: str, what: str) -> dict[str, Any]:
+    path = folder / name
+    if not path.is_file():
+        raise ConfigError(f"{what} {folder} has no {name}: pass a folder written by privsynth")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise ConfigError(f"{what} {folder}: {name} is not readable JSON") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {folder}: {name} is not a JSON object")
+    return data
+
+
+def check_checkpoint(folder: Path, meta_name: str, *, what: str, fingerprint: str) -> dict[str, Any]:
+    """Refuse a checkpoint fitted on this corpus or of unknown provenance; returns its metadata."""
+    meta = _meta(folder, meta_name, what)
+    provenance = meta.get("provenance") or {}
+    if meta.get("public_pretraining"):
+        return meta
+    if provenance.get("dp_fit"):
+        if provenance.get("fingerprint") == fingerprint:
+            raise ConfigError(
+                f"{what} {folder} was fitted with DP on this same corpus (run {provenance.get('run_id')}): its "
+                "spend is not part of this run's ledger, so starting from it would under-count. Fit from scratch "
+                "or from a checkpoint trained on public data."
+            )
+        return meta
+    raise ConfigError(
+        f"{what} {folder} is not marked as public pretraining and carries no DP-fit provenance, so nothing says "
+        "what it learned from. Write public checkpoints with 'privsynth pretrain-text' (text) or use a model "
+        "privsynth fitted on another corpus."
+    )
+
+
+def _refuse_copies(overlap: Overlap, source: str) -> None:
+    if overlap.copied:
+        raise ConfigError(
+            f"{source} is not public: {overlap.copied} of {overlap.checked} private texts have most of their own "
+            f"word 8-grams in it (worst {overlap.worst_share:.0%}). Public data is trained on without noise; "
+            "never pass records of the corpus being fitted."
+        )
+
+
+def check_public_inputs(corpus: Corpus, *, text: Any, image: Any, fingerprint: str) -> None:
+    """Every check above, for a fit of ``corpus`` with the ``text`` and ``image`` settings (before any spend)."""
+    from privsynth.data.corpus import read_corpus
+    from privsynth.generators.text.pretrain import PUBLIC_NGRAMS
+
+    schema = corpus.schema
+    texts = schema.names(ColumnKind.TEXT)
+    private = [t for c in texts for t in corpus.records[c] if isinstance(t, str)]
+    if texts and text.pretrained is not None:
+        meta = check_checkpoint(text.pretrained, "text.json", what="text.pretrained", fingerprint=fingerprint)
+        if meta.get("public_pretraining"):
+            path = text.pretrained / PUBLIC_NGRAMS
+            if not path.is_file():
+                raise ConfigError(
+                    f"text.pretrained {text.pretrained} lacks {PUBLIC_NGRAMS}, which lets a fit check that its "
+                    "public text holds no private record: write it again with this version's "
+                    "'privsynth pretrain-text'"
+                )
+            hashes = np.sort(load_file(str(path))["hashes"].astype(np.int64))
+            _refuse_copies(copied_texts(private, hashes), f"text.pretrained {text.pretrained}")
+    if schema.names(ColumnKind.IMAGE) and image.pretrained is not None:
+        check_checkpoint(image.pretrained, "image.json", what="image.pretrained", fingerprint=fingerprint)
+    if texts and text.public_corpus is not None:
+        public = read_corpus(text.public_corpus)
+        shared = [c for c in texts if c in public.records.columns]
+        public_texts = [t for c in shared for t in public.records[c] if isinstance(t, str)]
+        _refuse_copies(copied_texts(private, public_ngrams(public_texts)), f"text.public_corpus {text.public_corpus}")
+
+
+__all__ = ["check_checkpoint", "check_public_inputs"]

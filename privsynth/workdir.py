@@ -1,0 +1,91 @@
+"""The owner-only work folder of a fit: what an interrupted fit needs to resume exactly, never released.
+
+A resumable fit keeps here, as it goes: ``run.json`` (its run id and what it was started with), the holdout split
+and the records contribution bounding kept (real record keys), its DP count, its budget plan, its ledger (written
+after every spend, before any noise), its DP profile and the DP-SGD checkpoints, whose RNG *states* replay the
+noise still to come. The folder is created owner-only (0700) and files in it are written atomically, owner-only.
+
+Starting again with the same folder continues the same run (same run id, nothing spent twice) only if it is the
+same corpus (keyed fingerprint), the same config and the same budget; anything else is refused with the
+difference named, never silently mixed. Delete the folder once the model is saved (:meth:`FitWork.discard`):
+it holds real keys and the states that would replay the rest of a run's noise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from privsynth.errors import ConfigError
+from privsynth.privacy.store import new_run_id
+
+RUN_FILE = "run.json"
+
+
+class FitWork:
+    """A fit's work folder (``folder=None``: a fit that cannot resume, with nothing written)."""
+
+    def __init__(self, folder: Path | None, run_id: str) -> None:
+        self.folder = folder
+        self.run_id = run_id
+
+    @classmethod
+    def open(cls, folder: Path | None, *, identity: dict[str, Any]) -> FitWork:
+        """Start a new run in ``folder`` or continue the one it holds, if ``identity`` matches what it recorded."""
+        if folder is None:
+            return cls(None, new_run_id())
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"work folder {folder} is a file; pass a folder (it is created if missing)")
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        folder.chmod(0o700)
+        run_file = folder / RUN_FILE
+        if not run_file.is_file():
+            if any(folder.iterdir()):
+                raise ConfigError(
+                    f"work folder {folder} holds files but no {RUN_FILE} (an older privsynth, or not a work folder); "
+                    "delete it or choose another"
+                )
+            work = cls(folder, new_run_id())
+            work.save(RUN_FILE, {"run_id": work.run_id, **identity})
+            return work
+        stored = json.loads(run_file.read_text(encoding="utf-8"))
+        differs = sorted(k for k in identity if stored.get(k) != identity[k])
+        if differs:
+            raise ConfigError(
+                f"work folder {folder} belongs to another fit ({', '.join(differs)} differ): it can only resume the "
+                "same corpus with the same config and budget. Delete it to start afresh, or choose another folder."
+            )
+        return cls(folder, str(stored["run_id"]))
+
+    def path(self, name: str) -> Path | None:
+        """Where ``name`` lives in the folder (``None`` without one)."""
+        return self.folder / name if self.folder is not None else None
+
+    def load(self, name: str) -> Any | None:
+        """A JSON file written by :meth:`save`, or ``None`` when absent (or without a folder)."""
+        path = self.path(name)
+        if path is None or not path.is_file():
+            return None
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def save(self, name: str, payload: Any) -> None:
+        """Write JSON atomically, owner-only (a kill leaves the old file or the new one)."""
+        path = self.path(name)
+        if path is None:
+            return
+        tmp = path.with_name(f".{path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle, indent=1, default=str)
+        tmp.replace(path)
+
+    def discard(self) -> None:
+        """Delete the folder (after the model is saved): its keys and RNG states are no longer needed."""
+        if self.folder is not None and self.folder.exists():
+            shutil.rmtree(self.folder)
+
+
+__all__ = ["RUN_FILE", "FitWork"]

@@ -1,0 +1,106 @@
+"""What a fit is told is public is checked before anything is spent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from privsynth.config import load_config
+from privsynth.data.corpus import read_corpus, write_corpus
+from privsynth.data.demo import write_demo_corpus
+from privsynth.errors import ConfigError
+from privsynth.generators.public_inputs import check_public_inputs
+from privsynth.generators.text.generator import TextConfig
+from privsynth.generators.text.overlap import copied_texts, public_ngrams
+from privsynth.generators.text.pretrain import pretrain_text
+from privsynth.privacy.store import LedgerStore
+from privsynth.synthesizer import Synthesizer
+
+SMALL = Path(__file__).resolve().parents[3] / "configs" / "small.yaml"
+
+
+def _check(corpus, *, text: TextConfig, fingerprint: str = "hmac-sha256:this") -> None:
+    image = load_config(SMALL).image
+    check_public_inputs(corpus, text=text, image=image, fingerprint=fingerprint)
+
+
+def test_a_checkpoint_fitted_on_this_corpus_is_refused_another_corpus_is_not(demo_dir: Path, tmp_path: Path) -> None:
+    # Before: text.pretrained / image.pretrained accepted a model DP-fitted on the same source, whose spend this
+    # run never counts.
+    corpus = read_corpus(demo_dir)
+    fitted = Synthesizer(load_config(SMALL)).fit(corpus, epsilon=20.0)
+    fitted.save(tmp_path / "model")
+    provenance = json.loads((tmp_path / "model" / "text-note" / "text.json").read_text())["provenance"]
+    assert provenance["dp_fit"] and provenance["fingerprint"].startswith("hmac-sha256:")
+    same = load_config(SMALL).text.model_copy(update={"pretrained": tmp_path / "model" / "text-note"})
+    with pytest.raises(ConfigError, match="this same corpus"):
+        _check(corpus, text=same, fingerprint=provenance["fingerprint"])
+    _check(corpus, text=same, fingerprint="hmac-sha256:another-corpus")  # a DP fit on another corpus is fine
+    image = load_config(SMALL).image.model_copy(update={"pretrained": tmp_path / "model" / "image-scan"})
+    with pytest.raises(ConfigError, match="this same corpus"):
+        check_public_inputs(corpus, text=load_config(SMALL).text, image=image, fingerprint=provenance["fingerprint"])
+    # end to end, with the store that keyed the first fit: the refusal comes before anything is spent
+    store = LedgerStore()
+    spent = len(store.rows())
+    config = load_config(SMALL).model_copy(update={"text": same})
+    with pytest.raises(ConfigError, match="this same corpus"):
+        Synthesizer(config).fit(corpus, epsilon=2.0, store=store)
+    assert len(store.rows()) == spent
+
+
+def test_a_checkpoint_of_unknown_provenance_is_refused(demo_dir: Path, tmp_path: Path) -> None:
+    # Before: public_pretraining was read but never enforced.
+    corpus = read_corpus(demo_dir)
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "text.json").write_text(json.dumps({"config": {}}))
+    with pytest.raises(ConfigError, match="not marked as public pretraining"):
+        _check(corpus, text=TextConfig(pretrained=folder))
+
+
+def test_public_pretraining_text_holding_private_notes_is_refused(demo_dir: Path, tmp_path: Path) -> None:
+    # Before: pretrain-text had no overlap check at all.
+    corpus = read_corpus(demo_dir)
+    config = load_config(SMALL).text
+    honest = ["A paragraph of public prose that says nothing about any patient at all, long enough to count."] * 3
+    pretrain_text(honest, config, tmp_path / "honest", steps=1)
+    _check(corpus, text=config.model_copy(update={"pretrained": tmp_path / "honest"}))
+    leaked = honest + [
+        n.replace(name, "Someone Else")
+        for n, name in zip(corpus.records["note"][:5], corpus.records["name"][:5], strict=True)
+    ]
+    pretrain_text(leaked, config, tmp_path / "leaked", steps=1)
+    with pytest.raises(ConfigError, match="is not public: 5 of"):
+        _check(corpus, text=config.model_copy(update={"pretrained": tmp_path / "leaked"}))
+    (tmp_path / "leaked" / "public-ngrams.safetensors").unlink()
+    with pytest.raises(ConfigError, match="lacks public-ngrams"):
+        _check(corpus, text=config.model_copy(update={"pretrained": tmp_path / "leaked"}))
+
+
+def test_a_public_corpus_is_compared_with_every_private_record_on_word_ngrams(demo_dir: Path, tmp_path: Path) -> None:
+    # Before: only exact texts of 40+ characters, and only against the bounded training split.
+    corpus = read_corpus(demo_dir)
+    public = read_corpus(write_demo_corpus(tmp_path / "public", n=120, seed=1001))  # other invented people
+    config = load_config(SMALL).text
+    _check(corpus, text=config.model_copy(update={"public_corpus": tmp_path / "public"}))
+    # three private notes slipped in with the patient's name and one word changed: not exact copies
+    private = corpus.records.tail(3)  # the holdout or records bounding drops: still private
+    edited = [
+        n.replace(name, "Pat Doe").replace("Plan", "Plans")
+        for n, name in zip(private["note"], private["name"], strict=True)
+    ]
+    records = public.records.copy()
+    records.loc[records.index[:3], "note"] = edited
+    write_corpus(public.with_records(records), tmp_path / "leaky")
+    with pytest.raises(ConfigError, match="is not public: 3 of"):
+        _check(corpus, text=config.model_copy(update={"public_corpus": tmp_path / "leaky"}))
+
+
+def test_honest_notes_of_the_same_template_are_not_copies(demo_dir: Path, tmp_path: Path) -> None:
+    private = read_corpus(demo_dir).records["note"].dropna().tolist()
+    public = read_corpus(write_demo_corpus(tmp_path / "p", n=400, seed=99)).records["note"].dropna().tolist()
+    overlap = copied_texts(private, public_ngrams(public))
+    assert overlap.copied == 0 and overlap.checked > 0.9 * len(private)
+    assert copied_texts(private, public_ngrams(public + private[:4])).copied == 4
