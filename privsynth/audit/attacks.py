@@ -141,12 +141,14 @@ def membership_inference(
 
 def singling_out(
     train: np.ndarray, control: np.ndarray, synthetic: np.ndarray, *, attacks: int = 500, seed: int = 0
-) -> Risk:
+) -> Risk | None:
     """Predicates built from synthetic rows (rare value pairs) that match exactly one target record.
 
     Rows are integer-coded tables (same coding for all three). A predicate fixes two columns to the values of
     a synthetic row whose pair is rare in the synthetic data; it succeeds on a table if exactly one record
-    matches. Train and control are compared at equal size.
+    matches. Train and control are compared at equal size. ``None`` when the attacker found no predicate to
+    try (every value pair is common, as in low-cardinality tables): the attack could not run, which is "n/a",
+    not a measured risk of 0.
     """
     rng = np.random.default_rng(seed)
     size = min(len(train), len(control))
@@ -165,6 +167,8 @@ def singling_out(
         made += 1
         wins_t += int(((train[:, a] == row[a]) & (train[:, b] == row[b])).sum() == 1)
         wins_c += int(((control[:, a] == row[a]) & (control[:, b] == row[b])).sum() == 1)
+    if made == 0:
+        return None
     return risk(wilson(wins_t, made), wilson(wins_c, made))
 
 
@@ -218,45 +222,74 @@ def attribute_inference(
 
 @dataclass(frozen=True)
 class OneRunAudit:
-    """Empirical epsilon lower bound from canary guesses (Steinke, Nasr, Jagielski 2023)."""
+    """Empirical epsilon lower bound from canary guesses (Steinke, Nasr, Jagielski 2023), at the claimed delta."""
 
     canaries: int
     guesses: int
     correct: int
+    delta: float
     epsilon_lower_bound: float
     confidence: float
 
 
-def epsilon_lower_bound(guesses: int, correct: int, *, confidence: float = 0.95) -> float:
-    """Largest epsilon that a pure-DP mechanism needs to explain ``correct`` of ``guesses`` (one-run audit).
+def one_run_p_value(*, canaries: int, guesses: int, correct: int, epsilon: float, delta: float) -> float:
+    """P[at least ``correct`` of ``guesses`` right] for any (epsilon, delta)-DP mechanism (one-run audit).
 
-    Under epsilon-DP, each guess is right with probability at most e^eps / (1 + e^eps), so the number right
-    is stochastically dominated by a binomial; the bound is the largest epsilon rejected at ``confidence``.
+    Steinke, Nasr and Jagielski (2023), Theorem 5.2: with ``m`` canaries each included with probability 1/2,
+    the number of right guesses is dominated by a Binomial(r, e^eps / (1 + e^eps)) up to a delta term,
+    ``beta + alpha * delta * 2m`` with ``beta`` the binomial tail at ``correct`` and
+    ``alpha = max_i P[correct - i <= Binomial < correct] / i``.
+
+    >>> round(one_run_p_value(canaries=1000, guesses=100, correct=80, epsilon=1.0, delta=0.0), 4)
+    0.0716
+    >>> round(one_run_p_value(canaries=1000, guesses=100, correct=80, epsilon=1.0, delta=1e-3), 4)
+    0.2168
+    """
+    if not 0 <= correct <= guesses <= canaries:
+        raise ValueError("need 0 <= correct <= guesses <= canaries")
+    q = 1.0 / (1.0 + math.exp(-epsilon))
+    beta = float(binom.sf(correct - 1, guesses, q))
+    alpha, window = 0.0, 0.0
+    for i in range(1, correct + 1):
+        window += float(binom.pmf(correct - i, guesses, q))  # P[correct - i <= Binomial < correct]
+        alpha = max(alpha, window / i)
+    return min(1.0, beta + alpha * delta * 2 * canaries)
+
+
+def epsilon_lower_bound(
+    guesses: int, correct: int, *, canaries: int | None = None, delta: float = 0.0, confidence: float = 0.95
+) -> float:
+    """Largest epsilon that an (epsilon, delta)-DP mechanism needs to explain ``correct`` of ``guesses``.
+
+    The bound is the largest epsilon rejected at ``confidence`` by :func:`one_run_p_value` (delta = 0 gives the
+    pure-DP bound). An honest mechanism's bound stays below its claimed epsilon with probability ``confidence``.
 
     >>> epsilon_lower_bound(100, 50), round(epsilon_lower_bound(100, 95), 2)
     (0.0, 2.17)
     """
+    m = canaries if canaries is not None else guesses
     if guesses == 0 or correct <= guesses / 2:
         return 0.0
     alpha = 1 - confidence
 
-    def tail(eps: float) -> float:
-        p = math.exp(eps) / (1 + math.exp(eps))
-        return float(binom.sf(correct - 1, guesses, p))
+    def p_value(eps: float) -> float:
+        return one_run_p_value(canaries=m, guesses=guesses, correct=correct, epsilon=eps, delta=delta)
 
     low, high = 0.0, 50.0
-    if tail(low) > alpha:
+    if p_value(low) > alpha:
         return 0.0
     for _ in range(80):
         mid = (low + high) / 2
-        if tail(mid) <= alpha:
+        if p_value(mid) <= alpha:
             low = mid
         else:
             high = mid
     return low
 
 
-def one_run_audit(scores: np.ndarray, included: np.ndarray, *, guess_share: float = 0.2) -> OneRunAudit:
+def one_run_audit(
+    scores: np.ndarray, included: np.ndarray, *, delta: float = 0.0, guess_share: float = 0.2
+) -> OneRunAudit:
     """Guess 'included' for the highest-scoring canaries and 'excluded' for the lowest, abstain on the rest."""
     m = len(scores)
     k = max(1, int(guess_share * m / 2))
@@ -267,7 +300,8 @@ def one_run_audit(scores: np.ndarray, included: np.ndarray, *, guess_share: floa
         canaries=m,
         guesses=guesses,
         correct=correct,
-        epsilon_lower_bound=epsilon_lower_bound(guesses, correct),
+        delta=delta,
+        epsilon_lower_bound=epsilon_lower_bound(guesses, correct, canaries=m, delta=delta),
         confidence=0.95,
     )
 
@@ -282,6 +316,7 @@ __all__ = [
     "linkability",
     "membership_inference",
     "one_run_audit",
+    "one_run_p_value",
     "risk",
     "singling_out",
     "wilson",

@@ -62,13 +62,14 @@ def _get(result: dict[str, Any], *path: str) -> Any:
 
 CHECKS: tuple[Check, ...] = (
     Check(
-        "dcr_share_low",
+        "dcr_share_high",
         "memorization",
         Direction.MAX,
-        0.52,
-        "Lower end of the 95 % CI of the largest DCR share over feature spaces (0.5: synthetic rows no closer "
-        "to training than to unseen rows; the CI keeps small audits from failing by chance)",
-        lambda r: _worst((s["dcr_low"] for s in _spaces(r)), Direction.MAX),
+        0.6,
+        "Upper end of the 95 % CI of the largest DCR share over feature spaces (0.5: synthetic rows no closer "
+        "to training than to unseen rows). The upper end puts the burden of proof on the release: an audit too "
+        "small to show the share is low fails, it does not pass by its own noise",
+        lambda r: _worst((s["dcr_high"] for s in _spaces(r)), Direction.MAX),
     ),
     Check(
         "identical_excess",
@@ -162,10 +163,11 @@ CHECKS: tuple[Check, ...] = (
         "attacks",
         Direction.MAX,
         0.0,
-        "Canary audit's empirical epsilon lower bound minus the claimed epsilon (above 0 means a bug)",
+        "Canary audit's empirical epsilon lower bound (at the stage's delta) minus the epsilon of the stage the "
+        "canaries were trained under (above 0 means a bug)",
         lambda r: (
-            (_get(r, "attacks", "one_run", "epsilon_lower_bound") - r["claimed"]["epsilon"])
-            if _get(r, "attacks", "one_run") and _get(r, "claimed", "epsilon") is not None
+            _get(r, "attacks", "one_run", "epsilon_lower_bound") - _get(r, "attacks", "one_run", "claimed_epsilon")
+            if _get(r, "attacks", "one_run", "claimed_epsilon") is not None
             else None
         ),
     ),

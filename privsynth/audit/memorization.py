@@ -208,8 +208,8 @@ def distance_audit(
         space=space,
         rows=len(synthetic),
         dcr_share=float(score.mean()),
-        dcr_low=float(score.mean()) - spread,
-        dcr_high=float(score.mean()) + spread,
+        dcr_low=max(float(score.mean()) - spread, 0.0),
+        dcr_high=min(float(score.mean()) + spread, 1.0),
         identical_train=float((d_train <= tie_tolerance).mean()),  # equal-size samples: comparable rates
         identical_holdout=float((d_holdout <= tie_tolerance).mean()),
         nndr_synthetic=nndr(syn_d),

@@ -108,7 +108,7 @@ def render_report(result: dict[str, Any]) -> str:
         failed=[c for c in checks if c["status"] == "fail"],
         spaces=spaces,
         text_memo=memo.get("text", {}),
-        fidelity=result.get("fidelity", {"tvd": {}, "text": {}, "image": {}, "cross_modal": []}),
+        fidelity=result.get("fidelity", {}),
         preflight=result.get("preflight", {}),
         limitations=result.get("limitations", []),
         examples=result.get("examples", []),

@@ -331,10 +331,17 @@ def _attacks(
             out["attribute_inference"][name] = _plain(
                 attacks.attribute_inference(codes[0], codes[1], codes[2], i, seed=cfg.seed)
             )
-    if canaries is not None:
+    if canaries is not None and canaries.get("epsilon") is not None:
+        # The canaries were trained into a shadow run of one stage's mechanism (never released): its own
+        # (epsilon, delta) is what the bound must respect, not the whole ledger's.
         scores = np.asarray(canaries["scores"], dtype=np.float64)
         included = np.asarray(canaries["included"], dtype=bool)
-        out["one_run"] = _plain(attacks.one_run_audit(scores, included))
+        audit = attacks.one_run_audit(scores, included, delta=float(canaries["delta"]))
+        out["one_run"] = _plain(audit) | {
+            "stage": canaries.get("stage"),
+            "claimed_epsilon": float(canaries["epsilon"]),
+            "claimed_delta": float(canaries["delta"]),
+        }
     return out
 
 

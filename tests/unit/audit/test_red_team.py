@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,21 +11,44 @@ from PIL import Image
 
 from privsynth.audit.checks import evaluate_checks
 from privsynth.audit.run import run_audit
+from privsynth.data.corpus import Corpus
+from privsynth.data.demo import build_demo_records, demo_schema
 from privsynth.data.images import encode_png
 
 from .conftest import replace_rows
 
-MEMORIZATION = ("dcr_share_low", "identical_excess", "near_copy_excess", "verbatim_excess")
+MEMORIZATION = ("dcr_share_high", "identical_excess", "near_copy_excess", "verbatim_excess")
 
 
 def statuses(result: dict) -> dict[str, str]:
     return {c["name"]: c["status"] for c in evaluate_checks(result)}
 
 
-def test_unseen_real_sample_passes_memorization(splits, fast_config, tools) -> None:
+def test_an_audit_too_small_to_show_safety_fails_the_dcr_check_instead_of_passing(splits, fast_config, tools) -> None:
+    # ~300 records a side: an unseen real sample's DCR share is near 0.5, but its interval is too wide to show that
+    # it is below 0.6. Before, the gate read the interval's LOWER end, so small noisy audits passed by construction.
     result = run_audit(splits.train, splits.holdout, splits.oracle, config=fast_config, collaborators=tools)
     status = statuses(result)
-    for check in MEMORIZATION:
+    for check in ("identical_excess", "near_copy_excess", "verbatim_excess"):
+        assert status[check] == "ok", (check, [c for c in result["checks"] if c["name"] == check])
+    assert status["dcr_share_high"] == "fail"
+    assert result["memorization"]["tabular"]["dcr_share"] < 0.6
+
+
+def test_unseen_real_sample_large_enough_to_judge_passes_memorization(fast_config, tools) -> None:
+    frame, images = build_demo_records(3000, seed=21)
+    frame = frame.assign(scan=[images[rel] for rel in frame["scan"]])
+    people = frame["patient_id"].unique()
+    thirds = np.array_split(np.random.default_rng(0).permutation(people), 3)
+    train, holdout, unseen = (
+        Corpus(
+            records=frame[frame["patient_id"].isin(set(t))].reset_index(drop=True), schema=demo_schema(), root=Path(".")
+        )
+        for t in thirds
+    )
+    result = run_audit(train, holdout, unseen, config=fast_config, collaborators=tools)  # ~1,000 records a side
+    status = statuses(result)
+    for check in ("dcr_share_high", "identical_excess", "verbatim_excess"):
         assert status[check] == "ok", (check, [c for c in result["checks"] if c["name"] == check])
 
 
@@ -104,4 +128,4 @@ def test_copying_the_whole_training_set_fails_everything_memorization(splits, fa
     synthetic = splits.oracle.with_records(splits.train.records.iloc[:n])
     result = run_audit(splits.train, splits.holdout, synthetic, config=fast_config, collaborators=tools)
     status = statuses(result)
-    assert status["dcr_share_low"] == "fail" and status["identical_excess"] == "fail"
+    assert status["dcr_share_high"] == "fail" and status["identical_excess"] == "fail"

@@ -33,7 +33,7 @@ def test_every_check_has_a_value_or_is_not_applicable(audit_result) -> None:
     checks = {c["name"]: c for c in audit_result["checks"]}
     assert set(checks) == {c.name for c in CHECKS}
     for name in (
-        "dcr_share_low",
+        "dcr_share_high",
         "identical_excess",
         "pii_replay",
         "mia_auc",
