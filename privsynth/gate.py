@@ -16,6 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from privsynth.audit.checks import BY_NAME, passes
 from privsynth.errors import ConfigError
+from privsynth.privacy.randomness import RngMode
+
+#: Checks that changed meaning, so old policies cannot silently keep an old threshold on a new number.
+RENAMED_CHECKS = {"dcr_share_low": "dcr_share_high"}
+RENAMED_WHY = {
+    "dcr_share_low": "the gate now reads the UPPER end of the DCR share's 95 % interval (a small, noisy audit must "
+    "not pass by its own noise); set a threshold such as 0.60 for it (honest releases audited on 1,000 holdout "
+    "records reach about 0.58)"
+}
 
 
 class Severity(StrEnum):
@@ -56,11 +65,24 @@ class Policy(BaseModel):
     max_delta: float | None = Field(default=None, gt=0, lt=1)
     require_dp: bool = Field(default=True, description="Refuse outputs without a privsynth ledger.")
     allow_internal_audit: bool = Field(default=False, description="Accept an audit holding real examples.")
+    allow_reproducible_noise: bool = Field(
+        default=False,
+        description="Accept a ledger whose noise was not drawn from fresh OS entropy (test mode, or an older "
+        "privsynth that seeded its noise). Such noise can be replayed: the DP guarantee does not hold.",
+    )
+    publish_audit_statistics: bool = Field(
+        default=True,
+        description="Put audit statistics computed on real records (outside the DP guarantee) in the release: "
+        "audit-summary.json and the values of the datasheet's check table. False keeps only pass/fail.",
+    )
     checks: dict[str, CheckRule]
 
     @field_validator("checks")
     @classmethod
     def _known_checks(cls, value: dict[str, CheckRule]) -> dict[str, CheckRule]:
+        for old, new in RENAMED_CHECKS.items():
+            if old in value:
+                raise ValueError(f"check '{old}' was replaced by '{new}': {RENAMED_WHY[old]}")
         unknown = sorted(set(value) - set(BY_NAME))
         if unknown:
             raise ValueError(f"unknown check(s) {', '.join(unknown)}; known: {', '.join(sorted(BY_NAME))}")
@@ -140,6 +162,16 @@ def gate(policy: Policy, audit: dict[str, Any], ledger: dict[str, Any] | None) -
                     value=delta,
                     threshold=policy.max_delta,
                     message=f"delta {delta:.3g} is above the policy's {policy.max_delta:.3g}",
+                )
+            )
+        rng = ledger.get("rng", "seeded" if ledger.get("version") == 1 else "unknown")
+        if rng != RngMode.OS_ENTROPY.value and not policy.allow_reproducible_noise:
+            reasons.append(
+                Finding(
+                    check="rng",
+                    severity=Severity.HARD,
+                    message=f"the ledger's noise is '{rng}', not fresh OS entropy: it can be replayed, so the DP "
+                    "guarantee does not hold (refit without PRIVSYNTH_UNSAFE_REPRODUCIBLE_NOISE)",
                 )
             )
         if not ledger.get("unit_of_privacy"):

@@ -22,6 +22,7 @@ from privsynth.data.fingerprint import corpus_fingerprint
 from privsynth.data.schema import ColumnKind
 from privsynth.errors import ConfigError, ReleaseRefusedError
 from privsynth.gate import GateDecision, Policy, gate
+from privsynth.release.disclosure import outside_guarantee
 from privsynth.release.documents import ReleaseFacts, check_croissant, croissant, dataset_card, datasheet, dumps
 from privsynth.release.info import ReleaseInfo
 from privsynth.release.manifest import file_table, sha256_file, sign_manifest, write_manifest
@@ -56,6 +57,16 @@ def audit_summary(audit: dict[str, Any]) -> dict[str, Any]:
     keep["attacks"] = audit.get("attacks", {})
     keep["fidelity"] = audit.get("fidelity", {})
     return keep
+
+
+def _without_values(decision: dict[str, Any]) -> dict[str, Any]:
+    """A gate decision with the audit's numbers removed (pass/fail and check names only)."""
+    out = dict(decision)
+    for key in ("reasons", "warnings", "evaluated"):
+        out[key] = [
+            {k: v for k, v in finding.items() if k not in ("value", "message")} for finding in decision.get(key, [])
+        ]
+    return out
 
 
 def _versions() -> dict[str, str]:
@@ -105,6 +116,13 @@ def write_release(
         )
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     schema = corpus.schema
+    publish = policy.publish_audit_statistics
+    declared_public = [
+        n
+        for n, c in schema.columns.items()
+        if c.kind is not ColumnKind.IDENTIFIER and any(getattr(c, f) is not None for f in _PUBLIC_FIELDS)
+    ]
+    gate_record = decision.model_dump(mode="json") if publish else _without_values(decision.model_dump(mode="json"))
     with atomic_dir(out, force=force) as tmp:
         write_corpus(corpus, tmp / "data", table_format="parquet", image_files=True)
         table = tmp / "data" / "records.parquet"
@@ -123,20 +141,23 @@ def write_release(
             sample_seed=provenance.get("seed"),
             source_fingerprint=provenance.get("source"),
             checks=audit.get("checks", []),
-            gate=decision.model_dump(mode="json"),
-            declared_public=[
-                n
-                for n, c in schema.columns.items()
-                if c.kind is not ColumnKind.IDENTIFIER and any(getattr(c, f) is not None for f in _PUBLIC_FIELDS)
-            ],
+            gate=gate_record,
+            declared_public=declared_public,
             public_data=list(provenance.get("public_data", [])),
+            publish_audit_statistics=publish,
+            outside_guarantee=outside_guarantee(
+                publish_audit_statistics=publish,
+                declared_public=declared_public,
+                public_data=list(provenance.get("public_data", [])),
+            ),
         )
         (tmp / "datasheet.md").write_text(datasheet(info, facts), encoding="utf-8")
         (tmp / "README.md").write_text(dataset_card(info, facts), encoding="utf-8")
         document = croissant(info, facts)
         (tmp / "croissant.json").write_text(dumps(document), encoding="utf-8")
         check_croissant(document, str(tmp / "croissant.json"))
-        (tmp / "audit-summary.json").write_text(dumps(audit_summary(audit)), encoding="utf-8")
+        if publish:
+            (tmp / "audit-summary.json").write_text(dumps(audit_summary(audit)), encoding="utf-8")
         files = file_table(tmp)
         manifest: dict[str, Any] = {
             "format": "privsynth-release",
@@ -147,7 +168,8 @@ def write_release(
             "release_class": policy.release_class.value,
             "unit_of_privacy": schema.unit_of_privacy,
             "ledger": facts.ledger,
-            "gate": decision.model_dump(mode="json"),
+            "gate": gate_record,
+            "outside_guarantee": facts.outside_guarantee,
             "policy": {
                 "name": policy.name,
                 "version": policy.version,

@@ -16,6 +16,7 @@ import yaml
 
 from privsynth.data.schema import ColumnKind, Schema
 from privsynth.errors import ConfigError
+from privsynth.release.disclosure import NEVER_RELEASED
 from privsynth.release.info import ReleaseInfo
 
 CROISSANT_CONTEXT: dict[str, Any] = {
@@ -98,6 +99,8 @@ class ReleaseFacts:
     gate: dict[str, Any]
     declared_public: list[str] = field(default_factory=list)
     public_data: list[dict[str, Any]] = field(default_factory=list)
+    publish_audit_statistics: bool = True
+    outside_guarantee: list[str] = field(default_factory=list)
 
 
 def _kinds(schema: Schema) -> str:
@@ -119,12 +122,16 @@ def _public_data(items: list[dict[str, Any]]) -> str:
     return "; ".join(described)
 
 
-def _checks_table(checks: list[dict[str, Any]]) -> str:
+def _checks_table(checks: list[dict[str, Any]], *, values: bool) -> str:
     rows = []
     for c in checks:
-        value = "n/a" if c.get("value") is None else f"{c['value']:.4g}"
+        value = "n/a" if c.get("value") is None else f"{c['value']:.4g}" if values else "not published"
         rows.append(f"| `{c['name']}` | {value} | {c['direction']} {c['threshold']:g} | {c['status']} |")
     return "\n".join(rows)
+
+
+def _bullets(items: list[str]) -> str:
+    return "\n".join(f"- {item}" for item in items) or "- nothing"
 
 
 def privacy_statement(facts: ReleaseFacts) -> str:
@@ -177,10 +184,18 @@ Version {info.version} · created {facts.created} with privsynth {facts.privsynt
 
 ## Collection process
 
-Synthesized by privsynth from a private source corpus (content fingerprint `{facts.source_fingerprint or "not recorded"}`),
-model run `{facts.model_run_id or "unknown"}`, sampling seed {facts.sample_seed}. Generators: {", ".join(facts.generators) or "none"}.
+Synthesized by privsynth from a private source corpus (source `{facts.source_fingerprint or "not recorded"}`: a name,
+or a keyed fingerprint that says nothing without the data owner's secret key), model run `{facts.model_run_id or "unknown"}`,
+sampling seed {facts.sample_seed} (sampling only: the fit's noise came from fresh OS entropy and is not recorded).
+Generators: {", ".join(facts.generators) or "none"}.
 
 {privacy_statement(facts)}
+
+### What this release says outside the guarantee
+
+{_bullets(facts.outside_guarantee)}
+
+Never in any release: {"; ".join(NEVER_RELEASED)}.
 
 ## Preprocessing
 
@@ -199,7 +214,7 @@ The synthetic corpus was audited against the real one (memorization, PII, attack
 
 | check | value | policy | status at reference thresholds |
 |---|---|---|---|
-{_checks_table(facts.checks)}
+{_checks_table(facts.checks, values=facts.publish_audit_statistics)}
 
 ## Uses
 

@@ -38,7 +38,6 @@ def write_run_config(folder: Path, *, name: str, epsilon: float = 3.0, policy: P
         "name": name,
         "demo": {"n": 200, "seed": 3},
         "epsilon": epsilon,
-        "seed": 0,
         "fit": str(SMALL),
         "pretrain_text": {"public_demo": {"n": 40, "seed": 4}, "steps": 2},
         "sample": {"n": 150, "seed": 1},
@@ -102,11 +101,24 @@ def test_run_reports_each_stage_and_training_progress_outside_a_terminal(cli, tm
     assert "privsynth run: DP-SGD tabular, step" in result.stderr
 
 
-def test_public_pretraining_never_reads_the_private_corpus(tmp_path: Path) -> None:
+def test_public_pretraining_never_reads_the_private_corpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import privsynth.data.corpus
+    import privsynth.pipeline
+    from privsynth.config import load_config
     from privsynth.errors import ConfigError
-    from privsynth.pipeline import load_pipeline
+    from privsynth.pipeline import _pretrain, load_pipeline
 
     path = write_run_config(tmp_path, name="p")
+
+    # the public stage runs with every way of reading a corpus booby-trapped: it must not need the private one
+    def trapped(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the public pretraining stage read a corpus")
+
+    monkeypatch.setattr(privsynth.data.corpus, "read_corpus", trapped)
+    monkeypatch.setattr(privsynth.pipeline, "read_corpus", trapped)
+    settings = _pretrain(load_pipeline(path), load_config(SMALL), tmp_path / "pretrain")
+    assert settings["public_corpus"].is_dir()
+    monkeypatch.undo()
     config = yaml.safe_load(path.read_text())
     config["pretrain_text"] = {"public_demo": {"n": 40, "seed": 3}}  # the private demo's own seed
     path.write_text(yaml.safe_dump(config))
@@ -268,14 +280,9 @@ def test_sigkill_while_writing_a_release_leaves_no_release(finished_run: Path, t
     assert all(name.startswith(".killed.tmp-") for name in leftovers)  # only the hidden temporary folder
 
 
-def test_sigkill_during_fit_then_resume_gives_the_same_ledger(tmp_path: Path) -> None:
+def test_sigkill_during_fit_then_resume_spends_exactly_the_plan(tmp_path: Path) -> None:
     from privsynth.cli import main
-
-    reference_dir = tmp_path / "reference"
-    reference_dir.mkdir()
-    reference = write_run_config(reference_dir, name="ref")
-    assert main(["run", str(reference)]) == 0
-    expected = json.loads((reference_dir / "runs" / "ref" / "fit" / "model" / "ledger.json").read_text())
+    from privsynth.privacy.store import LedgerStore
 
     killed_dir = tmp_path / "killed"
     killed_dir.mkdir()
@@ -302,12 +309,63 @@ def test_sigkill_during_fit_then_resume_gives_the_same_ledger(tmp_path: Path) ->
     assert proc.returncode == -9, proc.stderr[-2000:]
     work = killed_dir / "runs" / "ref" / "fit" / "work"
     assert (work / "tabular-checkpoint" / "state.json").exists()
+    assert work.stat().st_mode & 0o777 == 0o700  # real keys and RNG states: owner-only
     assert not (killed_dir / "runs" / "ref" / "fit" / "stage.json").exists()
+    before = json.loads((work / "ledger.json").read_text())["entries"]
+    plan = json.loads((work / "plan.json").read_text())
+    run_id = json.loads((work / "run.json").read_text())["run_id"]
     assert main(["run", str(config)]) == 0
     resumed = json.loads((killed_dir / "runs" / "ref" / "fit" / "model" / "ledger.json").read_text())
-    assert len(resumed["entries"]) == len(expected["entries"]) == 4  # profile, tabular, text, image
-    assert resumed["epsilon"] == pytest.approx(expected["epsilon"])
-    from privsynth.privacy.store import LedgerStore
-
+    assert [e["stage"] for e in resumed["entries"]] == ["profile", "profile", "tabular", "text", "image"]
+    assert resumed["entries"][: len(before)] == before  # what the killed run spent, not spent again
+    assert resumed["epsilon"] == pytest.approx(plan["composed_epsilon"], rel=0.01)  # exactly the plan
     rows = LedgerStore(killed_dir / "ledger.sqlite").rows()
-    assert len(rows) == 4  # nothing recorded twice across the kill
+    assert len(rows) == 5 and {r["run_id"] for r in rows} == {run_id}  # nothing recorded twice across the kill
+    assert not work.exists()  # the work folder (keys, RNG states) is deleted once the model is written
+
+
+def test_three_runs_of_one_config_are_three_spends_in_the_store(cli, tmp_path: Path) -> None:
+    # Before: every run of a config was recorded as run-<name>, so the store kept one run's epsilon out of three.
+    config = write_run_config(tmp_path, name="again", epsilon=1.0)
+    settings = yaml.safe_load(config.read_text())
+    settings.pop("pretrain_text")
+    settings.pop("release")
+    settings["demo"] = {"n": 60, "seed": 3}
+    settings["sample"] = {"n": 40, "seed": 1}
+    settings["audit"] = {"ocr": "off", "bootstrap": 20, "fidelity": False, "attacks": False, "pii": False}
+    config.write_text(yaml.safe_dump(settings))
+    for _ in range(3):
+        assert cli("run", config).exit_code in (0, ExitCode.REFUSED)
+        shutil.rmtree(tmp_path / "runs" / "again")
+    shown = cli("ledger", "show", "--json", "--ledger-store", tmp_path / "ledger.sqlite")
+    totals = json.loads(shown.stdout)["sources"]
+    assert len(totals) == 1 and totals[0]["runs"] == 3
+    assert len({s["run_id"] for s in json.loads(shown.stdout)["spends"]}) == 3
+    assert 3 * 0.97 <= totals[0]["epsilon"] <= 3.0
+
+
+def test_no_release_or_synthetic_folder_carries_a_plain_hash_of_the_private_corpus(finished_run: Path) -> None:
+    # Before: datasheet, synthetic.json and model.json carried sha256 of the private corpus' content, which answers
+    # membership for anyone who knows every record but one. Any canonicalisation: content hash, file bytes.
+    import hashlib
+
+    from privsynth.data.fingerprint import corpus_fingerprint
+
+    corpus_dir = finished_run / "corpus" / "data"
+    real = read_corpus(corpus_dir)
+    digests = {corpus_fingerprint(real).removeprefix("sha256:")}
+    digests |= {hashlib.sha256(p.read_bytes()).hexdigest() for p in corpus_dir.rglob("*") if p.is_file()}
+    digests.add(hashlib.sha256(real.records.to_csv(index=False).encode()).hexdigest())
+    folders = [
+        finished_run / "release" / "bundle",
+        finished_run / "sample" / "synthetic",
+        finished_run / "fit" / "model",
+    ]
+    for folder in folders:
+        for path in folder.rglob("*"):
+            if path.is_file() and "internal" not in path.parts:
+                content = path.read_bytes()
+                for digest in digests:
+                    assert digest.encode() not in content, path
+    model = json.loads((finished_run / "fit" / "model" / "model.json").read_text())
+    assert model["source"].startswith("hmac-sha256:") and "seed" not in model

@@ -1,0 +1,57 @@
+"""What a release says outside epsilon: every non-DP statistic of the private corpus it carries, listed plainly.
+
+The (epsilon, delta) guarantee covers what the DP generators produce. A release also carries a few things derived
+from the real records by other means; each is made DP, keyed, dropped, or named here. The same list is printed in
+the datasheet, and docs/privacy-officers.md explains each item. ``Policy.publish_audit_statistics`` drops the
+audit's numbers from the bundle (keeping only the pass/fail of the gate).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Things a release never carries, however it is configured (enforced by code and tests).
+NEVER_RELEASED = (
+    "exact counts of the private corpus: the number of synthetic records defaults to the DP profile's estimate, "
+    "the DP-SGD sample rates and the default delta come from a DP count of people",
+    "a plain content hash of the private corpus: the source is named by a keyed HMAC (or the name the data team "
+    "gave), meaningless without the ledger store's secret key",
+    "any value of a real record, and the randomness (seeds, noise) of the fit",
+)
+
+
+def outside_guarantee(
+    *,
+    publish_audit_statistics: bool,
+    declared_public: list[str],
+    public_data: list[dict[str, Any]],
+) -> list[str]:
+    """The non-DP statements about the private corpus in this release, one sentence each."""
+    items = [
+        "The gate's decision (passed, and which soft checks warned) was computed on real records: it is one "
+        "outcome of an audit outside the guarantee.",
+    ]
+    if publish_audit_statistics:
+        items.append(
+            "Audit statistics computed on real records (audit-summary.json, and the values in the check table "
+            "below): distances between real and synthetic rows and thresholds from real-to-real distances, "
+            "membership, singling-out, linkability and attribute-inference rates, PII counts, train-on-synthetic "
+            "scores on real holdout records, marginal distances, and the exact numbers of training, holdout and "
+            "audited records. The release policy can drop them (publish_audit_statistics: false)."
+        )
+    if declared_public:
+        items.append(
+            "Metadata the data team declared public in schema.yaml (not learned from the records): "
+            + ", ".join(f"`{c}`" for c in declared_public)
+            + "."
+        )
+    if public_data:
+        items.append("Public data the generators learned without noise (listed under Preprocessing).")
+    items.append(
+        "Column names and kinds come from schema.yaml; flags that `privsynth init` inferred from the data "
+        "(a column's kind, `integer`, `date_only`) are not DP unless the data team reviewed or declared them."
+    )
+    return items
+
+
+__all__ = ["NEVER_RELEASED", "outside_guarantee"]
