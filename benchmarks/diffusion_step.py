@@ -34,18 +34,21 @@ def diffusion_trainer(config: object, units: int, steps: int, size: int = 28) ->
     from privsynth.generators.image.diffusion import Denoiser
     from privsynth.generators.image.generator import ImageConfig, ImageGenerator
     from privsynth.privacy.accounting import Mechanism
+    from privsynth.privacy.randomness import Streams
 
     assert isinstance(config, ImageConfig) and config.model == "diffusion"
     rate = config.optim.sample_rate(units)
     noise = np.random.default_rng(0).uniform(-1, 1, size=(units, 1, size, size)).astype(np.float32)
-    return ImageGenerator(config)._diffusion_trainer(
+    generator = ImageGenerator(config)
+    generator.column_ = "image"
+    return generator._diffusion_trainer(
         Denoiser(channels=1, classes=10, config=config.diffusion),
         noise,
         torch.as_tensor(np.arange(units) % 10),
         torch.ones(units),
         Groups.from_labels(None, units),
         Mechanism(noise_multiplier=1.0, sample_rate=rate, steps=steps),
-        seed=0,
+        Streams.private(),
     )
 
 

@@ -211,11 +211,9 @@ def fit_pipeline(
             print(f"  {stage}: step {step}/{total}", flush=True)
 
     with measure() as fit:
-        synth = Synthesizer(config).fit(
-            corpus(train_x, train_y), epsilon=epsilon, delta=1e-5, seed=seed, progress=progress
-        )
+        synth = Synthesizer(config).fit(corpus(train_x, train_y), epsilon=epsilon, delta=1e-5, progress=progress)
     start = time.perf_counter()
-    sampled, _ = synth.sample(samples, seed=seed + 1)
+    sampled, _ = synth.sample(samples, seed=seed + 1)  # the seed drives sampling only (fit noise: OS entropy)
     info = {
         "epsilon": synth.ledger_.epsilon,
         "fit_seconds": fit.seconds,
@@ -260,6 +258,7 @@ def fit_direct(
     from privsynth.generators.tabular.codecs import CategoricalCodec
     from privsynth.privacy.ledger import PrivacyLedger
     from privsynth.privacy.planner import plan_budget
+    from privsynth.privacy.randomness import Streams
     from privsynth.profile.model import ImageProfile, Source
 
     section = yaml.safe_load(config_path.read_text(encoding="utf-8")).get("image", {})
@@ -289,7 +288,8 @@ def fit_direct(
         codecs=[codec],
         ledger=ledger,
         noise_multiplier=sigma,
-        seed=seed,
+        units=len(train_x),  # the image count is public in this benchmark (DPImageBench protocol)
+        streams=Streams.private(),
         progress=progress,
     )
     fit_seconds = time.perf_counter() - started
@@ -301,7 +301,7 @@ def fit_direct(
             generator.config = config.model_copy(update={"diffusion": diffusion})
         records = pd.DataFrame({"label": np.asarray(CLASSES, dtype=object)[labels]})
         start = time.perf_counter()
-        records["image"] = generator.sample(records, seed=seed + 1)
+        records["image"] = generator.sample(records, streams=Streams.sampling(seed + 1 + len(results)))
         info = {
             "epsilon": ledger.epsilon,
             "fit_seconds": fit_seconds,

@@ -18,6 +18,7 @@ from _common import measure, peak_rss_mb, print_table, write_json
 
 from privsynth.data.corpus import Corpus
 from privsynth.data.schema import schema_from_dict
+from privsynth.privacy.randomness import Streams
 from privsynth.profile.profiler import exact_profile, plan_queries, profile_corpus
 
 
@@ -72,7 +73,7 @@ def main() -> None:
     columns = len(corpus.schema.columns) - 1
     print(f"{args.rows} rows x {columns} columns, {plan_queries(corpus.schema).queries} DP queries")
     with measure() as dp:
-        profile = profile_corpus(corpus, epsilon=args.epsilon, delta=1e-7, seed=args.seed)
+        profile = profile_corpus(corpus, epsilon=args.epsilon, delta=1e-7, streams=Streams.private())
     with measure() as exact:
         exact_profile(corpus)
     rows = [

@@ -44,10 +44,14 @@ from privsynth.data.schema import schema_from_dict
 from privsynth.generators.dpsgd import DPSGDTrainer, Groups, OptimConfig
 from privsynth.generators.text.pretrain import pretrain_text
 from privsynth.privacy.accounting import AccountantKind, Mechanism, noise_for_epsilon
+from privsynth.privacy.randomness import Streams
 from privsynth.synthesizer import Synthesizer
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+#: Declared without looking at the reviews: longer reviews are truncated to it (the corpus' own maximum would be an
+#: exact statistic of the private texts).
+PUBLIC_MAX_CHARS = 2000
 LABELS = ["great", "other"]
 
 
@@ -71,7 +75,11 @@ def corpus(train: pd.DataFrame, max_length: int) -> Corpus:
         source="text_reviews",
     )
     records = pd.DataFrame(
-        {"id": [f"r{i}" for i in range(len(train))], "score": train.score.astype(object), "review": train.review}
+        {
+            "id": [f"r{i}" for i in range(len(train))],
+            "score": train.score.astype(object),
+            "review": train.review.str.slice(0, max_length),
+        }
     )
     return Corpus(records=records, schema=schema, root=Path())
 
@@ -109,7 +117,15 @@ def dp_classifier_accuracy(train: pd.DataFrame, test: pd.DataFrame, epsilon: flo
         )
 
     mechanism = Mechanism(noise_multiplier=sigma, sample_rate=rate, steps=steps)
-    DPSGDTrainer(model, loss=loss, groups=groups, mechanism=mechanism, config=config, seed=0).run()
+    DPSGDTrainer(
+        model,
+        loss=loss,
+        groups=groups,
+        mechanism=mechanism,
+        config=config,
+        streams=Streams.private(),
+        stream=("baseline", "review"),
+    ).run()
     test_x = torch.as_tensor(hasher.transform(test.review).toarray(), dtype=torch.float32)
     with torch.no_grad():
         predicted = np.where(model(test_x).squeeze(1).numpy() > 0, "great", "other")
@@ -134,7 +150,8 @@ def main() -> None:
     if args.limit:
         train = train.head(args.limit)
     base = load_config(args.config).model_copy(update={"holdout_fraction": 0.0})
-    real = corpus(train, max_length=int(train.review.str.len().max()))
+    # a public limit, not the private maximum (which would be an exact statistic of the reviews)
+    real = corpus(train, max_length=PUBLIC_MAX_CHARS)
     print(f"reviews: train {len(train)}, test {len(test)}", flush=True)
 
     def progress(stage: str, step: int, total: int) -> None:
@@ -168,9 +185,7 @@ def main() -> None:
             config = base.model_copy(update={"text": base.text.model_copy(update={"pretrained": folder})})
         print(f"fitting privsynth ({variant}) at epsilon {args.epsilon}...", flush=True)
         with measure() as fit:
-            synth = Synthesizer(config).fit(
-                real, epsilon=args.epsilon, delta=args.delta, seed=args.seed, progress=progress
-            )
+            synth = Synthesizer(config).fit(real, epsilon=args.epsilon, delta=args.delta, progress=progress)
         start = time.perf_counter()
         synthetic, _ = synth.sample(len(train), seed=args.seed + 1)
         sample_seconds = time.perf_counter() - start
