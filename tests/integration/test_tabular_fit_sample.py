@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from privsynth.config import load_config
 from privsynth.data.corpus import Corpus, read_corpus
@@ -249,10 +250,50 @@ def test_canaries_are_memorised_by_the_shadow_model_and_absent_from_the_released
     config = load_config(SMALL)
     optim = config.tabular.optim.model_copy(update={"epochs": 30, "lr": 0.01})
     config = config.model_copy(update={"tabular": config.tabular.model_copy(update={"optim": optim})})
-    synth = Synthesizer(config).fit(corpus, epsilon=1000.0, canaries=200)
+    synth = Synthesizer(config).fit(corpus, epsilon=1000.0, canaries=400)
     assert synth.canaries_ is not None and synth.tabular_ is not None
     included = np.asarray(synth.canaries_["included"])
     shadow = roc_auc_score(included, synth.canaries_["scores"])
     released = roc_auc_score(included, log_likelihood(synth.tabular_.network_, np.asarray(synth.canaries_["tokens"])))
     assert shadow > 0.7
-    assert abs(released - 0.5) < 0.15
+    assert abs(released - 0.5) < 0.1  # 400 canaries: the AUC of chance has a standard deviation of 0.03
+
+
+def test_every_column_trains_on_noise_and_poisson_masks_of_its_own(tmp_path: Path, monkeypatch) -> None:
+    # Before: every text column trained with seed + 101 (every image column with seed + 211): the same noise
+    # vectors and Poisson masks in runs the planner composed as independent. Two identical text columns then
+    # came out with identical weights.
+    from privsynth.generators import dpsgd
+
+    records = pd.DataFrame(
+        {
+            "id": [f"r{i}" for i in range(120)],
+            "kind": ["a", "b", "c"] * 40,
+            "first": [f"visit {i % 7} went well" for i in range(120)],
+        }
+    )
+    records["second"] = records["first"]
+    schema = schema_from_dict(
+        {
+            "key": "id",
+            "columns": {
+                "id": {"kind": "key"},
+                "kind": {"kind": "categorical", "domain": ["a", "b", "c"]},
+                "first": {"kind": "text", "max_length": 40},
+                "second": {"kind": "text", "max_length": 40},
+            },
+        },
+        source="t",
+    )
+    streams: list[tuple[str, str]] = []
+    original = dpsgd.DPSGDTrainer._setup
+
+    def spy(self, model, **kwargs):  # type: ignore[no-untyped-def]
+        streams.append(kwargs["stream"])
+        return original(self, model, **kwargs)
+
+    monkeypatch.setattr(dpsgd.DPSGDTrainer, "_setup", spy)
+    synth = Synthesizer(load_config(SMALL)).fit(Corpus(records=records, schema=schema, root=tmp_path), epsilon=4.0)
+    assert sorted(streams) == [("tabular", "*"), ("text", "first"), ("text", "second")]
+    a, b = (synth.texts_[c].network_.state_dict() for c in ("first", "second"))
+    assert any(not torch.equal(a[k], b[k]) for k in a)
