@@ -49,6 +49,7 @@ def diffusion_trainer(config: object, units: int, steps: int, size: int = 28) ->
         Groups.from_labels(None, units),
         Mechanism(noise_multiplier=1.0, sample_rate=rate, steps=steps),
         Streams.private(),
+        units,
     )
 
 

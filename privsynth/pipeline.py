@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,6 +234,8 @@ def run_pipeline(
     model_dir = root / "fit" / "model"
     if _done(root / "fit"):
         skipped.append("fit")
+        if (root / "fit" / "work").exists():  # a run killed between saving the model and deleting its work folder
+            shutil.rmtree(root / "fit" / "work")
     else:
         tell("fitting DP generators (resumes from its checkpoint if it was interrupted)")
         synth = Synthesizer(fit_config).fit(
@@ -245,9 +248,8 @@ def run_pipeline(
             workdir=root / "fit" / "work",
             progress=progress,
         )
-        synth.save(model_dir, force=True)
+        synth.save(model_dir, force=True)  # deletes the work folder (real keys, RNG states) once written
         _finish(root / "fit", epsilon=synth.ledger_.epsilon, delta=synth.ledger_.target_delta, run=synth.run_id_)
-        synth.work_.discard()  # its real keys and RNG states are no longer needed
 
     synthetic_dir = root / "sample" / "synthetic"
     if _done(root / "sample"):

@@ -43,7 +43,7 @@ from privsynth.privacy.planner import MAX_DEFAULT_DELTA, BudgetPlan, StageShape,
 from privsynth.privacy.randomness import Streams
 from privsynth.privacy.store import LedgerStore
 from privsynth.profile.model import ImageProfile, Profile, load_profile, save_profile
-from privsynth.profile.profiler import dp_profile, dp_unit_count, plan_queries
+from privsynth.profile.profiler import PROFILE_NOTE, dp_profile, dp_unit_count, plan_queries
 from privsynth.runtime import set_threads
 from privsynth.surrogates import fill_identifiers, surrogate_identities
 from privsynth.workdir import FitWork
@@ -120,6 +120,22 @@ def _prepare(corpus: Corpus, fraction: float, streams: Streams, work: FitWork) -
     return _Prepared(bounded, used, unit_groups(bounded))
 
 
+INHERITED_NOTE = (
+    "inherited from a checkpoint DP-fitted on another corpus (run {run}): composed, since the corpora may share people"
+)
+
+
+def _compose_inherited(ledger: PrivacyLedger, inherited: list[dict[str, Any]]) -> None:
+    """Spend, in this run's ledger, the mechanisms of every DP-fitted checkpoint this fit starts from (once)."""
+    for provenance in inherited:
+        note = INHERITED_NOTE.format(run=provenance["run_id"])
+        if any(e.note == note for e in ledger.entries):
+            continue  # a resumed fit: already composed
+        theirs = PrivacyLedger.from_state_dict(provenance["ledger"])
+        for entry in theirs.entries:
+            ledger.spend(entry.stage, entry.mechanism, extra_delta=entry.extra_delta, note=note)
+
+
 def _reporter(progress: Progress | None, stage: str) -> Callable[[int, int, float], None] | None:
     """A generator's (step, steps, loss) callback reporting under ``stage``."""
     if progress is None:
@@ -178,7 +194,7 @@ class Synthesizer:
         streams = Streams.private()
         store = store if store is not None else LedgerStore()
         fingerprint = keyed_fingerprint(corpus, store)
-        check_public_inputs(corpus, text=self.config.text, image=self.config.image, fingerprint=fingerprint)
+        inherited = check_public_inputs(corpus, text=self.config.text, image=self.config.image, fingerprint=fingerprint)
         label = source or fingerprint
         identity = {
             "fingerprint": fingerprint,
@@ -195,12 +211,14 @@ class Synthesizer:
         if delta is not None:
             check_delta(delta, data.groups.count)  # before anything is spent
         ledger = self._open_ledger(epsilon, delta, schema.unit_of_privacy, streams, work, store, label, fingerprint)
+        _compose_inherited(ledger, inherited)
         noise = CountNoise(streams)
         units = work.load("count.json")
         if units is None:
             units = dp_unit_count(
                 data.groups.count, ledger=ledger, noise=noise, config=self.config.profile, default_delta=delta is None
             )
+            work.save("ledger.json", ledger.state_dict())  # with its tightened delta, before the count is kept
             work.save("count.json", units)
         budget = self._plan(schema, int(units), ledger, work)
         profile = self._profile(data.train, budget, int(units), ledger, noise, work)
@@ -210,7 +228,13 @@ class Synthesizer:
             if canaries and self.tabular_ is not None
             else None
         )
-        provenance = {"dp_fit": True, "fingerprint": fingerprint, "source": label, "run_id": work.run_id}
+        provenance = {
+            "dp_fit": True,
+            "fingerprint": fingerprint,
+            "source": label,
+            "run_id": work.run_id,
+            "ledger": ledger.state_dict(),  # so a fit starting from this checkpoint can compose its spend
+        }
         for generator in [self.tabular_, *self.texts_.values(), *self.images_.values()]:
             if generator is not None:
                 generator.provenance_ = provenance  # a later fit refuses to start from it on this corpus
@@ -256,8 +280,10 @@ class Synthesizer:
         if not ledger.entries:
             store.check_cap(label, epsilon, fingerprint=fingerprint)
         store.record(source=label, run_id=work.run_id, ledger=ledger, fingerprint=fingerprint)  # re-syncs a resume
-        ledger.attach(store.sink(source=label, run_id=work.run_id, fingerprint=fingerprint))
+        # The work folder first: a crash between the two writes leaves a spend the store lacks, which the next
+        # start re-records (above); the other order would leave the store ahead of the ledger, refused on resume.
         ledger.attach(lambda book, _entry: work.save("ledger.json", book.state_dict()))
+        ledger.attach(store.sink(source=label, run_id=work.run_id, fingerprint=fingerprint))
         return ledger
 
     def _plan(self, schema: Schema, units: int, ledger: PrivacyLedger, work: FitWork) -> BudgetPlan:
@@ -296,7 +322,7 @@ class Synthesizer:
         path = work.path("profile.json")
         queries = plan_queries(train.schema).queries
         sigma = budget.mechanism(Stage.PROFILE).noise_multiplier if queries else 1.0
-        spent = queries > 0 and any(m.steps == queries for m in ledger.mechanisms(Stage.PROFILE))
+        spent = any(e.stage is Stage.PROFILE and PROFILE_NOTE in e.note for e in ledger.entries)
         if path is not None and path.is_file() and (spent or not queries):
             return load_profile(path)
         profile = dp_profile(
@@ -394,11 +420,18 @@ class Synthesizer:
         if saved is not None:
             return dict(saved)
         mechanism = self.tabular_.mechanism(budget.mechanism(Stage.TABULAR).noise_multiplier, profile)
+        drawn = work.load("canary-draw.json")  # a resumed shadow run must score the canaries it trained on
+        if drawn is None:
+            tokens, included = self.tabular_.draw_canaries(count, streams)
+            drawn = {"tokens": tokens.tolist(), "included": included.tolist()}
+            work.save("canary-draw.json", drawn)
         result = self.tabular_.shadow_canaries(
             data.train,
             mechanism=mechanism,
             streams=streams,
-            count=count,
+            tokens=np.asarray(drawn["tokens"], dtype=np.int64),
+            included=np.asarray(drawn["included"], dtype=bool),
+            units_dp=profile.units or 1,
             groups=data.groups,
             progress=_reporter(progress, "canary shadow run (never released)"),
             checkpoint=work.path("shadow-checkpoint"),
@@ -511,7 +544,11 @@ class Synthesizer:
     # ----- persistence ------------------------------------------------------------------------------------------
 
     def save(self, folder: Path, *, force: bool = False) -> Path:
-        """Write the model folder atomically: weights, metadata, ledger, profile; the split under internal/."""
+        """Write the model folder atomically: weights, metadata, ledger, profile; the split under internal/.
+
+        Once the model is written, the fit's work folder (if it had one) is deleted: it holds real record keys and
+        generator states from which the run's noise could be recomputed.
+        """
         self._check_fitted()
         with atomic_dir(folder, force=force) as tmp:
             meta = {
@@ -550,6 +587,9 @@ class Synthesizer:
                 fd = os.open(internal / "canaries.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 with os.fdopen(fd, "w", encoding="utf-8") as handle:
                     json.dump(self.canaries_, handle)
+        work = getattr(self, "work_", None)
+        if work is not None:
+            work.discard()
         return folder
 
     @classmethod

@@ -2,17 +2,21 @@
 
 A resumable fit keeps here, as it goes: ``run.json`` (its run id and what it was started with), the holdout split
 and the records contribution bounding kept (real record keys), its DP count, its budget plan, its ledger (written
-after every spend, before any noise), its DP profile and the DP-SGD checkpoints, whose RNG *states* replay the
-noise still to come. The folder is created owner-only (0700) and files in it are written atomically, owner-only.
+after every spend, before any noise), its DP profile and the DP-SGD checkpoints, whose RNG *states* can
+recompute the run's noise. The folder is created owner-only (0700) and files in it are written atomically,
+owner-only. One fit at a time: a second process opening the folder while a fit holds it is refused (two fits
+would each draw their own noise under the one spend the folder records).
 
 Starting again with the same folder continues the same run (same run id, nothing spent twice) only if it is the
 same corpus (keyed fingerprint), the same config and the same budget; anything else is refused with the
-difference named, never silently mixed. Delete the folder once the model is saved (:meth:`FitWork.discard`):
-it holds real keys and the states that would replay the rest of a run's noise.
+difference named, never silently mixed. The folder is deleted once the model is saved
+(:meth:`FitWork.discard`, called by ``Synthesizer.save``): it holds real record keys, and generator states from
+which the run's noise can be recomputed, backwards as well as forwards.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -23,14 +27,16 @@ from privsynth.errors import ConfigError
 from privsynth.privacy.store import new_run_id
 
 RUN_FILE = "run.json"
+LOCK_FILE = ".lock"
 
 
 class FitWork:
     """A fit's work folder (``folder=None``: a fit that cannot resume, with nothing written)."""
 
-    def __init__(self, folder: Path | None, run_id: str) -> None:
+    def __init__(self, folder: Path | None, run_id: str, lock: int | None = None) -> None:
         self.folder = folder
         self.run_id = run_id
+        self._lock = lock
 
     @classmethod
     def open(cls, folder: Path | None, *, identity: dict[str, Any]) -> FitWork:
@@ -41,24 +47,30 @@ class FitWork:
             raise ConfigError(f"work folder {folder} is a file; pass a folder (it is created if missing)")
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         folder.chmod(0o700)
-        run_file = folder / RUN_FILE
-        if not run_file.is_file():
-            if any(folder.iterdir()):
+        lock = _lock(folder)
+        try:
+            run_file = folder / RUN_FILE
+            if not run_file.is_file():
+                if any(p.name != LOCK_FILE for p in folder.iterdir()):
+                    raise ConfigError(
+                        f"work folder {folder} holds files but no {RUN_FILE} (an older privsynth, or not a work "
+                        "folder); delete it or choose another"
+                    )
+                work = cls(folder, new_run_id(), lock)
+                work.save(RUN_FILE, {"run_id": work.run_id, **identity})
+                return work
+            stored = json.loads(run_file.read_text(encoding="utf-8"))
+            differs = sorted(k for k in identity if stored.get(k) != identity[k])
+            if differs:
                 raise ConfigError(
-                    f"work folder {folder} holds files but no {RUN_FILE} (an older privsynth, or not a work folder); "
-                    "delete it or choose another"
+                    f"work folder {folder} belongs to another fit ({', '.join(differs)} differ): it can only resume "
+                    "the same corpus with the same config and budget. Delete it to start afresh, or choose another "
+                    "folder."
                 )
-            work = cls(folder, new_run_id())
-            work.save(RUN_FILE, {"run_id": work.run_id, **identity})
-            return work
-        stored = json.loads(run_file.read_text(encoding="utf-8"))
-        differs = sorted(k for k in identity if stored.get(k) != identity[k])
-        if differs:
-            raise ConfigError(
-                f"work folder {folder} belongs to another fit ({', '.join(differs)} differ): it can only resume the "
-                "same corpus with the same config and budget. Delete it to start afresh, or choose another folder."
-            )
-        return cls(folder, str(stored["run_id"]))
+            return cls(folder, str(stored["run_id"]), lock)
+        except BaseException:
+            os.close(lock)
+            raise
 
     def path(self, name: str) -> Path | None:
         """Where ``name`` lives in the folder (``None`` without one)."""
@@ -86,6 +98,30 @@ class FitWork:
         """Delete the folder (after the model is saved): its keys and RNG states are no longer needed."""
         if self.folder is not None and self.folder.exists():
             shutil.rmtree(self.folder)
+        self.release()
+
+    def release(self) -> None:
+        """Let another process open the folder (also happens when this process ends)."""
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def __del__(self) -> None:
+        self.release()
+
+
+def _lock(folder: Path) -> int:
+    """An exclusive lock on the folder, or a clear refusal when another fit holds it."""
+    fd = os.open(folder / LOCK_FILE, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ConfigError(
+            f"another fit is using the work folder {folder}; wait for it to finish (two fits would each draw noise "
+            "under one recorded spend)"
+        ) from None
+    return fd
 
 
 __all__ = ["RUN_FILE", "FitWork"]

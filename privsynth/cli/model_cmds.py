@@ -111,8 +111,7 @@ def fit(
             canaries=canaries,
             workdir=work,
         )
-    synth.save(out, force=force)
-    synth.work_.discard()
+    synth.save(out, force=force)  # and deletes the work folder
     console = stdout_console()
     console.print(
         f"Model written to {out}: epsilon {synth.ledger_.epsilon:.4f} of {epsilon:g}, delta "

@@ -86,15 +86,24 @@ class Groups:
     max_size: int
 
     @classmethod
-    def from_labels(cls, labels: np.ndarray | None, n: int) -> Groups:
-        """Groups from a per-record label (entity id), or one group per record when ``labels`` is None."""
+    def from_labels(cls, labels: np.ndarray | None, n: int, *, max_size: int | None = None) -> Groups:
+        """Groups from a per-record label (entity id), or one group per record when ``labels`` is None.
+
+        ``max_size`` is the *public* bound on records per unit (the schema's ``max_records_per_entity``): it sets
+        every record's clip (C / max_size) and the noise, so it must not come from the data, or removing the one
+        person with the most records would change everyone else's clip. Without it, the largest group is used
+        (for tests and benchmarks on data whose group sizes are public).
+        """
         if labels is None:
-            return cls(order=np.arange(n), starts=np.arange(n + 1), max_size=1)
+            return cls(order=np.arange(n), starts=np.arange(n + 1), max_size=max_size if max_size is not None else 1)
         _, inverse = np.unique(labels, return_inverse=True)
         order = np.argsort(inverse, kind="stable")
         counts = np.bincount(inverse)
         starts = np.concatenate([[0], np.cumsum(counts)])
-        return cls(order=order, starts=starts, max_size=int(counts.max()) if counts.size else 1)
+        largest = int(counts.max()) if counts.size else 1
+        if max_size is not None and largest > max_size:
+            raise ValueError(f"a unit has {largest} records, above the bound of {max_size}: bound contributions first")
+        return cls(order=order, starts=starts, max_size=max_size if max_size is not None else largest)
 
     def with_units(self, extra: int, size: int) -> Groups:
         """These groups plus ``extra`` groups of ``size`` records each, appended after the current records.
@@ -149,16 +158,19 @@ def backward(loss: Any) -> None:
 
 @contextlib.contextmanager
 def initialised(streams: Streams, *parts: str) -> Iterator[None]:
-    """Build a network inside this block: torch's global RNG is seeded from ``streams`` and restored after."""
+    """Build a network inside this block: torch's global CPU RNG takes a state from ``streams``, restored after."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(streams.integer(*parts))
+        torch.default_generator.set_state(streams.torch(*parts).get_state())
         yield
 
 
 def unit_groups(corpus: Corpus) -> Groups:
-    """Records grouped by unit of privacy: the schema's entity (a person), or one group per record."""
+    """Records grouped by unit of privacy (the schema's entity, or each record), bounded by the schema's public m."""
+    from privsynth.privacy.contribution import sensitivity
+
     entity = corpus.schema.entity
-    return Groups.from_labels(corpus.records[entity].to_numpy() if entity is not None else None, len(corpus))
+    labels = corpus.records[entity].to_numpy() if entity is not None else None
+    return Groups.from_labels(labels, len(corpus), max_size=sensitivity(corpus.schema))
 
 
 def spend_once(
@@ -201,6 +213,9 @@ class DPSGDTrainer:
         streams: the fit's private streams; this run takes ``(stream[0], stream[1], purpose)`` for its noise,
             its Poisson masks and any loss randomness (:meth:`generator`). Their states are checkpointed.
         stream: (stage, column) naming this run's streams, e.g. ``("text", "notes")``.
+        units: the number of units of privacy the sample rate was set for: the fit's DP count, never the exact
+            one. The summed noisy gradient is divided by ``sample_rate * units`` (the expected batch), so the step
+            size reveals nothing the ledger does not cover.
         ema: decay of an exponential moving average of the weights (``None``: none). Post-processing of the
             noisy iterates, so free in privacy; it averages out much of the noise a short DP run leaves.
     """
@@ -215,6 +230,7 @@ class DPSGDTrainer:
         config: OptimConfig,
         streams: Streams,
         stream: tuple[str, str],
+        units: int,
         ema: float | None = None,
     ) -> None:
         from opacus.grad_sample import GradSampleModuleFastGradientClipping
@@ -227,6 +243,7 @@ class DPSGDTrainer:
             config=config,
             streams=streams,
             stream=stream,
+            units=units,
             device=torch.device("cpu"),
             ema=ema,
         )
@@ -259,6 +276,7 @@ class DPSGDTrainer:
         config: OptimConfig,
         streams: Streams,
         stream: tuple[str, str],
+        units: int,
         device: torch.device,
         ema: float | None = None,
     ) -> None:
@@ -275,7 +293,9 @@ class DPSGDTrainer:
         self._streams, self._stream = streams, stream
         self.generators: dict[str, torch.Generator] = {}
         self.noise = self.generator("noise")
-        self.expected_records = max(mechanism.sample_rate * len(groups.order), 1.0)
+        if units < 1:
+            raise ValueError("units must be >= 1")
+        self.expected_records = max(mechanism.sample_rate * units, 1.0)  # from the DP count: a public constant
         self.sampler = streams.numpy(*stream, "poisson")
         self.step = 0
         if ema is not None and not 0.0 <= ema < 1.0:

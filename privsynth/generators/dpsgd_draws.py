@@ -41,7 +41,7 @@ class MultiDrawDPSGDTrainer(DPSGDTrainer):
         model: the network (no BatchNorm; layers Opacus' hooks support).
         loss: per-record losses of a batch of records.
         draws: K, the rows per record.
-        groups, mechanism, config, streams, stream: as for :class:`DPSGDTrainer`.
+        groups, mechanism, config, streams, stream, units: as for :class:`DPSGDTrainer`.
         device: where the model, data and noise live ("cpu", "cuda", ...).
         chunk: records per forward/backward (memory: chunk x K x parameters floats of per-row gradients).
         ema: decay of the weights' moving average (``None``: no average).
@@ -58,6 +58,7 @@ class MultiDrawDPSGDTrainer(DPSGDTrainer):
         config: OptimConfig,
         streams: Streams,
         stream: tuple[str, str],
+        units: int,
         device: torch.device | str = "cpu",
         chunk: int = 128,
         ema: float | None = None,
@@ -72,6 +73,7 @@ class MultiDrawDPSGDTrainer(DPSGDTrainer):
             config=config,
             streams=streams,
             stream=stream,
+            units=units,
             device=torch.device(device),
             ema=ema,
         )

@@ -4,8 +4,9 @@ Public inputs are trained on without noise, or start DP-SGD from weights whose s
 a mistake there bypasses the guarantee. Before the first mechanism, a fit refuses:
 
 - a pretrained checkpoint (``text.pretrained``, ``image.pretrained``) that a DP fit produced *on this same corpus*
-  (its provenance names the corpus' keyed fingerprint): its spend is not in this run's ledger, so reusing it would
-  compose two spends while reporting one;
+  (its provenance names the corpus' keyed fingerprint): fit again from scratch or from public pretraining instead.
+  A checkpoint DP-fitted on *another* corpus is accepted, but that corpus may share people with this one (nothing
+  here can tell), so its ledger's mechanisms are returned to be composed into this run's ledger;
 - a checkpoint that is neither public pretraining (``privsynth pretrain-text``) nor a DP fit with provenance:
   nothing says what it learned from;
 - public text (a pretraining checkpoint's text, ``text.public_corpus``) that holds texts of the private corpus,
@@ -44,7 +45,7 @@ def _meta(folder: Path, name: str, what: str) -> dict[str, Any]:
 
 
 def check_checkpoint(folder: Path, meta_name: str, *, what: str, fingerprint: str) -> dict[str, Any]:
-    """Refuse a checkpoint fitted on this corpus or of unknown provenance; returns its metadata."""
+    """Refuse a checkpoint fitted on this corpus, of unknown provenance, or whose spend cannot be composed."""
     meta = _meta(folder, meta_name, what)
     provenance = meta.get("provenance") or {}
     if meta.get("public_pretraining"):
@@ -55,6 +56,11 @@ def check_checkpoint(folder: Path, meta_name: str, *, what: str, fingerprint: st
                 f"{what} {folder} was fitted with DP on this same corpus (run {provenance.get('run_id')}): its "
                 "spend is not part of this run's ledger, so starting from it would under-count. Fit from scratch "
                 "or from a checkpoint trained on public data."
+            )
+        if not isinstance(provenance.get("ledger"), dict):
+            raise ConfigError(
+                f"{what} {folder} comes from a DP fit whose ledger it does not carry (an older privsynth): its "
+                "spend cannot be composed with this run's. Fit it again with this version, or use public pretraining."
             )
         return meta
     raise ConfigError(
@@ -73,16 +79,22 @@ def _refuse_copies(overlap: Overlap, source: str) -> None:
         )
 
 
-def check_public_inputs(corpus: Corpus, *, text: Any, image: Any, fingerprint: str) -> None:
-    """Every check above, for a fit of ``corpus`` with the ``text`` and ``image`` settings (before any spend)."""
+def check_public_inputs(corpus: Corpus, *, text: Any, image: Any, fingerprint: str) -> list[dict[str, Any]]:
+    """Every check above, for a fit of ``corpus`` with the ``text`` and ``image`` settings (before any spend).
+
+    Returns the provenance (run id, ledger) of each DP-fitted checkpoint used, one per run, whose spend the fit
+    must compose into its own ledger.
+    """
     from privsynth.data.corpus import read_corpus
     from privsynth.generators.text.pretrain import PUBLIC_NGRAMS
 
     schema = corpus.schema
     texts = schema.names(ColumnKind.TEXT)
     private = [t for c in texts for t in corpus.records[c] if isinstance(t, str)]
+    inherited: dict[str, dict[str, Any]] = {}
     if texts and text.pretrained is not None:
         meta = check_checkpoint(text.pretrained, "text.json", what="text.pretrained", fingerprint=fingerprint)
+        _inherit(meta, inherited)
         if meta.get("public_pretraining"):
             path = text.pretrained / PUBLIC_NGRAMS
             if not path.is_file():
@@ -94,12 +106,20 @@ def check_public_inputs(corpus: Corpus, *, text: Any, image: Any, fingerprint: s
             hashes = np.sort(load_file(str(path))["hashes"].astype(np.int64))
             _refuse_copies(copied_texts(private, hashes), f"text.pretrained {text.pretrained}")
     if schema.names(ColumnKind.IMAGE) and image.pretrained is not None:
-        check_checkpoint(image.pretrained, "image.json", what="image.pretrained", fingerprint=fingerprint)
+        meta = check_checkpoint(image.pretrained, "image.json", what="image.pretrained", fingerprint=fingerprint)
+        _inherit(meta, inherited)
     if texts and text.public_corpus is not None:
         public = read_corpus(text.public_corpus)
         shared = [c for c in texts if c in public.records.columns]
         public_texts = [t for c in shared for t in public.records[c] if isinstance(t, str)]
         _refuse_copies(copied_texts(private, public_ngrams(public_texts)), f"text.public_corpus {text.public_corpus}")
+    return list(inherited.values())
+
+
+def _inherit(meta: dict[str, Any], into: dict[str, dict[str, Any]]) -> None:
+    provenance = meta.get("provenance") or {}
+    if provenance.get("dp_fit"):
+        into[str(provenance.get("run_id"))] = provenance
 
 
 __all__ = ["check_checkpoint", "check_public_inputs"]

@@ -53,9 +53,10 @@ RNG_NOTES: dict[RngMode, str] = {
         "every random draw that touched private data (noise, Poisson sampling, holdout split, contribution "
         "bounding, canaries) came from a fresh 128-bit secret root drawn from the operating system for this fit, "
         "one independent stream per (stage, column, purpose), never stored or released; profile noise is OpenDP's "
-        "discrete Gaussian (exact arithmetic, OS randomness); DP-SGD noise is torch's Gaussian sampler seeded from "
-        "the secret root (64-bit seed, floating-point noise: secure against replay, not against the known attacks "
-        "on floating-point samplers by someone who can observe the generator's exact outputs)"
+        "floating-point-safe Gaussian (OS randomness); DP-SGD noise is torch's Gaussian sampler with its whole "
+        "state drawn from the secret root (on a GPU, a 64-bit Philox seed): it cannot be replayed, but it is "
+        "floating-point noise, open to the known attacks on floating-point samplers by someone who observes the "
+        "sampler's exact outputs"
     ),
     RngMode.UNSAFE_REPRODUCIBLE: (
         "UNSAFE TEST MODE: noise was derived from PRIVSYNTH_UNSAFE_REPRODUCIBLE_NOISE, so anyone who knows that "
@@ -73,6 +74,41 @@ def _name_key(parts: tuple[str, ...]) -> tuple[int, ...]:
     """A stable spawn key for a stream name (four 32-bit words of its SHA-256)."""
     digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
     return tuple(int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4))
+
+
+_PROBE_SEED = 20261129
+
+
+def _init_genrand(seed: int) -> np.ndarray:
+    """MT19937's standard seeding of its 624-word state from a 32-bit seed (what torch's ``manual_seed`` runs)."""
+    state = np.zeros(624, dtype=np.uint64)
+    state[0] = seed & 0xFFFFFFFF
+    for i in range(1, 624):
+        previous = int(state[i - 1])
+        state[i] = (1812433253 * (previous ^ (previous >> 30)) + i) & 0xFFFFFFFF
+    return state
+
+
+def mt19937_generator(words: np.ndarray) -> torch.Generator:
+    """A CPU torch generator whose whole MT19937 state is ``words`` (624 x 32 bits), not a 32-bit seed.
+
+    torch exposes no way to set the state words, so the state of a generator seeded with a known probe seed is
+    read, the probe's state words are found in it (the layout is checked, never assumed) and replaced. Raises
+    if a future torch stores its state differently, rather than silently falling back to 32 bits.
+    """
+    import torch
+
+    if words.shape != (624,) or not words.any():
+        raise ValueError("an MT19937 state is 624 words, not all zero")
+    generator = torch.Generator().manual_seed(_PROBE_SEED)
+    raw = bytearray(generator.get_state().numpy().tobytes())
+    probe = _init_genrand(_PROBE_SEED).tobytes()
+    offset = raw.find(probe)
+    if offset < 0 or raw.find(probe, offset + 1) >= 0:
+        raise RuntimeError("unknown torch CPU generator state layout: cannot seed it with full entropy")
+    raw[offset : offset + len(probe)] = words.astype(np.uint64).tobytes()
+    generator.set_state(torch.frombuffer(raw, dtype=torch.uint8).clone())
+    return generator
 
 
 def unsafe_reproducible_seed() -> int | None:
@@ -144,9 +180,16 @@ class Streams:
         return (int(words[0]) << 31) ^ int(words[1])
 
     def torch(self, *parts: str, device: str | torch.device = "cpu") -> torch.Generator:
-        """A torch generator of its own for ``parts`` (seeded with 63 bits of the stream)."""
+        """A torch generator of its own for ``parts``.
+
+        On the CPU, torch's generator is an MT19937 whose ``manual_seed`` keeps only 32 bits, so its whole
+        624-word state is filled from the stream instead (:func:`mt19937_generator`). A CUDA generator (Philox)
+        takes a 64-bit seed, all of which is used.
+        """
         import torch
 
+        if torch.device(device).type == "cpu":
+            return mt19937_generator(self._sequence(tuple(parts)).generate_state(624, np.uint32))
         return torch.Generator(device=device).manual_seed(self.integer(*parts))
 
     def child(self, *parts: str) -> Streams:

@@ -101,6 +101,7 @@ def plan_queries(schema: Schema) -> ProfilePlan:
 
 
 COUNT_NOTE = "DP count of units of privacy"
+PROFILE_NOTE = "Gaussian histogram queries"
 
 
 def count_mechanism(*, epsilon: float, delta: float, config: ProfileConfig) -> Mechanism:
@@ -201,7 +202,7 @@ def dp_profile(
             Stage.PROFILE,
             Mechanism(noise_multiplier=noise_multiplier, sample_rate=1.0, steps=plan.queries),
             extra_delta=extra,
-            note=f"{plan.queries} Gaussian histogram queries; {len(plan.sparse_columns)} thresholded",
+            note=f"{plan.queries} {PROFILE_NOTE}; {len(plan.sparse_columns)} thresholded",
         )
     m = sensitivity(corpus.schema)
     noisy = _Noisy(std=noise_multiplier * m, source=noise)

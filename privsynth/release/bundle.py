@@ -43,18 +43,27 @@ class ReleaseResult:
 
 
 def audit_summary(audit: dict[str, Any]) -> dict[str, Any]:
-    """The aggregate part of an audit worth publishing: checks and headline numbers, no examples, no paths."""
+    """The aggregate part of an audit worth publishing: checks and headline numbers, no examples, no paths.
+
+    Counts of real records (train, holdout, rows audited, membership-attack sample sizes) are left out: they
+    are exact counts of the private corpus, which no release carries.
+    """
     keep: dict[str, Any] = {
         k: audit[k]
         for k in ("version", "privsynth_version", "created", "unit_of_privacy", "checks", "limitations")
         if k in audit
     }
-    keep["inputs"] = {k: v for k, v in audit.get("inputs", {}).items() if k != "synthetic_fingerprint"}
+    keep["inputs"] = {"synthetic": audit.get("inputs", {}).get("synthetic")}
     keep["memorization"] = audit.get("memorization", {})
     pii = dict(audit.get("pii", {}))
     pii.pop("examples", None)
     keep["pii"] = pii
-    keep["attacks"] = audit.get("attacks", {})
+    attacks = dict(audit.get("attacks", {}))
+    if isinstance(attacks.get("membership_inference"), dict):
+        attacks["membership_inference"] = {
+            k: v for k, v in attacks["membership_inference"].items() if k not in ("members", "non_members")
+        }
+    keep["attacks"] = attacks
     keep["fidelity"] = audit.get("fidelity", {})
     return keep
 
@@ -149,6 +158,7 @@ def write_release(
                 publish_audit_statistics=publish,
                 declared_public=declared_public,
                 public_data=list(provenance.get("public_data", [])),
+                canary_audit=bool(audit.get("attacks", {}).get("one_run")),
             ),
         )
         (tmp / "datasheet.md").write_text(datasheet(info, facts), encoding="utf-8")

@@ -25,6 +25,7 @@ def outside_guarantee(
     publish_audit_statistics: bool,
     declared_public: list[str],
     public_data: list[dict[str, Any]],
+    canary_audit: bool = False,
 ) -> list[str]:
     """The non-DP statements about the private corpus in this release, one sentence each."""
     items = [
@@ -36,9 +37,15 @@ def outside_guarantee(
             "Audit statistics computed on real records (audit-summary.json, and the values in the check table "
             "below): distances between real and synthetic rows and thresholds from real-to-real distances, "
             "membership, singling-out, linkability and attribute-inference rates, PII counts, train-on-synthetic "
-            "scores on real holdout records, marginal distances, and the exact numbers of training, holdout and "
-            "audited records. The release policy can drop them (publish_audit_statistics: false)."
+            "scores on real holdout records and marginal distances (counts of real records are left out). The "
+            "release policy can drop them (publish_audit_statistics: false)."
         )
+        if canary_audit:
+            items.append(
+                "The canary audit's result (its empirical epsilon bound), from a shadow copy of the tabular stage "
+                "trained on the real records plus planted canaries: that run is in no ledger, since nothing of it "
+                "is released but this audit statistic."
+            )
     if declared_public:
         items.append(
             "Metadata the data team declared public in schema.yaml (not learned from the records): "

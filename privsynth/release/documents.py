@@ -186,7 +186,7 @@ Version {info.version} · created {facts.created} with privsynth {facts.privsynt
 
 Synthesized by privsynth from a private source corpus (source `{facts.source_fingerprint or "not recorded"}`: a name,
 or a keyed fingerprint that says nothing without the data owner's secret key), model run `{facts.model_run_id or "unknown"}`,
-sampling seed {facts.sample_seed} (sampling only: the fit's noise came from fresh OS entropy and is not recorded).
+sampling seed {facts.sample_seed} (sampling only; the fit's randomness: {facts.ledger.get("rng", "not recorded")}, see Noise below).
 Generators: {", ".join(facts.generators) or "none"}.
 
 {privacy_statement(facts)}

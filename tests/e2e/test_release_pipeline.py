@@ -369,3 +369,41 @@ def test_no_release_or_synthetic_folder_carries_a_plain_hash_of_the_private_corp
                     assert digest.encode() not in content, path
     model = json.loads((finished_run / "fit" / "model" / "model.json").read_text())
     assert model["source"].startswith("hmac-sha256:") and "seed" not in model
+
+
+def test_the_release_states_what_it_says_outside_epsilon_and_carries_no_real_count(finished_run: Path) -> None:
+    bundle = finished_run / "release" / "bundle"
+    summary = json.loads((bundle / "audit-summary.json").read_text())
+    assert summary["inputs"] == {"synthetic": 150}  # train, holdout and audited counts of real records: left out
+    assert "members" not in summary["attacks"]["membership_inference"]
+    datasheet = (bundle / "datasheet.md").read_text()
+    assert "### What this release says outside the guarantee" in datasheet
+    assert "Audit statistics computed on real records" in datasheet and "os-entropy" in datasheet
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert any("gate's decision" in item for item in manifest["outside_guarantee"])
+
+
+def test_a_policy_that_keeps_audit_numbers_out_releases_pass_fail_only(cli, finished_run: Path, tmp_path: Path) -> None:
+    policy = tmp_path / "quiet.yaml"
+    policy.write_text(LENIENT + "publish_audit_statistics: false\n")
+    out = tmp_path / "quiet"
+    result = cli(
+        "release",
+        "-s",
+        finished_run / "sample" / "synthetic",
+        "-a",
+        finished_run / "audit",
+        "-i",
+        INFO,
+        "-o",
+        out,
+        "-p",
+        policy,
+    )
+    assert result.exit_code == 0, result.output
+    assert not (out / "audit-summary.json").exists()
+    assert "not published" in (out / "datasheet.md").read_text()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert all("value" not in f for f in manifest["gate"]["evaluated"])
+    assert not any("Audit statistics" in item for item in manifest["outside_guarantee"])
+    assert cli("verify", out).exit_code == 0

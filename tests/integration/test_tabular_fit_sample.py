@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -297,3 +298,44 @@ def test_every_column_trains_on_noise_and_poisson_masks_of_its_own(tmp_path: Pat
     assert sorted(streams) == [("tabular", "*"), ("text", "first"), ("text", "second")]
     a, b = (synth.texts_[c].network_.state_dict() for c in ("first", "second"))
     assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_schema_with_a_single_profile_query_fits(tmp_path: Path) -> None:
+    # Found in review: the profile's spend was recognised by its step count, which the DP count (1 step) shares.
+    records = pd.DataFrame({"id": [f"r{i}" for i in range(200)], "kind": ["a", "b"] * 100})
+    schema = schema_from_dict(
+        {"key": "id", "columns": {"id": {"kind": "key"}, "kind": {"kind": "categorical", "domain": ["a", "b"]}}},
+        source="t",
+    )
+    synth = Synthesizer(load_config(SMALL)).fit(Corpus(records=records, schema=schema, root=tmp_path), epsilon=2.0)
+    assert [e.mechanism.steps for e in synth.ledger_.entries if e.stage.value == "profile"] == [1, 1]
+
+
+def test_an_interrupted_shadow_run_resumes_with_the_canaries_it_trained_on(
+    demo_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    # Found in review: the canaries were drawn again from a fresh root on resume, so the resumed shadow model
+    # was scored on canaries it never saw (an invalid audit leaning towards passing).
+    from privsynth.generators import dpsgd
+
+    original = dpsgd.DPSGDTrainer.run
+
+    def die_in_the_shadow_run(self, **kwargs):  # type: ignore[no-untyped-def]
+        if self._stream[0] == "tabular-shadow":
+            original(self, until=2, **{**kwargs, "checkpoint_every": 1})
+            raise KeyboardInterrupt("killed")
+        return original(self, **kwargs)
+
+    monkeypatch.setattr(dpsgd.DPSGDTrainer, "run", die_in_the_shadow_run)
+    corpus = read_corpus(demo_dir)
+    work = tmp_path / "work"
+    with pytest.raises(KeyboardInterrupt):
+        Synthesizer(load_config(SMALL)).fit(corpus, epsilon=2.0, canaries=50, workdir=work)
+    drawn = json.loads((work / "canary-draw.json").read_text())
+    assert (work / "shadow-checkpoint" / "state.json").is_file()
+    monkeypatch.setattr(dpsgd.DPSGDTrainer, "run", original)
+    synth = Synthesizer(load_config(SMALL)).fit(corpus, epsilon=2.0, canaries=50, workdir=work)
+    assert synth.canaries_ is not None
+    assert synth.canaries_["tokens"] == drawn["tokens"] and synth.canaries_["included"] == drawn["included"]
+    synth.save(tmp_path / "model")
+    assert not work.exists()  # saving the model deletes the work folder

@@ -233,7 +233,7 @@ class ImageGenerator(Generator):
         mask = torch.as_tensor(present, dtype=torch.float32)
         trainer: DPSGDTrainer
         if self.config.model == "diffusion":
-            trainer = self._diffusion_trainer(network, arrays, y, mask, groups, mechanism, streams)
+            trainer = self._diffusion_trainer(network, arrays, y, mask, groups, mechanism, streams, units)
         else:
             x = torch.as_tensor(self._encode(arrays))
             dims = x.shape[1]
@@ -250,6 +250,7 @@ class ImageGenerator(Generator):
                 config=self.config.optim,
                 streams=streams,
                 stream=("image", column),
+                units=units,
             )
         if resuming and checkpoint is not None:
             trainer.load_checkpoint(checkpoint)
@@ -282,6 +283,7 @@ class ImageGenerator(Generator):
         units: Groups,
         mechanism: Mechanism,
         streams: Streams,
+        count: int,
     ) -> MultiDrawDPSGDTrainer:
         settings = self.config.diffusion
         device = settings.resolved_device()
@@ -319,6 +321,7 @@ class ImageGenerator(Generator):
             config=self.config.optim,
             streams=streams,
             stream=("image", self.column_),
+            units=count,
             device=device,
             chunk=settings.chunk,
             ema=settings.ema if settings.ema > 0 else None,

@@ -102,7 +102,9 @@ class TabularGenerator(Generator):
         note = f"DP-SGD on {len(self.codecs_)} tabular columns"
         resuming = spend_once(ledger, Stage.TABULAR, mechanism, note=note, checkpoint=checkpoint, streams=streams)
         tokens, _, _ = _encode(corpus.records, self.codecs_)
-        network = self._train(tokens, units, mechanism, streams, ("tabular", "*"), progress, checkpoint, resuming)
+        network = self._train(
+            tokens, units, _units(profile), mechanism, streams, ("tabular", "*"), progress, checkpoint, resuming
+        )
         self.network_ = network
         self._calibrate(self._priors(), generator=streams.torch("tabular", "*", "calibration"))
         return self
@@ -140,6 +142,7 @@ class TabularGenerator(Generator):
         self,
         tokens: np.ndarray,
         units: Groups,
+        count: int,
         mechanism: Mechanism,
         streams: Streams,
         stream: tuple[str, str],
@@ -170,6 +173,7 @@ class TabularGenerator(Generator):
             config=self.config.optim,
             streams=streams,
             stream=stream,
+            units=count,
         )
         orders = trainer.generator("orders")  # checkpointed: a resumed run draws the orders it would have
         if resuming and checkpoint is not None:
@@ -181,46 +185,62 @@ class TabularGenerator(Generator):
         network.eval()
         return network
 
+    def draw_canaries(self, count: int, streams: Streams) -> tuple[np.ndarray, np.ndarray]:
+        """``count`` random canary rows (uniform over every vocabulary) and which are included (probability 1/2).
+
+        Drawn from the fit's private streams: which canaries are in is the secret the one-run audit guesses.
+        """
+        self._check_fitted("codecs_")
+        rng = streams.numpy("tabular-shadow", "*", "canaries")
+        tokens = np.stack([rng.integers(0, size, size=count) for size in self.sizes_], axis=1).astype(np.int64)
+        return tokens, rng.random(count) < 0.5
+
     def shadow_canaries(
         self,
         corpus: Corpus,
         *,
         mechanism: Mechanism,
         streams: Streams,
-        count: int,
+        tokens: np.ndarray,
+        included: np.ndarray,
+        units_dp: int,
         groups: Groups | None = None,
         progress: Callable[[int, int, float], None] | None = None,
         checkpoint: Path | None = None,
     ) -> dict[str, Any]:
         """The one-run privacy audit's evidence: canaries trained into a *shadow* model that is never released.
 
-        ``count`` random canary records (uniform over every vocabulary, from the private ``streams``) are each
-        included with probability 1/2 as a unit of privacy of their own, made of ``m`` copies of the record so
-        that it moves the clipped gradient sum by the full bound ``C`` (as much as any person can). A network is
-        trained with this stage's planned mechanism on the real records plus the included canaries, and every
-        canary is scored by its log-likelihood. The shadow model's spend is not in the ledger because nothing of
-        it is released except these scores, an audit statistic outside the guarantee; the released model never
-        sees a canary. Returns ``scores``, ``included`` and the stage's claimed (epsilon, delta) to compare with.
+        The canary rows ``tokens`` (:meth:`draw_canaries`) marked ``included`` are added as units of privacy of
+        their own, each made of ``m`` copies of the row (the schema's bound), so that one moves the clipped
+        gradient sum by the full bound ``C``, as much as any person can. A network is trained with this stage's
+        planned mechanism on the real records plus the included canaries, and every canary is scored by its
+        log-likelihood. The shadow model's spend is not in the ledger because nothing of it is released except
+        these scores, an audit statistic outside the guarantee; the released model never sees a canary.
         """
         self._check_fitted("codecs_")
-        rng = streams.numpy("tabular-shadow", "*", "canaries")
-        canary_tokens = np.stack([rng.integers(0, size, size=count) for size in self.sizes_], axis=1).astype(np.int64)
-        included = rng.random(count) < 0.5
-        tokens, _, _ = _encode(corpus.records, self.codecs_)
+        real, _, _ = _encode(corpus.records, self.codecs_)
         units = groups if groups is not None else unit_groups(corpus)
         copies = units.max_size
-        extra = np.repeat(canary_tokens[included], copies, axis=0)
+        extra = np.repeat(tokens[included], copies, axis=0)
         shadow_units = units.with_units(int(included.sum()), copies)
-        all_tokens = np.concatenate([tokens, extra]) if len(extra) else tokens
+        all_tokens = np.concatenate([real, extra]) if len(extra) else real
         resuming = checkpoint is not None and (checkpoint / "state.json").is_file()
         network = self._train(
-            all_tokens, shadow_units, mechanism, streams, ("tabular-shadow", "*"), progress, checkpoint, resuming
+            all_tokens,
+            shadow_units,
+            units_dp + int(included.sum()),
+            mechanism,
+            streams,
+            ("tabular-shadow", "*"),
+            progress,
+            checkpoint,
+            resuming,
         )
         return {
-            "scores": log_likelihood(network, canary_tokens).tolist(),
+            "scores": log_likelihood(network, tokens).tolist(),
             "included": included.tolist(),
             "copies_per_canary": copies,
-            "tokens": canary_tokens.tolist(),  # fake records: for checking that no released model holds them
+            "tokens": tokens.tolist(),  # fake records: for checking that no released model holds them
         }
 
     @torch.no_grad()

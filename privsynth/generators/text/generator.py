@@ -188,6 +188,7 @@ class TextGenerator(Generator):
             config=self.config.optim,
             streams=streams,
             stream=("text", column),
+            units=units,
             ema=self.config.ema,
         )
         if resuming and checkpoint is not None:

@@ -35,6 +35,7 @@ def make(
         config=OptimConfig(batch_size=40, lr=0.01),
         streams=Streams.private(),
         stream=("tabular", "*"),
+        units=len(x),
         ema=ema,
     )
 
@@ -147,6 +148,7 @@ def test_a_person_with_m_records_moves_the_noised_sum_by_at_most_c_and_noise_is_
             config=OptimConfig(batch_size=40, lr=0.01, max_grad_norm=c),
             streams=Streams.private(),
             stream=("tabular", "*"),
+            units=people.count,
         )
 
     quiet = trainer(1e-9)
@@ -159,3 +161,19 @@ def test_a_person_with_m_records_moves_the_noised_sum_by_at_most_c_and_noise_is_
     loud = trainer(3.0)
     noise = torch.stack([loud.gaussian_sum(torch.zeros(2, 400)) for _ in range(20)])
     assert float(noise.std()) == pytest.approx(3.0 * c, rel=0.05)
+
+
+def test_the_record_clip_comes_from_the_schemas_bound_not_from_the_data(demo_dir) -> None:
+    # Found in review: max_size was the largest group in the data, so removing the only person with two records
+    # changed every other record's clip (C / 2 -> C) and the noise scaling: neighbours were not neighbours.
+    from privsynth.data.corpus import read_corpus
+    from privsynth.generators.dpsgd import unit_groups
+    from privsynth.privacy.contribution import bound_contributions
+
+    raw = read_corpus(demo_dir)
+    corpus = raw.with_records(bound_contributions(raw.records, raw.schema, rng=np.random.default_rng(0)))
+    assert corpus.schema.max_records_per_entity == 2
+    singles = corpus.records.drop_duplicates(corpus.schema.entity)  # nobody has two records any more
+    assert unit_groups(corpus).max_size == unit_groups(corpus.with_records(singles)).max_size == 2
+    with pytest.raises(ValueError, match="bound contributions"):
+        Groups.from_labels(np.array(["a", "a", "a"]), 3, max_size=2)

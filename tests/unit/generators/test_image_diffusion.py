@@ -92,6 +92,7 @@ def test_each_record_is_clipped_once_over_its_noise_draws() -> None:
         config=OptimConfig(batch_size=n, max_sample_rate=1.0, epochs=1, lr=0.1),
         streams=Streams.private(),
         stream=("image", "x"),
+        units=n,
         chunk=3,
     )
     captured: list[float] = []
@@ -126,6 +127,7 @@ def _draws_trainer(steps: int) -> MultiDrawDPSGDTrainer:
         config=OptimConfig(batch_size=12, epochs=1, lr=0.01),
         streams=Streams.private(),
         stream=("image", "x"),
+        units=len(data),
         chunk=5,
         ema=0.9,
     )

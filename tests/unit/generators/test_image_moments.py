@@ -23,6 +23,7 @@ def _trainer(n: int, *, sigma: float, rate: float = 1.0, steps: int = 10, groups
         config=OptimConfig(max_sample_rate=1.0),
         streams=Streams.private(),
         stream=("image", "scan"),
+        units=groups.count if groups is not None else n,
     )
 
 

@@ -26,9 +26,31 @@ def test_every_stage_column_and_purpose_gets_an_independent_stream() -> None:
         for j in range(i + 1, len(draws)):
             assert abs(np.corrcoef(draws[i], draws[j])[0, 1]) < 0.1  # never the same noise vectors
             assert not np.allclose(draws[i], draws[j])
-    torch_a = streams.torch("image", "scan_a", "noise").initial_seed()
-    torch_b = streams.torch("image", "scan_b", "noise").initial_seed()
-    assert torch_a != torch_b
+    import torch
+
+    torch_a = torch.randn(50, generator=streams.torch("image", "scan_a", "noise"))
+    torch_b = torch.randn(50, generator=streams.torch("image", "scan_b", "noise"))
+    assert not torch.equal(torch_a, torch_b)
+
+
+def test_torch_cpu_generators_get_a_whole_mt19937_state_not_a_32_bit_seed() -> None:
+    import torch
+
+    from privsynth.privacy.randomness import mt19937_generator
+
+    # the trap: torch's CPU manual_seed keeps 32 bits, so seeds differing above them draw the same noise
+    low = torch.randn(5, generator=torch.Generator().manual_seed(12345))
+    assert torch.equal(low, torch.randn(5, generator=torch.Generator().manual_seed(12345 + (7 << 32))))
+    words = np.random.default_rng(0).integers(0, 2**32, 624, dtype=np.uint64).astype(np.uint32)
+    other = words.copy()
+    other[300] ^= 1  # one bit of the 19,968-bit state
+    a = torch.rand(2000, generator=mt19937_generator(words))
+    assert not torch.equal(a, torch.rand(2000, generator=mt19937_generator(other)))
+    assert torch.equal(a, torch.rand(2000, generator=mt19937_generator(words)))
+    normal = torch.randn(20000, generator=Streams.private().torch("tabular", "*", "noise"))
+    assert abs(float(normal.mean())) < 0.05 and abs(float(normal.std()) - 1) < 0.05
+    with pytest.raises(ValueError, match="624"):
+        mt19937_generator(np.zeros(624, dtype=np.uint32))
 
 
 def test_a_stream_name_is_handed_out_once() -> None:
