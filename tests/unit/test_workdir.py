@@ -29,7 +29,7 @@ def test_a_work_folder_resumes_only_the_same_corpus_config_and_budget(tmp_path: 
         FitWork.open(tmp_path / "w", identity=IDENTITY | {"epsilon": 3.0, "fingerprint": "hmac-sha256:y"})
     (tmp_path / "stray").mkdir()
     (tmp_path / "stray" / "x").write_text("x")
-    with pytest.raises(ConfigError, match="no run.json"):
+    with pytest.raises(ConfigError, match=r"no run\.json"):
         FitWork.open(tmp_path / "stray", identity=IDENTITY)
 
 
