@@ -16,13 +16,15 @@ SMALL = Path(__file__).resolve().parents[2] / "configs" / "small.yaml"
 def test_fit_then_sample(cli, demo_dir: Path, tmp_path: Path) -> None:
     store = tmp_path / "l.sqlite"
     model = tmp_path / "model"
-    result = cli("fit", demo_dir, "-e", "2", "-o", model, "-c", SMALL, "--ledger-store", store)
+    # epsilon 8: at 150 records the profile's share of a smaller budget is noise (a column can come out as
+    # 'always missing'), which this test is not about
+    result = cli("fit", demo_dir, "-e", "8", "-o", model, "-c", SMALL, "--ledger-store", store)
     assert result.exit_code == 0, result.output
     assert not (tmp_path / ".model.work").exists()  # the resumable work folder is gone once the model is written
     assert "left out of samples" not in result.stderr  # every modality of the demo corpus has a generator
     meta = json.loads((model / "model.json").read_text())
     assert meta["generators"] == ["tabular", "text:note", "image:scan"]
-    assert 0.97 * 2 <= json.loads((model / "ledger.json").read_text())["epsilon"] <= 2
+    assert 0.97 * 8 <= json.loads((model / "ledger.json").read_text())["epsilon"] <= 8
     synthetic = tmp_path / "synthetic"
     result = cli("sample", model, "--n", "50", "-o", synthetic, "--where", "sex=F", "--format", "csv")
     assert result.exit_code == 0, result.output

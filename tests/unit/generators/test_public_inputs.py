@@ -21,31 +21,40 @@ from privsynth.synthesizer import Synthesizer
 SMALL = Path(__file__).resolve().parents[3] / "configs" / "small.yaml"
 
 
+@pytest.fixture(scope="module")
+def fitted(demo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, LedgerStore]:
+    """A model DP-fitted on the demo corpus, and the ledger store whose key made its fingerprint."""
+    store = LedgerStore(tmp_path_factory.mktemp("store") / "ledger.sqlite")
+    folder = tmp_path_factory.mktemp("fitted") / "model"
+    Synthesizer(load_config(SMALL)).fit(read_corpus(demo_dir), epsilon=3.0, store=store).save(folder)
+    return folder, store
+
+
 def _check(corpus, *, text: TextConfig, fingerprint: str = "hmac-sha256:this") -> None:
     image = load_config(SMALL).image
     check_public_inputs(corpus, text=text, image=image, fingerprint=fingerprint)
 
 
-def test_a_checkpoint_fitted_on_this_corpus_is_refused_another_corpus_is_not(demo_dir: Path, tmp_path: Path) -> None:
+def test_a_checkpoint_fitted_on_this_corpus_is_refused_another_corpus_is_not(
+    demo_dir: Path, fitted: tuple[Path, LedgerStore]
+) -> None:
     # Before: text.pretrained / image.pretrained accepted a model DP-fitted on the same source, whose spend this
     # run never counts.
     corpus = read_corpus(demo_dir)
-    fitted = Synthesizer(load_config(SMALL)).fit(corpus, epsilon=20.0)
-    fitted.save(tmp_path / "model")
-    provenance = json.loads((tmp_path / "model" / "text-note" / "text.json").read_text())["provenance"]
+    fitted_model, store = fitted
+    provenance = json.loads((fitted_model / "text-note" / "text.json").read_text())["provenance"]
     assert provenance["dp_fit"] and provenance["fingerprint"].startswith("hmac-sha256:")
-    same = load_config(SMALL).text.model_copy(update={"pretrained": tmp_path / "model" / "text-note"})
+    same = load_config(SMALL).text.model_copy(update={"pretrained": fitted_model / "text-note"})
     with pytest.raises(ConfigError, match="this same corpus"):
         _check(corpus, text=same, fingerprint=provenance["fingerprint"])
     inherited = check_public_inputs(
         corpus, text=same, image=load_config(SMALL).image, fingerprint="hmac-sha256:another-corpus"
     )
     assert [p["run_id"] for p in inherited] == [provenance["run_id"]]  # accepted, with its spend to compose
-    image = load_config(SMALL).image.model_copy(update={"pretrained": tmp_path / "model" / "image-scan"})
+    image = load_config(SMALL).image.model_copy(update={"pretrained": fitted_model / "image-scan"})
     with pytest.raises(ConfigError, match="this same corpus"):
         check_public_inputs(corpus, text=load_config(SMALL).text, image=image, fingerprint=provenance["fingerprint"])
     # end to end, with the store that keyed the first fit: the refusal comes before anything is spent
-    store = LedgerStore()
     spent = len(store.rows())
     config = load_config(SMALL).model_copy(update={"text": same})
     with pytest.raises(ConfigError, match="this same corpus"):
@@ -109,19 +118,23 @@ def test_honest_notes_of_the_same_template_are_not_copies(demo_dir: Path, tmp_pa
     assert copied_texts(private, public_ngrams(public + private[:4])).copied == 4
 
 
-def test_a_checkpoint_dp_fitted_on_another_corpus_has_its_spend_composed(demo_dir: Path, tmp_path: Path) -> None:
+def test_a_checkpoint_dp_fitted_on_another_corpus_has_its_spend_composed(
+    fitted: tuple[Path, LedgerStore], tmp_path: Path
+) -> None:
     # Found in review: a checkpoint fitted on a corpus that shares people with this one (any other fingerprint)
     # was accepted without its spend counting here. Nothing can tell the corpora are disjoint, so it is composed.
-    first = Synthesizer(load_config(SMALL)).fit(read_corpus(demo_dir), epsilon=3.0)
-    first.save(tmp_path / "model")
+    from privsynth.privacy.ledger import PrivacyLedger
+
+    fitted_model, _ = fitted
+    first = PrivacyLedger.from_state_dict(json.loads((fitted_model / "ledger.json").read_text()))
     other = read_corpus(write_demo_corpus(tmp_path / "other", n=150, seed=11))
     config = load_config(SMALL)
     config = config.model_copy(
-        update={"text": config.text.model_copy(update={"pretrained": tmp_path / "model" / "text-note"})}
+        update={"text": config.text.model_copy(update={"pretrained": fitted_model / "text-note"})}
     )
     second = Synthesizer(config).fit(other, epsilon=8.0)
     inherited = [e for e in second.ledger_.entries if "inherited" in e.note]
-    assert [e.mechanism for e in inherited] == [e.mechanism for e in first.ledger_.entries]
+    assert [e.mechanism for e in inherited] == [e.mechanism for e in first.entries]
     assert second.ledger_.epsilon <= 8.0 and second.ledger_.projected_epsilon([]) == second.ledger_.epsilon
     with pytest.raises(Exception, match="would bring epsilon"):
         Synthesizer(config).fit(other, epsilon=1.0)  # the inherited spend alone passes this target

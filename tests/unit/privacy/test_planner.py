@@ -29,7 +29,8 @@ def spend_plan(plan_epsilon: float, shapes: list[StageShape], shares: dict[Stage
     assert 0.97 * plan_epsilon <= ledger.epsilon <= plan_epsilon
     assert abs(sum(p.share for p in plan.stages) - 1.0) < 1e-9
     # the split is honoured: giving the first stage a larger share gives it less noise, the others more
-    if len(shapes) > 1:
+    # (checked with the fast RDP accountant; the planner's logic is the same for both)
+    if len(shapes) > 1 and acc is AccountantKind.RDP:
         first = shapes[0].stage
         bigger = {s: (w * 4 if s is first else w) for s, w in shares.items()}
         replanned = plan_budget(
