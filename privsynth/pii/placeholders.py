@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from privsynth.audit.pii.engine import Detection
 from privsynth.data.schema import ColumnKind, PiiType, Schema
+from privsynth.pii.detection import Detection
 
 _DETECTED = {
     "PERSON": "OTHER_PERSON",

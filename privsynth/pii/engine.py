@@ -7,15 +7,16 @@ URL hits inside e-mail addresses are dropped (Presidio reports the domain of eve
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 from typing_extensions import override
 
-from privsynth.audit.pii.nlp import build_nlp_engine
-from privsynth.audit.pii.recognizers import (
+from privsynth.pii.detection import Detection
+from privsynth.pii.nlp import build_nlp_engine
+from privsynth.pii.recognizers import (
     AgeOver89Recognizer,
     MrnRecognizer,
     NameDictionaryRecognizer,
@@ -23,16 +24,6 @@ from privsynth.audit.pii.recognizers import (
     UsZipRecognizer,
     VinRecognizer,
 )
-
-
-@dataclass(frozen=True)
-class Detection:
-    """One PII span found in a text."""
-
-    entity: str
-    start: int
-    end: int
-    score: float
 
 
 def _offline_email_recognizer() -> Any:
@@ -147,3 +138,9 @@ class PiiScanner:
             if progress is not None and (i + 1) % 100 == 0:
                 progress(i + 1)
         return out
+
+
+@functools.lru_cache(maxsize=1)
+def default_scanner() -> PiiScanner:
+    """One shared pattern-and-dictionary scanner (building Presidio's engine takes a moment; it is stateless)."""
+    return PiiScanner()

@@ -17,15 +17,19 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
-from privsynth.audit.pii.engine import Detection, PiiScanner
-from privsynth.audit.pii.replay import ReplayScanner, normalise
+from privsynth.audit.replay import ReplayScanner, normalise
 from privsynth.data.corpus import Corpus
 from privsynth.data.schema import ColumnKind
+from privsynth.pii.detection import Detection
+
+if TYPE_CHECKING:  # Presidio (and torch, which it imports) load only when a scan runs
+    from privsynth.pii.engine import PiiScanner
 
 _KIND_OF_ENTITY = {"PERSON": "person"}
 
