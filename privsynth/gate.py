@@ -11,12 +11,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from privsynth.audit.checks import BY_NAME, passes
-from privsynth.errors import ConfigError
 from privsynth.privacy.randomness import RngMode
+from privsynth.settings import load_settings
 
 #: Checks that changed meaning, so old policies cannot silently keep an old threshold on a new number.
 RENAMED_CHECKS = {"dcr_share_low": "dcr_share_high"}
@@ -117,15 +116,7 @@ class GateDecision(BaseModel):
 
 def load_policy(path: Path) -> Policy:
     """Read and validate a policy file; errors name the entries to fix."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read the policy ({type(exc).__name__})") from None
-    try:
-        return Policy.model_validate(data)
-    except ValidationError as exc:
-        lines = "\n".join(f"  - {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{path} is not a valid policy:\n{lines}") from None
+    return load_settings(Policy, path, what="the release policy")
 
 
 def gate(policy: Policy, audit: dict[str, Any], ledger: dict[str, Any] | None) -> GateDecision:
@@ -191,11 +182,7 @@ def gate(policy: Policy, audit: dict[str, Any], ledger: dict[str, Any] | None) -
             )
         )
     for name, rule in policy.checks.items():
-        check = BY_NAME[name]
-        try:
-            value = check.extract(audit)
-        except (KeyError, TypeError, ZeroDivisionError):
-            value = None
+        value = BY_NAME[name].extract(audit)  # None when the audit has no value for it
         target = reasons if rule.severity is Severity.HARD else warnings
         if value is None:
             finding = Finding(
@@ -208,8 +195,9 @@ def gate(policy: Policy, audit: dict[str, Any], ledger: dict[str, Any] | None) -
             if rule.required:
                 target.append(finding)
             continue
-        ok = passes(value, check.direction, rule.threshold)
-        word = "at most" if check.direction.value == "max" else "at least"
+        direction = BY_NAME[name].direction
+        ok = passes(value, direction, rule.threshold)
+        word = "at most" if direction.value == "max" else "at least"
         finding = Finding(
             check=name,
             severity=rule.severity,

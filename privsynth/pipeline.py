@@ -18,15 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from privsynth.audit.inputs import claimed_guarantee, split_from_model
-from privsynth.audit.report import write_report
-from privsynth.audit.run import AuditConfig, run_audit, write_audit
+from privsynth.audit.folders import audit_folders
+from privsynth.audit.run import AuditConfig
 from privsynth.config import FitConfig, load_config
+from privsynth.data.atomic import write_text_atomic
 from privsynth.data.corpus import read_corpus
 from privsynth.data.demo import write_demo_corpus
+from privsynth.data.layout import load_provenance
 from privsynth.data.schema import ColumnKind
 from privsynth.errors import ConfigError, ReleaseRefusedError
 from privsynth.gate import gate, load_policy
@@ -34,7 +34,8 @@ from privsynth.privacy.store import LedgerStore
 from privsynth.release.bundle import write_release
 from privsynth.release.info import load_release_info
 from privsynth.release.manifest import verify_release
-from privsynth.sampling import PROVENANCE, load_registry, write_synthetic
+from privsynth.sampling import write_synthetic
+from privsynth.settings import read_yaml, validate
 from privsynth.synthesizer import Synthesizer
 
 log = logging.getLogger(__name__)
@@ -115,20 +116,13 @@ class PipelineConfig(BaseModel):
 
 def load_pipeline(path: Path) -> PipelineConfig:
     """Read a pipeline config; errors name the entries to fix."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read the run config ({type(exc).__name__})") from None
+    data = read_yaml(path, what="the run config")
     if isinstance(data, dict) and "seed" in data:
         raise ConfigError(
             f"{path}: 'seed' no longer applies to the fit: its noise comes from fresh OS entropy every run, so it "
             "cannot be replayed. Remove it; set 'sample: {seed: N}' for reproducible sampling."
         )
-    try:
-        config = PipelineConfig.model_validate(data)
-    except ValidationError as exc:
-        lines = "\n".join(f"  - {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{path} is invalid:\n{lines}") from None
+    config = validate(PipelineConfig, data, source=path, what="the run config")
     if (config.corpus is None) == (config.demo is None):
         raise ConfigError(f"{path}: give exactly one of 'corpus' (a folder) or 'demo' (build the demo corpus)")
     spec = config.pretrain_text
@@ -186,11 +180,8 @@ def _done(stage_dir: Path) -> bool:
 
 
 def _finish(stage_dir: Path, **details: Any) -> None:
-    stage_dir.mkdir(parents=True, exist_ok=True)
     payload = {"finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **details}
-    tmp = stage_dir / ".stage.json.tmp"
-    tmp.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
-    tmp.replace(stage_dir / "stage.json")
+    write_text_atomic(stage_dir / "stage.json", json.dumps(payload, indent=2, default=str))
 
 
 def run_pipeline(
@@ -268,29 +259,14 @@ def run_pipeline(
         result = json.loads((audit_dir / "audit.json").read_text(encoding="utf-8"))
     else:
         tell("auditing the synthetic corpus against the real one")
-        train, holdout = split_from_model(real, model_dir)
-        canaries = None
-        canary_file = model_dir / "internal" / "canaries.json"
-        if canary_file.is_file():
-            canaries = json.loads(canary_file.read_text(encoding="utf-8"))
-        result = run_audit(
-            train,
-            holdout,
-            read_corpus(synthetic_dir),
-            config=config.audit,
-            registry=load_registry(synthetic_dir),
-            claimed=claimed_guarantee(synthetic_dir, model_dir),
-            canaries=canaries,
-            progress=tell,
-        )
-        write_audit(result, audit_dir)
-        write_report(result, audit_dir)
+        result = audit_folders(
+            synthetic_dir, audit_dir, model=model_dir, corpus=real, config=config.audit, progress=tell
+        ).result
         _finish(audit_dir)
 
     tell("applying the release policy")
     policy = load_policy(config.policy)
-    provenance = json.loads((synthetic_dir / PROVENANCE).read_text(encoding="utf-8"))
-    decision = gate(policy, result, provenance.get("ledger"))
+    decision = gate(policy, result, load_provenance(synthetic_dir).get("ledger"))
     (root / "gate").mkdir(exist_ok=True)
     (root / "gate" / "decision.json").write_text(decision.model_dump_json(indent=2), encoding="utf-8")
     reasons = [r.message for r in decision.reasons]

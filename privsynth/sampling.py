@@ -13,16 +13,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from privsynth._version import __version__
-from privsynth.data.corpus import atomic_dir, image_files, write_table
+from privsynth.data.atomic import atomic_dir
+from privsynth.data.corpus import image_files, write_table
+from privsynth.data.layout import PROVENANCE, REGISTRY
 from privsynth.data.schema import TABLE_FORMATS
 from privsynth.errors import ConfigError
 from privsynth.synthesizer import Synthesizer
-
-PROVENANCE = "synthetic.json"
-REGISTRY = Path("internal") / "surrogates.parquet"
 
 
 def parse_conditions(items: list[str]) -> dict[str, Any]:
@@ -83,9 +80,3 @@ def write_synthetic(
         identities.to_parquet(tmp / REGISTRY, index=False)
         (tmp / REGISTRY).chmod(0o600)
     return out
-
-
-def load_registry(corpus_root: Path) -> pd.DataFrame | None:
-    """The surrogate registry of a synthetic corpus written by privsynth, if it has one."""
-    path = corpus_root / REGISTRY
-    return pd.read_parquet(path) if path.is_file() else None

@@ -23,6 +23,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from privsynth.data.atomic import write_text_atomic
 from privsynth.errors import ConfigError
 from privsynth.privacy.store import new_run_id
 
@@ -86,13 +87,8 @@ class FitWork:
     def save(self, name: str, payload: Any) -> None:
         """Write JSON atomically, owner-only (a kill leaves the old file or the new one)."""
         path = self.path(name)
-        if path is None:
-            return
-        tmp = path.with_name(f".{path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=1, default=str)
-        tmp.replace(path)
+        if path is not None:
+            write_text_atomic(path, json.dumps(payload, indent=1, default=str), mode=0o600)
 
     def discard(self) -> None:
         """Delete the folder (after the model is saved): its keys and RNG states are no longer needed."""

@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from privsynth.data.corpus import Corpus
+from privsynth.data.layout import MODEL_LEDGER, PROVENANCE, SPLIT
 from privsynth.errors import ConfigError
-from privsynth.sampling import PROVENANCE
 
 
 def split_from_model(corpus: Corpus, model: Path) -> tuple[Corpus, Corpus]:
     """Train and holdout records of ``corpus`` as recorded by the model at fit time."""
-    split_file = model / "internal" / "split.json"
+    split_file = model / SPLIT
     if not split_file.is_file():
         raise ConfigError(f"{model} has no recorded split (internal/split.json); pass --train and --holdout")
     split = json.loads(split_file.read_text(encoding="utf-8"))
@@ -39,8 +39,8 @@ def claimed_guarantee(synthetic: Path, model: Path | None) -> dict[str, Any]:
             "source": "synthetic.json",
             "ledger": data.get("ledger"),
         }
-    if model is not None and (model / "ledger.json").is_file():
-        ledger = json.loads((model / "ledger.json").read_text(encoding="utf-8"))
+    if model is not None and (model / MODEL_LEDGER).is_file():
+        ledger = json.loads((model / MODEL_LEDGER).read_text(encoding="utf-8"))
         return {
             "epsilon": ledger.get("epsilon"),
             "delta": ledger.get("delta"),

@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -26,8 +26,7 @@ from privsynth.audit.discretize import Discretizer
 from privsynth.audit.embedders import ClipEmbedder, Embedder, MiniLMEmbedder, PerceptualEmbedder, PixelEmbedder
 from privsynth.audit.fidelity import marginal_tvd
 from privsynth.audit.memorization import RowEncoder, distance_audit
-from privsynth.audit.pii.audit import audit_pii
-from privsynth.audit.pii.engine import PiiScanner
+from privsynth.audit.pii import audit_pii
 from privsynth.audit.preflight import preflight
 from privsynth.audit.text import text_stats, verbatim_spans
 from privsynth.audit.utility import (
@@ -41,7 +40,11 @@ from privsynth.audit.utility import (
 from privsynth.data.corpus import Corpus
 from privsynth.data.fingerprint import corpus_fingerprint
 from privsynth.data.schema import ColumnKind
-from privsynth.generators.text.placeholders import mask_identity
+from privsynth.errors import ConfigError
+from privsynth.pii.placeholders import mask_identity
+
+if TYPE_CHECKING:
+    from privsynth.pii.engine import PiiScanner
 
 log = logging.getLogger(__name__)
 AUDIT_VERSION = 1
@@ -175,6 +178,8 @@ def run_audit(
     examples: list[Any] = []
     if cfg.pii:
         say("PII scan and replay of real identifiers")
+        from privsynth.pii.engine import PiiScanner  # Presidio imports torch: loaded only when a scan runs
+
         scanner = tools.pii if tools.pii is not None else PiiScanner(spacy_model=cfg.spacy_model)
         real = train.with_records(pd.concat([train.records, holdout.records], ignore_index=True))
         pii = audit_pii(
@@ -378,6 +383,18 @@ def _standard_limitations(tools: Collaborators, cfg: AuditConfig) -> list[str]:
     if cfg.spacy_model is None and tools.pii is None:
         out.append("No spaCy NER model: person names are found by dictionary and context only.")
     return out
+
+
+def read_audit(path: Path) -> dict[str, Any]:
+    """An ``audit.json`` (or the folder holding it), as written by :func:`write_audit`."""
+    file = path / "audit.json" if path.is_dir() else path
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{file}: not a readable audit.json ({type(exc).__name__}); run 'privsynth audit'") from None
+    if not isinstance(data, dict) or "checks" not in data:
+        raise ConfigError(f"{file}: not an audit written by 'privsynth audit' (no checks)")
+    return data
 
 
 def write_audit(result: dict[str, Any], folder: Path) -> Path:

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from privsynth.audit.inputs import claimed_guarantee, split_from_model
-from privsynth.audit.report import write_report
-from privsynth.audit.run import AuditConfig, run_audit, write_audit
+from privsynth.audit.folders import audit_folders
+from privsynth.audit.run import AuditConfig
 from privsynth.cli.options import ForceOpt, JsonOpt
 from privsynth.cli.output import print_json, stderr_console, stdout_console
-from privsynth.data.corpus import read_corpus
 from privsynth.errors import ConfigError, OutputExistsError
-from privsynth.sampling import load_registry
 
 PathOpt = Annotated[Path | None, typer.Option(show_default=False)]
 
@@ -69,15 +65,10 @@ def audit(
         raise OutputExistsError(f"{out} already exists and is not empty; pass --force to replace its audit")
     if ocr not in ("auto", "on", "off"):
         raise ConfigError(f"--ocr {ocr!r} is not one of auto, on, off")
-    if model is not None:
-        if corpus is None:
-            raise ConfigError("--model needs --corpus (the real corpus it was fit on)")
-        real_train, real_holdout = split_from_model(read_corpus(corpus), model)
-    else:
-        if train is None or holdout is None:
-            raise ConfigError("pass --train and --holdout, or --model and --corpus")
-        real_train, real_holdout = read_corpus(train), read_corpus(holdout)
-    synthetic_corpus = read_corpus(synthetic)
+    if model is not None and corpus is None:
+        raise ConfigError("--model needs --corpus (the real corpus it was fit on)")
+    if model is None and (train is None or holdout is None):
+        raise ConfigError("pass --train and --holdout, or --model and --corpus")
     config = AuditConfig(
         seed=seed,
         target=target,
@@ -87,23 +78,19 @@ def audit(
         spacy_model=spacy_model,
         ocr=ocr,
     )
-    canaries = None
-    if model is not None and (model / "internal" / "canaries.json").is_file():
-        canaries = json.loads((model / "internal" / "canaries.json").read_text(encoding="utf-8"))
     console = stderr_console()
     with console.status("Auditing...") as status:
-        result = run_audit(
-            real_train,
-            real_holdout,
-            synthetic_corpus,
+        outcome = audit_folders(
+            synthetic,
+            out,
+            model=model,
+            corpus=corpus,
+            train=train,
+            holdout=holdout,
             config=config,
-            registry=load_registry(synthetic),
-            claimed=claimed_guarantee(synthetic, model),
-            canaries=canaries,
             progress=lambda message: status.update(f"Auditing: {message}..."),
         )
-    write_audit(result, out)
-    report = write_report(result, out)
+    result, report = outcome.result, outcome.report
     if as_json:
         print_json({"audit": str(out / "audit.json"), "report": str(report), "checks": result["checks"]})
         return

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from privsynth.cli.options import CorpusArg, ForceOpt, JsonOpt, OutArg
 from privsynth.cli.output import print_json, stderr_console, stdout_console
+from privsynth.data.atomic import write_text_atomic
 from privsynth.data.corpus import read_corpus, read_table, write_corpus
 from privsynth.data.demo import write_demo_corpus
 from privsynth.data.infer import find_table, infer_schema, schema_header
@@ -49,9 +50,7 @@ def init(
     if target.exists() and not force:
         raise OutputExistsError(f"{target} already exists; edit it, or pass --force to infer it again")
     inference = infer_schema(read_table(table), table=table.name)
-    tmp = target.with_name(f".{SCHEMA_FILE}.tmp")
-    tmp.write_text(dump_schema(inference.schema, header=schema_header(inference)), encoding="utf-8")
-    tmp.replace(target)
+    write_text_atomic(target, dump_schema(inference.schema, header=schema_header(inference)))
     console = stdout_console()
     console.print(f"Wrote {target}. Review it, then run: privsynth validate {table.parent}")
     for name, reason in inference.reasons.items():

@@ -4,27 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from privsynth.audit.run import read_audit
 from privsynth.cli.options import ForceOpt, JsonOpt
 from privsynth.cli.output import ExitCode, print_json, stderr_console, stdout_console, training_label
-from privsynth.errors import ConfigError, IntegrityError, OutputExistsError
+from privsynth.errors import IntegrityError, OutputExistsError
 from privsynth.gate import GateDecision, gate, load_policy
 from privsynth.release.bundle import write_release
 from privsynth.release.info import load_release_info
 from privsynth.release.manifest import generate_keypair, verify_release
 
 PolicyOpt = Annotated[Path, typer.Option("--policy", "-p", help="Release policy YAML (audits/*.yaml).")]
-
-
-def _read_audit(path: Path) -> dict[str, Any]:
-    file = path / "audit.json" if path.is_dir() else path
-    try:
-        return dict(json.loads(file.read_text(encoding="utf-8")))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{file}: not a readable audit.json ({type(exc).__name__}); run 'privsynth audit'") from None
 
 
 def _print_decision(decision: GateDecision) -> None:
@@ -52,7 +45,7 @@ def gate_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Apply a release policy to an audit: exit 0 when it passes, 3 when it refuses, with every reason."""
-    result = _read_audit(audit)
+    result = read_audit(audit)
     rules = load_policy(policy)
     state = (
         json.loads(ledger.read_text(encoding="utf-8"))
@@ -90,7 +83,7 @@ def release(
         raise OutputExistsError(f"{out} already exists; choose another path or pass --force")
     result = write_release(
         synthetic=synthetic,
-        audit=_read_audit(audit),
+        audit=read_audit(audit),
         policy=load_policy(policy),
         policy_path=policy,
         info=load_release_info(info),

@@ -14,11 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,10 +23,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from privsynth.data.atomic import atomic_dir
 from privsynth.data.images import encode_data_uri, load_image
 from privsynth.data.schema import SCHEMA_FILE, TABLE_FORMATS, ColumnKind, Schema, dump_schema, load_schema
 from privsynth.data.validate import Limits, coerce_records
-from privsynth.errors import CorpusReadError, CorpusValidationError, OutputExistsError, UserError
+from privsynth.errors import CorpusReadError, CorpusValidationError, UserError
 
 
 @dataclass(frozen=True)
@@ -118,30 +115,6 @@ def read_corpus(path: Path | str, *, limits: Limits | None = None) -> Corpus:
     if problems:
         raise CorpusValidationError(problems, source=str(root))
     return Corpus(records=records, schema=schema, root=root)
-
-
-@contextmanager
-def atomic_dir(out: Path, *, force: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder beside ``out`` that becomes ``out`` only if the block succeeds.
-
-    On any error (or a kill) the temporary folder is left or removed, never ``out`` half-written.
-    """
-    if out.exists() and not force:
-        raise OutputExistsError(f"{out} already exists; choose another path or pass --force to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        yield tmp
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _to_arrow(records: pd.DataFrame, schema: Schema) -> pa.Table:
@@ -290,7 +263,6 @@ def _cell_bytes(corpus: Corpus, value: object) -> bytes:
 
 __all__ = [
     "Corpus",
-    "atomic_dir",
     "corpora_equal",
     "image_files",
     "read_corpus",

@@ -21,7 +21,8 @@ import pandas as pd
 from faker import Faker
 from PIL import Image
 
-from privsynth.data.corpus import atomic_dir, write_table
+from privsynth.data.atomic import atomic_dir
+from privsynth.data.corpus import write_table
 from privsynth.data.images import encode_png
 from privsynth.data.schema import ColumnKind, ColumnSpec, ImageMode, PiiType, Schema
 

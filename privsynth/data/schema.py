@@ -33,6 +33,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from privsynth.errors import SchemaError
+from privsynth.settings import validation_lines
 
 SCHEMA_FILE = "schema.yaml"
 SCHEMA_VERSION = 1
@@ -112,11 +113,18 @@ class ColumnSpec(BaseModel):
     max_length: int | None = Field(default=None, gt=0, description="Public maximum length in characters (text).")
     image_size: tuple[int, int] | None = Field(default=None, description="Public (width, height) in pixels.")
     image_mode: ImageMode | None = Field(default=None, description="Public pixel mode, L or RGB.")
+    generator: str | None = Field(
+        default=None,
+        pattern=r"^[a-z][a-z0-9_-]{0,31}$",
+        description="A registered generator to model this column with (default: the one for its kind).",
+    )
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Self:
         problems: list[str] = []
         kind = self.kind
+        if self.generator is not None and kind in (ColumnKind.KEY, ColumnKind.IDENTIFIER):
+            problems.append(f"'generator' does not apply to {kind} columns (they are never modelled)")
         if kind is ColumnKind.IDENTIFIER and self.pii is None:
             problems.append("identifier columns need a 'pii' type (person, email, ssn, mrn, ...)")
         if self.pii is not None and kind is not ColumnKind.IDENTIFIER:
@@ -211,14 +219,6 @@ class Schema(BaseModel):
 TABLE_FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl"}
 
 
-def _describe(error: ValidationError) -> str:
-    lines = []
-    for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "schema"
-        lines.append(f"  - {where}: {item['msg']}")
-    return "\n".join(lines)
-
-
 def schema_from_dict(data: Any, *, source: str) -> Schema:
     """Validate a parsed ``schema.yaml`` into a :class:`Schema`, or raise :class:`SchemaError` listing every fault."""
     if not isinstance(data, dict):
@@ -226,7 +226,7 @@ def schema_from_dict(data: Any, *, source: str) -> Schema:
     try:
         return Schema.model_validate(data)
     except ValidationError as exc:
-        raise SchemaError(f"{source} is invalid; fix these entries:\n{_describe(exc)}") from None
+        raise SchemaError(f"{source} is invalid; fix these entries:\n{validation_lines(exc)}") from None
 
 
 def load_schema(path: Path) -> Schema:

@@ -8,13 +8,13 @@ generators refuse).
 from __future__ import annotations
 
 import json
-import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from privsynth.data.atomic import write_text_atomic
 from privsynth.errors import ConfigError
 
 PROFILE_VERSION = 1
@@ -125,15 +125,10 @@ class Profile(BaseModel):
 
 def save_profile(profile: Profile, path: Path) -> None:
     """Write a profile as JSON atomically; internal profiles are written owner-only (0600)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     payload = profile.model_dump(mode="json")
     if profile.internal:
         payload = {"WARNING": "INTERNAL: exact statistics of real records. Do not share or release."} | payload
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if profile.internal else 0o644)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=2)
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(payload, indent=2), mode=0o600 if profile.internal else 0o644)
 
 
 def load_profile(path: Path) -> Profile:

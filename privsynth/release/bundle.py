@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from privsynth._version import __version__
-from privsynth.data.corpus import atomic_dir, read_corpus, write_corpus
+from privsynth.data.atomic import atomic_dir
+from privsynth.data.corpus import read_corpus, write_corpus
 from privsynth.data.fingerprint import corpus_fingerprint
+from privsynth.data.layout import load_provenance
 from privsynth.data.schema import ColumnKind
 from privsynth.errors import ConfigError, ReleaseRefusedError
 from privsynth.gate import GateDecision, Policy, gate
@@ -26,7 +28,6 @@ from privsynth.release.disclosure import outside_guarantee
 from privsynth.release.documents import ReleaseFacts, check_croissant, croissant, dataset_card, datasheet, dumps
 from privsynth.release.info import ReleaseInfo
 from privsynth.release.manifest import file_table, sha256_file, sign_manifest, write_manifest
-from privsynth.sampling import PROVENANCE
 
 PACKAGES = ("torch", "opacus", "numpy", "pandas", "scikit-learn", "faiss-cpu", "presidio-analyzer", "pydantic")
 _PUBLIC_FIELDS = ("domain", "bounds", "date_range", "max_length", "image_size", "image_mode")
@@ -90,8 +91,7 @@ def _versions() -> dict[str, str]:
 
 def decide(audit: dict[str, Any], policy: Policy, synthetic: Path) -> tuple[GateDecision, dict[str, Any]]:
     """The gate's decision for a synthetic corpus and its audit (the ledger comes from the corpus' provenance)."""
-    provenance_path = synthetic / PROVENANCE
-    provenance = json.loads(provenance_path.read_text(encoding="utf-8")) if provenance_path.is_file() else {}
+    provenance = load_provenance(synthetic)
     return gate(policy, audit, provenance.get("ledger")), provenance
 
 

@@ -8,12 +8,11 @@ people releasing it. Export refuses while a required field is empty.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from privsynth.errors import ConfigError
+from privsynth.settings import load_settings
 
 
 class Person(BaseModel):
@@ -113,12 +112,4 @@ class ReleaseInfo(BaseModel):
 
 def load_release_info(path: Path) -> ReleaseInfo:
     """Read ``release.yaml``."""
-    try:
-        data: Any = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read release information ({type(exc).__name__})") from None
-    try:
-        return ReleaseInfo.model_validate(data)
-    except ValidationError as exc:
-        lines = "\n".join(f"  - {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{path} is invalid:\n{lines}") from None
+    return load_settings(ReleaseInfo, path, what="the release information")
