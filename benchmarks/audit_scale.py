@@ -30,9 +30,9 @@ from _common import measure, peak_rss_mb, print_table, write_json
 from adult_data import RANGES, load_adult, schema_dict
 
 from privsynth.audit.memorization import RowEncoder, distance_audit
-from privsynth.audit.pii.engine import PiiScanner
 from privsynth.data.demo import build_demo_records
 from privsynth.data.schema import schema_from_dict
+from privsynth.pii.engine import PiiScanner
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -29,9 +29,9 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from privsynth.audit.inputs import split_from_model
-from privsynth.audit.pii.engine import PiiScanner
 from privsynth.data.corpus import Corpus, read_corpus
 from privsynth.data.images import load_image
+from privsynth.pii.engine import PiiScanner
 from privsynth.sampling import load_registry
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -254,12 +254,15 @@ def fit_direct(
     """
     import yaml
 
+    from privsynth.generators.base import FitContext
+    from privsynth.generators.dpsgd import unit_groups
     from privsynth.generators.image.generator import ImageConfig, ImageGenerator
     from privsynth.generators.tabular.codecs import CategoricalCodec
+    from privsynth.generators.tabular.generator import TabularGenerator
     from privsynth.privacy.ledger import PrivacyLedger
     from privsynth.privacy.planner import plan_budget
     from privsynth.privacy.randomness import Streams
-    from privsynth.profile.model import ImageProfile, Source
+    from privsynth.profile.model import ImageProfile, Profile, Source
 
     section = yaml.safe_load(config_path.read_text(encoding="utf-8")).get("image", {})
     config = ImageConfig.model_validate(section)
@@ -267,7 +270,7 @@ def fit_direct(
         epochs = probe_epochs(config, len(train_x), fit_seconds)
         config = config.model_copy(update={"optim": config.optim.model_copy(update={"epochs": epochs})})
     generator = ImageGenerator(config)
-    shape = generator.shape(len(train_x))
+    shape = generator.plan(len(train_x))
     plan = plan_budget(epsilon=epsilon, delta=1e-5, shapes=[shape], shares={shape.stage: 1.0})
     ledger = PrivacyLedger(epsilon=epsilon, delta=1e-5)
     codec = CategoricalCodec("label", categories=list(CLASSES), has_other=False, nullable=False)
@@ -276,22 +279,34 @@ def fit_direct(
     print(f"  sigma {sigma:.3f}, q {shape.sample_rate:.4f}, {shape.steps} steps", flush=True)
     started = time.perf_counter()
 
-    def progress(step: int, total: int, value: float) -> None:
+    def progress(label: str, step: int, total: int) -> None:
         if step % 25 == 0 or step == total:
             rate = step / (time.perf_counter() - started)
-            print(f"  image: step {step}/{total} loss {value:.4f} ({rate:.2f} steps/s)", flush=True)
+            print(f"  {label}: step {step}/{total} ({rate:.2f} steps/s)", flush=True)
 
-    generator.fit(
-        corpus(train_x, train_y),
-        column="image",
-        profile=profile,
-        codecs=[codec],
+    records = corpus(train_x, train_y)
+    tabular = TabularGenerator()
+    tabular.codecs_ = [codec]  # the label is a public condition here (DPImageBench protocol)
+    groups = unit_groups(records)
+    context = FitContext(
+        profile=Profile(
+            internal=False,
+            records=len(train_x),
+            unit_of_privacy="record",
+            max_records_per_entity=1,
+            noise_multiplier=sigma,
+            queries=0,
+            columns={"image": profile},
+        ),
         ledger=ledger,
         noise_multiplier=sigma,
-        units=len(train_x),  # the image count is public in this benchmark (DPImageBench protocol)
         streams=Streams.private(),
+        groups=groups,
+        units=len(train_x),  # the image count is public in this benchmark (DPImageBench protocol)
+        upstream={"tabular": tabular},
         progress=progress,
     )
+    generator.fit(records, columns=["image"], context=context)
     fit_seconds = time.perf_counter() - started
     labels = np.arange(samples) % len(CLASSES)
     results = []
@@ -301,7 +316,7 @@ def fit_direct(
             generator.config = config.model_copy(update={"diffusion": diffusion})
         records = pd.DataFrame({"label": np.asarray(CLASSES, dtype=object)[labels]})
         start = time.perf_counter()
-        records["image"] = generator.sample(records, streams=Streams.sampling(seed + 1 + len(results)))
+        records["image"] = generator.sample_pngs(records, streams=Streams.sampling(seed + 1 + len(results)))
         info = {
             "epsilon": ledger.epsilon,
             "fit_seconds": fit_seconds,

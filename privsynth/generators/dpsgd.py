@@ -19,7 +19,6 @@ import contextlib
 import json
 import logging
 import math
-import shutil
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,9 +32,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from privsynth.data.atomic import atomic_dir
 from privsynth.data.corpus import Corpus
 from privsynth.privacy.accounting import Mechanism
-from privsynth.privacy.ledger import PrivacyLedger, Stage
+from privsynth.privacy.ledger import PrivacyLedger
 from privsynth.privacy.planner import StageShape
 from privsynth.privacy.randomness import Streams
 
@@ -72,7 +72,7 @@ class OptimConfig(BaseModel):
         """Steps for ``epochs`` passes at the Poisson rate."""
         return max(1, math.ceil(self.epochs / self.sample_rate(units)))
 
-    def stage_shape(self, stage: Stage, units: int, *, runs: int = 1) -> StageShape:
+    def stage_shape(self, stage: str, units: int, *, runs: int = 1) -> StageShape:
         """What the planner needs: rate and steps of ``runs`` identical runs (k runs compose like k x steps)."""
         return StageShape(stage=stage, sample_rate=self.sample_rate(units), steps=runs * self.steps(units))
 
@@ -175,7 +175,7 @@ def unit_groups(corpus: Corpus) -> Groups:
 
 def spend_once(
     ledger: PrivacyLedger,
-    stage: Stage,
+    stage: str,
     mechanism: Mechanism,
     *,
     note: str,
@@ -193,7 +193,7 @@ def spend_once(
         raise ValueError(
             f"the ledger records '{ledger.rng.value}' randomness but this run's noise would be '{streams.mode.value}'"
         )
-    spent = any(e.stage is stage and e.note == note and e.mechanism == mechanism for e in ledger.entries)
+    spent = any(e.stage == stage and e.note == note and e.mechanism == mechanism for e in ledger.entries)
     if spent and checkpoint is not None:
         log.info("resuming %s; its privacy spend is already in the ledger", note)
         return (checkpoint / "state.json").is_file()
@@ -405,8 +405,6 @@ class DPSGDTrainer:
 
     def save_checkpoint(self, folder: Path) -> None:
         """Write the resumable state as safetensors + JSON (no pickle), atomically."""
-        tmp = folder.with_name(folder.name + ".tmp")
-        tmp.mkdir(parents=True, exist_ok=True)
         state = self.state_dict()
         tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in state["model"].items()}
         tensors.update({f"extra.{k}": v.detach().cpu().contiguous() for k, v in state.get("extra", {}).items()})
@@ -418,8 +416,14 @@ class DPSGDTrainer:
                     value.reshape(-1).contiguous() if value.dim() == 0 else value.contiguous()
                 )
         tensors.update({f"rng.{name}": value for name, value in state["generators"].items()})
-        save_file(tensors, str(tmp / "state.safetensors"))
-        meta = {
+        with atomic_dir(folder, force=True) as tmp:
+            save_file(tensors, str(tmp / "state.safetensors"))
+            (tmp / "state.json").write_text(json.dumps(self._checkpoint_meta(state), default=_json_int), "utf-8")
+
+    @staticmethod
+    def _checkpoint_meta(state: dict[str, Any]) -> dict[str, Any]:
+        optimizer = state["optimizer"]
+        return {
             "step": state["step"],
             "sampler": state["sampler"],
             "param_groups": optimizer["param_groups"],
@@ -428,10 +432,6 @@ class DPSGDTrainer:
                 for pid, slots in optimizer["state"].items()
             },
         }
-        (tmp / "state.json").write_text(json.dumps(meta, default=_json_int), encoding="utf-8")
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
 
     def load_checkpoint(self, folder: Path) -> None:
         """Resume from :meth:`save_checkpoint` output."""

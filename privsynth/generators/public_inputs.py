@@ -29,6 +29,7 @@ from privsynth.data.corpus import Corpus
 from privsynth.data.schema import ColumnKind
 from privsynth.errors import ConfigError
 from privsynth.generators.text.overlap import Overlap, copied_texts, public_ngrams
+from privsynth.privacy.ledger import PrivacyLedger
 
 
 def _meta(folder: Path, name: str, what: str) -> dict[str, Any]:
@@ -116,10 +117,25 @@ def check_public_inputs(corpus: Corpus, *, text: Any, image: Any, fingerprint: s
     return list(inherited.values())
 
 
+INHERITED_NOTE = (
+    "inherited from a checkpoint DP-fitted on another corpus (run {run}): composed, since the corpora may share people"
+)
+
+
+def compose_inherited(ledger: PrivacyLedger, inherited: list[dict[str, Any]]) -> None:
+    """Spend, in this run's ledger, the mechanisms of every DP-fitted checkpoint the fit starts from (once)."""
+    for provenance in inherited:
+        note = INHERITED_NOTE.format(run=provenance["run_id"])
+        if any(e.note == note for e in ledger.entries):
+            continue  # a resumed fit: already composed
+        for entry in PrivacyLedger.from_state_dict(provenance["ledger"]).entries:
+            ledger.spend(entry.stage, entry.mechanism, extra_delta=entry.extra_delta, note=note)
+
+
 def _inherit(meta: dict[str, Any], into: dict[str, dict[str, Any]]) -> None:
     provenance = meta.get("provenance") or {}
     if provenance.get("dp_fit"):
         into[str(provenance.get("run_id"))] = provenance
 
 
-__all__ = ["check_checkpoint", "check_public_inputs"]
+__all__ = ["INHERITED_NOTE", "check_checkpoint", "check_public_inputs", "compose_inherited"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,7 +30,7 @@ _ROUNDOFF = 1e-9
 
 
 class Stage(StrEnum):
-    """Pipeline stages that spend budget."""
+    """The built-in stages that spend budget. A generator plug-in names its own stage (any short lowercase name)."""
 
     PROFILE = "profile"
     TABULAR = "tabular"
@@ -38,12 +38,16 @@ class Stage(StrEnum):
     IMAGE = "image"
 
 
+#: A stage name: a built-in :class:`Stage` or a plug-in generator's own (stored as a plain string).
+StageName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+
+
 class LedgerEntry(BaseModel):
     """One spend: which stage ran which mechanism, and what the composed total was afterwards."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    stage: Stage
+    stage: StageName
     mechanism: Mechanism
     extra_delta: float = Field(default=0.0, ge=0)
     note: str = ""
@@ -111,9 +115,9 @@ class PrivacyLedger:
         """The delta the composed epsilon holds at (the target delta, once anything is spent)."""
         return self.target_delta if self._entries else 0.0
 
-    def mechanisms(self, stage: Stage | None = None) -> list[Mechanism]:
+    def mechanisms(self, stage: str | None = None) -> list[Mechanism]:
         """Mechanisms spent so far, optionally for one stage."""
-        return [e.mechanism for e in self._entries if stage is None or e.stage is stage]
+        return [e.mechanism for e in self._entries if stage is None or e.stage == stage]
 
     def projected_epsilon(self, mechanisms: list[Mechanism], *, extra_delta: float = 0.0) -> float:
         """Composed epsilon if ``mechanisms`` were spent too (nothing is recorded)."""
@@ -125,7 +129,7 @@ class PrivacyLedger:
             )
         return composed_epsilon([*self.mechanisms(), *mechanisms], delta=accountant_delta, accountant=self.accountant)
 
-    def spend(self, stage: Stage, mechanism: Mechanism, *, extra_delta: float = 0.0, note: str = "") -> LedgerEntry:
+    def spend(self, stage: str, mechanism: Mechanism, *, extra_delta: float = 0.0, note: str = "") -> LedgerEntry:
         """Record a mechanism *before* its noise is drawn; refuse if the target would be exceeded."""
         after = self.projected_epsilon([mechanism], extra_delta=extra_delta)
         if after > self.target_epsilon * (1 + _ROUNDOFF):
@@ -135,7 +139,7 @@ class PrivacyLedger:
                 f"the target {self.target_epsilon:.4f}; raise --epsilon, add noise or train fewer steps"
             )
         entry = LedgerEntry(
-            stage=stage,
+            stage=str(stage),
             mechanism=mechanism,
             extra_delta=extra_delta,
             note=note,
@@ -175,10 +179,10 @@ class PrivacyLedger:
     def stage_epsilons(self) -> dict[str, float]:
         """Epsilon each stage would cost on its own (for reports; the composed total is :attr:`epsilon`)."""
         out: dict[str, float] = {}
-        for stage in Stage:
+        for stage in dict.fromkeys(e.stage for e in self._entries):
             mechanisms = self.mechanisms(stage)
             if mechanisms:
-                out[stage.value] = composed_epsilon(
+                out[stage] = composed_epsilon(
                     mechanisms, delta=self.target_delta - self.extra_delta, accountant=self.accountant
                 )
         return out

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from privsynth.errors import DeltaTooLargeError
 from privsynth.privacy.accounting import AccountantKind, Mechanism, composed_epsilon, noise_for_epsilon
-from privsynth.privacy.ledger import Stage
+from privsynth.privacy.ledger import StageName
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class StageShape(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    stage: Stage
+    stage: StageName
     sample_rate: float = Field(gt=0, le=1)
     steps: int = Field(gt=0)
 
@@ -42,7 +42,7 @@ class PlannedStage(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    stage: Stage
+    stage: StageName
     share: float
     mechanism: Mechanism
 
@@ -59,10 +59,10 @@ class BudgetPlan(BaseModel):
     stages: tuple[PlannedStage, ...]
     composed_epsilon: float
 
-    def mechanism(self, stage: Stage) -> Mechanism:
+    def mechanism(self, stage: str) -> Mechanism:
         """The planned mechanism of one stage."""
         for planned in self.stages:
-            if planned.stage is stage:
+            if planned.stage == stage:
                 return planned.mechanism
         raise KeyError(f"stage '{stage}' is not in this plan")
 
@@ -95,7 +95,7 @@ def check_delta(delta: float, n: int) -> None:
         )
 
 
-def _normalise(shares: Mapping[Stage, float], stages: Sequence[Stage]) -> dict[Stage, float]:
+def _normalise(shares: Mapping[str, float], stages: Sequence[str]) -> dict[str, float]:
     missing = [s for s in stages if s not in shares or not shares[s] > 0]
     if missing:
         raise ValueError(f"the budget split gives no positive share to: {', '.join(missing)}")
@@ -108,7 +108,7 @@ def plan_budget(
     epsilon: float,
     delta: float,
     shapes: Sequence[StageShape],
-    shares: Mapping[Stage, float],
+    shares: Mapping[str, float],
     accountant: AccountantKind = AccountantKind.PRV,
     extra_delta: float = 0.0,
     spent: Sequence[Mechanism] = (),
@@ -191,7 +191,7 @@ def _plan(
     extra_delta: float,
     accountant: AccountantKind,
     shapes: Sequence[StageShape],
-    weights: Mapping[Stage, float],
+    weights: Mapping[str, float],
     mechanisms: Sequence[Mechanism],
     composed: float,
 ) -> BudgetPlan:

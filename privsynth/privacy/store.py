@@ -349,7 +349,7 @@ def _same_spend(row: Any, source: str, run_id: str, seq: int, entry: LedgerEntry
     mechanism = entry.mechanism
     same = (
         row.source == source
-        and row.stage == entry.stage.value
+        and row.stage == entry.stage
         and abs(row.noise_multiplier - mechanism.noise_multiplier) <= 1e-12 * max(1.0, mechanism.noise_multiplier)
         and abs(row.sample_rate - mechanism.sample_rate) <= 1e-12
         and row.steps == mechanism.steps
@@ -357,7 +357,7 @@ def _same_spend(row: Any, source: str, run_id: str, seq: int, entry: LedgerEntry
     if not same:
         raise IntegrityError(
             f"the ledger store already holds another spend as run '{run_id}' #{seq} (source '{row.source[:24]}', "
-            f"stage {row.stage}); this ledger says source '{source[:24]}', stage {entry.stage.value}. A run id must "
+            f"stage {row.stage}); this ledger says source '{source[:24]}', stage {entry.stage}. A run id must "
             "never be reused: refusing rather than under-counting."
         )
 
@@ -395,7 +395,7 @@ def _row(
         "fingerprint": fingerprint,
         "run_id": run_id,
         "seq": seq,
-        "stage": entry.stage.value,
+        "stage": entry.stage,
         "noise_multiplier": entry.mechanism.noise_multiplier,
         "sample_rate": entry.mechanism.sample_rate,
         "steps": entry.mechanism.steps,

@@ -24,25 +24,23 @@ images of the same size and mode; DP-SGD then starts from its mixture instead of
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from privsynth.data.corpus import Corpus
 from privsynth.data.images import ImageCellError, encode_png, load_image
-from privsynth.data.schema import Schema
+from privsynth.data.schema import ColumnKind, Schema
 from privsynth.errors import ConfigError
-from privsynth.generators.base import Generator
+from privsynth.generators.base import FitContext, Generator, SampleContext
 from privsynth.generators.dpsgd import (
     ClippingMode,
     DPSGDTrainer,
@@ -50,7 +48,6 @@ from privsynth.generators.dpsgd import (
     OptimConfig,
     initialised,
     spend_once,
-    unit_groups,
 )
 from privsynth.generators.dpsgd_draws import MultiDrawDPSGDTrainer
 from privsynth.generators.image.basis import decode, encode, to_array, to_image
@@ -65,8 +62,7 @@ from privsynth.generators.image.mixture import MixtureOfFactorAnalysers
 from privsynth.generators.image.moments import dp_class_means
 from privsynth.generators.tabular.codecs import BooleanCodec, CategoricalCodec, ColumnCodec, codec_from_dict
 from privsynth.privacy.accounting import Mechanism
-from privsynth.privacy.ledger import PrivacyLedger, Stage
-from privsynth.privacy.planner import StageShape
+from privsynth.privacy.ledger import Stage
 from privsynth.privacy.randomness import Streams
 from privsynth.profile.model import ImageProfile
 
@@ -166,13 +162,11 @@ class ImageGenerator(Generator):
     """DP-SGD image model (mixture or diffusion) for one image column, conditioned on the record's fields."""
 
     name = "image"
-
-    def __init__(self, config: ImageConfig | None = None) -> None:
-        self.config = config if config is not None else ImageConfig()
-
-    def shape(self, units: int) -> StageShape:
-        """Sample rate and steps on ``units`` units of privacy (for the planner)."""
-        return self.config.optim.stage_shape(Stage.IMAGE, units)
+    kinds = (ColumnKind.IMAGE,)
+    stage = Stage.IMAGE
+    settings = ImageConfig
+    default_share = 6.0
+    config: ImageConfig
 
     def _network(self, classes: int, channels: int) -> torch.nn.Module:
         if self.config.model == "diffusion":
@@ -191,26 +185,21 @@ class ImageGenerator(Generator):
 
     # ----- fitting ----------------------------------------------------------------------------------------------
 
-    def fit(
-        self,
-        corpus: Corpus,
-        *,
-        column: str,
-        profile: ImageProfile,
-        codecs: list[ColumnCodec],
-        ledger: PrivacyLedger,
-        noise_multiplier: float,
-        units: int,
-        streams: Streams,
-        groups: Groups | None = None,
-        checkpoint: Path | None = None,
-        progress: Callable[[int, int, float], None] | None = None,
-    ) -> ImageGenerator:
-        """Learn ``column`` of a contribution-bounded corpus at the profile's size and mode.
+    def fit(self, corpus: Corpus, *, columns: list[str], context: FitContext) -> ImageGenerator:
+        """Learn the image column ``columns[0]`` of a contribution-bounded corpus at the profile's size and mode.
 
-        ``units`` is the fit's DP count of units of privacy (it sets the sample rate); ``streams`` are the fit's
-        private streams (this column gets its own noise, Poisson masks, noise draws and initialisation).
+        Conditioned on the record's fields through the tabular generator's codecs (``context.upstream``). The
+        sample rate comes from the fit's DP count; this column gets its own noise, Poisson masks, noise draws and
+        initialisation from ``context.streams``.
         """
+        (column,) = columns
+        profile = context.profile.columns[column]
+        if not isinstance(profile, ImageProfile):
+            raise ConfigError(f"column '{column}' has no image profile")
+        codecs: list[ColumnCodec] = list(getattr(context.upstream.get("tabular"), "codecs_", []))
+        streams, checkpoint, ledger, groups = context.streams, context.checkpoint, context.ledger, context.groups
+        units, noise_multiplier = context.units, context.noise_multiplier
+        progress = context.report(f"image '{column}'")
         schema = corpus.schema
         self.size_, self.mode_ = (int(profile.size[0]), int(profile.size[1])), profile.mode
         self.missing_rate_ = float(profile.missing_rate)
@@ -219,8 +208,7 @@ class ImageGenerator(Generator):
         classes = _classes(self.conditions_)
         arrays, present = self._arrays(corpus, column)
         labels = class_index(corpus.records, self.conditions_)
-        groups = groups if groups is not None else unit_groups(corpus)
-        shape = self.shape(units)
+        shape = self.plan(units)
         mechanism = Mechanism(noise_multiplier=noise_multiplier, sample_rate=shape.sample_rate, steps=shape.steps)
         what = "diffusion model" if self.config.model == "diffusion" else "mixture of factor analysers"
         note = f"DP-SGD {what} on image column '{column}'"
@@ -400,7 +388,17 @@ class ImageGenerator(Generator):
             return np.zeros((0, self._channels, height, width), dtype=np.float32)
         return torch.cat(parts).clamp(-1, 1).cpu().numpy()
 
-    def sample(self, records: pd.DataFrame, *, streams: Streams) -> list[bytes | None]:
+    def sample(self, context: SampleContext) -> dict[str, Any]:
+        """This column's images for the synthetic records so far (see :meth:`sample_pngs`)."""
+        return {self.column_: self.sample_pngs(context.records, streams=context.streams)}
+
+    def public_data(self) -> list[dict[str, object]]:
+        """The public checkpoint this column's model started from, if any."""
+        if self.config.pretrained is None:
+            return []
+        return [{"kind": "public checkpoint", "name": self.config.pretrained.name}]
+
+    def sample_pngs(self, records: pd.DataFrame, *, streams: Streams) -> list[bytes | None]:
         """PNG bytes per synthetic record (``None`` for the DP share of records without an image)."""
         arrays = self.sample_arrays(records, streams=streams)
         missing = streams.numpy("sample", f"image:{self.column_}", "missing").random(len(records)) < self.missing_rate_
@@ -411,34 +409,28 @@ class ImageGenerator(Generator):
     def save(self, folder: Path) -> None:
         """Weights as safetensors; size, mode, conditions and config as JSON."""
         self._check_fitted("network_")
-        folder.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in self.network_.state_dict().items()}, str(folder / WEIGHTS))
-        meta = {
-            "config": self.config.model_dump(mode="json"),
+        fields = {
             "column": self.column_,
             "size": list(self.size_),
             "mode": self.mode_,
             "missing_rate": self.missing_rate_,
             "conditions": [c.to_dict() for c in self.conditions_],
-            "provenance": self.provenance_,
         }
-        (folder / META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        self._write(folder, weights=WEIGHTS, tensors=self.network_.state_dict(), meta=META, fields=fields)
 
     @classmethod
     def load(cls, folder: Path) -> ImageGenerator:
         """Rebuild a fitted image generator (no pickle)."""
-        meta = json.loads((folder / META).read_text(encoding="utf-8"))
-        generator = cls(ImageConfig.model_validate(meta["config"]))
+        generator, meta, tensors = cls._read(folder, weights=WEIGHTS, meta=META)
         generator.column_ = meta["column"]
         generator.size_ = (int(meta["size"][0]), int(meta["size"][1]))
         generator.mode_ = meta["mode"]
         generator.missing_rate_ = float(meta["missing_rate"])
         generator.conditions_ = [codec_from_dict(c) for c in meta["conditions"]]
         network = generator._network(_classes(generator.conditions_), generator._channels)
-        network.load_state_dict(load_file(str(folder / WEIGHTS)))
+        network.load_state_dict(tensors)
         network.eval()
         generator.network_ = network
-        generator.provenance_ = meta.get("provenance")
         return generator
 
 

@@ -7,7 +7,6 @@ the canonical column order, or with some columns fixed first (conditional sampli
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -17,18 +16,16 @@ import numpy as np
 import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from safetensors.torch import load_file, save_file
 
 from privsynth.data.corpus import Corpus
 from privsynth.data.schema import ColumnKind
 from privsynth.errors import ConfigError
-from privsynth.generators.base import Generator
+from privsynth.generators.base import FitContext, Generator, SampleContext
 from privsynth.generators.dpsgd import DPSGDTrainer, Groups, OptimConfig, initialised, spend_once, unit_groups
 from privsynth.generators.tabular.codecs import ColumnCodec, NumericalCodec, Prior, codec_for, codec_from_dict
 from privsynth.generators.tabular.network import ARGN, IncrementalSampler, random_visibility
 from privsynth.privacy.accounting import Mechanism
-from privsynth.privacy.ledger import PrivacyLedger, Stage
-from privsynth.privacy.planner import StageShape
+from privsynth.privacy.ledger import Stage
 from privsynth.privacy.randomness import Streams
 from privsynth.profile.model import Profile
 
@@ -58,66 +55,54 @@ class TabularGenerator(Generator):
     """DP-SGD any-order autoregressive generator for numerical, categorical, datetime and boolean columns."""
 
     name = "tabular"
-
-    def __init__(self, config: TabularConfig | None = None) -> None:
-        self.config = config if config is not None else TabularConfig()
-
-    # ----- planning ---------------------------------------------------------------------------------------------
-
-    def shape(self, units: int) -> StageShape:
-        """Sample rate and steps this generator will run on ``units`` units of privacy (for the planner)."""
-        return self.config.optim.stage_shape(Stage.TABULAR, units)
+    kinds = TABULAR_KINDS
+    stage = Stage.TABULAR
+    joint = True
+    settings = TabularConfig
+    default_share = 9.0
+    config: TabularConfig
 
     # ----- fitting ----------------------------------------------------------------------------------------------
 
-    def fit(
-        self,
-        corpus: Corpus,
-        *,
-        profile: Profile,
-        ledger: PrivacyLedger,
-        noise_multiplier: float,
-        streams: Streams,
-        groups: Groups | None = None,
-        progress: Callable[[int, int, float], None] | None = None,
-        checkpoint: Path | None = None,
-    ) -> TabularGenerator:
-        """Learn the tabular columns of a contribution-bounded corpus under DP-SGD.
+    def fit(self, corpus: Corpus, *, columns: list[str] | None = None, context: FitContext) -> TabularGenerator:
+        """Learn ``columns`` (default: every tabular column) of a contribution-bounded corpus under DP-SGD.
 
-        Args:
-            corpus: the training records (contribution-bounded).
-            profile: the DP profile (internal profiles are refused).
-            ledger: receives the DP-SGD spend before any noise is drawn.
-            noise_multiplier: the planner's noise for this stage.
-            streams: the fit's private streams (initialisation, column orders, Poisson masks, noise).
-            groups: units of privacy (default: one per entity, or per record).
-            progress: called with (step, steps, loss) after each step.
-            checkpoint: folder for resumable state. When the ledger already holds this stage's spend (an
-                interrupted run), nothing is spent again and training resumes from the checkpoint if one exists.
+        Spends (sigma, q, steps) in the ledger before any noise; with ``context.checkpoint``, an interrupted run
+        whose spend the ledger holds resumes from its checkpoint instead. Every draw (initialisation, column
+        orders, Poisson masks, noise) comes from ``context.streams``.
         """
-        profile.require_dp()
-        self._prepare(corpus, profile)
-        units = groups if groups is not None else unit_groups(corpus)
-        mechanism = self.mechanism(noise_multiplier, profile)
+        context.profile.require_dp()
+        self._prepare(corpus, context.profile, columns)
+        mechanism = self.mechanism(context.noise_multiplier, context.profile)
         note = f"DP-SGD on {len(self.codecs_)} tabular columns"
-        resuming = spend_once(ledger, Stage.TABULAR, mechanism, note=note, checkpoint=checkpoint, streams=streams)
-        tokens, _, _ = _encode(corpus.records, self.codecs_)
-        network = self._train(
-            tokens, units, _units(profile), mechanism, streams, ("tabular", "*"), progress, checkpoint, resuming
+        streams, checkpoint = context.streams, context.checkpoint
+        resuming = spend_once(
+            context.ledger, Stage.TABULAR, mechanism, note=note, checkpoint=checkpoint, streams=streams
         )
-        self.network_ = network
+        tokens, _, _ = _encode(corpus.records, self.codecs_)
+        self.network_ = self._train(
+            tokens,
+            context.groups,
+            context.units,
+            mechanism,
+            streams,
+            ("tabular", "*"),
+            context.report("tabular"),
+            checkpoint,
+            resuming,
+        )
         self._calibrate(self._priors(), generator=streams.torch("tabular", "*", "calibration"))
         return self
 
     def mechanism(self, noise_multiplier: float, profile: Profile) -> Mechanism:
         """This stage's planned (sigma, q, steps): the sample rate comes from the profile's DP unit count."""
-        shape = self.shape(_units(profile))
+        shape = self.plan(_units(profile))
         return Mechanism(noise_multiplier=noise_multiplier, sample_rate=shape.sample_rate, steps=shape.steps)
 
-    def _prepare(self, corpus: Corpus, profile: Profile) -> None:
-        """Codecs from the DP profile (or declared-public metadata) for every tabular column of the schema."""
+    def _prepare(self, corpus: Corpus, profile: Profile, only: list[str] | None = None) -> None:
+        """Codecs from the DP profile (or declared-public metadata) for the columns, in the schema's order."""
         schema = corpus.schema
-        columns = [n for n, c in schema.columns.items() if c.kind in TABULAR_KINDS]
+        columns = [n for n, c in schema.columns.items() if (c.kind in TABULAR_KINDS if only is None else n in only)]
         if not columns:
             raise ConfigError("the schema has no numerical, categorical, datetime or boolean column to learn")
         noise = (profile.noise_multiplier or 0.0) * profile.max_records_per_entity
@@ -278,7 +263,11 @@ class TabularGenerator(Generator):
         self._check_fitted("codecs_")
         return [c.name for c in self.codecs_]
 
-    def sample(self, n: int, *, conditions: Mapping[str, Any] | None = None, streams: Streams) -> pd.DataFrame:
+    def sample(self, context: SampleContext) -> dict[str, Any]:
+        """Its columns for ``context.n`` synthetic records, with ``context.conditions`` fixed (post-processing)."""
+        return dict(self.sample_frame(context.n, conditions=context.conditions, streams=context.streams).items())
+
+    def sample_frame(self, n: int, *, conditions: Mapping[str, Any] | None = None, streams: Streams) -> pd.DataFrame:
         """``n`` synthetic records (tabular columns only), optionally with some columns fixed.
 
         ``streams`` are sampling streams (:meth:`Streams.sampling`): post-processing, reproducible per seed.
@@ -326,34 +315,26 @@ class TabularGenerator(Generator):
     def save(self, folder: Path) -> None:
         """Weights as safetensors; config, codecs and layout as JSON."""
         self._check_fitted("network_")
-        folder.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.contiguous() for k, v in self.network_.state_dict().items()}
-        tensors["calibration"] = self.network_.calibration.contiguous()
-        save_file(tensors, str(folder / WEIGHTS))
-        meta = {
-            "config": self.config.model_dump(mode="json"),
+        tensors = {**self.network_.state_dict(), "calibration": self.network_.calibration}
+        fields = {
             "vocab_sizes": self.network_.vocab_sizes,
             "codecs": [c.to_dict() for c in self.codecs_],
             "subcolumns": self.subcolumns_,
-            "provenance": self.provenance_,
         }
-        (folder / META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        self._write(folder, weights=WEIGHTS, tensors=tensors, meta=META, fields=fields)
 
     @classmethod
     def load(cls, folder: Path) -> TabularGenerator:
         """Rebuild a fitted generator from :meth:`save` output."""
-        meta = json.loads((folder / META).read_text(encoding="utf-8"))
-        generator = cls(TabularConfig.model_validate(meta["config"]))
+        generator, meta, tensors = cls._read(folder, weights=WEIGHTS, meta=META)
         config = generator.config
         network = ARGN(meta["vocab_sizes"], embed_dim=config.embed_dim, hidden=config.hidden, layers=config.layers)
-        tensors = load_file(str(folder / WEIGHTS))
         network.calibration = tensors.pop("calibration")
         network.load_state_dict(tensors)
         network.eval()
         generator.network_ = network
         generator.codecs_ = [codec_from_dict(c) for c in meta["codecs"]]
         generator.subcolumns_ = [list(s) for s in meta["subcolumns"]]
-        generator.provenance_ = meta.get("provenance")
         return generator
 
 

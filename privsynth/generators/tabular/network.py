@@ -93,7 +93,8 @@ class IncrementalSampler:
 
     def __init__(self, net: ARGN) -> None:
         first = net.mlp[0]
-        assert isinstance(first, nn.Linear)
+        if not isinstance(first, nn.Linear):
+            raise TypeError("the ARGN's first layer must be linear for incremental sampling")
         d, c = net.embed_dim, net.columns
         weight = first.weight.detach()
         self.net = net

@@ -1,6 +1,6 @@
 """The DP text generator: a byte-level transformer conditioned on the record's tabular tokens.
 
-Training text is masked first (:mod:`privsynth.generators.text.placeholders`): the record's own identity, dates
+Training text is masked first (:mod:`privsynth.pii.placeholders`): the record's own identity, dates
 and values, and every detected PII span, become typed placeholders. The model sees the record's tabular tokens as
 a prefix, then the masked text as bytes and placeholders, and is trained with Opacus DP-SGD under the ledger (its
 spend recorded before any noise). At sampling the prefix is the *synthetic* record's tabular tokens and the
@@ -17,34 +17,34 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch.nn import functional as F  # noqa: N812
 
-from privsynth.audit.pii.engine import PiiScanner
 from privsynth.data.corpus import Corpus
+from privsynth.data.schema import ColumnKind
 from privsynth.errors import ConfigError
-from privsynth.generators.base import Generator
+from privsynth.generators.base import FitContext, Generator, SampleContext
 from privsynth.generators.dpsgd import (
     ClippingMode,
     DPSGDTrainer,
-    Groups,
     OptimConfig,
     initialised,
     spend_once,
-    unit_groups,
 )
 from privsynth.generators.tabular.codecs import ColumnCodec, codec_from_dict
 from privsynth.generators.text.network import TextLM
-from privsynth.generators.text.placeholders import fill_placeholders, mask_record_text
+from privsynth.generators.text.public_training import train_public
 from privsynth.generators.text.tokens import BOS, EOS, PAD, Vocabulary, public_word_pieces
+from privsynth.pii.engine import PiiScanner, default_scanner
+from privsynth.pii.placeholders import fill_placeholders, mask_record_text
 from privsynth.privacy.accounting import Mechanism
-from privsynth.privacy.ledger import PrivacyLedger, Stage
-from privsynth.privacy.planner import StageShape
+from privsynth.privacy.ledger import Stage
 from privsynth.privacy.randomness import Streams
 
 log = logging.getLogger(__name__)
@@ -94,50 +94,41 @@ class TextGenerator(Generator):
     """DP-SGD byte-level LM for one text column, conditioned on the record's tabular tokens."""
 
     name = "text"
-
-    def __init__(self, config: TextConfig | None = None) -> None:
-        self.config = config if config is not None else TextConfig()
-
-    def shape(self, units: int) -> StageShape:
-        """Sample rate and steps on ``units`` units of privacy (for the planner)."""
-        return self.config.optim.stage_shape(Stage.TEXT, units)
+    kinds = (ColumnKind.TEXT,)
+    stage = Stage.TEXT
+    settings = TextConfig
+    default_share = 6.0
+    config: TextConfig
 
     # ----- fitting ----------------------------------------------------------------------------------------------
 
-    def fit(
-        self,
-        corpus: Corpus,
-        *,
-        column: str,
-        codecs: list[ColumnCodec],
-        subcolumns: list[list[int]],
-        ledger: PrivacyLedger,
-        noise_multiplier: float,
-        units: int,
-        streams: Streams,
-        groups: Groups | None = None,
-        scanner: PiiScanner | None = None,
-        checkpoint: Path | None = None,
-        progress: Callable[[int, int, float], None] | None = None,
-        public_progress: Callable[[int, int, float], None] | None = None,
-    ) -> TextGenerator:
-        """Learn ``column`` of a contribution-bounded corpus, conditioned on the tabular ``codecs``.
+    def fit(self, corpus: Corpus, *, columns: list[str], context: FitContext) -> TextGenerator:
+        """Learn the text column ``columns[0]`` of a contribution-bounded corpus, after the record's fields.
 
-        ``units`` is the fit's DP count of units of privacy (it sets the sample rate); ``streams`` are the fit's
-        private streams (this column gets its own noise, Poisson masks and initialisation). ``progress`` reports
-        DP-SGD steps; ``public_progress`` the steps on ``text.public_corpus``, if any.
+        The fields are the tabular generator's tokens (``context.upstream['tabular']``, DP codecs). The sample
+        rate comes from the fit's DP count (``context.units``); this column gets its own noise, Poisson masks and
+        initialisation from ``context.streams``.
         """
+        (column,) = columns
+        tabular = context.upstream.get("tabular")
+        codecs: list[ColumnCodec] = list(getattr(tabular, "codecs_", []))
+        subcolumns: list[list[int]] = list(getattr(tabular, "subcolumns_", []))
+        streams, checkpoint, ledger, groups = context.streams, context.checkpoint, context.ledger, context.groups
+        units = context.units
         schema = corpus.schema
         vocab = Vocabulary.for_schema(schema, public_word_pieces(self.config.words))
-        detector = scanner if scanner is not None else PiiScanner()
+        detector = default_scanner()
         sequences = self._training_sequences(corpus, column, vocab, detector)
         prefix = _prefix_tokens(corpus.records, codecs, vocab.size)
         prefix_vocab = sum(size for c in codecs for size in c.vocab_sizes())
-        groups = groups if groups is not None else unit_groups(corpus)
-        shape = self.shape(units)
-        mechanism = Mechanism(noise_multiplier=noise_multiplier, sample_rate=shape.sample_rate, steps=shape.steps)
+        shape = self.plan(units)
+        mechanism = Mechanism(
+            noise_multiplier=context.noise_multiplier, sample_rate=shape.sample_rate, steps=shape.steps
+        )
         note = f"DP-SGD byte-level LM on text column '{column}'"
         resuming = spend_once(ledger, Stage.TEXT, mechanism, note=note, checkpoint=checkpoint, streams=streams)
+        progress = context.report(f"text '{column}'")
+        public_progress = context.report(f"public text for '{column}' (no noise)")
         max_len = prefix.shape[1] + 1 + self.config.max_bytes + 1
         with initialised(streams, "text", column, "init"):
             network = TextLM(
@@ -227,7 +218,6 @@ class TextGenerator(Generator):
         """
         from privsynth.data.corpus import read_corpus
         from privsynth.data.fingerprint import corpus_fingerprint
-        from privsynth.generators.text.pretrain import train_public
 
         if self.config.public_corpus is None:
             raise ConfigError("text.public_corpus is not set")
@@ -283,8 +273,21 @@ class TextGenerator(Generator):
 
     # ----- sampling ---------------------------------------------------------------------------------------------
 
-    def sample(
-        self, records: pd.DataFrame, identities: pd.DataFrame, others: pd.DataFrame, *, streams: Streams
+    def sample(self, context: SampleContext) -> dict[str, Any]:
+        """This column's texts for the synthetic records so far (see :meth:`sample_texts`)."""
+        return {self.column_: self.sample_texts(context.records, context.identities, context.others, context.streams)}
+
+    def public_data(self) -> list[dict[str, object]]:
+        """The public corpus and checkpoint this column's model learned without noise."""
+        out: list[dict[str, object]] = []
+        if getattr(self, "public_", None):
+            out.append({"kind": "public corpus", **(self.public_ or {})})
+        if self.config.pretrained is not None:
+            out.append({"kind": "public checkpoint", "name": self.config.pretrained.name})
+        return out
+
+    def sample_texts(
+        self, records: pd.DataFrame, identities: pd.DataFrame, others: pd.DataFrame, streams: Streams
     ) -> list[str]:
         """One text per synthetic record, conditioned on its tabular fields, placeholders filled from its identity.
 
@@ -321,10 +324,7 @@ class TextGenerator(Generator):
     def save(self, folder: Path) -> None:
         """Weights as safetensors; vocabulary, codecs and config as JSON."""
         self._check_fitted("network_")
-        folder.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in self.network_.state_dict().items()}, str(folder / WEIGHTS))
-        meta = {
-            "config": self.config.model_dump(mode="json"),
+        fields = {
             "column": self.column_,
             "placeholders": list(self.vocab_.placeholders),
             "pieces": list(self.vocab_.pieces),
@@ -333,15 +333,13 @@ class TextGenerator(Generator):
             "max_len": self.network_.max_len,
             "prefix_vocab": self.network_.tokens.num_embeddings - self.network_.output_vocab,
             "public_corpus": self.public_,
-            "provenance": self.provenance_,
         }
-        (folder / META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        self._write(folder, weights=WEIGHTS, tensors=self.network_.state_dict(), meta=META, fields=fields)
 
     @classmethod
     def load(cls, folder: Path) -> TextGenerator:
         """Rebuild a fitted text generator (no pickle)."""
-        meta = json.loads((folder / META).read_text(encoding="utf-8"))
-        generator = cls(TextConfig.model_validate(meta["config"]))
+        generator, meta, tensors = cls._read(folder, weights=WEIGHTS, meta=META)
         vocab = Vocabulary(tuple(meta["placeholders"]), tuple(meta.get("pieces", ())))
         cfg = generator.config
         network = TextLM(
@@ -352,7 +350,7 @@ class TextGenerator(Generator):
             layers=cfg.layers,
             heads=cfg.heads,
         )
-        network.load_state_dict(load_file(str(folder / WEIGHTS)))
+        network.load_state_dict(tensors)
         network.eval()
         generator.network_ = network
         generator.vocab_ = vocab
@@ -360,7 +358,6 @@ class TextGenerator(Generator):
         generator.codecs_ = [codec_from_dict(c) for c in meta["codecs"]]
         generator.subcolumns_ = [list(s) for s in meta["subcolumns"]]
         generator.public_ = meta.get("public_corpus")
-        generator.provenance_ = meta.get("provenance")
         return generator
 
 
