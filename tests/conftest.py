@@ -83,3 +83,30 @@ def demo_copy(demo_dir: Path, tmp_path: Path) -> Path:
     target = tmp_path / "corpus"
     shutil.copytree(demo_dir, target)
     return target
+
+
+def fit_context(
+    corpus: object,
+    *,
+    profile: object,
+    ledger: object,
+    noise_multiplier: float,
+    upstream: dict[str, object] | None = None,
+    checkpoint: Path | None = None,
+) -> object:
+    """A :class:`FitContext` for fitting one generator directly (fresh private streams, the corpus' own groups)."""
+    from privsynth.generators.base import FitContext
+    from privsynth.generators.dpsgd import unit_groups
+    from privsynth.privacy.randomness import Streams
+
+    groups = unit_groups(corpus)  # type: ignore[arg-type]
+    return FitContext(
+        profile=profile,  # type: ignore[arg-type]
+        ledger=ledger,  # type: ignore[arg-type]
+        noise_multiplier=noise_multiplier,
+        streams=Streams.private(),
+        groups=groups,
+        units=groups.count,
+        upstream=upstream or {},  # type: ignore[arg-type]
+        checkpoint=checkpoint,
+    )

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from privsynth.audit.pii.audit import build_replay
-from privsynth.audit.pii.engine import PiiScanner
+from privsynth.audit.pii import build_replay
 from privsynth.cli.output import ExitCode
 from privsynth.data.corpus import read_corpus
+from privsynth.pii.engine import PiiScanner
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = ROOT / "configs" / "small.yaml"
@@ -330,7 +330,7 @@ def test_three_runs_of_one_config_are_three_spends_in_the_store(cli, tmp_path: P
     settings = yaml.safe_load(config.read_text())
     settings.pop("pretrain_text")
     settings.pop("release")
-    settings["demo"] = {"n": 60, "seed": 3}
+    settings["demo"] = {"n": 150, "seed": 3}
     settings["sample"] = {"n": 40, "seed": 1}
     settings["audit"] = {"ocr": "off", "bootstrap": 20, "fidelity": False, "attacks": False, "pii": False}
     config.write_text(yaml.safe_dump(settings))

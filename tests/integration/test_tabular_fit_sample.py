@@ -17,6 +17,7 @@ from privsynth.errors import BudgetExceededError, ConfigError
 from privsynth.privacy.randomness import Streams
 from privsynth.privacy.store import LedgerStore
 from privsynth.synthesizer import Synthesizer
+from tests.conftest import fit_context
 
 SMALL = Path(__file__).resolve().parents[2] / "configs" / "small.yaml"
 
@@ -32,7 +33,7 @@ def fitted(demo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Sy
 def test_ledger_spends_the_requested_epsilon_once(fitted) -> None:
     synth, _, store = fitted
     assert 0.97 * 3.0 <= synth.ledger_.epsilon <= 3.0
-    assert [e.stage.value for e in synth.ledger_.entries] == ["profile", "profile", "tabular", "text", "image"]
+    assert [e.stage for e in synth.ledger_.entries] == ["profile", "profile", "tabular", "text", "image"]
     assert "person identified by 'patient_id'" in synth.ledger_.unit_of_privacy
     rows = store.rows("demo")
     assert [r["stage"] for r in rows] == ["profile", "profile", "tabular", "text", "image"]
@@ -146,7 +147,7 @@ def test_canaries_go_into_a_shadow_run_only_and_the_bound_uses_the_stages_guaran
     assert canaries is not None and synth.tabular_ is not None
     assert len(canaries["scores"]) == 200 and 50 < sum(canaries["included"]) < 150
     assert canaries["copies_per_canary"] == 2  # a canary is a whole unit: m copies, clipped to C like a person
-    tabular = [e for e in synth.ledger_.entries if e.stage.value == "tabular"]
+    tabular = [e for e in synth.ledger_.entries if e.stage == "tabular"]
     assert len(tabular) == 1  # the shadow run spends nothing: it is never released
     stage = tabular[0].mechanism
     assert canaries["mechanism"] == stage.model_dump()  # the shadow run is the stage's own mechanism
@@ -171,7 +172,7 @@ def test_an_interrupted_fit_resumes_without_spending_twice(demo_dir: Path, tmp_p
     config = load_config(SMALL).tabular
     reference = PrivacyLedger(epsilon=50, delta=1e-5)
     TabularGenerator(config).fit(
-        bounded, profile=profile, ledger=reference, noise_multiplier=2.0, streams=Streams.private()
+        bounded, context=fit_context(bounded, profile=profile, ledger=reference, noise_multiplier=2.0)
     )
 
     ledger = PrivacyLedger(epsilon=50, delta=1e-5)
@@ -187,22 +188,16 @@ def test_an_interrupted_fit_resumes_without_spending_twice(demo_dir: Path, tmp_p
         with pytest.raises(KeyboardInterrupt):
             TabularGenerator(config).fit(
                 bounded,
-                profile=profile,
-                ledger=ledger,
-                noise_multiplier=2.0,
-                streams=Streams.private(),
-                checkpoint=checkpoint,
+                context=fit_context(
+                    bounded, profile=profile, ledger=ledger, noise_multiplier=2.0, checkpoint=checkpoint
+                ),
             )
     finally:
         DPSGDTrainer.run = original_run  # type: ignore[method-assign]
     assert len(ledger.entries) == 1 and (checkpoint / "state.json").exists()
     resumed = TabularGenerator(config).fit(
         bounded,
-        profile=profile,
-        ledger=ledger,
-        noise_multiplier=2.0,
-        streams=Streams.private(),
-        checkpoint=checkpoint,
+        context=fit_context(bounded, profile=profile, ledger=ledger, noise_multiplier=2.0, checkpoint=checkpoint),
     )
     assert len(ledger.entries) == 1
     assert ledger.epsilon == pytest.approx(reference.epsilon)
@@ -219,7 +214,7 @@ def test_text_is_generated_with_the_records_own_surrogates_and_no_real_identifie
     corpus = corpus.with_records(records)
     config = load_config(SMALL)
     synth = Synthesizer(config).fit(corpus, epsilon=4.0)
-    assert [e.stage.value for e in synth.ledger_.entries] == ["profile", "profile", "tabular", "text", "image"]
+    assert [e.stage for e in synth.ledger_.entries] == ["profile", "profile", "tabular", "text", "image"]
     assert 0.97 * 4 <= synth.ledger_.epsilon <= 4
     assert "note" not in synth.skipped_
     out, identities = synth.sample(60, seed=4)
@@ -308,7 +303,7 @@ def test_a_schema_with_a_single_profile_query_fits(tmp_path: Path) -> None:
         source="t",
     )
     synth = Synthesizer(load_config(SMALL)).fit(Corpus(records=records, schema=schema, root=tmp_path), epsilon=2.0)
-    assert [e.mechanism.steps for e in synth.ledger_.entries if e.stage.value == "profile"] == [1, 1]
+    assert [e.mechanism.steps for e in synth.ledger_.entries if e.stage == "profile"] == [1, 1]
 
 
 def test_an_interrupted_shadow_run_resumes_with_the_canaries_it_trained_on(

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from privsynth.audit.pii.audit import audit_pii
-from privsynth.audit.pii.engine import PiiScanner
-from privsynth.audit.pii.replay import ReplayScanner
+from privsynth.audit.pii import audit_pii
+from privsynth.audit.replay import ReplayScanner
 from privsynth.data.corpus import Corpus
 from privsynth.data.schema import Schema, schema_from_dict
+from privsynth.pii.engine import PiiScanner
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +135,7 @@ def test_surrogates_explain_generated_pii_and_real_values_do_not(scanner: PiiSca
 
 
 def test_a_real_name_span_made_only_of_the_records_own_surrogate_name_is_generated() -> None:
-    from privsynth.audit.pii.audit import _own_name
+    from privsynth.audit.pii import _own_name
 
     own = {"jane chapman", "chapman jane 1950-01-02", "jane.chapman@example.com"}
     assert _own_name("chapman, ms", own)  # a title plus the surrogate's surname

@@ -6,7 +6,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from privsynth.data.corpus import atomic_dir, corpora_equal, read_corpus, write_corpus
+from privsynth.data.atomic import atomic_dir
+from privsynth.data.corpus import corpora_equal, read_corpus, write_corpus
 from privsynth.errors import CorpusReadError, CorpusValidationError, OutputExistsError
 
 

@@ -19,11 +19,13 @@ from privsynth.generators.dpsgd import OptimConfig
 from privsynth.generators.image.basis import decode, encode
 from privsynth.generators.image.generator import ImageConfig, ImageGenerator, choose_conditions
 from privsynth.generators.tabular.codecs import BooleanCodec, CategoricalCodec
+from privsynth.generators.tabular.generator import TabularGenerator
 from privsynth.privacy.ledger import PrivacyLedger, Stage
 from privsynth.privacy.randomness import Streams
-from privsynth.profile.model import ImageProfile, Source
+from privsynth.profile.model import ImageProfile, Profile, Source
 from privsynth.sampling import write_synthetic
 from privsynth.synthesizer import Synthesizer
+from tests.conftest import fit_context
 
 SMALL = Path(__file__).resolve().parents[3] / "configs" / "small.yaml"
 TINY = ImageConfig(keep=4, rank=2, optim=OptimConfig(batch_size=16, epochs=1, lr=0.01))
@@ -50,7 +52,7 @@ def test_the_dct_basis_is_fixed_maths_that_inverts_on_kept_frequencies(rng: np.r
 
 
 def test_tiny_config_fits_and_samples_pngs_at_the_declared_size_and_mode(fitted: Synthesizer, tmp_path: Path) -> None:
-    assert [e.stage for e in fitted.ledger_.entries][-1] is Stage.IMAGE
+    assert [e.stage for e in fitted.ledger_.entries][-1] == Stage.IMAGE
     assert "image:scan" in fitted.generator_names and fitted.skipped_ == {}
     out = write_synthetic(fitted, tmp_path / "synth", n=40, seed=2)
     corpus = read_corpus(out)  # validated like any real corpus: relative paths inside the root
@@ -113,20 +115,29 @@ def _rgb_corpus(n: int, *, missing_every: int = 0) -> Corpus:
     return Corpus(records=records, schema=schema, root=Path())
 
 
+def _with(image: ImageProfile) -> Profile:
+    """A DP profile holding only the image column's profile (what the image generator reads)."""
+    return Profile(
+        internal=False,
+        records=64,
+        unit_of_privacy="record",
+        max_records_per_entity=1,
+        noise_multiplier=1.0,
+        queries=1,
+        columns={"photo": image},
+    )
+
+
 def _fit_rgb(corpus: Corpus, config: ImageConfig = TINY, missing_rate: float = 0.0) -> ImageGenerator:
     codec = CategoricalCodec("colour", categories=["red", "blue"], has_other=False, nullable=False)
     ledger = PrivacyLedger(epsilon=50.0, delta=1e-5)
     profile = ImageProfile(source=Source.PUBLIC, missing_rate=missing_rate, size=(12, 10), mode="RGB")
-    generator = ImageGenerator(config).fit(
-        corpus,
-        column="photo",
-        profile=profile,
-        codecs=[codec],
-        ledger=ledger,
-        noise_multiplier=0.8,
-        units=len(corpus),
-        streams=Streams.private(),
+    tabular = TabularGenerator()
+    tabular.codecs_ = [codec]
+    context = fit_context(
+        corpus, profile=_with(profile), ledger=ledger, noise_multiplier=0.8, upstream={"tabular": tabular}
     )
+    generator = ImageGenerator(config).fit(corpus, columns=["photo"], context=context)
     assert [e.stage for e in ledger.entries] == [Stage.IMAGE]
     return generator
 
@@ -134,7 +145,7 @@ def _fit_rgb(corpus: Corpus, config: ImageConfig = TINY, missing_rate: float = 0
 def test_rgb_images_have_the_declared_size_and_missing_images_are_left_out() -> None:
     corpus = _rgb_corpus(64, missing_every=4)
     generator = _fit_rgb(corpus, missing_rate=0.25)
-    pngs = generator.sample(corpus.records, streams=Streams.sampling(0))
+    pngs = generator.sample_pngs(corpus.records, streams=Streams.sampling(0))
     assert 0 < sum(p is None for p in pngs) < len(pngs)
     for png in (p for p in pngs if p is not None):
         with Image.open(io.BytesIO(png)) as image:

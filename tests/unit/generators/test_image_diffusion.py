@@ -33,14 +33,14 @@ def test_tiny_diffusion_fits_samples_the_declared_size_and_is_deterministic(tmp_
     corpus = _rgb_corpus(32, missing_every=8)
     generator = _fit_rgb(corpus, TINY_DIFFUSION, missing_rate=0.125)
     assert isinstance(generator.network_, Denoiser)
-    pngs = generator.sample(corpus.records, streams=Streams.sampling(4))
+    pngs = generator.sample_pngs(corpus.records, streams=Streams.sampling(4))
     for png in (p for p in pngs if p is not None):
         with Image.open(io.BytesIO(png)) as image:
             assert image.size == (12, 10) and image.mode == "RGB"
     generator.save(tmp_path / "g")
-    again = ImageGenerator.load(tmp_path / "g").sample(corpus.records, streams=Streams.sampling(4))
+    again = ImageGenerator.load(tmp_path / "g").sample_pngs(corpus.records, streams=Streams.sampling(4))
     assert again == pngs
-    assert generator.sample(corpus.records, streams=Streams.sampling(5)) != pngs
+    assert generator.sample_pngs(corpus.records, streams=Streams.sampling(5)) != pngs
 
 
 def test_the_gpu_config_parses_and_names_the_diffusion_model() -> None:
@@ -160,9 +160,11 @@ def test_an_interrupted_multi_draw_run_resumes_exactly_from_its_checkpoint(
 def test_the_gpu_config_network_trains_and_samples_at_28x28_on_a_cpu_at_tiny_scale() -> None:
     """configs/fmnist-gpu.yaml's U-Net (three levels at 28x28) runs end to end; only the sizes of the run shrink."""
     from privsynth.generators.tabular.codecs import CategoricalCodec
+    from privsynth.generators.tabular.generator import TabularGenerator
     from privsynth.privacy.ledger import PrivacyLedger
     from privsynth.profile.model import ImageProfile, Source
-    from tests.unit.generators.test_image import _rgb_corpus
+    from tests.conftest import fit_context
+    from tests.unit.generators.test_image import _rgb_corpus, _with
 
     gpu = load_config(ROOT / "configs" / "fmnist-gpu.yaml").image
     config = gpu.model_copy(
@@ -172,16 +174,17 @@ def test_the_gpu_config_network_trains_and_samples_at_28x28_on_a_cpu_at_tiny_sca
         }
     )
     corpus = _rgb_corpus(16)
-    generator = ImageGenerator(config).fit(
+    tabular = TabularGenerator()
+    tabular.codecs_ = [CategoricalCodec("colour", categories=["red", "blue"], has_other=False, nullable=False)]
+    profile = _with(ImageProfile(source=Source.PUBLIC, missing_rate=0.0, size=(28, 28), mode="L"))
+    context = fit_context(
         corpus,
-        column="photo",
-        profile=ImageProfile(source=Source.PUBLIC, missing_rate=0.0, size=(28, 28), mode="L"),
-        codecs=[CategoricalCodec("colour", categories=["red", "blue"], has_other=False, nullable=False)],
+        profile=profile,
         ledger=PrivacyLedger(epsilon=50.0, delta=1e-5),
         noise_multiplier=1.0,
-        units=len(corpus),
-        streams=Streams.private(),
+        upstream={"tabular": tabular},
     )
+    generator = ImageGenerator(config).fit(corpus, columns=["photo"], context=context)
     arrays = generator.sample_arrays(corpus.records.head(3), streams=Streams.sampling(0))
     assert arrays.shape == (3, 1, 28, 28) and np.isfinite(arrays).all()
 

@@ -5,25 +5,33 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from privsynth.audit.pii.engine import PiiScanner
 from privsynth.data.corpus import read_corpus
 from privsynth.data.demo import demo_schema
 from privsynth.data.schema import schema_from_dict
-from privsynth.generators.text.placeholders import fill_placeholders, mask_record_text
 from privsynth.generators.text.tokens import EOS, FIRST_PLACEHOLDER, PLACEHOLDER_BYTES, Vocabulary, public_word_pieces
+from privsynth.pii.engine import PiiScanner
+from privsynth.pii.placeholders import fill_placeholders, mask_record_text
 
 
-def test_tokenizer_is_bytes_plus_schema_placeholders_and_learns_nothing_from_data(demo_dir: Path) -> None:
+def test_tokenizer_is_bytes_plus_schema_placeholders_and_learns_nothing_from_data(tmp_path: Path) -> None:
     from privsynth.config import load_config
+    from privsynth.data.corpus import Corpus
     from privsynth.synthesizer import Synthesizer
 
-    corpus = read_corpus(demo_dir)
-    other = corpus.with_records(corpus.records.assign(note="zzz qqq " + corpus.records["note"].str.upper()))
+    schema = schema_from_dict(
+        {"key": "id", "columns": {"id": {"kind": "key"}, "note": {"kind": "text", "max_length": 60}}}, source="t"
+    )
+    notes = [f"zqx {i % 9} frobnicated the quuxes of blorp {i % 5}" for i in range(80)]
+    corpus = Corpus(
+        records=pd.DataFrame({"id": [f"r{i}" for i in range(80)], "note": notes}), schema=schema, root=tmp_path
+    )
     config = load_config(Path(__file__).parents[3] / "configs" / "small.yaml")
     config = config.model_copy(update={"text": config.text.model_copy(update={"words": 300})})
-    fitted = [Synthesizer(config).fit(c, epsilon=50.0).texts_["note"].vocab_ for c in (corpus, other)]
-    a = Vocabulary.for_schema(demo_schema(), public_word_pieces(300))
-    assert fitted[0] == fitted[1] == a  # the schema and a public word list only: nothing fitted on any text
+    fitted = Synthesizer(config).fit(corpus, epsilon=50.0).texts_["note"].vocab_
+    # the schema and a public word list only: none of the corpus' frequent made-up words became a token
+    assert fitted == Vocabulary.for_schema(schema, public_word_pieces(300))
+    assert not {" zqx", " frobnicated", " blorp", "zqx"} & set(fitted.pieces)
+    a = Vocabulary.for_schema(demo_schema())
     text = "Caf\u00e9 <PERSON> seen <DATE:visit_date|iso>, <VAL:glucose> mg/dL <NOT_A_PLACEHOLDER>"
     ids = a.encode(text)
     assert all(i < 256 or i >= FIRST_PLACEHOLDER for i in ids)
@@ -180,7 +188,7 @@ def test_cached_sampling_follows_the_full_forward_pass() -> None:
 
 
 def test_identity_masking_for_audits_hides_only_the_records_own_identity(demo_dir: Path) -> None:
-    from privsynth.generators.text.placeholders import mask_identity
+    from privsynth.pii.placeholders import mask_identity
 
     corpus = read_corpus(demo_dir)
     row = corpus.records.iloc[0]

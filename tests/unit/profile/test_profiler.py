@@ -92,11 +92,13 @@ def test_rare_category_and_outlier_are_not_revealed_beyond_dp_rates(rng: np.rand
         cat0, out0, _ = reveals(without, sigma)
         base_cat += cat0
         base_out += out0
-    # (epsilon, delta)-DP: P[event | D] <= e^eps P[event | D'] + delta; D' never shows the event, and the
-    # sampling slack for 150 trials at a true rate <= delta is zero hits.
-    assert hits_cat <= np.exp(epsilon) * base_cat
-    assert hits_out <= np.exp(epsilon) * base_out
-    assert hits_cat == 0 and hits_out == 0
+    # (epsilon, delta)-DP: P[event | D] <= e^eps P[event | D'] + delta. A category one person holds is released
+    # with probability <= delta (never in 150 trials). The range's noise floor lets an empty bin through ~1 % of
+    # the time, on D' too, so the outlier's bin can show up by chance: compare the counts with Poisson slack
+    # (noise is fresh OS entropy every trial, so this is a statistical test, not a replay of fixed seeds).
+    assert hits_cat == 0 and base_cat == 0
+    allowed = np.exp(epsilon) * base_out
+    assert hits_out <= allowed + 3 * np.sqrt(allowed + 1)  # a profile without noise would reveal it 150 times
     # positive control: the mechanism is not simply dropping everything
     assert common_kept == trials
 
