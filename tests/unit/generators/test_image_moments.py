@@ -45,7 +45,8 @@ def test_class_means_are_recovered_and_the_queries_are_counted_as_steps() -> Non
     assert torch.allclose(means, centres, atol=0.1)
 
 
-def test_a_class_too_rare_to_measure_falls_back_to_the_overall_mean() -> None:
+def test_a_class_too_rare_to_measure_falls_back_to_the_overall_mean(reproducible_noise: int) -> None:
+    # the noise passes the three-deviation test ~1 % of the time; the test-only switch fixes the draw
     labels = torch.zeros(400, dtype=torch.long)
     labels[:2] = 1  # two records: below three noise deviations
     features = torch.ones(400, 2)
