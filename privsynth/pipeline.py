@@ -23,17 +23,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from privsynth.audit.folders import audit_folders
 from privsynth.audit.run import AuditConfig
 from privsynth.config import FitConfig, load_config
-from privsynth.data.atomic import write_text_atomic
+from privsynth.data.atomic import check_writable, write_text_atomic
 from privsynth.data.corpus import read_corpus
 from privsynth.data.demo import write_demo_corpus
-from privsynth.data.layout import load_provenance
+from privsynth.data.layout import MODEL_LEDGER, MODEL_META, load_provenance, read_json
 from privsynth.data.schema import ColumnKind
 from privsynth.errors import ConfigError, ReleaseRefusedError
 from privsynth.gate import gate, load_policy
 from privsynth.privacy.store import LedgerStore
 from privsynth.release.bundle import write_release
 from privsynth.release.info import load_release_info
-from privsynth.release.manifest import verify_release
+from privsynth.release.manifest import check_signing_key, verify_release
 from privsynth.sampling import write_synthetic
 from privsynth.settings import read_yaml, validate
 from privsynth.synthesizer import Synthesizer
@@ -193,6 +193,14 @@ def run_pipeline(
     """Run (or resume) every stage; raises :class:`ReleaseRefusedError` when the gate refuses."""
     tell = say if say is not None else (lambda _m: None)
     root = config.runs_dir / config.name
+    # Every check that needs no private data runs before anything is spent: the policy, the release information
+    # and signing key, and that the run folder can be written.
+    policy = load_policy(config.policy)
+    info = load_release_info(config.release.info) if config.release is not None else None
+    if config.release is not None and config.release.sign_key is not None:
+        check_signing_key(config.release.sign_key)
+    if not root.is_dir():
+        check_writable(root, what="run folder")
     root.mkdir(parents=True, exist_ok=True)
     (root / "config.json").write_text(config.model_dump_json(indent=2), encoding="utf-8")
     skipped: list[str] = []
@@ -223,6 +231,12 @@ def run_pipeline(
         fit_config = fit_config.model_copy(update={"text": text})
 
     model_dir = root / "fit" / "model"
+    if not _done(root / "fit") and (model_dir / "model.json").is_file():
+        # killed after the model was written (atomically, whole) but before the stage was marked: fitting again
+        # would be a second spend. Mark it from the model's own ledger.
+        ledger = read_json(model_dir / MODEL_LEDGER) or {}
+        meta = read_json(model_dir / MODEL_META) or {}
+        _finish(root / "fit", epsilon=ledger.get("epsilon"), delta=ledger.get("target_delta"), run=meta.get("run_id"))
     if _done(root / "fit"):
         skipped.append("fit")
         if (root / "fit" / "work").exists():  # a run killed between saving the model and deleting its work folder
@@ -265,7 +279,6 @@ def run_pipeline(
         _finish(audit_dir)
 
     tell("applying the release policy")
-    policy = load_policy(config.policy)
     decision = gate(policy, result, load_provenance(synthetic_dir).get("ledger"))
     (root / "gate").mkdir(exist_ok=True)
     (root / "gate" / "decision.json").write_text(decision.model_dump_json(indent=2), encoding="utf-8")
@@ -274,7 +287,7 @@ def run_pipeline(
         return RunOutcome(root, skipped, False, audit_dir / "report.html", None, reasons)
 
     release_dir = root / "release" / "bundle"
-    if config.release is None:
+    if config.release is None or info is None:
         return RunOutcome(root, skipped, True, audit_dir / "report.html", None, reasons)
     if _done(root / "release") and verify_release(release_dir).ok:
         skipped.append("release")
@@ -285,7 +298,7 @@ def run_pipeline(
             audit=result,
             policy=policy,
             policy_path=config.policy,
-            info=load_release_info(config.release.info),
+            info=info,
             out=release_dir,
             sign_key=config.release.sign_key,
             force=True,

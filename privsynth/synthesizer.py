@@ -23,15 +23,26 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from safetensors import SafetensorError
 
 from privsynth._version import __version__
 from privsynth.config import FitConfig
 from privsynth.data.atomic import atomic_dir
 from privsynth.data.corpus import Corpus
 from privsynth.data.fingerprint import keyed_fingerprint
-from privsynth.data.layout import CANARIES, INTERNAL, MODEL_LEDGER, MODEL_META, MODEL_PROFILE, SPLIT, read_json
+from privsynth.data.integrity import check_folder_manifest, write_folder_manifest
+from privsynth.data.layout import (
+    CANARIES,
+    INTERNAL,
+    MODEL_LEDGER,
+    MODEL_MANIFEST,
+    MODEL_META,
+    MODEL_PROFILE,
+    SPLIT,
+    read_json,
+)
 from privsynth.data.schema import ColumnKind, Schema, dump_schema, schema_from_dict, schema_to_dict
-from privsynth.errors import ConfigError, IntegrityError, NotFittedError
+from privsynth.errors import ConfigError, IntegrityError, NotFittedError, PrivsynthError
 from privsynth.generators.base import FitContext, Generator, Instance, Progress, SampleContext
 from privsynth.generators.public_inputs import check_public_inputs, compose_inherited
 from privsynth.generators.registry import registry
@@ -43,7 +54,7 @@ from privsynth.privacy.planner import MAX_DEFAULT_DELTA, BudgetPlan, StageShape,
 from privsynth.privacy.randomness import Streams
 from privsynth.privacy.store import LedgerStore
 from privsynth.profile.model import Profile, load_profile, save_profile
-from privsynth.profile.profiler import PROFILE_NOTE, dp_profile, dp_unit_count, plan_queries
+from privsynth.profile.profiler import PROFILE_NOTE, count_mechanism, dp_profile, dp_unit_count, plan_queries
 from privsynth.runtime import set_threads
 from privsynth.trainset import HoldoutSplit, TrainingSet, training_set
 from privsynth.workdir import FitWork
@@ -92,7 +103,7 @@ class Synthesizer:
         ``canaries`` trains that many canary records into a *shadow* tabular model that is never released, for
         the one-run privacy audit. ``workdir`` makes the fit resumable (:class:`privsynth.workdir.FitWork`).
         """
-        self._validate(epsilon, canaries)
+        self._validate(epsilon, delta, canaries)
         set_threads(self.config.threads)
         streams, store = Streams.private(), store if store is not None else LedgerStore()
         fingerprint = keyed_fingerprint(corpus, store)
@@ -124,12 +135,23 @@ class Synthesizer:
         self.skipped_: dict[str, str] = {}
         return self
 
-    @staticmethod
-    def _validate(epsilon: float, canaries: int) -> None:
+    def _validate(self, epsilon: float, delta: float | None, canaries: int) -> None:
         if not 0 < epsilon <= MAX_EPSILON:
             raise ConfigError(f"epsilon must be in (0, {MAX_EPSILON:g}]; above that it means no guarantee")
         if canaries < 0:
             raise ConfigError("canaries must be >= 0")
+        if delta is not None and not 0 < delta < 1:
+            raise ConfigError("delta must be in (0, 1); leave it out for the default min(1e-5, 0.1/n)")
+        # Calibratable before anything is spent: the count's noise depends on the public (epsilon, delta) only.
+        try:
+            count_mechanism(
+                epsilon=epsilon, delta=delta if delta is not None else MAX_DEFAULT_DELTA, config=self.config.profile
+            )
+        except ConfigError:
+            raise ConfigError(
+                f"epsilon {epsilon:g} is too small to calibrate even the fit's first mechanism (the DP count of "
+                f"people, {self.config.profile.count_share:g} of the budget); nothing was spent. Raise epsilon"
+            ) from None
 
     def _identity(
         self, fingerprint: str, label: str, epsilon: float, delta: float | None, canaries: int
@@ -467,6 +489,8 @@ class Synthesizer:
             _write_private(tmp / SPLIT, {"WARNING": "INTERNAL: real record keys. Never release.", **split})
             if self.canaries_ is not None:
                 _write_private(tmp / CANARIES, self.canaries_)
+            # internal/ is owner-only and never shared; hashing its real record keys would only add a digest of them
+            write_folder_manifest(tmp, MODEL_MANIFEST, skip_folders={INTERNAL})
         work = getattr(self, "work_", None)
         if work is not None:
             work.discard()
@@ -474,10 +498,32 @@ class Synthesizer:
 
     @classmethod
     def load(cls, folder: Path) -> Synthesizer:
-        """Read a model folder written by :meth:`save` (safetensors + JSON, no pickle)."""
-        meta = read_json(folder / MODEL_META)
-        if meta is None:
+        """Read a model folder written by :meth:`save` (safetensors + JSON, no pickle), after checking its manifest.
+
+        Raises :class:`ConfigError` for a folder that is not a model and :class:`IntegrityError` for one that was
+        changed (any file outside ``internal/`` against ``manifest.json``, links, extra files) or cannot be read.
+        """
+        if not folder.is_dir() or not (folder / MODEL_META).is_file():
             raise ConfigError(f"{folder} is not a privsynth model folder (no model.json); run 'privsynth fit' first")
+        problems = check_folder_manifest(folder, MODEL_MANIFEST, skip_folders={INTERNAL})
+        if problems:
+            shown = "; ".join(problems[:8]) + (f"; and {len(problems) - 8} more" if len(problems) > 8 else "")
+            raise IntegrityError(f"{folder} does not match its manifest ({shown}); restore it or fit again")
+        try:
+            return cls._read_folder(folder)
+        except PrivsynthError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, OSError, SafetensorError) as exc:
+            raise IntegrityError(
+                f"{folder}: the model folder cannot be read ({type(exc).__name__}) although it matches its manifest; "
+                "it was written by another privsynth version or damaged before hashing: fit again"
+            ) from None
+
+    @classmethod
+    def _read_folder(cls, folder: Path) -> Synthesizer:
+        meta = read_json(folder / MODEL_META)
+        if not isinstance(meta, dict):
+            raise IntegrityError(f"{folder}: {MODEL_META} is not a JSON object")
         if meta.get("format") != MODEL_FORMAT or meta.get("version") != MODEL_VERSION:
             raise IntegrityError(f"{folder}: unsupported model format {meta.get('format')} v{meta.get('version')}")
         synth = cls(FitConfig.model_validate(meta["config"]))
@@ -490,7 +536,7 @@ class Synthesizer:
         synth.generators_ = {i.key: registry.get(i.name).load(folder / i.folder) for i in synth.instances_}
         synth.canaries_ = None
         synth.run_id_ = str(meta["run_id"])
-        synth.source_ = meta.get("source")
+        synth.source_ = str(meta["source"])
         synth.skipped_ = dict(meta.get("skipped_columns", {}))
         split = read_json(folder / SPLIT) or {"train": [], "holdout": []}
         synth.split_ = HoldoutSplit(train=tuple(split["train"]), holdout=tuple(split["holdout"]))

@@ -46,8 +46,14 @@ class FitWork:
             return cls(None, new_run_id())
         if folder.exists() and not folder.is_dir():
             raise ConfigError(f"work folder {folder} is a file; pass a folder (it is created if missing)")
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        folder.chmod(0o700)
+        try:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            folder.chmod(0o700)
+        except OSError as exc:
+            raise ConfigError(
+                f"work folder {folder}: cannot create it ({exc.strerror or type(exc).__name__}); pass --workdir "
+                "in a folder you can write to"
+            ) from None
         lock = _lock(folder)
         try:
             run_file = folder / RUN_FILE
@@ -106,6 +112,27 @@ class FitWork:
         self.release()
 
 
+def discard_if_finished(folder: Path, model: Path) -> bool:
+    """Delete ``folder`` if the fit it belongs to already wrote ``model`` (killed between the two); say if it did.
+
+    A model folder is written whole (atomically), so a model whose run id is the folder's means the fit finished:
+    what the folder still holds (real keys, RNG states) is no longer needed and must not linger.
+    """
+    run = folder / RUN_FILE
+    meta = model / "model.json"
+    if not (run.is_file() and meta.is_file()):
+        return False
+    try:
+        same = json.loads(run.read_text(encoding="utf-8")).get("run_id") == json.loads(
+            meta.read_text(encoding="utf-8")
+        ).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        return False
+    if same:
+        shutil.rmtree(folder)
+    return same
+
+
 def _lock(folder: Path) -> int:
     """An exclusive lock on the folder, or a clear refusal when another fit holds it."""
     fd = os.open(folder / LOCK_FILE, os.O_WRONLY | os.O_CREAT, 0o600)
@@ -120,4 +147,4 @@ def _lock(folder: Path) -> int:
     return fd
 
 
-__all__ = ["RUN_FILE", "FitWork"]
+__all__ = ["RUN_FILE", "FitWork", "discard_if_finished"]

@@ -11,12 +11,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from privsynth.cli.options import CorpusArg, DeltaOpt, EpsilonOpt, FitSeedOpt, ForceOpt, SeedOpt, SourceOpt, StoreOpt
 from privsynth.cli.output import stderr_console, stdout_console, training_label
 from privsynth.config import load_config
+from privsynth.data.atomic import check_writable
 from privsynth.data.corpus import read_corpus
 from privsynth.data.fingerprint import corpus_fingerprint
-from privsynth.errors import ConfigError, OutputExistsError
+from privsynth.errors import ConfigError
 from privsynth.privacy.store import LedgerStore
 from privsynth.sampling import parse_conditions, write_synthetic
 from privsynth.synthesizer import MAX_EPSILON, Synthesizer
+from privsynth.workdir import discard_if_finished
 
 ConfigOpt = Annotated[
     Path | None,
@@ -87,14 +89,18 @@ def fit(
         )
     if not 0 < epsilon <= MAX_EPSILON:
         raise ConfigError(f"--epsilon must be > 0 and at most {MAX_EPSILON:g} (above that it means no guarantee)")
-    if out.exists() and not force:
-        raise OutputExistsError(f"{out} already exists; choose another path or pass --force")
+    work = workdir if workdir is not None else out.with_name(f".{out.name}.work")
+    if not force and work.is_dir() and discard_if_finished(work, out):
+        stdout_console().print(f"{out} was already written by this fit (killed while cleaning up); nothing to do.")
+        return
+    check_writable(out, force=force, what="--out")  # every check that needs no private data, before any spend
+    if not work.is_dir():
+        check_writable(work, what="--workdir")
     settings = load_config(config)
     if holdout_fraction is not None:
         settings = settings.model_copy(update={"holdout_fraction": holdout_fraction})
     data = read_corpus(corpus)
     store = LedgerStore(ledger_store)
-    work = workdir if workdir is not None else out.with_name(f".{out.name}.work")
     with _progress() as bar:
         task = bar.add_task("DP-SGD tabular", total=None)
 
@@ -139,8 +145,7 @@ def sample(
 
     Needs no real data. Identifier columns get fake identities; keys are fresh. Sampling spends no budget.
     """
-    if out.exists() and not force:
-        raise OutputExistsError(f"{out} already exists; choose another path or pass --force")
+    check_writable(out, force=force, what="--out")
     synth = Synthesizer.load(model)
     conditions = parse_conditions(where or [])
     with stderr_console().status(f"Sampling {n} records..."):
@@ -188,8 +193,7 @@ def pretrain_text_command(
         read_public_texts,
     )
 
-    if out.exists() and not force:
-        raise OutputExistsError(f"{out} already exists; choose another path or pass --force")
+    check_writable(out, force=force, what="--out")
     settings = load_config(config)
     placeholders: tuple[str, ...] = ()
     raw: list[str] | None = None

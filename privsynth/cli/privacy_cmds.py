@@ -19,9 +19,10 @@ from privsynth.cli.options import (
     StoreOpt,
 )
 from privsynth.cli.output import print_json, stderr_console, stdout_console
+from privsynth.data.atomic import check_writable
 from privsynth.data.corpus import read_corpus
 from privsynth.data.fingerprint import keyed_fingerprint
-from privsynth.errors import ConfigError, OutputExistsError
+from privsynth.errors import ConfigError
 from privsynth.privacy.accounting import AccountantKind
 from privsynth.privacy.ledger import PrivacyLedger
 from privsynth.privacy.planner import MAX_DEFAULT_DELTA
@@ -70,8 +71,7 @@ def profile(
     """
     if seed is not None:
         raise ConfigError("--seed does not apply to profile: its noise comes from fresh OS entropy, never replayable")
-    if out.exists() and not force:
-        raise OutputExistsError(f"{out} already exists; choose another path or pass --force")
+    check_writable(out, force=force, what="--out")  # before any spend
     data = read_corpus(corpus)
     if internal:
         if epsilon is not None:

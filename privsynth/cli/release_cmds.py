@@ -11,6 +11,7 @@ import typer
 from privsynth.audit.run import read_audit
 from privsynth.cli.options import ForceOpt, JsonOpt
 from privsynth.cli.output import ExitCode, print_json, stderr_console, stdout_console, training_label
+from privsynth.data.atomic import check_writable
 from privsynth.errors import IntegrityError, OutputExistsError
 from privsynth.gate import GateDecision, gate, load_policy
 from privsynth.release.bundle import write_release
@@ -79,8 +80,7 @@ def release(
 
     Exit code 3 when the gate refuses; nothing is written then.
     """
-    if out.exists() and not force:
-        raise OutputExistsError(f"{out} already exists; choose another path or pass --force")
+    check_writable(out, force=force, what="--out")
     result = write_release(
         synthetic=synthetic,
         audit=read_audit(audit),

@@ -1,24 +1,114 @@
 """Writing files and folders so that a kill leaves the old version or the new one, never half of one.
 
 Every file privsynth writes goes through :func:`write_text_atomic` or :func:`atomic_dir`: content goes to a hidden
-temporary name beside the target, which is renamed into place only once complete.
+temporary name beside the target, ``.NAME.tmp-PID-XXXX``, which is renamed into place only once complete. A kill
+(power cut, OOM, Ctrl-C twice) can leave such a temporary behind; the next write of the same target removes every
+temporary whose process is gone (:func:`remove_stale`), so a release's half-written synthetic data never lingers.
+:func:`check_writable` tells, before any privacy budget is spent, whether a target can be written at all.
+
+Temporaries are recognised by the PID in their name, which assumes the writer ran on this host (a local file
+system). Under a shared file system a temporary of a live process on another host could be removed: give each
+host its own output folder.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from privsynth.errors import OutputExistsError
+from privsynth.errors import ConfigError, OutputExistsError
+
+_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)(?:-.*)?$")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def remove_stale(target: Path) -> list[Path]:
+    """Remove temporaries of ``target`` left by dead processes; put back an old version a kill left aside.
+
+    A kill between moving the old ``target`` aside and moving the new one in leaves ``.NAME.old-PID`` and no
+    ``target``: the old version is restored rather than deleted. Returns what was removed.
+    """
+    removed: list[Path] = []
+    parent = target.parent
+    if not parent.is_dir():
+        return removed
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _LEFTOVER.match(entry.name)
+        if match is None or match["name"] != target.name or _alive(int(match["pid"])):
+            continue
+        if match["kind"] == "old" and not target.exists() and not target.is_symlink():
+            entry.rename(target)
+            continue
+        _remove(entry)
+        removed.append(entry)
+    return removed
+
+
+def _nearest_existing(path: Path) -> Path:
+    probe = path.absolute()
+    while not probe.exists() and not probe.is_symlink():
+        probe = probe.parent
+    return probe
+
+
+def check_writable(target: Path, *, force: bool = False, what: str = "output") -> None:
+    """Raise a clear :class:`ConfigError` / :class:`OutputExistsError` now if ``target`` could not be written later.
+
+    Run before anything costly or private is computed (a fit spends privacy budget), so that a bad ``--out`` costs
+    nothing. Creates nothing that stays: a probe folder is made and removed in the nearest existing ancestor.
+    """
+    if target.exists() or target.is_symlink():
+        if not force:
+            raise OutputExistsError(f"{target} already exists; choose another path or pass --force to replace it")
+        if target.is_symlink():
+            raise ConfigError(f"{what} {target} is a symbolic link; give a real path")
+    ancestor = _nearest_existing(target.parent)
+    if not ancestor.is_dir():
+        raise ConfigError(
+            f"{what} {target}: {ancestor} is a file, not a folder, so nothing can be written under it; "
+            "choose another path"
+        )
+    try:
+        probe = tempfile.mkdtemp(prefix=".privsynth-probe-", dir=ancestor)
+    except OSError as exc:
+        raise ConfigError(
+            f"{what} {target}: cannot write in {ancestor} ({exc.strerror or type(exc).__name__}); "
+            "choose a folder you can write to"
+        ) from None
+    Path(probe).rmdir()
 
 
 def write_text_atomic(path: Path, text: str, *, mode: int = 0o644) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically, with permission bits ``mode`` (0o600 for private files)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
@@ -36,19 +126,21 @@ def write_text_atomic(path: Path, text: str, *, mode: int = 0o644) -> Path:
 def atomic_dir(out: Path, *, force: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside ``out`` that becomes ``out`` only if the block succeeds.
 
-    On any error (or a kill) the temporary folder is left or removed, never ``out`` half-written.
+    On an error the temporary folder is removed; after a kill it is removed by the next write of ``out``. ``out``
+    is never half-written. With ``force`` an existing ``out`` (folder or file) is replaced.
     """
-    if out.exists() and not force:
+    remove_stale(out)
+    if (out.exists() or out.is_symlink()) and not force:
         raise OutputExistsError(f"{out} already exists; choose another path or pass --force to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
     try:
         yield tmp
-        if out.exists():
+        if out.exists() or out.is_symlink():
             old = out.with_name(f".{out.name}.old-{os.getpid()}")
             out.rename(old)
             tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)
         else:
             tmp.rename(out)
     except BaseException:
@@ -56,4 +148,4 @@ def atomic_dir(out: Path, *, force: bool = False) -> Iterator[Path]:
         raise
 
 
-__all__ = ["atomic_dir", "write_text_atomic"]
+__all__ = ["atomic_dir", "check_writable", "remove_stale", "write_text_atomic"]

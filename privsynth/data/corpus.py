@@ -71,9 +71,11 @@ def read_table(path: Path) -> pd.DataFrame:
         if fmt == "parquet":
             return pq.read_table(path).to_pandas()
         if fmt == "csv":
-            # Everything as text: the schema decides types, so leading zeros (ZIP, MRN) survive.
+            # Everything as text: the schema decides types, so leading zeros (ZIP, MRN) survive. The C parser cuts
+            # a cell at a NUL byte; the Python one keeps it, so validation names the cell instead of a silent cut.
             return pd.read_csv(
                 path,
+                engine="python" if _has_nul(path) else "c",
                 dtype=str,
                 keep_default_na=False,
                 na_values=[""],
@@ -85,6 +87,11 @@ def read_table(path: Path) -> pd.DataFrame:
         raise
     except (OSError, ValueError, pa.ArrowException, pd.errors.ParserError) as exc:
         raise CorpusReadError(f"{path}: cannot be read as {fmt} ({type(exc).__name__}); check the file") from None
+
+
+def _has_nul(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return any(b"\x00" in block for block in iter(lambda: handle.read(1 << 20), b""))
 
 
 def _read_jsonl(path: Path) -> pd.DataFrame:

@@ -84,6 +84,10 @@ def read_cell_bytes(root: Path, value: object, limits: ImageLimits) -> bytes:
         data = decode_data_uri(value)
     elif isinstance(value, str):
         path = checked_path(root, value)
+        if path.exists() and not path.is_file():
+            raise ImageCellError(
+                "image-special", "image path is not a regular file (a folder, FIFO or device); point it at a PNG/JPEG"
+            )
         if not path.is_file():
             raise ImageCellError("image-missing", "image file not found; check the path is relative to the corpus root")
         if path.stat().st_size > limits.max_bytes:
@@ -113,9 +117,17 @@ def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
             image.load()
     except ImageCellError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:
+        raise ImageCellError(
+            "image-oversized", f"image declares more pixels than the limit of {limits.max_pixels}; downscale it"
+        ) from None
+    except UnidentifiedImageError:
         raise ImageCellError("image-corrupt", "image is not a readable PNG or JPEG; re-export the file") from None
-    except (OSError, SyntaxError, ValueError):
+    except ValueError as exc:
+        if "too large" in str(exc).lower():  # PIL's guard against a PNG text chunk that inflates without end
+            raise ImageCellError("image-oversized", "image holds a compressed chunk too large to decode") from None
+        raise ImageCellError("image-corrupt", "image is truncated or corrupt; re-export the file") from None
+    except (OSError, SyntaxError):
         raise ImageCellError("image-corrupt", "image is truncated or corrupt; re-export the file") from None
     return image
 

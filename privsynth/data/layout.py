@@ -20,6 +20,7 @@ from privsynth.errors import ConfigError
 MODEL_META = "model.json"
 MODEL_LEDGER = "ledger.json"
 MODEL_PROFILE = "profile.json"
+MODEL_MANIFEST = "manifest.json"  # SHA-256 of every file of a model folder outside internal/
 INTERNAL = "internal"
 SPLIT = Path(INTERNAL) / "split.json"
 CANARIES = Path(INTERNAL) / "canaries.json"
@@ -59,6 +60,7 @@ __all__ = [
     "CANARIES",
     "INTERNAL",
     "MODEL_LEDGER",
+    "MODEL_MANIFEST",
     "MODEL_META",
     "MODEL_PROFILE",
     "PROVENANCE",

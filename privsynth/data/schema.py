@@ -25,6 +25,7 @@ unless they are public knowledge (a codebook, a form's options, a device's outpu
 from __future__ import annotations
 
 import datetime as dt
+import math
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
@@ -148,7 +149,9 @@ class ColumnSpec(BaseModel):
                 problems.append("'domain' must list at least one category")
             if len(set(self.domain)) != len(self.domain):
                 problems.append("'domain' lists a category twice")
-        if self.bounds is not None and not self.bounds[0] <= self.bounds[1]:
+        if self.bounds is not None and not all(math.isfinite(b) for b in self.bounds):
+            problems.append("'bounds' must be finite numbers (not .inf or .nan); leave them out to learn them under DP")
+        elif self.bounds is not None and not self.bounds[0] <= self.bounds[1]:
             problems.append("'bounds' must be [low, high] with low <= high")
         if self.date_range is not None and not self.date_range[0] <= self.date_range[1]:
             problems.append("'date_range' must be [first, last] with first <= last")

@@ -126,6 +126,9 @@ def _strings(
         if text is None:
             out.row(i, "type", mismatch)
             values.append(None)
+        elif "\x00" in text:
+            out.row(i, "nul", "value holds a NUL byte (a binary or damaged export?); remove it and export again")
+            values.append(None)
         elif _has_surrogates(text):
             out.row(i, "encoding", "text is not valid UTF-8; re-save the file as UTF-8")
             values.append(None)

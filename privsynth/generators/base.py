@@ -141,12 +141,22 @@ class Generator(ABC):
         """``(generator with its settings and provenance, metadata, tensors)`` from :meth:`_write` output."""
         import json
 
+        import torch
         from safetensors.torch import load_file
+
+        from privsynth.errors import IntegrityError
 
         fields = json.loads((folder / meta).read_text(encoding="utf-8"))
         generator = cls(cls.settings.model_validate(fields["config"]))
         generator.provenance_ = fields.get("provenance")
-        return generator, fields, load_file(str(folder / weights))
+        tensors = load_file(str(folder / weights))
+        broken = sorted(k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+        if broken:
+            raise IntegrityError(
+                f"{folder / weights}: weights {', '.join(broken[:5])} hold NaN or infinite values (a damaged file, or "
+                "a fit that diverged: fit again, with a lower learning rate if it recurs)"
+            )
+        return generator, fields, tensors
 
     @classmethod
     @abstractmethod

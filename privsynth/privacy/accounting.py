@@ -25,6 +25,8 @@ from enum import StrEnum
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from privsynth.errors import ConfigError
+
 # Orders for RDP: Opacus' defaults plus large orders, which weakly-composed Gaussians (profiling queries with
 # sample rate 1 and large noise) need for a tight conversion.
 RDP_ORDERS: tuple[float, ...] = (
@@ -199,7 +201,10 @@ def noise_for_epsilon(
     while eps(high) > epsilon:
         low, high = high, high * 2
         if high > 1e6:
-            raise ValueError("no noise multiplier below 1e6 reaches this epsilon; raise epsilon or lower steps")
+            raise ConfigError(
+                f"epsilon {epsilon:.3g} is too small to calibrate: no noise multiplier below 1e6 reaches it over "
+                f"{steps} step(s) at sample rate {sample_rate:.3g}; raise epsilon (or train fewer steps)"
+            )
     if eps(low) <= epsilon:
         return low
     while high / low > 1 + rtol:

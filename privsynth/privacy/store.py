@@ -27,6 +27,7 @@ import getpass
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import time
 from collections.abc import Iterator
@@ -53,7 +54,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.exc import IntegrityError as RowConflict
 
 from privsynth.errors import BudgetExceededError, ConfigError, IntegrityError
@@ -132,9 +133,24 @@ def store_url(location: str | Path | None) -> str:
     if "://" in value:
         return value
     path = Path(value)
-    if not path.parent.exists():
-        path.parent.mkdir(parents=True, mode=0o700)
+    if path.is_dir():
+        raise ConfigError(f"ledger store {path} is a folder; give a file path (e.g. {path / 'ledger.sqlite'}) or a URL")
+    try:
+        if not path.parent.exists():
+            path.parent.mkdir(parents=True, mode=0o700)
+    except OSError as exc:
+        raise ConfigError(
+            f"ledger store {path}: cannot create its folder ({exc.strerror or type(exc).__name__}); "
+            "choose a path you can write to"
+        ) from None
+    if not path.parent.is_dir():
+        raise ConfigError(f"ledger store {path}: {path.parent} is not a folder")
     return f"sqlite:///{path}"
+
+
+def _shown(url: str) -> str:
+    """The store URL without its password, for messages."""
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
 class LedgerStore:
@@ -152,12 +168,24 @@ class LedgerStore:
     def engine(self) -> Engine:
         """The SQLAlchemy engine, created (and the tables with it, owner-only for SQLite) on first use."""
         if self._engine is None:
-            engine = self._create_engine()
-            if self.url.startswith("sqlite:///") and not Path(self.url.removeprefix("sqlite:///")).exists():
-                path = Path(self.url.removeprefix("sqlite:///"))
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-            _metadata.create_all(engine)
-            _upgrade(engine)
+            try:
+                engine = self._create_engine()
+                if self.url.startswith("sqlite:///") and not Path(self.url.removeprefix("sqlite:///")).exists():
+                    path = Path(self.url.removeprefix("sqlite:///"))
+                    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                _metadata.create_all(engine)
+                _upgrade(engine)
+            except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+                raise ConfigError(
+                    f"ledger store '{_shown(self.url)}' is not a URL privsynth can open ({type(exc).__name__}); "
+                    "give a file path, sqlite:///PATH or a server URL such as postgresql://HOST/DB"
+                ) from None
+            except (DBAPIError, OSError) as exc:
+                reason = getattr(getattr(exc, "orig", None), "args", None) or (type(exc).__name__,)
+                raise ConfigError(
+                    f"cannot open the ledger store '{_shown(self.url)}' ({str(reason[0])[:120]}); nothing was "
+                    "spent. Check the path or server, and that you may write to it"
+                ) from None
             self._engine = engine
         return self._engine
 

@@ -20,6 +20,7 @@ from privsynth._version import __version__
 from privsynth.data.atomic import atomic_dir
 from privsynth.data.corpus import read_corpus, write_corpus
 from privsynth.data.fingerprint import corpus_fingerprint
+from privsynth.data.integrity import sha256_file
 from privsynth.data.layout import load_provenance
 from privsynth.data.schema import ColumnKind
 from privsynth.errors import ConfigError, ReleaseRefusedError
@@ -27,7 +28,7 @@ from privsynth.gate import GateDecision, Policy, gate
 from privsynth.release.disclosure import outside_guarantee
 from privsynth.release.documents import ReleaseFacts, check_croissant, croissant, dataset_card, datasheet, dumps
 from privsynth.release.info import ReleaseInfo
-from privsynth.release.manifest import file_table, sha256_file, sign_manifest, write_manifest
+from privsynth.release.manifest import file_table, sign_manifest, write_manifest
 
 PACKAGES = ("torch", "opacus", "numpy", "pandas", "scikit-learn", "faiss-cpu", "presidio-analyzer", "pydantic")
 _PUBLIC_FIELDS = ("domain", "bounds", "date_range", "max_length", "image_size", "image_mode")

@@ -18,6 +18,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from privsynth.data import integrity
 from privsynth.errors import ConfigError, IntegrityError
 
 MANIFEST = "manifest.json"
@@ -26,24 +27,9 @@ SIGNATURE = "manifest.sig.json"
 UNHASHED = {MANIFEST, MANIFEST_DIGEST, SIGNATURE}
 
 
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, streamed."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def file_table(folder: Path) -> dict[str, dict[str, Any]]:
-    """``{relative path: {sha256, bytes}}`` for every file under ``folder`` except the manifest and signature."""
-    table = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        rel = path.relative_to(folder).as_posix()
-        if rel in UNHASHED:
-            continue
-        table[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-    return table
+    """``{relative path: {sha256, bytes}}`` for every file of a release except the manifest and signature."""
+    return integrity.file_table(folder, skip=UNHASHED)
 
 
 def canonical_json(payload: Any) -> bytes:
@@ -89,6 +75,11 @@ def _load_public(path: Path) -> Ed25519PublicKey:
     if not isinstance(key, Ed25519PublicKey):
         raise ConfigError(f"{path}: expected an Ed25519 public key")
     return key
+
+
+def check_signing_key(path: Path) -> None:
+    """Raise :class:`ConfigError` now if ``path`` is not an Ed25519 private key (checked before a run spends)."""
+    _load_private(path)
 
 
 def sign_manifest(folder: Path, private_key: Path) -> None:
@@ -146,16 +137,8 @@ def verify_release(folder: Path, *, public_key: Path | None = None) -> Verificat
     if not isinstance(files, dict):
         raise IntegrityError(f"{folder}: {MANIFEST} has no file table (changed or corrupted)")
     listed: dict[str, dict[str, Any]] = {k: v if isinstance(v, dict) else {} for k, v in files.items()}
-    actual = file_table(folder)
     result.files = len(listed)
-    for rel in sorted(set(listed) - set(actual)):
-        result.problems.append(f"missing file: {rel}")
-    for rel in sorted(set(actual) - set(listed)):
-        result.problems.append(f"file not in the manifest: {rel}")
-    for rel in sorted(set(listed) & set(actual)):
-        entry = listed[rel]
-        if entry.get("sha256") != actual[rel]["sha256"] or entry.get("bytes") != actual[rel]["bytes"]:
-            result.problems.append(f"changed file: {rel}")
+    result.problems.extend(integrity.compare_files(listed, integrity.scan_folder(folder, skip=UNHASHED)))
     signature_path = folder / SIGNATURE
     if signature_path.is_file():
         try:

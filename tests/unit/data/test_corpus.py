@@ -95,3 +95,20 @@ def test_validation_error_lists_every_problem(demo_copy: Path) -> None:
     codes = sorted(p.code for p in info.value.problems)
     assert codes == ["image-corrupt", "image-missing"]
     assert "nothing was computed or written" in str(info.value)
+
+
+def test_a_nul_byte_in_a_csv_cell_is_reported_not_cut(demo_copy: Path) -> None:
+    # Before: the CSV parser cut '2021-04-05: Fred <NUL>ZZSECRET' at the NUL and the fit exited 0.
+    from privsynth.data.corpus import write_corpus
+
+    corpus = read_corpus(demo_copy)
+    frame = corpus.records.copy()
+    key = frame[corpus.schema.key].iloc[0]
+    frame.loc[frame.index[0], "note"] = "2021-04-05: Fred \x00ZZSECRET"
+    target = demo_copy.parent / "csv"
+    write_corpus(type(corpus)(frame, corpus.schema, corpus.root), target, table_format="csv")
+    assert b"\x00" in (target / "records.csv").read_bytes()
+    with pytest.raises(CorpusValidationError) as info:
+        read_corpus(target)
+    assert [(p.code, p.column) for p in info.value.problems] == [("nul", "note")]
+    assert str(key) in str(info.value) and "ZZSECRET" not in str(info.value)

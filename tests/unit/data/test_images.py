@@ -102,3 +102,33 @@ def test_data_uri_round_trip() -> None:
     data = encode_png(Image.new("RGB", (2, 2)))
     assert decode_data_uri(encode_data_uri(data)) == data
     assert encode_data_uri(b"\xff\xd8\xff rest").startswith("data:image/jpeg;base64,")
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
+
+
+def test_a_decompression_bomb_is_too_large_not_unreadable(tmp_path: Path) -> None:
+    # Before: a 100000 x 100000 PNG of a few bytes was reported as "not a readable PNG".
+    with pytest.raises(ImageCellError, match="more pixels than the limit") as caught:
+        load_image(tmp_path, _png_claiming(100_000, 100_000))
+    assert caught.value.code == "image-oversized"
+
+
+def test_a_fifo_in_place_of_an_image_is_named_as_such(tmp_path: Path) -> None:
+    # Before: a FIFO was reported as "not found" (and opening it could block forever).
+    import os
+
+    os.mkfifo(tmp_path / "scan.png")
+    with pytest.raises(ImageCellError, match="not a regular file") as caught:
+        load_image(tmp_path, "scan.png")
+    assert caught.value.code == "image-special"

@@ -23,6 +23,9 @@ def with_columns(**columns: dict[str, object]) -> dict[str, object]:
         (with_columns(x={"kind": "categorical", "domain": []}), "at least one category"),
         (with_columns(x={"kind": "categorical", "domain": ["a", "a"]}), "lists a category twice"),
         (with_columns(x={"kind": "numerical", "bounds": [5, 1]}), "low <= high"),
+        # before: infinite bounds passed, the fit spent its budget and sample died with an internal ValueError
+        (with_columns(x={"kind": "numerical", "bounds": [float("-inf"), float("inf")]}), "must be finite"),
+        (with_columns(x={"kind": "numerical", "bounds": [0, float("nan")]}), "must be finite"),
         (with_columns(x={"kind": "datetime", "date_range": ["2020-02-01", "2020-01-01"]}), "first <= last"),
         (with_columns(x={"kind": "image", "image_size": [0, 32]}), "between 1 and 4096"),
         (with_columns(x={"kind": "text", "max_length": 0}), "greater than 0"),

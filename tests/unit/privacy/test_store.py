@@ -221,3 +221,20 @@ def test_a_store_written_by_an_older_version_is_upgraded(tmp_path: Path) -> None
 def test_the_default_store_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PRIVSYNTH_LEDGER_STORE", str(tmp_path / "team.sqlite"))
     assert LedgerStore().url == f"sqlite:///{tmp_path / 'team.sqlite'}"
+
+
+@pytest.mark.parametrize(
+    ("location", "fragment"),
+    [
+        ("bogus://x", "not a URL privsynth can open"),
+        ("postgresql://user:hunter2@127.0.0.1:1/db", "not a URL privsynth can open|cannot open the ledger store"),
+        ("{tmp}", "is a folder"),
+        ("{tmp}/file/ledger.sqlite", "is not a folder"),
+    ],
+)
+def test_an_unusable_store_is_a_clear_config_error(tmp_path: Path, location: str, fragment: str) -> None:
+    # Before: a bogus URL or a folder ended in "Internal error" (exit 1).
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match=fragment) as info:
+        LedgerStore(location.format(tmp=tmp_path)).rows()
+    assert "hunter2" not in str(info.value)  # a password in the URL is never printed
