@@ -112,3 +112,21 @@ def test_a_nul_byte_in_a_csv_cell_is_reported_not_cut(demo_copy: Path) -> None:
         read_corpus(target)
     assert [(p.code, p.column) for p in info.value.problems] == [("nul", "note")]
     assert str(key) in str(info.value) and "ZZSECRET" not in str(info.value)
+
+
+def test_the_fingerprint_ignores_schema_formatting_and_column_order(demo_copy: Path) -> None:
+    # Before: swapping two lines of schema.yaml (data unchanged) changed the fingerprint, so a cap started afresh.
+    import yaml
+
+    from privsynth.data.fingerprint import corpus_fingerprint
+
+    before = corpus_fingerprint(read_corpus(demo_copy))
+    schema = yaml.safe_load((demo_copy / "schema.yaml").read_text())
+    names = list(schema["columns"])
+    names[2], names[3] = names[3], names[2]
+    schema["columns"] = {n: schema["columns"][n] for n in reversed(names)}
+    (demo_copy / "schema.yaml").write_text("# reformatted\n" + yaml.safe_dump(schema, default_flow_style=True, width=60))
+    table = demo_copy / schema["table"]
+    frame = pd.read_parquet(table)
+    frame[list(reversed(frame.columns))].sample(frac=1.0, random_state=0).to_parquet(table, index=False)
+    assert corpus_fingerprint(read_corpus(demo_copy)) == before
