@@ -14,29 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from privsynth._version import __version__
+from privsynth.conditions import describe
 from privsynth.data.atomic import atomic_dir
 from privsynth.data.corpus import image_files, write_table
 from privsynth.data.layout import PROVENANCE, REGISTRY
 from privsynth.data.schema import TABLE_FORMATS
 from privsynth.errors import ConfigError
 from privsynth.synthesizer import Synthesizer
-
-
-def parse_conditions(items: list[str]) -> dict[str, Any]:
-    """``COL=VALUE`` strings into a mapping; ``COL=`` (empty) asks for a missing value.
-
-    >>> parse_conditions(["diagnosis=pneumonia", "age=70"])
-    {'diagnosis': 'pneumonia', 'age': '70'}
-    """
-    out: dict[str, Any] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise ConfigError(f"--where {item!r}: use COLUMN=VALUE, e.g. --where diagnosis=pneumonia")
-        if name in out:
-            raise ConfigError(f"--where names column '{name}' twice")
-        out[name] = value if value != "" else None
-    return out
 
 
 def write_synthetic(
@@ -60,7 +44,7 @@ def write_synthetic(
         "model_run_id": synth.run_id_,
         "records": n,
         "seed": seed,
-        "conditions": dict(conditions or {}),
+        "conditions": describe(conditions or {}),
         "epsilon": synth.ledger_.epsilon,
         "delta": synth.ledger_.target_delta,
         "unit_of_privacy": synth.schema_.unit_of_privacy,

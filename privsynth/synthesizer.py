@@ -26,6 +26,7 @@ import pandas as pd
 from safetensors import SafetensorError
 
 from privsynth._version import __version__
+from privsynth.conditions import Range, split_conditions
 from privsynth.config import FitConfig
 from privsynth.data.atomic import atomic_dir
 from privsynth.data.corpus import Corpus
@@ -63,6 +64,7 @@ log = logging.getLogger(__name__)
 
 MODEL_FORMAT = "privsynth-model"
 MODEL_VERSION = 1
+MAX_DRAWS_PER_RECORD = 200  # range conditions: give up past this many draws per record asked for
 MAX_EPSILON = 1000.0
 
 
@@ -406,10 +408,10 @@ class Synthesizer:
         self._check_fitted()
         if n < 1:
             raise ConfigError("--n must be at least 1")
-        schema, fixed, streams = self.synthetic_schema, self._conditions(conditions), Streams.sampling(seed)
-        empty = pd.DataFrame(index=range(n))
-        context = SampleContext(n, empty, empty, empty, streams, fixed)
-        records = self._sample_instances([i for i in self.instances_ if i.joint], context)
+        equal, ranges = split_conditions(conditions or {})
+        schema, fixed, streams = self.synthetic_schema, self._conditions(equal), Streams.sampling(seed)
+        self._conditions({r.column: None for r in ranges}, ranges=True)
+        records = self._sample_joint(n, fixed, ranges, streams, seed)
         for name in schema.names(ColumnKind.KEY):
             prefix = "SP" if name == schema.entity else "S" if name == schema.key else f"S{name[:3].upper()}"
             records[name] = [f"{prefix}{i:0{max(7, len(str(n)))}d}" for i in range(n)]
@@ -424,6 +426,37 @@ class Synthesizer:
         identities.insert(0, schema.key, records[schema.key].to_numpy())
         return records[list(schema.columns)].reset_index(drop=True), identities
 
+    def _sample_joint(
+        self, n: int, fixed: dict[str, Any], ranges: list[Range], streams: Streams, seed: int
+    ) -> pd.DataFrame:
+        """The joint generators' records; with ``ranges``, drawn in rounds and those outside set aside."""
+        joint = [i for i in self.instances_ if i.joint]
+
+        def draw(size: int, round_streams: Streams) -> pd.DataFrame:
+            empty = pd.DataFrame(index=range(size))
+            records = self._sample_instances(joint, SampleContext(size, empty, empty, empty, round_streams, fixed))
+            if not ranges:
+                return records
+            inside = np.logical_and.reduce([r.mask(records[r.column]).to_numpy() for r in ranges])
+            return records[inside]
+
+        kept, drawn, round_ = [draw(n, streams)], n, 0
+        have = len(kept[0])
+        limit = MAX_DRAWS_PER_RECORD * n
+        while have < n and drawn < limit:
+            round_ += 1
+            rate = max(have / drawn, 1.0 / drawn)
+            size = int(min(max(n, 1.2 * (n - have) / rate), limit - drawn))
+            kept.append(draw(size, Streams.sampling(seed, round_)))
+            drawn, have = drawn + size, have + len(kept[-1])
+        if have < n:
+            shown = " and ".join(str(r) for r in ranges)
+            raise ConfigError(
+                f"--where {shown}: only {have} of {drawn} records drawn from the model fall in this range; widen it, "
+                "ask for fewer records, or check it against the column's range in the model's profile.json"
+            )
+        return pd.concat(kept).head(n).reset_index(drop=True)
+
     def _sample_instances(self, instances: list[Instance], context: SampleContext) -> pd.DataFrame:
         records = context.records.copy()
         for instance in instances:
@@ -435,9 +468,19 @@ class Synthesizer:
                     records[column] = values
         return records
 
-    def _conditions(self, conditions: Mapping[str, Any] | None) -> dict[str, Any]:
-        """``--where`` conditions, checked: they may fix the columns of joint generators (the record's fields)."""
+    def _conditions(self, conditions: Mapping[str, Any] | None, *, ranges: bool = False) -> dict[str, Any]:
+        """``--where`` conditions, checked: they may fix the columns of joint generators (the record's fields).
+
+        With ``ranges`` the columns are those of range conditions, which apply to numbers and dates only.
+        """
         fixed = dict(conditions or {})
+        if ranges:
+            kinds = {ColumnKind.NUMERICAL, ColumnKind.DATETIME}
+            wrong = [k for k in fixed if k in self.schema_.columns and self.schema_.columns[k].kind not in kinds]
+            if wrong:
+                raise ConfigError(
+                    f"--where ranges (>=, >, <=, <) apply to numerical and date columns only; not: {', '.join(wrong)}"
+                )
         conditional = {c for i in self.instances_ if i.joint for c in i.columns}
         unknown = [k for k in fixed if k not in self.schema_.columns]
         if unknown:

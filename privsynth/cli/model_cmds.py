@@ -10,13 +10,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from privsynth.cli.options import CorpusArg, DeltaOpt, EpsilonOpt, FitSeedOpt, ForceOpt, SeedOpt, SourceOpt, StoreOpt
 from privsynth.cli.output import stderr_console, stdout_console, training_label
+from privsynth.conditions import parse_conditions
 from privsynth.config import load_config
 from privsynth.data.atomic import check_writable
 from privsynth.data.corpus import read_corpus
 from privsynth.data.fingerprint import corpus_fingerprint
 from privsynth.errors import ConfigError
 from privsynth.privacy.store import LedgerStore
-from privsynth.sampling import parse_conditions, write_synthetic
+from privsynth.sampling import write_synthetic
 from privsynth.synthesizer import MAX_EPSILON, Synthesizer
 from privsynth.workdir import discard_if_finished
 
@@ -136,7 +137,12 @@ def sample(
     seed: Annotated[int, typer.Option("--seed", help="Sampling seed; the same seed gives the same records.")] = 0,
     where: Annotated[
         list[str] | None,
-        typer.Option("--where", "-w", help="Fix a column: COLUMN=VALUE (repeatable), e.g. diagnosis=pneumonia."),
+        typer.Option(
+            "--where",
+            "-w",
+            help="Fix a column, COLUMN=VALUE (e.g. diagnosis=pneumonia), or hold a number or date in a range, "
+            "COLUMN>=VALUE, >, <=, < (e.g. 'age>=65'); repeatable. Values outside the column's range are refused.",
+        ),
     ] = None,
     table_format: Annotated[str, typer.Option("--format", help="parquet, csv or jsonl.")] = "parquet",
     force: ForceOpt = False,

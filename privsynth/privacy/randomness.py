@@ -153,9 +153,13 @@ class Streams:
         return cls(np.random.SeedSequence(secrets.randbits(128)), RngMode.OS_ENTROPY)
 
     @classmethod
-    def sampling(cls, seed: int) -> Streams:
-        """Streams for sampling from a fitted model (post-processing): the same seed gives the same draws."""
-        return cls(np.random.SeedSequence(int(seed)), RngMode.SAMPLING)
+    def sampling(cls, seed: int, round: int = 0) -> Streams:
+        """Streams for sampling from a fitted model (post-processing): the same seed gives the same draws.
+
+        ``round`` > 0 gives further independent streams of the same seed (more draws, e.g. for range conditions).
+        """
+        entropy = int(seed) if round == 0 else [int(seed), int(round)]
+        return cls(np.random.SeedSequence(entropy), RngMode.SAMPLING)
 
     @property
     def note(self) -> str:

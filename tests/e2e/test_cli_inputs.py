@@ -144,3 +144,35 @@ def test_policy_and_release_information_that_are_not_utf8_exit_2(cli, tmp_path: 
     (audit / "audit.json").write_text(json.dumps({"checks": {}}))
     result = cli("gate", audit, "--policy", bad)
     assert result.exit_code == ExitCode.BAD_INPUT and "UTF-8" in result.stderr, result.output
+
+
+def test_where_values_outside_the_columns_range_exit_2(cli, model: Path, tmp_path: Path) -> None:
+    # Before: --where age=200 (declared bounds [18, 95]) produced age 200, which 'privsynth validate' then refused.
+    for where, fragment in [
+        ("age=200", "outside the column's range [18, 95]"),
+        ("visit_date=1900-01-01", "outside the column's range"),
+        ("age=", "never missing"),
+        ("sex>=F", "numerical and date columns only"),
+        ("age>=abc", "expected a number"),
+    ]:
+        result = cli("sample", model, "--n", "5", "-o", tmp_path / "s", "--where", where)
+        assert result.exit_code == ExitCode.BAD_INPUT and fragment in result.stderr, (where, result.output)
+        assert not (tmp_path / "s").exists()
+
+
+def test_range_conditions_hold_and_the_output_validates(cli, model: Path, tmp_path: Path) -> None:
+    import pandas as pd
+
+    assert cli("sample", model, "--n", "200", "-o", tmp_path / "free", "--seed", "3").exit_code == 0
+    ages = pd.read_parquet(tmp_path / "free" / "records.parquet")["age"].dropna()
+    low, high = int(ages.quantile(0.3)), int(ages.quantile(0.9))
+    args = ["--n", "60", "--seed", "3", "-w", f"age>={low}", "-w", f"age<{high + 1}", "-w", "sex=F"]
+    for name in ("a", "b"):
+        result = cli("sample", model, "-o", tmp_path / name, *args)
+        assert result.exit_code == 0, result.output
+    frame = pd.read_parquet(tmp_path / "a" / "records.parquet")
+    assert len(frame) == 60 and frame["age"].between(low, high).all() and (frame["sex"] == "F").all()
+    pd.testing.assert_frame_equal(frame, pd.read_parquet(tmp_path / "b" / "records.parquet"))  # same seed
+    assert cli("validate", tmp_path / "a").exit_code == 0
+    provenance = json.loads((tmp_path / "a" / "synthetic.json").read_text())
+    assert provenance["conditions"]["age"] == f"age>={low} and age<{high + 1}"

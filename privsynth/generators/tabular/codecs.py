@@ -13,6 +13,7 @@ Nothing here reads real values except :meth:`ColumnCodec.encode`, which turns tr
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -385,6 +386,18 @@ class NumericalCodec(ColumnCodec):
             return pd.Series(pd.array([None if np.isnan(v) else v for v in values], dtype="Int64"))
         return pd.Series(values, dtype="float64")
 
+    def check_inside(self, number: float, shown: str) -> None:
+        """Refuse a condition outside the column's range (declared in the schema, or learned under DP)."""
+        low, high = self.bounds
+        if not (math.isfinite(number) and low <= number <= high):
+            raise ConfigError(
+                f"--where {self.name}={shown} lies outside the column's range [{self._show(low)}, "
+                f"{self._show(high)}] (declared in schema.yaml, or learned under DP); choose a value inside it"
+            )
+
+    def _show(self, number: float) -> str:
+        return f"{number:g}"
+
     def constant(self, value: Any, n: int) -> pd.Series:
         """``n`` copies of a conditioned value in the column's dtype."""
         number = float(value)
@@ -396,10 +409,13 @@ class NumericalCodec(ColumnCodec):
     def condition(self, value: Any) -> list[int]:
         if value is None and self.nullable:
             return [self.bins, *([0] if self.sub_bins else [])]
+        if value is None:
+            raise ConfigError(f"--where {self.name}=: this column is never missing; give a number")
         try:
             number = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"--where {self.name}={value}: expected a number") from None
+        self.check_inside(number, str(value))
         numbers = np.array([number])
         token = self._tokens(numbers)
         return [int(token[0]), *([int(self._sub_tokens(numbers, token)[0])] if self.sub_bins else [])]
@@ -473,12 +489,21 @@ class DatetimeCodec(NumericalCodec):
     def condition(self, value: Any) -> list[int]:
         if value is None and self.nullable:
             return [self.bins, 7]
+        if value is None:
+            raise ConfigError(f"--where {self.name}=: this column is never missing; give a date")
         try:
             stamp = pd.Timestamp(value)
         except (TypeError, ValueError):
             raise ConfigError(f"--where {self.name}={value}: expected an ISO 8601 date") from None
+        if stamp is pd.NaT:
+            raise ConfigError(f"--where {self.name}={value}: expected an ISO 8601 date")
         days = to_days(np.array([stamp.to_datetime64()]))
+        self.check_inside(float(days[0]), str(value))
         return [int(self._tokens(days)[0]), int((np.floor(days[0]) + 3) % 7)]
+
+    @override
+    def _show(self, number: float) -> str:
+        return str(pd.Timestamp(round(number * _DAY_NS)).date())
 
     @override
     def to_dict(self) -> dict[str, Any]:

@@ -125,7 +125,9 @@ def test_the_fingerprint_ignores_schema_formatting_and_column_order(demo_copy: P
     names = list(schema["columns"])
     names[2], names[3] = names[3], names[2]
     schema["columns"] = {n: schema["columns"][n] for n in reversed(names)}
-    (demo_copy / "schema.yaml").write_text("# reformatted\n" + yaml.safe_dump(schema, default_flow_style=True, width=60))
+    (demo_copy / "schema.yaml").write_text(
+        "# reformatted\n" + yaml.safe_dump(schema, default_flow_style=True, width=60)
+    )
     table = demo_copy / schema["table"]
     frame = pd.read_parquet(table)
     frame[list(reversed(frame.columns))].sample(frac=1.0, random_state=0).to_parquet(table, index=False)
