@@ -19,7 +19,7 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -51,7 +51,14 @@ from privsynth.pii.surrogates import fill_identifiers, surrogate_identities
 from privsynth.privacy.accounting import composed_epsilon
 from privsynth.privacy.ledger import PrivacyLedger, Stage
 from privsynth.privacy.noise import CountNoise
-from privsynth.privacy.planner import MAX_DEFAULT_DELTA, BudgetPlan, StageShape, check_delta, plan_budget
+from privsynth.privacy.planner import (
+    MAX_DEFAULT_DELTA,
+    BudgetPlan,
+    StageShape,
+    check_delta,
+    default_delta,
+    plan_budget,
+)
 from privsynth.privacy.randomness import Streams
 from privsynth.privacy.store import LedgerStore
 from privsynth.profile.model import Profile, load_profile, save_profile
@@ -59,6 +66,9 @@ from privsynth.profile.profiler import PROFILE_NOTE, count_mechanism, dp_profile
 from privsynth.runtime import set_threads
 from privsynth.trainset import HoldoutSplit, TrainingSet, training_set
 from privsynth.workdir import FitWork
+
+if TYPE_CHECKING:
+    from privsynth.forecast import FitForecast
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +146,34 @@ class Synthesizer:
         self.run_id_, self.source_, self.work_ = work.run_id, label, work
         self.skipped_: dict[str, str] = {}
         return self
+
+    def plan(self, schema: Schema, *, epsilon: float, people: int, delta: float | None = None) -> FitForecast:
+        """What a fit of a corpus with ``schema`` and about ``people`` units of privacy will do, before it runs.
+
+        Reads no record and spends nothing: ``people`` is the data team's own estimate (the fit itself uses a DP
+        count). Returns each stage's noise and each column's expected outcome, with what to do about a collapse.
+        """
+        from privsynth.forecast import forecast
+
+        self._validate(epsilon, delta, 0)
+        if people < 1:
+            raise ConfigError("people must be at least 1 (your estimate of the number of people in the corpus)")
+        if delta is not None:
+            check_delta(delta, people)
+        ledger = PrivacyLedger(
+            epsilon=epsilon,
+            delta=delta if delta is not None else MAX_DEFAULT_DELTA,
+            accountant=self.config.accountant,
+            unit_of_privacy=schema.unit_of_privacy,
+        )
+        ledger.spend(
+            Stage.PROFILE, count_mechanism(epsilon=epsilon, delta=ledger.target_delta, config=self.config.profile)
+        )
+        if delta is None:
+            ledger.tighten_delta(min(ledger.target_delta, default_delta(people)))
+        instances = registry.instances(schema)
+        budget = self._budget(schema, instances, people, ledger)
+        return forecast(schema, self.config, budget, people=people)
 
     def _validate(self, epsilon: float, delta: float | None, canaries: int) -> None:
         if not 0 < epsilon <= MAX_EPSILON:
@@ -231,6 +269,12 @@ class Synthesizer:
         saved = work.load("plan.json")
         if saved is not None:
             return BudgetPlan.model_validate(saved)
+        budget = self._budget(schema, instances, units, ledger)
+        work.save("plan.json", budget.model_dump(mode="json"))
+        return budget
+
+    def _budget(self, schema: Schema, instances: list[Instance], units: int, ledger: PrivacyLedger) -> BudgetPlan:
+        """Every stage's calibrated noise for ``units`` people, around the ledger's spends. Reads no records."""
         queries = plan_queries(schema)
         shapes: dict[str, StageShape] = {}
         if queries.queries:
@@ -244,7 +288,7 @@ class Synthesizer:
             shapes[generator.stage] = shape
         if not shapes:
             raise ConfigError("nothing to learn: the schema has only keys and identifiers")
-        budget = plan_budget(
+        return plan_budget(
             epsilon=ledger.target_epsilon,
             delta=ledger.target_delta,
             shapes=list(shapes.values()),
@@ -253,8 +297,6 @@ class Synthesizer:
             extra_delta=queries.extra_delta(ledger.target_delta, self.config.profile),
             spent=ledger.mechanisms(),
         )
-        work.save("plan.json", budget.model_dump(mode="json"))
-        return budget
 
     def _profile(
         self, train: Corpus, budget: BudgetPlan, units: int, ledger: PrivacyLedger, noise: CountNoise, work: FitWork

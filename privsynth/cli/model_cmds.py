@@ -73,6 +73,23 @@ def fit(
             show_default=False,
         ),
     ] = None,
+    plan: Annotated[
+        bool,
+        typer.Option(
+            "--plan",
+            help="Print what the fit will do (each stage's noise, each column's likely outcome and the fix) and "
+            "stop: reads only schema.yaml, spends nothing. Needs --people.",
+        ),
+    ] = False,
+    people: Annotated[
+        int | None,
+        typer.Option(
+            "--people",
+            min=1,
+            help="With --plan: your estimate of the number of people (units of privacy); never read from the data.",
+            show_default=False,
+        ),
+    ] = None,
     force: ForceOpt = False,
 ) -> None:
     """Fit DP generators on a corpus: one (epsilon, delta) for everything, spent in the ledger before any noise.
@@ -83,6 +100,9 @@ def fit(
     started again with the same arguments resumes from its work folder without spending twice. The model folder
     holds safetensors weights, JSON metadata and the ledger; no pickle.
     """
+    if plan:
+        _print_plan(corpus, epsilon=epsilon, delta=delta, config=config, people=people)
+        return
     if seed is not None:
         raise ConfigError(
             "--seed does not apply to fit: its noise comes from fresh OS entropy every run so that nobody can "
@@ -128,6 +148,54 @@ def fit(
     for name, reason in synth.skipped_.items():
         stderr_console().print(f"[yellow]Notice[/yellow]: column '{name}' will be left out of samples: {reason}.")
     console.print(f"Next: privsynth sample {out} --n 1000 --out synthetic")
+
+
+def _print_plan(corpus: Path, *, epsilon: float, delta: float | None, config: Path | None, people: int | None) -> None:
+    from rich.table import Table
+
+    from privsynth.data.corpus import schema_path
+    from privsynth.data.schema import load_schema
+
+    if people is None:
+        raise ConfigError(
+            "--plan needs --people N, your estimate of the number of people in the corpus: the plan never reads "
+            "the records (a fit counts them under DP), so it spends nothing"
+        )
+    schema = load_schema(schema_path(corpus))
+    result = Synthesizer(load_config(config)).plan(schema, epsilon=epsilon, delta=delta, people=people)
+    console = stdout_console()
+    console.print(
+        f"Plan for about {people} people (up to {result.records_per_person} record(s) each) at epsilon "
+        f"{epsilon:g}, delta {result.delta:.3g}. Nothing was read but schema.yaml; nothing was spent."
+    )
+    colour = {"ok": "green", "degraded": "yellow", "collapses": "red"}
+    stages = Table("stage", "share", "noise", "what it means", "verdict", title="Stages", title_justify="left")
+    for stage in result.stages:
+        stages.add_row(
+            stage.stage,
+            f"{stage.share:.0%}",
+            f"{stage.noise_multiplier:.3g}",
+            stage.expectation,
+            f"[{colour[stage.verdict]}]{stage.verdict}[/]",
+        )
+    console.print(stages)
+    columns = Table("column", "kind", "metadata", "what to expect", "verdict", title="Columns", title_justify="left")
+    for column in result.columns:
+        columns.add_row(
+            column.column,
+            column.kind,
+            column.metadata,
+            column.expectation,
+            f"[{colour[column.verdict]}]{column.verdict}[/]",
+        )
+    console.print(columns)
+    if result.problems:
+        console.print("[bold]To do before fitting:[/bold]")
+        for item in result.problems:
+            name = getattr(item, "column", None) or getattr(item, "stage", "")
+            console.print(f"  - {name} ({item.verdict}): {item.fix}")
+    else:
+        console.print("Nothing is expected to collapse.")
 
 
 def sample(

@@ -50,7 +50,7 @@ class Corpus:
         return Corpus(records=records.reset_index(drop=True), schema=self.schema, root=self.root)
 
 
-def _schema_path(path: Path) -> Path:
+def schema_path(path: Path) -> Path:
     if path.is_dir():
         return path / SCHEMA_FILE
     if path.name == SCHEMA_FILE or path.suffix in {".yaml", ".yml"}:
@@ -114,7 +114,7 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
 
 def read_corpus(path: Path | str, *, limits: Limits | None = None) -> Corpus:
     """Read and validate a corpus folder; raise :class:`CorpusValidationError` listing every problem."""
-    schema_file = _schema_path(Path(path))
+    schema_file = schema_path(Path(path))
     schema = load_schema(schema_file)
     root = schema_file.parent
     raw = read_table(root / schema.table)

@@ -1,0 +1,44 @@
+"""fit --plan (issue 18): a forecast from the schema alone, which predicts what collapses at small n."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from privsynth.config import FitConfig
+from privsynth.data.schema import load_schema
+from privsynth.errors import ConfigError
+from privsynth.synthesizer import Synthesizer
+
+
+def verdicts(schema_dir: Path, people: int, epsilon: float = 8.0) -> dict[str, str]:
+    result = Synthesizer(FitConfig()).plan(load_schema(schema_dir / "schema.yaml"), epsilon=epsilon, people=people)
+    return {c.column: c.verdict for c in result.columns} | {s.stage: s.verdict for s in result.stages}
+
+
+def test_small_cohorts_are_told_what_collapses_and_large_ones_are_not(demo_dir: Path) -> None:
+    # At 300 people and epsilon 8 the demo's undeclared 'insurance' came out 100 % __other__ and 'wbc' exploded.
+    small = verdicts(demo_dir, 300)
+    assert small["insurance"] == "collapses" and small["wbc"] == "collapses"
+    large = verdicts(demo_dir, 200_000)
+    assert large["insurance"] == "ok" and large["diagnosis"] == "ok" and large["tabular"] == "ok"
+    assert large["wbc"] == "degraded"  # declared bounds would be better still
+
+
+def test_the_plan_reads_no_record_and_spends_nothing(cli, demo_copy: Path, tmp_path: Path) -> None:
+    (demo_copy / "records.parquet").unlink()  # only schema.yaml is read
+    store = tmp_path / "l.sqlite"
+    result = cli(
+        "fit", demo_copy, "-e", "8", "-o", tmp_path / "m", "--plan", "--people", "300", "--ledger-store", store
+    )
+    assert result.exit_code == 0, result.output
+    assert "insurance (collapses): declare its domain" in result.stdout
+    assert not (tmp_path / "m").exists() and not store.exists()
+    refused = cli("fit", demo_copy, "-e", "8", "-o", tmp_path / "m", "--plan")
+    assert refused.exit_code == 2 and "--people" in refused.stderr
+
+
+def test_a_plan_needs_a_positive_estimate(demo_dir: Path) -> None:
+    with pytest.raises(ConfigError):
+        Synthesizer(FitConfig()).plan(load_schema(demo_dir / "schema.yaml"), epsilon=8, people=0)
