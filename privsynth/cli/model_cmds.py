@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from privsynth.cli.options import CorpusArg, DeltaOpt, EpsilonOpt, FitSeedOpt, ForceOpt, SeedOpt, SourceOpt, StoreOpt
-from privsynth.cli.output import stderr_console, stdout_console, training_label
+from privsynth.cli.output import collected_warnings, stderr_console, stdout_console, training_label
 from privsynth.conditions import parse_conditions
 from privsynth.config import load_config
 from privsynth.data.atomic import check_writable
@@ -122,7 +122,7 @@ def fit(
         settings = settings.model_copy(update={"holdout_fraction": holdout_fraction})
     data = read_corpus(corpus)
     store = LedgerStore(ledger_store)
-    with _progress() as bar:
+    with collected_warnings() as warnings, _progress() as bar:
         task = bar.add_task("DP-SGD tabular", total=None)
 
         def report(stage: str, done: int, total: int) -> None:
@@ -145,9 +145,30 @@ def fit(
         f"{synth.ledger_.target_delta:.3g}, holdout records kept out for audits (keys under {out}/internal/)."
     )
     console.print(f"Unit of privacy: {synth.schema_.unit_of_privacy}")
-    for name, reason in synth.skipped_.items():
-        stderr_console().print(f"[yellow]Notice[/yellow]: column '{name}' will be left out of samples: {reason}.")
+    _summary(synth, warnings)
     console.print(f"Next: privsynth sample {out} --n 1000 --out synthetic")
+
+
+def _summary(synth: Synthesizer, warnings: list[str]) -> None:
+    """The end-of-fit summary: degraded columns (read from the DP profile: free), left-out columns, warnings."""
+    from privsynth.profile.findings import degraded_columns
+
+    err = stderr_console()
+    findings = degraded_columns(synth.profile_, synth.schema_)
+    shown = {f.column for f in findings}
+    if not findings and not synth.skipped_ and not warnings:
+        stdout_console().print("Summary: no column came out degraded in the DP profile.")
+        return
+    err.print(f"[bold]Summary[/bold]: {len(findings)} column(s) degraded in the DP profile.")
+    for finding in findings:
+        err.print(f"  - [yellow]{finding.column}[/yellow]: {finding.problem}; {finding.fix}.")
+    for name, reason in synth.skipped_.items():
+        err.print(f"  - [yellow]{name}[/yellow]: left out of samples: {reason}.")
+    rest = [w for w in warnings if not any(f"'{c}'" in w for c in shown)]
+    if rest:
+        err.print("[bold]Warnings during the fit[/bold]:")
+        for message in rest:
+            err.print(f"  - {message}")
 
 
 def _print_plan(corpus: Path, *, epsilon: float, delta: float | None, config: Path | None, people: int | None) -> None:

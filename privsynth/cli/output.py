@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import IntEnum
 from typing import Any
 
@@ -48,6 +50,32 @@ def setup_logging(*, verbose: bool, quiet: bool) -> None:
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False
+
+
+@contextmanager
+def collected_warnings() -> Iterator[list[str]]:
+    """Hold back privsynth's warnings (they would print above the progress bars) and hand them over at the end."""
+    collected: list[str] = []
+
+    class _Collect(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            if record.levelno >= logging.WARNING and record.levelno < logging.ERROR:
+                message = record.getMessage()
+                if message not in collected:
+                    collected.append(message)
+                return False
+            return True
+
+    logger = logging.getLogger("privsynth")
+    keep = _Collect()
+    handlers = list(logger.handlers)
+    for handler in handlers:
+        handler.addFilter(keep)
+    try:
+        yield collected
+    finally:
+        for handler in handlers:
+            handler.removeFilter(keep)
 
 
 def training_label(stage: str) -> str:

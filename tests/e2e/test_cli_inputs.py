@@ -176,3 +176,29 @@ def test_range_conditions_hold_and_the_output_validates(cli, model: Path, tmp_pa
     assert cli("validate", tmp_path / "a").exit_code == 0
     provenance = json.loads((tmp_path / "a" / "synthetic.json").read_text())
     assert provenance["conditions"]["age"] == f"age>={low} and age<{high + 1}"
+
+
+def test_the_fit_summary_names_degraded_columns_from_the_dp_profile(model: Path) -> None:
+    from privsynth.profile.findings import degraded_columns
+    from privsynth.synthesizer import Synthesizer
+
+    synth = Synthesizer.load(model)
+    columns = dict(synth.profile_.columns)
+    columns["insurance"] = columns["insurance"].model_copy(update={"categories": (), "counts": ()})
+    columns["wbc"] = columns["wbc"].model_copy(update={"bounds": (1e-3, 1e11)})
+    profile = synth.profile_.model_copy(update={"columns": columns})
+    found = {f.column: str(f) for f in degraded_columns(profile, synth.schema_)}
+    assert "declare its domain" in found["insurance"] and "declare bounds" in found["wbc"]
+    assert "sex" not in found  # declared domains are exact
+
+
+def test_warnings_are_held_back_for_the_summary() -> None:
+    import logging
+
+    from privsynth.cli.output import collected_warnings, setup_logging
+
+    setup_logging(verbose=False, quiet=False)
+    with collected_warnings() as held:
+        logging.getLogger("privsynth.profile").warning("column '%s': noisy", "bmi")
+        logging.getLogger("privsynth.profile").warning("column '%s': noisy", "bmi")
+    assert held == ["column 'bmi': noisy"]
