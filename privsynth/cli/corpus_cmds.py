@@ -14,7 +14,7 @@ from privsynth.data.atomic import write_text_atomic
 from privsynth.data.corpus import read_corpus, read_table, write_corpus
 from privsynth.data.demo import write_demo_corpus
 from privsynth.data.infer import find_table, infer_schema, schema_header
-from privsynth.data.schema import SCHEMA_FILE, dump_schema
+from privsynth.data.schema import SCHEMA_FILE, ColumnKind, Schema, dump_schema
 from privsynth.data.summary import CorpusSummary, summarize
 from privsynth.errors import ConfigError, OutputExistsError
 
@@ -58,6 +58,28 @@ def init(
     stderr_console().print(
         "Note: these kinds and the integer/date_only flags were read from your records without noise; they are "
         "outside the privacy guarantee until you confirm them from a codebook (schema.yaml explains)."
+    )
+    _teach_codebook(inference.schema, table.parent)
+
+
+def _teach_codebook(schema: Schema, folder: Path) -> None:
+    """Which columns have no declared domain or bounds, and why declaring them matters at small n."""
+    wanted = {ColumnKind.CATEGORICAL: "domain", ColumnKind.NUMERICAL: "bounds", ColumnKind.DATETIME: "date_range"}
+    missing = [
+        f"{name} ({wanted[spec.kind]})"
+        for name, spec in schema.columns.items()
+        if spec.kind in wanted and getattr(spec, wanted[spec.kind]) is None
+    ]
+    if not missing:
+        return
+    console = stdout_console()
+    console.print(
+        f"\n[bold]Declare from a public codebook[/bold] ({len(missing)} column(s)): {', '.join(missing)}.\n"
+        "Without them the fit must learn categories and ranges under noise: a category is kept only if more people "
+        "than the noise threshold hold it, and a range is read off a coarse grid. With a few hundred people "
+        "most categories then collapse into '__other__' and ranges can be orders of magnitude off. Declared "
+        "metadata is exact and costs no budget (it must come from a public source, never from these records).\n"
+        f"See what a fit would do first: privsynth fit {folder} -e 8 --plan --people N (N: your estimate)."
     )
 
 

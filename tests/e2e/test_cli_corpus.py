@@ -58,6 +58,9 @@ def test_init_writes_a_schema_and_never_overwrites(cli, demo_dir: Path, tmp_path
     assert result.exit_code == 0, result.output
     text = (folder / "schema.yaml").read_text()
     assert "Review every column" in text and "pii: ssn" in text
+    # it teaches the codebook: what is undeclared, why it matters at small n, and the plan to check first
+    assert "Declare from a public codebook" in result.stdout and "insurance (domain)" in result.stdout
+    assert "--plan --people" in result.stdout
     again = cli("init", folder)
     assert again.exit_code == ExitCode.BAD_INPUT and "--force" in again.stderr
     assert cli("init", folder, "--force").exit_code == 0
