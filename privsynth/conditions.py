@@ -38,6 +38,8 @@ class Range:
                 stamp = pd.Timestamp(self.value)
                 if stamp is pd.NaT:
                     raise ValueError(self.value)
+                if stamp.tzinfo is not None:  # corpora hold naive UTC (validation converts time zones)
+                    stamp = stamp.tz_convert("UTC").tz_localize(None)
                 return stamp
             number = float(self.value)
         except (TypeError, ValueError):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from privsynth.release.manifest import check_signing_key, verify_release
 from privsynth.sampling import write_synthetic
 from privsynth.settings import read_yaml, validate
 from privsynth.synthesizer import Synthesizer
+from privsynth.workdir import discard_finished, finished_by
 
 log = logging.getLogger(__name__)
 STAGES = ("corpus", "pretrain", "fit", "sample", "audit", "gate", "release")
@@ -230,17 +230,22 @@ def run_pipeline(
         text = fit_config.text.model_copy(update=update)
         fit_config = fit_config.model_copy(update={"text": text})
 
-    model_dir = root / "fit" / "model"
-    if not _done(root / "fit") and (model_dir / "model.json").is_file():
-        # killed after the model was written (atomically, whole) but before the stage was marked: fitting again
-        # would be a second spend. Mark it from the model's own ledger.
+    model_dir, work_dir = root / "fit" / "model", root / "fit" / "work"
+    if (
+        not _done(root / "fit")
+        and (model_dir / "model.json").is_file()
+        and (not work_dir.exists() or finished_by(work_dir, model_dir) is not None)
+    ):
+        # killed after the model was written (atomically, whole) by this stage's own fit, before the stage was
+        # marked: fitting again would be a second spend. Mark it from the model's own ledger. (A work folder of
+        # another run means a newer fit is under way: it resumes instead.)
         ledger = read_json(model_dir / MODEL_LEDGER) or {}
         meta = read_json(model_dir / MODEL_META) or {}
         _finish(root / "fit", epsilon=ledger.get("epsilon"), delta=ledger.get("target_delta"), run=meta.get("run_id"))
     if _done(root / "fit"):
         skipped.append("fit")
-        if (root / "fit" / "work").exists():  # a run killed between saving the model and deleting its work folder
-            shutil.rmtree(root / "fit" / "work")
+        if work_dir.exists():  # killed before deleting it; a finished stage never resumes it, and it holds real keys
+            discard_finished(work_dir)
     else:
         tell("fitting DP generators (resumes from its checkpoint if it was interrupted)")
         synth = Synthesizer(fit_config).fit(
@@ -250,7 +255,7 @@ def run_pipeline(
             store=LedgerStore(config.ledger_store),
             source=config.source,
             canaries=config.canaries,
-            workdir=root / "fit" / "work",
+            workdir=work_dir,
             progress=progress,
         )
         synth.save(model_dir, force=True)  # deletes the work folder (real keys, RNG states) once written

@@ -75,6 +75,7 @@ log = logging.getLogger(__name__)
 MODEL_FORMAT = "privsynth-model"
 MODEL_VERSION = 1
 MAX_DRAWS_PER_RECORD = 200  # range conditions: give up past this many draws per record asked for
+RANGE_CHUNK = 100_000  # range conditions: records drawn per round at most (bounded memory)
 MAX_EPSILON = 1000.0
 
 
@@ -269,7 +270,13 @@ class Synthesizer:
         saved = work.load("plan.json")
         if saved is not None:
             return BudgetPlan.model_validate(saved)
-        budget = self._budget(schema, instances, units, ledger)
+        try:
+            budget = self._budget(schema, instances, units, ledger)
+        except ConfigError as exc:
+            raise ConfigError(
+                f"{exc} (the DP count of people, {self.config.profile.count_share:g} of the budget, was already spent "
+                "and is recorded)"
+            ) from None
         work.save("plan.json", budget.model_dump(mode="json"))
         return budget
 
@@ -482,13 +489,14 @@ class Synthesizer:
             inside = np.logical_and.reduce([r.mask(records[r.column]).to_numpy() for r in ranges])
             return records[inside]
 
+        self._check_ranges(ranges)
         kept, drawn, round_ = [draw(n, streams)], n, 0
         have = len(kept[0])
         limit = MAX_DRAWS_PER_RECORD * n
         while have < n and drawn < limit:
             round_ += 1
             rate = max(have / drawn, 1.0 / drawn)
-            size = int(min(max(n, 1.2 * (n - have) / rate), limit - drawn))
+            size = int(min(max(n, 1.2 * (n - have) / rate), limit - drawn, max(n, RANGE_CHUNK)))
             kept.append(draw(size, Streams.sampling(seed, round_)))
             drawn, have = drawn + size, have + len(kept[-1])
         if have < n:
@@ -498,6 +506,24 @@ class Synthesizer:
                 "ask for fewer records, or check it against the column's range in the model's profile.json"
             )
         return pd.concat(kept).head(n).reset_index(drop=True)
+
+    def _check_ranges(self, ranges: list[Range]) -> None:
+        """Refuse a range that lies wholly outside its column's range (declared, or learned under DP)."""
+        for cond in ranges:
+            column = self.profile_.columns.get(cond.column)
+            low, high = getattr(column, "bounds", (None, None))
+            if low is None or high is None:
+                continue
+            is_date = getattr(column, "kind", "") == "datetime"
+            limit = cond.threshold("datetime64[ns]" if is_date else "float64")
+            if is_date:
+                limit = (limit - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)
+            empty = (cond.op in (">=", ">") and limit > high) or (cond.op in ("<=", "<") and limit < low)
+            if empty:
+                raise ConfigError(
+                    f"--where {cond} lies outside the column's range (declared in schema.yaml, or learned under DP; "
+                    "see the model's profile.json); no record can satisfy it"
+                )
 
     def _sample_instances(self, instances: list[Instance], context: SampleContext) -> pd.DataFrame:
         records = context.records.copy()
@@ -574,7 +600,9 @@ class Synthesizer:
             _write_private(tmp / SPLIT, {"WARNING": "INTERNAL: real record keys. Never release.", **split})
             if self.canaries_ is not None:
                 _write_private(tmp / CANARIES, self.canaries_)
-            # internal/ is owner-only and never shared; hashing its real record keys would only add a digest of them
+            # internal/ (real record keys) gets its own manifest inside it, owner-only like the keys themselves, so
+            # the model's manifest never carries a digest of them
+            write_folder_manifest(tmp / INTERNAL, MODEL_MANIFEST)
             write_folder_manifest(tmp, MODEL_MANIFEST, skip_folders={INTERNAL})
         work = getattr(self, "work_", None)
         if work is not None:
@@ -591,6 +619,9 @@ class Synthesizer:
         if not folder.is_dir() or not (folder / MODEL_META).is_file():
             raise ConfigError(f"{folder} is not a privsynth model folder (no model.json); run 'privsynth fit' first")
         problems = check_folder_manifest(folder, MODEL_MANIFEST, skip_folders={INTERNAL})
+        if (folder / INTERNAL).is_dir():
+            inner = check_folder_manifest(folder / INTERNAL, MODEL_MANIFEST)
+            problems += [f"{INTERNAL}/: {p}" for p in inner]
         if problems:
             shown = "; ".join(problems[:8]) + (f"; and {len(problems) - 8} more" if len(problems) > 8 else "")
             raise IntegrityError(f"{folder} does not match its manifest ({shown}); restore it or fit again")

@@ -112,25 +112,30 @@ class FitWork:
         self.release()
 
 
-def discard_if_finished(folder: Path, model: Path) -> bool:
-    """Delete ``folder`` if the fit it belongs to already wrote ``model`` (killed between the two); say if it did.
+def finished_by(folder: Path, model: Path) -> dict[str, Any] | None:
+    """The work folder's recorded identity if the fit it belongs to already wrote ``model``, else ``None``.
 
-    A model folder is written whole (atomically), so a model whose run id is the folder's means the fit finished:
-    what the folder still holds (real keys, RNG states) is no longer needed and must not linger.
+    A model folder is written whole (atomically), so a model whose run id is the folder's means that fit
+    finished and was killed before deleting its work folder.
     """
-    run = folder / RUN_FILE
-    meta = model / "model.json"
+    run, meta = folder / RUN_FILE, model / "model.json"
     if not (run.is_file() and meta.is_file()):
-        return False
+        return None
     try:
-        same = json.loads(run.read_text(encoding="utf-8")).get("run_id") == json.loads(
-            meta.read_text(encoding="utf-8")
-        ).get("run_id")
+        stored = json.loads(run.read_text(encoding="utf-8"))
+        model_run = json.loads(meta.read_text(encoding="utf-8")).get("run_id")
     except (OSError, ValueError, AttributeError):
-        return False
-    if same:
+        return None
+    return stored if isinstance(stored, dict) and stored.get("run_id") == model_run else None
+
+
+def discard_finished(folder: Path) -> None:
+    """Delete the leftover work folder of a finished fit, under its lock (never while a fit holds it)."""
+    lock = _lock(folder)
+    try:
         shutil.rmtree(folder)
-    return same
+    finally:
+        os.close(lock)
 
 
 def _lock(folder: Path) -> int:
@@ -147,4 +152,4 @@ def _lock(folder: Path) -> int:
     return fd
 
 
-__all__ = ["RUN_FILE", "FitWork", "discard_if_finished"]
+__all__ = ["RUN_FILE", "FitWork", "discard_finished", "finished_by"]

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from privsynth.cli.options import CorpusArg, ForceOpt, JsonOpt, OutArg
@@ -74,12 +75,13 @@ def _teach_codebook(schema: Schema, folder: Path) -> None:
         return
     console = stdout_console()
     console.print(
-        f"\n[bold]Declare from a public codebook[/bold] ({len(missing)} column(s)): {', '.join(missing)}.\n"
+        f"\n[bold]Declare from a public codebook[/bold] ({len(missing)} column(s)): {escape(', '.join(missing))}.\n"
         "Without them the fit must learn categories and ranges under noise: a category is kept only if more people "
         "than the noise threshold hold it, and a range is read off a coarse grid. With a few hundred people "
         "most categories then collapse into '__other__' and ranges can be orders of magnitude off. Declared "
         "metadata is exact and costs no budget (it must come from a public source, never from these records).\n"
-        f"See what a fit would do first: privsynth fit {folder} -e 8 --plan --people N (N: your estimate)."
+        f"See what a fit would do first: privsynth fit {escape(str(folder))} -e 8 --plan --people N (N: your "
+        "estimate)."
     )
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from privsynth.cli.options import CorpusArg, DeltaOpt, EpsilonOpt, FitSeedOpt, ForceOpt, SeedOpt, SourceOpt, StoreOpt
@@ -13,13 +14,13 @@ from privsynth.cli.output import collected_warnings, stderr_console, stdout_cons
 from privsynth.conditions import parse_conditions
 from privsynth.config import load_config
 from privsynth.data.atomic import check_writable
-from privsynth.data.corpus import read_corpus
+from privsynth.data.corpus import Corpus, read_corpus
 from privsynth.data.fingerprint import corpus_fingerprint
 from privsynth.errors import ConfigError
 from privsynth.privacy.store import LedgerStore
 from privsynth.sampling import write_synthetic
-from privsynth.synthesizer import MAX_EPSILON, Synthesizer
-from privsynth.workdir import discard_if_finished
+from privsynth.synthesizer import MAX_EPSILON, Synthesizer, config_sha256
+from privsynth.workdir import discard_finished, finished_by
 
 ConfigOpt = Annotated[
     Path | None,
@@ -111,33 +112,27 @@ def fit(
     if not 0 < epsilon <= MAX_EPSILON:
         raise ConfigError(f"--epsilon must be > 0 and at most {MAX_EPSILON:g} (above that it means no guarantee)")
     work = workdir if workdir is not None else out.with_name(f".{out.name}.work")
-    if not force and work.is_dir() and discard_if_finished(work, out):
-        stdout_console().print(f"{out} was already written by this fit (killed while cleaning up); nothing to do.")
-        return
+    settings = load_config(config)
+    finished = finished_by(work, out) if work.is_dir() else None
+    if finished is not None:  # killed after writing the model, before deleting its work folder (real keys)
+        discard_finished(work)
+        asked = {"epsilon": epsilon, "delta": delta, "canaries": canaries, "config_sha256": config_sha256(settings)}
+        if not force and all(finished.get(k) == v for k, v in asked.items()):
+            stdout_console().print(f"{out} was already written by a fit with these settings; nothing to do.")
+            return
     check_writable(out, force=force, what="--out")  # every check that needs no private data, before any spend
     if not work.is_dir():
         check_writable(work, what="--workdir")
-    settings = load_config(config)
     if holdout_fraction is not None:
         settings = settings.model_copy(update={"holdout_fraction": holdout_fraction})
     data = read_corpus(corpus)
     store = LedgerStore(ledger_store)
-    with collected_warnings() as warnings, _progress() as bar:
-        task = bar.add_task("DP-SGD tabular", total=None)
-
-        def report(stage: str, done: int, total: int) -> None:
-            bar.update(task, description=training_label(stage), completed=done, total=total)
-
-        synth = Synthesizer(settings).fit(
-            data,
-            epsilon=epsilon,
-            delta=delta,
-            store=store,
-            source=source,
-            progress=report,
-            canaries=canaries,
-            workdir=work,
-        )
+    with collected_warnings() as warnings:
+        try:
+            synth = _fit_with_progress(Synthesizer(settings), data, epsilon, delta, store, source, canaries, work)
+        except BaseException:
+            _print_warnings(warnings)  # what was held back may explain the failure
+            raise
     synth.save(out, force=force)  # and deletes the work folder
     console = stdout_console()
     console.print(
@@ -147,6 +142,42 @@ def fit(
     console.print(f"Unit of privacy: {synth.schema_.unit_of_privacy}")
     _summary(synth, warnings)
     console.print(f"Next: privsynth sample {out} --n 1000 --out synthetic")
+
+
+def _fit_with_progress(
+    synth: Synthesizer,
+    data: Corpus,
+    epsilon: float,
+    delta: float | None,
+    store: LedgerStore,
+    source: str | None,
+    canaries: int,
+    work: Path,
+) -> Synthesizer:
+    with _progress() as bar:
+        task = bar.add_task("DP-SGD tabular", total=None)
+
+        def report(stage: str, done: int, total: int) -> None:
+            bar.update(task, description=training_label(stage), completed=done, total=total)
+
+        return synth.fit(
+            data,
+            epsilon=epsilon,
+            delta=delta,
+            store=store,
+            source=source,
+            progress=report,
+            canaries=canaries,
+            workdir=work,
+        )
+
+
+def _print_warnings(warnings: list[str]) -> None:
+    if warnings:
+        err = stderr_console()
+        err.print("[bold]Warnings during the fit[/bold]:")
+        for message in warnings:
+            err.print(f"  - {escape(message)}")
 
 
 def _summary(synth: Synthesizer, warnings: list[str]) -> None:
@@ -161,14 +192,10 @@ def _summary(synth: Synthesizer, warnings: list[str]) -> None:
         return
     err.print(f"[bold]Summary[/bold]: {len(findings)} column(s) degraded in the DP profile.")
     for finding in findings:
-        err.print(f"  - [yellow]{finding.column}[/yellow]: {finding.problem}; {finding.fix}.")
+        err.print(f"  - [yellow]{escape(finding.column)}[/yellow]: {escape(finding.problem)}; {escape(finding.fix)}.")
     for name, reason in synth.skipped_.items():
-        err.print(f"  - [yellow]{name}[/yellow]: left out of samples: {reason}.")
-    rest = [w for w in warnings if not any(f"'{c}'" in w for c in shown)]
-    if rest:
-        err.print("[bold]Warnings during the fit[/bold]:")
-        for message in rest:
-            err.print(f"  - {message}")
+        err.print(f"  - [yellow]{escape(name)}[/yellow]: left out of samples: {escape(reason)}.")
+    _print_warnings([w for w in warnings if not any(f"'{c}'" in w for c in shown)])
 
 
 def _print_plan(corpus: Path, *, epsilon: float, delta: float | None, config: Path | None, people: int | None) -> None:
@@ -193,28 +220,28 @@ def _print_plan(corpus: Path, *, epsilon: float, delta: float | None, config: Pa
     stages = Table("stage", "share", "noise", "what it means", "verdict", title="Stages", title_justify="left")
     for stage in result.stages:
         stages.add_row(
-            stage.stage,
+            escape(stage.stage),
             f"{stage.share:.0%}",
             f"{stage.noise_multiplier:.3g}",
-            stage.expectation,
+            escape(stage.expectation),
             f"[{colour[stage.verdict]}]{stage.verdict}[/]",
         )
     console.print(stages)
     columns = Table("column", "kind", "metadata", "what to expect", "verdict", title="Columns", title_justify="left")
     for column in result.columns:
         columns.add_row(
-            column.column,
+            escape(column.column),
             column.kind,
             column.metadata,
-            column.expectation,
+            escape(column.expectation),
             f"[{colour[column.verdict]}]{column.verdict}[/]",
         )
     console.print(columns)
     if result.problems:
         console.print("[bold]To do before fitting:[/bold]")
         for item in result.problems:
-            name = getattr(item, "column", None) or getattr(item, "stage", "")
-            console.print(f"  - {name} ({item.verdict}): {item.fix}")
+            name = str(getattr(item, "column", None) or getattr(item, "stage", ""))
+            console.print(f"  - {escape(name)} ({item.verdict}): {escape(item.fix)}")
     else:
         console.print("Nothing is expected to collapse.")
 

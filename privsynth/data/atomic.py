@@ -31,7 +31,7 @@ def _alive(pid: int) -> bool:
         return True
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError, ValueError):
         return False
     except PermissionError:  # another user's live process
         return True
@@ -46,10 +46,11 @@ def _remove(path: Path) -> None:
 
 
 def remove_stale(target: Path) -> list[Path]:
-    """Remove temporaries of ``target`` left by dead processes; put back an old version a kill left aside.
+    """Remove temporaries of ``target`` left by dead processes (``.NAME.tmp-PID-*`` and ``.NAME.old-PID``).
 
-    A kill between moving the old ``target`` aside and moving the new one in leaves ``.NAME.old-PID`` and no
-    ``target``: the old version is restored rather than deleted. Returns what was removed.
+    An old version set aside by a writer killed while replacing ``target`` is removed, never put back: the writer
+    was replacing it (``--force``), and a folder the user deleted since must not come back. Returns what was
+    removed.
     """
     removed: list[Path] = []
     parent = target.parent
@@ -62,9 +63,6 @@ def remove_stale(target: Path) -> list[Path]:
     for entry in entries:
         match = _LEFTOVER.match(entry.name)
         if match is None or match["name"] != target.name or _alive(int(match["pid"])):
-            continue
-        if match["kind"] == "old" and not target.exists() and not target.is_symlink():
-            entry.rename(target)
             continue
         _remove(entry)
         removed.append(entry)
@@ -83,7 +81,9 @@ def check_writable(target: Path, *, force: bool = False, what: str = "output") -
 
     Run before anything costly or private is computed (a fit spends privacy budget), so that a bad ``--out`` costs
     nothing. Creates nothing that stays: a probe folder is made and removed in the nearest existing ancestor.
+    Leftovers of killed writers of ``target`` are removed first (as the write itself would).
     """
+    remove_stale(target)
     if target.exists() or target.is_symlink():
         if not force:
             raise OutputExistsError(f"{target} already exists; choose another path or pass --force to replace it")

@@ -241,7 +241,8 @@ def _record_labels(raw: pd.DataFrame, schema: Schema) -> list[str]:
     if schema.key in raw.columns:
         for i, v in enumerate(raw[schema.key]):
             text = _label_text(v)
-            if text is not None and text != "" and len(text) <= 200 and not _has_surrogates(text):
+            printable = text is not None and text.isprintable()  # no NUL, escape or control characters in messages
+            if printable and text and len(text) <= 200 and not _has_surrogates(text):
                 labels[i] = f"'{text}'"
     return labels
 

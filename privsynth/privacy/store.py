@@ -53,7 +53,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.exc import IntegrityError as RowConflict
 
@@ -150,7 +150,10 @@ def store_url(location: str | Path | None) -> str:
 
 def _shown(url: str) -> str:
     """The store URL without its password, for messages."""
-    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):  # not even a URL: hide anything between '://' and the last '@'
+        return re.sub(r"://.*@", "://***@", url)
 
 
 class LedgerStore:

@@ -61,6 +61,7 @@ TAMPERING: dict[str, Callable[[Path], None]] = {
     "a link to another folder": lambda m: (m / "images").symlink_to(m.parent),
     "an extra folder": lambda m: (m / "extra").mkdir(),
     "a missing manifest": lambda m: (m / "manifest.json").unlink(),
+    "a changed holdout split": lambda m: (m / "internal" / "split.json").write_text('{"train": [], "holdout": []}'),
 }
 
 

@@ -53,13 +53,14 @@ def fit_with_kills(seed: int, corpus: Path, tmp: Path, *, kills: int = 2) -> Non
     out, store = tmp / "model", tmp / "ledger.sqlite"
     args = ["fit", str(corpus), "-e", "4", "-o", str(out), "-c", str(SMALL), "--ledger-store", str(store)]
     code = -signal.SIGKILL
+    work = tmp / ".model.work"
     for _ in range(kills):
         code = run_killed(args, after=rng.uniform(3.0, 25.0))
         if out.exists():
             Synthesizer.load(out)  # a model is written whole (it loads and matches its manifest) or not at all
-        if code == 0:
+        if code == 0 or (out.exists() and not work.exists()):  # done (killed after its last step)
             break
-    if code != 0 and not (out.exists() and not (tmp / ".model.work").exists()):
+    if not (out.exists() and not work.exists()):
         assert run_killed(args, after=None) == 0  # resumes; or, killed while cleaning up, finishes the clean-up
     synth = Synthesizer.load(out)  # complete, and matches its manifest
     assert not (tmp / ".model.work").exists()  # the work folder (real keys, RNG states) is gone

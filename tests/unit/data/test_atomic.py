@@ -48,13 +48,22 @@ def test_force_over_a_file_leaves_nothing_behind(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
-def test_an_old_version_set_aside_by_a_killed_writer_is_put_back(tmp_path: Path) -> None:
+def test_an_old_version_set_aside_by_a_killed_writer_is_removed_not_put_back(tmp_path: Path) -> None:
+    # The writer was replacing it (--force); a model the user deleted since (its internal/ holds real keys) must
+    # not come back.
     target = tmp_path / "model"
     old = tmp_path / f".model.old-{_dead_pid()}"
     old.mkdir()
     (old / "model.json").write_text("{}")
-    assert remove_stale(target) == []
-    assert (target / "model.json").is_file() and not old.exists()
+    assert remove_stale(target) == [old]
+    assert not target.exists() and not old.exists()
+    assert remove_stale(tmp_path / "x") == [] and _alive_overflow()
+
+
+def _alive_overflow() -> bool:
+    from privsynth.data.atomic import _alive
+
+    return not _alive(10**30)
 
 
 def test_a_failed_block_leaves_no_temporary(tmp_path: Path) -> None:

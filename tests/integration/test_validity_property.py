@@ -1,0 +1,108 @@
+"""Property (issue 18): every synthetic corpus privsynth writes passes 'privsynth validate' against its schema.
+
+Random small tabular corpora (20-120 people, some with several records, declared or undeclared metadata,
+skewed and negative numbers, dates, missing values) and random budgets. ``make test`` runs a handful of
+examples; the ``slow`` variant many more.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from privsynth.config import load_config
+from privsynth.data.corpus import read_corpus
+from privsynth.data.schema import dump_schema, schema_from_dict
+from privsynth.privacy.store import LedgerStore
+from privsynth.sampling import write_synthetic
+from privsynth.synthesizer import Synthesizer
+
+SMALL = Path(__file__).resolve().parents[2] / "configs" / "small.yaml"
+
+
+@st.composite
+def corpora(draw: st.DrawFn) -> tuple[pd.DataFrame, dict[str, object]]:
+    people = draw(st.integers(20, 120))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    per_person = rng.integers(1, 3, size=people)
+    n = int(per_person.sum())
+    declare = draw(st.booleans())
+    skew = draw(st.sampled_from([1.0, 100.0, 1e5]))
+    categories = [f"c{i}" for i in range(draw(st.integers(1, 6)))]
+    frame = pd.DataFrame(
+        {
+            "id": [f"r{i}" for i in range(n)],
+            "person": np.repeat([f"p{i}" for i in range(people)], per_person),
+            "amount": np.round(rng.lognormal(0, 2, n) * skew, 2),
+            "delta": rng.normal(-50, 20, n),
+            "count": rng.integers(0, 30, n),
+            "group": rng.choice(
+                categories, n, p=np.linspace(1, 3, len(categories)) / np.linspace(1, 3, len(categories)).sum()
+            ),
+            "flag": rng.random(n) < 0.3,
+            "seen": pd.Timestamp("2021-01-01") + pd.to_timedelta(rng.integers(0, 700, n), unit="D"),
+        }
+    )
+    frame.loc[rng.random(n) < 0.1, "amount"] = np.nan
+    columns: dict[str, object] = {
+        "id": {"kind": "key"},
+        "person": {"kind": "key"},
+        "amount": {"kind": "numerical"},
+        "delta": {"kind": "numerical", "nullable": False},
+        "count": {"kind": "numerical", "integer": True, "nullable": False},
+        "group": {"kind": "categorical", "nullable": False},
+        "flag": {"kind": "boolean", "nullable": False},
+        "seen": {"kind": "datetime", "date_only": True, "nullable": False},
+    }
+    if declare:  # a public codebook: wide enough for every value
+        columns["amount"] = {"kind": "numerical", "bounds": [0, 1e9]}
+        columns["count"] = {"kind": "numerical", "integer": True, "nullable": False, "bounds": [0, 40]}
+        columns["group"] = {"kind": "categorical", "nullable": False, "domain": categories}
+        columns["seen"] = {
+            "kind": "datetime",
+            "date_only": True,
+            "nullable": False,
+            "date_range": ["2020-06-01", "2023-12-31"],
+        }
+    schema = {
+        "table": "records.parquet",
+        "key": "id",
+        "entity": "person",
+        "max_records_per_entity": 2,
+        "columns": columns,
+    }
+    return frame, schema
+
+
+def check(case: tuple[pd.DataFrame, dict[str, object]], epsilon: float, seed: int) -> None:
+    frame, raw = case
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        (tmp / "corpus").mkdir()
+        (tmp / "corpus" / "schema.yaml").write_text(dump_schema(schema_from_dict(raw, source="test")))
+        frame.to_parquet(tmp / "corpus" / "records.parquet", index=False)
+        corpus = read_corpus(tmp / "corpus")
+        synth = Synthesizer(load_config(SMALL).model_copy(update={"holdout_fraction": 0.0})).fit(
+            corpus, epsilon=epsilon, store=LedgerStore(tmp / "l.sqlite")
+        )
+        out = write_synthetic(synth, tmp / "synthetic", n=150, seed=seed)
+        read_corpus(out)  # raises CorpusValidationError on any invalid value
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(case=corpora(), epsilon=st.sampled_from([0.5, 2.0, 8.0, 30.0]), seed=st.integers(0, 1000))
+def test_every_synthetic_corpus_is_valid(case, epsilon: float, seed: int) -> None:
+    check(case, epsilon, seed)
+
+
+@pytest.mark.slow
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(case=corpora(), epsilon=st.sampled_from([0.3, 1.0, 4.0, 16.0, 60.0]), seed=st.integers(0, 1000))
+def test_every_synthetic_corpus_is_valid_many(case, epsilon: float, seed: int) -> None:
+    check(case, epsilon, seed)
