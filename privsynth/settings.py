@@ -7,6 +7,8 @@ or is not YAML, and every invalid entry (named by its dotted path), is a :class:
 
 from __future__ import annotations
 
+import difflib
+import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,9 +38,48 @@ def read_yaml(path: Path, *, what: str) -> Any:
         raise ConfigError(f"{path}: {what} is not valid YAML{where}") from None
 
 
-def validation_lines(exc: ValidationError) -> str:
-    """One line per invalid entry, named by its dotted path."""
-    return "\n".join(f"  - {'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors())
+def validation_lines(exc: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """One line per invalid entry, named by its dotted path.
+
+    With ``model``, an unknown key lists the known ones and gets "did you mean" when one is close (``domian`` ->
+    ``domain``).
+    """
+    lines = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or "(top level)"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden" and model is not None and error["loc"]:
+            known = _fields_at(model, error["loc"][:-1])
+            close = difflib.get_close_matches(str(error["loc"][-1]), known, n=1, cutoff=0.6)
+            message = f"unknown key{f'; did you mean {close[0]!r}?' if close else ''} (known: {', '.join(known)})"
+        lines.append(f"  - {where}: {message}")
+    return "\n".join(lines)
+
+
+def _fields_at(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:
+    """The field names of the model found by following ``path`` (dict keys and list indexes pass through)."""
+    annotation: Any = model
+    for part in path:
+        annotation = _model_in(annotation, by_key=isinstance(part, str))
+        if annotation is None:
+            return []
+        if isinstance(part, str) and part in annotation.model_fields:
+            annotation = annotation.model_fields[part].annotation
+        elif not isinstance(part, str | int):
+            return []
+    found = _model_in(annotation, by_key=False)
+    return sorted(found.model_fields) if found is not None else []
+
+
+def _model_in(annotation: Any, *, by_key: bool) -> type[BaseModel] | None:
+    """The pydantic model an annotation holds (through Optional, dict values and list items)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg, by_key=by_key)
+        if found is not None:
+            return found
+    return None
 
 
 def validate(model: type[Model], data: Any, *, source: Path | str, what: str) -> Model:
@@ -46,7 +87,7 @@ def validate(model: type[Model], data: Any, *, source: Path | str, what: str) ->
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {what} is invalid:\n{validation_lines(exc)}") from None
+        raise ConfigError(f"{source}: {what} is invalid:\n{validation_lines(exc, model)}") from None
 
 
 def load_settings(model: type[Model], path: Path, *, what: str) -> Model:

@@ -14,7 +14,7 @@ OutArg = Annotated[Path, typer.Argument(help="Folder to create (must not exist u
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace the output if it exists.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 EpsilonOpt = Annotated[
-    float, typer.Option("--epsilon", "-e", min=0.0, help="Total privacy budget epsilon for this run (> 0).")
+    float, typer.Option("--epsilon", "-e", help="Total privacy budget epsilon for this run (> 0, at most 1000).")
 ]
 DeltaOpt = Annotated[
     float | None,

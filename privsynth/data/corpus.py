@@ -51,6 +51,9 @@ class Corpus:
 
 
 def schema_path(path: Path) -> Path:
+    """The ``schema.yaml`` of a corpus folder (or the schema file itself)."""
+    if not path.exists():
+        raise CorpusReadError(f"{path} does not exist; check the path of the corpus folder")
     if path.is_dir():
         return path / SCHEMA_FILE
     if path.name == SCHEMA_FILE or path.suffix in {".yaml", ".yml"}:

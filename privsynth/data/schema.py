@@ -229,7 +229,7 @@ def schema_from_dict(data: Any, *, source: str) -> Schema:
     try:
         return Schema.model_validate(data)
     except ValidationError as exc:
-        raise SchemaError(f"{source} is invalid; fix these entries:\n{validation_lines(exc)}") from None
+        raise SchemaError(f"{source} is invalid; fix these entries:\n{validation_lines(exc, Schema)}") from None
 
 
 def load_schema(path: Path) -> Schema:

@@ -36,7 +36,8 @@ def with_columns(**columns: dict[str, object]) -> dict[str, object]:
         ({**BASE, "table": "../outside.parquet"}, "inside the corpus root"),
         ({**BASE, "table": "records.xlsx"}, "must end in one of"),
         ({**BASE, "version": 2}, "not supported"),
-        ({**BASE, "surprise": 1}, "Extra inputs"),
+        ({**BASE, "surprise": 1}, "unknown key (known: "),
+        (with_columns(x={"kind": "categorical", "domian": ["a"]}), "did you mean 'domain'?"),
         ({"key": "id", "columns": {}}, "'columns' is empty"),
     ],
 )
