@@ -114,9 +114,30 @@ class GateDecision(BaseModel):
     evaluated: tuple[Finding, ...]
 
 
-def load_policy(path: Path) -> Policy:
-    """Read and validate a policy file; errors name the entries to fix."""
-    return load_settings(Policy, path, what="the release policy")
+def resolve_policy(value: str | Path) -> Path:
+    """A policy file from a path, or a built-in policy's name (``default``, ``public``, ``internal``).
+
+    An existing path wins; a built-in name, or a missing ``audits/NAME.yaml`` (the repository's layout, used
+    outside the repository), gives the policy shipped in the package.
+    """
+    from privsynth.errors import ConfigError
+    from privsynth.resources import BUILTIN_POLICIES, builtin_policy
+
+    path = Path(value)
+    if path.exists():
+        return path
+    stem = path.stem if path.suffix in (".yaml", ".yml") and path.parent.name in ("audits", "") else str(value)
+    if stem in BUILTIN_POLICIES and (str(value) == stem or path.parent.name == "audits"):
+        return builtin_policy(stem)
+    raise ConfigError(
+        f"policy {value} not found: give a policy file, or a built-in policy ({', '.join(BUILTIN_POLICIES)}; "
+        "'privsynth policies list' shows them)"
+    )
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Read and validate a policy file (or a built-in policy by name); errors name the entries to fix."""
+    return load_settings(Policy, resolve_policy(path), what="the release policy")
 
 
 def gate(policy: Policy, audit: dict[str, Any], ledger: dict[str, Any] | None) -> GateDecision:

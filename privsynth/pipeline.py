@@ -28,7 +28,7 @@ from privsynth.data.demo import write_demo_corpus
 from privsynth.data.layout import MODEL_LEDGER, MODEL_META, load_provenance, read_json
 from privsynth.data.schema import ColumnKind
 from privsynth.errors import ConfigError, ReleaseRefusedError
-from privsynth.gate import gate, load_policy
+from privsynth.gate import gate, load_policy, resolve_policy
 from privsynth.privacy.store import LedgerStore
 from privsynth.release.bundle import write_release
 from privsynth.release.info import load_release_info
@@ -101,7 +101,9 @@ class PipelineConfig(BaseModel):
     pretrain_text: PretrainSpec | None = None
     sample: SampleSpec = SampleSpec()
     audit: AuditConfig = AuditConfig()
-    policy: Path = Path("audits/default.yaml")
+    policy: str = Field(
+        default="default", description="Release policy: a built-in name (default, internal, public) or a YAML file."
+    )
     release: ReleaseSpec | None = None
     runs_dir: Path = Path("runs")
     ledger_store: str | None = None
@@ -302,7 +304,7 @@ def run_pipeline(
             synthetic=synthetic_dir,
             audit=result,
             policy=policy,
-            policy_path=config.policy,
+            policy_path=resolve_policy(config.policy),
             info=info,
             out=release_dir,
             sign_key=config.release.sign_key,

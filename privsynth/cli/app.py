@@ -95,6 +95,10 @@ app.command("verify")(release_cmds.verify)
 app.command("keygen")(release_cmds.keygen)
 app.command("run")(release_cmds.run)
 app.add_typer(privacy_cmds.ledger_app, name="ledger")
+policies_app = typer.Typer(help="The built-in release policies (default, internal, public).", no_args_is_help=True)
+policies_app.command("list")(release_cmds.policies_list)
+policies_app.command("show")(release_cmds.policies_show)
+app.add_typer(policies_app, name="policies")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

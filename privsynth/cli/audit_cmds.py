@@ -104,4 +104,4 @@ def audit(
         if not failed
         else f"{len(failed)} check(s) failed at the reference thresholds: {', '.join(failed)}"
     )
-    console_out.print(f"Next: privsynth gate {out / 'audit.json'} --policy audits/default.yaml")
+    console_out.print(f"Next: privsynth gate {out / 'audit.json'} --policy default")

@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from privsynth.audit.run import read_audit
 from privsynth.cli.options import ForceOpt, JsonOpt
 from privsynth.cli.output import ExitCode, print_json, stderr_console, stdout_console, training_label
 from privsynth.data.atomic import check_writable
-from privsynth.errors import IntegrityError, OutputExistsError
-from privsynth.gate import GateDecision, gate, load_policy
+from privsynth.errors import ConfigError, IntegrityError, OutputExistsError
+from privsynth.gate import GateDecision, gate, load_policy, resolve_policy
 from privsynth.release.bundle import write_release
 from privsynth.release.info import load_release_info
 from privsynth.release.manifest import generate_keypair, verify_release
 
-PolicyOpt = Annotated[Path, typer.Option("--policy", "-p", help="Release policy YAML (audits/*.yaml).")]
+PolicyOpt = Annotated[
+    str,
+    typer.Option(
+        "--policy",
+        "-p",
+        help="Release policy: a built-in name (default, internal, public: 'privsynth policies list') or a YAML file.",
+    ),
+]
 
 
 def _print_decision(decision: GateDecision) -> None:
@@ -36,7 +45,7 @@ def _print_decision(decision: GateDecision) -> None:
 
 def gate_command(
     audit: Annotated[Path, typer.Argument(help="audit.json (or the folder holding it).", show_default=False)],
-    policy: PolicyOpt = Path("audits/default.yaml"),
+    policy: PolicyOpt = "default",
     ledger: Annotated[
         Path | None,
         typer.Option(
@@ -63,29 +72,58 @@ def gate_command(
 
 
 def release(
-    synthetic: Annotated[Path, typer.Option("--synthetic", "-s", help="Synthetic corpus folder.", show_default=False)],
-    audit: Annotated[Path, typer.Option("--audit", "-a", help="Its audit.json (or folder).", show_default=False)],
+    synthetic: Annotated[
+        Path | None, typer.Option("--synthetic", "-s", help="Synthetic corpus folder.", show_default=False)
+    ] = None,
+    audit: Annotated[
+        Path | None, typer.Option("--audit", "-a", help="Its audit.json (or folder).", show_default=False)
+    ] = None,
     info: Annotated[
-        Path, typer.Option("--info", "-i", help="release.yaml (see configs/release-template.yaml).", show_default=False)
-    ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Release folder to create.", show_default=False)],
-    policy: PolicyOpt = Path("audits/default.yaml"),
+        Path | None,
+        typer.Option("--info", "-i", help="release.yaml (write a template with --template).", show_default=False),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Release folder to create.", show_default=False)
+    ] = None,
+    policy: PolicyOpt = "default",
     sign_key: Annotated[
         Path | None,
         typer.Option("--sign-key", help="Ed25519 private key (PEM) to sign the manifest.", show_default=False),
+    ] = None,
+    template: Annotated[
+        Path | None,
+        typer.Option(
+            "--template",
+            help="Write the release information template (release.yaml to fill in: dataset name, owner, licence, "
+            "approver, legal basis...) to this path and stop.",
+            show_default=False,
+        ),
     ] = None,
     force: ForceOpt = False,
 ) -> None:
     """Gate, then write a release atomically: data, datasheet, dataset card, Croissant, manifest (or nothing).
 
-    Exit code 3 when the gate refuses; nothing is written then.
+    Exit code 3 when the gate refuses; nothing is written then. Start with 'privsynth release --template
+    release.yaml' to get the release information to fill in.
     """
+    if template is not None:
+        _write_template(template, force=force)
+        return
+    missing = [
+        name
+        for name, value in (("--synthetic", synthetic), ("--audit", audit), ("--info", info), ("--out", out))
+        if value is None
+    ]
+    if missing:
+        raise ConfigError(f"release needs {', '.join(missing)} (or --template PATH to start a release.yaml)")
+    if synthetic is None or audit is None or info is None or out is None:  # for type checkers: refused above
+        raise ConfigError("release needs --synthetic, --audit, --info and --out")
     check_writable(out, force=force, what="--out")
     result = write_release(
         synthetic=synthetic,
         audit=read_audit(audit),
         policy=load_policy(policy),
-        policy_path=policy,
+        policy_path=resolve_policy(policy),
         info=load_release_info(info),
         out=out,
         sign_key=sign_key,
@@ -96,6 +134,55 @@ def release(
         f"Release written to {out}: {result.files} files, {'signed' if result.signed else 'unsigned'}. "
         f"Check it any time with: privsynth verify {out}"
     )
+
+
+def _write_template(path: Path, *, force: bool) -> None:
+    from privsynth.data.atomic import write_text_atomic
+    from privsynth.resources import RELEASE_TEMPLATE, resource_path
+
+    check_writable(path, force=force, what="--template")
+    write_text_atomic(path, resource_path(RELEASE_TEMPLATE).read_text(encoding="utf-8"))
+    stdout_console().print(f"Wrote {path}: fill it in, then pass it to 'privsynth release --info {path}'.")
+
+
+def policies_list(as_json: JsonOpt = False) -> None:
+    """List the built-in release policies: release class, budget limits and what each is for."""
+    from privsynth.resources import BUILTIN_POLICIES
+
+    rows = []
+    for name in BUILTIN_POLICIES:
+        policy = load_policy(name)
+        rows.append(
+            {
+                "name": name,
+                "release_class": policy.release_class.value,
+                "max_epsilon": policy.max_epsilon,
+                "max_delta": policy.max_delta,
+                "checks": len(policy.checks),
+                "description": policy.description,
+            }
+        )
+    if as_json:
+        print_json(rows)
+        return
+    console = stdout_console()
+    for row in rows:
+        eps = f"epsilon <= {row['max_epsilon']:g}" if row["max_epsilon"] is not None else "no epsilon limit"
+        delta = f"delta <= {row['max_delta']:g}" if row["max_delta"] is not None else "no delta limit"
+        console.print(
+            f"[bold]{row['name']}[/bold]  class {row['release_class']}, {eps}, {delta}, {row['checks']} checks"
+        )
+        if row["description"]:
+            console.print(f"    {escape(str(row['description']).strip())}")
+    console.print("Show one with 'privsynth policies show NAME'; copy it to adapt it, then pass --policy FILE.")
+
+
+def policies_show(
+    name: Annotated[str, typer.Argument(help="A built-in policy name, or a policy file.", show_default=False)],
+) -> None:
+    """Print a policy's YAML (to read it, or to copy it as a start for your own)."""
+    load_policy(name)  # valid, or a clear error
+    sys.stdout.write(resolve_policy(name).read_text(encoding="utf-8"))
 
 
 def verify(
