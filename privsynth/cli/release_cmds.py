@@ -246,15 +246,17 @@ def run(
     out = stdout_console()
     if outcome.skipped:
         out.print(f"Skipped finished stages: {', '.join(outcome.skipped)}")
-    out.print(f"Audit report: {outcome.report}")
+    decision_file = outcome.folder / "gate" / "decision.json"
+    if decision_file.is_file():  # the gate's decision, as 'privsynth gate' prints it
+        _print_decision(GateDecision.model_validate_json(decision_file.read_text(encoding="utf-8")))
+    out.print(f"Audit report:     {outcome.report}")
+    out.print(f"Synthetic corpus: {outcome.folder / 'sample' / 'synthetic'}")
     if not outcome.passed:
-        for reason in outcome.reasons:
-            out.print(f"  [red]hard[/red] {reason}")
-        out.print(f"[bold red]Release refused[/bold red] by policy {settings.policy}; see {outcome.folder}/gate/")
+        out.print(
+            f"[bold red]Release refused[/bold red] by policy {settings.policy}: nothing exported ({decision_file})"
+        )
         raise typer.Exit(ExitCode.REFUSED)
     if outcome.release is not None:
-        out.print(
-            f"[bold green]Release[/bold green]: {outcome.release} (check it with: privsynth verify {outcome.release})"
-        )
+        out.print(f"Release:          {outcome.release} (check it with: privsynth verify {outcome.release})")
     else:
         out.print("The gate passed; no 'release' section in the config, so nothing was exported.")

@@ -98,6 +98,10 @@ def test_run_reports_each_stage_and_training_progress_outside_a_terminal(cli, tm
     result = cli("run", path)
     assert result.exit_code == 0, result.output
     assert "privsynth run: fitting DP generators" in result.stderr
+    # it ends with the gate's decision and the paths that matter
+    assert "PASS under policy 'lenient'" in result.stdout
+    for label in ("Audit report:", "Synthetic corpus:", "Release:"):
+        assert label in result.stdout
     assert "privsynth run: DP-SGD tabular, step" in result.stderr
 
 
