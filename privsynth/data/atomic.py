@@ -122,12 +122,20 @@ def write_text_atomic(path: Path, text: str, *, mode: int = 0o644) -> Path:
     return path
 
 
+def _umask() -> int:
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
-def atomic_dir(out: Path, *, force: bool = False) -> Iterator[Path]:
+def atomic_dir(out: Path, *, force: bool = False, private: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside ``out`` that becomes ``out`` only if the block succeeds.
 
     On an error the temporary folder is removed; after a kill it is removed by the next write of ``out``. ``out``
-    is never half-written. With ``force`` an existing ``out`` (folder or file) is replaced.
+    is never half-written. With ``force`` an existing ``out`` (folder or file) is replaced. The folder is
+    owner-only while being written; once complete it gets the permissions the user's umask gives (as ``mkdir``
+    would), or stays owner-only with ``private``. Sub-folders written owner-only (``internal/``) stay so.
     """
     remove_stale(out)
     if (out.exists() or out.is_symlink()) and not force:
@@ -136,6 +144,7 @@ def atomic_dir(out: Path, *, force: bool = False) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
     try:
         yield tmp
+        tmp.chmod(0o700 if private else 0o777 & ~_umask())
         if out.exists() or out.is_symlink():
             old = out.with_name(f".{out.name}.old-{os.getpid()}")
             out.rename(old)

@@ -108,7 +108,7 @@ def write_release(
     force: bool = False,
 ) -> ReleaseResult:
     """Gate, then write the release atomically. Raises :class:`ReleaseRefusedError` when the gate refuses."""
-    info.require_complete("release information")
+    info.require_complete("release information", policy.release_class.value)
     corpus = read_corpus(synthetic)
     fingerprint = corpus_fingerprint(corpus)
     audited = audit.get("inputs", {}).get("synthetic_fingerprint")
@@ -177,6 +177,7 @@ def write_release(
             "title": info.title,
             "release_version": info.version,
             "release_class": policy.release_class.value,
+            "governance": info.governance.model_dump(mode="json"),
             "unit_of_privacy": schema.unit_of_privacy,
             "ledger": facts.ledger,
             "gate": gate_record,

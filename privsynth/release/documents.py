@@ -230,6 +230,12 @@ The synthetic corpus was audited against the real one (memorization, PII, attack
 - **Licence:** {info.license}
 - **Terms:** {info.distribution.terms or "none beyond the licence"}
 
+## Governance
+
+- **Approved by:** {_approver(info)}
+- **Legal basis:** {info.governance.legal_basis or "not stated"}
+- **DPIA reference:** {info.governance.dpia_reference or "not stated"}
+
 ## Maintenance
 
 - **Maintainer:** {info.maintainer.name} <{info.maintainer.contact}>
@@ -390,3 +396,14 @@ def check_croissant(document: dict[str, Any], path: str) -> None:
 def dumps(document: dict[str, Any]) -> str:
     """JSON text of a document."""
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def _approver(info: ReleaseInfo) -> str:
+    approver = info.governance.approver
+    if not approver.name:
+        return "not stated"
+    return (
+        approver.name
+        + (f", {approver.role}" if approver.role else "")
+        + (f", {approver.date}" if approver.date else "")
+    )

@@ -96,7 +96,7 @@ def audited(demo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[P
     assert main([*args, "--ocr", "off"]) == 0
     policy = folder / "lenient.yaml"
     policy.write_text(
-        "name: lenient\nrelease_class: internal\nmax_epsilon: 50\nmax_delta: 1.0e-4\n"
+        "name: lenient\nrelease_class: controlled\nmax_epsilon: 50\nmax_delta: 1.0e-4\n"
         "checks:\n  pii_replay: {threshold: 0, severity: hard, required: true}\n"
     )
     return synthetic, audit

@@ -23,7 +23,7 @@ SMALL = ROOT / "configs" / "small.yaml"
 INFO = ROOT / "configs" / "demo-release.yaml"
 LENIENT = """
 name: lenient
-release_class: internal
+release_class: controlled
 max_epsilon: 50
 max_delta: 1.0e-4
 checks:
@@ -249,6 +249,45 @@ def test_empty_human_fields_are_refused(cli, finished_run: Path, tmp_path: Path)
     assert result.exit_code == ExitCode.BAD_INPUT
     assert "uses.out_of_scope" in result.stderr and "maintainer.contact" in result.stderr
     assert not out.exists()
+
+
+def _release(cli, finished_run: Path, info: dict, policy: Path, out: Path):
+    path = out.parent / f"{out.name}-info.yaml"
+    path.write_text(yaml.safe_dump(info))
+    synthetic, audit = finished_run / "sample" / "synthetic", finished_run / "audit"
+    return cli("release", "-s", synthetic, "-a", audit, "-i", path, "-o", out, "-p", policy)
+
+
+def test_governance_is_required_and_an_internal_release_cannot_be_open(cli, finished_run: Path, tmp_path: Path) -> None:
+    # Before: an "internal, no sharing" release went out with "Access: Anyone" and cc-by-4.0 without a word.
+    lenient = finished_run.parent.parent / "lenient.yaml"
+    info = yaml.safe_load(INFO.read_text())
+    without = {**info, "governance": {}}
+    result = _release(cli, finished_run, without, lenient, tmp_path / "a")
+    assert result.exit_code == ExitCode.BAD_INPUT and "governance.legal_basis" in result.stderr
+    internal = tmp_path / "internal.yaml"
+    internal.write_text(lenient.read_text().replace("release_class: controlled", "release_class: internal"))
+    result = _release(cli, finished_run, info, internal, tmp_path / "b")
+    assert result.exit_code == ExitCode.BAD_INPUT and "CC-BY-4.0 lets anyone share" in result.stderr
+    closed = {**info, "license": "LicenseRef-internal", "distribution": {"access": "Anyone in the company"}}
+    result = _release(cli, finished_run, closed, internal, tmp_path / "c")
+    assert result.exit_code == ExitCode.BAD_INPUT and "anyone may get it" in result.stderr
+    closed["distribution"] = {"access": "Analysts of the data platform team, on request"}
+    assert _release(cli, finished_run, closed, internal, tmp_path / "d").exit_code == 0
+    assert not any((tmp_path / name).exists() for name in "abc")
+
+
+def test_a_release_is_readable_as_the_umask_allows_and_states_its_governance(finished_run: Path) -> None:
+    # Before: bundle folders were owner-only (0700) whatever the umask.
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    bundle = finished_run / "release" / "bundle"
+    assert bundle.stat().st_mode & 0o777 == 0o777 & ~mask
+    datasheet = (bundle / "datasheet.md").read_text()
+    assert "## Governance" in datasheet and "**Approved by:** privsynth developers" in datasheet
+    assert json.loads((bundle / "manifest.json").read_text())["governance"]["dpia_reference"]
 
 
 def test_released_documents_hold_no_real_value(finished_run: Path) -> None:
