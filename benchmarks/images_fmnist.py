@@ -213,7 +213,7 @@ def fit_pipeline(
     with measure() as fit:
         synth = Synthesizer(config).fit(corpus(train_x, train_y), epsilon=epsilon, delta=1e-5, progress=progress)
     start = time.perf_counter()
-    sampled, _ = synth.sample(samples, seed=seed + 1)  # the seed drives sampling only (fit noise: OS entropy)
+    sampled = synth.sample(samples, seed=seed + 1)  # the seed drives sampling only (fit noise: OS entropy)
     info = {
         "epsilon": synth.ledger_.epsilon,
         "fit_seconds": fit.seconds,

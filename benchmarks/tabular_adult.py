@@ -178,7 +178,7 @@ def fit_privsynth(
     fit_seconds = time.perf_counter() - start
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    sample, _ = synth.sample(len(train), seed=seed + 1)
+    sample = synth.sample(len(train), seed=seed + 1)
     info = {"fit_seconds": fit_seconds, "peak_mb": peak / 2**20, "epsilon_spent": synth.ledger_.epsilon}
     if sample_million:
         start = time.perf_counter()

@@ -188,7 +188,7 @@ def main() -> None:
         with measure() as fit:
             synth = Synthesizer(config).fit(real, epsilon=args.epsilon, delta=args.delta, progress=progress)
         start = time.perf_counter()
-        synthetic, _ = synth.sample(len(train), seed=args.seed + 1)
+        synthetic = synth.sample(len(train), seed=args.seed + 1)
         sample_seconds = time.perf_counter() - start
         texts = synthetic.review.fillna("").astype(str).tolist()
         examples[variant] = texts[:20]

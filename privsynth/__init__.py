@@ -31,6 +31,24 @@ from privsynth.errors import (
     UserError,
 )
 
+#: Heavy names (torch) imported on first use, so ``import privsynth.gate`` and the audit stay light.
+_LAZY = {
+    "Synthesizer": ("privsynth.synthesizer", "Synthesizer"),
+    "FitConfig": ("privsynth.config", "FitConfig"),
+    "LedgerStore": ("privsynth.privacy.store", "LedgerStore"),
+    "parse_conditions": ("privsynth.conditions", "parse_conditions"),
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        module, attribute = _LAZY[name]
+        return getattr(importlib.import_module(module), attribute)
+    raise AttributeError(f"module 'privsynth' has no attribute {name!r}")
+
+
 __all__ = [
     "BudgetExceededError",
     "ColumnKind",
@@ -40,8 +58,10 @@ __all__ = [
     "CorpusReadError",
     "CorpusValidationError",
     "DeltaTooLargeError",
+    "FitConfig",
     "ImageMode",
     "IntegrityError",
+    "LedgerStore",
     "NotFittedError",
     "OutputExistsError",
     "PiiType",
@@ -50,9 +70,11 @@ __all__ = [
     "Problem",
     "Schema",
     "SchemaError",
+    "Synthesizer",
     "UserError",
     "__version__",
     "load_schema",
+    "parse_conditions",
     "read_corpus",
     "write_corpus",
 ]

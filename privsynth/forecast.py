@@ -84,6 +84,20 @@ class FitForecast:
         items: list[ColumnForecast | StageForecast] = [*self.stages, *self.columns]
         return [x for x in items if x.verdict != OK]
 
+    def __str__(self) -> str:
+        lines = [
+            f"Plan for about {self.people} people at epsilon {self.epsilon:g}, delta {self.delta:.3g} "
+            "(nothing read, nothing spent):"
+        ]
+        for stage in self.stages:
+            lines.append(f"  stage {stage.stage:<10} {stage.verdict:<10} {stage.expectation}")
+        for column in self.columns:
+            lines.append(f"  column {column.column:<9} {column.verdict:<10} {column.expectation}")
+        for item in self.problems:
+            name = getattr(item, "column", None) or getattr(item, "stage", "")
+            lines.append(f"  to do: {name}: {item.fix}")
+        return "\n".join(lines)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {

@@ -36,7 +36,7 @@ def write_synthetic(
     """Sample ``n`` records and write them as a corpus folder, atomically."""
     if f".{table_format}" not in TABLE_FORMATS:
         raise ConfigError(f"--format {table_format!r} is not one of parquet, csv, jsonl")
-    records, identities = synth.sample(n, conditions=conditions, seed=seed)
+    records, identities = synth.sample_with_identities(n, conditions=conditions, seed=seed)
     schema = synth.synthetic_schema.with_table(f"records.{table_format}")
     provenance = {
         "privsynth_version": __version__,

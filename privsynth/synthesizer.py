@@ -98,17 +98,23 @@ class Synthesizer:
 
     def fit(
         self,
-        corpus: Corpus,
+        corpus: Corpus | pd.DataFrame | str | Path,
         *,
         epsilon: float,
         delta: float | None = None,
+        schema: Schema | dict[str, Any] | str | Path | None = None,
         store: LedgerStore | None = None,
         source: str | None = None,
-        progress: Progress | None = None,
+        progress: Progress | bool | None = None,
         canaries: int = 0,
         workdir: Path | None = None,
     ) -> Synthesizer:
         """Fit every generator the schema needs within one (epsilon, delta).
+
+        ``corpus`` is a :class:`Corpus`, a corpus folder, or a pandas DataFrame; with a DataFrame, ``schema`` (a
+        Schema, a dict like schema.yaml, or its path) says what each column is, else it is inferred as ``privsynth
+        init`` does (see :mod:`privsynth.frames`). ``progress=True`` shows progress bars (``tqdm.auto``: widgets in
+        a notebook); a callable ``(stage, done, total)`` receives them instead.
 
         Every spend is recorded in ``store`` (default: ``PRIVSYNTH_LEDGER_STORE`` or ``.privsynth/ledger.sqlite``)
         under ``source`` (default: the corpus' keyed fingerprint) and this fit's own run id, and refused if a cap
@@ -116,7 +122,11 @@ class Synthesizer:
         ``canaries`` trains that many canary records into a *shadow* tabular model that is never released, for
         the one-run privacy audit. ``workdir`` makes the fit resumable (:class:`privsynth.workdir.FitWork`).
         """
+        from privsynth.frames import as_corpus
+
         self._validate(epsilon, delta, canaries)
+        corpus = as_corpus(corpus, schema=schema)
+        progress = _progress_bars() if progress is True else progress or None
         set_threads(self.config.threads)
         streams, store = Streams.private(), store if store is not None else LedgerStore()
         fingerprint = keyed_fingerprint(corpus, store)
@@ -148,14 +158,18 @@ class Synthesizer:
         self.skipped_: dict[str, str] = {}
         return self
 
-    def plan(self, schema: Schema, *, epsilon: float, people: int, delta: float | None = None) -> FitForecast:
+    def plan(
+        self, schema: Schema | dict[str, Any] | str | Path, *, epsilon: float, people: int, delta: float | None = None
+    ) -> FitForecast:
         """What a fit of a corpus with ``schema`` and about ``people`` units of privacy will do, before it runs.
 
         Reads no record and spends nothing: ``people`` is the data team's own estimate (the fit itself uses a DP
         count). Returns each stage's noise and each column's expected outcome, with what to do about a collapse.
         """
         from privsynth.forecast import forecast
+        from privsynth.frames import as_schema
 
+        schema = as_schema(schema)
         self._validate(epsilon, delta, 0)
         if people < 1:
             raise ConfigError("people must be at least 1 (your estimate of the number of people in the corpus)")
@@ -445,7 +459,17 @@ class Synthesizer:
 
     # ----- sampling ---------------------------------------------------------------------------------------------
 
-    def sample(
+    def sample(self, n: int, *, conditions: Mapping[str, Any] | None = None, seed: int = 0) -> pd.DataFrame:
+        """``n`` synthetic records in the schema's canonical types (images as PNG bytes), as a DataFrame.
+
+        ``conditions`` fix columns (``{"diagnosis": "pneumonia"}``) or hold them in ranges
+        (``privsynth.conditions.parse_conditions(["age>=65"])``). Post-processing: spends nothing; the same seed
+        gives the same records.
+        """
+        records, _ = self.sample_with_identities(n, conditions=conditions, seed=seed)
+        return records
+
+    def sample_with_identities(
         self, n: int, *, conditions: Mapping[str, Any] | None = None, seed: int = 0
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
         """``n`` synthetic records in the schema's canonical types, and their surrogate identities (internal).
@@ -564,13 +588,14 @@ class Synthesizer:
 
     # ----- persistence ------------------------------------------------------------------------------------------
 
-    def save(self, folder: Path, *, force: bool = False) -> Path:
+    def save(self, folder: Path | str, *, force: bool = False) -> Path:
         """Write the model folder atomically: weights, metadata, ledger, profile; the split under internal/.
 
         Once the model is written, the fit's work folder (if it had one) is deleted: it holds real record keys and
         generator states from which the run's noise could be recomputed.
         """
         self._check_fitted()
+        folder = Path(folder)
         with atomic_dir(folder, force=force) as tmp:
             meta = {
                 "format": MODEL_FORMAT,
@@ -610,12 +635,13 @@ class Synthesizer:
         return folder
 
     @classmethod
-    def load(cls, folder: Path) -> Synthesizer:
+    def load(cls, folder: Path | str) -> Synthesizer:
         """Read a model folder written by :meth:`save` (safetensors + JSON, no pickle), after checking its manifest.
 
         Raises :class:`ConfigError` for a folder that is not a model and :class:`IntegrityError` for one that was
         changed (any file outside ``internal/`` against ``manifest.json``, links, extra files) or cannot be read.
         """
+        folder = Path(folder)
         if not folder.is_dir() or not (folder / MODEL_META).is_file():
             raise ConfigError(f"{folder} is not a privsynth model folder (no model.json); run 'privsynth fit' first")
         problems = check_folder_manifest(folder, MODEL_MANIFEST, skip_folders={INTERNAL})
@@ -664,6 +690,24 @@ def _write_private(path: Path, payload: object) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(payload, handle)
+
+
+def _progress_bars() -> Progress:
+    """A progress callback drawing one ``tqdm.auto`` bar per stage (widgets in a notebook, text elsewhere)."""
+    from tqdm.auto import tqdm  # type: ignore[import-untyped]
+
+    bars: dict[str, Any] = {}
+
+    def report(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(total=total, desc=stage, leave=True)
+        bar.total = total
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return report
 
 
 __all__ = ["MAX_EPSILON", "Synthesizer", "config_sha256"]

@@ -44,7 +44,7 @@ def test_ledger_spends_the_requested_epsilon_once(fitted) -> None:
 
 def test_samples_have_the_schema_types_and_respect_declared_domains(fitted) -> None:
     synth, corpus, _ = fitted
-    records, identities = synth.sample(3000, seed=1)
+    records, identities = synth.sample_with_identities(3000, seed=1)
     schema = synth.synthetic_schema
     assert list(records.columns) == list(schema.columns)
     assert "note" in records.columns and "scan" in records.columns  # every modality has a generator
@@ -74,11 +74,11 @@ def test_samples_have_the_schema_types_and_respect_declared_domains(fitted) -> N
 
 def test_sampling_is_deterministic_and_survives_save_load(fitted, tmp_path: Path) -> None:
     synth, _, _ = fitted
-    a, _ = synth.sample(500, seed=9)
+    a = synth.sample(500, seed=9)
     synth.save(tmp_path / "model")
-    b, _ = Synthesizer.load(tmp_path / "model").sample(500, seed=9)
+    b = Synthesizer.load(tmp_path / "model").sample(500, seed=9)
     pd.testing.assert_frame_equal(a, b)
-    c, _ = synth.sample(500, seed=10)
+    c = synth.sample(500, seed=10)
     assert not a.equals(c)
     assert not list((tmp_path / "model").rglob("*.pkl")) and not list((tmp_path / "model").rglob("*.pt"))
     internal = tmp_path / "model" / "internal"
@@ -88,7 +88,7 @@ def test_sampling_is_deterministic_and_survives_save_load(fitted, tmp_path: Path
 
 def test_conditional_sampling_respects_conditions(fitted) -> None:
     synth, _, _ = fitted
-    records, _ = synth.sample(400, conditions={"diagnosis": "pneumonia", "age": "70", "smoker": "true"}, seed=2)
+    records = synth.sample(400, conditions={"diagnosis": "pneumonia", "age": "70", "smoker": "true"}, seed=2)
     assert (records["diagnosis"] == "pneumonia").all()
     assert (records["age"] == 70).all()
     assert records["smoker"].all()
@@ -124,7 +124,7 @@ def test_a_category_held_by_one_person_never_appears(tmp_path: Path) -> None:
     config = load_config(SMALL).model_copy(update={"holdout_fraction": 0.0})
     for seed in range(3):
         synth = Synthesizer(config).fit(corpus, epsilon=2.0)
-        records, _ = synth.sample(2000, seed=seed)
+        records = synth.sample(2000, seed=seed)
         assert "astronaut" not in set(records["job"])
 
 
@@ -217,7 +217,7 @@ def test_text_is_generated_with_the_records_own_surrogates_and_no_real_identifie
     assert [e.stage for e in synth.ledger_.entries] == ["profile", "profile", "tabular", "text", "image"]
     assert 0.97 * 4 <= synth.ledger_.epsilon <= 4
     assert "note" not in synth.skipped_
-    out, identities = synth.sample(60, seed=4)
+    out, identities = synth.sample_with_identities(60, seed=4)
     assert out["note"].map(lambda t: isinstance(t, str)).all()
     real_values = set()
     for column in ("name", "ssn", "mrn", "email", "phone"):
@@ -226,7 +226,7 @@ def test_text_is_generated_with_the_records_own_surrogates_and_no_real_identifie
         for value in real_values:
             assert value not in note
     synth.save(tmp_path / "model")
-    again, _ = Synthesizer.load(tmp_path / "model").sample(60, seed=4)
+    again = Synthesizer.load(tmp_path / "model").sample(60, seed=4)
     assert again["note"].tolist() == out["note"].tolist()
     assert "other_person" in identities.columns
 

@@ -110,9 +110,9 @@ def test_a_registered_generator_is_planned_fitted_sampled_and_saved(sequence_reg
     assert synth.generator_names == ["tabular", "sequence:steps"]
     assert [e.stage for e in synth.ledger_.entries] == ["profile", "profile", "tabular", "sequence"]
     assert 0.97 * 4.0 <= synth.ledger_.epsilon <= 4.0  # planned jointly with the other stages
-    sampled, _ = synth.sample(300, seed=1)
+    sampled = synth.sample(300, seed=1)
     assert sampled["steps"].str.split().map(len).eq(4).all()
     assert (sampled["steps"] == "7 7 0 0").mean() > 0.15  # it learned the common sequence (uniform: 1e-4)
     synth.save(tmp_path / "model")
-    again, _ = Synthesizer.load(tmp_path / "model").sample(300, seed=1)
+    again = Synthesizer.load(tmp_path / "model").sample(300, seed=1)
     pd.testing.assert_frame_equal(sampled, again)
