@@ -62,7 +62,14 @@ from privsynth.privacy.planner import (
 from privsynth.privacy.randomness import Streams
 from privsynth.privacy.store import LedgerStore
 from privsynth.profile.model import Profile, load_profile, save_profile
-from privsynth.profile.profiler import PROFILE_NOTE, count_mechanism, dp_profile, dp_unit_count, plan_queries
+from privsynth.profile.profiler import (
+    PROFILE_NOTE,
+    adapted_profile_share,
+    count_mechanism,
+    dp_profile,
+    dp_unit_count,
+    plan_queries,
+)
 from privsynth.runtime import set_threads
 from privsynth.trainset import HoldoutSplit, TrainingSet, training_set
 from privsynth.workdir import FitWork
@@ -155,6 +162,7 @@ class Synthesizer:
         self.schema_, self.ledger_, self.split_ = corpus.schema, ledger, data.split
         self.profile_ = profile.model_copy(update={"ledger": ledger.state_dict()})
         self.run_id_, self.source_, self.work_ = work.run_id, label, work
+        self.budget_ = budget  # the calibrated plan (shares and noise per stage): public
         self.skipped_: dict[str, str] = {}
         return self
 
@@ -309,11 +317,24 @@ class Synthesizer:
             shapes[generator.stage] = shape
         if not shapes:
             raise ConfigError("nothing to learn: the schema has only keys and identifiers")
+        shares = self.config.shares(list(shapes), defaults)
+        if Stage.PROFILE in shares and len(shares) > 1:  # small cohorts: a profile that is all noise helps nobody
+            total = sum(shares.values())
+            wanted = adapted_profile_share(
+                schema,
+                base=shares[Stage.PROFILE] / total,
+                units=units,
+                epsilon=ledger.target_epsilon,
+                delta=ledger.target_delta,
+                config=self.config.profile,
+            )
+            rest = total - shares[Stage.PROFILE]
+            shares[Stage.PROFILE] = wanted / (1.0 - wanted) * rest
         return plan_budget(
             epsilon=ledger.target_epsilon,
             delta=ledger.target_delta,
             shapes=list(shapes.values()),
-            shares=self.config.shares(list(shapes), defaults),
+            shares=shares,
             accountant=self.config.accountant,
             extra_delta=queries.extra_delta(ledger.target_delta, self.config.profile),
             spent=ledger.mechanisms(),

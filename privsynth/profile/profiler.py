@@ -58,6 +58,15 @@ class ProfileConfig(BaseModel):
     threshold_delta_share: float = Field(
         default=0.1, gt=0, lt=1, description="Share of delta reserved for sparse-histogram thresholds."
     )
+    adaptive_share: bool = Field(
+        default=True,
+        description="Raise the profile's share of epsilon (never lower it) when, at the DP count of people, its "
+        "noise would merge categories held by 'category_share' of the people into __other__, hide range bins "
+        "holding 'range_share' of them, or blur declared categories; up to 'max_share'.",
+    )
+    category_share: float = Field(default=0.1, gt=0, le=1, description="Undeclared categories this common survive.")
+    range_share: float = Field(default=0.2, gt=0, le=1, description="Range grid bins this full are seen.")
+    max_share: float = Field(default=0.5, gt=0, lt=1, description="Largest share of epsilon the profile may take.")
     count_share: float = Field(
         default=0.02,
         gt=0,
@@ -98,6 +107,64 @@ def plan_queries(schema: Schema) -> ProfilePlan:
             ranges.append(name)
             queries += 1
     return ProfilePlan(queries=queries, sparse_columns=tuple(sparse), range_columns=tuple(ranges))
+
+
+def profile_noise_target(schema: Schema, *, units: int, delta: float, config: ProfileConfig) -> float | None:
+    """The largest profile noise multiplier at which the profile still works for ``units`` people, or ``None``.
+
+    Works means: an undeclared category held by ``config.category_share`` of the people clears the sparse
+    threshold; a range grid bin holding ``config.range_share`` of them clears the noise floor; a declared category
+    of average size is off by at most a tenth. Depends on public values only (the schema, the DP count, delta).
+    ``None`` when the schema asks nothing of the profile's noise (every column declared with few categories...).
+    """
+    from scipy.stats import norm
+
+    plan = plan_queries(schema)
+    m = sensitivity(schema)
+    caps: list[float] = []
+    if plan.sparse_columns:
+        per_column = plan.extra_delta(delta, config) / len(plan.sparse_columns)
+        z = float(norm.isf(per_column / m))
+        caps.append((config.category_share * units - m) / (m * z))  # sparse_threshold = m + sigma * m * z
+    if plan.range_columns:
+        bins = max(len(magnitude_edges()), len(month_edges())) - 1
+        caps.append(config.range_share * units / noise_floor_threshold(noise_std=m, bins=bins))
+    for spec in schema.columns.values():
+        if spec.kind is ColumnKind.CATEGORICAL and spec.domain is not None:
+            caps.append(0.1 * units / (len(spec.domain) * m))
+    if not caps:
+        return None
+    return max(min(caps), 1e-3)
+
+
+def adapted_profile_share(
+    schema: Schema, *, base: float, units: int, epsilon: float, delta: float, config: ProfileConfig
+) -> float:
+    """The profile's share of epsilon: ``base``, raised (up to ``config.max_share``) to meet its noise target.
+
+    The target is :func:`profile_noise_target`. The profile is calibrated alone here (closed form, q = 1); the
+    joint plan then composes it with the other stages, so this only chooses the split, never what is accounted.
+    """
+    queries = plan_queries(schema).queries
+    target = profile_noise_target(schema, units=units, delta=delta, config=config)
+    if not config.adaptive_share or target is None or queries == 0 or base >= config.max_share:
+        return base
+
+    def sigma(share: float) -> float:
+        try:
+            return noise_for_epsilon(share * epsilon, delta=delta, sample_rate=1.0, steps=queries)
+        except ValueError:  # ConfigError too: that share cannot be calibrated at all
+            return float("inf")
+
+    if sigma(base) <= target:
+        return base
+    if sigma(config.max_share) > target:
+        return config.max_share
+    low, high = base, config.max_share
+    for _ in range(30):
+        mid = (low + high) / 2
+        low, high = (low, mid) if sigma(mid) <= target else (mid, high)
+    return high
 
 
 COUNT_NOTE = "DP count of units of privacy"
