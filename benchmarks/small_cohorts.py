@@ -81,6 +81,7 @@ def main() -> None:
                 synth = Synthesizer(config).fit(data, epsilon=args.epsilon, store=LedgerStore(tmp / "ledger.sqlite"))
                 seconds = time.perf_counter() - start
                 sampled = synth.sample(2000, seed=1)
+                assert synth.budget_ is not None
                 profile_share = next(s.share for s in synth.budget_.stages if s.stage == "profile")
                 row: dict[str, object] = {
                     "schema": "newcomer" if newcomer else "declared",

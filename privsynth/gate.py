@@ -7,6 +7,7 @@ no I/O: it reads values, compares, and returns a :class:`GateDecision` with ever
 
 from __future__ import annotations
 
+import logging
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,8 @@ def resolve_policy(value: str | Path) -> Path:
         return path
     stem = path.stem if path.suffix in (".yaml", ".yml") and path.parent.name in ("audits", "") else str(value)
     if stem in BUILTIN_POLICIES and (str(value) == stem or path.parent.name == "audits"):
+        if str(value) != stem:
+            logging.getLogger(__name__).info("%s not found here: using the built-in policy '%s'", value, stem)
         return builtin_policy(stem)
     raise ConfigError(
         f"policy {value} not found: give a policy file, or a built-in policy ({', '.join(BUILTIN_POLICIES)}; "

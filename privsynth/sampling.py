@@ -55,7 +55,7 @@ def write_synthetic(
         "ledger": synth.ledger_.state_dict(),
         "config": synth.config.model_dump(mode="json"),
     }
-    with atomic_dir(out, force=force) as tmp:
+    with atomic_dir(out, force=force, private=False) as tmp:  # synthetic (DP); internal/ stays owner-only
         records = image_files(records, schema, tmp)  # PNG files referenced by relative path, as in a real corpus
         write_table(records, schema, tmp, header="# synthetic corpus written by privsynth sample\n")
         (tmp / PROVENANCE).write_text(json.dumps(provenance, indent=2, default=str), encoding="utf-8")

@@ -162,7 +162,7 @@ class Synthesizer:
         self.schema_, self.ledger_, self.split_ = corpus.schema, ledger, data.split
         self.profile_ = profile.model_copy(update={"ledger": ledger.state_dict()})
         self.run_id_, self.source_, self.work_ = work.run_id, label, work
-        self.budget_ = budget  # the calibrated plan (shares and noise per stage): public
+        self.budget_: BudgetPlan | None = budget  # the calibrated plan (shares and noise per stage): public
         self.skipped_: dict[str, str] = {}
         return self
 
@@ -617,7 +617,7 @@ class Synthesizer:
         """
         self._check_fitted()
         folder = Path(folder)
-        with atomic_dir(folder, force=force) as tmp:
+        with atomic_dir(folder, force=force, private=False) as tmp:  # DP outputs; internal/ stays owner-only
             meta = {
                 "format": MODEL_FORMAT,
                 "version": MODEL_VERSION,
@@ -698,6 +698,7 @@ class Synthesizer:
         synth.instances_ = [Instance.from_key(key, tuple(columns[key])) for key in meta["generators"]]
         synth.generators_ = {i.key: registry.get(i.name).load(folder / i.folder) for i in synth.instances_}
         synth.canaries_ = None
+        synth.budget_ = None  # the plan is in the ledger's mechanisms; shares are not kept
         synth.run_id_ = str(meta["run_id"])
         synth.source_ = str(meta["source"])
         synth.skipped_ = dict(meta.get("skipped_columns", {}))

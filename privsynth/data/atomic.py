@@ -123,19 +123,28 @@ def write_text_atomic(path: Path, text: str, *, mode: int = 0o644) -> Path:
 
 
 def _umask() -> int:
-    mask = os.umask(0o077)
+    """The process umask, read without changing it where the system allows (no window for other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o077)  # elsewhere: set and restore (a racing thread would get the stricter mask)
     os.umask(mask)
     return mask
 
 
 @contextmanager
-def atomic_dir(out: Path, *, force: bool = False, private: bool = False) -> Iterator[Path]:
+def atomic_dir(out: Path, *, force: bool = False, private: bool = True) -> Iterator[Path]:
     """Yield a temporary folder beside ``out`` that becomes ``out`` only if the block succeeds.
 
     On an error the temporary folder is removed; after a kill it is removed by the next write of ``out``. ``out``
     is never half-written. With ``force`` an existing ``out`` (folder or file) is replaced. The folder is
-    owner-only while being written; once complete it gets the permissions the user's umask gives (as ``mkdir``
-    would), or stays owner-only with ``private``. Sub-folders written owner-only (``internal/``) stay so.
+    owner-only while being written and stays so by default (it may hold real records: a converted corpus);
+    ``private=False`` gives the complete folder the permissions the user's umask allows (as ``mkdir`` would), for
+    outputs meant to be shared (releases, synthetic corpora, DP models, the fake demo corpus). Sub-folders
+    written owner-only (``internal/``) stay so.
     """
     remove_stale(out)
     if (out.exists() or out.is_symlink()) and not force:

@@ -168,9 +168,17 @@ def _iso(value: pd.Timestamp) -> str:
 
 
 def write_corpus(
-    corpus: Corpus, out: Path | str, *, table_format: str = "parquet", force: bool = False, image_files: bool = False
+    corpus: Corpus,
+    out: Path | str,
+    *,
+    table_format: str = "parquet",
+    force: bool = False,
+    image_files: bool = False,
+    private: bool = True,
 ) -> Path:
     """Write a corpus folder atomically in the given format; image files are copied alongside.
+
+    The folder is owner-only unless ``private=False`` (a corpus may hold real records: ``privsynth convert``).
 
     Image bytes stay bytes in Parquet and become data URIs in JSONL; CSV cannot hold bytes, so they are written
     as PNG/JPEG files under ``images/`` and referenced by path. ``image_files=True`` does that for every format.
@@ -180,7 +188,7 @@ def write_corpus(
     target = Path(out)
     schema = corpus.schema.with_table(f"records.{table_format}")
     records = corpus.records.copy()
-    with atomic_dir(target, force=force) as tmp:
+    with atomic_dir(target, force=force, private=private) as tmp:
         for name in schema.names(ColumnKind.IMAGE):
             records[name] = _place_images(corpus, name, tmp, "csv" if image_files else table_format)
         write_table(records, schema, tmp)

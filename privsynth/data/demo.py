@@ -360,7 +360,7 @@ def write_demo_corpus(out: Path, *, n: int, seed: int, force: bool = False) -> P
         f"# privsynth demo corpus: {n} fake clinical visits, seed {seed}. Every person in it is invented.\n"
         "# Declared-public metadata below comes from the demo generator's codebook.\n"
     )
-    with atomic_dir(out, force=force) as tmp:
+    with atomic_dir(out, force=force, private=False) as tmp:  # invented people only
         (tmp / "images").mkdir()
         for rel, data in images.items():
             (tmp / rel).write_bytes(data)

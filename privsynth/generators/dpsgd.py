@@ -416,7 +416,7 @@ class DPSGDTrainer:
                     value.reshape(-1).contiguous() if value.dim() == 0 else value.contiguous()
                 )
         tensors.update({f"rng.{name}": value for name, value in state["generators"].items()})
-        with atomic_dir(folder, force=True, private=True) as tmp:
+        with atomic_dir(folder, force=True) as tmp:  # owner-only: RNG states
             save_file(tensors, str(tmp / "state.safetensors"))
             (tmp / "state.json").write_text(json.dumps(self._checkpoint_meta(state), default=_json_int), "utf-8")
 

@@ -132,9 +132,9 @@ def profile_noise_target(schema: Schema, *, units: int, delta: float, config: Pr
     for spec in schema.columns.values():
         if spec.kind is ColumnKind.CATEGORICAL and spec.domain is not None:
             caps.append(0.1 * units / (len(spec.domain) * m))
-    if not caps:
+    if not caps or min(caps) <= 0:  # nothing asked of the noise, or a target out of reach at any noise
         return None
-    return max(min(caps), 1e-3)
+    return min(caps)
 
 
 def adapted_profile_share(
@@ -159,11 +159,13 @@ def adapted_profile_share(
     if sigma(base) <= target:
         return base
     if sigma(config.max_share) > target:
+        log.info("profile: its share of epsilon raised from %.2f to %.2f (small cohort)", base, config.max_share)
         return config.max_share
     low, high = base, config.max_share
     for _ in range(30):
         mid = (low + high) / 2
         low, high = (low, mid) if sigma(mid) <= target else (mid, high)
+    log.info("profile: its share of epsilon raised from %.2f to %.2f (small cohort)", base, high)
     return high
 
 

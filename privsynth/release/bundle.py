@@ -133,8 +133,8 @@ def write_release(
         if c.kind is not ColumnKind.IDENTIFIER and any(getattr(c, f) is not None for f in _PUBLIC_FIELDS)
     ]
     gate_record = decision.model_dump(mode="json") if publish else _without_values(decision.model_dump(mode="json"))
-    with atomic_dir(out, force=force) as tmp:
-        write_corpus(corpus, tmp / "data", table_format="parquet", image_files=True)
+    with atomic_dir(out, force=force, private=False) as tmp:  # a release is meant to be shared
+        write_corpus(corpus, tmp / "data", table_format="parquet", image_files=True, private=False)
         table = tmp / "data" / "records.parquet"
         facts = ReleaseFacts(
             records=len(corpus),

@@ -132,3 +132,13 @@ def test_the_fingerprint_ignores_schema_formatting_and_column_order(demo_copy: P
     frame = pd.read_parquet(table)
     frame[list(reversed(frame.columns))].sample(frac=1.0, random_state=0).to_parquet(table, index=False)
     assert corpus_fingerprint(read_corpus(demo_copy)) == before
+
+
+def test_a_copied_corpus_is_owner_only_unless_asked(demo_dir: Path, tmp_path: Path) -> None:
+    # 'privsynth convert' copies real records: others may not read the copy, whatever the umask
+    corpus = read_corpus(demo_dir)
+    assert (write_corpus(corpus, tmp_path / "copy").stat().st_mode & 0o777) == 0o700
+    shared = write_corpus(corpus, tmp_path / "shared", private=False)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert shared.stat().st_mode & 0o777 == 0o777 & ~mask
