@@ -49,6 +49,7 @@ def write_synthetic(
         "delta": synth.ledger_.target_delta,
         "unit_of_privacy": synth.schema_.unit_of_privacy,
         "omitted_columns": synth.skipped_,
+        "schema_inferred": synth.schema_inferred_,
         "generators": synth.generator_names,
         "public_data": synth.public_data,
         "source": synth.source_,

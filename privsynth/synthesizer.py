@@ -132,6 +132,7 @@ class Synthesizer:
         from privsynth.frames import as_corpus
 
         self._validate(epsilon, delta, canaries)
+        inferred = isinstance(corpus, pd.DataFrame) and schema is None  # read from the records: outside epsilon
         corpus = as_corpus(corpus, schema=schema)
         progress = _progress_bars() if progress is True else progress or None
         set_threads(self.config.threads)
@@ -164,6 +165,7 @@ class Synthesizer:
         self.run_id_, self.source_, self.work_ = work.run_id, label, work
         self.budget_: BudgetPlan | None = budget  # the calibrated plan (shares and noise per stage): public
         self.skipped_: dict[str, str] = {}
+        self.schema_inferred_ = inferred
         return self
 
     def plan(
@@ -632,6 +634,7 @@ class Synthesizer:
                 "generators": self.generator_names,
                 "instances": {i.key: list(i.columns) for i in self.instances_},
                 "skipped_columns": self.skipped_,
+                "schema_inferred": self.schema_inferred_,
                 "config": self.config.model_dump(mode="json"),
                 "schema": schema_to_dict(self.schema_),
             }
@@ -702,6 +705,7 @@ class Synthesizer:
         synth.run_id_ = str(meta["run_id"])
         synth.source_ = str(meta["source"])
         synth.skipped_ = dict(meta.get("skipped_columns", {}))
+        synth.schema_inferred_ = bool(meta.get("schema_inferred", False))
         split = read_json(folder / SPLIT) or {"train": [], "holdout": []}
         synth.split_ = HoldoutSplit(train=tuple(split["train"]), holdout=tuple(split["holdout"]))
         return synth

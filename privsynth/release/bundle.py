@@ -160,6 +160,7 @@ def write_release(
                 declared_public=declared_public,
                 public_data=list(provenance.get("public_data", [])),
                 canary_audit=bool(audit.get("attacks", {}).get("one_run")),
+                schema_inferred=bool(provenance.get("schema_inferred", False)),
             ),
         )
         (tmp / "datasheet.md").write_text(datasheet(info, facts), encoding="utf-8")

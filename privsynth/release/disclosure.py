@@ -26,6 +26,7 @@ def outside_guarantee(
     declared_public: list[str],
     public_data: list[dict[str, Any]],
     canary_audit: bool = False,
+    schema_inferred: bool = False,
 ) -> list[str]:
     """The non-DP statements about the private corpus in this release, one sentence each."""
     items = [
@@ -54,6 +55,12 @@ def outside_guarantee(
         )
     if public_data:
         items.append("Public data the generators learned without noise (listed under Preprocessing).")
+    if schema_inferred:
+        items.append(
+            "The schema itself was inferred from the real records when the model was fitted from a DataFrame "
+            "without one: column kinds, `integer`/`date_only` flags and the key and entity columns were read "
+            "without noise."
+        )
     items.append(
         "Column names and kinds come from schema.yaml; flags that `privsynth init` inferred from the data "
         "(a column's kind, `integer`, `date_only`) are not DP unless the data team reviewed or declared them."

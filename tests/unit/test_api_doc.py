@@ -34,3 +34,22 @@ def test_a_frame_without_a_schema_is_inferred_with_a_warning(caplog: pytest.LogC
     corpus = as_corpus(frame)
     assert corpus.schema.key == "record_id" and corpus.schema.columns["score"].kind.value == "numerical"
     assert "inferred" in caplog.text
+
+
+def test_a_schema_inferred_from_the_records_is_stated_outside_the_guarantee(tmp_path: Path) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from privsynth.config import load_config
+    from privsynth.release.disclosure import outside_guarantee
+    from privsynth.synthesizer import Synthesizer
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"record_id": [f"r{i}" for i in range(200)], "score": rng.normal(size=200)})
+    small = Path(__file__).resolve().parents[2] / "configs" / "small.yaml"
+    synth = Synthesizer(load_config(small)).fit(frame, epsilon=4)
+    assert synth.schema_inferred_ is True
+    synth.save(tmp_path / "model")
+    assert Synthesizer.load(tmp_path / "model").schema_inferred_ is True
+    said = outside_guarantee(publish_audit_statistics=False, declared_public=[], public_data=[], schema_inferred=True)
+    assert any("inferred from the real records" in line for line in said)
