@@ -10,7 +10,7 @@ import typer
 from privsynth.audit.folders import audit_folders
 from privsynth.audit.run import AuditConfig
 from privsynth.cli.options import ForceOpt, JsonOpt
-from privsynth.cli.output import print_json, stderr_console, stdout_console
+from privsynth.cli.output import PlainProgress, print_json, stderr_console, stdout_console
 from privsynth.errors import ConfigError, OutputExistsError
 
 PathOpt = Annotated[Path | None, typer.Option(show_default=False)]
@@ -79,7 +79,14 @@ def audit(
         ocr=ocr,
     )
     console = stderr_console()
+    plain = None if console.is_terminal else PlainProgress("audit")  # logs and pipes: timestamped stage lines
     with console.status("Auditing...") as status:
+
+        def progress(message: str) -> None:
+            status.update(f"Auditing: {message}...")
+            if plain is not None:
+                plain.line(message)
+
         outcome = audit_folders(
             synthetic,
             out,
@@ -88,7 +95,7 @@ def audit(
             train=train,
             holdout=holdout,
             config=config,
-            progress=lambda message: status.update(f"Auditing: {message}..."),
+            progress=progress,
         )
     result, report = outcome.result, outcome.report
     if as_json:

@@ -10,7 +10,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from privsynth.cli.options import CorpusArg, DeltaOpt, EpsilonOpt, FitSeedOpt, ForceOpt, SeedOpt, SourceOpt, StoreOpt
-from privsynth.cli.output import collected_warnings, stderr_console, stdout_console, training_label
+from privsynth.cli.output import (
+    PlainProgress,
+    collected_warnings,
+    stderr_console,
+    stdout_console,
+    training_label,
+)
 from privsynth.conditions import parse_conditions
 from privsynth.config import load_config
 from privsynth.data.atomic import check_writable
@@ -154,6 +160,19 @@ def _fit_with_progress(
     canaries: int,
     work: Path,
 ) -> Synthesizer:
+    if not stderr_console().is_terminal:  # logs, CI, a notebook's '!': plain lines with an ETA, not bars
+        plain = PlainProgress("fit")
+        plain.line("counting people and profiling under DP, then training each generator")
+        return synth.fit(
+            data,
+            epsilon=epsilon,
+            delta=delta,
+            store=store,
+            source=source,
+            progress=plain.step,
+            canaries=canaries,
+            workdir=work,
+        )
     with _progress() as bar:
         task = bar.add_task("DP-SGD tabular", total=None)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import IntEnum
@@ -76,6 +77,35 @@ def collected_warnings() -> Iterator[list[str]]:
     finally:
         for handler in handlers:
             handler.removeFilter(keep)
+
+
+class PlainProgress:
+    """Progress for logs and pipes (no terminal): timestamped lines at each quarter of a stage, with its ETA."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+        self.started: dict[str, float] = {}
+        self.shown: dict[str, int] = {}
+
+    def line(self, message: str) -> None:
+        """One timestamped line on stderr."""
+        stamp = time.strftime("%H:%M:%S")
+        stderr_console().print(f"{stamp} privsynth {self.command}: {message}", markup=False, highlight=False)
+
+    def step(self, stage: str, done: int, total: int) -> None:
+        """A training step: printed at 0 %, 25 %, 50 %, 75 % and 100 % of the stage, with elapsed time and ETA."""
+        now = time.monotonic()
+        start = self.started.setdefault(stage, now)
+        quarter = 4 * done // max(total, 1)
+        if self.shown.get(stage) == quarter:
+            return
+        self.shown[stage] = quarter
+        elapsed = now - start
+        eta = elapsed / done * (total - done) if done else None
+        self.line(
+            f"{training_label(stage)}, step {done}/{total}, {elapsed:.0f} s"
+            + (f", about {eta:.0f} s left" if eta is not None and done < total else "")
+        )
 
 
 def training_label(stage: str) -> str:

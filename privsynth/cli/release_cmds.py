@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from privsynth.audit.run import read_audit
 from privsynth.cli.options import ForceOpt, JsonOpt
-from privsynth.cli.output import ExitCode, print_json, stderr_console, stdout_console, training_label
+from privsynth.cli.output import ExitCode, PlainProgress, print_json, stderr_console, stdout_console, training_label
 from privsynth.data.atomic import check_writable
 from privsynth.errors import ConfigError, IntegrityError, OutputExistsError
 from privsynth.gate import GateDecision, gate, load_policy, resolve_policy
@@ -231,16 +231,17 @@ def run(
     settings = load_pipeline(config)
     console = stderr_console()
     with console.status("Running...") as status:
+        plain = None if console.is_terminal else PlainProgress("run")  # logs and CI: timestamped lines, ETA
 
         def say(message: str) -> None:
             status.update(f"Running: {message}...")
-            if not console.is_terminal:  # logs and CI: one line per stage instead of a spinner
-                console.print(f"privsynth run: {message}")
+            if plain is not None:
+                plain.line(message)
 
         def progress(stage: str, done: int, total: int) -> None:
             status.update(f"Running: {training_label(stage)}, step {done}/{total}...")
-            if not console.is_terminal and (done == total or done % max(1, total // 4) == 0):
-                console.print(f"privsynth run: {training_label(stage)}, step {done}/{total}")
+            if plain is not None:
+                plain.step(stage, done, total)
 
         outcome = run_pipeline(settings, say=say, progress=progress)
     out = stdout_console()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +23,10 @@ def test_fit_then_sample(cli, demo_dir: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert not (tmp_path / ".model.work").exists()  # the resumable work folder is gone once the model is written
     assert "left out of samples" not in result.stderr  # every modality of the demo corpus has a generator
+    # piped (no terminal): timestamped lines with step counts and an estimate of the time left, not silence
+    assert re.search(
+        r"\d\d:\d\d:\d\d privsynth fit: DP-SGD tabular, step \d+/\d+, \d+ s, about \d+ s left", result.stderr
+    )
     meta = json.loads((model / "model.json").read_text())
     assert meta["generators"] == ["tabular", "text:note", "image:scan"]
     assert 0.97 * 8 <= json.loads((model / "ledger.json").read_text())["epsilon"] <= 8
