@@ -166,6 +166,7 @@ def plan_budget(
         log.warning("epsilon %.4g cannot be spent by this run; it will spend %.4g", epsilon, eps_c)
         return _plan(epsilon, delta, extra_delta, accountant, shapes, weights, ms, eps_c)
     best: tuple[float, list[Mechanism]] | None = (eps_c, ms) if LOW * epsilon <= eps_c <= HIGH * epsilon else None
+    below: tuple[float, list[Mechanism]] | None = None  # the most spent without passing the target
     for _ in range(40):
         if best is not None and _AIM_LOW * epsilon <= best[0] <= _AIM_HIGH * epsilon:
             break
@@ -175,10 +176,19 @@ def plan_budget(
             best is None or abs(eps_c - 0.985 * epsilon) < abs(best[0] - 0.985 * epsilon)
         ):
             best = (eps_c, ms)
+        if eps_c <= HIGH * epsilon and (below is None or eps_c > below[0]):
+            below = (eps_c, ms)
         if eps_c > _AIM_HIGH * epsilon:
             high_c = mid
         else:
             low_c = mid
+    if best is None and below is not None:
+        # The composed epsilon can jump across the window (a stage whose noise no longer moves, accountant
+        # discretisation at large epsilon and few steps): spend a little less than asked rather than fail.
+        log.warning(
+            "epsilon %.4g: the plan spends %.4g (the nearest below the target it could land)", epsilon, below[0]
+        )
+        best = below
     if best is None:
         raise RuntimeError(f"budget planner could not land in [{LOW}, {HIGH}] x epsilon {epsilon}; please report this")
     eps_final, ms_final = best

@@ -155,7 +155,12 @@ def _check(case: Case, capsys: pytest.CaptureFixture[str]) -> None:
             assert LedgerStore(store).rows() == []
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,  # the same examples in every CI run; the slow variant explores
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(case=cases)
 def test_malformed_fit_inputs_exit_2_spend_nothing_and_write_nothing(case: Case, capsys) -> None:
     _check(case, capsys)

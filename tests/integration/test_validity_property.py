@@ -95,7 +95,12 @@ def check(case: tuple[pd.DataFrame, dict[str, object]], epsilon: float, seed: in
         read_corpus(out)  # raises CorpusValidationError on any invalid value
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=4,
+    deadline=None,
+    derandomize=True,  # the same examples in every CI run; the slow variant explores
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(case=corpora(), epsilon=st.sampled_from([0.5, 2.0, 8.0, 30.0]), seed=st.integers(0, 1000))
 def test_every_synthetic_corpus_is_valid(case, epsilon: float, seed: int) -> None:
     check(case, epsilon, seed)

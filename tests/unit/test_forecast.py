@@ -53,3 +53,28 @@ def test_the_plan_reads_no_record_and_spends_nothing(cli, demo_copy: Path, tmp_p
 def test_a_plan_needs_a_positive_estimate(demo_dir: Path) -> None:
     with pytest.raises(ConfigError):
         Synthesizer(FitConfig()).plan(load_schema(demo_dir / "schema.yaml"), epsilon=8, people=0)
+
+
+def test_a_plan_whose_epsilon_jumps_across_the_window_spends_a_little_less_instead_of_failing() -> None:
+    # Found by the validity property test: at epsilon 30 and ~100 people the composed epsilon jumped from 26.6
+    # to 30.6 with no plan in [0.97, 1.0] x 30, and the fit died with "please report this".
+    from privsynth.config import load_config
+
+    schema = {
+        "key": "id",
+        "entity": "person",
+        "max_records_per_entity": 2,
+        "columns": {
+            "id": {"kind": "key"},
+            "person": {"kind": "key"},
+            "amount": {"kind": "numerical", "bounds": [0, 1e9]},
+            "delta": {"kind": "numerical", "nullable": False},
+            "count": {"kind": "numerical", "integer": True, "nullable": False, "bounds": [0, 40]},
+            "group": {"kind": "categorical", "nullable": False, "domain": ["c0"]},
+            "flag": {"kind": "boolean", "nullable": False},
+            "seen": {"kind": "datetime", "nullable": False, "date_range": ["2020-06-01", "2023-12-31"]},
+        },
+    }
+    small = Path(__file__).resolve().parents[2] / "configs" / "small.yaml"
+    result = Synthesizer(load_config(small)).plan(schema, epsilon=30, people=107)
+    assert {s.stage for s in result.stages} == {"profile", "tabular"}
