@@ -338,7 +338,8 @@ class Synthesizer:
             shapes=list(shapes.values()),
             shares=shares,
             accountant=self.config.accountant,
-            extra_delta=queries.extra_delta(ledger.target_delta, self.config.profile),
+            # the delta thresholds already hold (an inherited checkpoint's profile) plus this profile's
+            extra_delta=ledger.extra_delta + queries.extra_delta(ledger.target_delta, self.config.profile),
             spent=ledger.mechanisms(),
         )
 
