@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
@@ -160,25 +161,19 @@ def _fit_with_progress(
     canaries: int,
     work: Path,
 ) -> Synthesizer:
-    if not stderr_console().is_terminal:  # logs, CI, a notebook's '!': plain lines with an ETA, not bars
-        plain = PlainProgress("fit")
-        plain.line("counting people and profiling under DP, then training each generator")
-        return synth.fit(
-            data,
-            epsilon=epsilon,
-            delta=delta,
-            store=store,
-            source=source,
-            progress=plain.step,
-            canaries=canaries,
-            workdir=work,
-        )
-    with _progress() as bar:
-        task = bar.add_task("DP-SGD tabular", total=None)
+    """The fit, with progress bars on a terminal, else plain timestamped lines with an ETA (logs, CI, '!')."""
+    with ExitStack() as stack:
+        if stderr_console().is_terminal:
+            bar = stack.enter_context(_progress())
+            task = bar.add_task("DP-SGD tabular", total=None)
 
-        def report(stage: str, done: int, total: int) -> None:
-            bar.update(task, description=training_label(stage), completed=done, total=total)
+            def report(stage: str, done: int, total: int) -> None:
+                bar.update(task, description=training_label(stage), completed=done, total=total)
 
+        else:
+            plain = PlainProgress("fit")
+            plain.line("counting people and profiling under DP, then training each generator")
+            report = plain.step
         return synth.fit(
             data,
             epsilon=epsilon,
