@@ -219,26 +219,20 @@ def _column(
             verdict,
             "" if verdict == OK else "raise epsilon (the noise allows only the coarsest histogram)",
         )
-    if kind is ColumnKind.BOOLEAN:
-        error = std / max(people, 1)
-        verdict = OK if error < 0.05 else WARN
-        return ColumnForecast(
-            name,
-            kind.value,
-            "DP",
-            f"share of true off by about {error:.1%}",
-            verdict,
-            "" if verdict == OK else "raise epsilon",
-        )
-    error = std / max(people, 1)
-    what = "length and missing-rate histogram" if kind is ColumnKind.TEXT else "missing rate"
+    error = std / max(people, 1)  # booleans, texts, images: a share or a missing rate, off by about this much
+    what = {
+        ColumnKind.BOOLEAN: "share of true",
+        ColumnKind.TEXT: "length and missing-rate histogram",
+    }.get(kind, "missing rate")
+    learned = "" if kind is ColumnKind.BOOLEAN else "; content learned by DP-SGD (see its stage)"
+    verdict = OK if error < 0.05 else WARN
     return ColumnForecast(
         name,
         kind.value,
         "DP",
-        f"{what} off by about {error:.1%} of the records; content learned by DP-SGD (see its stage)",
-        OK if error < 0.05 else WARN,
-        "" if error < 0.05 else "raise epsilon",
+        f"{what} off by about {error:.1%} of the records{learned}",
+        verdict,
+        "" if verdict == OK else "raise epsilon",
     )
 
 

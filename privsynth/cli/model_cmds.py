@@ -14,6 +14,7 @@ from privsynth.cli.options import CorpusArg, DeltaOpt, EpsilonOpt, FitSeedOpt, F
 from privsynth.cli.output import (
     PlainProgress,
     collected_warnings,
+    print_json,
     stderr_console,
     stdout_console,
     training_label,
@@ -98,6 +99,7 @@ def fit(
             show_default=False,
         ),
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="With --plan: print the plan as JSON.")] = False,
     force: ForceOpt = False,
 ) -> None:
     """Fit DP generators on a corpus: one (epsilon, delta) for everything, spent in the ledger before any noise.
@@ -109,7 +111,7 @@ def fit(
     holds safetensors weights, JSON metadata and the ledger; no pickle.
     """
     if plan:
-        _print_plan(corpus, epsilon=epsilon, delta=delta, config=config, people=people)
+        _print_plan(corpus, epsilon=epsilon, delta=delta, config=config, people=people, as_json=as_json)
         return
     if seed is not None:
         raise ConfigError(
@@ -212,7 +214,9 @@ def _summary(synth: Synthesizer, warnings: list[str]) -> None:
     _print_warnings([w for w in warnings if not any(f"'{c}'" in w for c in shown)])
 
 
-def _print_plan(corpus: Path, *, epsilon: float, delta: float | None, config: Path | None, people: int | None) -> None:
+def _print_plan(
+    corpus: Path, *, epsilon: float, delta: float | None, config: Path | None, people: int | None, as_json: bool
+) -> None:
     from rich.table import Table
 
     from privsynth.data.corpus import schema_path
@@ -225,6 +229,9 @@ def _print_plan(corpus: Path, *, epsilon: float, delta: float | None, config: Pa
         )
     schema = load_schema(schema_path(corpus))
     result = Synthesizer(load_config(config)).plan(schema, epsilon=epsilon, delta=delta, people=people)
+    if as_json:
+        print_json(result.to_dict())
+        return
     console = stdout_console()
     console.print(
         f"Plan for about {people} people (up to {result.records_per_person} record(s) each) at epsilon "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,10 @@ def test_the_plan_reads_no_record_and_spends_nothing(cli, demo_copy: Path, tmp_p
     assert result.exit_code == 0, result.output
     assert "insurance (degraded): declare its domain" in result.stdout  # the adaptive share saves it
     assert not (tmp_path / "m").exists() and not store.exists()
+    as_json = cli("fit", demo_copy, "-e", "8", "-o", tmp_path / "m", "--plan", "--people", "300", "--json")
+    plan = json.loads(as_json.stdout)
+    assert plan["people"] == 300 and {c["column"]: c["verdict"] for c in plan["columns"]}["sex"] == "ok"
+    assert not store.exists()
     refused = cli("fit", demo_copy, "-e", "8", "-o", tmp_path / "m", "--plan")
     assert refused.exit_code == 2 and "--people" in refused.stderr
 
