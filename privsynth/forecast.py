@@ -9,8 +9,10 @@ The verdicts are rules of thumb, stated with their numbers so a reader can judge
   thresholding); when that threshold is above a fifth of the people, at most four equal categories can survive
   and the rest collapse into ``__other__``;
 - a range learned under DP (no declared bounds) comes from a coarse public grid (about 290 geometric bins from
-  1e-6 to 1e12, either sign; months from 1900 to 2100 for dates); a grid bin is seen only if it holds more people
-  than the noise floor, so a floor above a tenth of the people means the range is a guess;
+  1e-6 to 1e12, either sign; months from 1900 to 2100 for dates), read by windows of 1, 2, 4... bins
+  (:mod:`privsynth.profile.ranges`); when single bins need more than a tenth of the people, the range is seen
+  only in wider windows (a decade, 8 months) as long as such a window holds half the people, and is a guess
+  otherwise;
 - a declared domain's category shares are off by about ``noise / (people / categories)``;
 - a DP-SGD stage's averaged gradient carries noise ``sigma / expected batch`` times the clip norm per step; above
   0.1 training learns mostly noise, and under 50 steps a generator barely moves from its start.
@@ -24,9 +26,10 @@ from typing import TYPE_CHECKING, Any
 from privsynth.data.schema import ColumnKind, Schema
 from privsynth.privacy.contribution import sensitivity
 from privsynth.privacy.ledger import Stage
-from privsynth.privacy.noise import noise_floor_threshold, sparse_threshold
+from privsynth.privacy.noise import sparse_threshold
 from privsynth.profile.grids import magnitude_edges, month_edges
 from privsynth.profile.profiler import fine_bin_count, plan_queries
+from privsynth.profile.ranges import window_threshold
 
 if TYPE_CHECKING:
     from privsynth.config import FitConfig
@@ -36,6 +39,9 @@ OK, WARN, COLLAPSE = "ok", "degraded", "collapses"
 #: Thresholds of the verdicts (see the module doc).
 COLLAPSE_SHARE = 0.2
 RANGE_SHARE = 0.1
+#: Windows of COARSE_WIDTH grid bins (see privsynth.profile.ranges) holding COARSE_SHARE of the people are seen.
+COARSE_WIDTH = 8
+COARSE_SHARE = 0.5
 GRADIENT_NOISE_POOR = 0.1
 GRADIENT_NOISE_FAIR = 0.03
 MIN_STEPS = 50
@@ -197,14 +203,26 @@ def _column(
         declared = spec.bounds is not None if kind is ColumnKind.NUMERICAL else spec.date_range is not None
         if not declared:
             grid = len(month_edges() if kind is ColumnKind.DATETIME else magnitude_edges()) - 1
-            floor = noise_floor_threshold(noise_std=std, bins=grid)
-            verdict = COLLAPSE if floor > RANGE_SHARE * people else WARN
+            fine = window_threshold(std=std, bins=grid, width=1)
+            coarse = window_threshold(std=std, bins=grid, width=COARSE_WIDTH)
             what = "date range" if kind is ColumnKind.DATETIME else "bounds"
+            if fine <= RANGE_SHARE * people:
+                verdict, seen = WARN, f"a grid bin needs ~{fine:.0f} people to be seen"
+            elif coarse <= COARSE_SHARE * people:
+                verdict = WARN
+                seen = (
+                    f"single grid bins need ~{fine:.0f} people, so the {what} will likely be seen only in windows "
+                    f"of up to {COARSE_WIDTH} bins (~{coarse:.0f} people): up to "
+                    f"{'8 months' if kind is ColumnKind.DATETIME else 'a decade'} too wide"
+                )
+            else:
+                verdict = COLLAPSE
+                seen = f"even {COARSE_WIDTH} grid bins together need ~{coarse:.0f} people: the {what} will be a guess"
             return ColumnForecast(
                 name,
                 kind.value,
                 "DP",
-                f"{what} learned from a coarse public grid; a grid bin needs ~{floor:.0f} people to be seen",
+                f"{what} learned from a coarse public grid; {seen}",
                 verdict,
                 f"declare {'date_range' if kind is ColumnKind.DATETIME else 'bounds'} in schema.yaml from a public "
                 "codebook" + ("" if verdict == WARN else ", or raise epsilon"),

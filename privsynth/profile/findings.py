@@ -12,6 +12,8 @@ from privsynth.profile.model import CategoricalProfile, NumericalProfile, Profil
 
 #: A DP range wider than this many orders of magnitude is taken for noise (real columns rarely span more).
 WIDE_DECADES = 6.0
+#: Bounds seen only with windows of this many grid bins or more (a decade of magnitudes, 8 months) are coarse.
+COARSE_WIDTH = 8
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,27 @@ def degraded_columns(profile: Profile, schema: Schema) -> list[Finding]:
                     name,
                     "no category cleared the DP threshold, so every value is '__other__'",
                     "declare its domain in schema.yaml from a public codebook, or raise epsilon",
+                )
+            )
+        elif isinstance(column, NumericalProfile) and column.source is Source.DP and not column.range_detected:
+            found.append(
+                Finding(
+                    name,
+                    "its DP range could not be told from the noise (the bounds are a guess)",
+                    "declare bounds (or date_range) in schema.yaml from a public codebook, or raise epsilon",
+                )
+            )
+        elif (
+            isinstance(column, NumericalProfile)
+            and column.source is Source.DP
+            and (column.range_width or 1) >= COARSE_WIDTH
+        ):
+            found.append(
+                Finding(
+                    name,
+                    f"its DP range was seen only in windows of {column.range_width} grid bins, so the bounds may be "
+                    f"{'a decade' if column.kind == 'numerical' else f'{column.range_width} months'} or more too wide",
+                    "declare bounds (or date_range) in schema.yaml from a public codebook, or raise epsilon",
                 )
             )
         elif isinstance(column, NumericalProfile) and column.source is Source.DP and column.kind == "numerical":

@@ -58,6 +58,10 @@ class NumericalProfile(_Column):
     bin_edges: tuple[float, ...]
     fine_edges: tuple[float, ...]
     fine_counts: tuple[float, ...]
+    #: For bounds learned under DP: the window (grid bins) at which the data were seen, and whether they were
+    #: seen at all (see :mod:`privsynth.profile.ranges`); ``None`` for declared bounds and older profiles.
+    range_width: int | None = None
+    range_detected: bool = True
 
 
 class BooleanProfile(_Column):

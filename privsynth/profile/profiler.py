@@ -43,6 +43,7 @@ from privsynth.profile.model import (
     Source,
     TextProfile,
 )
+from privsynth.profile.ranges import detect_range, window_threshold
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ def profile_noise_target(schema: Schema, *, units: int, delta: float, config: Pr
         caps.append((config.category_share * units - m) / (m * z))  # sparse_threshold = m + sigma * m * z
     if plan.range_columns:
         bins = max(len(magnitude_edges()), len(month_edges())) - 1
-        caps.append(config.range_share * units / noise_floor_threshold(noise_std=m, bins=bins))
+        caps.append(config.range_share * units / window_threshold(std=m, bins=bins, width=1))
     for spec in schema.columns.values():
         if spec.kind is ColumnKind.CATEGORICAL and spec.domain is not None:
             caps.append(0.1 * units / (len(spec.domain) * m))
@@ -409,27 +410,30 @@ def _categorical(
     )
 
 
-def _dp_range(name: str, present: np.ndarray, noisy: _Noisy, *, datetime: bool) -> tuple[float, float]:
-    """Bounds from a coarse public grid: the first and last bins whose noisy count clears the noise floor."""
+def _dp_range(name: str, present: np.ndarray, noisy: _Noisy, *, datetime: bool) -> tuple[float, float, int, bool]:
+    """Bounds from a coarse public grid, by multi-scale detection (:mod:`privsynth.profile.ranges`).
+
+    Returns ``(low, high, width, detected)``: the window width in grid bins at which the data were seen, and
+    whether they were seen at all (otherwise the bounds are the most significant window: a guess, flagged).
+    """
     if noisy.exact:
         if present.size == 0:
-            return (0.0, 1.0)
-        return (float(present.min()), float(present.max()))
+            return (0.0, 1.0, 1, True)
+        return (float(present.min()), float(present.max()), 1, True)
     edges = month_edges() if datetime else magnitude_edges()
     counts = np.bincount(bin_index(present, edges), minlength=len(edges) - 1).astype(np.float64)
     released = noisy(counts, column=name, purpose="range", full=False)
-    floor = noise_floor_threshold(noise_std=noisy.std, bins=len(counts))
-    passing = np.flatnonzero(released >= floor)
-    if passing.size == 0:
+    found = detect_range(released, std=noisy.std)
+    if not found.detected:
         log.warning(
-            "column '%s': its range could not be separated from the noise; using its densest bin only "
-            "(declare bounds in schema.yaml, or raise epsilon)",
+            "column '%s': its range could not be separated from the noise at any window width; using the most "
+            "significant window (declare bounds in schema.yaml, or raise epsilon)",
             name,
         )
-        passing = np.array([int(np.argmax(released))])
-    # One more grid bin on each side (post-processing): the tails just below the floor are usually there.
-    first, last = max(int(passing[0]) - 1, 0), min(int(passing[-1]) + 1, len(counts) - 1)
-    return (float(edges[first]), float(edges[last + 1]))
+    first, last = found.first, found.last
+    if found.width == 1:  # one more grid bin on each side (post-processing): tails just below the threshold
+        first, last = max(first - 1, 0), min(last + 1, len(counts) - 1)
+    return (float(edges[first]), float(edges[last + 1]), found.width, found.detected)
 
 
 def fine_bin_count(records: int, noise_std: float, cap: int) -> int:
@@ -461,7 +465,7 @@ def _numerical(
         low, high = float(spec.bounds[0]), float(spec.bounds[1])
         public = True
     else:
-        low, high = _dp_range(name, present, noisy, datetime=datetime)
+        low, high, width, detected = _dp_range(name, present, noisy, datetime=datetime)
         public = False
     integer = spec.integer and not datetime
     if integer:
@@ -487,6 +491,8 @@ def _numerical(
         bin_edges=tuple(float(e) for e in edges),
         fine_edges=tuple(float(e) for e in fine),
         fine_counts=tuple(float(c) for c in fine_counts),
+        range_width=None if public else width,
+        range_detected=public or detected,
     )
 
 
