@@ -31,8 +31,8 @@ from sklearn.linear_model import LogisticRegression
 from privsynth.audit.inputs import split_from_model
 from privsynth.data.corpus import Corpus, read_corpus
 from privsynth.data.images import load_image
+from privsynth.data.layout import load_registry
 from privsynth.pii.engine import PiiScanner
-from privsynth.sampling import load_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = "diagnosis"

@@ -63,12 +63,25 @@ from privsynth.generators.image.moments import dp_class_means
 from privsynth.generators.tabular.codecs import BooleanCodec, CategoricalCodec, ColumnCodec, codec_from_dict
 from privsynth.privacy.accounting import Mechanism
 from privsynth.privacy.ledger import Stage
+from privsynth.privacy.planner import StageShape
 from privsynth.privacy.randomness import Streams
 from privsynth.profile.model import ImageProfile
 
 log = logging.getLogger(__name__)
 WEIGHTS, META = "image.safetensors", "image.json"
 FEATURE_SCALE = 4.0  # DCT coefficients x FEATURE_SCALE / sqrt(h * w): the DC term of a [-1, 1] image in [-4, 4]
+
+
+#: Below this many people (the DP count), the mixture's settings a config leaves unset follow the small-cohort rule.
+SMALL_COHORT = 10_000
+SMALL_COHORT_SETTINGS: dict[str, object] = {
+    "keep": 8,
+    "rank": 1,
+    "init_scale": 0.1,
+    "temperature": 0.6,
+    "mean_queries": 60,
+}
+SMALL_COHORT_EPOCHS = 30.0
 
 
 class ImageConfig(BaseModel):
@@ -103,6 +116,36 @@ class ImageConfig(BaseModel):
     )
     pretrained: Path | None = Field(default=None, description="Public checkpoint folder to fine-tune from.")
     optim: OptimConfig = OptimConfig(batch_size=2048, epochs=10, lr=0.003, clipping=ClippingMode.GHOST)
+    size_rule: bool = Field(
+        default=True,
+        description="mixture: settings left unset (keep, rank, init_scale, temperature, mean_queries, epochs) "
+        f"follow the DP count of people: below {SMALL_COHORT:,} people, the small-cohort settings.",
+    )
+
+    def for_units(self, units: int) -> ImageConfig:
+        """These settings with the size rule applied for ``units`` people (the DP count: public), then fixed.
+
+        Measured (``benchmarks/default_config.py`` at 2,000 demo records; ``benchmarks/images_fmnist.py`` at
+        60,000): a small cohort's few noisy steps cannot fit 16 latent factors over 12x12 coefficients per class,
+        so below :data:`SMALL_COHORT` people the mixture keeps 8x8 coefficients and one factor, starts tight
+        from more DP class-mean queries, trains 30 epochs and samples at temperature 0.6. Only settings left at
+        their (large-cohort) default follow the rule; ``size_rule: false`` keeps every value as written.
+
+        >>> small = ImageConfig().for_units(1_600)
+        >>> small.keep, small.rank, small.optim.epochs, small.size_rule
+        (8, 1, 30.0, False)
+        >>> ImageConfig(rank=4).for_units(1_600).rank, ImageConfig().for_units(60_000).rank
+        (4, 16)
+        """
+        if not self.size_rule or self.model != "mixture":
+            return self.model_copy(update={"size_rule": False})
+        update: dict[str, object] = {"size_rule": False}
+        if units < SMALL_COHORT:
+            fields = type(self).model_fields
+            update.update({k: v for k, v in SMALL_COHORT_SETTINGS.items() if getattr(self, k) == fields[k].default})
+            if self.optim.epochs == fields["optim"].default.epochs:
+                update["optim"] = self.optim.model_copy(update={"epochs": SMALL_COHORT_EPOCHS})
+        return self.model_copy(update=update)
 
 
 def choose_conditions(schema: Schema, codecs: list[ColumnCodec], config: ImageConfig) -> list[ColumnCodec]:
@@ -179,6 +222,11 @@ class ImageGenerator(Generator):
             init_scale=self.config.init_scale,
         )
 
+    def plan(self, units: int) -> StageShape:
+        """DP-SGD shape on ``units`` people, with the size rule applied (:meth:`ImageConfig.for_units`)."""
+        shape: StageShape = self.config.for_units(units).optim.stage_shape(self.stage, units)
+        return shape
+
     @property
     def _channels(self) -> int:
         return 1 if self.mode_ == "L" else 3
@@ -199,6 +247,7 @@ class ImageGenerator(Generator):
         codecs: list[ColumnCodec] = list(getattr(context.upstream.get("tabular"), "codecs_", []))
         streams, checkpoint, ledger, groups = context.streams, context.checkpoint, context.ledger, context.groups
         units, noise_multiplier = context.units, context.noise_multiplier
+        self.config = self.config.for_units(units)  # saved with the model: sampling uses what was trained
         progress = context.report(f"image '{column}'")
         schema = corpus.schema
         self.size_, self.mode_ = (int(profile.size[0]), int(profile.size[1])), profile.mode

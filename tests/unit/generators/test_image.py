@@ -168,3 +168,14 @@ def test_a_public_checkpoint_starts_training_and_a_mismatched_one_is_refused(tmp
         _fit_rgb(corpus, TINY.model_copy(update={"pretrained": tmp_path / "public", "rank": 3}))
     with pytest.raises(ConfigError, match="not found"):
         _fit_rgb(corpus, TINY.model_copy(update={"pretrained": tmp_path / "missing"}))
+
+
+def test_the_size_rule_sets_small_cohort_settings_once_and_keeps_what_the_config_states(fitted: Synthesizer) -> None:
+    image = fitted.images_["scan"]
+    assert image.config.size_rule is False  # resolved at fit and saved: sampling uses what was trained
+    assert (image.config.keep, image.config.rank, image.config.optim.epochs) == (8, 4, 1)  # stated in small.yaml
+    assert (image.config.temperature, image.config.init_scale) == (0.6, 0.1)  # left at defaults: the small-cohort rule
+    # the planner sees the same shape the fit runs: 30 epochs at the capped 10 % rate below 10,000 people
+    assert ImageGenerator(ImageConfig()).plan(1_600).steps == 300
+    assert ImageGenerator(ImageConfig()).plan(60_000).steps == ImageConfig().optim.steps(60_000)
+    assert ImageGenerator(ImageConfig(size_rule=False)).plan(1_600).steps == 100
