@@ -60,6 +60,7 @@ from privsynth.generators.image.diffusion import (
 )
 from privsynth.generators.image.mixture import MixtureOfFactorAnalysers
 from privsynth.generators.image.moments import dp_class_means
+from privsynth.generators.sizing import SMALL_COHORT, apply_size_rule
 from privsynth.generators.tabular.codecs import BooleanCodec, CategoricalCodec, ColumnCodec, codec_from_dict
 from privsynth.privacy.accounting import Mechanism
 from privsynth.privacy.ledger import Stage
@@ -72,8 +73,7 @@ WEIGHTS, META = "image.safetensors", "image.json"
 FEATURE_SCALE = 4.0  # DCT coefficients x FEATURE_SCALE / sqrt(h * w): the DC term of a [-1, 1] image in [-4, 4]
 
 
-#: Below this many people (the DP count), the mixture's settings a config leaves unset follow the small-cohort rule.
-SMALL_COHORT = 10_000
+#: The mixture's small-cohort values (:mod:`privsynth.generators.sizing`): what configs/demo.yaml tuned by hand.
 SMALL_COHORT_SETTINGS: dict[str, object] = {
     "keep": 8,
     "rank": 1,
@@ -81,7 +81,7 @@ SMALL_COHORT_SETTINGS: dict[str, object] = {
     "temperature": 0.6,
     "mean_queries": 60,
 }
-SMALL_COHORT_EPOCHS = 30.0
+SMALL_COHORT_OPTIM: dict[str, object] = {"epochs": 30.0}
 
 
 class ImageConfig(BaseModel):
@@ -137,15 +137,13 @@ class ImageConfig(BaseModel):
         >>> ImageConfig(rank=4).for_units(1_600).rank, ImageConfig().for_units(60_000).rank
         (4, 16)
         """
-        if not self.size_rule or self.model != "mixture":
-            return self.model_copy(update={"size_rule": False})
-        update: dict[str, object] = {"size_rule": False}
-        if units < SMALL_COHORT:
-            fields = type(self).model_fields
-            update.update({k: v for k, v in SMALL_COHORT_SETTINGS.items() if getattr(self, k) == fields[k].default})
-            if self.optim.epochs == fields["optim"].default.epochs:
-                update["optim"] = self.optim.model_copy(update={"epochs": SMALL_COHORT_EPOCHS})
-        return self.model_copy(update=update)
+        return apply_size_rule(
+            self,
+            units,
+            settings=SMALL_COHORT_SETTINGS,
+            optim=SMALL_COHORT_OPTIM,
+            applies=self.model == "mixture",
+        )
 
 
 def choose_conditions(schema: Schema, codecs: list[ColumnCodec], config: ImageConfig) -> list[ColumnCodec]:
