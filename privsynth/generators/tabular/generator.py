@@ -22,8 +22,8 @@ from privsynth.data.schema import ColumnKind
 from privsynth.errors import ConfigError
 from privsynth.generators.base import FitContext, Generator, SampleContext
 from privsynth.generators.dpsgd import DPSGDTrainer, Groups, OptimConfig, initialised, spend_once, unit_groups
-from privsynth.generators.tabular.codecs import ColumnCodec, NumericalCodec, Prior, codec_for, codec_from_dict
 from privsynth.generators.sizing import SMALL_COHORT, apply_size_rule
+from privsynth.generators.tabular.codecs import ColumnCodec, NumericalCodec, Prior, codec_for, codec_from_dict
 from privsynth.generators.tabular.network import ARGN, IncrementalSampler, random_visibility
 from privsynth.privacy.accounting import Mechanism
 from privsynth.privacy.ledger import Stage
