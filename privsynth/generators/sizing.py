@@ -33,7 +33,8 @@ def apply_size_rule(
     if getattr(config, "size_rule", False) and applies and units < SMALL_COHORT:
         fields = type(config).model_fields
         update.update({k: v for k, v in settings.items() if getattr(config, k) == fields[k].default})
-        current, default = config.optim, fields["optim"].default
+        sized: Any = config  # every sized config has an ``optim`` (OptimConfig)
+        current, default = sized.optim, fields["optim"].default
         changed = {k: v for k, v in optim.items() if getattr(current, k) == getattr(default, k)}
         if changed:
             update["optim"] = current.model_copy(update=changed)
