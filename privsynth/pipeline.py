@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from privsynth.audit.folders import audit_folders
+from privsynth.audit.report import write_report
 from privsynth.audit.run import AuditConfig
 from privsynth.config import FitConfig, load_config
 from privsynth.data.atomic import check_writable, write_text_atomic
@@ -289,6 +290,7 @@ def run_pipeline(
     decision = gate(policy, result, load_provenance(synthetic_dir).get("ledger"))
     (root / "gate").mkdir(exist_ok=True)
     (root / "gate" / "decision.json").write_text(decision.model_dump_json(indent=2), encoding="utf-8")
+    write_report(result, audit_dir, decision.model_dump(mode="json"))  # the report shows the gate's decision
     reasons = [r.message for r in decision.reasons]
     if not decision.passed:
         return RunOutcome(root, skipped, False, audit_dir / "report.html", None, reasons)

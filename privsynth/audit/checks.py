@@ -211,6 +211,19 @@ CHECKS: tuple[Check, ...] = (
 BY_NAME = {c.name: c for c in CHECKS}
 
 
+#: Check categories that protect people (the rest measure utility): reports and datasheets keep the two apart.
+PRIVACY_CATEGORIES = frozenset({"memorization", "pii", "attacks"})
+
+
+def check_kind(name: str) -> str:
+    """``privacy`` or ``utility``: what a named check protects or measures.
+
+    >>> check_kind("dcr_share_high"), check_kind("tstr_ratio")
+    ('privacy', 'utility')
+    """
+    return "privacy" if BY_NAME[name].category in PRIVACY_CATEGORIES else "utility"
+
+
 def passes(value: float, direction: Direction, threshold: float) -> bool:
     """Whether ``value`` respects ``threshold`` (small float round-off tolerated)."""
     if direction is Direction.MAX:

@@ -2,6 +2,11 @@
 
 No scripts and no network: the page renders offline. Real values appear only when the audit was run with
 ``--include-examples``, and then the page carries an INTERNAL banner and is written owner-only.
+
+One verdict: a report written by ``privsynth audit`` makes no release decision (its banner is neutral and says
+how the checks stand against the reference thresholds); once the gate has judged the audit (``privsynth gate``,
+``privsynth run``), the report is written again with the decision under the policy actually applied, its
+thresholds, hard and soft checks, and privacy and utility checks kept apart.
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+
+from privsynth.audit.checks import BY_NAME, check_kind, passes
 
 
 def _fmt(value: Any) -> str:
@@ -56,8 +63,35 @@ def _bars(
     return "".join(parts)
 
 
-def render_report(result: dict[str, Any]) -> str:
-    """The HTML page for an audit result."""
+def check_rows(result: dict[str, Any], decision: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The checks to show: under the gate's policy when there is a decision, else at the reference thresholds.
+
+    Each row: name, kind (privacy/utility), value, direction, threshold, severity (hard/soft, or '' without a
+    policy), status (ok, fail, n/a, or 'not in policy') and description.
+    """
+    by_policy = {f["check"]: f for f in (decision or {}).get("evaluated", [])}
+    rows = []
+    for check in result.get("checks", []):
+        name = check["name"]
+        row = {**check, "kind": check_kind(name) if name in BY_NAME else "utility", "severity": ""}
+        if decision is not None:
+            finding = by_policy.get(name)
+            if finding is None:
+                row.update(threshold=None, status="not in policy")
+            else:
+                value = finding.get("value")
+                ok = value is not None and passes(value, BY_NAME[name].direction, finding["threshold"])
+                row.update(
+                    threshold=finding["threshold"],
+                    severity=finding["severity"],
+                    status="n/a" if value is None else "ok" if ok else "fail",
+                )
+        rows.append(row)
+    return rows
+
+
+def render_report(result: dict[str, Any], decision: dict[str, Any] | None = None) -> str:
+    """The HTML page for an audit result, with the gate's ``decision`` (a ``GateDecision`` as JSON) when made."""
     env = Environment(
         loader=PackageLoader("privsynth.audit", "templates"), autoescape=select_autoescape(["html", "j2"])
     )
@@ -81,7 +115,8 @@ def render_report(result: dict[str, Any]) -> str:
     for k, v in tvd.items():
         if v.get("synthetic") is not None:
             tvd_rows.append((f"{k}-way synthetic", v["synthetic"], None, None))
-            tvd_rows.append((f"{k}-way real unseen", v["holdout_floor"] or 0.0, None, None))
+            if v.get("holdout_floor") is not None:  # a floor is shown only when it was measured
+                tvd_rows.append((f"{k}-way real unseen", v["holdout_floor"], None, None))
     tvd_chart = (
         _bars(
             tvd_rows,
@@ -92,9 +127,12 @@ def render_report(result: dict[str, Any]) -> str:
         if tvd_rows
         else ""
     )
-    checks = result.get("checks", [])
+    checks = check_rows(result, decision)
     template = env.get_template("report.html.j2")
     return template.render(
+        decision=decision,
+        privacy_checks=[c for c in checks if c["kind"] == "privacy"],
+        utility_checks=[c for c in checks if c["kind"] == "utility"],
         internal=bool(result.get("internal")),
         created=result.get("created"),
         version=result.get("privsynth_version"),
@@ -119,10 +157,10 @@ def render_report(result: dict[str, Any]) -> str:
     )
 
 
-def write_report(result: dict[str, Any], folder: Path) -> Path:
-    """Write ``report.html`` beside ``audit.json`` (owner-only when INTERNAL)."""
+def write_report(result: dict[str, Any], folder: Path, decision: dict[str, Any] | None = None) -> Path:
+    """Write ``report.html`` beside ``audit.json`` (owner-only when INTERNAL), with the gate's decision if made."""
     path = folder / "report.html"
-    path.write_text(render_report(result), encoding="utf-8")
+    path.write_text(render_report(result, decision), encoding="utf-8")
     if result.get("internal"):
         path.chmod(0o600)
     return path

@@ -107,8 +107,9 @@ def audit(
     if include_examples:
         console.print("[bold red]INTERNAL[/bold red]: the report holds real values (owner-only files).", markup=True)
     console_out.print(
-        "No check failed at the reference thresholds."
+        "Every check is within the reference thresholds (no release decision yet: the gate decides)."
         if not failed
-        else f"{len(failed)} check(s) failed at the reference thresholds: {', '.join(failed)}"
+        else f"{len(failed)} check(s) outside the reference thresholds: {', '.join(failed)} (no release decision "
+        "yet: the gate decides under your policy)"
     )
     console_out.print(f"Next: privsynth gate {out / 'audit.json'} --policy default")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
+from privsynth.audit.report import write_report
 from privsynth.audit.run import read_audit
 from privsynth.cli.options import ForceOpt, JsonOpt
 from privsynth.cli.output import ExitCode, PlainProgress, print_json, stderr_console, stdout_console, training_label
@@ -63,12 +64,30 @@ def gate_command(
         else result.get("claimed", {}).get("ledger")
     )
     decision = gate(rules, result, state)
+    report = _report_with_decision(audit, result, decision.model_dump(mode="json"))
     if as_json:
         print_json(decision.model_dump(mode="json"))
     else:
         _print_decision(decision)
+        if report is not None:
+            stdout_console().print(f"Report with this decision: {report}")
     if not decision.passed:
         raise typer.Exit(ExitCode.REFUSED)
+
+
+def _report_with_decision(audit: Path, result: dict[str, Any], decision: dict[str, Any]) -> Path | None:
+    """Write the audit's report.html again with the gate's decision, so the page and the gate agree.
+
+    Skipped (with a notice) when the audit folder is not writable: the decision itself is already printed.
+    """
+    folder = audit if audit.is_dir() else audit.parent
+    try:
+        return write_report(result, folder, decision)
+    except OSError as exc:
+        stderr_console().print(
+            f"[yellow]note[/yellow]: report.html not updated ({exc.strerror}); the decision above stands"
+        )
+        return None
 
 
 def release(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from privsynth._version import __version__
+from privsynth.audit.report import check_rows
 from privsynth.data.atomic import atomic_dir
 from privsynth.data.corpus import read_corpus, write_corpus
 from privsynth.data.fingerprint import corpus_fingerprint
@@ -150,7 +151,7 @@ def write_release(
             model_run_id=provenance.get("model_run_id"),
             sample_seed=provenance.get("seed"),
             source_fingerprint=provenance.get("source"),
-            checks=audit.get("checks", []),
+            checks=check_rows(audit, decision.model_dump(mode="json")),
             gate=gate_record,
             declared_public=declared_public,
             public_data=list(provenance.get("public_data", [])),

@@ -123,11 +123,17 @@ def _public_data(items: list[dict[str, Any]]) -> str:
 
 
 def _checks_table(checks: list[dict[str, Any]], *, values: bool) -> str:
+    """Rows of the policy's checks (:func:`privsynth.audit.report.check_rows`), privacy first, then utility."""
     rows = []
-    for c in checks:
+    for c in sorted(checks, key=lambda c: c.get("kind") != "privacy"):
+        if c.get("status") == "not in policy":
+            continue
         value = "n/a" if c.get("value") is None else f"{c['value']:.4g}" if values else "not published"
-        rows.append(f"| `{c['name']}` | {value} | {c['direction']} {c['threshold']:g} | {c['status']} |")
-    return "\n".join(rows)
+        threshold = "" if c.get("threshold") is None else f"{c['direction']} {c['threshold']:g}"
+        rows.append(
+            f"| `{c['name']}` | {c.get('kind', '')} | {value} | {threshold} | {c.get('severity') or ''} | {c['status']} |"
+        )
+    return "\n".join(rows) or "| (the policy names no audit check) | | | | | |"
 
 
 def _bullets(items: list[str]) -> str:
@@ -212,8 +218,11 @@ Never in any release: {"; ".join(NEVER_RELEASED)}.
 The synthetic corpus was audited against the real one (memorization, PII, attacks, fidelity) and the release gate
 {"passed" if facts.gate.get("passed") else "did NOT pass"}. Warnings: {", ".join(failed_soft) or "none"}.
 
-| check | value | policy | status at reference thresholds |
-|---|---|---|---|
+Checks under policy `{facts.gate.get("policy", "?")}` (version {facts.gate.get("policy_version", "?")}), the policy
+this release was gated with; hard checks refuse a release, soft ones warn.
+
+| check | protects / measures | value | policy threshold | severity | status |
+|---|---|---|---|---|---|
 {_checks_table(facts.checks, values=facts.publish_audit_statistics)}
 
 ## Uses

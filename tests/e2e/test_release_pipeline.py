@@ -82,6 +82,10 @@ def test_run_produces_a_verified_release(cli, finished_run: Path) -> None:
     card = (bundle / "README.md").read_text()
     assert card.startswith("---\n") and "differential-privacy" in card
     assert "## Composition" in (bundle / "datasheet.md").read_text()
+    # one verdict: the report and the datasheet show the decision under the policy the run applied
+    policy = manifest["gate"]["policy"]
+    assert f"Release allowed under policy <code>{policy}</code>" in (finished_run / "audit" / "report.html").read_text()
+    assert f"Checks under policy `{policy}`" in (bundle / "datasheet.md").read_text()
     assert any((bundle / "data" / "images" / "scan").glob("*.png"))  # every modality is generated
     # the public demo corpus (another seed) is learned, after its records' fields, before DP-SGD
     model = json.loads((finished_run / "fit" / "model" / "model.json").read_text())
@@ -207,6 +211,7 @@ def test_gate_refusal_exits_3_and_writes_nothing(cli, finished_run: Path, tmp_pa
     strict = tmp_path / "strict.yaml"
     strict.write_text("name: strict\nrelease_class: public\nmax_epsilon: 0.5\nchecks: {}\n")
     assert cli("gate", finished_run / "audit", "--policy", strict).exit_code == ExitCode.REFUSED
+    assert "Release refused under policy <code>strict</code>" in (finished_run / "audit" / "report.html").read_text()
     out = tmp_path / "nope"
     result = cli(
         "release",

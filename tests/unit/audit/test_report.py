@@ -108,3 +108,49 @@ def test_report_renders_in_headless_chromium(audit_result, tmp_path: Path) -> No
     pixels = np.asarray(Image.open(shot).convert("L"))
     assert int(pixels.max()) - int(pixels.min()) > 100  # not a blank page
     assert len(np.unique(pixels)) > 10
+
+
+LEDGER = {"epsilon": 8.0, "delta": 1e-5, "rng": "os-entropy", "unit_of_privacy": "record"}
+
+
+def test_without_a_gate_decision_the_report_is_neutral_and_points_at_the_gate(audit_result) -> None:
+    page = render_report(audit_result)
+    assert 'class="verdict pending"' in page and "No release decision yet" in page
+    assert "failed at the reference thresholds" not in page  # red 'failed' read as 'refused' (issue 20)
+    assert "<h2>Privacy checks</h2>" in page and "<h2>Utility checks</h2>" in page
+
+
+def test_the_report_shows_the_decision_and_thresholds_of_the_policy_actually_applied(audit_result) -> None:
+    from privsynth.audit.checks import check_kind
+    from privsynth.audit.report import check_rows
+    from privsynth.gate import gate, load_policy
+
+    for name in ("internal", "default", "public"):
+        policy = load_policy(name)
+        decision = gate(policy, audit_result, LEDGER).model_dump(mode="json")
+        page = render_report(audit_result, decision)
+        assert f"under policy <code>{policy.name}</code>" in page
+        assert ("Release allowed" in page) == decision["passed"] and ("Release refused" in page) != decision["passed"]
+        rows = {r["name"]: r for r in check_rows(audit_result, decision)}
+        refusing = {f["check"] for f in decision["reasons"]} | {f["check"] for f in decision["warnings"]}
+        for check, rule in policy.checks.items():
+            assert rows[check]["threshold"] == rule.threshold  # the policy's, never the reference one
+            assert rows[check]["severity"] == rule.severity.value
+            assert rows[check]["kind"] == check_kind(check)
+            if rows[check]["status"] == "fail":
+                assert check in refusing  # a red row is a reason or a warning of this very decision
+        for check, row in rows.items():
+            if check not in policy.checks:
+                assert row["status"] == "not in policy" and row["threshold"] is None
+
+
+def test_no_placeholder_floors(audit_result) -> None:
+    page = render_report(audit_result)
+    section = page[page.index("<h2>Fidelity and utility</h2>") : page.index("<h2>Pre-flight</h2>")]
+    fidelity = audit_result["fidelity"]
+    assert fidelity.get("text") and fidelity.get("image")
+    for name in fidelity["text"]:
+        assert f"text {name}: length TVD" in section
+    # SDMetrics' 1.0 and the text and image 0 'floors' were placeholders, not measurements
+    assert "<td>1.0</td>" not in section and "<td>0</td>" not in section
+    assert "not measured" in section
