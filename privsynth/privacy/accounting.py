@@ -38,6 +38,14 @@ RDP_ORDERS: tuple[float, ...] = (
 
 PRV_MIN_NOISE = 0.4
 
+#: Above this sample rate, only these fractional orders are evaluated (besides every integer one). Opacus' series
+#: for a fractional order converges slowly when q is large (about 12 ms per order at q = 0.5 and noise 25, against
+#: microseconds at q = 0.01), and a calibration visits hundreds of noise levels; integer orders have a fast closed
+#: form. Skipping an order is always sound (the RDP bound at the orders kept still holds; it can only be a little
+#: looser, about 1 % at q = 0.5; PRV results do not change).
+DENSE_ORDERS_MAX_RATE = 0.1
+SUBSAMPLED_FRACTIONAL_ORDERS = frozenset({1.5})
+
 
 class AccountantKind(StrEnum):
     """Which accountant composes mechanisms. PRV is tighter; RDP is kept for cross-checks."""
@@ -86,9 +94,15 @@ def _rdp_one_step(sample_rate: float, noise_multiplier: float) -> np.ndarray:
         return orders / (2 * noise_multiplier**2)  # the Gaussian mechanism's closed form
     from opacus.accountants.analysis import rdp
 
-    return np.asarray(
-        rdp.compute_rdp(q=sample_rate, noise_multiplier=noise_multiplier, steps=1, orders=list(RDP_ORDERS))
+    dense = sample_rate <= DENSE_ORDERS_MAX_RATE
+    kept = np.array(
+        [dense or float(o).is_integer() or round(float(o), 2) in SUBSAMPLED_FRACTIONAL_ORDERS for o in orders]
     )
+    out = np.full(len(orders), np.inf)  # an order not evaluated bounds nothing: the minimum over orders skips it
+    out[kept] = rdp.compute_rdp(
+        q=sample_rate, noise_multiplier=noise_multiplier, steps=1, orders=[float(o) for o in orders[kept]]
+    )
+    return out
 
 
 def _rdp_epsilon(mechanisms: Sequence[Mechanism], delta: float) -> float:
@@ -104,14 +118,37 @@ def _rdp_epsilon(mechanisms: Sequence[Mechanism], delta: float) -> float:
     return float(eps)
 
 
+def _safe_domain_size(mechanisms: Sequence[Mechanism], *, eps_error: float, delta_error: float) -> float:
+    """Half-width of the PRV discretisation domain (Gopi et al. 2021, remark 5.6, as Opacus computes it).
+
+    Opacus bounds the privacy loss's tails with its own RDP accountant, whose fractional orders are slow at large
+    sample rates; this uses :func:`_rdp_epsilon` (cached, fewer fractional orders). Any valid RDP bound is a valid
+    tail bound, so the domain stays safe.
+    """
+    total = sum(m.steps for m in mechanisms)
+    size = _rdp_epsilon(mechanisms, delta_error / 4)
+    for m in mechanisms:
+        one = Mechanism(noise_multiplier=m.noise_multiplier, sample_rate=m.sample_rate, steps=1)
+        size = max(size, _rdp_epsilon([one], delta_error / (8 * total)))
+    return max(size, eps_error) + 3
+
+
 def _prv_epsilon(mechanisms: Sequence[Mechanism], delta: float) -> float:
     from opacus.accountants import PRVAccountant
+    from opacus.accountants.analysis.prv import Domain
 
-    accountant = PRVAccountant()
+    class Accountant(PRVAccountant):  # type: ignore[misc]
+        def _get_domain(self, prvs, num_self_compositions, eps_error, delta_error):  # type: ignore[no-untyped-def]
+            size = _safe_domain_size(mechanisms, eps_error=eps_error, delta_error=delta_error)
+            total = sum(num_self_compositions)
+            mesh = eps_error / np.sqrt(total * np.log(12 / delta_error) / 2)  # Opacus' mesh, unchanged
+            return Domain.create_aligned(-size, size, mesh)
+
+    accountant = Accountant()
     accountant.history = [m.as_tuple() for m in mechanisms]
     # Opacus' PRV takes log(1 - q), which is -inf for q = 1 (a full-corpus query); the -inf is handled
-    # correctly downstream, only numpy's warning is noise. PRV also sizes its domain with an RDP bound whose
-    # "largest alpha" warning only means the domain is larger than needed (safe, slightly slower).
+    # correctly downstream, only numpy's warning is noise. The tail bound's "largest alpha" warning only means
+    # the domain is larger than needed (safe, slightly slower).
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Optimal order is the", category=UserWarning)
         return float(accountant.get_epsilon(delta=delta, eps_error=0.01))

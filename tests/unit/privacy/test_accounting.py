@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -105,3 +107,22 @@ def test_noise_for_epsilon_is_the_smallest_safe_noise(eps: float, q: float, step
             accountant=AccountantKind.RDP,
         )
         assert less > eps * 0.999
+
+
+def test_large_sample_rates_keep_opacus_prv_and_a_sound_slightly_looser_rdp() -> None:
+    # small cohorts train on half the people per step; their accounting must stay exact where it is PRV and
+    # sound (never tighter than Opacus' own orders allow) where it is RDP
+    mechanisms = [Mechanism(noise_multiplier=25.0, sample_rate=0.5, steps=160), PROFILE]
+    prv = PRVAccountant()
+    prv.history = [m.as_tuple() for m in merge(mechanisms)]
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Opacus' tail bound reaches its largest order (a larger domain: safe)
+        theirs_prv = prv.get_epsilon(1e-5, eps_error=0.01)
+    assert composed_epsilon(mechanisms, delta=1e-5) == pytest.approx(theirs_prv, abs=1e-9)
+    rdp = RDPAccountant()
+    rdp.history = [m.as_tuple() for m in mechanisms]
+    ours = composed_epsilon(mechanisms, delta=1e-5, accountant=AccountantKind.RDP)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Opacus' orders stop at 63 here: its bound is the looser one
+        theirs = rdp.get_epsilon(1e-5)
+    assert theirs_prv <= ours <= theirs * 1.02  # a valid RDP bound: above the exact PRV, near Opacus' own
