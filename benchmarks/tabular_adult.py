@@ -199,6 +199,7 @@ def main() -> None:
         "--config", type=Path, default=None, help="Fit config (default: adult-benchmark.yaml; defaults with --n)."
     )
     parser.add_argument("--n", type=int, default=None, help="Train on an i.i.d. sample of N training rows.")
+    parser.add_argument("--repeats", type=int, default=1, help="Fits per method and epsilon (the table shows means).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-million", action="store_true", help="Skip timing 1,000,000 sampled rows.")
     parser.add_argument("--out", type=Path, default=None)
@@ -242,77 +243,82 @@ def main() -> None:
             synthetic = pd.read_csv(folder / "sdv.csv")
             rows.append({"method": "SDV GaussianCopula (no DP)", "epsilon": None, **evaluate(synthetic), **info})
             print(rows[-1], flush=True)
-        for epsilon in args.epsilons:
-            for method in args.methods:
-                if method == "sdv":
-                    continue
-                print(f"running {method} at epsilon {epsilon}...", flush=True)
-                if method == "privsynth":
-                    synthetic, info = fit_privsynth(
-                        train,
-                        schema,
-                        epsilon,
-                        args.seed,
-                        config,
-                        sample_million=not args.skip_million and epsilon == max(args.epsilons),
-                    )
-                elif method in ("mst", "aim"):
-                    out = folder / f"{method}.csv"
-                    info = run_anchor(
-                        "smartnoise",
-                        "smartnoise_runner.py",
-                        [
-                            "--train",
-                            str(folder / "codes.csv"),
-                            "--cards",
-                            str(folder / "cards.json"),
-                            "--method",
-                            method,
-                            "--epsilon",
-                            str(epsilon),
-                            "--delta",
-                            "1e-5",
-                            "--n",
-                            str(len(train)),
-                            "--seed",
-                            str(args.seed),
-                            "--out",
-                            str(out),
-                        ],
-                    )
-                    synthetic = decode_codes(pd.read_csv(out), args.seed)
-                elif method == "mostlyai":
-                    out = folder / "mostlyai.csv"
-                    info = run_anchor(
-                        "mostlyai",
-                        "mostlyai_runner.py",
-                        [
-                            "--train",
-                            str(folder / "train.csv"),
-                            "--epsilon",
-                            str(epsilon),
-                            "--delta",
-                            "1e-5",
-                            "--n",
-                            str(len(train)),
-                            "--seed",
-                            str(args.seed),
-                            "--out",
-                            str(out),
-                        ],
-                    )
-                    synthetic = pd.read_csv(out)
-                else:
-                    raise SystemExit(f"unknown method {method}")
-                rows.append({"method": method, "epsilon": epsilon, **evaluate(synthetic), **info})
-                print(rows[-1], flush=True)
+        runs: list[dict[str, object]] = []
+        for epsilon, method, repeat in (
+            (e, m, r) for e in args.epsilons for m in args.methods for r in range(args.repeats) if m != "sdv"
+        ):
+            seed = args.seed + 1000 * repeat
+            print(f"running {method} at epsilon {epsilon} (repeat {repeat + 1} of {args.repeats})...", flush=True)
+            if method == "privsynth":
+                synthetic, info = fit_privsynth(
+                    train,
+                    schema,
+                    epsilon,
+                    seed,
+                    config,
+                    sample_million=not args.skip_million and epsilon == max(args.epsilons) and repeat == 0,
+                )
+            elif method in ("mst", "aim"):
+                out = folder / f"{method}.csv"
+                info = run_anchor(
+                    "smartnoise",
+                    "smartnoise_runner.py",
+                    [
+                        "--train",
+                        str(folder / "codes.csv"),
+                        "--cards",
+                        str(folder / "cards.json"),
+                        "--method",
+                        method,
+                        "--epsilon",
+                        str(epsilon),
+                        "--delta",
+                        "1e-5",
+                        "--n",
+                        str(len(train)),
+                        "--seed",
+                        str(seed),
+                        "--out",
+                        str(out),
+                    ],
+                )
+                synthetic = decode_codes(pd.read_csv(out), seed)
+            elif method == "mostlyai":
+                out = folder / "mostlyai.csv"
+                info = run_anchor(
+                    "mostlyai",
+                    "mostlyai_runner.py",
+                    [
+                        "--train",
+                        str(folder / "train.csv"),
+                        "--epsilon",
+                        str(epsilon),
+                        "--delta",
+                        "1e-5",
+                        "--n",
+                        str(len(train)),
+                        "--seed",
+                        str(seed),
+                        "--out",
+                        str(out),
+                    ],
+                )
+                synthetic = pd.read_csv(out)
+            else:
+                raise SystemExit(f"unknown method {method}")
+            runs.append({"method": method, "epsilon": epsilon, "repeat": repeat, **evaluate(synthetic), **info})
+            print(runs[-1], flush=True)
+        rows.extend(mean_rows(runs))
     columns = [
         "method",
         "epsilon",
+        "repeats",
         "tvd1",
         "tvd2",
+        "tvd2_sd",
         "tvd3",
         "tstr_auc",
+        "tstr_auc_sd",
         "dcr_share",
         "exact_train",
         "exact_holdout",
@@ -330,6 +336,22 @@ def main() -> None:
     write_json(
         name, {"rows": rows, "targets": verdicts, "n": args.n, "config": config.model_dump(mode="json")}, args.out
     )
+
+
+def mean_rows(runs: list[dict[str, object]]) -> list[dict[str, object]]:
+    """One row per (method, epsilon): the mean of every number over repeats, with ``repeats`` and TVD/AUC spread."""
+    out: list[dict[str, object]] = []
+    for key in dict.fromkeys((r["method"], r["epsilon"]) for r in runs):
+        group = [r for r in runs if (r["method"], r["epsilon"]) == key]
+        row: dict[str, object] = {"method": key[0], "epsilon": key[1], "repeats": len(group)}
+        for name in group[0]:
+            values = [r.get(name) for r in group]
+            if name not in ("method", "epsilon", "repeat") and all(isinstance(v, int | float) for v in values):
+                row[name] = float(np.mean(values))  # type: ignore[arg-type]
+        for name in ("tvd2", "tstr_auc"):
+            row[f"{name}_sd"] = float(np.std([float(r[name]) for r in group]))  # type: ignore[arg-type]
+        out.append(row)
+    return out
 
 
 def targets(rows: list[dict[str, object]], epsilons: list[float], *, small: bool = False) -> list[str]:
