@@ -28,6 +28,7 @@ from privsynth.errors import ConfigError, ReleaseRefusedError
 from privsynth.gate import GateDecision, Policy, gate
 from privsynth.release.disclosure import outside_guarantee
 from privsynth.release.documents import ReleaseFacts, check_croissant, croissant, dataset_card, datasheet, dumps
+from privsynth.release.hf import write_hf_view
 from privsynth.release.info import ReleaseInfo
 from privsynth.release.manifest import file_table, sign_manifest, write_manifest
 
@@ -137,6 +138,7 @@ def write_release(
     with atomic_dir(out, force=force, private=False) as tmp:  # a release is meant to be shared
         write_corpus(corpus, tmp / "data", table_format="parquet", image_files=True, private=False)
         table = tmp / "data" / "records.parquet"
+        hf_features = write_hf_view(read_corpus(tmp / "data"), tmp)  # load_dataset(bundle): Image, ClassLabel
         facts = ReleaseFacts(
             records=len(corpus),
             schema=schema,
@@ -152,6 +154,7 @@ def write_release(
             sample_seed=provenance.get("seed"),
             source_fingerprint=provenance.get("source"),
             checks=check_rows(audit, decision.model_dump(mode="json")),
+            hf_features=hf_features,
             gate=gate_record,
             declared_public=declared_public,
             public_data=list(provenance.get("public_data", [])),

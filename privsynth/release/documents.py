@@ -17,6 +17,7 @@ import yaml
 from privsynth.data.schema import ColumnKind, Schema
 from privsynth.errors import ConfigError
 from privsynth.release.disclosure import NEVER_RELEASED
+from privsynth.release.hf import HF_TABLE
 from privsynth.release.info import ReleaseInfo
 
 CROISSANT_CONTEXT: dict[str, Any] = {
@@ -101,6 +102,7 @@ class ReleaseFacts:
     public_data: list[dict[str, Any]] = field(default_factory=list)
     publish_audit_statistics: bool = True
     outside_guarantee: list[str] = field(default_factory=list)
+    hf_features: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _kinds(schema: Schema) -> str:
@@ -262,8 +264,13 @@ def dataset_card(info: ReleaseInfo, facts: ReleaseFacts) -> str:
         "language": ["en"],
         "tags": ["synthetic", "differential-privacy", "privsynth", *info.keywords],
         "size_categories": [_size_category(facts.records)],
-        "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": f"data/{facts.table_file}"}]}],
+        "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": _hf_table(facts)}]}],
     }
+    if facts.hf_features:
+        front["dataset_info"] = {
+            "features": facts.hf_features,
+            "splits": [{"name": "train", "num_examples": facts.records}],
+        }
     body = f"""# {info.title}
 
 {info.description}
@@ -271,14 +278,59 @@ def dataset_card(info: ReleaseInfo, facts: ReleaseFacts) -> str:
 {privacy_statement(facts)}
 
 - Records: {facts.records} (all synthetic; identifiers are fake surrogates)
+- Release class: {facts.gate.get("release_class", "not stated")}; release gate {"passed" if facts.gate.get("passed") else "did NOT pass"} under policy `{facts.gate.get("policy", "?")}`
+- Key audit numbers: {_key_numbers(facts)}
 - Intended use: {info.uses.intended}
 - Out of scope: {info.uses.out_of_scope}
 - Maintainer: {info.maintainer.name} <{info.maintainer.contact}>
+
+## Columns
+
+| column | kind | feature |
+|---|---|---|
+{_column_table(facts)}
+
+## Loading
+
+```python
+from datasets import load_dataset
+ds = load_dataset("path/to/this/folder", split="train")   # images decode to PIL, categories are ClassLabel
+```
+
+or with PyTorch: `privsynth.torch.SyntheticDataset("path/to/this/folder")`. `data/records.parquet` (images as files
+under `data/images/`) is the same corpus for other tools; `{HF_TABLE}` embeds the image bytes for `load_dataset`.
 
 See `datasheet.md` for the full datasheet, `croissant.json` for machine-readable metadata and `manifest.json` for
 file hashes. Cite as: {info.citation or info.title}.
 """
     return "---\n" + yaml.safe_dump(front, sort_keys=False, allow_unicode=True) + "---\n\n" + body
+
+
+def _hf_table(facts: ReleaseFacts) -> str:
+    return HF_TABLE if facts.hf_features else f"data/{facts.table_file}"
+
+
+#: The audit numbers a dataset card shows (when the policy publishes audit statistics).
+CARD_CHECKS = ("dcr_share_high", "mia_auc", "pii_unexplained_rate", "tstr_ratio", "tvd2_over_floor")
+
+
+def _key_numbers(facts: ReleaseFacts) -> str:
+    if not facts.publish_audit_statistics:
+        return "not published (the release policy keeps audit statistics out of releases); every check passed"
+    values = {c["name"]: c.get("value") for c in facts.checks}
+    shown = [f"`{n}` {values[n]:.3g}" for n in CARD_CHECKS if values.get(n) is not None]
+    return ", ".join(shown) or "none measured"
+
+
+def _column_table(facts: ReleaseFacts) -> str:
+    features = {f["name"]: f["dtype"] for f in facts.hf_features}
+    rows = []
+    for name, spec in facts.schema.columns.items():
+        dtype = features.get(name, "")
+        feature = "ClassLabel" if isinstance(dtype, dict) else "Image" if dtype == "image" else dtype
+        extra = f" (surrogate {spec.pii})" if spec.kind is ColumnKind.IDENTIFIER else ""
+        rows.append(f"| `{name}` | {spec.kind.value}{extra} | {feature} |")
+    return "\n".join(rows)
 
 
 def _size_category(n: int) -> str:

@@ -10,7 +10,9 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import torch
 import yaml
 
 from privsynth.audit.pii import build_replay
@@ -455,3 +457,37 @@ def test_a_policy_that_keeps_audit_numbers_out_releases_pass_fail_only(cli, fini
     assert all("value" not in f for f in manifest["gate"]["evaluated"])
     assert not any("Audit statistics" in item for item in manifest["outside_guarantee"])
     assert cli("verify", out).exit_code == 0
+
+
+def test_a_release_loads_as_a_hugging_face_dataset_with_image_and_class_label_features(
+    finished_run: Path, tmp_path: Path
+) -> None:
+    datasets = pytest.importorskip("datasets", reason="the 'datasets' package (dev extra) is not installed")
+    bundle = finished_run / "release" / "bundle"
+    ds = datasets.load_dataset(str(bundle), split="train", cache_dir=str(tmp_path / "hf-cache"))
+    records = pd.read_parquet(bundle / "data" / "records.parquet")
+    assert len(ds) == len(records)
+    assert isinstance(ds.features["scan"], datasets.Image)
+    diagnosis = ds.features["diagnosis"]
+    assert isinstance(diagnosis, datasets.ClassLabel)
+    row = next(i for i in range(len(ds)) if ds[i]["scan"] is not None)
+    image = ds[row]["scan"]
+    assert image.size == (32, 32)  # decoded from the bytes in hf/train.parquet, wherever the cwd is
+    assert diagnosis.int2str(ds[row]["diagnosis"]) == records["diagnosis"].iloc[row]
+    card = (bundle / "README.md").read_text()
+    assert "Release class:" in card and "| `scan` | image | Image |" in card
+
+
+def test_privsynth_torch_reads_a_release_and_batches_images_as_tensors(finished_run: Path) -> None:
+    from privsynth.torch import SyntheticDataset, loader
+
+    bundle = finished_run / "release" / "bundle"
+    data = SyntheticDataset(bundle)
+    assert len(data) == len(pd.read_parquet(bundle / "data" / "records.parquet"))
+    batch = next(iter(loader(data, batch_size=8)))
+    assert batch["scan"].shape == (8, 1, 32, 32) and batch["scan"].dtype == torch.float32
+    assert float(batch["scan"].min()) >= 0.0 and float(batch["scan"].max()) <= 1.0
+    assert batch["age"].dtype == torch.float32 and isinstance(batch["diagnosis"][0], str)
+    pil = SyntheticDataset(finished_run / "sample" / "synthetic", images="pil")
+    first = next(item for item in (pil[i] for i in range(len(pil))) if item["scan"] is not None)
+    assert first["scan"].size == (32, 32)
