@@ -47,11 +47,21 @@ def as_corpus(data: Any, *, schema: SchemaLike | None = None, root: Path | None 
 
 
 def as_schema(schema: SchemaLike) -> Schema:
-    """A Schema from a Schema, a dict shaped like schema.yaml (``table`` optional), or a schema.yaml path."""
+    """A Schema from a Schema, a dict like schema.yaml (``table`` optional), a schema.yaml path, or SDV metadata.
+
+    SDV single-table metadata is a dict naming ``METADATA_SPEC_VERSION``, or a ``.json`` path
+    (:mod:`privsynth.data.sdv_metadata`).
+    """
+    from privsynth.data.sdv_metadata import is_sdv_metadata, schema_from_sdv
+
     if isinstance(schema, Schema):
         return schema
     if isinstance(schema, dict):
+        if is_sdv_metadata(schema):
+            return schema_from_sdv(schema)
         return schema_from_dict({"table": "records.parquet", **schema}, source="schema=")
+    if Path(schema).suffix.lower() == ".json":
+        return schema_from_sdv(Path(schema))
     return load_schema(Path(schema))
 
 

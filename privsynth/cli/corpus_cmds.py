@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +16,8 @@ from privsynth.data.atomic import write_text_atomic
 from privsynth.data.corpus import read_corpus, read_table, write_corpus
 from privsynth.data.demo import write_demo_corpus
 from privsynth.data.infer import find_table, infer_schema, schema_header
-from privsynth.data.schema import SCHEMA_FILE, ColumnKind, Schema, dump_schema
+from privsynth.data.schema import SCHEMA_FILE, ColumnKind, Schema, dump_schema, load_schema
+from privsynth.data.sdv_metadata import schema_from_sdv, schema_to_sdv
 from privsynth.data.summary import CorpusSummary, summarize
 from privsynth.errors import ConfigError, OutputExistsError
 
@@ -40,16 +42,51 @@ def init(
         Path, typer.Argument(help="Folder with one table file, or the table file itself.", show_default=False)
     ],
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing schema.yaml.")] = False,
+    from_sdv: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-sdv",
+            help="Take the column kinds from SDV single-table metadata JSON instead of inferring them.",
+            show_default=False,
+        ),
+    ] = None,
+    to_sdv: Annotated[
+        Path | None,
+        typer.Option(
+            "--to-sdv",
+            help="Write the corpus' existing schema.yaml as SDV single-table metadata JSON to this path, and stop.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Infer a draft schema.yaml (column kinds, identifier types) for you to review.
 
     It never declares observed values as public metadata: declare domains, bounds and sizes yourself, from a
-    public source, to save privacy budget.
+    public source, to save privacy budget. Coming from SDV: '--from-sdv metadata.json' takes the kinds from your
+    SDV metadata (read without looking at the records); '--to-sdv metadata.json' exports schema.yaml for SDV tools.
     """
     table = find_table(corpus)
     target = table.parent / SCHEMA_FILE
+    if to_sdv is not None:
+        if to_sdv.exists() and not force:
+            raise OutputExistsError(f"{to_sdv} already exists; pass --force to overwrite it")
+        write_text_atomic(to_sdv, json.dumps(schema_to_sdv(load_schema(target)), indent=2) + "\n")
+        stdout_console().print(
+            f"Wrote {to_sdv} (SDV SINGLE_TABLE_V1). SDV metadata has no domains, bounds or date ranges: those stay "
+            "in schema.yaml only."
+        )
+        return
     if target.exists() and not force:
         raise OutputExistsError(f"{target} already exists; edit it, or pass --force to infer it again")
+    if from_sdv is not None:
+        schema = schema_from_sdv(from_sdv, table=table.name)
+        header = f"# From SDV metadata {from_sdv.name}: review it; declare domains and bounds from a codebook.\n"
+        write_text_atomic(target, dump_schema(schema, header=header))
+        stdout_console().print(
+            f"Wrote {target} from {from_sdv}. Review it, then run: privsynth validate {table.parent}"
+        )
+        _teach_codebook(schema, table.parent)
+        return
     inference = infer_schema(read_table(table), table=table.name)
     write_text_atomic(target, dump_schema(inference.schema, header=schema_header(inference)))
     console = stdout_console()
