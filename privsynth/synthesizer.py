@@ -19,7 +19,7 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -483,14 +483,30 @@ class Synthesizer:
 
     # ----- sampling ---------------------------------------------------------------------------------------------
 
-    def sample(self, n: int, *, conditions: Mapping[str, Any] | None = None, seed: int = 0) -> pd.DataFrame:
-        """``n`` synthetic records in the schema's canonical types (images as PNG bytes), as a DataFrame.
+    def sample(
+        self,
+        n: int,
+        *,
+        conditions: Mapping[str, Any] | None = None,
+        seed: int = 0,
+        images: Literal["bytes", "pil"] = "bytes",
+    ) -> pd.DataFrame:
+        """``n`` synthetic records in the schema's canonical types, as a DataFrame.
 
         ``conditions`` fix columns (``{"diagnosis": "pneumonia"}``) or hold them in ranges
-        (``privsynth.conditions.parse_conditions(["age>=65"])``). Post-processing: spends nothing; the same seed
-        gives the same records.
+        (``privsynth.conditions.parse_conditions(["age>=65"])``). Images are PNG bytes, or PIL images with
+        ``images="pil"`` (``None`` where a record has none). Post-processing: spends nothing; the same seed gives
+        the same records.
         """
+        if images not in ("bytes", "pil"):
+            raise ValueError(f"images must be 'bytes' or 'pil', not {images!r}")
         records, _ = self.sample_with_identities(n, conditions=conditions, seed=seed)
+        if images == "pil":
+            from privsynth.data.images import ImageLimits, decode_image
+
+            limits = ImageLimits()
+            for name in self.synthetic_schema.names(ColumnKind.IMAGE):
+                records[name] = [None if value is None else decode_image(value, limits) for value in records[name]]
         return records
 
     def sample_with_identities(

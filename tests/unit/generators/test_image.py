@@ -179,3 +179,16 @@ def test_the_size_rule_sets_small_cohort_settings_once_and_keeps_what_the_config
     assert ImageGenerator(ImageConfig()).plan(1_600).steps == 300
     assert ImageGenerator(ImageConfig()).plan(60_000).steps == ImageConfig().optim.steps(60_000)
     assert ImageGenerator(ImageConfig(size_rule=False)).plan(1_600).steps == 100
+
+
+def test_sample_can_return_pil_images_equal_to_the_png_bytes(fitted: Synthesizer) -> None:
+    as_bytes = fitted.sample(12, seed=4)
+    as_pil = fitted.sample(12, seed=4, images="pil")
+    for raw, image in zip(as_bytes["scan"], as_pil["scan"], strict=True):
+        if raw is None:
+            assert image is None
+            continue
+        assert isinstance(image, Image.Image) and image.size == (32, 32) and image.mode == "L"
+        assert np.array_equal(np.asarray(image), np.asarray(Image.open(io.BytesIO(raw))))
+    with pytest.raises(ValueError, match="'bytes' or 'pil'"):
+        fitted.sample(2, images="tensor")  # type: ignore[arg-type]
