@@ -21,22 +21,37 @@ from privsynth.data.layout import PROVENANCE, REGISTRY
 from privsynth.data.schema import TABLE_FORMATS
 from privsynth.errors import ConfigError
 from privsynth.synthesizer import Synthesizer
+from privsynth.variation import Variation, achieved, plan_cells
 
 
 def write_synthetic(
     synth: Synthesizer,
     out: Path,
     *,
-    n: int,
+    n: int | None,
     seed: int,
     conditions: Mapping[str, Any] | None = None,
     table_format: str = "parquet",
     force: bool = False,
+    variation: Variation | None = None,
 ) -> Path:
-    """Sample ``n`` records and write them as a corpus folder, atomically."""
+    """Sample ``n`` records and write them as a corpus folder, atomically.
+
+    With ``variation`` (:mod:`privsynth.variation`) the records are drawn cell by cell (a grid sets its own
+    ``n``: pass ``n=None``); the provenance records what was asked and what came out.
+    """
     if f".{table_format}" not in TABLE_FORMATS:
         raise ConfigError(f"--format {table_format!r} is not one of parquet, csv, jsonl")
-    records, identities = synth.sample_with_identities(n, conditions=conditions, seed=seed)
+    varied: dict[str, Any] | None = None
+    if variation is not None:
+        cells = plan_cells(variation, synth.profile_, n)
+        records, identities = synth.sample_cells(cells, conditions=conditions, seed=seed)
+        varied = {**variation.describe(), "cells": achieved(records, cells)}
+    elif n is None:
+        raise ConfigError("--n is required (the number of synthetic records)")
+    else:
+        records, identities = synth.sample_with_identities(n, conditions=conditions, seed=seed)
+    n = len(records)
     schema = synth.synthetic_schema.with_table(f"records.{table_format}")
     provenance = {
         "privsynth_version": __version__,
@@ -45,6 +60,7 @@ def write_synthetic(
         "records": n,
         "seed": seed,
         "conditions": describe(conditions or {}),
+        "variation": varied,
         "epsilon": synth.ledger_.epsilon,
         "delta": synth.ledger_.target_delta,
         "unit_of_privacy": synth.schema_.unit_of_privacy,

@@ -17,7 +17,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -76,6 +76,7 @@ from privsynth.workdir import FitWork
 
 if TYPE_CHECKING:
     from privsynth.forecast import FitForecast
+    from privsynth.variation import Cell
 
 log = logging.getLogger(__name__)
 
@@ -522,9 +523,42 @@ class Synthesizer:
         if n < 1:
             raise ConfigError("--n must be at least 1")
         equal, ranges = split_conditions(conditions or {})
-        schema, fixed, streams = self.synthetic_schema, self._conditions(equal), Streams.sampling(seed)
+        fixed, streams = self._conditions(equal), Streams.sampling(seed)
         self._conditions({r.column: None for r in ranges}, ranges=True)
         records = self._sample_joint(n, fixed, ranges, streams, seed)
+        return self._complete(records, streams, fixed)
+
+    def sample_cells(
+        self, cells: Sequence[Cell], *, conditions: Mapping[str, Any] | None = None, seed: int = 0
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Records drawn cell by cell (:mod:`privsynth.variation`: rebalancing, scenario grids), then shuffled.
+
+        Each cell's fields are drawn under its own fixed values (and ``conditions``) from streams of its own, so
+        the result depends only on the seed and the cells. Post-processing: nothing is spent.
+        """
+        self._check_fitted()
+        if not cells or sum(c.count for c in cells) < 1:
+            raise ConfigError("nothing to sample: every cell asks for 0 records")
+        equal, ranges = split_conditions(conditions or {})
+        self._conditions({r.column: None for r in ranges}, ranges=True)
+        parts = []
+        for index, cell in enumerate(cells):
+            clash = sorted(set(cell.conditions) & set(equal))
+            if clash:
+                raise ConfigError(f"--where fixes {clash}, which the rebalance or grid also sets; drop one of them")
+            fixed = self._conditions({**equal, **cell.conditions})
+            cell_seed = int(np.random.SeedSequence([int(seed), index + 1]).generate_state(1)[0])
+            parts.append(self._sample_joint(cell.count, fixed, ranges, Streams.sampling(cell_seed), cell_seed))
+        streams = Streams.sampling(seed)
+        joint = pd.concat(parts, ignore_index=True)
+        order = streams.numpy("sample", "cells", "shuffle").permutation(len(joint))
+        return self._complete(joint.iloc[order].reset_index(drop=True), streams, self._conditions(equal))
+
+    def _complete(
+        self, records: pd.DataFrame, streams: Streams, fixed: dict[str, Any]
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Keys, surrogate identities, then the generators conditioned on the record (text, images...)."""
+        schema, n = self.synthetic_schema, len(records)
         for name in schema.names(ColumnKind.KEY):
             prefix = "SP" if name == schema.entity else "S" if name == schema.key else f"S{name[:3].upper()}"
             records[name] = [f"{prefix}{i:0{max(7, len(str(n)))}d}" for i in range(n)]

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
 
 from privsynth.cli.options import CorpusArg, DeltaOpt, EpsilonOpt, FitSeedOpt, ForceOpt, SeedOpt, SourceOpt, StoreOpt
 from privsynth.cli.output import (
@@ -24,10 +25,12 @@ from privsynth.config import load_config
 from privsynth.data.atomic import check_writable
 from privsynth.data.corpus import Corpus, read_corpus
 from privsynth.data.fingerprint import corpus_fingerprint
+from privsynth.data.layout import load_provenance
 from privsynth.errors import ConfigError
 from privsynth.privacy.store import LedgerStore
 from privsynth.sampling import write_synthetic
 from privsynth.synthesizer import MAX_EPSILON, Synthesizer, config_sha256
+from privsynth.variation import parse_grid, parse_rebalance
 from privsynth.workdir import discard_finished, finished_by
 
 ConfigOpt = Annotated[
@@ -269,8 +272,13 @@ def _print_plan(
 
 def sample(
     model: Annotated[Path, typer.Argument(help="Model folder written by privsynth fit.", show_default=False)],
-    n: Annotated[int, typer.Option("--n", min=1, help="Number of synthetic records.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Synthetic corpus folder to create.", show_default=False)],
+    n: Annotated[
+        int | None,
+        typer.Option(
+            "--n", min=1, help="Number of synthetic records (required, except with --grid).", show_default=False
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Sampling seed; the same seed gives the same records.")] = 0,
     where: Annotated[
         list[str] | None,
@@ -281,21 +289,71 @@ def sample(
             "COLUMN>=VALUE, >, <=, < (e.g. 'age>=65'); repeatable. Values outside the column's range are refused.",
         ),
     ] = None,
+    rebalance: Annotated[
+        str | None,
+        typer.Option(
+            "--rebalance",
+            help="Category mix of one column: COLUMN (uniform over its categories) or COLUMN=a:0.3,b:0.7 (shares). "
+            "Each record's category is fixed first, in exactly these proportions; the rest follows the model.",
+            show_default=False,
+        ),
+    ] = None,
+    grid: Annotated[
+        str | None,
+        typer.Option(
+            "--grid",
+            help="COL1,COL2: --per-cell records for every combination of these columns' categories (scenario "
+            "coverage of rare combinations); sets the number of records.",
+            show_default=False,
+        ),
+    ] = None,
+    per_cell: Annotated[int, typer.Option("--per-cell", min=1, help="Records per --grid cell.")] = 10,
     table_format: Annotated[str, typer.Option("--format", help="parquet, csv or jsonl.")] = "parquet",
     force: ForceOpt = False,
 ) -> None:
     """Sample synthetic records into a corpus folder with the real corpus' layout and schema.
 
-    Needs no real data. Identifier columns get fake identities; keys are fresh. Sampling spends no budget.
+    Needs no real data. Identifier columns get fake identities; keys are fresh. Sampling, conditions, --rebalance
+    and --grid are post-processing of the DP model: they spend no budget.
     """
+    if rebalance is not None and grid is not None:
+        raise ConfigError("use --rebalance or --grid, not both")
     check_writable(out, force=force, what="--out")
     synth = Synthesizer.load(model)
     conditions = parse_conditions(where or [])
-    with stderr_console().status(f"Sampling {n} records..."):
-        write_synthetic(synth, out, n=n, seed=seed, conditions=conditions, table_format=table_format, force=force)
+    variation = (
+        parse_rebalance(rebalance)
+        if rebalance is not None
+        else parse_grid(grid, per_cell)
+        if grid is not None
+        else None
+    )
+    with stderr_console().status("Sampling records..."):
+        write_synthetic(
+            synth,
+            out,
+            n=n,
+            seed=seed,
+            conditions=conditions,
+            table_format=table_format,
+            force=force,
+            variation=variation,
+        )
     for name, reason in synth.skipped_.items():
         stderr_console().print(f"[yellow]Notice[/yellow]: column '{name}' left out: {reason}.")
-    stdout_console().print(f"Synthetic corpus written to {out} ({n} records). Next: privsynth validate {out}")
+    provenance = load_provenance(out)
+    console = stdout_console()
+    if provenance.get("variation"):
+        table = Table(title="Asked and achieved (per cell)")
+        for header in ("cell", "asked", "achieved"):
+            table.add_column(header)
+        for cell in provenance["variation"]["cells"]:
+            shown = ", ".join(f"{k}={v}" for k, v in cell["conditions"].items())
+            table.add_row(escape(shown), str(cell["asked"]), str(cell["achieved"]))
+        console.print(table)
+    console.print(
+        f"Synthetic corpus written to {out} ({provenance.get('records')} records). Next: privsynth validate {out}"
+    )
 
 
 def pretrain_text_command(

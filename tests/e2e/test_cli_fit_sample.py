@@ -40,6 +40,27 @@ def test_fit_then_sample(cli, demo_dir: Path, tmp_path: Path) -> None:
     provenance = json.loads((synthetic / "synthetic.json").read_text())
     assert provenance["conditions"] == {"sex": "F"} and provenance["records"] == 50
     assert (synthetic / "internal" / "surrogates.parquet").stat().st_mode & 0o777 == 0o600
+    # controlled variation (post-processing): an exact category mix, and every combination of two columns
+    varied = tmp_path / "rebalanced"
+    result = cli("sample", model, "--n", "40", "-o", varied, "--rebalance", "sex=F:1,M:3")
+    assert result.exit_code == 0, result.output
+    frame = pd.read_parquet(varied / "records.parquet")
+    assert (frame["sex"] == "F").sum() == 10 and (frame["sex"] == "M").sum() == 30
+    assert frame["sex"].iloc[:12].nunique() == 2  # cells are shuffled together, not written one after another
+    variation = json.loads((varied / "synthetic.json").read_text())["variation"]
+    assert variation["shares"] == {"F": 0.25, "M": 0.75}
+    assert [(c["asked"], c["achieved"]) for c in variation["cells"]] == [(10, 10), (30, 30)]
+    assert "Asked and achieved" in result.stdout
+    grid = tmp_path / "grid"
+    result = cli("sample", model, "-o", grid, "--grid", "sex,diagnosis", "--per-cell", "2")
+    assert result.exit_code == 0, result.output
+    frame = pd.read_parquet(grid / "records.parquet")
+    sizes = frame.groupby(["sex", "diagnosis"]).size()
+    assert len(sizes) == 2 * frame["diagnosis"].nunique() and sizes.eq(2).all() and frame["diagnosis"].nunique() >= 4
+    assert cli("validate", grid).exit_code == 0 and frame["record_id"].is_unique
+    bad = cli("sample", model, "--n", "5", "-o", tmp_path / "bad", "--rebalance", "sex=X:1")
+    assert bad.exit_code == ExitCode.BAD_INPUT and "not among the model's categories" in bad.stderr
+    assert cli("sample", model, "-o", tmp_path / "bad2").exit_code == ExitCode.BAD_INPUT  # no --n, no --grid
 
 
 def test_two_fits_draw_different_noise_and_two_samples_of_one_seed_are_identical(
