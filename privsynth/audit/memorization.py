@@ -10,6 +10,7 @@ holdout's size: 0.5 when the synthetic data is no closer to the training records
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -119,6 +120,9 @@ class DistanceAudit:
     near_copy_threshold: float
     near_copy_synthetic: float
     near_copy_holdout: float
+    #: For the report's figures: shares of synthetic and holdout rows per bin of distance to train (DCR) and of
+    #: nearest-to-second-nearest ratio (NNDR). Audit statistics on real records: never copied into a release.
+    histograms: dict[str, Any] = field(default_factory=dict)
 
     @property
     def identical_excess(self) -> float:
@@ -217,4 +221,25 @@ def distance_audit(
         near_copy_threshold=threshold,
         near_copy_synthetic=near(syn_d),
         near_copy_holdout=near(hold_d),
+        histograms=_histograms(syn_d, hold_d),
     )
+
+
+def _histograms(syn_d: np.ndarray, hold_d: np.ndarray, bins: int = 20) -> dict[str, Any]:
+    """Shares of synthetic and holdout rows per bin of DCR (to the 99th percentile of both) and of NNDR."""
+    both = np.concatenate([syn_d[:, 0], hold_d[:, 0]])
+    top = float(np.quantile(both, 0.99)) if both.size else 1.0
+    dcr_edges = np.linspace(0.0, top if top > 0 else 1.0, bins + 1)
+    out: dict[str, Any] = {"dcr_edges": dcr_edges.tolist()}
+
+    def shares(values: np.ndarray, edges: np.ndarray) -> list[float]:
+        counts = np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)[0]
+        return (counts / max(len(values), 1)).tolist()
+
+    out["dcr_synthetic"], out["dcr_holdout"] = shares(syn_d[:, 0], dcr_edges), shares(hold_d[:, 0], dcr_edges)
+    if syn_d.shape[1] >= 2 and hold_d.shape[1] >= 2:
+        nndr_edges = np.linspace(0.0, 1.0, bins + 1)
+        out["nndr_edges"] = nndr_edges.tolist()
+        out["nndr_synthetic"] = shares(syn_d[:, 0] / np.maximum(syn_d[:, 1], 1e-12), nndr_edges)
+        out["nndr_holdout"] = shares(hold_d[:, 0] / np.maximum(hold_d[:, 1], 1e-12), nndr_edges)
+    return out

@@ -35,9 +35,9 @@ def _bars(
     rows: list[tuple[str, float, float | None, float | None]], *, title: str, reference: float | None, maximum: float
 ) -> str:
     """Horizontal bars with optional intervals and a reference line, as inline SVG."""
-    width, left, bar_h = 720, 220, 18
+    width, left, bar_h, value_col = 760, 220, 18, 60
     height = 30 + bar_h * 1.6 * len(rows)
-    scale = (width - left - 20) / max(maximum, 1e-9)
+    scale = (width - left - value_col - 10) / max(maximum, 1e-9)
     parts = [
         f'<svg role="img" aria-label="{title}" width="{width}" height="{height:.0f}" '
         f'xmlns="http://www.w3.org/2000/svg"><text x="0" y="14" font-weight="700">{title}</text>'
@@ -53,7 +53,7 @@ def _bars(
                 f'<line x1="{left + low * scale:.1f}" x2="{left + high * scale:.1f}" y1="{y + bar_h / 2:.0f}" '
                 f'y2="{y + bar_h / 2:.0f}" stroke="#1d1d1f" stroke-width="2"/>'
             )
-        parts.append(f'<text x="{left + max(value, 0) * scale + 6:.0f}" y="{y + 13:.0f}">{value:.3f}</text>')
+        parts.append(f'<text x="{width - value_col + 6}" y="{y + 13:.0f}">{value:.3f}</text>')
     if reference is not None:
         x = left + reference * scale
         parts.append(
@@ -88,6 +88,121 @@ def check_rows(result: dict[str, Any], decision: dict[str, Any] | None) -> list[
                 )
         rows.append(row)
     return rows
+
+
+REAL, SYNTHETIC = "#9aa0a6", "#4a78c2"
+
+
+def _esc(text: object) -> str:
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+def _distribution_svg(figure: dict[str, Any]) -> str:
+    """Real (grey) and synthetic (blue) shares per bin of one column, as paired horizontal bars."""
+    labels, real, synthetic = figure["labels"], figure["real"], figure["synthetic"]
+    keep = [i for i, (r, s) in enumerate(zip(real, synthetic, strict=True)) if r > 0 or s > 0] or [0]
+    width, left, row = 360, 130, 14
+    height = 26 + row * len(keep)
+    top = max(max(real), max(synthetic), 1e-9)
+    scale = (width - left - 10) / top
+    parts = [
+        f'<svg class="column-plot" role="img" aria-label="{_esc(figure["column"])}: real vs synthetic" '
+        f'width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">'
+        f'<text x="0" y="12" font-weight="700">{_esc(figure["column"])}</text>'
+    ]
+    for j, i in enumerate(keep):
+        y = 20 + j * row
+        parts.append(f'<text x="0" y="{y + 10}">{_esc(str(labels[i])[:22])}</text>')
+        parts.append(f'<rect x="{left}" y="{y}" width="{real[i] * scale:.1f}" height="6" fill="{REAL}"/>')
+        parts.append(f'<rect x="{left}" y="{y + 6}" width="{synthetic[i] * scale:.1f}" height="6" fill="{SYNTHETIC}"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _heatmap_svg(matrix: list[list[float]], columns: list[str], title: str, *, signed: bool = False) -> str:
+    """A square heatmap (Cramér's V in [0, 1], or a difference in [-1, 1] when ``signed``)."""
+    cell, left, top = 18, 110, 110
+    size = len(columns)
+    width, height = left + cell * size + 10, top + cell * size + 10
+    parts = [
+        f'<svg class="heatmap" role="img" aria-label="{_esc(title)}" width="{width}" height="{height}" '
+        f'xmlns="http://www.w3.org/2000/svg"><text x="0" y="12" font-weight="700">{_esc(title)}</text>'
+    ]
+    for i, name in enumerate(columns):
+        parts.append(f'<text x="{left - 4}" y="{top + i * cell + 13}" text-anchor="end">{_esc(name[:16])}</text>')
+        x = left + i * cell + 12
+        parts.append(f'<text x="{x}" y="{top - 4}" transform="rotate(-60 {x} {top - 4})">{_esc(name[:16])}</text>')
+        for j in range(size):
+            v = float(matrix[i][j])
+            if signed:
+                shade = int(255 * (1 - min(abs(v), 1.0)))
+                color = f"rgb(255,{shade},{shade})" if v > 0 else f"rgb({shade},{shade},255)"
+            else:
+                shade = int(255 * (1 - min(max(v, 0.0), 1.0)))
+                color = f"rgb({shade},{shade},255)"
+            parts.append(
+                f'<rect x="{left + j * cell}" y="{top + i * cell}" width="{cell - 1}" height="{cell - 1}" '
+                f'fill="{color}"><title>{_esc(name)} / {_esc(columns[j])}: {v:.2f}</title></rect>'
+            )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _histogram_svg(edges: list[float], synthetic: list[float], holdout: list[float], title: str) -> str:
+    """Synthetic (blue) and holdout (grey) shares per bin, as paired columns."""
+    width, height, left, bottom = 360, 150, 30, 20
+    bins = len(synthetic)
+    step = (width - left - 10) / max(bins, 1)
+    top = max(max(synthetic, default=0), max(holdout, default=0), 1e-9)
+    scale = (height - bottom - 24) / top
+    parts = [
+        f'<svg class="histogram" role="img" aria-label="{_esc(title)}" width="{width}" height="{height}" '
+        f'xmlns="http://www.w3.org/2000/svg"><text x="0" y="12" font-weight="700">{_esc(title)}</text>'
+    ]
+    for k in range(bins):
+        x = left + k * step
+        for offset, value, color in ((0.0, holdout[k], REAL), (step / 2, synthetic[k], SYNTHETIC)):
+            h = value * scale
+            parts.append(
+                f'<rect x="{x + offset:.1f}" y="{height - bottom - h:.1f}" width="{step / 2 - 1:.1f}" height="{h:.1f}" '
+                f'fill="{color}"/>'
+            )
+    parts.append(f'<text x="{left}" y="{height - 4}">{edges[0]:.3g}</text>')
+    parts.append(f'<text x="{width - 10}" y="{height - 4}" text-anchor="end">{edges[-1]:.3g}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _figures(result: dict[str, Any], spaces: list[dict[str, Any]]) -> dict[str, Any]:
+    """SVG strings and tables for the report's figure sections (empty when the audit has no figures)."""
+    figures = result.get("figures") or {}
+    out: dict[str, Any] = {
+        "distributions": [_distribution_svg(f) for f in figures.get("distributions", [])],
+        "heatmaps": [],
+        "histograms": [],
+        "validity": figures.get("validity", []),
+        "examples": figures.get("examples", {}),
+    }
+    assoc = figures.get("associations")
+    if assoc and len(assoc.get("columns", [])) >= 2:
+        cols, real, syn = assoc["columns"], assoc["real"], assoc["synthetic"]
+        diff = [[s - r for r, s in zip(rr, ss, strict=True)] for rr, ss in zip(real, syn, strict=True)]
+        out["heatmaps"] = [
+            _heatmap_svg(real, cols, "Real (train): Cramér's V"),
+            _heatmap_svg(syn, cols, "Synthetic: Cramér's V"),
+            _heatmap_svg(diff, cols, "Synthetic minus real", signed=True),
+        ]
+    for space in spaces:
+        h = space.get("histograms") or {}
+        if h.get("dcr_edges"):
+            out["histograms"].append(
+                _histogram_svg(h["dcr_edges"], h["dcr_synthetic"], h["dcr_holdout"], f"DCR to train: {space['space']}")
+            )
+        if h.get("nndr_edges"):
+            out["histograms"].append(
+                _histogram_svg(h["nndr_edges"], h["nndr_synthetic"], h["nndr_holdout"], f"NNDR: {space['space']}")
+            )
+    return out
 
 
 def render_report(result: dict[str, Any], decision: dict[str, Any] | None = None) -> str:
@@ -151,6 +266,7 @@ def render_report(result: dict[str, Any], decision: dict[str, Any] | None = None
         limitations=result.get("limitations", []),
         examples=result.get("examples", []),
         dcr_chart=dcr_chart,
+        figures=_figures(result, spaces),
         tvd_chart=tvd_chart,
         fmt=_fmt,
         pct=_pct,

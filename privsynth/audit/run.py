@@ -25,6 +25,7 @@ from privsynth.audit.checks import evaluate_checks
 from privsynth.audit.discretize import Discretizer
 from privsynth.audit.embedders import ClipEmbedder, Embedder, MiniLMEmbedder, PerceptualEmbedder, PixelEmbedder
 from privsynth.audit.fidelity import marginal_tvd
+from privsynth.audit.figures import figure_data
 from privsynth.audit.memorization import RowEncoder, distance_audit
 from privsynth.audit.pii import audit_pii
 from privsynth.audit.preflight import preflight
@@ -201,6 +202,8 @@ def run_audit(
         }
     else:
         limitations.append("fidelity metrics not run")
+    say("figures for the report")
+    result["figures"] = figure_data(tr, sy, target=cfg.target or choose_target(tr.schema, tr.records), seed=seed)
     result["limitations"] = limitations + _standard_limitations(tools, cfg)
     result["checks"] = evaluate_checks(result)
     if cfg.include_examples:

@@ -46,6 +46,13 @@ class ReleaseResult:
     signed: bool
 
 
+def _without_histograms(node: Any) -> Any:
+    """The memorization results without the report's distance histograms (figures for reviewers, not releases)."""
+    if isinstance(node, dict):
+        return {k: _without_histograms(v) for k, v in node.items() if k != "histograms"}
+    return node
+
+
 def audit_summary(audit: dict[str, Any]) -> dict[str, Any]:
     """The aggregate part of an audit worth publishing: checks and headline numbers, no examples, no paths.
 
@@ -58,7 +65,7 @@ def audit_summary(audit: dict[str, Any]) -> dict[str, Any]:
         if k in audit
     }
     keep["inputs"] = {"synthetic": audit.get("inputs", {}).get("synthetic")}
-    keep["memorization"] = audit.get("memorization", {})
+    keep["memorization"] = _without_histograms(audit.get("memorization", {}))
     pii = dict(audit.get("pii", {}))
     pii.pop("examples", None)
     keep["pii"] = pii

@@ -95,6 +95,12 @@ def test_report_renders_in_headless_chromium(audit_result, tmp_path: Path) -> No
     )
     assert "privsynth audit report" in dom.stdout
     assert "Membership inference" in dom.stdout
+    # the figures people read (issue 20): per-column plots, association heatmaps, DCR/NNDR histograms, validity,
+    # synthetic images per class and synthetic notes, all inline (no network)
+    for marker in ('class="column-plot"', 'class="heatmap"', 'class="histogram"', 'class="validity"'):
+        assert dom.stdout.count(marker) >= 1, marker
+    assert dom.stdout.count("<img alt=\"synthetic scan") >= 2 and 'class="synthetic-text"' in dom.stdout
+    assert "http://" not in dom.stdout.replace("http://www.w3.org/2000/svg", "")  # nothing fetched from a network
     shot = tmp_path / "shot.png"
     subprocess.run(
         [chromium, *flags, f"--screenshot={shot}", "--window-size=1200,1600", page.as_uri()],
