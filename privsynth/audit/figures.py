@@ -3,15 +3,15 @@
 Computed once by the audit and kept in ``audit.json`` under ``figures`` (never in a release's
 ``audit-summary.json``). The real side is aggregate (shares per train-quantile bin or top category, Cramér's V
 between binned columns, shares of values outside a range), computed on real records outside the DP guarantee like
-every audit number: the report is for the people who decide the release, not part of it. The examples (images,
-texts) are synthetic only.
+every audit number: the report is for the people who decide the release, not part of it. No real value appears:
+bins are labelled by rank (a quantile of a small cohort can be one person's value), categories by name only when
+their domain is declared public. The examples (images, texts) are synthetic only.
 """
 
 from __future__ import annotations
 
 import base64
 import io
-import itertools
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,7 @@ import pandas as pd
 from privsynth.audit.discretize import Discretizer, _numbers
 from privsynth.data.corpus import Corpus
 from privsynth.data.images import load_image
-from privsynth.data.schema import ColumnKind
+from privsynth.data.schema import ColumnKind, ColumnSpec
 
 #: Most columns in the association heatmaps (the first ones of the schema).
 MAX_HEATMAP_COLUMNS = 14
@@ -28,21 +28,21 @@ MAX_HEATMAP_COLUMNS = 14
 IMAGES_PER_CLASS, MAX_CLASSES, TEXTS_SHOWN = 6, 8, 4
 
 
-def _labels(disc: Discretizer, name: str) -> list[str]:
+def _labels(disc: Discretizer, name: str, spec: ColumnSpec) -> list[str]:
+    """Bin labels that carry no real value: quantile ranks, and category names only from a declared domain.
+
+    The bins themselves are the real training records' quantiles and most frequent categories; in a small cohort
+    a quantile can be one person's exact value and a frequent-enough category one person's, so neither is shown.
+    """
     kind = disc.kinds_[name]
     if kind in (ColumnKind.NUMERICAL, ColumnKind.DATETIME):
-        edges = disc.edges_[name]
-        bounds = ["min", *(_edge(float(e), kind) for e in edges), "max"]
-        return [f"{a}-{b}" for a, b in itertools.pairwise(bounds)] + ["missing"]
+        bins = len(disc.edges_[name]) + 1
+        return [f"quantile bin {i + 1}/{bins}" for i in range(bins)] + ["missing"]
     if kind is ColumnKind.CATEGORICAL:
-        return [*disc.levels_[name], "other", "missing"]
+        declared = set(spec.domain or ())
+        levels = [v if v in declared else f"category #{i + 1}" for i, v in enumerate(disc.levels_[name])]
+        return [*levels, "other", "missing"]
     return ["false", "true", "missing"]
-
-
-def _edge(value: float, kind: ColumnKind) -> str:
-    if kind is ColumnKind.DATETIME:
-        return str(pd.Timestamp("1970-01-01") + pd.Timedelta(days=value))[:10]
-    return f"{value:.4g}"
 
 
 def _shares(codes: np.ndarray, size: int) -> list[float]:
@@ -136,7 +136,7 @@ def figure_data(train: Corpus, synthetic: Corpus, *, target: str | None = None, 
     distributions = [
         {
             "column": name,
-            "labels": _labels(disc, name),
+            "labels": _labels(disc, name, train.schema.columns[name]),
             "real": _shares(real_codes[name].to_numpy(), disc.cardinality(name)),
             "synthetic": _shares(syn_codes[name].to_numpy(), disc.cardinality(name)),
         }

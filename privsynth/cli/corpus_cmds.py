@@ -50,6 +50,19 @@ def init(
             show_default=False,
         ),
     ] = None,
+    entity: Annotated[
+        str | None,
+        typer.Option(
+            "--entity",
+            help="With --from-sdv: the id column of the person (several records each), or 'none' if every record "
+            "is a different person. Needed when the SDV table has ids besides its primary key.",
+            show_default=False,
+        ),
+    ] = None,
+    max_records: Annotated[
+        int,
+        typer.Option("--max-records", min=1, help="With --from-sdv --entity: public bound on records per person."),
+    ] = 1,
     to_sdv: Annotated[
         Path | None,
         typer.Option(
@@ -79,7 +92,7 @@ def init(
     if target.exists() and not force:
         raise OutputExistsError(f"{target} already exists; edit it, or pass --force to infer it again")
     if from_sdv is not None:
-        schema = schema_from_sdv(from_sdv, table=table.name)
+        schema = schema_from_sdv(from_sdv, table=table.name, entity=entity, max_records_per_entity=max_records)
         header = f"# From SDV metadata {from_sdv.name}: review it; declare domains and bounds from a codebook.\n"
         write_text_atomic(target, dump_schema(schema, header=header))
         stdout_console().print(

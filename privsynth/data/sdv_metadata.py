@@ -10,13 +10,17 @@ This module only reads and writes JSON: it never imports SDV (BUSL-1.1), so it s
 
 Mapping, SDV ``sdtype`` to privsynth ``kind``:
 
-- ``id`` (the primary key or any other id): ``key``;
+- ``id`` (the primary key or any other id): ``key``. SDV does not say which id identifies a *person*: when a
+  table has id columns besides its primary key, name the person's column (``entity=``, ``--entity``), or say
+  that every record is a different person (``entity="none"``); privsynth refuses to guess, because protecting
+  records where a person has several of them protects that person only k times more weakly;
 - ``numerical``: ``numerical`` (integer when ``computer_representation`` is an integer type);
 - ``categorical``, ``boolean``, ``datetime``: the same kind (``date_only`` when the format has no time);
 - a PII sdtype (``email``, ``phone_number``, ``ssn``, names, addresses...) or any column with ``"pii": true``:
   ``identifier`` with the matching surrogate type (``other`` when none matches);
-- ``text``: ``text``; ``unknown`` without PII: ``text`` (privsynth learns free text under DP);
-- any other semantic sdtype without PII (``country_code``...): ``categorical``.
+- ``text``: ``text``; ``unknown`` or another semantic sdtype (``job``, ``country_code``...): as SDV does, PII
+  unless ``"pii": false`` says otherwise, so an ``identifier`` (never modelled); with ``"pii": false``,
+  ``unknown`` becomes ``text`` and a semantic sdtype ``categorical``.
 
 Going out, ``text`` and ``image`` columns become ``unknown`` (SDV cannot model them), identifiers their PII sdtype.
 """
@@ -105,8 +109,9 @@ def _column(name: str, sdv: dict[str, Any], source: str) -> dict[str, Any]:
         return {"kind": ColumnKind.KEY.value}
     if sdtype in PII_SDTYPES:
         return {"kind": ColumnKind.IDENTIFIER.value, "pii": PII_SDTYPES[sdtype].value}
-    if sdv.get("pii"):
-        return {"kind": ColumnKind.IDENTIFIER.value, "pii": PiiType.OTHER.value}
+    standard = ("numerical", "datetime", "boolean", "categorical", "text")
+    if sdv.get("pii") or (sdtype not in standard and sdv.get("pii") is None):
+        return {"kind": ColumnKind.IDENTIFIER.value, "pii": PiiType.OTHER.value}  # SDV's default for these: PII
     if sdtype == "numerical":
         representation = str(sdv.get("computer_representation", "Float"))
         return {"kind": ColumnKind.NUMERICAL.value, "integer": representation.lower().startswith(("int", "uint"))}
@@ -121,8 +126,19 @@ def _column(name: str, sdv: dict[str, Any], source: str) -> dict[str, Any]:
     return {"kind": ColumnKind.CATEGORICAL.value}  # other semantic sdtypes (country_code...) are categories
 
 
-def schema_from_sdv(metadata: dict[str, Any] | str | Path, *, table: str = "records.parquet") -> Schema:
-    """A privsynth schema from SDV single-table metadata (a dict, or a path to its JSON)."""
+def schema_from_sdv(
+    metadata: dict[str, Any] | str | Path,
+    *,
+    table: str = "records.parquet",
+    entity: str | None = None,
+    max_records_per_entity: int = 1,
+) -> Schema:
+    """A privsynth schema from SDV single-table metadata (a dict, or a path to its JSON).
+
+    ``entity`` names the id column of the person (``"none"``: every record is a different person); it is
+    required when the table has id columns besides its primary key. ``max_records_per_entity`` is the public bound
+    on records per person (contributions beyond it are dropped at random before any computation).
+    """
     source = "SDV metadata"
     if isinstance(metadata, str | Path):
         source = str(metadata)
@@ -146,7 +162,20 @@ def schema_from_sdv(metadata: dict[str, Any] | str | Path, *, table: str = "reco
             f"{source}: no primary_key; privsynth needs one column that identifies each record (add an id column "
             "and name it as primary_key)"
         )
-    return schema_from_dict({"table": table, "key": key, "columns": out}, source=source)
+    other_ids = [n for n, c in out.items() if c["kind"] == ColumnKind.KEY.value and n != key]
+    document: dict[str, Any] = {"table": table, "key": key, "columns": out}
+    if entity is None and other_ids:
+        raise SchemaError(
+            f"{source}: besides the primary key '{key}', the id column(s) {other_ids} may identify a person with "
+            "several records, and SDV metadata does not say which. Name it (Python: schema_from_sdv(path, "
+            f"entity='{other_ids[0]}', max_records_per_entity=K); CLI: privsynth init CORPUS --from-sdv FILE --entity "
+            f"{other_ids[0]} --max-records K), or pass entity='none' if every record is a different person"
+        )
+    if entity not in (None, "none"):
+        if entity not in other_ids:
+            raise SchemaError(f"{source}: entity '{entity}' is not an id column besides the primary key {other_ids}")
+        document.update(entity=entity, max_records_per_entity=max_records_per_entity)
+    return schema_from_dict(document, source=source)
 
 
 def schema_to_sdv(schema: Schema) -> dict[str, Any]:

@@ -35,8 +35,9 @@ def outside_guarantee(
     ]
     if publish_audit_statistics:
         items.append(
-            "Audit statistics computed on real records (audit-summary.json, and the values in the check table "
-            "below): distances between real and synthetic rows and thresholds from real-to-real distances, "
+            "Audit statistics computed on real records (audit-summary.json, the values in the check table "
+            "below, and the dataset card's key audit numbers): distances between real and synthetic rows and "
+            "thresholds from real-to-real distances, "
             "membership, singling-out, linkability and attribute-inference rates, PII counts, train-on-synthetic "
             "scores on real holdout records and marginal distances (counts of real records are left out). The "
             "release policy can drop them (publish_audit_statistics: false)."

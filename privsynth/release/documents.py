@@ -316,10 +316,12 @@ CARD_CHECKS = ("dcr_share_high", "mia_auc", "pii_unexplained_rate", "tstr_ratio"
 
 def _key_numbers(facts: ReleaseFacts) -> str:
     if not facts.publish_audit_statistics:
-        return "not published (the release policy keeps audit statistics out of releases); every check passed"
+        return "not published (the release policy keeps audit statistics out of releases); see the datasheet for the gate's result and warnings"
     values = {c["name"]: c.get("value") for c in facts.checks}
     shown = [f"`{n}` {values[n]:.3g}" for n in CARD_CHECKS if values.get(n) is not None]
-    return ", ".join(shown) or "none measured"
+    if not shown:
+        return "none measured"
+    return ", ".join(shown) + " (audit statistics computed on the real records, outside the DP guarantee)"
 
 
 def _column_table(facts: ReleaseFacts) -> str:

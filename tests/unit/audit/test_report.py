@@ -99,7 +99,7 @@ def test_report_renders_in_headless_chromium(audit_result, tmp_path: Path) -> No
     # synthetic images per class and synthetic notes, all inline (no network)
     for marker in ('class="column-plot"', 'class="heatmap"', 'class="histogram"', 'class="validity"'):
         assert dom.stdout.count(marker) >= 1, marker
-    assert dom.stdout.count("<img alt=\"synthetic scan") >= 2 and 'class="synthetic-text"' in dom.stdout
+    assert dom.stdout.count('<img alt="synthetic scan') >= 2 and 'class="synthetic-text"' in dom.stdout
     assert "http://" not in dom.stdout.replace("http://www.w3.org/2000/svg", "")  # nothing fetched from a network
     shot = tmp_path / "shot.png"
     subprocess.run(
@@ -160,3 +160,16 @@ def test_no_placeholder_floors(audit_result) -> None:
     # SDMetrics' 1.0 and the text and image 0 'floors' were placeholders, not measurements
     assert "<td>1.0</td>" not in section and "<td>0</td>" not in section
     assert "not measured" in section
+
+
+def test_figures_show_no_real_value_only_ranks_and_declared_categories(audit_result, splits) -> None:
+    schema = splits.train.schema
+    for figure in audit_result["figures"]["distributions"]:
+        spec = schema.columns[figure["column"]]
+        labels = set(figure["labels"])
+        if spec.kind.value == "categorical":
+            real = set(splits.train.records[figure["column"]].dropna().astype(str))
+            assert labels & real <= set(spec.domain or ()), figure["column"]  # undeclared names never shown
+        if spec.kind.value in ("numerical", "datetime"):
+            assert all(label.startswith("quantile bin") or label == "missing" for label in labels)
+    assert any(f["column"] == "insurance" for f in audit_result["figures"]["distributions"])  # an undeclared one

@@ -29,8 +29,9 @@ HOTEL = {
         "checkin_time": {"sdtype": "datetime", "datetime_format": "%Y-%m-%d %H:%M"},
         "billing_address": {"sdtype": "address", "pii": True},
         "loyalty_code": {"sdtype": "unknown", "pii": True},
-        "review": {"sdtype": "unknown"},
-        "country": {"sdtype": "country_code"},
+        "review": {"sdtype": "unknown", "pii": False},
+        "country": {"sdtype": "country_code", "pii": False},
+        "job": {"sdtype": "job"},
     },
 }
 
@@ -46,6 +47,7 @@ def test_sdv_kinds_map_to_privsynth_kinds_and_nothing_is_declared_public() -> No
     assert not schema.columns["room_rate"].integer
     assert schema.columns["checkin_date"].date_only and not schema.columns["checkin_time"].date_only
     assert kinds["review"] is ColumnKind.TEXT and kinds["country"] is ColumnKind.CATEGORICAL
+    assert kinds["job"] is ColumnKind.IDENTIFIER  # SDV treats semantic sdtypes as PII unless told otherwise
     # SDV metadata says what a column is, never which values it takes: no domain, bounds or range is declared
     for spec in schema.columns.values():
         assert spec.domain is None and spec.bounds is None and spec.date_range is None
@@ -70,7 +72,8 @@ def test_export_then_import_keeps_every_kind() -> None:
     exported = schema_to_sdv(schema)
     assert exported["METADATA_SPEC_VERSION"] == "SINGLE_TABLE_V1" and exported["primary_key"] == schema.key
     assert exported["columns"]["scan"] == {"sdtype": "unknown", "pii": False}  # SDV cannot model images
-    back = schema_from_sdv(exported)
+    back = schema_from_sdv(exported, entity="patient_id", max_records_per_entity=2)
+    assert back.entity == "patient_id" and back.unit_of_privacy == schema.unit_of_privacy
     for name, spec in schema.columns.items():
         expected = ColumnKind.TEXT if spec.kind is ColumnKind.IMAGE else spec.kind
         assert back.columns[name].kind is expected, name
@@ -95,3 +98,20 @@ def test_cli_init_from_and_to_sdv(cli, tmp_path: Path) -> None:
     assert cli("init", folder, "--to-sdv", out).exit_code == 0
     assert json.loads(out.read_text())["columns"]["room_type"] == {"sdtype": "categorical"}
     assert cli("init", folder, "--to-sdv", out).exit_code != 0  # exists: refused without --force
+
+
+def test_an_id_besides_the_primary_key_must_be_named_or_declared_absent() -> None:
+    visits = {
+        "METADATA_SPEC_VERSION": "SINGLE_TABLE_V1",
+        "primary_key": "visit_id",
+        "columns": {"visit_id": {"sdtype": "id"}, "patient_id": {"sdtype": "id"}, "dx": {"sdtype": "categorical"}},
+    }
+    # Before: patient_id became a plain key and the unit of privacy silently became the record, so a person with
+    # k visits was protected only about k times more weakly.
+    with pytest.raises(SchemaError, match="entity='patient_id'"):
+        schema_from_sdv(visits)
+    person = schema_from_sdv(visits, entity="patient_id", max_records_per_entity=3)
+    assert person.entity == "patient_id" and person.max_records_per_entity == 3
+    assert schema_from_sdv(visits, entity="none").entity is None
+    with pytest.raises(SchemaError, match="not an id column"):
+        schema_from_sdv(visits, entity="dx")
