@@ -60,14 +60,16 @@ class TabularConfig(BaseModel):
     def for_units(self, units: int) -> TabularConfig:
         """These settings with the size rule (:mod:`privsynth.generators.sizing`) applied for ``units`` people.
 
-        Measured with ``benchmarks/default_config.py`` (2,000 demo records, epsilon 8): at the default 10 % Poisson
-        rate a batch holds ~160 people, so every step's averaged gradient is mostly noise and the fitted model
-        keeps the marginals (from the profile) but loses the fields' relations. Half the people per step, a
-        five-times larger learning rate and twice the epochs learn them (numbers in the data teams' guide).
+        Measured with ``benchmarks/default_config.py`` (2,000 demo records, epsilon 8) and
+        ``benchmarks/tabular_adult.py --n 500/2000``: at the default 10 % Poisson rate a batch holds ~160 people,
+        so every step's averaged gradient is mostly noise and the fitted model keeps the marginals (from the
+        profile) but loses the fields' relations. Every person in every step (full-batch DP gradient descent: no
+        amplification by sampling, but the least noise per averaged gradient), a five-times larger learning rate
+        and twice the epochs learn them (numbers in the data teams' guide).
 
         >>> small = TabularConfig().for_units(1_600).optim
         >>> small.max_sample_rate, small.lr, small.epochs
-        (0.5, 0.01, 80.0)
+        (1.0, 0.01, 80.0)
         >>> TabularConfig().for_units(22_611).optim.epochs, TabularConfig(size_rule=False).for_units(1_600).optim.lr
         (40.0, 0.002)
         """
@@ -75,7 +77,7 @@ class TabularConfig(BaseModel):
 
 
 #: The tabular generator's small-cohort optimisation (:mod:`privsynth.generators.sizing`).
-SMALL_COHORT_OPTIM: dict[str, object] = {"max_sample_rate": 0.5, "lr": 0.01, "epochs": 80.0}
+SMALL_COHORT_OPTIM: dict[str, object] = {"max_sample_rate": 1.0, "lr": 0.01, "epochs": 80.0}
 
 
 class TabularGenerator(Generator):

@@ -10,7 +10,7 @@ from privsynth.generators.tabular.generator import TabularConfig, TabularGenerat
 
 def test_small_cohorts_get_the_small_values_and_large_ones_the_defaults() -> None:
     small, large = TabularConfig().for_units(SMALL_COHORT - 1), TabularConfig().for_units(SMALL_COHORT)
-    assert (small.optim.max_sample_rate, small.optim.lr, small.optim.epochs) == (0.5, 0.01, 80.0)
+    assert (small.optim.max_sample_rate, small.optim.lr, small.optim.epochs) == (1.0, 0.01, 80.0)
     assert large.optim == TabularConfig().optim and not large.size_rule
     assert ImageConfig().for_units(SMALL_COHORT - 1).rank == 1 and ImageConfig().for_units(SMALL_COHORT).rank == 16
 
