@@ -1,10 +1,10 @@
 """PyTorch access to a synthetic corpus or a release: ``SyntheticDataset`` and ``loader``.
 
-    >>> from privsynth.torch import SyntheticDataset, loader          # doctest: +SKIP
-    >>> data = SyntheticDataset("runs/demo/release/bundle")           # doctest: +SKIP
-    >>> batch = next(iter(loader(data, batch_size=32)))               # doctest: +SKIP
-    >>> batch["scan"].shape, batch["diagnosis"][:3]                   # doctest: +SKIP
-    (torch.Size([32, 1, 32, 32]), ['pneumonia', 'healthy', 'fracture'])
+    from privsynth.torch import SyntheticDataset, loader
+    data = SyntheticDataset("runs/demo/release/bundle")
+    batch = next(iter(loader(data, batch_size=32)))
+    batch["scan"].shape        # torch.Size([32, 1, 32, 32])
+    batch["diagnosis"][:3]     # ['pneumonia', 'healthy', 'fracture']
 
 Each item is a dict with every column: numbers as floats (``nan`` when missing), categories, texts and
 identifiers as strings (``None`` when missing), booleans as bools, dates as ISO strings, and images as float
