@@ -113,7 +113,7 @@ def main() -> None:
             start = time.perf_counter()
             synth = Synthesizer(config).fit(real, epsilon=args.epsilon)
             seconds = time.perf_counter() - start
-            out = Path(tmp) / f"synthetic-{name}"
+            out = Path(tmp) / f"synthetic-{len(rows)}"
             synthetic = read_corpus(write_synthetic(synth, out, n=args.n, seed=args.seed))
             x_syn, keep_syn = pixels(synthetic, "scan")
             syn_scan = float((scans.predict(x_syn) == synthetic.records[TARGET].to_numpy()[keep_syn]).mean())
