@@ -61,6 +61,10 @@ def test_fit_then_sample(cli, demo_dir: Path, tmp_path: Path) -> None:
     bad = cli("sample", model, "--n", "5", "-o", tmp_path / "bad", "--rebalance", "sex=X:1")
     assert bad.exit_code == ExitCode.BAD_INPUT and "not among the model's categories" in bad.stderr
     assert cli("sample", model, "-o", tmp_path / "bad2").exit_code == ExitCode.BAD_INPUT  # no --n, no --grid
+    clash = cli("sample", model, "--n", "5", "-o", tmp_path / "bad3", "--rebalance", "sex", "--where", "sex=F")
+    assert clash.exit_code == ExitCode.BAD_INPUT and "also sets" in clash.stderr
+    both = cli("sample", model, "--n", "5", "-o", tmp_path / "bad4", "--rebalance", "sex", "--grid", "sex")
+    assert both.exit_code == ExitCode.BAD_INPUT and "not both" in both.stderr
 
 
 def test_two_fits_draw_different_noise_and_two_samples_of_one_seed_are_identical(
