@@ -151,6 +151,8 @@ def _stage(planned: Any, people: int, stages: dict[str, Any]) -> StageForecast:
         )
     batch = max(rate * people, 1.0)
     ratio = sigma / batch
+    # every person is already in every step at rate 1: a larger batch is not a fix there
+    larger = "" if rate >= 1.0 else "optim.batch_size (or optim.max_sample_rate, the cap on the share per step)"
     text = f"{steps} DP-SGD steps, expected batch {batch:.0f}, gradient noise {ratio:.3f} x clip norm per step"
     if ratio > GRADIENT_NOISE_POOR:
         return StageForecast(
@@ -158,7 +160,8 @@ def _stage(planned: Any, people: int, stages: dict[str, Any]) -> StageForecast:
             steps=steps,
             expectation=text + ": mostly noise",
             verdict=COLLAPSE,
-            fix="raise epsilon, raise this stage's optim.batch_size, or give it a larger share of the budget",
+            fix="raise epsilon, " + (f"raise this stage's {larger}, " if larger else "") + "or give it a larger share "
+            "of the budget",
         )
     if steps < MIN_STEPS or ratio > GRADIENT_NOISE_FAIR:
         return StageForecast(
@@ -166,7 +169,9 @@ def _stage(planned: Any, people: int, stages: dict[str, Any]) -> StageForecast:
             steps=steps,
             expectation=text + (": few steps" if steps < MIN_STEPS else ": noisy"),
             verdict=WARN,
-            fix="raise epsilon or optim.epochs" if steps < MIN_STEPS else "raise epsilon or optim.batch_size",
+            fix="raise epsilon or optim.epochs"
+            if steps < MIN_STEPS
+            else "raise epsilon" + (f" or {larger}" if larger else ", or give it a larger share of the budget"),
         )
     return StageForecast(**common, steps=steps, expectation=text, verdict=OK)
 

@@ -83,3 +83,12 @@ def test_a_plan_whose_epsilon_jumps_across_the_window_spends_a_little_less_inste
     small = Path(__file__).resolve().parents[2] / "configs" / "small.yaml"
     result = Synthesizer(load_config(small)).plan(schema, epsilon=30, people=107)
     assert {s.stage for s in result.stages} == {"profile", "tabular"}
+
+
+def test_a_stage_with_every_person_in_every_step_is_not_told_to_raise_its_batch(demo_dir: Path) -> None:
+    result = Synthesizer(FitConfig(accountant="rdp")).plan(load_schema(demo_dir / "schema.yaml"), epsilon=8, people=300)
+    tabular = next(s for s in result.stages if s.stage == "tabular")
+    assert tabular.sample_rate == 1.0  # the small-cohort rule: full-batch DP gradient descent
+    assert tabular.verdict == "ok" or "batch_size" not in tabular.fix
+    image = next(s for s in result.stages if s.stage == "image")
+    assert image.sample_rate < 1.0 and (image.verdict == "ok" or "max_sample_rate" in image.fix)
