@@ -113,6 +113,11 @@ def decode_codes(codes: pd.DataFrame, seed: int) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def anchor_args(epsilon: float, n: int, seed: int, out: Path) -> list[str]:
+    """The arguments every DP anchor runner takes: budget, rows to sample, seed and output file."""
+    return ["--epsilon", str(epsilon), "--delta", "1e-5", "--n", str(n), "--seed", str(seed), "--out", str(out)]
+
+
 def run_anchor(venv: str, script: str, args: list[str]) -> dict[str, float]:
     python = venv_python(venv)
     proc = subprocess.run(
@@ -270,16 +275,7 @@ def main() -> None:
                         str(folder / "cards.json"),
                         "--method",
                         method,
-                        "--epsilon",
-                        str(epsilon),
-                        "--delta",
-                        "1e-5",
-                        "--n",
-                        str(len(train)),
-                        "--seed",
-                        str(seed),
-                        "--out",
-                        str(out),
+                        *anchor_args(epsilon, len(train), seed, out),
                     ],
                 )
                 synthetic = decode_codes(pd.read_csv(out), seed)
@@ -288,20 +284,7 @@ def main() -> None:
                 info = run_anchor(
                     "mostlyai",
                     "mostlyai_runner.py",
-                    [
-                        "--train",
-                        str(folder / "train.csv"),
-                        "--epsilon",
-                        str(epsilon),
-                        "--delta",
-                        "1e-5",
-                        "--n",
-                        str(len(train)),
-                        "--seed",
-                        str(seed),
-                        "--out",
-                        str(out),
-                    ],
+                    ["--train", str(folder / "train.csv"), *anchor_args(epsilon, len(train), seed, out)],
                 )
                 synthetic = pd.read_csv(out)
             else:

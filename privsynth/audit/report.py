@@ -11,6 +11,7 @@ thresholds, hard and soft checks, and privacy and utility checks kept apart.
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,7 @@ REAL, SYNTHETIC = "#9aa0a6", "#4a78c2"
 
 
 def _esc(text: object) -> str:
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    return html.escape(str(text), quote=True)
 
 
 def _distribution_svg(figure: dict[str, Any]) -> str:
