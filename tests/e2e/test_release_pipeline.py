@@ -491,3 +491,7 @@ def test_privsynth_torch_reads_a_release_and_batches_images_as_tensors(finished_
     pil = SyntheticDataset(finished_run / "sample" / "synthetic", images="pil")
     first = next(item for item in (pil[i] for i in range(len(pil))) if item["scan"] is not None)
     assert first["scan"].size == (32, 32)
+    with pytest.raises(ValueError, match="'tensor' or 'pil'"):
+        SyntheticDataset(bundle, images="numpy")  # type: ignore[arg-type]
+    with pytest.raises(IndexError, match="out of range"):
+        data[len(data)]
