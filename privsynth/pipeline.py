@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,13 +188,93 @@ def _finish(stage_dir: Path, **details: Any) -> None:
     write_text_atomic(stage_dir / "stage.json", json.dumps(payload, indent=2, default=str))
 
 
+#: Which stage each run setting feeds first: a change redoes that stage and every later one.
+_FEEDS = {
+    "corpus": "corpus",
+    "demo": "corpus",
+    "pretrain_text": "pretrain",
+    "epsilon": "fit",
+    "delta": "fit",
+    "canaries": "fit",
+    "fit": "fit",
+    "source": "fit",
+    "ledger_store": "fit",
+    "sample": "sample",
+    "audit": "audit",
+    "policy": "release",
+    "release": "release",
+}
+_SPENDS = ("corpus", "pretrain", "fit")  # redoing one of these fits again: a second spend of epsilon
+
+
+def _settings(config: PipelineConfig) -> dict[str, Any]:
+    """The run's settings as stored in ``config.json``, with a fit config file read in (its content counts)."""
+    return json.loads(config.model_copy(update={"fit": config.fit_config()}).model_dump_json())
+
+
+def _changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of the settings that differ (``fit.holdout_fraction``), nested dicts compared per key."""
+    out: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.extend(_changes(a, b, f"{prefix}{key}."))
+        elif a != b:
+            out.append(f"{prefix}{key}")
+    return out
+
+
+def _reuse(root: Path, config: PipelineConfig, *, fresh: bool, tell: Callable[[str], None]) -> None:
+    """Make the run folder fit this config: stages made under other settings are never reused silently.
+
+    A change to what feeds the fit (the corpus, the budget, the fit settings) would mean fitting again, a second
+    spend of privacy budget, so it is refused unless ``fresh`` (start the run folder over) or the corpus is the
+    demo's (invented people: nothing private is spent). A change to sampling, the audit, the policy or the release
+    redoes those stages and the ones after them.
+    """
+    stored = read_json(root / "config.json")
+    if fresh:
+        if root.exists():
+            tell(f"starting {root} over (--fresh): its earlier stages are deleted")
+            shutil.rmtree(root)
+        return
+    started = [s for s in STAGES if (root / s).exists()]
+    if stored is None or not started:
+        return
+    changed = _changes(stored, _settings(config))
+    if not changed:
+        return
+    first = min((STAGES.index(_FEEDS[c.split(".")[0]]) for c in changed if c.split(".")[0] in _FEEDS), default=None)
+    if first is None:  # name, description, runs_dir: nothing a stage used
+        return
+    redo = [s for s in STAGES[first:] if (root / s).exists()]
+    if not redo:
+        return
+    listed = ", ".join(changed[:6]) + (f" and {len(changed) - 6} more" if len(changed) > 6 else "")
+    if STAGES[first] in _SPENDS and config.demo is None:
+        raise ConfigError(
+            f"{root} was made with other settings ({listed} changed). Using them means fitting again, which "
+            "spends privacy budget again, so privsynth does not do it on its own. Run again with --fresh to start "
+            f"{root} over (its stages are deleted; the ledger store keeps the earlier spend), or give the run "
+            "another 'name' to keep both."
+        )
+    tell(f"settings changed since the last run ({listed}): redoing {', '.join(redo)}")
+    for stage in redo:
+        shutil.rmtree(root / stage)
+
+
 def run_pipeline(
     config: PipelineConfig,
     *,
     say: Callable[[str], None] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    fresh: bool = False,
 ) -> RunOutcome:
-    """Run (or resume) every stage; raises :class:`ReleaseRefusedError` when the gate refuses."""
+    """Run (or resume) every stage; raises :class:`ReleaseRefusedError` when the gate refuses.
+
+    ``fresh`` starts the run folder over. Without it, stages made under other settings are redone when that
+    spends nothing, and a change that would mean fitting again on a real corpus is refused (:func:`_reuse`).
+    """
     tell = say if say is not None else (lambda _m: None)
     root = config.runs_dir / config.name
     # Every check that needs no private data runs before anything is spent: the policy, the release information
@@ -204,8 +285,9 @@ def run_pipeline(
         check_signing_key(config.release.sign_key)
     if not root.is_dir():
         check_writable(root, what="run folder")
+    _reuse(root, config, fresh=fresh, tell=tell)
     root.mkdir(parents=True, exist_ok=True)
-    (root / "config.json").write_text(config.model_dump_json(indent=2), encoding="utf-8")
+    write_text_atomic(root / "config.json", json.dumps(_settings(config), indent=2))
     skipped: list[str] = []
 
     corpus_dir = config.corpus if config.corpus is not None else root / "corpus" / "data"

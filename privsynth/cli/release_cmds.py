@@ -239,11 +239,20 @@ def keygen(
 
 def run(
     config: Annotated[Path, typer.Argument(help="Run config YAML (see configs/demo.yaml).", show_default=False)],
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            "--fresh",
+            help="Start runs/<name>/ over: delete its earlier stages first. A new fit spends privacy budget again.",
+        ),
+    ] = False,
 ) -> None:
     """Run the whole pipeline: profile, fit, sample, audit, gate, release, into runs/<name>/.
 
     Finished stages are skipped when run again; an interrupted fit resumes from its checkpoint without spending
-    privacy twice. Exit code 3 when the gate refuses the release.
+    privacy twice. When the config changed since the last run, stages made under the old settings are redone if
+    that spends nothing (sampling, audit, policy, release); a change that would mean fitting a real corpus again
+    is refused unless you pass --fresh. Exit code 3 when the gate refuses the release.
     """
     from privsynth.pipeline import load_pipeline, run_pipeline
 
@@ -262,7 +271,7 @@ def run(
             if plain is not None:
                 plain.step(stage, done, total)
 
-        outcome = run_pipeline(settings, say=say, progress=progress)
+        outcome = run_pipeline(settings, say=say, progress=progress, fresh=fresh)
     out = stdout_console()
     if outcome.skipped:
         out.print(f"Skipped finished stages: {', '.join(outcome.skipped)}")

@@ -1,0 +1,71 @@
+"""A run folder is never reused under other settings: redone when that spends nothing, refused when it would refit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from privsynth.data.atomic import write_text_atomic
+from privsynth.errors import ConfigError
+from privsynth.pipeline import STAGES, PipelineConfig, _reuse, _settings
+
+
+def _config(tmp_path: Path, **changes: object) -> PipelineConfig:
+    base: dict[str, object] = {"name": "r", "corpus": tmp_path / "corpus", "epsilon": 4.0, "runs_dir": tmp_path}
+    return PipelineConfig.model_validate({**base, **changes})
+
+
+def _finished(tmp_path: Path, config: PipelineConfig) -> Path:
+    import json
+
+    root = tmp_path / "r"
+    for stage in STAGES:
+        (root / stage).mkdir(parents=True)
+        (root / stage / "stage.json").write_text("{}")
+    write_text_atomic(root / "config.json", json.dumps(_settings(config)))
+    return root
+
+
+def _left(root: Path) -> list[str]:
+    return [s for s in STAGES if (root / s).exists()]
+
+
+def test_a_changed_fit_setting_on_a_real_corpus_is_refused_and_nothing_is_deleted(tmp_path: Path) -> None:
+    root = _finished(tmp_path, _config(tmp_path))
+    changed = _config(tmp_path, fit={"holdout_fraction": 0.3})
+    with pytest.raises(ConfigError, match=r"fit\.holdout_fraction.*--fresh"):
+        _reuse(root, changed, fresh=False, tell=lambda _m: None)
+    assert _left(root) == list(STAGES)
+    with pytest.raises(ConfigError, match="epsilon"):
+        _reuse(root, _config(tmp_path, epsilon=5.0), fresh=False, tell=lambda _m: None)
+
+
+def test_a_changed_sampling_setting_redoes_sampling_and_what_follows_only(tmp_path: Path) -> None:
+    root = _finished(tmp_path, _config(tmp_path))
+    said: list[str] = []
+    _reuse(root, _config(tmp_path, sample={"n": 10}), fresh=False, tell=said.append)
+    assert _left(root) == ["corpus", "pretrain", "fit"]
+    assert "sample.n" in said[0] and "redoing sample, audit, gate, release" in said[0]
+
+
+def test_a_changed_policy_redoes_the_release_only(tmp_path: Path) -> None:
+    root = _finished(tmp_path, _config(tmp_path))
+    _reuse(root, _config(tmp_path, policy="public"), fresh=False, tell=lambda _m: None)
+    assert _left(root) == ["corpus", "pretrain", "fit", "sample", "audit", "gate"]
+
+
+def test_a_demo_run_starts_over_on_its_own_since_its_people_are_invented(tmp_path: Path) -> None:
+    demo = {"corpus": None, "demo": {"n": 100, "seed": 0}}
+    root = _finished(tmp_path, _config(tmp_path, **demo))
+    _reuse(root, _config(tmp_path, corpus=None, demo={"n": 120, "seed": 0}), fresh=False, tell=lambda _m: None)
+    assert _left(root) == []
+
+
+def test_unchanged_or_cosmetic_settings_reuse_every_stage_and_fresh_starts_over(tmp_path: Path) -> None:
+    root = _finished(tmp_path, _config(tmp_path))
+    _reuse(root, _config(tmp_path), fresh=False, tell=lambda _m: None)
+    _reuse(root, _config(tmp_path, description="renamed"), fresh=False, tell=lambda _m: None)
+    assert _left(root) == list(STAGES)
+    _reuse(root, _config(tmp_path, epsilon=5.0), fresh=True, tell=lambda _m: None)
+    assert not root.exists()
