@@ -161,6 +161,42 @@ def achieved(records: pd.DataFrame, cells: Sequence[Cell]) -> list[dict[str, Any
     return out
 
 
+def recount(records: pd.DataFrame, asked: Mapping[str, Any]) -> dict[str, Any]:
+    """What a synthetic corpus holds against what its sampling asked (``synthetic.json``'s ``variation``).
+
+    Counted again on the records themselves (the provenance's own counts are not trusted), per cell: the
+    records asked and found, and their shares of the corpus. Synthetic records only: public post-processing.
+
+    >>> frame = pd.DataFrame({"dx": ["flu", "flu", "cold", "flu"]})
+    >>> asked = {"rebalance": "dx", "shares": "uniform", "cells": [
+    ...     {"conditions": {"dx": "flu"}, "asked": 2}, {"conditions": {"dx": "cold"}, "asked": 2}]}
+    >>> [(c["asked"], c["achieved"]) for c in recount(frame, asked)["cells"]]
+    [(2, 3), (2, 1)]
+    """
+    total = max(len(records), 1)
+    cells = []
+    for cell in asked.get("cells", []):
+        conditions = cell.get("conditions", {})
+        present = all(c in records.columns for c in conditions)
+        mask = (
+            np.logical_and.reduce([(records[c].astype(str) == str(v)).to_numpy() for c, v in conditions.items()])
+            if present and conditions
+            else np.zeros(len(records), dtype=bool)
+        )
+        count = int(np.count_nonzero(mask))
+        cells.append(
+            {
+                "conditions": dict(conditions),
+                "asked": int(cell.get("asked", 0)),
+                "achieved": count,
+                "asked_share": int(cell.get("asked", 0)) / total,
+                "achieved_share": count / total,
+            }
+        )
+    described = {k: v for k, v in asked.items() if k != "cells"}
+    return {**described, "records": len(records), "cells": cells}
+
+
 def _jsonable(conditions: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (bool(v) if isinstance(v, bool | np.bool_) else str(v)) for k, v in conditions.items()}
 
@@ -173,5 +209,6 @@ __all__ = [
     "parse_grid",
     "parse_rebalance",
     "plan_cells",
+    "recount",
     "split_counts",
 ]

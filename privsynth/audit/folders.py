@@ -17,8 +17,9 @@ from privsynth.audit.inputs import claimed_guarantee, split_from_model
 from privsynth.audit.report import write_report
 from privsynth.audit.run import AuditConfig, Collaborators, run_audit, write_audit
 from privsynth.data.corpus import Corpus, read_corpus
-from privsynth.data.layout import load_canaries, load_registry
+from privsynth.data.layout import load_canaries, load_provenance, load_registry
 from privsynth.errors import ConfigError
+from privsynth.variation import recount
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,9 @@ def audit_folders(
         canaries=load_canaries(model) if model is not None else None,
         progress=progress,
     )
+    asked = load_provenance(synthetic).get("variation")
+    if asked:  # controlled variation: what sampling asked against what the synthetic records hold
+        result["variation"] = recount(read_corpus(synthetic).records, asked)
     audit_json = write_audit(result, out)
     return AuditOutcome(result=result, audit_json=audit_json, report=write_report(result, out))
 

@@ -268,6 +268,7 @@ def render_report(result: dict[str, Any], decision: dict[str, Any] | None = None
         examples=result.get("examples", []),
         dcr_chart=dcr_chart,
         figures=_figures(result, spaces),
+        variation=result.get("variation"),
         tvd_chart=tvd_chart,
         fmt=_fmt,
         pct=_pct,

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from privsynth.audit.checks import CHECKS, evaluate_checks
@@ -173,3 +174,20 @@ def test_figures_show_no_real_value_only_ranks_and_declared_categories(audit_res
         if spec.kind.value in ("numerical", "datetime"):
             assert all(label.startswith("quantile bin") or label == "missing" for label in labels)
     assert any(f["column"] == "insurance" for f in audit_result["figures"]["distributions"])  # an undeclared one
+
+
+def test_the_report_shows_asked_against_achieved_for_controlled_variation(audit_result) -> None:
+    from privsynth.variation import recount
+
+    records = pd.DataFrame({"sex": ["F"] * 9 + ["M"] * 30})
+    asked = {
+        "rebalance": "sex",
+        "shares": {"F": 0.25, "M": 0.75},
+        "cells": [{"conditions": {"sex": "F"}, "asked": 10}, {"conditions": {"sex": "M"}, "asked": 30}],
+    }
+    counted = recount(records, asked)
+    assert [(c["asked"], c["achieved"]) for c in counted["cells"]] == [(10, 9), (30, 30)]
+    html = render_report({**audit_result, "variation": counted})
+    assert "Controlled variation: asked vs achieved" in html and "<code>sex=F</code>" in html
+    assert '<td class="status-fail">9</td>' in html  # a cell short of what was asked stands out
+    assert "Controlled variation" not in render_report(audit_result)
