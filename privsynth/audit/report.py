@@ -46,8 +46,9 @@ def _bars(
     for i, (label, value, low, high) in enumerate(rows):
         y = 26 + i * bar_h * 1.6
         parts.append(f'<text x="0" y="{y + 13:.0f}">{label[:32]}</text>')
+        colour = "#9a9a9a" if "real" in label else "#4a78c2"  # real baselines grey, synthetic blue (as the figures)
         parts.append(
-            f'<rect x="{left}" y="{y:.0f}" width="{max(value, 0) * scale:.1f}" height="{bar_h}" fill="#4a78c2"/>'
+            f'<rect x="{left}" y="{y:.0f}" width="{max(value, 0) * scale:.1f}" height="{bar_h}" fill="{colour}"/>'
         )
         if low is not None and high is not None:
             parts.append(
@@ -124,7 +125,7 @@ def _heatmap_svg(matrix: list[list[float]], columns: list[str], title: str, *, s
     """A square heatmap (Cramér's V in [0, 1], or a difference in [-1, 1] when ``signed``)."""
     cell, left, top = 18, 110, 110
     size = len(columns)
-    width, height = left + cell * size + 10, top + cell * size + 10
+    width, height = left + cell * size + 70, top + cell * size + 10  # room for the last rotated label
     parts = [
         f'<svg class="heatmap" role="img" aria-label="{_esc(title)}" width="{width}" height="{height}" '
         f'xmlns="http://www.w3.org/2000/svg"><text x="0" y="12" font-weight="700">{_esc(title)}</text>'
@@ -236,7 +237,7 @@ def render_report(result: dict[str, Any], decision: dict[str, Any] | None = None
     tvd_chart = (
         _bars(
             tvd_rows,
-            title="Mean k-way marginal TVD vs the real-unseen floor",
+            title="Mean k-way marginal TVD vs the real-unseen floor (grey)",
             reference=None,
             maximum=max([r[1] for r in tvd_rows] + [0.05]),
         )
