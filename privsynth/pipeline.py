@@ -10,6 +10,7 @@ during the fit continues where it stopped without counting privacy twice. The ga
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import shutil
@@ -203,13 +204,39 @@ _FEEDS = {
     "audit": "audit",
     "policy": "release",
     "release": "release",
+    "files": "release",
 }
 _SPENDS = ("corpus", "pretrain", "fit")  # redoing one of these fits again: a second spend of epsilon
 
 
 def _settings(config: PipelineConfig) -> dict[str, Any]:
-    """The run's settings as stored in ``config.json``, with a fit config file read in (its content counts)."""
-    return json.loads(config.model_copy(update={"fit": config.fit_config()}).model_dump_json())
+    """The run's settings as stored in ``config.json``.
+
+    A fit config file is read in, and the policy and release-information files are stored by SHA-256: their
+    content, not their path, is what a stage used.
+    """
+    settings: dict[str, Any] = json.loads(config.model_copy(update={"fit": config.fit_config()}).model_dump_json())
+    files = {"policy": _file_hash(resolve_policy(config.policy))}
+    if config.release is not None:
+        files["release"] = _file_hash(config.release.info)
+    settings["files"] = files
+    return settings
+
+
+def _file_hash(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def _stored_settings(stored: dict[str, Any]) -> dict[str, Any]:
+    """A run folder's stored settings as this version reads them: keys added since take their defaults."""
+    files = stored.get("files")
+    try:
+        config = PipelineConfig.model_validate({k: v for k, v in stored.items() if k != "files"})
+        normal = _settings(config)
+    except (ValueError, TypeError, OSError, ConfigError):
+        return stored
+    normal["files"] = files  # the hashes of the files as they were, not as they are now
+    return normal
 
 
 def _changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
@@ -241,7 +268,7 @@ def _reuse(root: Path, config: PipelineConfig, *, fresh: bool, tell: Callable[[s
     started = [s for s in STAGES if (root / s).exists()]
     if stored is None or not started:
         return
-    changed = _changes(stored, _settings(config))
+    changed = _changes(_stored_settings(stored), _settings(config))
     if not changed:
         return
     first = min((STAGES.index(_FEEDS[c.split(".")[0]]) for c in changed if c.split(".")[0] in _FEEDS), default=None)

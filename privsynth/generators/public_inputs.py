@@ -93,6 +93,10 @@ def check_public_inputs(corpus: Corpus, *, text: Any, image: Any, fingerprint: s
     texts = schema.names(ColumnKind.TEXT)
     private = [t for c in texts for t in corpus.records[c] if isinstance(t, str)]
     inherited: dict[str, dict[str, Any]] = {}
+    if texts and getattr(text, "backbone", "byte") != "byte":
+        from privsynth.generators.text.backbone import check_settings
+
+        check_settings(text)  # the backbone is there and the settings fit it, before anything is spent
     if texts and text.pretrained is not None:
         meta = check_checkpoint(text.pretrained, "text.json", what="text.pretrained", fingerprint=fingerprint)
         _inherit(meta, inherited)

@@ -69,3 +69,27 @@ def test_unchanged_or_cosmetic_settings_reuse_every_stage_and_fresh_starts_over(
     assert _left(root) == list(STAGES)
     _reuse(root, _config(tmp_path, epsilon=5.0), fresh=True, tell=lambda _m: None)
     assert not root.exists()
+
+
+def test_a_setting_added_by_a_newer_version_is_not_a_change(tmp_path: Path) -> None:
+    # A run folder written before a setting existed stores no value for it: it had the default, so a real-corpus
+    # run (whose refit would be refused) resumes instead of asking for --fresh.
+    import json
+
+    root = _finished(tmp_path, _config(tmp_path))
+    stored = json.loads((root / "config.json").read_text())
+    del stored["fit"]["text"]["backbone"], stored["files"]
+    (root / "config.json").write_text(json.dumps(stored))
+    _reuse(root, _config(tmp_path), fresh=False, tell=lambda _m: None)
+    assert _left(root) == ["corpus", "pretrain", "fit", "sample", "audit", "gate"]  # only the release is redone
+
+
+def test_an_edited_policy_file_redoes_the_release(tmp_path: Path) -> None:
+    policy = tmp_path / "mine.yaml"
+    policy.write_text("name: mine\nrelease_class: controlled\nchecks: {}\n")
+    root = _finished(tmp_path, _config(tmp_path, policy=str(policy)))
+    policy.write_text("name: mine\nrelease_class: public\nchecks: {}\n")  # same path, other content
+    said: list[str] = []
+    _reuse(root, _config(tmp_path, policy=str(policy)), fresh=False, tell=said.append)
+    assert _left(root) == ["corpus", "pretrain", "fit", "sample", "audit", "gate"]
+    assert "files.policy" in said[0]

@@ -89,9 +89,14 @@ def locate(backbone: str | Path) -> Backbone:
         raise ConfigError(
             f"text.backbone {backbone}: not 'byte', 'smollm2' or a Hugging Face checkpoint folder with config.json"
         )
-    weights = sorted([*folder.glob("*.safetensors"), *folder.glob("*.bin")])
+    weights = sorted(folder.glob("*.safetensors"))
     if not weights:
-        raise ConfigError(f"text.backbone {folder}: no *.safetensors or *.bin weights in the folder")
+        raise ConfigError(
+            f"text.backbone {folder}: no *.safetensors weights in the folder (pickled *.bin weights are not read: "
+            "loading them can run code; convert the checkpoint to safetensors)"
+        )
+    # the weights and everything that shapes the model or its tokens: a changed tokenizer is another backbone
+    described = [p for p in folder.iterdir() if p.is_file() and (p.suffix == ".json" or p.name.endswith(".model"))]
     licence = "see the checkpoint's own licence"
     card = folder / "README.md"
     if card.is_file():
@@ -99,7 +104,42 @@ def locate(backbone: str | Path) -> Backbone:
             if line.lower().startswith("license:"):
                 licence = line.split(":", 1)[1].strip()
                 break
-    return Backbone(f"local checkpoint {folder.name}", licence, folder, None, _hash(weights))
+    return Backbone(f"local checkpoint {folder.name}", licence, folder, None, _hash([*weights, *described]))
+
+
+def layer_count(backbone: Backbone) -> int:
+    """The backbone's number of decoder layers, read from its metadata (no weights are loaded)."""
+    import json
+
+    if backbone.gguf_file is not None:
+        from gguf import GGUFReader
+
+        reader = GGUFReader(backbone.folder / backbone.gguf_file)
+        for name, field in reader.fields.items():
+            if name.endswith(".block_count"):
+                return int(field.parts[field.data[0]][0])
+        raise ConfigError(f"text.backbone {backbone.name}: the GGUF file does not state its layer count")
+    config = json.loads((backbone.folder / "config.json").read_text(encoding="utf-8"))
+    count = config.get("num_hidden_layers") or config.get("n_layer")
+    if not isinstance(count, int):
+        raise ConfigError(f"text.backbone {backbone.folder}: config.json does not state num_hidden_layers")
+    return count
+
+
+def check_settings(text: Any) -> Backbone:
+    """Refuse text settings that cannot work with their backbone, before a fit spends anything."""
+    if text.public_corpus is not None or text.pretrained is not None:
+        raise ConfigError(
+            "text.public_corpus and text.pretrained (and a run's pretrain_text) are for text.backbone: byte; a "
+            "pretrained backbone already knows the language: remove them"
+        )
+    located = locate(text.backbone)
+    layers = layer_count(located)
+    if text.adapter_layers >= layers:
+        raise ConfigError(
+            f"text.adapter_layers must be below the backbone's {layers} layers (got {text.adapter_layers})"
+        )
+    return located
 
 
 def load(backbone: Backbone) -> tuple[Any, Any]:
@@ -125,4 +165,4 @@ def load(backbone: Backbone) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-__all__ = ["Backbone", "load", "locate"]
+__all__ = ["Backbone", "check_settings", "layer_count", "load", "locate"]

@@ -146,6 +146,9 @@ class TopStack(nn.Module):
         self.layers = nn.ModuleList(copy.deepcopy(base.layers[self.first :]))
         for layer in self.layers:
             layer.requires_grad_(False)
+            attention = getattr(layer, "self_attn", None)
+            if attention is not None and hasattr(attention, "attention_dropout"):
+                attention.attention_dropout = 0.0  # no draw from torch's global RNG while training
             _adapt(layer, rank=rank, alpha=alpha, targets=targets, generator=generator)
         self.norm = copy.deepcopy(base.norm).requires_grad_(False)
         self.rotary = copy.deepcopy(base.rotary_emb)
@@ -156,10 +159,14 @@ class TopStack(nn.Module):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """Final hidden states ``[B, T, D]`` of right-padded sequences (positions from 0)."""
-        positions = torch.arange(hidden.shape[1]).unsqueeze(0).expand(hidden.shape[0], -1)
+        width = hidden.shape[1]
+        positions = torch.arange(width).unsqueeze(0).expand(hidden.shape[0], -1)
         embeddings = self.rotary(hidden, position_ids=positions)
+        # causal whatever the checkpoint's attention implementation (eager attention applies no mask of its own)
+        future = torch.triu(torch.ones(width, width, dtype=torch.bool), diagonal=1)
+        mask = torch.zeros(1, 1, width, width, dtype=hidden.dtype).masked_fill(future, torch.finfo(hidden.dtype).min)
         for layer in self.layers:
-            out = layer(hidden, attention_mask=None, position_ids=positions, position_embeddings=embeddings)
+            out = layer(hidden, attention_mask=mask, position_ids=positions, position_embeddings=embeddings)
             hidden = out[0] if isinstance(out, tuple) else out
         return self.norm(hidden)
 

@@ -187,3 +187,44 @@ def test_the_smollm2_backbone_installs_offline_and_writes_english() -> None:
         out = model.generate(ids, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.eos_token_id)
     words = re.findall(r"[A-Za-z]+", tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
     assert len(words) >= 4
+
+
+def test_settings_that_cannot_work_with_the_backbone_are_refused_before_anything_is_spent(
+    backbone: Path, tmp_path: Path
+) -> None:
+    from privsynth.privacy.store import LedgerStore
+
+    store = LedgerStore(str(tmp_path / "ledger.sqlite"))
+    config = _config(backbone)
+    too_deep = config.model_copy(update={"text": config.text.model_copy(update={"adapter_layers": 3})})
+    with pytest.raises(ConfigError, match="below the backbone's 3 layers"):
+        Synthesizer(too_deep).fit(_corpus(tmp_path), epsilon=8.0, store=store)
+    both = config.model_copy(update={"text": config.text.model_copy(update={"public_corpus": tmp_path})})
+    with pytest.raises(ConfigError, match=r"for text\.backbone: byte"):
+        Synthesizer(both).fit(_corpus(tmp_path), epsilon=8.0, store=store)
+    assert store.rows() == []  # nothing was spent
+
+
+def test_the_top_layers_attend_causally_whatever_the_attention_implementation(backbone: Path) -> None:
+    import torch
+
+    from privsynth.generators.text.backbone import load, locate
+    from privsynth.generators.text.llm import TopStack
+
+    model, _ = load(locate(backbone))
+    model.config._attn_implementation = "eager"  # eager attention applies no causal mask of its own
+    stack = TopStack(
+        model,
+        layers=2,
+        rank=2,
+        alpha=4.0,
+        targets=("q_proj",),
+        placeholder_rows=torch.zeros(0, 32),
+        generator=torch.Generator().manual_seed(0),
+    )
+    stack.layers[0].self_attn.config._attn_implementation = "eager"
+    a = torch.randn(1, 6, 32)
+    b = a.clone()
+    b[0, 4:] = torch.randn(2, 32)  # change only the last two positions
+    with torch.no_grad():
+        assert torch.allclose(stack(a)[0, :4], stack(b)[0, :4], atol=1e-6)
