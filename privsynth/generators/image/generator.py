@@ -59,7 +59,7 @@ from privsynth.generators.image.diffusion import (
     heun_sample,
 )
 from privsynth.generators.image.mixture import MixtureOfFactorAnalysers
-from privsynth.generators.image.moments import dp_class_moments
+from privsynth.generators.image.moments import dp_class_means
 from privsynth.generators.sizing import SMALL_COHORT, apply_size_rule
 from privsynth.generators.tabular.codecs import BooleanCodec, CategoricalCodec, ColumnCodec, codec_from_dict
 from privsynth.privacy.accounting import Mechanism
@@ -297,13 +297,11 @@ class ImageGenerator(Generator):
         queries = min(self.config.mean_queries, mechanism.steps // 2)
         fresh = trainer.step == 0 and self.config.pretrained is None
         if isinstance(network, MixtureOfFactorAnalysers) and queries > 0 and fresh:
-            means, spread = dp_class_moments(
+            means = dp_class_means(
                 trainer, x, y, mask, classes=classes, queries=queries, bound=FEATURE_SCALE * math.sqrt(self._channels)
             )
             with torch.no_grad():
                 network.means.weight.view(classes, network.components, -1).add_(means[:, None, :])
-                # start every component at the data's DP within-class spread (DP-SGD barely moves it)
-                network.log_scales.weight.copy_(spread.log().clamp(-7.0, 5.0).expand_as(network.log_scales.weight))
         with self._precision():
             trainer.run(
                 on_step=None if progress is None else lambda step, value: progress(step, mechanism.steps, value),

@@ -29,46 +29,6 @@ import torch
 from privsynth.generators.dpsgd import DPSGDTrainer
 
 
-def dp_class_moments(
-    trainer: DPSGDTrainer,
-    features: torch.Tensor,
-    labels: torch.Tensor,
-    present: torch.Tensor,
-    *,
-    classes: int,
-    queries: int,
-    bound: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Noisy class means ``[classes, dims]`` and the pooled within-class spread ``[dims]`` (a standard deviation
-    per coordinate), from ``queries`` steps of ``trainer``'s mechanism (it counts them).
-
-    Each record adds ``[x / B, (x / B)^2, 1] * C / sqrt(3)`` to its class's row: its norm is at most ``C`` since
-    ``||(x / B)^2|| <= ||x / B||^2 <= 1`` (``bound`` ``B`` is a public bound on the features' L2 norm; larger ones
-    are clipped with the record). The spread comes from the second moments pooled over every class (all records
-    count, so its noise is small), minus the classes' own means: measured on the demo's scans, DP-SGD alone left
-    the mixture's spread at its starting 0.1 where the scans' own is 0.02, and sampled images were mostly noise.
-    """
-    dims = features.shape[1]
-    c = trainer.config.max_grad_norm
-    totals = torch.zeros(classes, 2 * dims + 1)
-    for _ in range(queries):
-        rows = torch.as_tensor(trainer.poisson_batch())
-        contributions = torch.zeros(len(rows), classes, 2 * dims + 1)
-        if len(rows):
-            weight = present[rows] * c / math.sqrt(3)
-            scaled = features[rows] / bound
-            at = (torch.arange(len(rows)), labels[rows])
-            contributions[at[0], at[1], :dims] = scaled * weight[:, None]
-            contributions[at[0], at[1], dims : 2 * dims] = scaled**2 * weight[:, None]
-            contributions[at[0], at[1], 2 * dims] = weight
-        totals += trainer.gaussian_sum(contributions)
-        trainer.step += 1
-    counts, sums, squares = totals[:, 2 * dims], totals[:, :dims], totals[:, dims : 2 * dims]
-    noise = trainer.mechanism.noise_multiplier * c * math.sqrt(queries)  # std of each coordinate of totals
-    means = shrink(sums, counts, noise)
-    return means * bound, pooled_spread(sums, squares, counts, noise) * bound
-
-
 def dp_class_means(
     trainer: DPSGDTrainer,
     features: torch.Tensor,
@@ -79,25 +39,25 @@ def dp_class_means(
     queries: int,
     bound: float,
 ) -> torch.Tensor:
-    """The class means of :func:`dp_class_moments` alone."""
-    return dp_class_moments(
-        trainer, features, labels, present, classes=classes, queries=queries, bound=bound
-    )[0]
+    """Noisy class means ``[classes, dims]`` from ``queries`` steps of ``trainer``'s mechanism (it counts them).
 
-
-def pooled_spread(sums: torch.Tensor, squares: torch.Tensor, counts: torch.Tensor, noise: float) -> torch.Tensor:
-    """Within-class standard deviation per coordinate, pooled over the reliable classes (noisy sums in, floor 1e-3).
-
-    >>> sums = torch.tensor([[100.0], [-100.0]]); squares = torch.tensor([[104.0], [104.0]])
-    >>> round(float(pooled_spread(sums, squares, torch.tensor([100.0, 100.0]), noise=1.0)[0]), 3)
-    0.2
+    ``bound`` is a public bound on the features' L2 norm (larger ones are clipped with the record).
     """
-    reliable = counts > 3 * noise
-    if not bool(reliable.any()):
-        return torch.full((sums.shape[1],), 1e-3)
-    n = counts[reliable].clamp_min(1e-12)
-    within = squares[reliable].sum(0) - (sums[reliable] ** 2 / n[:, None]).sum(0)
-    return (within.clamp_min(0.0) / n.sum()).sqrt().clamp_min(1e-3)
+    dims = features.shape[1]
+    c = trainer.config.max_grad_norm
+    totals = torch.zeros(classes, dims + 1)
+    for _ in range(queries):
+        rows = torch.as_tensor(trainer.poisson_batch())
+        contributions = torch.zeros(len(rows), classes, dims + 1)
+        if len(rows):
+            weight = present[rows] * c / math.sqrt(2)
+            contributions[torch.arange(len(rows)), labels[rows], :dims] = features[rows] / bound * weight[:, None]
+            contributions[torch.arange(len(rows)), labels[rows], dims] = weight
+        totals += trainer.gaussian_sum(contributions)
+        trainer.step += 1
+    counts, sums = totals[:, dims], totals[:, :dims]
+    noise = trainer.mechanism.noise_multiplier * c * math.sqrt(queries)  # std of each coordinate of totals
+    return shrink(sums, counts, noise) * bound
 
 
 def shrink(sums: torch.Tensor, counts: torch.Tensor, noise: float) -> torch.Tensor:
@@ -126,4 +86,4 @@ def shrink(sums: torch.Tensor, counts: torch.Tensor, noise: float) -> torch.Tens
     return torch.where(reliable[:, None], shrunk, overall[None, :])
 
 
-__all__ = ["dp_class_means", "dp_class_moments", "pooled_spread", "shrink"]
+__all__ = ["dp_class_means", "shrink"]
