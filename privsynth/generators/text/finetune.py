@@ -77,6 +77,19 @@ def _prepared(located: backbones.Backbone, placeholders: tuple[str, ...]) -> tup
     return model, tokenizer, base, stacked
 
 
+def _stack(model: Any, config: Any, placeholder_rows: torch.Tensor, generator: torch.Generator) -> TopStack:
+    """The adapted top layers for ``config`` (``text`` settings), adapters initialised from ``generator``."""
+    return TopStack(
+        model,
+        layers=config.adapter_layers,
+        rank=config.lora_rank,
+        alpha=config.lora_alpha,
+        targets=TARGETS,
+        placeholder_rows=placeholder_rows,
+        generator=generator,
+    )
+
+
 def _stops(tokenizer: Any) -> list[int]:
     stops = {tokenizer.eos_token_id}
     for token in ("<|im_end|>", "<|endoftext|>"):
@@ -140,15 +153,7 @@ def fit_backbone(
         keep_top=config.adapter_layers,
         progress=None if cache_progress is None else lambda done, total: cache_progress(done, total, float("nan")),
     )
-    stack = TopStack(
-        model,
-        layers=config.adapter_layers,
-        rank=config.lora_rank,
-        alpha=config.lora_alpha,
-        targets=TARGETS,
-        placeholder_rows=placeholder_rows,
-        generator=streams.torch("text", column, "adapter-init"),
-    )
+    stack = _stack(model, config, placeholder_rows, streams.torch("text", column, "adapter-init"))
     head = model.lm_head.weight[:train_vocab].detach()
     lengths = torch.as_tensor([len(s) for s in sequences])
     targets_t = torch.as_tensor(targets)
@@ -261,15 +266,7 @@ def load_backbone(generator: TextGenerator, meta: dict[str, Any], tensors: dict[
     vocab = Vocabulary(tuple(meta["placeholders"]))
     model, tokenizer, base, rows = _prepared(located, vocab.placeholders)
     config = generator.config
-    stack = TopStack(
-        model,
-        layers=config.adapter_layers,
-        rank=config.lora_rank,
-        alpha=config.lora_alpha,
-        targets=TARGETS,
-        placeholder_rows=rows,
-        generator=torch.Generator().manual_seed(0),  # overwritten by the saved adapters
-    )
+    stack = _stack(model, config, rows, torch.Generator().manual_seed(0))  # the saved adapters replace the init
     missing = [k for k, p in stack.named_parameters() if p.requires_grad and k not in tensors]
     if missing:
         raise IntegrityError(f"the saved text adapters lack {missing[:3]}: the model folder is incomplete")
