@@ -13,6 +13,9 @@ export MKL_NUM_THREADS ?= 1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+# The venv is about 7 GB (torch's CUDA build is the only 2.14.1 on disk); pip's wheel cache would add a copy of
+# everything downloaded, and CI failed once for lack of disk during install.
+export PIP_NO_CACHE_DIR := 1
 
 .PHONY: help install sysdeps demo test check lint typecheck pytest slow bench clean
 
