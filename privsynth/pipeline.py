@@ -23,13 +23,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from privsynth.audit.folders import audit_folders
 from privsynth.audit.report import write_report
-from privsynth.audit.run import AuditConfig
+from privsynth.audit.run import AuditConfig, Collaborators
 from privsynth.config import FitConfig, load_config
 from privsynth.data.atomic import check_writable, write_text_atomic
 from privsynth.data.corpus import read_corpus
 from privsynth.data.demo import write_demo_corpus
 from privsynth.data.layout import MODEL_LEDGER, MODEL_META, load_provenance, read_json
 from privsynth.data.schema import ColumnKind
+from privsynth.engine import EngineSettings, make_engine
 from privsynth.errors import ConfigError, ReleaseRefusedError
 from privsynth.gate import gate, load_policy, resolve_policy
 from privsynth.privacy.store import LedgerStore
@@ -111,6 +112,10 @@ class PipelineConfig(BaseModel):
     runs_dir: Path = Path("runs")
     ledger_store: str | None = None
     source: str | None = None
+    engine: EngineSettings = Field(
+        default_factory=EngineSettings,
+        description="Where the audit's embeddings, PII scans and searches run (local, or ray with address/workers).",
+    )
 
     def fit_config(self) -> FitConfig:
         """The fit settings (inline, from a file, or defaults)."""
@@ -205,6 +210,7 @@ _FEEDS = {
     "policy": "release",
     "release": "release",
     "files": "release",
+    # 'engine' is absent on purpose: where the work runs does not change any result
 }
 _SPENDS = ("corpus", "pretrain", "fit")  # redoing one of these fits again: a second spend of epsilon
 
@@ -390,9 +396,19 @@ def run_pipeline(
         result = json.loads((audit_dir / "audit.json").read_text(encoding="utf-8"))
     else:
         tell("auditing the synthetic corpus against the real one")
-        result = audit_folders(
-            synthetic_dir, audit_dir, model=model_dir, corpus=real, config=config.audit, progress=tell
-        ).result
+        runner = make_engine(config.engine)
+        try:
+            result = audit_folders(
+                synthetic_dir,
+                audit_dir,
+                model=model_dir,
+                corpus=real,
+                config=config.audit,
+                collaborators=Collaborators(engine=runner),
+                progress=tell,
+            ).result
+        finally:
+            runner.close()
         _finish(audit_dir)
 
     tell("applying the release policy")

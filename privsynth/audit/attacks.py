@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import binom
 
-from privsynth.audit.memorization import nearest
+from privsynth.engine import Engine, LocalEngine
 
 
 @dataclass(frozen=True)
@@ -112,15 +112,22 @@ def _tpr_at(scores_pos: np.ndarray, scores_neg: np.ndarray, fpr: float) -> float
 
 
 def membership_inference(
-    members: np.ndarray, non_members: np.ndarray, synthetic: np.ndarray, *, seed: int = 0, bootstrap: int = 200
+    members: np.ndarray,
+    non_members: np.ndarray,
+    synthetic: np.ndarray,
+    *,
+    seed: int = 0,
+    bootstrap: int = 200,
+    engine: Engine | None = None,
 ) -> MembershipInference:
     """Score = -distance to the nearest synthetic row; members are train rows, non-members holdout rows."""
+    search = (engine or LocalEngine()).nearest
     rng = np.random.default_rng(seed)
     size = min(len(members), len(non_members))
     members = members[rng.choice(len(members), size=size, replace=False)]
     non_members = non_members[rng.choice(len(non_members), size=size, replace=False)]
-    pos = -nearest(synthetic, members)[0][:, 0]
-    neg = -nearest(synthetic, non_members)[0][:, 0]
+    pos = -search(synthetic, members, 1)[0][:, 0]
+    neg = -search(synthetic, non_members, 1)[0][:, 0]
     boots = []
     for _ in range(bootstrap):
         i, j = rng.integers(0, size, size), rng.integers(0, size, size)
@@ -180,8 +187,10 @@ def linkability(
     targets: int = 500,
     seed: int = 0,
     neighbours: int = 1,
+    engine: Engine | None = None,
 ) -> Risk:
     """Link two halves of a target's columns through the synthetic data (nearest synthetic row on each half)."""
+    search = (engine or LocalEngine()).nearest
     rng = np.random.default_rng(seed)
     columns = synthetic.shape[1]
     if columns < 2:
@@ -192,8 +201,8 @@ def linkability(
     def rate(table: np.ndarray) -> Rate:
         pick = table[rng.choice(len(table), size=min(targets, len(table)), replace=False)].astype(np.float32)
         syn = synthetic.astype(np.float32)
-        _, a = nearest(np.ascontiguousarray(syn[:, left]), np.ascontiguousarray(pick[:, left]), k=neighbours)
-        _, b = nearest(np.ascontiguousarray(syn[:, right]), np.ascontiguousarray(pick[:, right]), k=neighbours)
+        _, a = search(np.ascontiguousarray(syn[:, left]), np.ascontiguousarray(pick[:, left]), neighbours)
+        _, b = search(np.ascontiguousarray(syn[:, right]), np.ascontiguousarray(pick[:, right]), neighbours)
         hits = sum(bool(set(x) & set(y)) for x, y in zip(a, b, strict=True))
         return wilson(hits, len(pick))
 
@@ -201,16 +210,24 @@ def linkability(
 
 
 def attribute_inference(
-    train: np.ndarray, control: np.ndarray, synthetic: np.ndarray, secret: int, *, targets: int = 500, seed: int = 0
+    train: np.ndarray,
+    control: np.ndarray,
+    synthetic: np.ndarray,
+    secret: int,
+    *,
+    targets: int = 500,
+    seed: int = 0,
+    engine: Engine | None = None,
 ) -> Risk:
     """Guess a target's ``secret`` column from the nearest synthetic row on all other columns."""
+    search = (engine or LocalEngine()).nearest
     rng = np.random.default_rng(seed)
     aux = [c for c in range(synthetic.shape[1]) if c != secret]
     syn = np.ascontiguousarray(synthetic[:, aux].astype(np.float32))
 
     def rate(table: np.ndarray) -> Rate:
         pick = table[rng.choice(len(table), size=min(targets, len(table)), replace=False)]
-        _, idx = nearest(syn, np.ascontiguousarray(pick[:, aux].astype(np.float32)))
+        _, idx = search(syn, np.ascontiguousarray(pick[:, aux].astype(np.float32)), 1)
         guesses = synthetic[idx[:, 0], secret]
         return wilson(int((guesses == pick[:, secret]).sum()), len(pick))
 

@@ -44,6 +44,10 @@ class MiniLMEmbedder:
     def __init__(self, *, batch_size: int = 64) -> None:
         self.batch_size = batch_size
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Settings only: a copy sent to another worker loads its own model."""
+        return {k: v for k, v in self.__dict__.items() if k != "_model"}
+
     @cached_property
     def _model(self) -> Any:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -111,6 +115,10 @@ class ClipEmbedder:
     def __init__(self, weights: Path, *, model: str = "ViT-B-32") -> None:
         self.weights, self.model_name = Path(weights), model
         self.name = f"open_clip:{model}"
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Settings only: a copy sent to another worker loads its own model."""
+        return {k: v for k, v in self.__dict__.items() if k != "_model"}
 
     @cached_property
     def _model(self) -> tuple[Any, Any]:

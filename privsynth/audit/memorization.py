@@ -9,6 +9,7 @@ holdout's size: 0.5 when the synthetic data is no closer to the training records
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,11 @@ import pandas as pd
 
 from privsynth.audit.discretize import TABULAR, _missing, _numbers
 from privsynth.data.schema import ColumnKind, Schema
+from privsynth.engine import Engine, LocalEngine
+from privsynth.engine.base import flat_search
+
+#: ``search(reference, queries, k) -> (distances, indices)``: an engine's exact nearest-neighbour search
+Search = Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass
@@ -69,12 +75,7 @@ class RowEncoder:
 
 def nearest(reference: np.ndarray, queries: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Exact L2 nearest neighbours (FAISS IndexFlatL2): distances (not squared) and indices, ``[n, k]``."""
-    import faiss
-
-    index = faiss.IndexFlatL2(reference.shape[1])
-    index.add(reference)
-    distances, indices = index.search(queries, k)
-    return np.sqrt(np.maximum(distances, 0.0)), indices
+    return flat_search(reference, queries, k)
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,7 @@ def _reference_variance(
     chunks: int,
     rng: np.random.Generator,
     tie_tolerance: float,
+    search: Search,
     replicates: int = 24,
     budget: float = 2e9,
 ) -> float:
@@ -181,7 +183,7 @@ def _reference_variance(
     pairs = []
     for _ in range(count):
         picked = rng.permutation(len(train))[: 3 * m]
-        h, c1, c2 = (nearest(train[np.sort(picked[i * m : (i + 1) * m])], synthetic)[0][:, 0] for i in range(3))
+        h, c1, c2 = (search(train[np.sort(picked[i * m : (i + 1) * m])], synthetic, 1)[0][:, 0] for i in range(3))
         pairs.append((_scores(c1, h, tie_tolerance).mean(), _scores(c2, h, tie_tolerance).mean()))
     values = np.asarray(pairs)
     v = float(np.var(values.ravel(), ddof=1))
@@ -198,6 +200,7 @@ def distance_audit(
     seed: int = 0,
     bootstrap: int = 500,
     tie_tolerance: float = 1e-6,
+    engine: Engine | None = None,
 ) -> DistanceAudit:
     """All distance metrics of one space (exact FAISS search).
 
@@ -205,23 +208,25 @@ def distance_audit(
     set. Which real records happen to form those reference sets moves the share as much as the synthetic sample
     does (measured: +/- 0.04 with 400 holdout records), so the share is averaged over disjoint train chunks and
     its 95 % interval adds the reference-set variance (estimated from the spread between chunks, or between train
-    halves when there is one chunk) to the bootstrap variance over synthetic rows.
+    halves when there is one chunk) to the bootstrap variance over synthetic rows. Every search runs on
+    ``engine`` (local by default); the result does not depend on which engine or how many workers.
     """
+    search = (engine or LocalEngine()).nearest
     rng = np.random.default_rng(seed)
     chunks, holdout_eq = _reference_sets(train, holdout, rng)
-    d_holdout = nearest(holdout_eq, synthetic)[0][:, 0]
+    d_holdout = search(holdout_eq, synthetic, 1)[0][:, 0]
     # full train for identity, NNDR and near copies (holdout rows are the real-unseen baseline)
     k = 2 if len(train) > 1 else 1
-    syn_d = nearest(train, synthetic, k=k)[0]
+    syn_d = search(train, synthetic, k)[0]
     whole = len(chunks) == 1 and len(chunks[0]) == len(train)  # the one chunk is all of train: reuse its search
-    chunk_distances = [syn_d[:, 0]] if whole else [nearest(chunk, synthetic)[0][:, 0] for chunk in chunks]
+    chunk_distances = [syn_d[:, 0]] if whole else [search(chunk, synthetic, 1)[0][:, 0] for chunk in chunks]
     per_chunk = [_scores(d, d_holdout, tie_tolerance) for d in chunk_distances]
     score = np.mean(per_chunk, axis=0)
     boots = np.array([score[rng.integers(0, len(score), len(score))].mean() for _ in range(bootstrap)])
-    reference_var = _reference_variance(train, synthetic, len(holdout_eq), len(chunks), rng, tie_tolerance)
+    reference_var = _reference_variance(train, synthetic, len(holdout_eq), len(chunks), rng, tie_tolerance, search)
     spread = 1.959964 * float(np.sqrt(np.var(boots) + reference_var))
     d_train = chunk_distances[0]
-    hold_d = nearest(train, holdout, k=k)[0]
+    hold_d = search(train, holdout, k)[0]
     positive = hold_d[:, 0][hold_d[:, 0] > tie_tolerance]
     threshold = float(np.quantile(positive, 0.001)) if positive.size else 0.0
 

@@ -26,6 +26,7 @@ from PIL import Image
 from privsynth.audit.replay import ReplayScanner, normalise
 from privsynth.data.corpus import Corpus
 from privsynth.data.schema import ColumnKind
+from privsynth.engine import Engine, LocalEngine
 from privsynth.pii.detection import Detection
 
 if TYPE_CHECKING:  # Presidio (and torch, which it imports) load only when a scan runs
@@ -96,7 +97,14 @@ def _date_forms(values: list[pd.Timestamp]) -> set[str]:
     return {normalise(v) for v in out}
 
 
-def build_replay(real: Corpus, scanner: PiiScanner) -> ReplayScanner:
+def scan_texts(scanner: PiiScanner, texts: list[str], engine: Engine | None = None) -> list[list[Detection]]:
+    """``scanner`` over every text on ``engine`` (each worker builds Presidio once), in order."""
+    if engine is None or isinstance(engine, LocalEngine):
+        return scanner.scan_many(texts)
+    return engine.map_batches(scanner.scan_many, texts, batch_size=200)
+
+
+def build_replay(real: Corpus, scanner: PiiScanner, engine: Engine | None = None) -> ReplayScanner:
     """Needles: every identifier value of the real corpus and every PII span detected in any of its texts.
 
     All texts, not a sample: a name that only the 5,001st note holds is as much a real identifier as any other
@@ -108,7 +116,7 @@ def build_replay(real: Corpus, scanner: PiiScanner) -> ReplayScanner:
             replay.add(spec.pii.value, real.records[name].dropna().astype(str))
     for name in real.schema.names(ColumnKind.TEXT):
         texts = real.records[name].dropna().astype(str).tolist()
-        for text, found in zip(texts, scanner.scan_many(texts), strict=True):
+        for text, found in zip(texts, scan_texts(scanner, texts, engine), strict=True):
             for d in found:
                 if d.entity not in ("DATE_TIME", "URL"):
                     replay.add(_KIND_OF_ENTITY.get(d.entity, d.entity.lower()), [text[d.start : d.end]])
@@ -144,12 +152,16 @@ def audit_pii(
     ocr: str = "auto",
     ocr_limit: int = 300,
     progress: Callable[[str], None] | None = None,
+    engine: Engine | None = None,
 ) -> PiiReport:
-    """Scan every synthetic text and string column; replay real identifiers; classify what was found."""
+    """Scan every synthetic text and string column; replay real identifiers; classify what was found.
+
+    The detectors run on ``engine`` (this process by default); classifying and counting stay here.
+    """
     report = PiiReport(detectors=[*scanner.detectors, "ReplayScanner (Aho-Corasick over real identifiers)"])
     if progress is not None:
         progress("building the replay automaton from real identifiers")
-    replay = build_replay(real, scanner)
+    replay = build_replay(real, scanner, engine)
     report.replay_needles = len(replay)
     schema = synthetic.schema
     records = synthetic.records
@@ -165,6 +177,19 @@ def audit_pii(
         for n, c in schema.columns.items()
         if c.kind in (ColumnKind.TEXT, ColumnKind.IDENTIFIER, ColumnKind.CATEGORICAL) and n in records.columns
     ]
+    cells = [
+        (row_index, column, value)
+        for column in scan_columns
+        for row_index, value in enumerate(records[column].tolist())
+        if isinstance(value, str) and value
+    ]
+    found_in = dict(
+        zip(
+            ((r, c) for r, c, _ in cells),
+            scan_texts(scanner, [v for _, _, v in cells], engine),
+            strict=True,
+        )
+    )
     for row_index in range(len(records)):
         row = records.iloc[row_index]
         key = row[schema.key] if schema.key in records.columns else None
@@ -182,7 +207,7 @@ def audit_pii(
             if not isinstance(value, str) or not value:
                 continue
             report.scanned_cells += 1
-            _classify(report, column, value, scanner.scan(value), own, all_surrogates, include_examples)
+            _classify(report, column, value, found_in[row_index, column], own, all_surrogates, include_examples)
             for hit in replay.find(value):
                 counts = report.replay.setdefault(hit.kind, EntityCounts())
                 if hit.value in own or any(hit.value in o for o in own) or _own_name(hit.value, own):

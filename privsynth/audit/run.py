@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import json
 import logging
 from collections.abc import Callable
@@ -41,6 +42,7 @@ from privsynth.audit.utility import (
 from privsynth.data.corpus import Corpus
 from privsynth.data.fingerprint import corpus_fingerprint
 from privsynth.data.schema import ColumnKind
+from privsynth.engine import Engine, LocalEngine
 from privsynth.errors import ConfigError
 from privsynth.pii.placeholders import mask_identity
 
@@ -73,11 +75,23 @@ class AuditConfig(BaseModel):
 
 @dataclasses.dataclass
 class Collaborators:
-    """Models the audit uses; defaults are built lazily."""
+    """Models the audit uses, and where the heavy parts run; defaults are built lazily."""
 
     text: Embedder | None = None
     images: list[Embedder] = dataclasses.field(default_factory=list)
     pii: PiiScanner | None = None
+    #: embeddings, PII scans and nearest-neighbour searches run here (``None``: this process)
+    engine: Engine | None = None
+
+
+def _embed(engine: Engine, embedder: Embedder, sides: list[list[Any]]) -> list[np.ndarray]:
+    """``embedder`` over each side's items, in one pass on ``engine`` (each worker builds the model once)."""
+    items = [x for side in sides for x in side]
+    if not items:
+        return [embedder.embed([]) for _ in sides]
+    rows = np.ascontiguousarray(np.stack(engine.map_batches(embedder.embed, items, batch_size=256)), dtype=np.float32)
+    edges = np.cumsum([0, *(len(side) for side in sides)])
+    return [rows[a:b] for a, b in itertools.pairwise(edges)]
 
 
 def _plain(value: Any) -> Any:
@@ -131,6 +145,7 @@ def run_audit(
     """Every audit; returns the ``audit.json`` document (aggregates, plus examples only if configured)."""
     cfg = config if config is not None else AuditConfig()
     tools = collaborators if collaborators is not None else Collaborators()
+    engine = tools.engine if tools.engine is not None else LocalEngine()
     say = progress if progress is not None else (lambda _m: None)
     schema = train.schema
     seed = cfg.seed
@@ -156,6 +171,7 @@ def run_audit(
         },
         "preflight": _plain(pre),
         "config": cfg.model_dump(mode="json"),
+        "engine": {"name": engine.name, "workers": engine.workers},  # where it ran; results do not depend on it
     }
     say("tabular memorization")
     encoder = RowEncoder().fit(tr.records, schema)
@@ -163,7 +179,7 @@ def run_audit(
     memorization: dict[str, Any] = {}
     if x_train.shape[1]:
         memorization["tabular"] = _plain(
-            distance_audit(x_train, x_hold, x_syn, space="tabular", seed=seed, bootstrap=cfg.bootstrap)
+            distance_audit(x_train, x_hold, x_syn, space="tabular", seed=seed, bootstrap=cfg.bootstrap, engine=engine)
         )
     whole = [x_train], [x_hold], [x_syn]
     text_part, text_fidelity, consistency = _text_audits(tr, ho, sy, tools, cfg, whole, say)
@@ -174,7 +190,9 @@ def run_audit(
     if len(whole[0]) > 1:
         say("whole-record memorization")
         stack = [np.ascontiguousarray(np.hstack(parts), dtype=np.float32) for parts in whole]
-        memorization["record"] = _plain(distance_audit(*stack, space="record", seed=seed, bootstrap=cfg.bootstrap))
+        memorization["record"] = _plain(
+            distance_audit(*stack, space="record", seed=seed, bootstrap=cfg.bootstrap, engine=engine)
+        )
     result["memorization"] = memorization
     examples: list[Any] = []
     if cfg.pii:
@@ -184,7 +202,13 @@ def run_audit(
         scanner = tools.pii if tools.pii is not None else PiiScanner(spacy_model=cfg.spacy_model)
         real = train.with_records(pd.concat([train.records, holdout.records], ignore_index=True))
         pii = audit_pii(
-            real, sy, scanner=scanner, registry=registry, include_examples=cfg.include_examples, ocr=cfg.ocr
+            real,
+            sy,
+            scanner=scanner,
+            registry=registry,
+            include_examples=cfg.include_examples,
+            ocr=cfg.ocr,
+            engine=engine,
         )
         result["pii"] = _plain(pii)
         examples = result["pii"].pop("examples")
@@ -192,7 +216,7 @@ def run_audit(
         limitations.append("PII scan not run")
     if cfg.attacks and x_train.shape[1]:
         say("attacks")
-        result["attacks"] = _attacks(tr, ho, sy, x_train, x_hold, x_syn, cfg, canaries)
+        result["attacks"] = _attacks(tr, ho, sy, x_train, x_hold, x_syn, cfg, canaries, engine)
     if cfg.fidelity:
         say("fidelity and utility")
         result["fidelity"] = _fidelity(tr, ho, sy, cfg) | {
@@ -228,16 +252,19 @@ def _text_audits(
     if not columns:
         return memorization, fidelity, consistency
     embedder = tools.text if tools.text is not None else MiniLMEmbedder()
+    engine = tools.engine if tools.engine is not None else LocalEngine()
     target = cfg.target or choose_target(tr.schema, tr.records)
     for name in columns:
         say(f"text memorization: {name}")
         texts = [c.records[name].fillna("").astype(str).tolist() for c in (tr, ho, sy)]
         # distances by content: each record's own identity (real, or its fresh surrogate) is masked first, so
         # two notes are not "close" because two fake patients share a common surname (see mask_identity)
-        vectors = [embedder.embed(_identity_masked(c, t)) for c, t in zip((tr, ho, sy), texts, strict=True)]
+        vectors = _embed(engine, embedder, [_identity_masked(c, t) for c, t in zip((tr, ho, sy), texts, strict=True)])
         entry: dict[str, Any] = {
             "embedder": embedder.name,
-            "embedding": _plain(distance_audit(*vectors, space=f"text:{name}", seed=cfg.seed, bootstrap=cfg.bootstrap)),
+            "embedding": _plain(
+                distance_audit(*vectors, space=f"text:{name}", seed=cfg.seed, bootstrap=cfg.bootstrap, engine=engine)
+            ),
             "verbatim": _plain(verbatim_spans(texts[0], texts[1], texts[2], k=cfg.verbatim_chars)),
         }
         entry["verbatim"].pop("copying_rows")
@@ -276,6 +303,7 @@ def _image_audits(
     columns = [n for n in tr.schema.names(ColumnKind.IMAGE) if n in sy.records.columns]
     if not columns:
         return memorization, fidelity, consistency
+    engine = tools.engine if tools.engine is not None else LocalEngine()
     embedders: list[Embedder] = list(tools.images) or [PixelEmbedder(), PerceptualEmbedder()]
     if cfg.clip_weights is not None and not tools.images:
         embedders.append(ClipEmbedder(cfg.clip_weights, model=cfg.clip_model))
@@ -286,21 +314,28 @@ def _image_audits(
         say(f"image memorization: {name}")
         loaded = [_images(c, name) for c in (tr, ho, sy)]
         per: dict[str, Any] = {}
+        computed: dict[str, list[np.ndarray]] = {}  # by embedder name: reused below, not computed twice
         for embedder in embedders:
-            vectors = [embedder.embed(images) for images, _ in loaded]
+            vectors = computed[embedder.name] = _embed(engine, embedder, [images for images, _ in loaded])
             if min(len(v) for v in vectors) < 2:
                 continue
             per[embedder.name] = _plain(
-                distance_audit(*vectors, space=f"image:{name}:{embedder.name}", seed=cfg.seed, bootstrap=cfg.bootstrap)
+                distance_audit(
+                    *vectors,
+                    space=f"image:{name}:{embedder.name}",
+                    seed=cfg.seed,
+                    bootstrap=cfg.bootstrap,
+                    engine=engine,
+                )
             )
             fidelity.setdefault(name, {})[f"frechet_{embedder.name}"] = frechet_distance(vectors[0], vectors[2])
         memorization[name] = per
-        perceptual = [PerceptualEmbedder().embed(images) for images, _ in loaded]
+        perceptual = _features(engine, PerceptualEmbedder(), loaded, computed)
         if all(len(p) == len(c) for p, c in zip(perceptual, (tr, ho, sy), strict=True)):
             for side, vec in zip(whole, perceptual, strict=True):
                 side.append(vec / np.sqrt(2.0))
         if target is not None and target in sy.records.columns and min(len(p) for p in perceptual) > 1:
-            pixels = [PixelEmbedder().embed(images) for images, _ in loaded]
+            pixels = _features(engine, PixelEmbedder(), loaded, computed)
             ys = [
                 c.records[target].astype(str).to_numpy()[rows]
                 for c, (_, rows) in zip((tr, ho, sy), loaded, strict=True)
@@ -314,6 +349,14 @@ def _image_audits(
     return memorization, fidelity, consistency
 
 
+def _features(
+    engine: Engine, embedder: Embedder, loaded: list[tuple[list[Any], np.ndarray]], done: dict[str, list[np.ndarray]]
+) -> list[np.ndarray]:
+    if embedder.name not in done:
+        done[embedder.name] = _embed(engine, embedder, [images for images, _ in loaded])
+    return done[embedder.name]
+
+
 def _attacks(
     tr: Corpus,
     ho: Corpus,
@@ -323,21 +366,22 @@ def _attacks(
     x_syn: np.ndarray,
     cfg: AuditConfig,
     canaries: dict[str, Any] | None,
+    engine: Engine,
 ) -> dict[str, Any]:
     disc = Discretizer().fit(tr.records, tr.schema)
     codes = [disc.transform(c.records).to_numpy() for c in (tr, ho, sy)]
     out: dict[str, Any] = {
         "membership_inference": _plain(
-            attacks.membership_inference(x_train, x_hold, x_syn, seed=cfg.seed, bootstrap=cfg.bootstrap)
+            attacks.membership_inference(x_train, x_hold, x_syn, seed=cfg.seed, bootstrap=cfg.bootstrap, engine=engine)
         ),
         "singling_out": _plain(attacks.singling_out(*codes, seed=cfg.seed)),
-        "linkability": _plain(attacks.linkability(*codes, seed=cfg.seed)),
+        "linkability": _plain(attacks.linkability(*codes, seed=cfg.seed, engine=engine)),
         "attribute_inference": {},
     }
     for i, name in enumerate(disc.columns):
         if tr.schema.columns[name].kind is ColumnKind.CATEGORICAL:
             out["attribute_inference"][name] = _plain(
-                attacks.attribute_inference(codes[0], codes[1], codes[2], i, seed=cfg.seed)
+                attacks.attribute_inference(codes[0], codes[1], codes[2], i, seed=cfg.seed, engine=engine)
             )
     if canaries is not None and canaries.get("epsilon") is not None:
         # The canaries were trained into a shadow run of one stage's mechanism (never released): its own

@@ -8,9 +8,10 @@ from typing import Annotated
 import typer
 
 from privsynth.audit.folders import audit_folders
-from privsynth.audit.run import AuditConfig
-from privsynth.cli.options import ForceOpt, JsonOpt
+from privsynth.audit.run import AuditConfig, Collaborators
+from privsynth.cli.options import AddressOpt, EngineOpt, ForceOpt, JsonOpt, WorkersOpt
 from privsynth.cli.output import PlainProgress, print_json, stderr_console, stdout_console
+from privsynth.engine import engine_settings, make_engine
 from privsynth.errors import ConfigError, OutputExistsError
 
 PathOpt = Annotated[Path | None, typer.Option(show_default=False)]
@@ -52,6 +53,9 @@ def audit(
     ] = None,
     ocr: Annotated[str, typer.Option("--ocr", help="OCR images with tesseract: auto, on or off.")] = "auto",
     seed: Annotated[int, typer.Option("--seed", help="Seed for subsampling and bootstraps.")] = 0,
+    engine: EngineOpt = None,
+    workers: WorkersOpt = None,
+    address: AddressOpt = None,
     as_json: JsonOpt = False,
     force: ForceOpt = False,
 ) -> None:
@@ -69,6 +73,7 @@ def audit(
         raise ConfigError("--model needs --corpus (the real corpus it was fit on)")
     if model is None and (train is None or holdout is None):
         raise ConfigError("pass --train and --holdout, or --model and --corpus")
+    where = engine_settings(engine, workers=workers, address=address)
     config = AuditConfig(
         seed=seed,
         target=target,
@@ -87,16 +92,22 @@ def audit(
             if plain is not None:
                 plain.line(message)
 
-        outcome = audit_folders(
-            synthetic,
-            out,
-            model=model,
-            corpus=corpus,
-            train=train,
-            holdout=holdout,
-            config=config,
-            progress=progress,
-        )
+        progress(f"starting the {where.kind} engine")
+        runner = make_engine(where)
+        try:
+            outcome = audit_folders(
+                synthetic,
+                out,
+                model=model,
+                corpus=corpus,
+                train=train,
+                holdout=holdout,
+                config=config,
+                collaborators=Collaborators(engine=runner),
+                progress=progress,
+            )
+        finally:
+            runner.close()
     result, report = outcome.result, outcome.report
     if as_json:
         print_json({"audit": str(out / "audit.json"), "report": str(report), "checks": result["checks"]})

@@ -41,3 +41,24 @@ SourceOpt = Annotated[
     ),
 ]
 AccountantOpt = Annotated[str, typer.Option("--accountant", help="Privacy accountant: prv (tighter, default) or rdp.")]
+EngineOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--engine",
+        help="Where embeddings, PII scans and nearest-neighbour searches run: local (this process, the default) "
+        "or ray (a Ray cluster: RAY_ADDRESS or --address, else a local one; pip install 'privsynth[ray]').",
+        show_default=False,
+    ),
+]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option("--workers", help="With --engine ray: parallel workers (default: the cluster's CPUs).", min=1),
+]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        help="With --engine ray: the cluster ('auto', 'ray://head:10001'). Default RAY_ADDRESS, else a local one.",
+        show_default=False,
+    ),
+]

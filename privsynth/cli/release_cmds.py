@@ -12,9 +12,10 @@ from rich.markup import escape
 
 from privsynth.audit.report import write_report
 from privsynth.audit.run import read_audit
-from privsynth.cli.options import ForceOpt, JsonOpt
+from privsynth.cli.options import AddressOpt, EngineOpt, ForceOpt, JsonOpt, WorkersOpt
 from privsynth.cli.output import ExitCode, PlainProgress, print_json, stderr_console, stdout_console, training_label
 from privsynth.data.atomic import check_writable
+from privsynth.engine import engine_settings
 from privsynth.errors import ConfigError, IntegrityError, OutputExistsError
 from privsynth.gate import GateDecision, gate, load_policy, resolve_policy
 from privsynth.release.bundle import write_release
@@ -246,6 +247,9 @@ def run(
             help="Start runs/<name>/ over: delete its earlier stages first. A new fit spends privacy budget again.",
         ),
     ] = False,
+    engine: EngineOpt = None,
+    workers: WorkersOpt = None,
+    address: AddressOpt = None,
 ) -> None:
     """Run the whole pipeline: profile, fit, sample, audit, gate, release, into runs/<name>/.
 
@@ -257,6 +261,9 @@ def run(
     from privsynth.pipeline import load_pipeline, run_pipeline
 
     settings = load_pipeline(config)
+    if engine is not None or workers is not None or address is not None:
+        where = engine_settings(engine, workers=workers, address=address, base=settings.engine)
+        settings = settings.model_copy(update={"engine": where})
     console = stderr_console()
     with console.status("Running...") as status:
         plain = None if console.is_terminal else PlainProgress("run")  # logs and CI: timestamped lines, ETA

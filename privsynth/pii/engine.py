@@ -83,6 +83,10 @@ class PiiScanner:
         self.extra_first_names = tuple(extra_first_names)
         self.extra_last_names = tuple(extra_last_names)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Settings only: a copy sent to another process or machine builds its own Presidio engine."""
+        return {k: v for k, v in self.__dict__.items() if k != "_engine"}
+
     @cached_property
     def _engine(self) -> tuple[Any, list[str], list[str]]:
         from presidio_analyzer import AnalyzerEngine, RecognizerRegistry

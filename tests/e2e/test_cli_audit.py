@@ -86,3 +86,13 @@ def test_audit_usage_errors(cli, demo_dir: Path, fitted, tmp_path: Path) -> None
     assert result.exit_code == ExitCode.BAD_INPUT
     assert "overlaps the training data" in result.stderr
     assert not (tmp_path / "a" / "audit.json").exists()
+
+
+def test_audit_engine_options_are_checked_before_any_work(cli, demo_dir: Path, fitted, tmp_path: Path) -> None:
+    model, synthetic = fitted
+    base = ("audit", "--model", model, "--corpus", demo_dir, "--synthetic", synthetic, "-o", tmp_path / "a")
+    result = cli(*base, "--engine", "spark")
+    assert result.exit_code == ExitCode.BAD_INPUT and "not one of: local, ray" in result.stderr
+    result = cli(*base, "--workers", "2")
+    assert result.exit_code == ExitCode.BAD_INPUT and "need --engine ray" in result.stderr
+    assert not (tmp_path / "a" / "audit.json").exists()

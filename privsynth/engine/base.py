@@ -1,0 +1,107 @@
+"""The engine interface, its settings and the pure parts shared by every engine."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from enum import StrEnum
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class EngineKind(StrEnum):
+    """Where the parallel parts of a stage run."""
+
+    LOCAL = "local"
+    RAY = "ray"
+
+
+class EngineSettings(BaseModel):
+    """Engine choice (public settings; ``address`` falls back to the ``RAY_ADDRESS`` environment variable)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: EngineKind = EngineKind.LOCAL
+    address: str | None = Field(
+        default=None, description="Ray cluster address ('auto', 'ray://host:10001'); none starts a local cluster."
+    )
+    workers: int | None = Field(
+        default=None, ge=1, le=4096, description="Parallel workers (shards); default: the cluster's CPUs."
+    )
+
+
+class Engine(Protocol):
+    """What a stage may ask of an engine. Results never depend on the number of workers."""
+
+    name: str
+
+    @property
+    def workers(self) -> int:
+        """How many shards work is split into."""
+        ...
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        """``[fn(x) for x in items]``, in order (``fn`` must pickle: it may run on another machine)."""
+        ...
+
+    def map_batches(self, fn: Callable[[list[Any]], Any], items: Sequence[Any], *, batch_size: int = 256) -> list[Any]:
+        """``fn`` over consecutive batches of ``items``, each batch's per-item results joined in order.
+
+        A batch's result is a list or an array with one row per item. ``fn`` is typically a bound method of a
+        collaborator (a PII scanner, an embedder) that builds its model once per worker.
+        """
+        ...
+
+    def nearest(self, reference: np.ndarray, queries: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Exact L2 nearest neighbours: distances (not squared) and indices into ``reference``, ``[n, k]``."""
+        ...
+
+    def close(self) -> None:
+        """Release what the engine holds (a local engine holds nothing)."""
+        ...
+
+
+def flat_search(reference: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact search with FAISS ``IndexFlatL2``: distances (not squared) and indices, ``[n, k]``.
+
+    >>> d, i = flat_search(np.array([[0.0], [3.0]], dtype=np.float32), np.array([[1.0]], dtype=np.float32), 2)
+    >>> d.tolist(), i.tolist()
+    ([[1.0, 2.0]], [[0, 1]])
+    """
+    import faiss
+
+    index = faiss.IndexFlatL2(reference.shape[1])
+    index.add(np.ascontiguousarray(reference, dtype=np.float32))
+    distances, indices = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    return np.sqrt(np.maximum(distances, 0.0)), indices
+
+
+def merge_top_k(parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top ``k`` of per-shard results whose indices are already global; ties go to the smaller index.
+
+    >>> a = (np.array([[1.0, 4.0]]), np.array([[0, 1]]))
+    >>> b = (np.array([[2.0, 3.0]]), np.array([[5, 6]]))
+    >>> [x.tolist() for x in merge_top_k([a, b], 3)]
+    [[[1.0, 2.0, 3.0]], [[0, 5, 6]]]
+    """
+    distances = np.concatenate([d for d, _ in parts], axis=1)
+    indices = np.concatenate([i for _, i in parts], axis=1)
+    # FAISS pads a shard with fewer than k rows with index -1 (distance inf after the square root of max float)
+    distances = np.where(indices < 0, np.inf, distances)
+    order = np.lexsort((indices, distances), axis=1)[:, :k]
+    return np.take_along_axis(distances, order, axis=1), np.take_along_axis(indices, order, axis=1)
+
+
+def shard_bounds(n: int, shards: int) -> list[tuple[int, int]]:
+    """``shards`` contiguous, nearly equal ``[start, stop)`` ranges covering ``range(n)`` (empty ones dropped).
+
+    >>> shard_bounds(10, 3)
+    [(0, 3), (3, 7), (7, 10)]
+    """
+    edges = np.linspace(0, n, max(1, shards) + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in itertools.pairwise(edges) if b > a]

@@ -1,0 +1,41 @@
+"""The in-process engine: the plain code path every other engine must agree with."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+
+from privsynth.engine.base import flat_search
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class LocalEngine:
+    """Runs everything in this process, one shard."""
+
+    name = "local"
+
+    @property
+    def workers(self) -> int:
+        """One: this process."""
+        return 1
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        """``[fn(x) for x in items]``."""
+        return [fn(x) for x in items]
+
+    def map_batches(self, fn: Callable[[list[Any]], Any], items: Sequence[Any], *, batch_size: int = 256) -> list[Any]:
+        """``fn`` over the whole sequence at once (it batches internally if it needs to)."""
+        if not len(items):
+            return []
+        return list(fn(list(items)))
+
+    def nearest(self, reference: np.ndarray, queries: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """One flat FAISS index over the whole reference."""
+        return flat_search(reference, queries, k)
+
+    def close(self) -> None:
+        """Nothing to release."""

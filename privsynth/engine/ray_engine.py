@@ -1,0 +1,143 @@
+"""The Ray engine: the same interface on a Ray cluster (``pip install 'privsynth[ray]'``).
+
+- ``map``: one Ray task per item.
+- ``map_batches``: Ray Data ``map_batches`` with one actor per worker, so a collaborator's model (Presidio,
+  MiniLM) is built once per worker, not once per batch; results come back with their positions and are put back
+  in order.
+- ``nearest``: the reference rows are cut into ``workers`` contiguous shards; each task searches every query in
+  its shard with an exact FAISS flat index and returns global indices; the driver keeps the exact top ``k``
+  (:func:`~privsynth.engine.base.merge_top_k`). The result is the same for any number of workers.
+
+Nothing here touches the ledger, noise or keys: those stay in the driver's process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+
+from privsynth.engine.base import flat_search, merge_top_k, shard_bounds
+from privsynth.errors import ConfigError
+
+T = TypeVar("T")
+R = TypeVar("R")
+log = logging.getLogger(__name__)
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise ConfigError(
+            "engine 'ray' needs Ray: pip install 'privsynth[ray]' (or use --engine local, the default)"
+        ) from exc
+    return ray
+
+
+def _search_shard(reference: np.ndarray, queries: np.ndarray, k: int, offset: int) -> tuple[np.ndarray, np.ndarray]:
+    distances, indices = flat_search(reference, queries, min(k, len(reference)))
+    return distances, np.where(indices < 0, -1, indices + offset)
+
+
+def _apply(fn: Callable[[Any], Any], item: Any) -> Any:
+    return fn(item)
+
+
+class _Batches:
+    """A Ray Data actor: unpickles ``fn`` (and the collaborator it is bound to) once, then maps batches."""
+
+    def __init__(self, fn: Callable[[list[Any]], Any]) -> None:
+        self.fn = fn
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        results = list(self.fn(list(batch["item"])))
+        # pickled one by one: lists, dataclasses and arrays come back exactly as the function returned them
+        # (Ray Data would turn nested lists into tensors or nulls)
+        out = np.empty(len(results), dtype=object)
+        for j, result in enumerate(results):
+            out[j] = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        return {"position": batch["position"], "result": out}
+
+
+class RayEngine:
+    """Runs map, batch and search work on a Ray cluster (a local one when no address is given)."""
+
+    name = "ray"
+
+    def __init__(self, *, address: str | None = None, workers: int | None = None) -> None:
+        ray = _import_ray()
+        self._started = False
+        if not ray.is_initialized():
+            os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")  # workers use this interpreter as is
+            options: dict[str, Any] = {
+                "include_dashboard": False,
+                "log_to_driver": False,
+                "configure_logging": False,
+            }
+            if address:
+                ray.init(address=address, **options)
+            else:
+                ray.init(num_cpus=workers or os.cpu_count() or 1, **options)
+            self._started = True
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        self._workers = workers or max(1, cpus)
+        log.info("Ray engine: %d worker(s), cluster CPUs %d", self._workers, cpus)
+
+    @property
+    def workers(self) -> int:
+        """Shards per call."""
+        return self._workers
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        """One task per item, results in order."""
+        ray = _import_ray()
+        task = ray.remote(num_cpus=1)(_apply)
+        fn_ref = ray.put(fn)
+        return list(ray.get([task.remote(fn_ref, x) for x in items]))
+
+    def map_batches(self, fn: Callable[[list[Any]], Any], items: Sequence[Any], *, batch_size: int = 256) -> list[Any]:
+        """Ray Data ``map_batches`` over ``items`` with ``workers`` actors; results in the items' order."""
+        if not len(items):
+            return []
+        ray = _import_ray()
+        rows = [{"position": i, "item": x} for i, x in enumerate(items)]
+        blocks = max(1, min(len(rows), self._workers * 4))
+        dataset = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
+            _Batches,
+            fn_constructor_args=(fn,),
+            batch_size=batch_size,
+            batch_format="numpy",
+            concurrency=self._workers,
+            num_cpus=1,
+        )
+        out: list[Any] = [None] * len(items)
+        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            for position, result in zip(batch["position"], batch["result"], strict=True):
+                out[int(position)] = pickle.loads(result)  # noqa: S301 -- written by _Batches above, in this run
+        return out
+
+    def nearest(self, reference: np.ndarray, queries: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Sharded exact search, top ``k`` merged on the driver."""
+        ray = _import_ray()
+        bounds = shard_bounds(len(reference), self._workers)
+        if len(bounds) <= 1:
+            return flat_search(reference, queries, k)
+        task = ray.remote(num_cpus=1)(_search_shard)
+        query_ref = ray.put(np.ascontiguousarray(queries, dtype=np.float32))
+        futures = [
+            task.remote(np.ascontiguousarray(reference[start:stop], dtype=np.float32), query_ref, k, start)
+            for start, stop in bounds
+        ]
+        return merge_top_k(ray.get(futures), k)
+
+    def close(self) -> None:
+        """Shut down the local cluster this engine started (a cluster it connected to keeps running)."""
+        ray = _import_ray()
+        if self._started and ray.is_initialized():
+            ray.shutdown()
+        self._started = False

@@ -1,0 +1,122 @@
+"""The Ray engine against the local one on the same inputs (one local Ray cluster for this module).
+
+Deterministic computations (exact search, PII scans, embeddings, the whole audit with the same seed) must give
+identical results whatever the engine and the number of workers.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.feature_extraction.text import HashingVectorizer
+
+from privsynth.audit.memorization import distance_audit
+from privsynth.audit.run import AuditConfig, Collaborators, run_audit
+from privsynth.data.corpus import Corpus
+from privsynth.data.demo import build_demo_records, demo_schema
+from privsynth.engine import LocalEngine
+from privsynth.pii.engine import PiiScanner
+
+ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'privsynth[ray]'")
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[Any]:
+    from privsynth.engine.ray_engine import RayEngine
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the fake embedder below, on the workers
+    try:
+        started = RayEngine(workers=2)
+    except Exception as exc:  # noqa: BLE001 -- any failure to start is a reason to skip, shown as such
+        pytest.skip(f"Ray could not start a local cluster here: {type(exc).__name__}: {exc}")
+    yield started
+    started.close()
+
+
+class HashingTextEmbedder:
+    """A cheap real text representation (character n-gram hashing), picklable for the workers."""
+
+    name = "hashing-char-ngrams"
+    evidence = True
+
+    def embed(self, items: Sequence[object]) -> np.ndarray:
+        vectorizer = HashingVectorizer(analyzer="char_wb", ngram_range=(3, 5), n_features=256, alternate_sign=False)
+        matrix = vectorizer.transform([t if isinstance(t, str) else "" for t in items]).toarray()
+        return (matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-9)).astype(np.float32)
+
+
+def _splits(n: int) -> tuple[Corpus, Corpus, Corpus]:
+    frame, images = build_demo_records(n, seed=5)
+    frame = frame.copy()
+    frame["scan"] = [images[rel] for rel in frame["scan"]]
+    thirds = np.array_split(np.random.default_rng(1).permutation(len(frame)), 3)
+    schema = demo_schema()
+    return tuple(  # type: ignore[return-value]
+        Corpus(records=frame.iloc[np.sort(t)].reset_index(drop=True), schema=schema, root=Path(".")) for t in thirds
+    )
+
+
+def test_sharded_search_equals_one_index_for_any_worker_count(engine: Any, rng: np.random.Generator) -> None:
+    from privsynth.engine.ray_engine import RayEngine
+
+    reference = rng.normal(size=(3000, 12)).astype(np.float32)
+    queries = rng.normal(size=(200, 12)).astype(np.float32)
+    local = LocalEngine().nearest(reference, queries, 3)
+    for workers in (1, 2, 3):
+        d, i = RayEngine(workers=workers).nearest(reference, queries, 3)  # joins the running cluster
+        np.testing.assert_array_equal(i, local[1])
+        np.testing.assert_allclose(d, local[0], rtol=1e-5, atol=1e-6)
+
+
+def test_map_and_batches_keep_the_items_order(engine: Any) -> None:
+    assert engine.map(abs, [-3, 1, -2]) == [3, 1, 2]
+    items = [f"t{i}" for i in range(37)]
+    assert engine.map_batches(lambda batch: [s.upper() for s in batch], items, batch_size=5) == [
+        s.upper() for s in items
+    ]
+    assert engine.map_batches(len, [], batch_size=5) == []
+
+
+def test_the_distance_audit_is_the_same_on_ray(engine: Any, rng: np.random.Generator) -> None:
+    train, holdout, synthetic = (rng.normal(size=(n, 6)).astype(np.float32) for n in (900, 300, 400))
+    local = distance_audit(train, holdout, synthetic, space="t", seed=3, bootstrap=50)
+    remote = distance_audit(train, holdout, synthetic, space="t", seed=3, bootstrap=50, engine=engine)
+    assert remote == local
+
+
+def test_the_whole_audit_is_the_same_on_ray(engine: Any) -> None:
+    train, holdout, synthetic = _splits(300)
+    config = AuditConfig(bootstrap=30, ocr="off", fidelity=False)
+
+    def audit(collaborators: Collaborators) -> dict[str, Any]:
+        out = run_audit(train, holdout, synthetic, config=config, collaborators=collaborators)
+        out.pop("created")
+        expected = collaborators.engine.name if collaborators.engine is not None else "local"
+        assert out.pop("engine")["name"] == expected
+        return out
+
+    local = audit(Collaborators(text=HashingTextEmbedder(), pii=PiiScanner()))
+    remote = audit(Collaborators(text=HashingTextEmbedder(), pii=PiiScanner(), engine=engine))
+    assert set(remote["memorization"]) >= {"tabular", "text", "image", "record"}
+    assert remote["pii"]["scanned_cells"] > 0 and remote["pii"]["replay_needles"] > 0
+    _assert_same(remote, local)
+
+
+def _assert_same(a: Any, b: Any, path: str = "") -> None:
+    if isinstance(a, dict):
+        assert set(a) == set(b), path
+        for key in a:
+            _assert_same(a[key], b[key], f"{path}.{key}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_same(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert a == pytest.approx(b, rel=1e-5, abs=1e-6), path
+    else:
+        assert a == b, path
