@@ -12,6 +12,13 @@ not depend on where the rows come from). Measured in one run:
   the name dictionary): records/s (target >= 500).
 
     python benchmarks/audit_scale.py [--data ../shared/data/adult] [--rows 100000] [--sdmetrics-limit 900]
+    python benchmarks/audit_scale.py --engine ray --workers 1,2 [--rows 100000] [--notes 3000]
+
+With ``--engine ray`` (issue 21) the same stages also run on a local Ray cluster for each worker count: the
+memorization audit (sharded exact search), the PII scan (Ray Data map_batches, one Presidio per worker) and the
+MiniLM embedding of the notes. Each stage's result is compared with the local one (equal, or the largest
+difference) and its time is reported next to the local time (ratio ray / local; on one worker the ratio is the
+engine's overhead). Cluster start-up is reported apart.
 
 Prints one table and writes benchmarks/results/audit_scale.json.
 """
@@ -87,8 +94,13 @@ def main() -> None:
     parser.add_argument("--notes", type=int, default=3000)
     parser.add_argument("--sdmetrics-limit", type=float, default=900.0)
     parser.add_argument("--skip-sdmetrics", action="store_true")
+    parser.add_argument("--engine", choices=["local", "ray"], default="local")
+    parser.add_argument("--workers", default="1,2", help="With --engine ray: worker counts, comma-separated.")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.engine == "ray":
+        engines(args)
+        return
 
     schema = schema_from_dict(schema_dict(), source="adult")
     train, holdout, synthetic = rows(load_adult(args.data), args.rows, seed=0)
@@ -155,6 +167,75 @@ def main() -> None:
     )
     print(f"\npeak RSS of this process: {peak_rss_mb():.0f} MB")
     write_json("audit_scale", {"rows": table, "peak_rss_mb": peak_rss_mb()}, args.out)
+
+
+def engines(args: argparse.Namespace) -> None:
+    """Each stage on the local engine, then on Ray for each worker count: seconds, ratio and equality."""
+    from privsynth.audit.embedders import MiniLMEmbedder
+    from privsynth.audit.pii import scan_texts
+    from privsynth.engine import LocalEngine
+    from privsynth.engine.ray_engine import RayEngine
+
+    schema = schema_from_dict(schema_dict(), source="adult")
+    train, holdout, synthetic = rows(load_adult(args.data), args.rows, seed=0)
+    encoder = RowEncoder().fit(train, schema)
+    x_train, x_hold, x_syn = (encoder.transform(f) for f in (train, holdout, synthetic))
+    records, _ = build_demo_records(args.notes, seed=1)
+    notes = records["note"].dropna().astype(str).tolist()
+    scanner, embedder = PiiScanner(), MiniLMEmbedder()
+
+    def stages(engine: Any) -> dict[str, tuple[float, Any]]:
+        out: dict[str, tuple[float, Any]] = {}
+        start = time.perf_counter()
+        audit = distance_audit(x_train, x_hold, x_syn, space="tabular", seed=0, bootstrap=200, engine=engine)
+        out["memorization"] = (time.perf_counter() - start, audit)
+        start = time.perf_counter()
+        found = scan_texts(scanner, notes, engine)
+        out["pii_scan"] = (time.perf_counter() - start, found)
+        start = time.perf_counter()
+        vectors = np.stack(engine.map_batches(embedder.embed, notes, batch_size=256))
+        out["minilm_embedding"] = (time.perf_counter() - start, vectors)
+        return out
+
+    def same(a: Any, b: Any) -> str:
+        if isinstance(a, np.ndarray):
+            return "equal" if np.array_equal(a, b) else f"max |diff| {float(np.abs(a - b).max()):.2e}"
+        return "equal" if a == b else "DIFFERENT"
+
+    scanner.scan(notes[0])  # Presidio and MiniLM are built outside the local timing, as each worker builds its own
+    embedder.embed(notes[:2])
+    print(f"rows: {args.rows:,} per side; notes: {len(notes)}", flush=True)
+    local = stages(LocalEngine())
+    table: list[dict[str, object]] = [
+        {"engine": "local", "workers": 1, "stage": name, "seconds": seconds} for name, (seconds, _) in local.items()
+    ]
+    for row in table:
+        print(row, flush=True)
+    for workers in [int(w) for w in args.workers.split(",")]:
+        start = time.perf_counter()
+        engine = RayEngine(workers=workers)
+        startup = time.perf_counter() - start
+        table.append({"engine": "ray", "workers": workers, "stage": "cluster start", "seconds": startup})
+        for name, (seconds, result) in stages(engine).items():
+            row = {
+                "engine": "ray",
+                "workers": workers,
+                "stage": name,
+                "seconds": seconds,
+                "ratio_ray_over_local": seconds / local[name][0],
+                "result": same(result, local[name][1]),
+            }
+            table.append(row)
+            print(row, flush=True)
+        engine.close()
+    print()
+    print_table(table, ["engine", "workers", "stage", "seconds", "ratio_ray_over_local", "result"])
+    print(f"\npeak RSS of the driver: {peak_rss_mb():.0f} MB")
+    write_json(
+        "audit_scale_engines",
+        {"rows_per_side": args.rows, "notes": len(notes), "table": table, "peak_rss_mb_driver": peak_rss_mb()},
+        args.out,
+    )
 
 
 if __name__ == "__main__":

@@ -125,7 +125,7 @@ class RayEngine:
         """Sharded exact search, top ``k`` merged on the driver."""
         ray = _import_ray()
         bounds = shard_bounds(len(reference), self._workers)
-        if len(bounds) <= 1:
+        if not bounds:
             return flat_search(reference, queries, k)
         task = ray.remote(num_cpus=1)(_search_shard)
         query_ref = ray.put(np.ascontiguousarray(queries, dtype=np.float32))
