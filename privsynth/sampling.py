@@ -8,20 +8,79 @@ registry (the fake identities given to each record), which audits use to tell ge
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from privsynth._version import __version__
 from privsynth.conditions import describe
 from privsynth.data.atomic import atomic_dir
-from privsynth.data.corpus import image_files, write_table
+from privsynth.data.corpus import image_files, write_part, write_table
 from privsynth.data.layout import PROVENANCE, REGISTRY
-from privsynth.data.schema import TABLE_FORMATS
+from privsynth.data.schema import SCHEMA_FILE, TABLE_FORMATS, Schema, dump_schema
+from privsynth.engine import Engine, LocalEngine
 from privsynth.errors import ConfigError
 from privsynth.synthesizer import Synthesizer
 from privsynth.variation import Variation, achieved, plan_cells
+
+HEADER = "# synthetic corpus written by privsynth sample\n"
+#: Records per shard when a sample is larger (a public constant: the records depend on it, never on how many
+#: workers draw them). Each shard has its own sampling stream from the run's seed and writes its own part files.
+SHARD_RECORDS = 100_000
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One shard of a large sample: records ``first .. first + count - 1`` drawn with ``seed``."""
+
+    index: int
+    first: int
+    count: int
+    seed: int
+
+
+def plan_shards(n: int, seed: int, size: int = SHARD_RECORDS) -> list[Shard]:
+    """Shards of ``size`` records (the last one shorter), each seeded from ``(seed, index)``.
+
+    >>> [(s.first, s.count) for s in plan_shards(250, 0, 100)]
+    [(0, 100), (100, 100), (200, 50)]
+    """
+    return [
+        Shard(i, first, min(size, n - first), int(np.random.SeedSequence([int(seed), i + 1]).generate_state(1)[0]))
+        for i, first in enumerate(range(0, n, size))
+    ]
+
+
+@functools.lru_cache(maxsize=2)
+def _load(model: Path) -> Synthesizer:
+    return Synthesizer.load(model)  # once per worker process
+
+
+@dataclass(frozen=True)
+class _ShardWriter:
+    """Samples one shard and writes its part files into the output's temporary folder (runs on a worker)."""
+
+    model: Synthesizer | Path  # a path for workers in other processes: each loads the model once
+    folder: Path
+    schema: Schema
+    conditions: Mapping[str, Any] | None
+    digits: int
+
+    def __call__(self, shard: Shard) -> int:
+        synth = self.model if isinstance(self.model, Synthesizer) else _load(self.model)
+        records, identities = synth.sample_with_identities(
+            shard.count, conditions=self.conditions, seed=shard.seed, first_key=shard.first, key_digits=self.digits
+        )
+        name = f"part-{shard.index:05d}.parquet"
+        write_part(image_files(records, self.schema, self.folder), self.schema, self.folder / self.schema.table / name)
+        identities.to_parquet(self.folder / REGISTRY / name, index=False)
+        (self.folder / REGISTRY / name).chmod(0o600)
+        return len(records)
 
 
 def write_synthetic(
@@ -34,14 +93,33 @@ def write_synthetic(
     table_format: str = "parquet",
     force: bool = False,
     variation: Variation | None = None,
+    engine: Engine | None = None,
+    model: Path | None = None,
+    shard_records: int = SHARD_RECORDS,
 ) -> Path:
     """Sample ``n`` records and write them as a corpus folder, atomically.
 
     With ``variation`` (:mod:`privsynth.variation`) the records are drawn cell by cell (a grid sets its own
-    ``n``: pass ``n=None``); the provenance records what was asked and what came out.
+    ``n``: pass ``n=None``); the provenance records what was asked and what came out. More than
+    ``shard_records`` records are drawn shard by shard on ``engine`` (:func:`plan_shards`) into a partitioned
+    Parquet table; the records are the same for any engine and number of workers. Workers in other processes
+    load the model from ``model`` (its folder, on storage they share with this machine).
     """
     if f".{table_format}" not in TABLE_FORMATS:
         raise ConfigError(f"--format {table_format!r} is not one of parquet, csv, jsonl")
+    if n is not None and n > shard_records and variation is None:
+        return _write_sharded(
+            synth,
+            out,
+            n=n,
+            seed=seed,
+            conditions=conditions,
+            table_format=table_format,
+            force=force,
+            engine=engine if engine is not None else LocalEngine(),
+            model=model,
+            shard_records=shard_records,
+        )
     varied: dict[str, Any] | None = None
     if variation is not None:
         cells = plan_cells(variation, synth.profile_, n)
@@ -53,7 +131,68 @@ def write_synthetic(
         records, identities = synth.sample_with_identities(n, conditions=conditions, seed=seed)
     n = len(records)
     schema = synth.synthetic_schema.with_table(f"records.{table_format}")
-    provenance = {
+    provenance = _provenance(synth, n=n, seed=seed, conditions=conditions, varied=varied)
+    with atomic_dir(out, force=force, private=False) as tmp:  # synthetic (DP); internal/ stays owner-only
+        records = image_files(records, schema, tmp)  # PNG files referenced by relative path, as in a real corpus
+        write_table(records, schema, tmp, header=HEADER)
+        (tmp / PROVENANCE).write_text(json.dumps(provenance, indent=2, default=str), encoding="utf-8")
+        internal = tmp / REGISTRY.parent
+        internal.mkdir(mode=0o700)
+        identities.to_parquet(tmp / REGISTRY, index=False)
+        (tmp / REGISTRY).chmod(0o600)
+    return out
+
+
+def _write_sharded(
+    synth: Synthesizer,
+    out: Path,
+    *,
+    n: int,
+    seed: int,
+    conditions: Mapping[str, Any] | None,
+    table_format: str,
+    force: bool,
+    engine: Engine,
+    model: Path | None,
+    shard_records: int,
+) -> Path:
+    if table_format != "parquet":
+        raise ConfigError(
+            f"a sample of more than {shard_records:,} records is written as a partitioned Parquet table; use "
+            "--format parquet (or sample fewer records per run)"
+        )
+    local = isinstance(engine, LocalEngine)
+    if not local and model is None:
+        raise ConfigError("sampling on a cluster needs the model folder, which each worker loads")
+    shards = plan_shards(n, seed, shard_records)
+    schema = synth.synthetic_schema.with_table("records.parquet")
+    provenance = _provenance(synth, n=n, seed=seed, conditions=conditions, varied=None)
+    provenance["shards"] = {"records_per_shard": shard_records, "count": len(shards)}
+    synth.sample_with_identities(1, conditions=conditions, seed=seed)  # bad --where fails here, before any shard
+    with atomic_dir(out, force=force, private=False) as tmp:
+        (tmp / schema.table).mkdir()
+        (tmp / REGISTRY.parent).mkdir(mode=0o700)
+        (tmp / REGISTRY).mkdir(mode=0o700)
+        # absolute paths: workers may run in another working directory (or on another machine, on shared storage)
+        source: Synthesizer | Path = synth if local or model is None else model.resolve()
+        writer = _ShardWriter(source, tmp.resolve(), schema, conditions, max(7, len(str(n))))
+        written = sum(engine.map(writer, shards))
+        if written != n:
+            raise RuntimeError(f"the shards wrote {written} records where {n} were asked")
+        (tmp / SCHEMA_FILE).write_text(dump_schema(schema, header=HEADER), encoding="utf-8")
+        (tmp / PROVENANCE).write_text(json.dumps(provenance, indent=2, default=str), encoding="utf-8")
+    return out
+
+
+def _provenance(
+    synth: Synthesizer,
+    *,
+    n: int,
+    seed: int,
+    conditions: Mapping[str, Any] | None,
+    varied: dict[str, Any] | None,
+) -> dict[str, Any]:
+    return {
         "privsynth_version": __version__,
         "created": dt.datetime.now(dt.UTC).isoformat(),
         "model_run_id": synth.run_id_,
@@ -72,12 +211,3 @@ def write_synthetic(
         "ledger": synth.ledger_.state_dict(),
         "config": synth.config.model_dump(mode="json"),
     }
-    with atomic_dir(out, force=force, private=False) as tmp:  # synthetic (DP); internal/ stays owner-only
-        records = image_files(records, schema, tmp)  # PNG files referenced by relative path, as in a real corpus
-        write_table(records, schema, tmp, header="# synthetic corpus written by privsynth sample\n")
-        (tmp / PROVENANCE).write_text(json.dumps(provenance, indent=2, default=str), encoding="utf-8")
-        internal = tmp / REGISTRY.parent
-        internal.mkdir(mode=0o700)
-        identities.to_parquet(tmp / REGISTRY, index=False)
-        (tmp / REGISTRY).chmod(0o600)
-    return out

@@ -511,13 +511,21 @@ class Synthesizer:
         return records
 
     def sample_with_identities(
-        self, n: int, *, conditions: Mapping[str, Any] | None = None, seed: int = 0
+        self,
+        n: int,
+        *,
+        conditions: Mapping[str, Any] | None = None,
+        seed: int = 0,
+        first_key: int = 0,
+        key_digits: int | None = None,
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
         """``n`` synthetic records in the schema's canonical types, and their surrogate identities (internal).
 
         Post-processing of the DP model: ``seed`` names its streams (:meth:`Streams.sampling`), so the same seed
         gives the same records, and nothing is spent. Joint generators (the record's fields) run first, then keys
-        and surrogate identities are drawn, then the generators conditioned on them (text, images...).
+        and surrogate identities are drawn, then the generators conditioned on them (text, images...). Keys are
+        numbered from ``first_key`` with ``key_digits`` digits (one shard of a larger sample:
+        :mod:`privsynth.sampling`).
         """
         self._check_fitted()
         if n < 1:
@@ -526,7 +534,7 @@ class Synthesizer:
         fixed, streams = self._conditions(equal), Streams.sampling(seed)
         self._conditions({r.column: None for r in ranges}, ranges=True)
         records = self._sample_joint(n, fixed, ranges, streams, seed)
-        return self._complete(records, streams, fixed)
+        return self._complete(records, streams, fixed, first_key=first_key, key_digits=key_digits)
 
     def sample_cells(
         self, cells: Sequence[Cell], *, conditions: Mapping[str, Any] | None = None, seed: int = 0
@@ -555,13 +563,20 @@ class Synthesizer:
         return self._complete(joint.iloc[order].reset_index(drop=True), streams, self._conditions(equal))
 
     def _complete(
-        self, records: pd.DataFrame, streams: Streams, fixed: dict[str, Any]
+        self,
+        records: pd.DataFrame,
+        streams: Streams,
+        fixed: dict[str, Any],
+        *,
+        first_key: int = 0,
+        key_digits: int | None = None,
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Keys, surrogate identities, then the generators conditioned on the record (text, images...)."""
         schema, n = self.synthetic_schema, len(records)
+        digits = key_digits if key_digits is not None else max(7, len(str(n)))
         for name in schema.names(ColumnKind.KEY):
             prefix = "SP" if name == schema.entity else "S" if name == schema.key else f"S{name[:3].upper()}"
-            records[name] = [f"{prefix}{i:0{max(7, len(str(n)))}d}" for i in range(n)]
+            records[name] = [f"{prefix}{i:0{digits}d}" for i in range(first_key, first_key + n)]
         identities = surrogate_identities(
             n, seed=streams.integer("sample", "surrogates", "identity"), records=records, schema=schema
         )

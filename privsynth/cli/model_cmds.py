@@ -11,7 +11,19 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from privsynth.cli.options import CorpusArg, DeltaOpt, EpsilonOpt, FitSeedOpt, ForceOpt, SeedOpt, SourceOpt, StoreOpt
+from privsynth.cli.options import (
+    AddressOpt,
+    CorpusArg,
+    DeltaOpt,
+    EngineOpt,
+    EpsilonOpt,
+    FitSeedOpt,
+    ForceOpt,
+    SeedOpt,
+    SourceOpt,
+    StoreOpt,
+    WorkersOpt,
+)
 from privsynth.cli.output import (
     PlainProgress,
     collected_warnings,
@@ -26,6 +38,7 @@ from privsynth.data.atomic import check_writable
 from privsynth.data.corpus import Corpus, read_corpus
 from privsynth.data.fingerprint import corpus_fingerprint
 from privsynth.data.layout import load_provenance
+from privsynth.engine import engine_settings, make_engine
 from privsynth.errors import ConfigError
 from privsynth.privacy.store import LedgerStore
 from privsynth.sampling import write_synthetic
@@ -309,15 +322,22 @@ def sample(
     ] = None,
     per_cell: Annotated[int, typer.Option("--per-cell", min=1, help="Records per --grid cell.")] = 10,
     table_format: Annotated[str, typer.Option("--format", help="parquet, csv or jsonl.")] = "parquet",
+    engine: EngineOpt = None,
+    workers: WorkersOpt = None,
+    address: AddressOpt = None,
     force: ForceOpt = False,
 ) -> None:
     """Sample synthetic records into a corpus folder with the real corpus' layout and schema.
 
     Needs no real data. Identifier columns get fake identities; keys are fresh. Sampling, conditions, --rebalance
-    and --grid are post-processing of the DP model: they spend no budget.
+    and --grid are post-processing of the DP model: they spend no budget. More than 100,000 records are drawn in
+    shards of 100,000 (each from its own stream of --seed) into a partitioned Parquet table (records.parquet/ holds
+    one part per shard); with --engine ray the shards are drawn in parallel, with the same records for any number
+    of workers (workers on other machines need the model folder and --out on shared storage).
     """
     if rebalance is not None and grid is not None:
         raise ConfigError("use --rebalance or --grid, not both")
+    where_run = engine_settings(engine, workers=workers, address=address)
     check_writable(out, force=force, what="--out")
     synth = Synthesizer.load(model)
     conditions = parse_conditions(where or [])
@@ -329,16 +349,22 @@ def sample(
         else None
     )
     with stderr_console().status("Sampling records..."):
-        write_synthetic(
-            synth,
-            out,
-            n=n,
-            seed=seed,
-            conditions=conditions,
-            table_format=table_format,
-            force=force,
-            variation=variation,
-        )
+        runner = make_engine(where_run)
+        try:
+            write_synthetic(
+                synth,
+                out,
+                n=n,
+                seed=seed,
+                conditions=conditions,
+                table_format=table_format,
+                force=force,
+                variation=variation,
+                engine=runner,
+                model=model,
+            )
+        finally:
+            runner.close()
     for name, reason in synth.skipped_.items():
         stderr_console().print(f"[yellow]Notice[/yellow]: column '{name}' left out: {reason}.")
     provenance = load_provenance(out)

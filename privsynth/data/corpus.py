@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from PIL import Image
 
@@ -66,6 +67,8 @@ def read_table(path: Path) -> pd.DataFrame:
     fmt = TABLE_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise CorpusReadError(f"{path}: unknown table format; use .parquet, .csv or .jsonl")
+    if fmt == "parquet" and path.is_dir():
+        return _read_parquet_dataset(path)
     if not path.is_file():
         raise CorpusReadError(f"{path}: table file not found; check 'table' in {SCHEMA_FILE}")
     if path.stat().st_size == 0:
@@ -90,6 +93,35 @@ def read_table(path: Path) -> pd.DataFrame:
         raise
     except (OSError, ValueError, pa.ArrowException, pd.errors.ParserError) as exc:
         raise CorpusReadError(f"{path}: cannot be read as {fmt} ({type(exc).__name__}); check the file") from None
+
+
+def _read_parquet_dataset(path: Path) -> pd.DataFrame:
+    """A partitioned table: a folder of Parquet files, read in file-name order.
+
+    The folder holds ``part-*.parquet`` files (as Spark and sharded sampling write them) or a Hive-partitioned
+    dataset (``year=2024/...``), whose partition values become columns.
+    """
+    files = sorted(p for p in path.rglob("*.parquet") if p.is_file())
+    if not files:
+        raise CorpusReadError(f"{path}: the table folder holds no .parquet files")
+    try:
+        dataset = pads.dataset(
+            [str(f) for f in files], format="parquet", partitioning="hive", partition_base_dir=str(path)
+        )
+        frame = dataset.to_table().to_pandas()
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise CorpusReadError(
+            f"{path}: cannot be read as a Parquet dataset ({type(exc).__name__}); check its files"
+        ) from None
+    for name in frame.columns:  # partition values arrive as categoricals: plain values, as in a single file
+        if isinstance(frame[name].dtype, pd.CategoricalDtype):
+            frame[name] = frame[name].astype(object)
+    return frame
+
+
+def write_part(records: pd.DataFrame, schema: Schema, path: Path) -> None:
+    """One part file of a partitioned Parquet table (canonical records, the schema's column types)."""
+    pq.write_table(_to_arrow(records, schema), path)
 
 
 def _has_nul(path: Path) -> bool:
@@ -286,5 +318,6 @@ __all__ = [
     "read_corpus",
     "read_table",
     "write_corpus",
+    "write_part",
     "write_table",
 ]

@@ -47,7 +47,7 @@ def load_provenance(synthetic: Path) -> dict[str, Any]:
 def load_registry(synthetic: Path) -> pd.DataFrame | None:
     """The surrogate registry of a synthetic corpus written by privsynth, if it has one."""
     path = synthetic / REGISTRY
-    return pd.read_parquet(path) if path.is_file() else None
+    return pd.read_parquet(path) if path.exists() else None  # a file, or a folder of parts (sharded sampling)
 
 
 def load_canaries(model: Path) -> dict[str, Any] | None:

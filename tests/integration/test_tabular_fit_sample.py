@@ -334,3 +334,30 @@ def test_an_interrupted_shadow_run_resumes_with_the_canaries_it_trained_on(
     assert synth.canaries_["tokens"] == drawn["tokens"] and synth.canaries_["included"] == drawn["included"]
     synth.save(tmp_path / "model")
     assert not work.exists()  # saving the model deletes the work folder
+
+
+def test_a_large_sample_is_written_in_shards_each_from_its_own_stream(fitted, tmp_path: Path) -> None:
+    from privsynth.data.corpus import corpora_equal
+    from privsynth.data.layout import load_provenance, load_registry
+    from privsynth.sampling import plan_shards, write_synthetic
+
+    synth, _, _ = fitted
+    out = write_synthetic(synth, tmp_path / "s", n=100, seed=4, shard_records=40)
+    parts = sorted(p.name for p in (out / "records.parquet").iterdir())
+    assert parts == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    corpus = read_corpus(out)  # reads the partitioned table and validates every record
+    keys = corpus.records["record_id"].tolist()
+    assert len(keys) == 100 and keys == sorted(keys) and len(set(keys)) == 100
+    assert load_registry(out)["record_id"].tolist() == keys  # the surrogate registry, in parts too
+    assert all((out / "internal" / "surrogates.parquet" / p).stat().st_mode & 0o777 == 0o600 for p in parts)
+    assert load_provenance(out)["shards"] == {"records_per_shard": 40, "count": 3}
+    # a shard is exactly a sample of its size with its own seed: the records cannot depend on who draws them
+    second = plan_shards(100, 4, 40)[1]
+    alone = synth.sample(second.count, seed=second.seed)
+    shard = corpus.records.iloc[40:80].reset_index(drop=True)
+    for name in ("age", "diagnosis", "wbc", "note"):
+        pd.testing.assert_series_equal(shard[name], alone[name], check_names=False)
+    again = write_synthetic(synth, tmp_path / "t", n=100, seed=4, shard_records=40)
+    assert corpora_equal(corpus, read_corpus(again))
+    with pytest.raises(ConfigError, match="partitioned Parquet"):
+        write_synthetic(synth, tmp_path / "u", n=100, seed=4, shard_records=40, table_format="csv")
