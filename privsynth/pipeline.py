@@ -30,7 +30,7 @@ from privsynth.data.corpus import read_corpus
 from privsynth.data.demo import write_demo_corpus
 from privsynth.data.layout import MODEL_LEDGER, MODEL_META, load_provenance, read_json
 from privsynth.data.schema import ColumnKind
-from privsynth.engine import EngineSettings, make_engine
+from privsynth.engine import Engine, EngineSettings, make_engine
 from privsynth.errors import ConfigError, ReleaseRefusedError
 from privsynth.gate import gate, load_policy, resolve_policy
 from privsynth.privacy.store import LedgerStore
@@ -307,7 +307,23 @@ def run_pipeline(
 
     ``fresh`` starts the run folder over. Without it, stages made under other settings are redone when that
     spends nothing, and a change that would mean fitting again on a real corpus is refused (:func:`_reuse`).
+    The profile's counts, large samples and the audit run on ``config.engine`` (one for the whole run).
     """
+    runner = make_engine(config.engine)
+    try:
+        return _run_stages(config, runner, say=say, progress=progress, fresh=fresh)
+    finally:
+        runner.close()
+
+
+def _run_stages(
+    config: PipelineConfig,
+    runner: Engine,
+    *,
+    say: Callable[[str], None] | None,
+    progress: Callable[[str, int, int], None] | None,
+    fresh: bool,
+) -> RunOutcome:
     tell = say if say is not None else (lambda _m: None)
     root = config.runs_dir / config.name
     # Every check that needs no private data runs before anything is spent: the policy, the release information
@@ -375,6 +391,7 @@ def run_pipeline(
             canaries=config.canaries,
             workdir=work_dir,
             progress=progress,
+            engine=runner,
         )
         synth.save(model_dir, force=True)  # deletes the work folder (real keys, RNG states) once written
         _finish(root / "fit", epsilon=synth.ledger_.epsilon, delta=synth.ledger_.target_delta, run=synth.run_id_)
@@ -387,7 +404,7 @@ def run_pipeline(
         synth = Synthesizer.load(model_dir)
         # default size: the profile's DP estimate of the training records, never the exact count
         n = config.sample.n if config.sample.n is not None else max(synth.profile_.records, 1)
-        write_synthetic(synth, synthetic_dir, n=n, seed=config.sample.seed, force=True)
+        write_synthetic(synth, synthetic_dir, n=n, seed=config.sample.seed, force=True, engine=runner, model=model_dir)
         _finish(root / "sample", records=n)
 
     audit_dir = root / "audit"
@@ -396,19 +413,15 @@ def run_pipeline(
         result = json.loads((audit_dir / "audit.json").read_text(encoding="utf-8"))
     else:
         tell("auditing the synthetic corpus against the real one")
-        runner = make_engine(config.engine)
-        try:
-            result = audit_folders(
-                synthetic_dir,
-                audit_dir,
-                model=model_dir,
-                corpus=real,
-                config=config.audit,
-                collaborators=Collaborators(engine=runner),
-                progress=tell,
-            ).result
-        finally:
-            runner.close()
+        result = audit_folders(
+            synthetic_dir,
+            audit_dir,
+            model=model_dir,
+            corpus=real,
+            config=config.audit,
+            collaborators=Collaborators(engine=runner),
+            progress=tell,
+        ).result
         _finish(audit_dir)
 
     tell("applying the release policy")

@@ -43,6 +43,7 @@ from privsynth.data.layout import (
     read_json,
 )
 from privsynth.data.schema import ColumnKind, Schema, dump_schema, schema_from_dict, schema_to_dict
+from privsynth.engine import Engine
 from privsynth.errors import ConfigError, IntegrityError, NotFittedError, PrivsynthError
 from privsynth.generators.base import FitContext, Generator, Instance, Progress, SampleContext
 from privsynth.generators.public_inputs import check_public_inputs, compose_inherited
@@ -116,6 +117,7 @@ class Synthesizer:
         progress: Progress | bool | None = None,
         canaries: int = 0,
         workdir: Path | None = None,
+        engine: Engine | None = None,
     ) -> Synthesizer:
         """Fit every generator the schema needs within one (epsilon, delta).
 
@@ -129,6 +131,8 @@ class Synthesizer:
         would be passed. ``delta`` defaults to ``min(1e-5, 0.1 / n)`` with ``n`` the DP count of people.
         ``canaries`` trains that many canary records into a *shadow* tabular model that is never released, for
         the one-run privacy audit. ``workdir`` makes the fit resumable (:class:`privsynth.workdir.FitWork`).
+        ``engine`` is where the profile's exact counts are taken, shard by shard (:mod:`privsynth.engine`); the
+        noise, the ledger and the random streams stay in this process.
         """
         from privsynth.frames import as_corpus
 
@@ -153,7 +157,7 @@ class Synthesizer:
         units = self._count(data, ledger, noise, work, default_delta=delta is None)
         instances = registry.instances(corpus.schema)
         budget = self._plan(corpus.schema, instances, units, ledger, work)
-        profile = self._profile(data.train, budget, units, ledger, noise, work)
+        profile = self._profile(data.train, budget, units, ledger, noise, work, engine)
         context = FitContext(profile, ledger, 0.0, streams, data.groups, units, progress=progress)
         self.generators_ = self._fit_generators(instances, data.train, budget, context, work)
         self.instances_ = instances
@@ -345,7 +349,14 @@ class Synthesizer:
         )
 
     def _profile(
-        self, train: Corpus, budget: BudgetPlan, units: int, ledger: PrivacyLedger, noise: CountNoise, work: FitWork
+        self,
+        train: Corpus,
+        budget: BudgetPlan,
+        units: int,
+        ledger: PrivacyLedger,
+        noise: CountNoise,
+        work: FitWork,
+        engine: Engine | None,
     ) -> Profile:
         path = work.path("profile.json")
         queries = plan_queries(train.schema).queries
@@ -361,6 +372,7 @@ class Synthesizer:
             units=units,
             config=self.config.profile,
             resume=spent,
+            engine=engine,
         )
         if path is not None:
             save_profile(profile, path)

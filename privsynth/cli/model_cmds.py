@@ -38,7 +38,7 @@ from privsynth.data.atomic import check_writable
 from privsynth.data.corpus import Corpus, read_corpus
 from privsynth.data.fingerprint import corpus_fingerprint
 from privsynth.data.layout import load_provenance
-from privsynth.engine import engine_settings, make_engine
+from privsynth.engine import Engine, engine_settings, make_engine
 from privsynth.errors import ConfigError
 from privsynth.privacy.store import LedgerStore
 from privsynth.sampling import write_synthetic
@@ -116,6 +116,9 @@ def fit(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="With --plan: print the plan as JSON.")] = False,
+    engine: EngineOpt = None,
+    workers: WorkersOpt = None,
+    address: AddressOpt = None,
     force: ForceOpt = False,
 ) -> None:
     """Fit DP generators on a corpus: one (epsilon, delta) for everything, spent in the ledger before any noise.
@@ -136,6 +139,7 @@ def fit(
         )
     if not 0 < epsilon <= MAX_EPSILON:
         raise ConfigError(f"--epsilon must be > 0 and at most {MAX_EPSILON:g} (above that it means no guarantee)")
+    where_run = engine_settings(engine, workers=workers, address=address)
     work = workdir if workdir is not None else out.with_name(f".{out.name}.work")
     settings = load_config(config)
     finished = finished_by(work, out) if work.is_dir() else None
@@ -154,7 +158,13 @@ def fit(
     store = LedgerStore(ledger_store)
     with collected_warnings() as warnings:
         try:
-            synth = _fit_with_progress(Synthesizer(settings), data, epsilon, delta, store, source, canaries, work)
+            runner = make_engine(where_run)
+            try:
+                synth = _fit_with_progress(
+                    Synthesizer(settings), data, epsilon, delta, store, source, canaries, work, runner
+                )
+            finally:
+                runner.close()
         except BaseException:
             _print_warnings(warnings)  # what was held back may explain the failure
             raise
@@ -178,6 +188,7 @@ def _fit_with_progress(
     source: str | None,
     canaries: int,
     work: Path,
+    engine: Engine,
 ) -> Synthesizer:
     """The fit, with progress bars on a terminal, else plain timestamped lines with an ETA (logs, CI, '!')."""
     with ExitStack() as stack:
@@ -201,6 +212,7 @@ def _fit_with_progress(
             progress=report,
             canaries=canaries,
             workdir=work,
+            engine=engine,
         )
 
 

@@ -27,12 +27,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from privsynth.data.corpus import Corpus
 from privsynth.data.schema import ColumnKind, ColumnSpec, Schema
 from privsynth.data.validate import Limits
+from privsynth.engine import Engine, LocalEngine
 from privsynth.privacy.accounting import AccountantKind, Mechanism, noise_for_epsilon
 from privsynth.privacy.contribution import sensitivity
 from privsynth.privacy.ledger import PrivacyLedger, Stage
 from privsynth.privacy.noise import CountNoise, noise_floor_threshold, sparse_threshold
 from privsynth.privacy.randomness import Streams
-from privsynth.profile.grids import bin_index, fine_edges, length_edges, magnitude_edges, month_edges, to_days
+from privsynth.profile.counts import ColumnCounts
+from privsynth.profile.grids import fine_edges, length_edges, magnitude_edges, month_edges, to_days
 from privsynth.profile.model import (
     BooleanProfile,
     CategoricalProfile,
@@ -250,8 +252,12 @@ def dp_profile(
     units: int,
     config: ProfileConfig | None = None,
     resume: bool = False,
+    engine: Engine | None = None,
 ) -> Profile:
     """Profile ``corpus`` under DP. The spend is recorded in ``ledger`` before any noise is drawn.
+
+    The exact counts are summed from row shards on ``engine`` (this process by default); the noise is drawn here,
+    once, after the sum: it never depends on how the rows were split.
 
     ``units`` is the fit's DP count of units of privacy (:func:`dp_unit_count`), never the exact one.
     ``resume=True`` re-runs a profile whose spend the ledger already holds (an interrupted run whose profile
@@ -278,7 +284,7 @@ def dp_profile(
     noisy = _Noisy(std=noise_multiplier * m, source=noise)
     per_column_delta = extra / len(plan.sparse_columns) if plan.sparse_columns else 0.0
     # grid sizes are chosen before any histogram: from the DP unit count (at most m records per unit)
-    columns = _profile_columns(corpus, noisy, cfg, sparse_delta=per_column_delta, records=units * m)
+    columns = _profile_columns(corpus, noisy, cfg, sparse_delta=per_column_delta, records=units * m, engine=engine)
     return Profile(
         internal=False,
         records=round(noisy.records()),
@@ -322,28 +328,39 @@ def _check_bounded(corpus: Corpus) -> None:
 
 
 def _profile_columns(
-    corpus: Corpus, noisy: _Noisy, cfg: ProfileConfig, *, sparse_delta: float, records: int
+    corpus: Corpus,
+    noisy: _Noisy,
+    cfg: ProfileConfig,
+    *,
+    sparse_delta: float,
+    records: int,
+    engine: Engine | None = None,
 ) -> dict[str, ColumnProfile]:
-    """Every column's profile; ``records`` (DP, or exact for internal profiles) only sizes grids."""
+    """Every column's profile; ``records`` (DP, or exact for internal profiles) only sizes grids.
+
+    Exact counts are summed from row shards on ``engine`` (:mod:`privsynth.profile.counts`); noise is added here.
+    """
     n = records
     out: dict[str, ColumnProfile] = {}
     m = sensitivity(corpus.schema)
+    where = engine if engine is not None else LocalEngine()
     for name, spec in corpus.schema.columns.items():
         values = corpus.records[name]
+        column = ColumnCounts(values, where)
         kind = spec.kind
         if kind is ColumnKind.CATEGORICAL:
-            out[name] = _categorical(name, values, spec, noisy, cfg, m=m, delta=sparse_delta)
+            out[name] = _categorical(name, column, spec, noisy, cfg, m=m, delta=sparse_delta)
         elif kind is ColumnKind.NUMERICAL:
             numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-            out[name] = _numerical(name, numbers, spec, noisy, cfg, n=n, datetime=False)
+            out[name] = _numerical(name, column, numbers, spec, noisy, cfg, n=n, datetime=False)
         elif kind is ColumnKind.DATETIME:
-            out[name] = _numerical(name, to_days(values.to_numpy()), spec, noisy, cfg, n=n, datetime=True)
+            out[name] = _numerical(name, column, to_days(values.to_numpy()), spec, noisy, cfg, n=n, datetime=True)
         elif kind is ColumnKind.BOOLEAN:
-            out[name] = _boolean(name, values, noisy)
+            out[name] = _boolean(name, column, noisy)
         elif kind is ColumnKind.TEXT:
-            out[name] = _text(name, values, spec, noisy)
+            out[name] = _text(name, column, spec, noisy)
         elif kind is ColumnKind.IMAGE:
-            out[name] = _image(name, values, spec, noisy, cfg)
+            out[name] = _image(name, column, spec, noisy, cfg)
     return out
 
 
@@ -361,7 +378,7 @@ def _missing_rate(released: np.ndarray) -> float:
 
 def _categorical(
     name: str,
-    values: pd.Series,
+    column: ColumnCounts,
     spec: ColumnSpec,
     noisy: _Noisy,
     cfg: ProfileConfig,
@@ -369,11 +386,12 @@ def _categorical(
     m: int,
     delta: float,
 ) -> CategoricalProfile:
-    missing = int(values.isna().sum())
-    counts = values.dropna().value_counts()
+    missing = column.missing()
+    found = column.categories()
     if spec.domain is not None:
         keys = list(spec.domain)
-        raw = np.array([counts.get(k, 0) for k in keys] + [missing], dtype=np.float64)
+        lookup = dict(found)
+        raw = np.array([lookup.get(k, 0) for k in keys] + [missing], dtype=np.float64)
         released = noisy(raw, column=name, purpose="histogram")
         return CategoricalProfile(
             source=Source.PUBLIC,
@@ -382,10 +400,10 @@ def _categorical(
             counts=tuple(float(max(c, 0.0)) for c in released[:-1]),
             has_other=False,
         )
-    keys = [str(k) for k in counts.index]
+    keys = [str(k) for k, _ in found]
     # full=False: how many keys this histogram has depends on the data, so it must not weight the record total
     released = noisy(
-        np.array([*counts.to_numpy(dtype=np.float64), missing], dtype=np.float64),
+        np.array([*(float(c) for _, c in found), missing], dtype=np.float64),
         column=name,
         purpose="histogram",
         full=False,
@@ -410,18 +428,21 @@ def _categorical(
     )
 
 
-def _dp_range(name: str, present: np.ndarray, noisy: _Noisy, *, datetime: bool) -> tuple[float, float, int, bool]:
+def _dp_range(
+    name: str, column: ColumnCounts, numbers: np.ndarray, noisy: _Noisy, *, datetime: bool
+) -> tuple[float, float, int, bool]:
     """Bounds from a coarse public grid, by multi-scale detection (:mod:`privsynth.profile.ranges`).
 
     Returns ``(low, high, width, detected)``: the window width in grid bins at which the data were seen, and
     whether they were seen at all (otherwise the bounds are the most significant window: a guess, flagged).
     """
-    if noisy.exact:
+    if noisy.exact:  # internal profiles only (data owners): the exact range
+        present = numbers[~np.isnan(numbers)]
         if present.size == 0:
             return (0.0, 1.0, 1, True)
         return (float(present.min()), float(present.max()), 1, True)
     edges = month_edges() if datetime else magnitude_edges()
-    counts = np.bincount(bin_index(present, edges), minlength=len(edges) - 1).astype(np.float64)
+    counts = column.histogram(numbers, edges)
     released = noisy(counts, column=name, purpose="range", full=False)
     found = detect_range(released, std=noisy.std)
     if not found.detected:
@@ -450,10 +471,17 @@ def fine_bin_count(records: int, noise_std: float, cap: int) -> int:
 
 
 def _numerical(
-    name: str, values: np.ndarray, spec: ColumnSpec, noisy: _Noisy, cfg: ProfileConfig, *, n: int, datetime: bool
+    name: str,
+    column: ColumnCounts,
+    numbers: np.ndarray,
+    spec: ColumnSpec,
+    noisy: _Noisy,
+    cfg: ProfileConfig,
+    *,
+    n: int,
+    datetime: bool,
 ) -> NumericalProfile:
-    present = values[~np.isnan(values)]
-    missing = float(values.size - present.size)
+    missing = column.missing_numbers(numbers)
     if datetime and spec.date_range is not None:
         first, last = (pd.Timestamp(d) for d in spec.date_range)
         low, high = (
@@ -465,15 +493,15 @@ def _numerical(
         low, high = float(spec.bounds[0]), float(spec.bounds[1])
         public = True
     else:
-        low, high, width, detected = _dp_range(name, present, noisy, datetime=datetime)
+        low, high, width, detected = _dp_range(name, column, numbers, noisy, datetime=datetime)
         public = False
     integer = spec.integer and not datetime
     if integer:
         low, high = float(np.floor(low)), float(np.ceil(high))
     # As many bins as the noise allows (one per whole number when there are enough records for it)
     fine = fine_edges(low, high, fine_bin_count(n, noisy.std, cfg.fine_bins), integer=integer)
-    counts = np.bincount(bin_index(np.clip(present, low, high), fine), minlength=len(fine) - 1)
-    released = noisy(np.append(counts.astype(np.float64), missing), column=name, purpose="histogram")
+    counts = column.histogram(numbers, fine, clip=(low, high))
+    released = noisy(np.append(counts, missing), column=name, purpose="histogram")
     fine_counts = np.clip(released[:-1], 0.0, None)
     if not noisy.exact:
         # Bins below the noise floor count as empty (about half a bin of pure noise survives on the whole grid),
@@ -518,9 +546,11 @@ def quantile_edges(fine: np.ndarray, counts: np.ndarray, bins: int, *, integer: 
     return np.unique(np.concatenate([[fine[0]], fine[nearest], [fine[-1]]]))
 
 
-def _boolean(name: str, values: pd.Series, noisy: _Noisy) -> BooleanProfile:
-    present = values.dropna().astype(bool)
-    raw = np.array([int((~present).sum()), int(present.sum()), int(values.isna().sum())], dtype=np.float64)
+def _boolean(name: str, column: ColumnCounts, noisy: _Noisy) -> BooleanProfile:
+    found: dict[bool, int] = {}
+    for value, count in column.categories():
+        found[bool(value)] = found.get(bool(value), 0) + count
+    raw = np.array([found.get(False, 0), found.get(True, 0), column.missing()], dtype=np.float64)
     released = np.clip(noisy(raw, column=name, purpose="histogram"), 0.0, None)
     denominator = released[0] + released[1]
     return BooleanProfile(
@@ -530,12 +560,11 @@ def _boolean(name: str, values: pd.Series, noisy: _Noisy) -> BooleanProfile:
     )
 
 
-def _text(name: str, values: pd.Series, spec: ColumnSpec, noisy: _Noisy) -> TextProfile:
+def _text(name: str, column: ColumnCounts, spec: ColumnSpec, noisy: _Noisy) -> TextProfile:
     cap = spec.max_length if spec.max_length is not None else Limits().max_text_chars
-    lengths = values.dropna().map(len).to_numpy(dtype=np.float64)
     edges = length_edges(cap)
-    counts = np.bincount(bin_index(np.minimum(lengths, cap), edges), minlength=len(edges) - 1)
-    released = noisy(np.append(counts.astype(np.float64), float(values.isna().sum())), column=name, purpose="histogram")
+    counts = column.length_histogram(edges, cap)
+    released = noisy(np.append(counts, column.missing()), column=name, purpose="histogram")
     length_counts = np.clip(released[:-1], 0.0, None)
     total = float(length_counts.sum())
     quantiles: dict[str, float] = {}
@@ -554,9 +583,9 @@ def _text(name: str, values: pd.Series, spec: ColumnSpec, noisy: _Noisy) -> Text
     )
 
 
-def _image(name: str, values: pd.Series, spec: ColumnSpec, noisy: _Noisy, cfg: ProfileConfig) -> ImageProfile:
-    missing = float(values.isna().sum())
-    released = noisy(np.array([len(values) - missing, missing]), column=name, purpose="histogram")
+def _image(name: str, column: ColumnCounts, spec: ColumnSpec, noisy: _Noisy, cfg: ProfileConfig) -> ImageProfile:
+    missing = column.missing()
+    released = noisy(np.array([len(column) - missing, missing]), column=name, purpose="histogram")
     if spec.image_size is not None:
         size, source = spec.image_size, Source.PUBLIC
     else:
@@ -578,6 +607,7 @@ def profile_corpus(
     streams: Streams,
     config: ProfileConfig | None = None,
     ledger: PrivacyLedger | None = None,
+    engine: Engine | None = None,
 ) -> Profile:
     """Profile a whole corpus with the whole ``epsilon`` (the stand-alone ``privsynth profile`` command).
 
@@ -609,7 +639,9 @@ def profile_corpus(
     count = dp_unit_count(units, ledger=book, noise=noise, config=cfg, default_delta=delta is None)
     plan = plan_queries(corpus.schema)
     if plan.queries == 0:
-        return dp_profile(bounded, ledger=book, noise_multiplier=1.0, noise=noise, units=count, config=cfg)
+        return dp_profile(
+            bounded, ledger=book, noise_multiplier=1.0, noise=noise, units=count, config=cfg, engine=engine
+        )
     budget = plan_budget(
         epsilon=epsilon,
         delta=book.target_delta,
@@ -620,4 +652,4 @@ def profile_corpus(
         spent=book.mechanisms(),
     )
     sigma = budget.mechanism(Stage.PROFILE).noise_multiplier
-    return dp_profile(bounded, ledger=book, noise_multiplier=sigma, noise=noise, units=count, config=cfg)
+    return dp_profile(bounded, ledger=book, noise_multiplier=sigma, noise=noise, units=count, config=cfg, engine=engine)

@@ -148,3 +148,22 @@ def test_sharded_sampling_gives_the_same_records_for_any_worker_count(
             model=model,
         )
         assert corpora_equal(read_corpus(out), local), workers
+
+
+def test_the_dp_profile_on_ray_sums_shard_counts_before_the_one_noise_draw(
+    engine: Any, demo_dir: Path, reproducible_noise: int
+) -> None:
+    from privsynth.data.corpus import read_corpus
+    from privsynth.engine.ray_engine import RayEngine
+    from privsynth.privacy.randomness import Streams
+    from privsynth.profile.profiler import profile_corpus
+
+    corpus = read_corpus(demo_dir)
+    local = profile_corpus(corpus, epsilon=2.0, delta=1e-5, streams=Streams.private()).model_dump()
+    remote = profile_corpus(
+        corpus, epsilon=2.0, delta=1e-5, streams=Streams.private(), engine=RayEngine(workers=3)
+    ).model_dump()
+    for profile in (local, remote):
+        for entry in profile["ledger"]["entries"]:
+            entry.pop("at")  # when it was spent
+    assert remote == local

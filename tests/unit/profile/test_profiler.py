@@ -9,6 +9,7 @@ import pytest
 
 from privsynth.data.corpus import Corpus, read_corpus
 from privsynth.data.schema import schema_from_dict
+from privsynth.engine import LocalEngine
 from privsynth.errors import ConfigError
 from privsynth.privacy.accounting import AccountantKind
 from privsynth.privacy.contribution import bound_contributions
@@ -16,6 +17,7 @@ from privsynth.privacy.ledger import PrivacyLedger, Stage
 from privsynth.privacy.noise import CountNoise
 from privsynth.privacy.planner import StageShape, plan_budget
 from privsynth.privacy.randomness import Streams
+from privsynth.profile.counts import ColumnCounts
 from privsynth.profile.model import OTHER, load_profile, save_profile
 from privsynth.profile.profiler import COUNT_NOTE, dp_profile, exact_profile, plan_queries, profile_corpus
 
@@ -186,3 +188,35 @@ def test_save_and_load(tmp_path: Path, demo_dir: Path) -> None:
     assert "INTERNAL" in (tmp_path / "i.json").read_text()
     assert load_profile(tmp_path / "i.json") == internal
     assert OTHER == "__other__"
+
+
+class _ThreeShards(LocalEngine):
+    """The local engine cut into three shards: what a cluster does, without one."""
+
+    @property
+    def workers(self) -> int:
+        return 3
+
+
+def test_the_profile_is_the_same_however_the_rows_are_sharded(demo_dir, reproducible_noise) -> None:
+    """Partial counts per shard are summed before the noise: same noise stream, same profile."""
+    corpus = read_corpus(demo_dir)
+    whole = profile_corpus(corpus, epsilon=2.0, delta=1e-5, streams=Streams.private())
+    sharded = profile_corpus(corpus, epsilon=2.0, delta=1e-5, streams=Streams.private(), engine=_ThreeShards())
+    a, b = whole.model_dump(), sharded.model_dump()
+    ledgers = a.pop("ledger"), b.pop("ledger")
+    assert a == b
+    for entry in (*ledgers[0]["entries"], *ledgers[1]["entries"]):
+        entry.pop("at")  # when it was spent
+    assert ledgers[0] == ledgers[1]
+
+
+def test_partial_counts_add_up_to_the_whole_column() -> None:
+    values = pd.Series(["b", None, "a", "b", "c", None, "a", "b"], dtype=object)
+    whole, sharded = ColumnCounts(values, LocalEngine()), ColumnCounts(values, _ThreeShards())
+    assert sharded.categories() == whole.categories() == [("b", 3), ("a", 2), ("c", 1)]
+    assert sharded.missing() == whole.missing() == 2.0
+    numbers = np.array([0.5, np.nan, 2.5, 9.0, 1.0])
+    edges = np.array([0.0, 1.0, 2.0, 3.0])
+    assert sharded.histogram(numbers, edges, clip=(0.0, 3.0)).tolist() == [1.0, 1.0, 2.0]
+    assert sharded.missing_numbers(numbers) == 1.0
