@@ -142,3 +142,27 @@ def test_a_copied_corpus_is_owner_only_unless_asked(demo_dir: Path, tmp_path: Pa
     mask = os.umask(0o022)
     os.umask(mask)
     assert shared.stat().st_mode & 0o777 == 0o777 & ~mask
+
+
+def test_a_parquet_table_may_be_a_folder_of_parts_or_a_hive_dataset(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from privsynth.data.corpus import read_table
+
+    parts = tmp_path / "records.parquet"
+    parts.mkdir()
+    pq.write_table(pa.table({"id": ["a", "b"], "x": [1, 2]}), parts / "part-00000.parquet")
+    pq.write_table(pa.table({"id": ["c"], "x": [3]}), parts / "part-00001.parquet")
+    frame = read_table(parts)
+    assert frame["id"].tolist() == ["a", "b", "c"] and frame["x"].tolist() == [1, 2, 3]
+
+    hive = tmp_path / "hive.parquet"
+    pq.write_to_dataset(pa.table({"id": ["a", "b", "c"], "year": [2023, 2024, 2024]}), hive, partition_cols=["year"])
+    frame = read_table(hive).sort_values("id").reset_index(drop=True)
+    assert frame["id"].tolist() == ["a", "b", "c"]
+    assert [int(v) for v in frame["year"]] == [2023, 2024, 2024]  # the partition value is a column again
+
+    (tmp_path / "empty.parquet").mkdir()
+    with pytest.raises(CorpusReadError, match=r"holds no \.parquet files"):
+        read_table(tmp_path / "empty.parquet")
