@@ -21,7 +21,7 @@ from privsynth._version import __version__
 from privsynth.conditions import describe
 from privsynth.data.atomic import atomic_dir
 from privsynth.data.corpus import image_files, write_part, write_table
-from privsynth.data.layout import PROVENANCE, REGISTRY
+from privsynth.data.layout import MODEL_META, PROVENANCE, REGISTRY
 from privsynth.data.schema import SCHEMA_FILE, TABLE_FORMATS, Schema, dump_schema
 from privsynth.engine import Engine, LocalEngine
 from privsynth.errors import ConfigError
@@ -57,8 +57,13 @@ def plan_shards(n: int, seed: int, size: int = SHARD_RECORDS) -> list[Shard]:
 
 
 @functools.lru_cache(maxsize=2)
-def _load(model: Path) -> Synthesizer:
-    return Synthesizer.load(model)  # once per worker process
+def _load(model: Path, stamp: int) -> Synthesizer:
+    """The model, once per worker process (``stamp``: model.json's mtime, so a replaced model is read again).
+
+    Never ``internal/``: a worker only samples, and the real keys of the holdout split stay with the owner.
+    """
+    del stamp
+    return Synthesizer.load(model, internal=False)
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,10 @@ class _ShardWriter:
     digits: int
 
     def __call__(self, shard: Shard) -> int:
-        synth = self.model if isinstance(self.model, Synthesizer) else _load(self.model)
+        if isinstance(self.model, Synthesizer):
+            synth = self.model
+        else:
+            synth = _load(self.model, (self.model / MODEL_META).stat().st_mtime_ns)
         records, identities = synth.sample_with_identities(
             shard.count, conditions=self.conditions, seed=shard.seed, first_key=shard.first, key_digits=self.digits
         )
@@ -107,7 +115,10 @@ def write_synthetic(
     """
     if f".{table_format}" not in TABLE_FORMATS:
         raise ConfigError(f"--format {table_format!r} is not one of parquet, csv, jsonl")
-    if n is not None and n > shard_records and variation is None:
+    local = engine is None or isinstance(engine, LocalEngine)
+    # CSV and JSONL are one file: sharded only with a cluster engine, which then asks for Parquet
+    sharded = table_format == "parquet" or not local
+    if n is not None and n > shard_records and variation is None and sharded:
         return _write_sharded(
             synth,
             out,
@@ -158,8 +169,8 @@ def _write_sharded(
 ) -> Path:
     if table_format != "parquet":
         raise ConfigError(
-            f"a sample of more than {shard_records:,} records is written as a partitioned Parquet table; use "
-            "--format parquet (or sample fewer records per run)"
+            f"a sample of more than {shard_records:,} records drawn on a cluster is written as a partitioned "
+            "Parquet table; use --format parquet (or --engine local, which writes one file)"
         )
     local = isinstance(engine, LocalEngine)
     if not local and model is None:
@@ -168,7 +179,7 @@ def _write_sharded(
     schema = synth.synthetic_schema.with_table("records.parquet")
     provenance = _provenance(synth, n=n, seed=seed, conditions=conditions, varied=None)
     provenance["shards"] = {"records_per_shard": shard_records, "count": len(shards)}
-    synth.sample_with_identities(1, conditions=conditions, seed=seed)  # bad --where fails here, before any shard
+    synth.check_conditions(conditions)  # a bad --where fails here, before any shard
     with atomic_dir(out, force=force, private=False) as tmp:
         (tmp / schema.table).mkdir()
         (tmp / REGISTRY.parent).mkdir(mode=0o700)

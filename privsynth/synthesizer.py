@@ -548,6 +548,17 @@ class Synthesizer:
         records = self._sample_joint(n, fixed, ranges, streams, seed)
         return self._complete(records, streams, fixed, first_key=first_key, key_digits=key_digits)
 
+    def check_conditions(self, conditions: Mapping[str, Any] | None) -> None:
+        """Refuse ``--where`` conditions that no record can meet, as sampling would, without drawing anything.
+
+        Unknown columns or values, and ranges outside a column's range, are refused with the same messages.
+        """
+        self._check_fitted()
+        equal, ranges = split_conditions(conditions or {})
+        self._conditions(equal)
+        self._conditions({r.column: None for r in ranges}, ranges=True)
+        self._check_ranges(ranges)
+
     def sample_cells(
         self, cells: Sequence[Cell], *, conditions: Mapping[str, Any] | None = None, seed: int = 0
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -737,24 +748,26 @@ class Synthesizer:
         return folder
 
     @classmethod
-    def load(cls, folder: Path | str) -> Synthesizer:
+    def load(cls, folder: Path | str, *, internal: bool = True) -> Synthesizer:
         """Read a model folder written by :meth:`save` (safetensors + JSON, no pickle), after checking its manifest.
 
         Raises :class:`ConfigError` for a folder that is not a model and :class:`IntegrityError` for one that was
         changed (any file outside ``internal/`` against ``manifest.json``, links, extra files) or cannot be read.
+        ``internal=False`` never opens ``internal/`` (the real keys of the holdout split): enough to sample, which
+        is what workers of a cluster do (:mod:`privsynth.sampling`).
         """
         folder = Path(folder)
         if not folder.is_dir() or not (folder / MODEL_META).is_file():
             raise ConfigError(f"{folder} is not a privsynth model folder (no model.json); run 'privsynth fit' first")
         problems = check_folder_manifest(folder, MODEL_MANIFEST, skip_folders={INTERNAL})
-        if (folder / INTERNAL).is_dir():
+        if internal and (folder / INTERNAL).is_dir():
             inner = check_folder_manifest(folder / INTERNAL, MODEL_MANIFEST)
             problems += [f"{INTERNAL}/: {p}" for p in inner]
         if problems:
             shown = "; ".join(problems[:8]) + (f"; and {len(problems) - 8} more" if len(problems) > 8 else "")
             raise IntegrityError(f"{folder} does not match its manifest ({shown}); restore it or fit again")
         try:
-            return cls._read_folder(folder)
+            return cls._read_folder(folder, internal=internal)
         except PrivsynthError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError, OSError, SafetensorError) as exc:
@@ -764,7 +777,7 @@ class Synthesizer:
             ) from None
 
     @classmethod
-    def _read_folder(cls, folder: Path) -> Synthesizer:
+    def _read_folder(cls, folder: Path, *, internal: bool = True) -> Synthesizer:
         meta = read_json(folder / MODEL_META)
         if not isinstance(meta, dict):
             raise IntegrityError(f"{folder}: {MODEL_META} is not a JSON object")
@@ -784,7 +797,7 @@ class Synthesizer:
         synth.source_ = str(meta["source"])
         synth.skipped_ = dict(meta.get("skipped_columns", {}))
         synth.schema_inferred_ = bool(meta.get("schema_inferred", False))
-        split = read_json(folder / SPLIT) or {"train": [], "holdout": []}
+        split = (read_json(folder / SPLIT) if internal else None) or {"train": [], "holdout": []}
         synth.split_ = HoldoutSplit(train=tuple(split["train"]), holdout=tuple(split["holdout"]))
         return synth
 

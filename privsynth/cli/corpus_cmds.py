@@ -18,7 +18,8 @@ from privsynth.data.demo import write_demo_corpus
 from privsynth.data.infer import find_table, infer_schema, schema_header
 from privsynth.data.schema import SCHEMA_FILE, ColumnKind, Schema, dump_schema, load_schema
 from privsynth.data.sdv_metadata import schema_from_sdv, schema_to_sdv
-from privsynth.data.summary import CorpusSummary, summarize
+from privsynth.data.stream import validate_streaming
+from privsynth.data.summary import CorpusSummary
 from privsynth.errors import ConfigError, OutputExistsError
 
 
@@ -141,7 +142,7 @@ def validate(corpus: CorpusArg, as_json: JsonOpt = False) -> None:
     Problems name the column and the record key, never a value. Exit code 2 when anything is wrong.
     """
     with stderr_console().status("Validating records and images..."):
-        summary = summarize(read_corpus(corpus))
+        summary = validate_streaming(corpus)  # batch by batch: memory bounded by the batch, not the table
     if as_json:
         print_json({"valid": True, "summary": summary.to_dict()})
         return

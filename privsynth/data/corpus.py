@@ -101,14 +101,10 @@ def _read_parquet_dataset(path: Path) -> pd.DataFrame:
     The folder holds ``part-*.parquet`` files (as Spark and sharded sampling write them) or a Hive-partitioned
     dataset (``year=2024/...``), whose partition values become columns.
     """
-    files = sorted(p for p in path.rglob("*.parquet") if p.is_file())
-    if not files:
-        raise CorpusReadError(f"{path}: the table folder holds no .parquet files")
     try:
-        dataset = pads.dataset(
-            [str(f) for f in files], format="parquet", partitioning="hive", partition_base_dir=str(path)
-        )
-        frame = dataset.to_table().to_pandas()
+        frame = parquet_dataset(path).to_table().to_pandas()
+    except CorpusReadError:
+        raise
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise CorpusReadError(
             f"{path}: cannot be read as a Parquet dataset ({type(exc).__name__}); check its files"
@@ -117,6 +113,44 @@ def _read_parquet_dataset(path: Path) -> pd.DataFrame:
         if isinstance(frame[name].dtype, pd.CategoricalDtype):
             frame[name] = frame[name].astype(object)
     return frame
+
+
+def parquet_parts(path: Path) -> list[Path]:
+    """The part files of a partitioned table, in name order.
+
+    As Spark and pyarrow do, files and folders whose name starts with ``_`` or ``.`` are not data (``_SUCCESS``,
+    ``_temporary/`` of an unfinished job, hidden files); links are refused, so every part lies inside the folder.
+    """
+    parts = []
+    for candidate in sorted(path.rglob("*.parquet")):
+        relative = candidate.relative_to(path)
+        if any(part.startswith(("_", ".")) for part in relative.parts):
+            continue
+        if any((path / Path(*relative.parts[: i + 1])).is_symlink() for i in range(len(relative.parts))):
+            raise CorpusReadError(f"{path}: {relative} is a link; copy the file into the table folder instead")
+        if candidate.is_file():
+            parts.append(candidate)
+    if not parts:
+        raise CorpusReadError(f"{path}: the table folder holds no .parquet files")
+    return parts
+
+
+def parquet_dataset(path: Path) -> pads.Dataset:
+    """A partitioned table as a pyarrow dataset; Hive partition values stay text (a ZIP keeps its leading zero)."""
+    parts = parquet_parts(path)
+    keys: list[str] = []  # the Hive partition keys (folders named KEY=VALUE), typed as text
+    for part in parts:
+        for folder in part.relative_to(path).parts[:-1]:
+            name = folder.split("=", 1)[0]
+            if "=" in folder and name not in keys:
+                keys.append(name)
+    partitioning = pads.HivePartitioning(pa.schema([(k, pa.string()) for k in keys]))
+    return pads.dataset(
+        [str(p) for p in parts],
+        format="parquet",
+        partitioning=partitioning,
+        partition_base_dir=str(path),
+    )
 
 
 def write_part(records: pd.DataFrame, schema: Schema, path: Path) -> None:

@@ -236,21 +236,37 @@ def _image(s: pd.Series, spec: ColumnSpec, out: _Collector, missing: np.ndarray,
     return pd.Series(values, index=s.index, dtype=object)
 
 
-def _record_labels(raw: pd.DataFrame, schema: Schema) -> list[str]:
-    labels = [f"row {i + 1}" for i in range(len(raw))]
+def _record_labels(raw: pd.DataFrame, schema: Schema, first_row: int = 0) -> list[str]:
+    labels = [f"row {first_row + i + 1}" for i in range(len(raw))]
     if schema.key in raw.columns:
         for i, v in enumerate(raw[schema.key]):
-            text = _label_text(v)
-            printable = text is not None and text.isprintable()  # no NUL, escape or control characters in messages
-            if printable and text and len(text) <= 200 and not _has_surrogates(text):
-                labels[i] = f"'{text}'"
+            labels[i] = key_label(v) or labels[i]
     return labels
 
 
+def key_label(value: Any) -> str | None:
+    """How a problem names a record by its key: quoted, or ``None`` when the key cannot be shown safely."""
+    text = _label_text(value)
+    printable = text is not None and text.isprintable()  # no NUL, escape or control characters in messages
+    if printable and text and len(text) <= 200 and not _has_surrogates(text):
+        return f"'{text}'"
+    return None
+
+
 def coerce_records(
-    raw: pd.DataFrame, schema: Schema, root: Path, limits: Limits | None = None
+    raw: pd.DataFrame,
+    schema: Schema,
+    root: Path,
+    limits: Limits | None = None,
+    *,
+    first_row: int = 0,
+    check_keys: bool = True,
 ) -> tuple[pd.DataFrame, list[Problem]]:
-    """Convert raw records to canonical types and list every problem found (empty list: valid)."""
+    """Convert raw records to canonical types and list every problem found (empty list: valid).
+
+    ``first_row`` numbers the rows of a batch within the whole table; ``check_keys=False`` leaves key uniqueness to
+    a caller that sees every batch (:mod:`privsynth.data.stream`).
+    """
     lim = limits if limits is not None else Limits()
     problems: list[Problem] = []
     if len(raw) == 0:
@@ -268,7 +284,7 @@ def coerce_records(
             problems.append(
                 Problem("missing-column", "schema.yaml lists this column but the table lacks it", column=name)
             )
-    labels = _record_labels(raw, schema)
+    labels = _record_labels(raw, schema, first_row)
     coerced: dict[str, pd.Series] = {}
     for name, spec in schema.columns.items():
         if name not in raw.columns:
@@ -279,7 +295,8 @@ def coerce_records(
         if (not spec.nullable or spec.kind is ColumnKind.KEY) and missing.any():
             out.rows(missing, "missing", "value is missing but the column may not be empty")
         coerced[name] = _coerce_column(s, spec, out, missing, root, lim)
-    _check_keys(coerced, schema, labels, problems)
+    if check_keys:
+        _check_keys(coerced, schema, labels, problems)
     table = pd.DataFrame({n: coerced[n] for n in schema.columns if n in coerced})
     return table, problems
 

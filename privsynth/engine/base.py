@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -33,6 +33,12 @@ class EngineSettings(BaseModel):
     workers: int | None = Field(
         default=None, ge=1, le=4096, description="Parallel workers (shards); default: the cluster's CPUs."
     )
+
+    @model_validator(mode="after")
+    def _ray_settings_need_ray(self) -> EngineSettings:
+        if self.kind is EngineKind.LOCAL and (self.workers is not None or self.address is not None):
+            raise ValueError("engine: 'workers' and 'address' need kind: ray (the local engine is this process)")
+        return self
 
 
 class Engine(Protocol):
@@ -78,7 +84,8 @@ def flat_search(reference: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.
     index = faiss.IndexFlatL2(reference.shape[1])
     index.add(np.ascontiguousarray(reference, dtype=np.float32))
     distances, indices = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-    return np.sqrt(np.maximum(distances, 0.0)), indices
+    # k beyond the reference's rows: FAISS pads with index -1; its distance is infinite, whatever the sharding
+    return np.where(indices < 0, np.inf, np.sqrt(np.maximum(distances, 0.0))), indices
 
 
 def merge_top_k(parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -91,7 +98,10 @@ def merge_top_k(parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> tuple
     """
     distances = np.concatenate([d for d, _ in parts], axis=1)
     indices = np.concatenate([i for _, i in parts], axis=1)
-    # FAISS pads a shard with fewer than k rows with index -1 (distance inf after the square root of max float)
+    if distances.shape[1] < k:  # fewer reference rows than k in all: pad as one index would (-1, infinite)
+        missing = k - distances.shape[1]
+        distances = np.hstack([distances, np.full((len(distances), missing), np.inf)])
+        indices = np.hstack([indices, np.full((len(indices), missing), -1, dtype=indices.dtype)])
     distances = np.where(indices < 0, np.inf, distances)
     order = np.lexsort((indices, distances), axis=1)[:, :k]
     return np.take_along_axis(distances, order, axis=1), np.take_along_axis(indices, order, axis=1)

@@ -28,10 +28,11 @@ def engine_settings(
         update["workers"] = workers
     if address is not None:
         update["address"] = address
-    settings = start.model_copy(update=update)
-    if settings.kind is EngineKind.LOCAL and (workers is not None or address is not None):
+    if (update.get("kind", start.kind) is EngineKind.LOCAL) and (workers is not None or address is not None):
         raise ConfigError("--workers and --address need --engine ray (the local engine is this process)")
-    return settings
+    if update.get("kind") is EngineKind.LOCAL:  # --engine local over a config's ray settings: drop them
+        update |= {"workers": None, "address": None}
+    return EngineSettings.model_validate(start.model_dump() | update)
 
 
 def make_engine(settings: EngineSettings | None = None) -> Engine:

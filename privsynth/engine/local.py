@@ -28,10 +28,11 @@ class LocalEngine:
         return [fn(x) for x in items]
 
     def map_batches(self, fn: Callable[[list[Any]], Any], items: Sequence[Any], *, batch_size: int = 256) -> list[Any]:
-        """``fn`` over the whole sequence at once (it batches internally if it needs to)."""
-        if not len(items):
-            return []
-        return list(fn(list(items)))
+        """``fn`` over consecutive batches of ``batch_size`` items (memory bounded by the batch), joined in order."""
+        out: list[Any] = []
+        for start in range(0, len(items), batch_size):
+            out.extend(fn(list(items[start : start + batch_size])))
+        return out
 
     def nearest(self, reference: np.ndarray, queries: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """One flat FAISS index over the whole reference."""

@@ -16,7 +16,10 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -72,7 +75,11 @@ class RayEngine:
     def __init__(self, *, address: str | None = None, workers: int | None = None) -> None:
         ray = _import_ray()
         self._started = False
-        if not ray.is_initialized():
+        self._temp: Path | None = None
+        if ray.is_initialized():
+            if address:
+                log.warning("this process is already connected to a Ray cluster: using it, not %s", address)
+        else:
             os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")  # workers use this interpreter as is
             options: dict[str, Any] = {
                 "include_dashboard": False,
@@ -82,7 +89,16 @@ class RayEngine:
             if address:
                 ray.init(address=address, **options)
             else:
-                ray.init(num_cpus=workers or os.cpu_count() or 1, **options)
+                # A cluster of our own: its session files and object spills (records, texts, embeddings) go to a
+                # folder only this user can enter (Ray's default /tmp/ray is shared by every user of the machine)
+                # (Ray opens its own folder to everyone, so it goes inside one that is 0700)
+                self._temp = Path(tempfile.mkdtemp(prefix="privsynth-ray-"))
+                ray.init(
+                    address="local",  # a new cluster, even if another one runs on this machine
+                    num_cpus=workers or os.cpu_count() or 1,
+                    _temp_dir=str(self._temp / "ray"),
+                    **options,
+                )
             self._started = True
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self._workers = workers or max(1, cpus)
@@ -141,3 +157,6 @@ class RayEngine:
         if self._started and ray.is_initialized():
             ray.shutdown()
         self._started = False
+        if self._temp is not None:
+            shutil.rmtree(self._temp, ignore_errors=True)  # session logs and spilled objects
+            self._temp = None

@@ -8,7 +8,7 @@ is the same for any engine and number of shards. No noise, ledger or random stre
 
 from __future__ import annotations
 
-from collections import Counter
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -43,8 +43,18 @@ def _nan_count(piece: np.ndarray) -> int:
     return int(np.isnan(piece).sum())
 
 
-def _categories(piece: pd.Series) -> Counter[Any]:
-    return Counter(piece.dropna().value_counts().to_dict())
+def _categories(piece: pd.Series) -> dict[Any, int]:
+    return {k: int(v) for k, v in piece.dropna().value_counts().items()}
+
+
+def _add(a: Any, b: Any) -> Any:
+    """Sum of two partial counts: arrays, numbers, or dicts (every key kept, zeros included)."""
+    if isinstance(a, dict):
+        out = dict(a)
+        for key, value in b.items():
+            out[key] = out.get(key, 0) + value
+        return out
+    return a + b
 
 
 @dataclass(frozen=True)
@@ -73,7 +83,7 @@ class ColumnCounts:
 
     def _sum(self, fn: Callable[[Any], Any], values: pd.Series | np.ndarray) -> Any:
         parts = self.engine.map(fn, self._pieces(values))
-        return sum(parts[1:], parts[0])
+        return functools.reduce(_add, parts[1:], parts[0])
 
     def __len__(self) -> int:
         return len(self.values)

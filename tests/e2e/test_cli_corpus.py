@@ -100,7 +100,7 @@ def test_internal_errors_exit_1_without_leaking(cli, demo_dir: Path, monkeypatch
     def boom(_: object) -> None:
         raise RuntimeError("secret value 123-45-6789")
 
-    monkeypatch.setattr(cmds, "summarize", boom)
+    monkeypatch.setattr(cmds, "validate_streaming", boom)
     result = cli("validate", demo_dir)
     assert result.exit_code == ExitCode.INTERNAL
     assert "--verbose" in result.stderr

@@ -73,6 +73,11 @@ def test_sharded_search_equals_one_index_for_any_worker_count(engine: Any, rng: 
         np.testing.assert_allclose(d, local[0], rtol=1e-5, atol=1e-6)
 
 
+def test_the_local_cluster_keeps_its_files_owner_only(engine: Any) -> None:
+    """Spilled objects (records, texts) and session files live in a folder only this user can enter."""
+    assert engine._temp is not None and engine._temp.stat().st_mode & 0o777 == 0o700
+
+
 def test_map_and_batches_keep_the_items_order(engine: Any) -> None:
     assert engine.map(abs, [-3, 1, -2]) == [3, 1, 2]
     items = [f"t{i}" for i in range(37)]

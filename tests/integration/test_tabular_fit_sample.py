@@ -359,5 +359,21 @@ def test_a_large_sample_is_written_in_shards_each_from_its_own_stream(fitted, tm
         pd.testing.assert_series_equal(shard[name], alone[name], check_names=False)
     again = write_synthetic(synth, tmp_path / "t", n=100, seed=4, shard_records=40)
     assert corpora_equal(corpus, read_corpus(again))
-    with pytest.raises(ConfigError, match="partitioned Parquet"):
-        write_synthetic(synth, tmp_path / "u", n=100, seed=4, shard_records=40, table_format="csv")
+    one_file = write_synthetic(synth, tmp_path / "u", n=100, seed=4, shard_records=40, table_format="csv")
+    assert len(read_corpus(one_file)) == 100 and (one_file / "records.csv").is_file()  # CSV: one file, not parts
+    with pytest.raises(ConfigError, match="--where"):
+        write_synthetic(synth, tmp_path / "v", n=100, seed=4, shard_records=40, conditions={"age": 200})
+
+
+def test_a_sampling_worker_loads_the_model_without_its_internal_folder(fitted, tmp_path: Path) -> None:
+    """Workers of a cluster only sample: they never open internal/ (the real keys of the holdout split)."""
+    from privsynth.errors import IntegrityError
+
+    synth, _, _ = fitted
+    model = synth.save(tmp_path / "model")
+    (model / "internal" / "split.json").write_text("{}", encoding="utf-8")  # as if unreadable or tampered
+    with pytest.raises(IntegrityError):
+        Synthesizer.load(model)
+    worker = Synthesizer.load(model, internal=False)
+    assert worker.split_.train == () and worker.split_.holdout == ()
+    pd.testing.assert_frame_equal(worker.sample(50, seed=3), synth.sample(50, seed=3))

@@ -154,14 +154,18 @@ def test_a_parquet_table_may_be_a_folder_of_parts_or_a_hive_dataset(tmp_path: Pa
     parts.mkdir()
     pq.write_table(pa.table({"id": ["a", "b"], "x": [1, 2]}), parts / "part-00000.parquet")
     pq.write_table(pa.table({"id": ["c"], "x": [3]}), parts / "part-00001.parquet")
+    (parts / "_temporary" / "0").mkdir(parents=True)  # an unfinished Spark job's leftovers are not data
+    pq.write_table(pa.table({"id": ["z"], "x": [9]}), parts / "_temporary" / "0" / "part-00000.parquet")
     frame = read_table(parts)
     assert frame["id"].tolist() == ["a", "b", "c"] and frame["x"].tolist() == [1, 2, 3]
 
     hive = tmp_path / "hive.parquet"
-    pq.write_to_dataset(pa.table({"id": ["a", "b", "c"], "year": [2023, 2024, 2024]}), hive, partition_cols=["year"])
+    pq.write_to_dataset(
+        pa.table({"id": ["a", "b", "c"], "zip": ["02139", "10001", "10001"]}), hive, partition_cols=["zip"]
+    )
     frame = read_table(hive).sort_values("id").reset_index(drop=True)
     assert frame["id"].tolist() == ["a", "b", "c"]
-    assert [int(v) for v in frame["year"]] == [2023, 2024, 2024]  # the partition value is a column again
+    assert frame["zip"].tolist() == ["02139", "10001", "10001"]  # a column again, leading zero kept
 
     (tmp_path / "empty.parquet").mkdir()
     with pytest.raises(CorpusReadError, match=r"holds no \.parquet files"):
