@@ -232,6 +232,7 @@ class DPSGDTrainer:
         stream: tuple[str, str],
         units: int,
         ema: float | None = None,
+        device: torch.device | str = "cpu",
     ) -> None:
         from opacus.grad_sample import GradSampleModuleFastGradientClipping
         from opacus.optimizers import DPOptimizerFastGradientClipping
@@ -244,7 +245,7 @@ class DPSGDTrainer:
             streams=streams,
             stream=stream,
             units=units,
-            device=torch.device("cpu"),
+            device=torch.device(device),
             ema=ema,
         )
         self.loss = loss

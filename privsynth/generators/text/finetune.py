@@ -34,6 +34,7 @@ from privsynth.pii.placeholders import fill_placeholders
 from privsynth.privacy.accounting import Mechanism
 from privsynth.privacy.ledger import Stage
 from privsynth.privacy.randomness import Streams
+from privsynth.runtime import resolve_device
 
 if TYPE_CHECKING:
     from privsynth.data.corpus import Corpus
@@ -114,6 +115,8 @@ def fit_backbone(
     located = backbones.locate(config.backbone)
     vocab = Vocabulary.for_schema(corpus.schema)
     model, tokenizer, base, placeholder_rows = _prepared(located, vocab.placeholders)
+    device = resolve_device(config.device)
+    model.to(device)
     layers = len(model.model.layers)
     if config.adapter_layers >= layers:
         raise ConfigError(f"text.adapter_layers must be below the backbone's {layers} layers")
@@ -163,8 +166,8 @@ def fit_backbone(
         hidden = torch.zeros(len(rows), width, states[0].shape[-1])
         for j, i in enumerate(rows):
             hidden[j, : len(states[i])] = states[i].float()
-        out = module(hidden)
-        wanted = targets_t[rows, :width]
+        out = module(hidden.to(device))
+        wanted = targets_t[rows, :width].to(device)
         nll = token_nll(out, head, stack.placeholder_logits(out), wanted.clamp_min(0))
         mask = (wanted >= 0).float()
         return (nll * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
@@ -179,6 +182,7 @@ def fit_backbone(
         stream=("text", column),
         units=units,
         ema=config.ema,
+        device=device,
     )
     if resuming and checkpoint is not None:
         trainer.load_checkpoint(checkpoint)
@@ -211,7 +215,8 @@ def sample_backbone(
     """One text per synthetic record: prompt from its fields, tokens drawn with temperature and top-p."""
     config = generator.config
     tokenizer, base = generator.tokenizer_, generator.base_vocab_
-    rng = streams.torch("sample", f"text:{generator.column_}", "tokens")
+    device = next(generator.model_.parameters()).device
+    rng = streams.torch("sample", f"text:{generator.column_}", "tokens", device=device)
     stops = _stops(tokenizer)
     placeholder_ids = set(range(base, base + len(generator.vocab_.placeholders)))
     banned = [i for i in tokenizer.all_special_ids if i not in stops and i not in placeholder_ids]
@@ -267,10 +272,13 @@ def load_backbone(generator: TextGenerator, meta: dict[str, Any], tensors: dict[
     model, tokenizer, base, rows = _prepared(located, vocab.placeholders)
     config = generator.config
     stack = _stack(model, config, rows, torch.Generator().manual_seed(0))  # the saved adapters replace the init
+    device = resolve_device(config.device)
+    model.to(device)
+    stack.to(device)
     missing = [k for k, p in stack.named_parameters() if p.requires_grad and k not in tensors]
     if missing:
         raise IntegrityError(f"the saved text adapters lack {missing[:3]}: the model folder is incomplete")
-    stack.load_state_dict(tensors, strict=False)
+    stack.load_state_dict({k: v.to(device) for k, v in tensors.items()}, strict=False)
     stack.eval()
     stack.merge_into(model)
     generator.model_, generator.tokenizer_, generator.stack_ = model, tokenizer, stack

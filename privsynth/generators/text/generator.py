@@ -103,6 +103,11 @@ class TextConfig(BaseModel):
         ge=256,
         description="Backbone: output rows the loss uses (the tokenizer's first ids, its most frequent pieces).",
     )
+    device: str = Field(
+        default="cpu",
+        pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$",
+        description="Backbone: where it runs: cpu, auto (a GPU when torch sees one), cuda, cuda:1...",
+    )
 
 
 class TextGenerator(Generator):

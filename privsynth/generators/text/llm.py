@@ -185,8 +185,8 @@ class TopStack(nn.Module):
                             getattr(getattr(theirs, part), name).weight.add_(adapter.delta())
 
     def adapter_state(self) -> dict[str, torch.Tensor]:
-        """The trainable weights only (what a saved model stores besides the backbone's identity)."""
-        return {k: v.detach().clone() for k, v in self.named_parameters() if v.requires_grad}
+        """The trainable weights only (what a saved model stores besides the backbone's identity), on the CPU."""
+        return {k: v.detach().to("cpu").clone() for k, v in self.named_parameters() if v.requires_grad}
 
 
 # ----- the frozen lower layers, once per fit ----------------------------------------------------------------------
@@ -203,8 +203,10 @@ def lower_states(
 ) -> list[torch.Tensor]:
     """The output of the backbone's lower layers (all but the top ``keep_top``) per sequence, bfloat16 ``[T, D]``.
 
-    Private: derived from the training texts. Kept in memory for the fit only.
+    Private: derived from the training texts. Kept in memory for the fit only (host memory, whatever device the
+    backbone runs on).
     """
+    device = next(model.parameters()).device
     base = model.model
     order = np.argsort([len(s) for s in sequences], kind="stable")
     out: list[torch.Tensor | None] = [None] * len(sequences)
@@ -219,9 +221,12 @@ def lower_states(
             ids = torch.zeros(len(rows), width, dtype=torch.long)
             for j, i in enumerate(rows):
                 ids[j, : len(sequences[i])] = torch.as_tensor(list(sequences[i]))
-            states = base(input_ids=ids, use_cache=False).last_hidden_state  # causal: right padding is harmless
+            states = base(
+                input_ids=ids.to(device), use_cache=False
+            ).last_hidden_state  # causal: right padding is harmless
+            states = states.to("cpu", torch.bfloat16)
             for j, i in enumerate(rows):
-                out[i] = states[j, : len(sequences[i])].to(torch.bfloat16).clone()
+                out[i] = states[j, : len(sequences[i])].clone()
             done += len(rows)
             if progress is not None:
                 progress(done, len(sequences))
@@ -297,6 +302,7 @@ def generate(
     """New token ids per prompt (left-padded batch, key-value cache); placeholder ids are ``vocab + j``."""
     from transformers import DynamicCache
 
+    device = next(model.parameters()).device
     width = max(len(p) for p in prompts)
     n = len(prompts)
     ids = torch.zeros(n, width, dtype=torch.long)
@@ -304,15 +310,16 @@ def generate(
     for i, p in enumerate(prompts):
         ids[i, width - len(p) :] = torch.as_tensor(list(p))
         mask[i, width - len(p) :] = 1
+    ids, mask = ids.to(device), mask.to(device)
     positions = (mask.cumsum(-1) - 1).clamp_min(0)
     cache = DynamicCache(config=model.config)
     base = model.model
     out = base(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True)
     hidden = out.last_hidden_state[:, -1]
-    done = torch.zeros(n, dtype=torch.bool)
+    done = torch.zeros(n, dtype=torch.bool, device=device)
     produced: list[list[int]] = [[] for _ in range(n)]
-    banned_t = torch.as_tensor([b for b in banned if b < vocab], dtype=torch.long)
-    stop_t = torch.as_tensor(list(stop), dtype=torch.long)
+    banned_t = torch.as_tensor([b for b in banned if b < vocab], dtype=torch.long, device=device)
+    stop_t = torch.as_tensor(list(stop), dtype=torch.long, device=device)
     head = model.lm_head.weight[:vocab]
     next_position = positions[:, -1] + 1
     for _ in range(max_new):
@@ -320,12 +327,13 @@ def generate(
         if len(banned_t):
             logits[:, banned_t] = float("-inf")
         token = _sample_top_p(logits, top_p, generator)
-        for i in np.flatnonzero(~done.numpy()).tolist():
-            produced[i].append(int(token[i]))
+        chosen = token.tolist()
+        for i in np.flatnonzero(~done.cpu().numpy()).tolist():
+            produced[i].append(int(chosen[i]))
         done |= torch.isin(token, stop_t)
         if bool(done.all()):
             break
-        mask = torch.cat([mask, torch.ones(n, 1, dtype=torch.long)], dim=1)
+        mask = torch.cat([mask, torch.ones(n, 1, dtype=torch.long, device=device)], dim=1)
         out = base(
             input_ids=token.unsqueeze(1),
             attention_mask=mask,
