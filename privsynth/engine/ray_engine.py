@@ -121,6 +121,11 @@ class RayEngine:
         if not len(items):
             return []
         ray = _import_ray()
+        context = ray.data.DataContext.get_current()
+        # quiet: Ray Data's bars and start lines print exact counts of the real texts and images being processed
+        context.enable_progress_bars = context.enable_operator_progress_bars = False
+        context.print_on_execution_start = False
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
         rows = [{"position": i, "item": x} for i, x in enumerate(items)]
         blocks = max(1, min(len(rows), self._workers * 4))
         dataset = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
