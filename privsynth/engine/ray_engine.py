@@ -58,7 +58,8 @@ class _Batches:
         self.fn = fn
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        results = list(self.fn(list(batch["item"])))
+        items = [pickle.loads(x) for x in batch["item"]]  # noqa: S301 -- pickled by map_batches below, this run
+        results = list(self.fn(items))
         # pickled one by one: lists, dataclasses and arrays come back exactly as the function returned them
         # (Ray Data would turn nested lists into tensors or nulls)
         out = np.empty(len(results), dtype=object)
@@ -126,14 +127,16 @@ class RayEngine:
         context.enable_progress_bars = context.enable_operator_progress_bars = False
         context.print_on_execution_start = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)
-        rows = [{"position": i, "item": x} for i, x in enumerate(items)]
+        # items travel pickled, so the function sees exactly the objects the local engine would pass (Ray Data
+        # would turn them into numpy scalars and arrays)
+        rows = [{"position": i, "item": pickle.dumps(x, protocol=pickle.HIGHEST_PROTOCOL)} for i, x in enumerate(items)]
         blocks = max(1, min(len(rows), self._workers * 4))
         dataset = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
             _Batches,
             fn_constructor_args=(fn,),
             batch_size=batch_size,
             batch_format="numpy",
-            concurrency=self._workers,
+            compute=ray.data.ActorPoolStrategy(size=self._workers),
             num_cpus=1,
         )
         out: list[Any] = [None] * len(items)
