@@ -102,17 +102,13 @@ def _read_parquet_dataset(path: Path) -> pd.DataFrame:
     dataset (``year=2024/...``), whose partition values become columns.
     """
     try:
-        frame = parquet_dataset(path).to_table().to_pandas()
+        return parquet_dataset(path).to_table().to_pandas()
     except CorpusReadError:
         raise
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise CorpusReadError(
             f"{path}: cannot be read as a Parquet dataset ({type(exc).__name__}); check its files"
         ) from None
-    for name in frame.columns:  # partition values arrive as categoricals: plain values, as in a single file
-        if isinstance(frame[name].dtype, pd.CategoricalDtype):
-            frame[name] = frame[name].astype(object)
-    return frame
 
 
 def parquet_parts(path: Path) -> list[Path]:

@@ -63,11 +63,7 @@ def _parquet_batches(path: Path, batch_rows: int) -> Iterator[pd.DataFrame]:
     else:
         batches = pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
     for batch in batches:
-        frame = batch.to_pandas()
-        for name in frame.columns:  # partition values arrive as categoricals, as read_table undoes too
-            if isinstance(frame[name].dtype, pd.CategoricalDtype):
-                frame[name] = frame[name].astype(object)
-        yield frame
+        yield batch.to_pandas()
 
 
 def _hashes(values: pd.Series) -> np.ndarray:
