@@ -6,7 +6,8 @@
   in order.
 - ``nearest``: the reference rows are cut into ``workers`` contiguous shards; each task searches every query in
   its shard with an exact FAISS flat index and returns global indices; the driver keeps the exact top ``k``
-  (:func:`~privsynth.engine.base.merge_top_k`). The result is the same for any number of workers.
+  (:func:`~privsynth.engine.base.merge_top_k`): the same neighbours for any number of workers, distances to
+  float32 rounding (BLAS blocks differ with the shard).
 
 Nothing here touches the ledger, noise or keys: those stay in the driver's process.
 """
@@ -90,9 +91,8 @@ class RayEngine:
             if address:
                 ray.init(address=address, **options)
             else:
-                # A cluster of our own: its session files and object spills (records, texts, embeddings) go to a
-                # folder only this user can enter (Ray's default /tmp/ray is shared by every user of the machine)
-                # (Ray opens its own folder to everyone, so it goes inside one that is 0700)
+                # A cluster of our own: its session files and object spills (records, texts, embeddings) go inside
+                # a folder only this user can enter (Ray makes its own folder world-readable, as /tmp/ray is)
                 self._temp = Path(tempfile.mkdtemp(prefix="privsynth-ray-"))
                 ray.init(
                     address="local",  # a new cluster, even if another one runs on this machine
