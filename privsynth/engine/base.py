@@ -83,9 +83,28 @@ def flat_search(reference: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.
 
     index = faiss.IndexFlatL2(reference.shape[1])
     index.add(np.ascontiguousarray(reference, dtype=np.float32))
-    distances, indices = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-    # k beyond the reference's rows: FAISS pads with index -1; its distance is infinite, whatever the sharding
-    return np.where(indices < 0, np.inf, np.sqrt(np.maximum(distances, 0.0))), indices
+    _, indices = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    return _exact(reference, queries, indices)
+
+
+def _exact(
+    reference: np.ndarray, queries: np.ndarray, indices: np.ndarray, chunk: int = 4096
+) -> tuple[np.ndarray, np.ndarray]:
+    """The found neighbours' distances computed again directly, in float64, and the rows re-sorted by them.
+
+    FAISS computes distances as |x|^2 + |y|^2 - 2xy in float32 blocks whose layout depends on the reference's
+    size: an identical row can come out at 3e-4 instead of 0, and by a different amount in another shard. Direct
+    differences give the same number whatever the sharding (identical rows: exactly 0). ``-1`` (k beyond the
+    reference's rows) gets an infinite distance.
+    """
+    distances = np.full(indices.shape, np.inf)
+    for start in range(0, len(queries), chunk):
+        found = indices[start : start + chunk]
+        rows = reference[np.maximum(found, 0)].astype(np.float64)
+        diff = rows - np.asarray(queries[start : start + chunk], dtype=np.float64)[:, None, :]
+        distances[start : start + chunk] = np.where(found < 0, np.inf, np.sqrt((diff * diff).sum(axis=-1)))
+    order = np.lexsort((np.where(indices < 0, np.iinfo(np.int64).max, indices), distances), axis=1)
+    return np.take_along_axis(distances, order, axis=1), np.take_along_axis(indices, order, axis=1)
 
 
 def merge_top_k(parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
