@@ -61,6 +61,8 @@ def test_settings_refuse_nonsense() -> None:
         EngineSettings(kind=EngineKind.RAY, workers=0)
     with pytest.raises(ValueError, match="kind"):
         EngineSettings.model_validate({"kind": "spark"})
+    with pytest.raises(ValueError, match="need kind: ray"):  # a run config asking workers of the local engine
+        EngineSettings.model_validate({"kind": "local", "workers": 4})
 
 
 def test_collaborators_travel_as_settings_not_as_loaded_models() -> None:

@@ -167,6 +167,12 @@ def test_a_parquet_table_may_be_a_folder_of_parts_or_a_hive_dataset(tmp_path: Pa
     assert frame["id"].tolist() == ["a", "b", "c"]
     assert frame["zip"].tolist() == ["02139", "10001", "10001"]  # a column again, leading zero kept
 
+    outside = tmp_path / "outside.parquet"
+    pq.write_table(pa.table({"id": ["x"], "x": [0]}), outside)
+    (parts / "part-00002.parquet").symlink_to(outside)  # a link could pull any file into the corpus
+    with pytest.raises(CorpusReadError, match="is a link"):
+        read_table(parts)
+
     (tmp_path / "empty.parquet").mkdir()
     with pytest.raises(CorpusReadError, match=r"holds no \.parquet files"):
         read_table(tmp_path / "empty.parquet")
