@@ -98,6 +98,8 @@ def _exact(
     reference's rows) gets an infinite distance.
     """
     distances = np.full(indices.shape, np.inf)
+    if len(reference) == 0:  # nothing to compare with: every slot is padding
+        return distances, indices
     for start in range(0, len(queries), chunk):
         found = indices[start : start + chunk]
         rows = reference[np.maximum(found, 0)].astype(np.float64)

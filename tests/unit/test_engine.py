@@ -98,3 +98,8 @@ def test_an_identical_row_is_at_distance_zero_whatever_the_sharding(rng: np.rand
     merged = merge_top_k(parts, 2)
     np.testing.assert_array_equal(merged[0], d)  # bit for bit
     np.testing.assert_array_equal(merged[1], i)
+
+
+def test_an_empty_reference_gives_padding_not_an_error() -> None:
+    d, i = flat_search(np.zeros((0, 3), dtype=np.float32), np.ones((2, 3), dtype=np.float32), 1)
+    assert i.tolist() == [[-1], [-1]] and np.isinf(d).all()
