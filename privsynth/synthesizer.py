@@ -131,8 +131,10 @@ class Synthesizer:
         would be passed. ``delta`` defaults to ``min(1e-5, 0.1 / n)`` with ``n`` the DP count of people.
         ``canaries`` trains that many canary records into a *shadow* tabular model that is never released, for
         the one-run privacy audit. ``workdir`` makes the fit resumable (:class:`privsynth.workdir.FitWork`).
-        ``engine`` is where the profile's exact counts are taken, shard by shard (:mod:`privsynth.engine`); the
-        noise, the ledger and the random streams stay in this process.
+        ``engine`` is where the profile's exact counts are taken, shard by shard, and where DP-SGD's clipped
+        gradient sums are computed, part of each batch per worker (:mod:`privsynth.engine`,
+        :mod:`privsynth.generators.dpsgd_workers`); the noise, the ledger and the random streams stay in this
+        process, so the mechanisms and the ledger are the same for any engine.
         """
         from privsynth.frames import as_corpus
 
@@ -158,7 +160,7 @@ class Synthesizer:
         instances = registry.instances(corpus.schema)
         budget = self._plan(corpus.schema, instances, units, ledger, work)
         profile = self._profile(data.train, budget, units, ledger, noise, work, engine)
-        context = FitContext(profile, ledger, 0.0, streams, data.groups, units, progress=progress)
+        context = FitContext(profile, ledger, 0.0, streams, data.groups, units, progress=progress, engine=engine)
         self.generators_ = self._fit_generators(instances, data.train, budget, context, work)
         self.instances_ = instances
         self.canaries_ = self._canaries(data, profile, budget, streams, work, canaries, progress) if canaries else None
@@ -395,6 +397,7 @@ class Synthesizer:
                 upstream=dict(fitted),
                 checkpoint=work.path(f"{instance.folder}-checkpoint"),
                 progress=context.progress,
+                engine=context.engine,
             )
             fitted[instance.key] = generator.fit(train, columns=list(instance.columns), context=here)
         return fitted

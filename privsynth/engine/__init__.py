@@ -12,8 +12,18 @@ records, texts and images to scan, embed or count, the same trust domain as the 
 
 from __future__ import annotations
 
-from privsynth.engine.base import Engine, EngineKind, EngineSettings, merge_top_k
+from privsynth.engine.base import Engine, EngineKind, EngineSettings, InProcessPool, WorkerPool, merge_top_k
 from privsynth.engine.choice import engine_settings, make_engine
 from privsynth.engine.local import LocalEngine
 
-__all__ = ["Engine", "EngineKind", "EngineSettings", "LocalEngine", "engine_settings", "make_engine", "merge_top_k"]
+__all__ = [
+    "Engine",
+    "EngineKind",
+    "EngineSettings",
+    "InProcessPool",
+    "LocalEngine",
+    "WorkerPool",
+    "engine_settings",
+    "make_engine",
+    "merge_top_k",
+]

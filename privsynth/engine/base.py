@@ -67,9 +67,56 @@ class Engine(Protocol):
         """Exact L2 nearest neighbours: distances (not squared) and indices into ``reference``, ``[n, k]``."""
         ...
 
+    def pool(self, factory: Callable[..., Any], *args: Any) -> WorkerPool:
+        """``workers`` long-lived workers, each ``factory(*args)`` built once (``args`` are sent once per worker).
+
+        For stateful work that repeats many times on the same data, such as DP-SGD steps: each call sends only
+        what changed (the weights, a batch's indices).
+        """
+        ...
+
     def close(self) -> None:
         """Release what the engine holds (a local engine holds nothing)."""
         ...
+
+
+class WorkerPool(Protocol):
+    """Long-lived workers built by :meth:`Engine.pool`."""
+
+    @property
+    def size(self) -> int:
+        """How many workers."""
+        ...
+
+    def call(self, method: str, args: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """``worker[i].method(*args[i])`` for the first ``len(args)`` workers, in parallel; results in order."""
+        ...
+
+    def close(self) -> None:
+        """Stop the workers."""
+        ...
+
+
+class InProcessPool:
+    """Workers that are plain objects in this process, called one after the other."""
+
+    def __init__(self, workers: Sequence[Any]) -> None:
+        self._workers = list(workers)
+
+    @property
+    def size(self) -> int:
+        """How many workers."""
+        return len(self._workers)
+
+    def call(self, method: str, args: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Each worker's ``method`` in turn."""
+        if len(args) > len(self._workers):
+            raise ValueError(f"{len(args)} calls for {len(self._workers)} workers")
+        return [getattr(worker, method)(*a) for worker, a in zip(self._workers, args, strict=False)]
+
+    def close(self) -> None:
+        """Drop the workers."""
+        self._workers.clear()
 
 
 def flat_search(reference: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from privsynth.engine.base import flat_search
+from privsynth.engine.base import InProcessPool, flat_search
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -37,6 +37,10 @@ class LocalEngine:
     def nearest(self, reference: np.ndarray, queries: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """One flat FAISS index over the whole reference."""
         return flat_search(reference, queries, k)
+
+    def pool(self, factory: Callable[..., Any], *args: Any) -> InProcessPool:
+        """One worker: ``factory(*args)`` in this process."""
+        return InProcessPool([factory(*args)])
 
     def close(self) -> None:
         """Nothing to release."""

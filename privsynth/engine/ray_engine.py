@@ -69,6 +69,32 @@ class _Batches:
         return {"position": batch["position"], "result": out}
 
 
+class RayPool:
+    """Ray actors called in parallel (see :meth:`RayEngine.pool`)."""
+
+    def __init__(self, actors: list[Any]) -> None:
+        self._actors = actors
+
+    @property
+    def size(self) -> int:
+        """How many actors."""
+        return len(self._actors)
+
+    def call(self, method: str, args: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """``actor[i].method(*args[i])`` on the first ``len(args)`` actors at once; results in order."""
+        ray = _import_ray()
+        if len(args) > len(self._actors):
+            raise ValueError(f"{len(args)} calls for {len(self._actors)} workers")
+        return list(ray.get([getattr(a, method).remote(*x) for a, x in zip(self._actors, args, strict=False)]))
+
+    def close(self) -> None:
+        """Stop the actors (their memory, with the records they held, goes with them)."""
+        ray = _import_ray()
+        for actor in self._actors:
+            ray.kill(actor)
+        self._actors = []
+
+
 class RayEngine:
     """Runs map, batch and search work on a Ray cluster (a local one when no address is given)."""
 
@@ -102,7 +128,8 @@ class RayEngine:
                 )
             self._started = True
         cpus = int(ray.cluster_resources().get("CPU", 1))
-        self._workers = workers or max(1, cpus)
+        self._cpus = max(1, cpus)
+        self._workers = workers or self._cpus
         log.info("Ray engine: %d worker(s), cluster CPUs %d", self._workers, cpus)
 
     @property
@@ -158,6 +185,15 @@ class RayEngine:
             for start, stop in bounds
         ]
         return merge_top_k(ray.get(futures), k)
+
+    def pool(self, factory: Callable[..., Any], *args: Any) -> RayPool:
+        """``workers`` Ray actors, each ``factory(*args)``; ``args`` go through the object store once."""
+        ray = _import_ray()
+        # one core each; on a cluster with fewer cores than workers they share (else the extra ones never start)
+        share = min(1.0, self._cpus / self._workers)
+        actor = ray.remote(num_cpus=share)(factory)
+        refs = [ray.put(a) for a in args]
+        return RayPool([actor.remote(*refs) for _ in range(self._workers)])
 
     def close(self) -> None:
         """Shut down the local cluster this engine started (a cluster it connected to keeps running)."""

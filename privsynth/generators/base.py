@@ -34,6 +34,7 @@ from privsynth.errors import ConfigError, NotFittedError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from privsynth.engine.base import Engine
     from privsynth.generators.dpsgd import Groups
     from privsynth.privacy.ledger import PrivacyLedger
     from privsynth.privacy.planner import StageShape
@@ -57,6 +58,7 @@ class FitContext:
     upstream: Mapping[str, Generator] = field(default_factory=dict)
     checkpoint: Path | None = None
     progress: Progress | None = None
+    engine: Engine | None = None  # where DP-SGD's clipped gradient sums are computed (noise stays here)
 
     def report(self, label: str) -> Callable[[int, int, float], None] | None:
         """A ``(step, steps, loss)`` callback reporting under ``label``."""

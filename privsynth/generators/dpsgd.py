@@ -34,6 +34,7 @@ from torch import nn
 
 from privsynth.data.atomic import atomic_dir
 from privsynth.data.corpus import Corpus
+from privsynth.engine.base import Engine
 from privsynth.privacy.accounting import Mechanism
 from privsynth.privacy.ledger import PrivacyLedger
 from privsynth.privacy.planner import StageShape
@@ -137,6 +138,45 @@ class Groups:
 
 
 PerSampleLoss = Callable[[nn.Module, np.ndarray], torch.Tensor]
+
+
+class ZeroGrads:
+    """What Opacus' two-pass backward needs of an optimizer on a worker: clearing the gradients between passes."""
+
+    def __init__(self, params: list[nn.Parameter]) -> None:
+        self.params = params
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Drop the gradients (always to ``None``)."""
+        for p in self.params:
+            p.grad = None
+
+
+@dataclass(frozen=True)
+class GhostClipping:
+    """The sum of a batch's per-record gradients, each clipped to the record clip (Opacus fast/ghost clipping).
+
+    The same object runs in the driver's process and on DP-SGD workers (:mod:`privsynth.generators.dpsgd_workers`):
+    a step's clipped sum is the sum of its parts' clipped sums, whoever computes them.
+    """
+
+    loss: PerSampleLoss
+
+    def worker_optimizer(self, module: nn.Module, record_clip: float) -> Any:
+        """What a worker passes as ``optimizer`` (the clip is the module's own here)."""
+        return ZeroGrads([p for p in module.parameters() if p.requires_grad])
+
+    def __call__(
+        self, module: nn.Module, indices: np.ndarray, optimizer: Any, generators: dict[str, torch.Generator]
+    ) -> tuple[list[torch.Tensor], float]:
+        """Summed clipped gradients of the trainable parameters (in ``optimizer.params`` order) and the loss sum."""
+        from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping
+
+        optimizer.zero_grad(set_to_none=True)
+        per_sample = self.loss(module, indices)
+        backward(DPTensorFastGradientClipping(module, optimizer, per_sample, "mean"))
+        params = optimizer.params
+        return [p.grad if p.grad is not None else torch.zeros_like(p) for p in params], float(per_sample.detach().sum())
 
 
 def _json_int(value: Any) -> Any:
@@ -249,6 +289,7 @@ class DPSGDTrainer:
             ema=ema,
         )
         self.loss = loss
+        self.clipper: Any = GhostClipping(loss)
         self.module = GradSampleModuleFastGradientClipping(
             model,
             batch_first=True,
@@ -357,14 +398,21 @@ class DPSGDTrainer:
 
     def _step(self, indices: np.ndarray) -> float:
         """One clipped, noised step on the records ``indices``; returns their mean loss."""
-        from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping
+        grads, total = self.clipper(self.module, indices, self.optimizer, self.generators)
+        self.apply(grads)
+        return total / max(len(indices), 1)
 
-        self.optimizer.zero_grad(set_to_none=True)
-        per_sample = self.loss(self.module, indices)
-        backward(DPTensorFastGradientClipping(self.module, self.optimizer, per_sample, "mean"))
+    def apply(self, clipped_sum: list[torch.Tensor]) -> None:
+        """Noise once on the summed clipped gradients (one per trainable parameter), then the optimizer's update.
+
+        Whether the sum was computed here or added up from workers' parts, the noise, its generator and the
+        scaling by the expected batch are this process's: the same step either way.
+        """
+        for p, grad in zip(self.optimizer.params, clipped_sum, strict=True):
+            p.grad = grad.to(p.device).view_as(p)
         self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
         self._update_ema()
-        return float(per_sample.detach().mean())
 
     def run(
         self,
@@ -373,22 +421,41 @@ class DPSGDTrainer:
         on_step: Callable[[int, float], None] | None = None,
         checkpoint: Path | None = None,
         checkpoint_every: int = 200,
+        engine: Engine | None = None,
     ) -> None:
-        """Train from the current step to ``until`` (default: all planned steps), checkpointing if asked."""
+        """Train from the current step to ``until`` (default: all planned steps), checkpointing if asked.
+
+        With a cluster ``engine`` the clipped gradient sums are computed by its workers, each on a part of every
+        Poisson batch (:mod:`privsynth.generators.dpsgd_workers`); sampling, noise and the update stay here, so
+        the mechanism, the ledger and the checkpoints are those of a single-process run, for any worker count.
+        """
+        from privsynth.engine import LocalEngine
+
         last = self.mechanism.steps if until is None else min(until, self.mechanism.steps)
         self.module.train()
-        while self.step < last:
-            indices = self.poisson_batch()
-            if indices.size == 0:
-                self._empty_step()
-                value = float("nan")
-            else:
-                value = self._step(indices)
-            self.step += 1
-            if on_step is not None:
-                on_step(self.step, value)
-            if checkpoint is not None and (self.step % checkpoint_every == 0 or self.step == last):
-                self.save_checkpoint(checkpoint)
+        remote = None
+        if engine is not None and not isinstance(engine, LocalEngine) and self.step < last:
+            from privsynth.generators.dpsgd_workers import RemoteGradients
+
+            remote = RemoteGradients(self, engine)
+        try:
+            while self.step < last:
+                indices = self.poisson_batch()
+                if indices.size == 0:
+                    self._empty_step()
+                    value = float("nan")
+                elif remote is not None:
+                    value = remote.step(indices)
+                else:
+                    value = self._step(indices)
+                self.step += 1
+                if on_step is not None:
+                    on_step(self.step, value)
+                if checkpoint is not None and (self.step % checkpoint_every == 0 or self.step == last):
+                    self.save_checkpoint(checkpoint)
+        finally:
+            if remote is not None:
+                remote.close()
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume: model, optimizer, RNG states, step, and the EMA as extra tensors.

@@ -19,6 +19,8 @@ noise of standard deviation ``sigma * C`` is added once to the total, exactly wh
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -80,6 +82,7 @@ class MultiDrawDPSGDTrainer(DPSGDTrainer):
         self.module = GradSampleModule(self.model, batch_first=True, loss_reduction="sum")
         self.draws_loss, self.k = loss, draws
         self.chunk = max(1, chunk)
+        self.clipper = DrawsClipping(loss, draws, self.chunk)
         self.rng = self.generator("draws")  # checkpointed with the noise (see DPSGDTrainer.state_dict)
         base = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         # sigma * m: a unit of privacy with m records has m clipped gradients of norm C / m (see DPSGDTrainer)
@@ -106,26 +109,60 @@ class MultiDrawDPSGDTrainer(DPSGDTrainer):
             p.summed_grad = torch.zeros_like(p)
         self._finish_step()
 
-    def _step(self, indices: np.ndarray) -> float:
-        self.optimizer.zero_grad(set_to_none=True)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        total, count = 0.0, 0
+    def apply(self, clipped_sum: list[torch.Tensor]) -> None:
+        """Noise once on the summed clipped per-record gradients, then the update (see DPSGDTrainer.apply)."""
+        for p, grad in zip(self.optimizer.params, clipped_sum, strict=True):
+            p.summed_grad = grad.to(p.device).view_as(p)
+        self._finish_step()
+
+
+@dataclass(frozen=True)
+class DrawsClipping:
+    """The sum of a batch's per-record gradients, each summed over its K rows and clipped to the record clip.
+
+    Runs in the driver's process and on DP-SGD workers alike (see :class:`~privsynth.generators.dpsgd.GhostClipping`).
+    """
+
+    loss: DrawsLoss
+    draws: int
+    chunk: int
+
+    def worker_optimizer(self, module: nn.Module, record_clip: float) -> Any:
+        """A noiseless Opacus optimizer on a worker: only its per-record clipping and accumulation are used."""
+        from opacus.optimizers import DPOptimizer
+
+        params = [p for p in module.parameters() if p.requires_grad]
+        return DPOptimizer(
+            torch.optim.SGD(params, lr=0.0),
+            noise_multiplier=0.0,
+            max_grad_norm=record_clip,
+            expected_batch_size=1,
+            loss_reduction="sum",
+        )
+
+    def __call__(
+        self, module: nn.Module, indices: np.ndarray, optimizer: Any, generators: dict[str, torch.Generator]
+    ) -> tuple[list[torch.Tensor], float]:
+        """Summed clipped per-record gradients (``optimizer.params`` order) and the loss sum; draws from 'draws'."""
+        optimizer.zero_grad(set_to_none=True)
+        params = optimizer.params
+        rng = generators["draws"]
+        total = 0.0
         for start in range(0, len(indices), self.chunk):
             rows = indices[start : start + self.chunk]
-            losses = self.draws_loss(self.module, rows, self.rng)
+            losses = self.loss(module, rows, rng)
             backward(losses.sum())
             for p in params:
-                rows_grads: torch.Tensor = p.grad_sample  # type: ignore[attr-defined]  # [b * K, ...], per row
-                per_record = rows_grads.view(len(rows), self.k, *rows_grads.shape[1:]).sum(dim=1)
-                p.grad_sample = per_record  # type: ignore[attr-defined]
-            self.optimizer.clip_and_accumulate()  # adds this chunk's clipped per-record gradients to summed_grad
+                rows_grads: torch.Tensor = p.grad_sample  # [b * K, ...], per row
+                per_record = rows_grads.view(len(rows), self.draws, *rows_grads.shape[1:]).sum(dim=1)
+                p.grad_sample = per_record
+            optimizer.clip_and_accumulate()  # adds this chunk's clipped per-record gradients to summed_grad
             for p in params:
-                p.grad_sample = None  # type: ignore[attr-defined]
+                p.grad_sample = None
                 p.grad = None
             total += float(losses.detach().sum())
-            count += len(rows)
-        self._finish_step()
-        return total / max(count, 1)
+        sums = [p.summed_grad if p.summed_grad is not None else torch.zeros_like(p) for p in params]
+        return sums, total
 
 
-__all__ = ["DrawsLoss", "MultiDrawDPSGDTrainer"]
+__all__ = ["DrawsClipping", "DrawsLoss", "MultiDrawDPSGDTrainer"]

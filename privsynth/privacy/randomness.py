@@ -26,7 +26,7 @@ import logging
 import os
 import secrets
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -140,6 +140,11 @@ class Streams:
         self._root = root
         self.mode = mode
         self._issued: set[tuple[str, ...]] = set()
+
+    def __reduce__(self) -> Any:
+        # The root replays every stream of the fit, the DP noise included: it must never reach a worker, a cache
+        # or a file. A function sent to other processes that captured these streams fails here instead.
+        raise TypeError("a fit's random streams never leave this process (pickling them would leak their root)")
 
     @classmethod
     def private(cls) -> Streams:

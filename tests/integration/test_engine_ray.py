@@ -172,3 +172,73 @@ def test_the_dp_profile_on_ray_sums_shard_counts_before_the_one_noise_draw(
         for entry in profile["ledger"]["entries"]:
             entry.pop("at")  # when it was spent
     assert remote == local
+
+
+def test_dp_sgd_on_two_ray_workers_takes_the_single_process_steps(engine: Any, reproducible_noise: int) -> None:
+    """Clipped sums from 2 actors, noise once on the driver: the same weights and noise stream as one process."""
+    import torch
+
+    from privsynth.generators.dpsgd import DPSGDTrainer, Groups, OptimConfig
+    from privsynth.privacy.accounting import Mechanism
+    from privsynth.privacy.randomness import Streams
+
+    def build() -> DPSGDTrainer:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+        x = torch.randn(300, 4)
+        y = x[:, :1] * 2.0 - x[:, 1:2]
+
+        def loss(module: torch.nn.Module, rows: np.ndarray) -> torch.Tensor:
+            return ((module(x[rows]) - y[rows]) ** 2).squeeze(1)
+
+        return DPSGDTrainer(
+            model,
+            loss=loss,
+            groups=Groups.from_labels(np.arange(300) // 3, 300),  # people with 3 records each
+            mechanism=Mechanism(noise_multiplier=0.7, sample_rate=0.2, steps=15),
+            config=OptimConfig(batch_size=20, lr=0.02),
+            streams=Streams.private(),
+            stream=("tabular", "*"),
+            units=100,
+        )
+
+    local, remote = build(), build()
+    local.run()
+    remote.run(engine=engine)
+    assert remote.step == local.step == 15
+    assert torch.equal(remote.noise.get_state(), local.noise.get_state())  # the same noise, drawn once per step
+    for a, b in zip(local.model.parameters(), remote.model.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_a_fit_on_ray_workers_spends_exactly_what_the_local_fit_spends(
+    engine: Any, demo_dir: Path, tmp_path: Path, reproducible_noise: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every DP-SGD stage (tabular, text, image) trains on the cluster; the ledger is the single-process one."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="privsynth.generators.dpsgd_workers")
+    from privsynth.config import load_config
+    from privsynth.data.corpus import read_corpus
+    from privsynth.privacy.store import LedgerStore
+    from privsynth.synthesizer import Synthesizer
+
+    small = load_config(Path(__file__).resolve().parents[2] / "configs" / "small.yaml")
+    corpus = read_corpus(demo_dir)
+    fits = {}
+    for name, where in (("local", None), ("ray", engine)):
+        store = LedgerStore(tmp_path / f"{name}.sqlite")
+        fits[name] = Synthesizer(small).fit(corpus, epsilon=3.0, store=store, source="demo", engine=where)
+    ledgers = {}
+    for name, synth in fits.items():
+        state = synth.ledger_.state_dict()
+        for entry in state["entries"]:
+            entry.pop("at")  # when it was spent
+        state.pop("run_id", None)
+        ledgers[name] = state
+    assert ledgers["ray"] == ledgers["local"]
+    stages = {entry["stage"] for entry in ledgers["ray"]["entries"]}
+    assert {"tabular", "text", "image"} <= stages
+    on_workers = [r for r in caplog.records if r.getMessage().startswith("DP-SGD on 2 worker(s)")]
+    assert len(on_workers) >= 3  # the tabular, text and image runs each started their workers
+    assert len(fits["ray"].sample(40, seed=3)) == 40

@@ -306,6 +306,7 @@ class ImageGenerator(Generator):
             trainer.run(
                 on_step=None if progress is None else lambda step, value: progress(step, mechanism.steps, value),
                 checkpoint=checkpoint,
+                engine=context.engine,
             )
         if isinstance(trainer, MultiDrawDPSGDTrainer):
             network.load_state_dict(trainer.averaged_state())  # the EMA (post-processing)

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from privsynth.data.corpus import Corpus
 from privsynth.data.schema import ColumnKind
+from privsynth.engine.base import Engine
 from privsynth.errors import ConfigError
 from privsynth.generators.base import FitContext, Generator, SampleContext
 from privsynth.generators.dpsgd import DPSGDTrainer, Groups, OptimConfig, initialised, spend_once, unit_groups
@@ -120,6 +121,7 @@ class TabularGenerator(Generator):
             context.report("tabular"),
             checkpoint,
             resuming,
+            context.engine,
         )
         self._calibrate(self._priors(), generator=streams.torch("tabular", "*", "calibration"))
         return self
@@ -169,6 +171,7 @@ class TabularGenerator(Generator):
         progress: Callable[[int, int, float], None] | None,
         checkpoint: Path | None,
         resuming: bool,
+        engine: Engine | None = None,
     ) -> ARGN:
         """DP-SGD of a fresh network on token rows grouped by ``units``; every draw comes from ``streams``."""
         sizes = self.sizes_
@@ -201,6 +204,7 @@ class TabularGenerator(Generator):
         trainer.run(
             on_step=None if progress is None else lambda step, value: progress(step, mechanism.steps, value),
             checkpoint=checkpoint,
+            engine=engine,
         )
         network.eval()
         return network

@@ -190,6 +190,7 @@ def fit_backbone(
     trainer.run(
         on_step=None if progress is None else lambda step, value: progress(step, mechanism.steps, value),
         checkpoint=checkpoint,
+        engine=context.engine,
     )
     stack.load_state_dict(trainer.averaged_state())
     states.clear()  # the private activations go with the fit

@@ -220,6 +220,7 @@ class TextGenerator(Generator):
         trainer.run(
             on_step=None if progress is None else lambda step, value: progress(step, mechanism.steps, value),
             checkpoint=checkpoint,
+            engine=context.engine,
         )
         network.load_state_dict(trainer.averaged_state())
         network.eval()

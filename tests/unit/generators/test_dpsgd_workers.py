@@ -1,0 +1,185 @@
+"""DP-SGD with its clipped sums computed by several workers equals the single-process run (in-process workers).
+
+The Ray engine runs the same workers as actors (tests/integration/test_engine_ray.py). Each test uses the
+test-only reproducible noise so the two runs draw the same noise: what must not change with the worker count is
+the mechanism (sampler, clip, noise) and therefore the weights, to float rounding.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from privsynth.engine import InProcessPool
+from privsynth.generators.dpsgd import DPSGDTrainer, Groups, OptimConfig
+from privsynth.generators.dpsgd_draws import MultiDrawDPSGDTrainer
+from privsynth.generators.dpsgd_workers import GradientWorker, pack
+from privsynth.privacy.accounting import Mechanism
+from privsynth.privacy.randomness import Streams
+
+
+class ShardedEngine:
+    """A stand-in cluster: ``workers`` gradient workers in this process, each built from its own payload copy."""
+
+    name = "test-shards"
+
+    def __init__(self, workers: int) -> None:
+        self._workers = workers
+        self.built: list[Any] = []
+
+    @property
+    def workers(self) -> int:
+        return self._workers
+
+    def pool(self, factory: Any, *args: Any) -> InProcessPool:
+        workers = [factory(*args) for _ in range(self._workers)]
+        self.built.extend(workers)
+        return InProcessPool(workers)
+
+
+def _problem(seed: int = 0) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 1))
+    x = torch.randn(300, 4)
+    return model, x, x[:, :1] * 2.0 - x[:, 1:2]
+
+
+def _trainer(steps: int, *, people: bool = False) -> DPSGDTrainer:
+    model, x, y = _problem()
+
+    def loss(module: nn.Module, rows: np.ndarray) -> torch.Tensor:
+        return ((module(x[rows]) - y[rows]) ** 2).squeeze(1)
+
+    labels = np.arange(300) // 3 if people else None  # 100 people with 3 records each
+    return DPSGDTrainer(
+        model,
+        loss=loss,
+        groups=Groups.from_labels(labels, 300),
+        mechanism=Mechanism(noise_multiplier=0.7, sample_rate=0.2, steps=steps),
+        config=OptimConfig(batch_size=60, lr=0.02),
+        streams=Streams.private(),
+        stream=("tabular", "*"),
+        units=100 if people else 300,
+        ema=0.9,
+    )
+
+
+def _close(a: DPSGDTrainer, b: DPSGDTrainer) -> bool:
+    return all(torch.allclose(p, q, atol=1e-5) for p, q in zip(a.model.parameters(), b.model.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("people", [False, True], ids=["records", "people-of-3"])
+def test_two_and_three_workers_take_the_single_process_steps(reproducible_noise: int, people: bool) -> None:
+    local = _trainer(12, people=people)
+    local.run()
+    for workers in (2, 3):
+        spread = _trainer(12, people=people)
+        spread.run(engine=ShardedEngine(workers))
+        assert spread.step == local.step == 12
+        assert _close(local, spread), f"{workers} workers"
+        # the noise stream is the driver's alone: it stands exactly where the single-process run left it
+        assert torch.equal(spread.noise.get_state(), local.noise.get_state())
+        assert spread.optimizer.noise_multiplier == local.optimizer.noise_multiplier
+        assert spread.optimizer.max_grad_norm == local.optimizer.max_grad_norm
+        assert spread.optimizer.expected_batch_size == local.optimizer.expected_batch_size
+
+
+def test_a_checkpoint_resumes_on_another_number_of_workers(tmp_path: Path, reproducible_noise: int) -> None:
+    local = _trainer(10)
+    local.run()
+    first = _trainer(10)
+    first.run(until=4, checkpoint=tmp_path / "ckpt", checkpoint_every=4, engine=ShardedEngine(3))
+    resumed = _trainer(10)
+    resumed.load_checkpoint(tmp_path / "ckpt")
+    resumed.run(engine=ShardedEngine(2))
+    assert _close(local, resumed)
+
+
+def test_no_generator_state_and_no_streams_reach_a_worker(reproducible_noise: int) -> None:
+    trainer = _trainer(3)
+    orders = trainer.generator("orders")
+    torch.rand(5, generator=orders)
+    payload = pack(trainer.module, trainer.clipper, trainer.generators, trainer.record_clip)
+    _, _, generators, _ = pickle.loads(payload)
+    assert "noise" not in generators
+    assert not torch.equal(generators["orders"].get_state(), orders.get_state())  # a fresh one, not a copy
+    # a loss that captured the fit's streams cannot be sent: the root would replay the noise
+    streams = Streams.private()
+
+    def leaky(module: nn.Module, rows: np.ndarray) -> torch.Tensor:
+        streams.numpy("x", "y", "z")
+        return torch.zeros(len(rows))
+
+    with pytest.raises(TypeError, match="never leave this process"):
+        pack(trainer.module, type(trainer.clipper)(leaky), {}, 1.0)
+
+
+def test_a_worker_reseeds_the_loss_draws_each_step_from_the_driver(reproducible_noise: int) -> None:
+    """Column orders and diffusion times on a worker come from seeds the driver draws from its own stream."""
+    model, x, y = _problem()
+    drawn: list[torch.Tensor] = []
+
+    def loss(module: nn.Module, rows: np.ndarray) -> torch.Tensor:
+        drawn.append(torch.rand(2, generator=orders))
+        return ((module(x[rows]) - y[rows]) ** 2).squeeze(1)
+
+    trainer = DPSGDTrainer(
+        model,
+        loss=loss,
+        groups=Groups.from_labels(None, 300),
+        mechanism=Mechanism(noise_multiplier=0.7, sample_rate=0.2, steps=2),
+        config=OptimConfig(batch_size=60),
+        streams=Streams.private(),
+        stream=("tabular", "*"),
+        units=300,
+    )
+    orders = trainer.generator("orders")
+    payload = pack(trainer.module, trainer.clipper, trainer.generators, trainer.record_clip)
+    worker = GradientWorker(payload)
+    weights = [p.detach() for p in trainer.optimizer.params]
+    rows = np.arange(10)
+    first, _ = worker.clipped_sum(weights, rows, {"orders": 7})
+    again, _ = worker.clipped_sum(weights, rows, {"orders": 7})
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert worker.generators["orders"].initial_seed() == 7
+
+
+def test_multi_draw_training_on_workers_equals_one_process_except_for_the_draws(reproducible_noise: int) -> None:
+    """Diffusion-style K draws per record: the same noise and mechanism; the draws' randomness may differ."""
+
+    def build(steps: int) -> MultiDrawDPSGDTrainer:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(3, 8), nn.SiLU(), nn.Linear(8, 3))
+        data = torch.randn(60, 3)
+        k = 3
+
+        def loss(module: nn.Module, rows: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+            clean = data[torch.as_tensor(rows)].repeat_interleave(k, dim=0)
+            noisy = clean + 0.0 * torch.randn(clean.shape, generator=generator)  # draws that change nothing here
+            return ((module(noisy) - clean) ** 2).mean(dim=1).view(len(rows), k).mean(dim=1)
+
+        return MultiDrawDPSGDTrainer(
+            model,
+            loss=loss,
+            draws=k,
+            groups=Groups.from_labels(None, len(data)),
+            mechanism=Mechanism(noise_multiplier=0.8, sample_rate=0.3, steps=steps),
+            config=OptimConfig(batch_size=18, epochs=1, lr=0.01),
+            streams=Streams.private(),
+            stream=("image", "x"),
+            units=len(data),
+            chunk=5,
+        )
+
+    local = build(8)
+    local.run()
+    spread = build(8)
+    spread.run(engine=ShardedEngine(2))
+    assert _close(local, spread)
+    assert torch.equal(spread.noise.get_state(), local.noise.get_state())
