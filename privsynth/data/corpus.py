@@ -25,7 +25,14 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from privsynth.data.atomic import atomic_dir
-from privsynth.data.images import encode_data_uri, load_image
+from privsynth.data.images import (
+    TAR_MEMBER,
+    ImageLimits,
+    encode_data_uri,
+    load_image,
+    read_cell_bytes,
+    split_member,
+)
 from privsynth.data.schema import SCHEMA_FILE, TABLE_FORMATS, ColumnKind, Schema, dump_schema, load_schema
 from privsynth.data.validate import Limits, coerce_records
 from privsynth.errors import CorpusReadError, CorpusValidationError, UserError
@@ -297,9 +304,11 @@ def _place_images(corpus: Corpus, column: str, tmp: Path, table_format: str) -> 
             values.append(rel)
         else:
             rel = str(value)
-            source = corpus.root / rel  # validated on read: inside the root
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, tmp / rel)
+            file = split_member(rel)[0] if TAR_MEMBER in rel else rel  # a tar shard is copied whole, once
+            source = corpus.root / file  # validated on read: inside the root
+            if not (tmp / file).exists():
+                (tmp / file).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, tmp / file)
             values.append(rel)
     return pd.Series(values, index=corpus.records.index, dtype=object)
 
@@ -336,9 +345,7 @@ def corpora_equal(a: Corpus, b: Corpus) -> bool:
 
 
 def _cell_bytes(corpus: Corpus, value: object) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    return (corpus.root / str(value)).read_bytes()
+    return read_cell_bytes(corpus.root, value, ImageLimits())
 
 
 __all__ = [

@@ -1,16 +1,20 @@
-"""Safe access to image cells: relative paths confined to the corpus root, or encoded bytes.
+"""Safe access to image cells: relative paths confined to the corpus root, tar shard members, or encoded bytes.
 
-An image cell is either a path relative to the corpus root (``images/r1.png``) or the encoded bytes of a PNG
-or JPEG file (Parquet binary, or a ``data:image/...;base64,`` string in JSONL). A path is checked *before*
-anything is opened: absolute paths, ``..`` components and symlinks that lead outside the root are refused, so a
-crafted corpus cannot make privsynth read ``/etc/passwd``.
+An image cell is a path relative to the corpus root (``images/r1.png``), a member of a WebDataset-style tar
+shard under the root (``images/shard-000012.tar#r1.png``: the shard's path, ``#``, the member's name), or the
+encoded bytes of a PNG or JPEG file (Parquet binary, or a ``data:image/...;base64,`` string in JSONL). A path is
+checked *before* anything is opened: absolute paths, ``..`` components and symlinks that lead outside the root
+are refused, so a crafted corpus cannot make privsynth read ``/etc/passwd``. Tar members are read in place from
+an index of the shard (never extracted); only regular files are read, links inside a shard are refused.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import io
+import tarfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -18,6 +22,8 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from PIL import Image, UnidentifiedImageError
 
 DATA_URI_PREFIX = "data:image/"
+TAR_MEMBER = ".tar#"
+"""What separates a tar shard's path from a member's name in an image cell (``shard-0001.tar#r1.png``)."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,9 @@ def read_cell_bytes(root: Path, value: object, limits: ImageLimits) -> bytes:
         data = bytes(value)
     elif isinstance(value, str) and value.startswith("data:"):
         data = decode_data_uri(value)
+    elif isinstance(value, str) and TAR_MEMBER in value:
+        shard, member = split_member(value)
+        data = _read_member(checked_path(root, shard), member, limits)
     elif isinstance(value, str):
         path = checked_path(root, value)
         if path.exists() and not path.is_file():
@@ -100,6 +109,51 @@ def read_cell_bytes(root: Path, value: object, limits: ImageLimits) -> bytes:
     if len(data) > limits.max_bytes:
         raise ImageCellError("image-oversized", f"image is larger than {limits.max_bytes} bytes; downscale it first")
     return data
+
+
+def split_member(value: str) -> tuple[str, str]:
+    """The tar shard's path and the member's name of a ``shard.tar#member`` image cell.
+
+    >>> split_member("images/shard-000012.tar#r1.png")
+    ('images/shard-000012.tar', 'r1.png')
+    """
+    head, _, member = value.rpartition(TAR_MEMBER)
+    if not member:
+        raise ImageCellError("image-path", "image cell names a tar shard but no member after '#'")
+    return head + ".tar", member
+
+
+@functools.lru_cache(maxsize=64)
+def _tar_index(path: str, mtime_ns: int, size: int) -> dict[str, tuple[int, int, bool]]:
+    """Each member's data offset, size and whether it is a regular file (cached per shard version)."""
+    try:
+        with tarfile.open(path, mode="r:") as tar:  # uncompressed, as WebDataset shards are: members are seekable
+            return {m.name.removeprefix("./"): (m.offset_data, m.size, m.isreg()) for m in tar.getmembers()}
+    except tarfile.ReadError:
+        raise ImageCellError(
+            "image-tar", "image shard is not an uncompressed tar file; repack it with 'tar cf' (no compression)"
+        ) from None
+
+
+def _read_member(path: Path, member: str, limits: ImageLimits) -> bytes:
+    if not path.is_file():
+        raise ImageCellError(
+            "image-missing", "image tar shard not found; check the path is relative to the corpus root"
+        )
+    stat = path.stat()
+    entry = _tar_index(str(path), stat.st_mtime_ns, stat.st_size).get(member.removeprefix("./"))
+    if entry is None:
+        raise ImageCellError("image-missing", "image not found in its tar shard; check the name after '#'")
+    offset, size, regular = entry
+    if not regular:
+        raise ImageCellError("image-special", "image in the tar shard is a link or folder, not a file; store the file")
+    if size > limits.max_bytes:
+        raise ImageCellError(
+            "image-oversized", f"image file is larger than {limits.max_bytes} bytes; downscale it first"
+        )
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        return handle.read(size)
 
 
 def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:

@@ -132,3 +132,87 @@ def test_a_fifo_in_place_of_an_image_is_named_as_such(tmp_path: Path) -> None:
     with pytest.raises(ImageCellError, match="not a regular file") as caught:
         load_image(tmp_path, "scan.png")
     assert caught.value.code == "image-special"
+
+
+def _shard(path: Path, members: dict[str, bytes]) -> Path:
+    import tarfile
+
+    with tarfile.open(path, "w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_an_image_is_read_in_place_from_a_webdataset_tar_shard(tmp_path: Path) -> None:
+    first, second = encode_png(Image.new("L", (4, 4), 10)), encode_png(Image.new("L", (6, 2), 200))
+    (tmp_path / "images").mkdir()
+    _shard(tmp_path / "images" / "shard-000000.tar", {"r1.png": first, "./r2.png": second})
+    assert load_image(tmp_path, "images/shard-000000.tar#r1.png").size == (4, 4)
+    assert load_image(tmp_path, "images/shard-000000.tar#r2.png").size == (6, 2)  # "./" prefixes match
+    assert not any(p.suffix == ".png" for p in tmp_path.rglob("*"))  # nothing extracted
+
+
+def test_tar_shard_cells_fail_clearly(tmp_path: Path) -> None:
+    import tarfile
+
+    data = encode_png(Image.new("L", (4, 4)))
+    _shard(tmp_path / "s.tar", {"a.png": data})
+    with tarfile.open(tmp_path / "links.tar", "w") as tar:
+        link = tarfile.TarInfo("evil.png")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(link)
+    with tarfile.open(tmp_path / "packed.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "s.tar", arcname="a.png")
+    (tmp_path / "packed.tar").write_bytes((tmp_path / "packed.tar.gz").read_bytes())
+    cases = {
+        "s.tar#missing.png": "image-missing",
+        "absent.tar#a.png": "image-missing",
+        "links.tar#evil.png": "image-special",
+        "packed.tar#a.png": "image-tar",
+        "../s.tar#a.png": "image-path",
+        "s.tar#": "image-path",
+    }
+    for cell, code in cases.items():
+        with pytest.raises(ImageCellError) as info:
+            load_image(tmp_path, cell)
+        assert info.value.code == code, cell
+        assert "passwd" not in str(info.value)
+    with pytest.raises(ImageCellError) as info:
+        load_image(tmp_path, "s.tar#a.png", ImageLimits(max_bytes=10))
+    assert info.value.code == "image-oversized"
+
+
+def test_a_corpus_with_images_in_tar_shards_validates_and_copies_its_shards(demo_dir: Path, tmp_path: Path) -> None:
+    import tarfile
+
+    from privsynth.data.corpus import Corpus, corpora_equal, read_corpus, write_corpus
+    from privsynth.data.schema import ColumnKind
+    from privsynth.data.validate import coerce_records
+
+    corpus = read_corpus(demo_dir)
+    column = corpus.schema.names(ColumnKind.IMAGE)[0]
+    records = corpus.records.copy()
+    root = tmp_path / "sharded"
+    (root / "shards").mkdir(parents=True)
+    cells: list[object] = []
+    for i, (key, value) in enumerate(zip(records[corpus.schema.key], records[column], strict=True)):
+        if value is None:
+            cells.append(None)
+            continue
+        shard = root / "shards" / f"scans-{i % 2:06d}.tar"
+        with tarfile.open(shard, "a") as tar:
+            data = (corpus.root / str(value)).read_bytes()
+            info = tarfile.TarInfo(f"{key}.png")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        cells.append(f"shards/{shard.name}#{key}.png")
+    records[column] = cells
+    sharded = Corpus(records=records, schema=corpus.schema, root=root)
+    _, problems = coerce_records(records, corpus.schema, root)
+    assert problems == []
+    assert corpora_equal(sharded, corpus)  # images compared byte for byte
+    copy = read_corpus(write_corpus(sharded, tmp_path / "copy", table_format="parquet"))
+    assert sorted(p.name for p in (copy.root / "shards").iterdir()) == ["scans-000000.tar", "scans-000001.tar"]
+    assert corpora_equal(copy, corpus)
