@@ -31,7 +31,6 @@ from privsynth.data.images import (
     encode_data_uri,
     load_image,
     read_cell_bytes,
-    split_member,
 )
 from privsynth.data.schema import SCHEMA_FILE, TABLE_FORMATS, ColumnKind, Schema, dump_schema, load_schema
 from privsynth.data.validate import Limits, coerce_records
@@ -293,7 +292,11 @@ def _place_images(corpus: Corpus, column: str, tmp: Path, table_format: str) -> 
     for key, value in zip(keys, corpus.records[column], strict=True):
         if value is None:
             values.append(None)
-        elif isinstance(value, bytes):
+        elif isinstance(value, bytes) or (isinstance(value, str) and TAR_MEMBER in value):
+            # a tar shard member is written out as its own file: copying the shard would carry members no record
+            # points to (and its headers' names, owners and times) into the new folder
+            if not isinstance(value, bytes):
+                value = read_cell_bytes(corpus.root, value, ImageLimits())
             if table_format != "csv":
                 values.append(value)
                 continue
@@ -304,11 +307,9 @@ def _place_images(corpus: Corpus, column: str, tmp: Path, table_format: str) -> 
             values.append(rel)
         else:
             rel = str(value)
-            file = split_member(rel)[0] if TAR_MEMBER in rel else rel  # a tar shard is copied whole, once
-            source = corpus.root / file  # validated on read: inside the root
-            if not (tmp / file).exists():
-                (tmp / file).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source, tmp / file)
+            source = corpus.root / rel  # validated on read: inside the root
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, tmp / rel)
             values.append(rel)
     return pd.Series(values, index=corpus.records.index, dtype=object)
 

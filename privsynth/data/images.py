@@ -5,16 +5,14 @@ shard under the root (``images/shard-000012.tar#r1.png``: the shard's path, ``#`
 encoded bytes of a PNG or JPEG file (Parquet binary, or a ``data:image/...;base64,`` string in JSONL). A path is
 checked *before* anything is opened: absolute paths, ``..`` components and symlinks that lead outside the root
 are refused, so a crafted corpus cannot make privsynth read ``/etc/passwd``. Tar members are read in place from
-an index of the shard (never extracted); only regular files are read, links inside a shard are refused.
+an index of the shard (:mod:`privsynth.data.tarshards`; never extracted); only plain regular files are read.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import io
-import tarfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -123,37 +121,28 @@ def split_member(value: str) -> tuple[str, str]:
     return head + ".tar", member
 
 
-@functools.lru_cache(maxsize=64)
-def _tar_index(path: str, mtime_ns: int, size: int) -> dict[str, tuple[int, int, bool]]:
-    """Each member's data offset, size and whether it is a regular file (cached per shard version)."""
-    try:
-        with tarfile.open(path, mode="r:") as tar:  # uncompressed, as WebDataset shards are: members are seekable
-            return {m.name.removeprefix("./"): (m.offset_data, m.size, m.isreg()) for m in tar.getmembers()}
-    except tarfile.ReadError:
-        raise ImageCellError(
-            "image-tar", "image shard is not an uncompressed tar file; repack it with 'tar cf' (no compression)"
-        ) from None
+def _read_member(path: Path, name: str, limits: ImageLimits) -> bytes:
+    from privsynth.data import tarshards
 
-
-def _read_member(path: Path, member: str, limits: ImageLimits) -> bytes:
     if not path.is_file():
         raise ImageCellError(
             "image-missing", "image tar shard not found; check the path is relative to the corpus root"
         )
-    stat = path.stat()
-    entry = _tar_index(str(path), stat.st_mtime_ns, stat.st_size).get(member.removeprefix("./"))
-    if entry is None:
+    try:
+        found = tarshards.member(path, name)
+    except tarshards.ShardError as exc:
+        raise ImageCellError("image-tar", f"image shard cannot be read: {exc}") from None
+    if found is None:
         raise ImageCellError("image-missing", "image not found in its tar shard; check the name after '#'")
-    offset, size, regular = entry
-    if not regular:
-        raise ImageCellError("image-special", "image in the tar shard is a link or folder, not a file; store the file")
-    if size > limits.max_bytes:
+    if not found.regular:
+        raise ImageCellError(
+            "image-special", "image in the tar shard is a link, folder or sparse file, not a plain file; store the file"
+        )
+    if found.size > limits.max_bytes:
         raise ImageCellError(
             "image-oversized", f"image file is larger than {limits.max_bytes} bytes; downscale it first"
         )
-    with path.open("rb") as handle:
-        handle.seek(offset)
-        return handle.read(size)
+    return tarshards.read_member(path, found)
 
 
 def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:

@@ -166,7 +166,9 @@ def test_tar_shard_cells_fail_clearly(tmp_path: Path) -> None:
     with tarfile.open(tmp_path / "packed.tar.gz", "w:gz") as tar:
         tar.add(tmp_path / "s.tar", arcname="a.png")
     (tmp_path / "packed.tar").write_bytes((tmp_path / "packed.tar.gz").read_bytes())
+    (tmp_path / "cut.tar").write_bytes((tmp_path / "s.tar").read_bytes()[:530])  # ends inside a member
     cases = {
+        "cut.tar#a.png": "image-tar",
         "s.tar#missing.png": "image-missing",
         "absent.tar#a.png": "image-missing",
         "links.tar#evil.png": "image-special",
@@ -184,7 +186,9 @@ def test_tar_shard_cells_fail_clearly(tmp_path: Path) -> None:
     assert info.value.code == "image-oversized"
 
 
-def test_a_corpus_with_images_in_tar_shards_validates_and_copies_its_shards(demo_dir: Path, tmp_path: Path) -> None:
+def test_a_corpus_with_images_in_tar_shards_validates_and_copies_only_its_members(
+    demo_dir: Path, tmp_path: Path
+) -> None:
     import tarfile
 
     from privsynth.data.corpus import Corpus, corpora_equal, read_corpus, write_corpus
@@ -213,6 +217,14 @@ def test_a_corpus_with_images_in_tar_shards_validates_and_copies_its_shards(demo
     _, problems = coerce_records(records, corpus.schema, root)
     assert problems == []
     assert corpora_equal(sharded, corpus)  # images compared byte for byte
-    copy = read_corpus(write_corpus(sharded, tmp_path / "copy", table_format="parquet"))
-    assert sorted(p.name for p in (copy.root / "shards").iterdir()) == ["scans-000000.tar", "scans-000001.tar"]
-    assert corpora_equal(copy, corpus)
+    # a member no record points to (another person's scan) must not travel with a copy of the corpus
+    with tarfile.open(root / "shards" / "scans-000000.tar", "a") as tar:
+        stray = b"not referenced by any record"
+        info = tarfile.TarInfo("someone-else.png")
+        info.size = len(stray)
+        tar.addfile(info, io.BytesIO(stray))
+    for fmt in ("parquet", "csv"):
+        copy = read_corpus(write_corpus(sharded, tmp_path / f"copy-{fmt}", table_format=fmt))
+        assert not list(copy.root.rglob("*.tar"))
+        assert all(b"not referenced" not in f.read_bytes() for f in copy.root.rglob("*") if f.is_file())
+        assert corpora_equal(copy, corpus)
