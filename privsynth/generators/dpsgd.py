@@ -226,8 +226,9 @@ def spend_once(
 
     Returns whether training should continue from ``checkpoint`` (the run's spend is in the ledger and its state
     was saved). A run interrupted before its first checkpoint restarts from scratch (with fresh randomness: its
-    noisy iterates never left the process) without spending twice. Refuses when ``streams`` are not the kind of
-    randomness the ledger records, so a ledger can never claim OS entropy for replayable noise.
+    noisy iterates never left the process) without spending twice; a run on cluster workers, whose iterates do
+    leave the process, checkpoints before its first step so that it always resumes. Refuses when ``streams`` are
+    not the kind of randomness the ledger records, so a ledger can never claim OS entropy for replayable noise.
     """
     if streams.mode is not ledger.rng:
         raise ValueError(
@@ -435,9 +436,18 @@ class DPSGDTrainer:
         self.module.train()
         remote = None
         if engine is not None and not isinstance(engine, LocalEngine) and self.step < last:
-            from privsynth.generators.dpsgd_workers import RemoteGradients
+            if self.device.type != "cpu":
+                log.warning(
+                    "DP-SGD stays on this machine's %s: cluster workers compute on CPU (set device: cpu to use them)",
+                    self.device.type,
+                )
+            else:
+                from privsynth.generators.dpsgd_workers import RemoteGradients
 
-            remote = RemoteGradients(self, engine)
+                remote = RemoteGradients(self, engine)
+                if checkpoint is not None and self.step == 0:
+                    # the iterates now leave this process: an interruption must resume (same noise), not restart
+                    self.save_checkpoint(checkpoint)
         try:
             while self.step < last:
                 indices = self.poisson_batch()

@@ -18,14 +18,24 @@ checkpointed state never leave it, and a checkpoint resumes on any worker count.
 
 What a worker receives (once): the network, the loss with the records it reads, and fresh random generators for
 the loss's own draws (column orders, diffusion times); no generator *state* is ever sent (:func:`pack`
-replaces every ``torch.Generator`` with a new one, and the fit's ``Streams`` refuse to be pickled). Each step it
-receives the weights, its part's record indices and one seed per loss generator, drawn by the driver from that
-generator's checkpointed stream. Loss draws are training randomness, not privacy noise: the guarantee holds for
-any of them.
+replaces every ``torch.Generator`` with a new one and refuses numpy generators, seed sequences, trainers and DP
+optimizers; the fit's ``Streams`` refuse to be pickled). Each step it receives the weights, its part's record
+indices and one seed per loss generator. The seeds are HMAC-SHA256 of (step, part) under a key hashed from that
+generator's state on the driver: one-way, so no number of them gives back the stream behind them (raw outputs
+of an MT19937 stream would: its state is linear in its outputs, and the state comes from the fit's secret root).
+Loss draws are training randomness, not privacy noise: the guarantee holds for any of them.
+
+The driver checks each part's sum against the clip (a part of ``b`` records sums to at most ``b * C / m``)
+before adding it, so a faulty or hostile worker cannot push a step beyond the sensitivity the ledger assumes.
+With workers, the weights (noisy iterates) leave the driver at every step, so the run checkpoints before its
+first step: an interrupted run then resumes and replays the same noise instead of restarting with fresh noise
+whose iterates workers have already seen.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 import logging
 from typing import TYPE_CHECKING, Any
@@ -39,8 +49,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-NOISE_PURPOSES = frozenset({"noise"})
-"""Generators that never leave the driver, not even reseeded (the DP noise)."""
+LOSS_PURPOSES = frozenset({"orders", "draws"})
+"""The trainer's generators a loss may draw from on a worker (reseeded each step); every other one, the DP noise
+first, stays on the driver. A loss that captured another generator gets a fresh, unseeded one there."""
 
 
 def _fresh_generator(device: str) -> torch.Generator:
@@ -56,14 +67,32 @@ def pack(module: torch.nn.Module, clipper: Any, generators: dict[str, torch.Gene
     object on the worker. Every ``torch.Generator`` is written as a fresh one: no stream state travels.
     """
     import cloudpickle
+    from opacus.optimizers import DPOptimizer
+
+    from privsynth.generators.dpsgd import DPSGDTrainer
+
+    refused = (
+        np.random.Generator,
+        np.random.BitGenerator,
+        np.random.SeedSequence,
+        np.random.RandomState,
+        DPSGDTrainer,
+        DPOptimizer,
+    )
 
     class _NoGeneratorState(cloudpickle.Pickler):  # type: ignore[misc]
         def reducer_override(self, obj: Any) -> Any:
             if isinstance(obj, torch.Generator):
                 return _fresh_generator, (str(obj.device),)
+            if isinstance(obj, refused):
+                # a numpy generator pickles its seed sequence, whose entropy may be the fit's secret root
+                raise TypeError(
+                    f"a DP-SGD loss sent to workers captured a {type(obj).__name__}: random streams and the "
+                    "trainer never leave this process; draw from the torch generator the loss is given"
+                )
             return super().reducer_override(obj)
 
-    sendable = {k: g for k, g in generators.items() if k not in NOISE_PURPOSES}
+    sendable = {k: g for k, g in generators.items() if k in LOSS_PURPOSES}
     buffer = io.BytesIO()
     _NoGeneratorState(buffer, protocol=5).dump((module, clipper, sendable, record_clip))
     return buffer.getvalue()
@@ -93,23 +122,41 @@ class GradientWorker:
         return [g.detach().cpu() for g in grads], total
 
 
+def seed_key(generator: torch.Generator) -> bytes:
+    """A key for per-step seeds, hashed from a generator's state, which it leaves as it is.
+
+    A resumed run, whose generators come back from the checkpoint, derives the same key and replays the same loss
+    draws.
+    """
+    state = generator.get_state().numpy().tobytes()
+    return hashlib.sha256(b"privsynth/dpsgd-worker-seeds\x00" + state).digest()
+
+
+def step_seed(key: bytes, step: int, part: int) -> int:
+    """A 63-bit seed for one part of one step: HMAC-SHA256, so seeds reveal nothing of ``key``.
+
+    >>> step_seed(b"k" * 32, 3, 0) == step_seed(b"k" * 32, 3, 0) != step_seed(b"k" * 32, 3, 1)
+    True
+    """
+    digest = hmac.new(key, f"{step}:{part}".encode(), hashlib.sha256).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
 class RemoteGradients:
     """A trainer's workers on ``engine``: one step = parts to workers, sum here, :meth:`DPSGDTrainer.apply`."""
 
     def __init__(self, trainer: DPSGDTrainer, engine: Engine) -> None:
         self.trainer = trainer
         payload = pack(trainer.module, trainer.clipper, trainer.generators, trainer.record_clip)
-        log.info("DP-SGD on %d worker(s): %.1f MB sent to each once", engine.workers, len(payload) / 1e6)
+        # no payload size in the log: it is an exact function of the number of records and their lengths
+        log.info("DP-SGD on %d worker(s)", engine.workers)
+        self._keys = {p: seed_key(g) for p, g in trainer.generators.items() if p in LOSS_PURPOSES}
         self.pool = engine.pool(GradientWorker, payload)
 
     def _seeds(self, parts: int) -> list[dict[str, int]]:
-        """One seed per part and loss generator, from the driver's (checkpointed) generator of that purpose."""
-        drawn = {
-            purpose: torch.randint(0, 2**62, (parts,), generator=g, device=g.device).tolist()
-            for purpose, g in self.trainer.generators.items()
-            if purpose not in NOISE_PURPOSES
-        }
-        return [{purpose: int(values[i]) for purpose, values in drawn.items()} for i in range(parts)]
+        """One seed per part and loss generator for this step."""
+        step = self.trainer.step
+        return [{purpose: step_seed(key, step, i) for purpose, key in self._keys.items()} for i in range(parts)]
 
     def step(self, indices: np.ndarray) -> float:
         """One DP-SGD step on the Poisson batch ``indices``; returns the batch's mean loss."""
@@ -118,13 +165,25 @@ class RemoteGradients:
         results = self.pool.call(
             "clipped_sum", [(weights, part, seeds) for part, seeds in zip(parts, self._seeds(len(parts)), strict=True)]
         )
-        grads = [torch.stack([r[0][j] for r in results]).sum(dim=0) for j in range(len(weights))]
-        self.trainer.apply(grads)
+        for part, (grads, _) in zip(parts, results, strict=True):
+            self._check_clipped(grads, len(part))
+        summed = [torch.stack([r[0][j] for r in results]).sum(dim=0) for j in range(len(weights))]
+        self.trainer.apply(summed)
         return sum(r[1] for r in results) / len(indices)
+
+    def _check_clipped(self, grads: list[torch.Tensor], records: int) -> None:
+        """A part of ``records`` clipped gradients sums to a norm of at most ``records * C / m``."""
+        norm = float(torch.stack([(g.double() ** 2).sum() for g in grads]).sum().sqrt()) if grads else 0.0
+        bound = records * self.trainer.record_clip
+        if not norm <= bound * (1 + 1e-4) + 1e-6:
+            raise RuntimeError(
+                "a DP-SGD worker returned a gradient sum larger than its records' clipping allows; the step was "
+                "not taken (check that every worker runs this privsynth version)"
+            )
 
     def close(self) -> None:
         """Stop the workers (and free the records they held)."""
         self.pool.close()
 
 
-__all__ = ["GradientWorker", "RemoteGradients", "pack"]
+__all__ = ["LOSS_PURPOSES", "GradientWorker", "RemoteGradients", "pack", "seed_key", "step_seed"]

@@ -183,3 +183,62 @@ def test_multi_draw_training_on_workers_equals_one_process_except_for_the_draws(
     spread.run(engine=ShardedEngine(2))
     assert _close(local, spread)
     assert torch.equal(spread.noise.get_state(), local.noise.get_state())
+
+
+def test_worker_seeds_are_one_way_and_the_key_leaves_the_generator_as_it_was() -> None:
+    """Raw MT19937 outputs would give back the stream's state (and the root behind it); HMAC outputs do not."""
+    from privsynth.generators.dpsgd_workers import seed_key, step_seed
+
+    generator = Streams.private().torch("tabular", "*", "orders")
+    before = generator.get_state().clone()
+    key = seed_key(generator)
+    assert torch.equal(generator.get_state(), before)  # hashing the state draws nothing
+    seeds = {step_seed(key, step, part) for step in range(50) for part in range(4)}
+    assert len(seeds) == 200 and all(0 <= s < 2**63 for s in seeds)
+    raw = set(torch.randint(0, 2**62, (200,), generator=generator).tolist())
+    assert not seeds & raw
+
+
+def test_a_loss_that_captured_a_numpy_generator_is_not_sent() -> None:
+    trainer = _trainer(2)
+    rng = np.random.default_rng(0)  # a numpy generator pickles its seed sequence: possibly the fit's root
+
+    def careless(module: nn.Module, rows: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(rng.random(len(rows)), dtype=torch.float32) * module(torch.zeros(len(rows), 4))[:, 0]
+
+    with pytest.raises(TypeError, match="never leave this process"):
+        pack(trainer.module, type(trainer.clipper)(careless), {}, 1.0)
+
+
+def test_a_worker_returning_more_than_its_clip_allows_stops_the_run(reproducible_noise: int) -> None:
+    class Inflating(GradientWorker):
+        def clipped_sum(self, *args: Any) -> Any:
+            grads, total = super().clipped_sum(*args)
+            return [g * 100.0 for g in grads], total
+
+    class Hostile(ShardedEngine):
+        def pool(self, factory: Any, *args: Any) -> InProcessPool:
+            return InProcessPool([GradientWorker(*args), Inflating(*args)])
+
+    trainer = _trainer(5)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    with pytest.raises(RuntimeError, match="larger than its records' clipping allows"):
+        trainer.run(engine=Hostile(2))
+    assert trainer.step == 0
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(), strict=True))
+
+
+def test_a_run_on_workers_checkpoints_before_its_first_step(tmp_path: Path, reproducible_noise: int) -> None:
+    """Its iterates leave the driver from the first step: an interruption must resume, never restart afresh."""
+
+    def interrupt(step: int, _value: float) -> None:
+        raise KeyboardInterrupt
+
+    trainer = _trainer(5)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run(engine=ShardedEngine(2), checkpoint=tmp_path / "ckpt", on_step=interrupt)
+    assert (tmp_path / "ckpt" / "state.json").is_file()
+    local = _trainer(5)
+    with pytest.raises(KeyboardInterrupt):
+        local.run(checkpoint=tmp_path / "local", on_step=interrupt)
+    assert not (tmp_path / "local").exists()  # in one process the iterates never left: a restart is fine
