@@ -7,6 +7,7 @@ import platform
 import resource
 import subprocess
 import sys
+import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -89,3 +90,34 @@ def write_json(name: str, payload: dict[str, Any], out: Path | None = None) -> P
     target.write_text(json.dumps({"environment": environment(), **payload}, indent=2, default=str))
     print(f"\nwrote {target}")
     return target
+
+
+class WorkerMemory:
+    """Peak RSS of every Ray worker process seen while running (``ray::`` processes)."""
+
+    def __init__(self) -> None:
+        self.peaks: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        import psutil  # installed with Ray
+
+        while not self._stop.is_set():
+            for proc in psutil.process_iter(["pid", "name", "cmdline"]):
+                try:
+                    line = " ".join(proc.info["cmdline"] or [])
+                    if proc.info["name"].startswith("ray::") or line.startswith("ray::"):
+                        rss = proc.memory_info().rss / 2**20
+                        self.peaks[proc.pid] = max(self.peaks.get(proc.pid, 0.0), rss)
+                except (psutil.NoSuchProcess, psutil.AccessDenied, TypeError):
+                    continue
+            self._stop.wait(0.5)
+
+    def __enter__(self) -> WorkerMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()

@@ -22,48 +22,17 @@ import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pyarrow.parquet as pq
-from _common import print_table, write_json
+from _common import WorkerMemory, print_table, write_json
 from adult_data import load_adult, schema_dict, split
 from tabular_adult import to_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = Path(sys.executable).parent / "privsynth"
-
-
-class WorkerMemory:
-    """Peak RSS of every Ray worker process seen while running (``ray::`` processes)."""
-
-    def __init__(self) -> None:
-        self.peaks: dict[int, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-
-    def _poll(self) -> None:
-        while not self._stop.is_set():
-            for proc in psutil.process_iter(["pid", "name", "cmdline"]):
-                try:
-                    line = " ".join(proc.info["cmdline"] or [])
-                    if proc.info["name"].startswith("ray::") or line.startswith("ray::"):
-                        rss = proc.memory_info().rss / 2**20
-                        self.peaks[proc.pid] = max(self.peaks.get(proc.pid, 0.0), rss)
-                except (psutil.NoSuchProcess, psutil.AccessDenied, TypeError):
-                    continue
-            self._stop.wait(0.5)
-
-    def __enter__(self) -> WorkerMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def run_sample(model: Path, out: Path, rows: int, workers: int | None) -> dict[str, Any]:

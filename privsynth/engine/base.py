@@ -119,8 +119,15 @@ class InProcessPool:
         self._workers.clear()
 
 
+QUERY_CHUNK = 65_536
+"""Queries searched at once: bounds the distance blocks and results held in memory, whatever the query count."""
+
+
 def flat_search(reference: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact search with FAISS ``IndexFlatL2``: distances (not squared) and indices, ``[n, k]``.
+    """Exact search with FAISS' brute-force k-NN: distances (not squared) and indices, ``[n, k]``.
+
+    ``faiss.knn`` reads ``reference`` in place (an ``IndexFlatL2`` would copy it) and the queries go in chunks of
+    :data:`QUERY_CHUNK`, so memory is the reference plus a chunk's results.
 
     >>> d, i = flat_search(np.array([[0.0], [3.0]], dtype=np.float32), np.array([[1.0]], dtype=np.float32), 2)
     >>> d.tolist(), i.tolist()
@@ -128,10 +135,14 @@ def flat_search(reference: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.
     """
     import faiss
 
-    index = faiss.IndexFlatL2(reference.shape[1])
-    index.add(np.ascontiguousarray(reference, dtype=np.float32))
-    _, indices = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-    return _exact(reference, queries, indices)
+    reference = np.ascontiguousarray(reference, dtype=np.float32)
+    found = np.full((len(queries), k), -1, dtype=np.int64)
+    if len(reference):
+        for start in range(0, len(queries), QUERY_CHUNK):
+            chunk = np.ascontiguousarray(queries[start : start + QUERY_CHUNK], dtype=np.float32)
+            _, indices = faiss.knn(chunk, reference, min(k, len(reference)))
+            found[start : start + len(chunk), : indices.shape[1]] = indices
+    return _exact(reference, queries, found)
 
 
 def _exact(

@@ -35,7 +35,7 @@ class LocalEngine:
         return out
 
     def nearest(self, reference: np.ndarray, queries: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """One flat FAISS index over the whole reference."""
+        """FAISS brute-force search over the whole reference, queries in chunks."""
         return flat_search(reference, queries, k)
 
     def pool(self, factory: Callable[..., Any], *args: Any) -> InProcessPool:

@@ -4,10 +4,10 @@
 - ``map_batches``: Ray Data ``map_batches`` with one actor per worker, so a collaborator's model (Presidio,
   MiniLM) is built once per worker, not once per batch; results come back with their positions and are put back
   in order.
-- ``nearest``: the reference rows are cut into ``workers`` contiguous shards; each task searches every query in
-  its shard with an exact FAISS flat index and returns global indices; the driver keeps the exact top ``k``
-  (:func:`~privsynth.engine.base.merge_top_k`): the same neighbours for any number of workers, distances to
-  float32 rounding (BLAS blocks differ with the shard).
+- ``nearest``: the reference rows are cut into ``workers`` contiguous shards, each held by an actor; the queries go
+  to every actor in chunks, each searched exactly (FAISS brute force) and returned with global indices; the driver
+  keeps the exact top ``k`` (:func:`~privsynth.engine.base.merge_top_k`): the same neighbours at the same
+  distances (recomputed in float64) for any number of workers, except between rows within float32 rounding.
 
 Nothing here touches the ledger, noise or keys: those stay in the driver's process.
 """
@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from privsynth.engine.base import flat_search, merge_top_k, shard_bounds
+from privsynth.engine.base import QUERY_CHUNK, flat_search, merge_top_k, shard_bounds
 from privsynth.errors import ConfigError
 
 T = TypeVar("T")
@@ -43,9 +43,15 @@ def _import_ray() -> Any:
     return ray
 
 
-def _search_shard(reference: np.ndarray, queries: np.ndarray, k: int, offset: int) -> tuple[np.ndarray, np.ndarray]:
-    distances, indices = flat_search(reference, queries, min(k, len(reference)))
-    return distances, np.where(indices < 0, -1, indices + offset)
+class _Shard:
+    """A Ray actor holding one contiguous shard of the reference rows; searches query chunks against it."""
+
+    def __init__(self, reference: np.ndarray, offset: int) -> None:
+        self.reference, self.offset = reference, offset  # read in place from the object store (no copy)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        distances, indices = flat_search(self.reference, queries, min(k, len(self.reference)))
+        return distances, np.where(indices < 0, -1, indices + self.offset)
 
 
 def _apply(fn: Callable[[Any], Any], item: Any) -> Any:
@@ -173,18 +179,33 @@ class RayEngine:
         return out
 
     def nearest(self, reference: np.ndarray, queries: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """Sharded exact search, top ``k`` merged on the driver."""
+        """Sharded exact search: one actor per reference shard, queries sent in chunks, top ``k`` merged here.
+
+        A worker holds its shard and one chunk of queries (:data:`~privsynth.engine.base.QUERY_CHUNK`), so its
+        memory does not grow with the number of queries.
+        """
         ray = _import_ray()
         bounds = shard_bounds(len(reference), self._workers)
         if not bounds:
             return flat_search(reference, queries, k)
-        task = ray.remote(num_cpus=1)(_search_shard)
-        query_ref = ray.put(np.ascontiguousarray(queries, dtype=np.float32))
-        futures = [
-            task.remote(np.ascontiguousarray(reference[start:stop], dtype=np.float32), query_ref, k, start)
+        shard = ray.remote(num_cpus=min(1.0, self._cpus / len(bounds)))(_Shard)
+        actors = [
+            shard.remote(ray.put(np.ascontiguousarray(reference[start:stop], dtype=np.float32)), start)
             for start, stop in bounds
         ]
-        return merge_top_k(ray.get(futures), k)
+        try:
+            distances, indices = [], []
+            for first in range(0, len(queries), QUERY_CHUNK):
+                chunk = ray.put(np.ascontiguousarray(queries[first : first + QUERY_CHUNK], dtype=np.float32))
+                d, i = merge_top_k(ray.get([actor.search.remote(chunk, k) for actor in actors]), k)
+                distances.append(d)
+                indices.append(i)
+        finally:
+            for actor in actors:
+                ray.kill(actor)
+        if not distances:
+            return np.zeros((0, k)), np.zeros((0, k), dtype=np.int64)
+        return np.concatenate(distances), np.concatenate(indices)
 
     def pool(self, factory: Callable[..., Any], *args: Any) -> RayPool:
         """``workers`` Ray actors, each ``factory(*args)``; ``args`` go through the object store once."""
