@@ -12,7 +12,7 @@ not depend on where the rows come from). Measured in one run:
   the name dictionary): records/s (target >= 500).
 
     python benchmarks/audit_scale.py [--data ../shared/data/adult] [--rows 100000] [--sdmetrics-limit 900]
-    python benchmarks/audit_scale.py --engine ray --workers 1,2 [--rows 100000] [--notes 3000]
+    python benchmarks/audit_scale.py --engine ray --workers 1,2 [--rows 100000] [--notes 3000] [--stages pii_scan]
 
 With ``--engine ray`` (issue 21) the same stages also run on a local Ray cluster for each worker count: the
 memorization audit (sharded exact search), the PII scan (Ray Data map_batches, one Presidio per worker) and the
@@ -96,6 +96,11 @@ def main() -> None:
     parser.add_argument("--skip-sdmetrics", action="store_true")
     parser.add_argument("--engine", choices=["local", "ray"], default="local")
     parser.add_argument("--workers", default="1,2", help="With --engine ray: worker counts, comma-separated.")
+    parser.add_argument(
+        "--stages",
+        default="memorization,pii_scan,minilm_embedding",
+        help="With --engine ray: the stages to run, comma-separated (default: all three).",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.engine == "ray":
@@ -184,17 +189,22 @@ def engines(args: argparse.Namespace) -> None:
     notes = records["note"].dropna().astype(str).tolist()
     scanner, embedder = PiiScanner(), MiniLMEmbedder()
 
+    wanted = set(args.stages.split(","))
+
     def stages(engine: Any) -> dict[str, tuple[float, Any]]:
         out: dict[str, tuple[float, Any]] = {}
-        start = time.perf_counter()
-        audit = distance_audit(x_train, x_hold, x_syn, space="tabular", seed=0, bootstrap=200, engine=engine)
-        out["memorization"] = (time.perf_counter() - start, audit)
-        start = time.perf_counter()
-        found = scan_texts(scanner, notes, engine)
-        out["pii_scan"] = (time.perf_counter() - start, found)
-        start = time.perf_counter()
-        vectors = np.stack(engine.map_batches(embedder.embed, notes, batch_size=256))
-        out["minilm_embedding"] = (time.perf_counter() - start, vectors)
+        if "memorization" in wanted:
+            start = time.perf_counter()
+            audit = distance_audit(x_train, x_hold, x_syn, space="tabular", seed=0, bootstrap=200, engine=engine)
+            out["memorization"] = (time.perf_counter() - start, audit)
+        if "pii_scan" in wanted:
+            start = time.perf_counter()
+            found = scan_texts(scanner, notes, engine)
+            out["pii_scan"] = (time.perf_counter() - start, found)
+        if "minilm_embedding" in wanted:
+            start = time.perf_counter()
+            vectors = np.stack(engine.map_batches(embedder.embed, notes, batch_size=256))
+            out["minilm_embedding"] = (time.perf_counter() - start, vectors)
         return out
 
     def same(a: Any, b: Any) -> str:
