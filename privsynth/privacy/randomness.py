@@ -177,7 +177,13 @@ class Streams:
         if parts in self._issued:
             raise ValueError(f"stream {'/'.join(parts)} was already handed out; every use needs its own name")
         self._issued.add(parts)
-        return np.random.SeedSequence(self._root.entropy, spawn_key=(*self._root.spawn_key, *_name_key(parts)))
+        if self.mode is RngMode.SAMPLING:  # the user's seed: public, and samples must stay what they were
+            return np.random.SeedSequence(self._root.entropy, spawn_key=(*self._root.spawn_key, *_name_key(parts)))
+        # A private stream's entropy is a one-way hash of the root and the stream's name: a numpy generator carries
+        # its seed sequence (in its pickle, for one), so a stream that escapes gives away itself, never the root
+        secret = self._root.generate_state(8, np.uint32).tobytes()
+        digest = hashlib.sha256(secret + b"\x1f" + "\x1f".join(parts).encode()).digest()
+        return np.random.SeedSequence(int.from_bytes(digest[:16], "little"))
 
     def numpy(self, *parts: str) -> np.random.Generator:
         """A numpy generator (PCG64) of its own for ``parts`` (for example ``("profile", "age", "noise")``)."""
