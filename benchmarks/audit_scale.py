@@ -13,6 +13,7 @@ not depend on where the rows come from). Measured in one run:
 
     python benchmarks/audit_scale.py [--data ../shared/data/adult] [--rows 100000] [--sdmetrics-limit 900]
     python benchmarks/audit_scale.py --engine ray --workers 1,2 [--rows 100000] [--notes 3000] [--stages pii_scan]
+        [--local-threads 1]
 
 With ``--engine ray`` (issue 21) the same stages also run on a local Ray cluster for each worker count: the
 memorization audit (sharded exact search), the PII scan (Ray Data map_batches, one Presidio per worker) and the
@@ -96,6 +97,12 @@ def main() -> None:
     parser.add_argument("--skip-sdmetrics", action="store_true")
     parser.add_argument("--engine", choices=["local", "ray"], default="local")
     parser.add_argument("--workers", default="1,2", help="With --engine ray: worker counts, comma-separated.")
+    parser.add_argument(
+        "--local-threads",
+        type=int,
+        default=None,
+        help="With --engine ray: BLAS/OpenMP threads of the local run (1: as many cores as one Ray worker has).",
+    )
     parser.add_argument(
         "--stages",
         default="memorization,pii_scan,minilm_embedding",
@@ -215,7 +222,17 @@ def engines(args: argparse.Namespace) -> None:
     scanner.scan(notes[0])  # Presidio and MiniLM are built outside the local timing, as each worker builds its own
     embedder.embed(notes[:2])
     print(f"rows: {args.rows:,} per side; notes: {len(notes)}", flush=True)
-    local = stages(LocalEngine())
+    if args.local_threads is None:
+        local = stages(LocalEngine())
+    else:
+        import faiss
+        from threadpoolctl import threadpool_limits
+
+        before = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(args.local_threads)
+        with threadpool_limits(args.local_threads):
+            local = stages(LocalEngine())
+        faiss.omp_set_num_threads(before)
     table: list[dict[str, object]] = [
         {"engine": "local", "workers": 1, "stage": name, "seconds": seconds} for name, (seconds, _) in local.items()
     ]
