@@ -69,16 +69,8 @@ def pack(module: torch.nn.Module, clipper: Any, generators: dict[str, torch.Gene
     import cloudpickle
     from opacus.optimizers import DPOptimizer
 
-    from privsynth.generators.dpsgd import DPSGDTrainer
-
-    refused = (
-        np.random.Generator,
-        np.random.BitGenerator,
-        np.random.SeedSequence,
-        np.random.RandomState,
-        DPSGDTrainer,
-        DPOptimizer,
-    )
+    # a trainer is refused through what it holds: its DP optimizer, its numpy sampler and its streams
+    refused = (np.random.Generator, np.random.BitGenerator, np.random.SeedSequence, np.random.RandomState, DPOptimizer)
 
     class _NoGeneratorState(cloudpickle.Pickler):  # type: ignore[misc]
         def reducer_override(self, obj: Any) -> Any:
