@@ -118,7 +118,8 @@ def profile_noise_target(schema: Schema, *, units: int, delta: float, config: Pr
     Works means: an undeclared category held by ``config.category_share`` of the people clears the sparse
     threshold; a range grid bin holding ``config.range_share`` of them clears the noise floor; a declared category
     of average size is off by at most a tenth. Depends on public values only (the schema, the DP count, delta).
-    ``None`` when the schema asks nothing of the profile's noise (every column declared with few categories...).
+    ``None`` when the schema asks nothing of the profile's noise (every column declared with few categories...);
+    ``0.0`` when a target is out of reach at any noise (too few people): the profile then wants all it may get.
     """
     from scipy.stats import norm
 
@@ -135,9 +136,11 @@ def profile_noise_target(schema: Schema, *, units: int, delta: float, config: Pr
     for spec in schema.columns.values():
         if spec.kind is ColumnKind.CATEGORICAL and spec.domain is not None:
             caps.append(0.1 * units / (len(spec.domain) * m))
-    if not caps or min(caps) <= 0:  # nothing asked of the noise, or a target out of reach at any noise
+    if not caps:  # nothing asked of the noise
         return None
-    return min(caps)
+    # out of reach at any noise: the smallest cohorts need the most budget, never the base share (the old None
+    # here gave a 150-person fit 8x the noise of a 160-person one)
+    return max(min(caps), 0.0)
 
 
 def adapted_profile_share(

@@ -220,3 +220,19 @@ def test_partial_counts_add_up_to_the_whole_column() -> None:
     edges = np.array([0.0, 1.0, 2.0, 3.0])
     assert sharded.histogram(numbers, edges, clip=(0.0, 3.0)).tolist() == [1.0, 1.0, 2.0]
     assert sharded.missing_numbers(numbers) == 1.0
+
+
+def test_the_profile_share_never_falls_as_the_cohort_shrinks(demo_dir: Path) -> None:
+    """Fewer people need a larger share of epsilon for the profile, never the base share back (a cliff at the
+    point where a target went out of reach gave one 150-person fit 8x the noise of another)."""
+    from privsynth.config import FitConfig
+    from privsynth.profile.profiler import adapted_profile_share
+
+    schema = read_corpus(demo_dir).schema
+    config = FitConfig().profile
+    shares = [
+        adapted_profile_share(schema, base=0.1, units=units, epsilon=3.0, delta=1e-5, config=config)
+        for units in range(20, 2000, 10)
+    ]
+    assert all(a >= b - 1e-9 for a, b in itertools.pairwise(shares))
+    assert shares[0] == pytest.approx(config.max_share)
