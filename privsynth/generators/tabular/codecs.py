@@ -95,6 +95,14 @@ class ColumnCodec(ABC):
     def to_dict(self) -> dict[str, Any]:
         """JSON form (no real values: only profile-derived metadata)."""
 
+    def positions(self) -> list[np.ndarray | None]:
+        """Each token's place on its sub-column's scale in [-1, 1] where the tokens are ordered, else ``None``.
+
+        Public (the token layout only). The network reads it as a feature and shifts its logits along it, so a
+        relation like "blood pressure rises with age" is one direction to learn rather than one weight per bin.
+        """
+        return [None] * len(self.vocab_sizes())
+
 
 class CategoricalCodec(ColumnCodec):
     """Categories from the profile, optional ``__other__`` and missing tokens."""
@@ -309,6 +317,13 @@ class NumericalCodec(ColumnCodec):
     def vocab_sizes(self) -> list[int]:
         return [self.bins + (1 if self.nullable else 0), *([self.sub_bins] if self.sub_bins else [])]
 
+    @override
+    def positions(self) -> list[np.ndarray | None]:
+        """Quantile bins in order from -1 to 1; the missing token (if any) at 0; sub-bins unordered here."""
+        scale = np.linspace(-1.0, 1.0, self.bins) if self.bins > 1 else np.zeros(1)
+        bins = np.append(scale, 0.0) if self.nullable else scale
+        return [bins, *([None] if self.sub_bins else [])]
+
     def _sub_tokens(self, numbers: np.ndarray, tokens: np.ndarray) -> np.ndarray:
         """Which equal part of its bin each value falls in (0 for missing values)."""
         b = np.clip(tokens, 0, self.bins - 1)
@@ -454,6 +469,10 @@ class DatetimeCodec(NumericalCodec):
     @override
     def prior(self) -> list[Prior | None]:
         return [*super().prior(), None]  # weekdays are learned by DP-SGD only
+
+    @override
+    def positions(self) -> list[np.ndarray | None]:
+        return [*super().positions(), None]  # weekdays have no order that matters here
 
     def _values(self, values: pd.Series) -> np.ndarray:
         return to_days(values.to_numpy())

@@ -50,6 +50,11 @@ class TabularConfig(BaseModel):
     sample_chunk: int = Field(default=65_536, ge=1)
     calibration_rounds: int = Field(default=6, ge=0, le=50, description="Rounds matching DP marginals.")
     numeric_sub_bins: int = Field(default=0, ge=0, le=64, description="Learned parts per numeric bin (0: none).")
+    ordinal: bool = Field(
+        default=True,
+        description="Numbers and dates also enter as their place on the column's scale, and each is predicted "
+        "with a learned shift along it (monotone relations survive DP-SGD's noise).",
+    )
     calibration_samples: int = Field(default=20_000, ge=100)
     optim: OptimConfig = OptimConfig(batch_size=2048, epochs=40, lr=2e-3)
     size_rule: bool = Field(
@@ -160,6 +165,9 @@ class TabularGenerator(Generator):
     def _priors(self) -> list[Prior | None]:
         return [p for codec in self.codecs_ for p in codec.prior()]
 
+    def _positions(self) -> list[np.ndarray | None]:
+        return [p for codec in self.codecs_ for p in codec.positions()]
+
     def _train(
         self,
         tokens: np.ndarray,
@@ -176,7 +184,13 @@ class TabularGenerator(Generator):
         """DP-SGD of a fresh network on token rows grouped by ``units``; every draw comes from ``streams``."""
         sizes = self.sizes_
         with initialised(streams, *stream, "init"):
-            network = ARGN(sizes, embed_dim=self.config.embed_dim, hidden=self.config.hidden, layers=self.config.layers)
+            network = ARGN(
+                sizes,
+                embed_dim=self.config.embed_dim,
+                hidden=self.config.hidden,
+                layers=self.config.layers,
+                positions=self._positions() if self.config.ordinal else None,
+            )
         network.start_from_prior([None if p is None else p.p for p in self._priors()])
         global_tokens = torch.as_tensor(tokens) + torch.tensor(network.offsets)
         targets = torch.arange(len(sizes))
@@ -367,12 +381,20 @@ class TabularGenerator(Generator):
         """Rebuild a fitted generator from :meth:`save` output."""
         generator, meta, tensors = cls._read(folder, weights=WEIGHTS, meta=META)
         config = generator.config
-        network = ARGN(meta["vocab_sizes"], embed_dim=config.embed_dim, hidden=config.hidden, layers=config.layers)
+        codecs = [codec_from_dict(c) for c in meta["codecs"]]
+        ordinal = "shift.weight" in tensors  # models saved before the ordinal terms have none
+        network = ARGN(
+            meta["vocab_sizes"],
+            embed_dim=config.embed_dim,
+            hidden=config.hidden,
+            layers=config.layers,
+            positions=[p for codec in codecs for p in codec.positions()] if ordinal else None,
+        )
         network.calibration = tensors.pop("calibration")
         network.load_state_dict(tensors)
         network.eval()
         generator.network_ = network
-        generator.codecs_ = [codec_from_dict(c) for c in meta["codecs"]]
+        generator.codecs_ = codecs
         generator.subcolumns_ = [list(s) for s in meta["subcolumns"]]
         return generator
 
