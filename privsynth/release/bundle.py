@@ -26,7 +26,7 @@ from privsynth.data.layout import load_provenance
 from privsynth.data.schema import ColumnKind
 from privsynth.errors import ConfigError, ReleaseRefusedError
 from privsynth.gate import GateDecision, Policy, gate
-from privsynth.release.disclosure import outside_guarantee
+from privsynth.release.disclosure import FIDELITY_DISCLOSED, outside_guarantee
 from privsynth.release.documents import ReleaseFacts, check_croissant, croissant, dataset_card, datasheet, dumps
 from privsynth.release.hf import write_hf_view
 from privsynth.release.info import ReleaseInfo
@@ -75,7 +75,8 @@ def audit_summary(audit: dict[str, Any]) -> dict[str, Any]:
             k: v for k, v in attacks["membership_inference"].items() if k not in ("members", "non_members")
         }
     keep["attacks"] = attacks
-    keep["fidelity"] = audit.get("fidelity", {})
+    fidelity = audit.get("fidelity", {})
+    keep["fidelity"] = {k: v for k, v in fidelity.items() if k in FIDELITY_DISCLOSED}  # only scores named as such
     return keep
 
 

@@ -20,6 +20,20 @@ NEVER_RELEASED = (
 )
 
 
+#: The audit's fidelity scores a release may carry (``audit-summary.json``), each with the words that name it in
+#: :func:`outside_guarantee`. ``bundle.audit_summary`` keeps only these keys, so a new score reaches a release only
+#: once it is named here.
+FIDELITY_DISCLOSED = {
+    "tvd": "marginal distances",
+    "tstr": "train-on-synthetic scores on real holdout records",
+    "sdmetrics": "SDMetrics' column-shape and column-pair scores (their bins are cut on the real columns' range)",
+    "discriminator_auc": "a real-vs-synthetic discriminator's AUC",
+    "text": "text length, vocabulary and embedding (Frechet) distances",
+    "image": "image Frechet distances",
+    "cross_modal": "cross-modal agreement (a classifier trained on real notes or images, scored on synthetic ones)",
+}
+
+
 def outside_guarantee(
     *,
     publish_audit_statistics: bool,
@@ -38,9 +52,10 @@ def outside_guarantee(
             "Audit statistics computed on real records (audit-summary.json, the values in the check table "
             "below, and the dataset card's key audit numbers): distances between real and synthetic rows and "
             "thresholds from real-to-real distances, "
-            "membership, singling-out, linkability and attribute-inference rates, PII counts, train-on-synthetic "
-            "scores on real holdout records and marginal distances (counts of real records are left out). The "
-            "release policy can drop them (publish_audit_statistics: false)."
+            "membership, singling-out, linkability and attribute-inference rates, PII counts, and fidelity scores: "
+            + "; ".join(FIDELITY_DISCLOSED.values())
+            + " (counts of real records are left out). The release policy can drop them "
+            "(publish_audit_statistics: false)."
         )
         if canary_audit:
             items.append(
