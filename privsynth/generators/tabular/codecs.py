@@ -63,9 +63,15 @@ class ColumnCodec(ABC):
         self.name = name
         self.count_noise = count_noise
 
-    def _prior(self, counts: np.ndarray, noise: np.ndarray) -> Prior:
-        """A prior from (noisy) counts and the noise deviation of each."""
-        clipped = np.clip(counts, 0.0, None)
+    def _prior(self, counts: np.ndarray, noise: np.ndarray, *, total: float = 0.0) -> Prior:
+        """A prior from (noisy) counts and the noise deviation of each, projected onto the DP record ``total``.
+
+        Noisy counts clipped at zero are biased upwards: every empty or rare token keeps the positive half of its
+        noise, and over many tokens that is a large share of the mass (41 countries at noise 20 on 1,600 Adult
+        records put 600 records of noise outside the United States). The least-squares estimate that is
+        non-negative and sums to the record total removes that bias (:func:`project_to_total`).
+        """
+        clipped = project_to_total(np.clip(counts, 0.0, None), total)
         return Prior(p=_normalise(clipped), reliable=clipped >= RELIABLE_SNR * noise)
 
     @abstractmethod
@@ -176,7 +182,7 @@ class CategoricalCodec(ColumnCodec):
         if self.nullable:
             counts = np.append(counts, self.missing_rate * self.records)
             noise = np.append(noise, self.count_noise)
-        return [self._prior(counts, noise)]
+        return [self._prior(counts, noise, total=self.records)]
 
     @override
     def to_dict(self) -> dict[str, Any]:
@@ -345,7 +351,7 @@ class NumericalCodec(ColumnCodec):
         if self.nullable:
             mass = np.append(mass, self.missing_rate * self.records)
             noise = np.append(noise, self.count_noise)
-        return [self._prior(mass, noise), *([None] if self.sub_bins else [])]
+        return [self._prior(mass, noise, total=self.records), *([None] if self.sub_bins else [])]
 
     def _values(self, values: pd.Series) -> np.ndarray:
         return pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
@@ -527,6 +533,29 @@ class DatetimeCodec(NumericalCodec):
     @override
     def to_dict(self) -> dict[str, Any]:
         return super().to_dict() | {"kind": self.kind, "date_only": self.date_only}
+
+
+def project_to_total(counts: np.ndarray, total: float) -> np.ndarray:
+    """The closest non-negative counts (least squares) that sum to ``total``, when ``counts`` sum to more.
+
+    Post-processing of DP counts and the DP record total: no privacy cost. Every count loses the same amount
+    ``tau`` and none goes below zero, so tokens whose count is mostly noise drop to zero and the mass they held
+    goes back to the tokens that carry it. Counts that sum to ``total`` or less (or no total, 0) are unchanged.
+
+    >>> project_to_total(np.array([900.0, 12.0, 8.0, 0.0]), 880.0).tolist()
+    [880.0, 0.0, 0.0, 0.0]
+    >>> [round(float(x), 2) for x in project_to_total(np.array([500.0, 300.0, 20.0]), 810.0)]
+    [496.67, 296.67, 16.67]
+    >>> project_to_total(np.array([5.0, 3.0]), 10.0).tolist(), project_to_total(np.array([5.0, 3.0]), 0.0).tolist()
+    ([5.0, 3.0], [5.0, 3.0])
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    if total <= 0 or counts.sum() <= total:
+        return counts
+    ordered = np.sort(counts)[::-1]
+    excess = (np.cumsum(ordered) - total) / np.arange(1, len(ordered) + 1)
+    last = int(np.flatnonzero(ordered - excess > 0)[-1])
+    return np.clip(counts - excess[last], 0.0, None)
 
 
 def _normalise(p: np.ndarray) -> np.ndarray:
