@@ -46,6 +46,7 @@ from privsynth.profile.model import (
     TextProfile,
 )
 from privsynth.profile.ranges import detect_range, window_threshold
+from privsynth.profile.spikes import spike_counts, whole_number_grid
 
 log = logging.getLogger(__name__)
 
@@ -501,12 +502,18 @@ def _numerical(
     integer = spec.integer and not datetime
     if integer:
         low, high = float(np.floor(low)), float(np.ceil(high))
-    # As many bins as the noise allows (one per whole number when there are enough records for it)
-    fine = fine_edges(low, high, fine_bin_count(n, noisy.std, cfg.fine_bins), integer=integer)
+    # As many bins as the noise allows (one per whole number when there are enough records for it); whole
+    # numbers over a short range get one count each anyway, read at two scales so round values keep their spikes
+    coarse = fine_bin_count(n, noisy.std, cfg.fine_bins)
+    values = None if noisy.exact or not integer else whole_number_grid(low, high, coarse_bins=coarse, cap=cfg.fine_bins)
+    fine = fine_edges(low, high, coarse if values is None else values, integer=integer)
     counts = column.histogram(numbers, fine, clip=(low, high))
     released = noisy(np.append(counts, missing), column=name, purpose="histogram")
     fine_counts = np.clip(released[:-1], 0.0, None)
-    if not noisy.exact:
+    if values is not None:
+        window = int(np.ceil(values / coarse))
+        fine_counts = spike_counts(released[:-1], window=window, noise_std=noisy.std)
+    elif not noisy.exact:
         # Bins below the noise floor count as empty (about half a bin of pure noise survives on the whole grid),
         # so noise does not spread mass over the whole range.
         floor = noise_floor_threshold(noise_std=noisy.std, bins=len(fine_counts), false_bins=0.5)

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from privsynth.data.corpus import Corpus
+from privsynth.data.schema import schema_from_dict
+from privsynth.privacy.accounting import AccountantKind
+from privsynth.privacy.ledger import PrivacyLedger, Stage
+from privsynth.privacy.noise import CountNoise
+from privsynth.privacy.randomness import Streams
+from privsynth.profile.profiler import dp_profile, plan_queries
+from privsynth.profile.spikes import spike_counts
+
+SIGMA = 20.0
+
+
+def hours(rng: np.random.Generator, n: int = 1600) -> np.ndarray:
+    """Adult-like hours a week: 46 % at exactly 40, the rest spread over 1..99 with round values."""
+    spread = np.clip(np.round(rng.normal(42, 12, size=n)), 1, 99)
+    return np.where(rng.random(n) < 0.46, 40, spread)
+
+
+def test_a_round_value_keeps_its_spike_and_the_smooth_part_keeps_its_mass(rng: np.random.Generator) -> None:
+    values = hours(rng)
+    exact = np.bincount(values.astype(int) - 1, minlength=99).astype(float)
+    totals = []
+    for _ in range(30):
+        out = spike_counts(exact + rng.normal(0, SIGMA, size=99), window=5, noise_std=SIGMA)
+        assert out[39] / out.sum() > 0.4  # 40 hours: a 5-value bin drawn uniformly would give it ~0.1
+        totals.append(out.sum())
+    # the smooth part is spread over its windows; thin tails below the noise are dropped (as the coarse grid's
+    # floor drops them), so on average most of the mass is there
+    assert abs(np.mean(totals) - len(values)) < 0.15 * len(values)
+
+
+def test_noise_around_one_spike_lets_little_mass_through(rng: np.random.Generator) -> None:
+    exact = np.zeros(99)
+    exact[39] = 1000.0
+    kept = [spike_counts(exact + rng.normal(0, SIGMA, size=99), window=5, noise_std=SIGMA) for _ in range(300)]
+    fake = np.mean([np.delete(k, 39).sum() for k in kept])
+    # about half a false window of the finest width (~90 records) and less at the wider ones: ~60 expected
+    assert fake < 0.1 * 1000
+    assert all(k[39] > 900 for k in kept)
+
+
+def one_person_corpus(rng: np.random.Generator, *, with_outlier: bool) -> Corpus:
+    values = hours(rng, 400)
+    if with_outlier:
+        values[0] = 97  # nobody else works 97 hours
+    frame = pd.DataFrame({"id": [f"r{i}" for i in range(len(values))], "hours": values.astype(int)})
+    schema = schema_from_dict(
+        {
+            "key": "id",
+            "columns": {
+                "id": {"kind": "key"},
+                "hours": {"kind": "numerical", "integer": True, "bounds": [1, 99], "nullable": False},
+            },
+        },
+        source="t",
+    )
+    return Corpus(records=frame, schema=schema, root=Path("."))
+
+
+def test_one_persons_value_shows_no_more_often_than_dp_allows(rng: np.random.Generator) -> None:
+    # The per-value grid is one histogram query (one record moves one count) read only through its noisy
+    # counts: whether the profile gives 97 hours any mass may change by at most e^eps with one person.
+    def shows_97(corpus: Corpus) -> bool:
+        ledger = PrivacyLedger(epsilon=100.0, delta=1e-5, accountant=AccountantKind.RDP)
+        noise = CountNoise(Streams.private())
+        profile = dp_profile(corpus, ledger=ledger, noise_multiplier=SIGMA, noise=noise, units=400)
+        (spend,) = ledger.mechanisms(Stage.PROFILE)
+        assert spend.steps == plan_queries(corpus.schema).queries  # no extra query for the finer grid
+        column = profile.columns["hours"]
+        edges, counts = np.asarray(column.fine_edges), np.asarray(column.fine_counts)
+        assert len(counts) == 99  # one count per whole number
+        return bool(counts[np.searchsorted(edges, 97.0) - 1] > 0)
+
+    with_one = one_person_corpus(np.random.default_rng(3), with_outlier=True)
+    without = one_person_corpus(np.random.default_rng(3), with_outlier=False)
+    trials = 100
+    hits = sum(shows_97(with_one) for _ in range(trials))
+    base = sum(shows_97(without) for _ in range(trials))
+    # epsilon of one count at noise 20 is ~0.2 (delta 1e-5): the rates must be close; a profile that kept the
+    # exact count would show 97 hours in every trial with the person and never without
+    assert hits <= np.exp(0.25) * base + 3 * np.sqrt(base + 1) + 3
