@@ -30,6 +30,7 @@ from privsynth.privacy.noise import sparse_threshold
 from privsynth.profile.grids import magnitude_edges, month_edges
 from privsynth.profile.profiler import fine_bin_count, plan_queries
 from privsynth.profile.ranges import window_threshold
+from privsynth.profile.spikes import whole_number_grid
 
 if TYPE_CHECKING:
     from privsynth.config import FitConfig
@@ -234,11 +235,19 @@ def _column(
             )
         bins = fine_bin_count(people * m, std, config.profile.fine_bins)
         verdict = OK if bins > 8 else WARN
+        values = None
+        if kind is ColumnKind.NUMERICAL and spec.integer and spec.bounds is not None:
+            values = whole_number_grid(*spec.bounds, coarse_bins=bins, cap=config.profile.fine_bins)
+        shape = (
+            f"histogram of {bins} bins"
+            if values is None
+            else f"one count per whole number ({values}), read in windows of {-(-values // bins)} (spikes kept)"
+        )
         return ColumnForecast(
             name,
             kind.value,
             "declared",
-            f"declared range, histogram of {bins} bins",
+            f"declared range, {shape}",
             verdict,
             "" if verdict == OK else "raise epsilon (the noise allows only the coarsest histogram)",
         )

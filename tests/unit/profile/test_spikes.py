@@ -4,11 +4,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from privsynth.data.corpus import Corpus
 from privsynth.data.schema import schema_from_dict
 from privsynth.privacy.accounting import AccountantKind
-from privsynth.privacy.ledger import PrivacyLedger, Stage
+from privsynth.privacy.ledger import PrivacyLedger
 from privsynth.privacy.noise import CountNoise
 from privsynth.privacy.randomness import Streams
 from privsynth.profile.profiler import dp_profile, plan_queries
@@ -71,8 +72,6 @@ def test_one_persons_value_shows_no_more_often_than_dp_allows(rng: np.random.Gen
         ledger = PrivacyLedger(epsilon=100.0, delta=1e-5, accountant=AccountantKind.RDP)
         noise = CountNoise(Streams.private())
         profile = dp_profile(corpus, ledger=ledger, noise_multiplier=SIGMA, noise=noise, units=400)
-        (spend,) = ledger.mechanisms(Stage.PROFILE)
-        assert spend.steps == plan_queries(corpus.schema).queries  # no extra query for the finer grid
         column = profile.columns["hours"]
         edges, counts = np.asarray(column.fine_edges), np.asarray(column.fine_counts)
         assert len(counts) == 99  # one count per whole number
@@ -86,3 +85,38 @@ def test_one_persons_value_shows_no_more_often_than_dp_allows(rng: np.random.Gen
     # epsilon of one count at noise 20 is ~0.2 (delta 1e-5): the rates must be close; a profile that kept the
     # exact count would show 97 hours in every trial with the person and never without
     assert hits <= np.exp(0.25) * base + 3 * np.sqrt(base + 1) + 3
+
+
+def test_the_spikes_read_only_the_released_noisy_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Invariant (DESIGN.md section 2): the per-value grid is one recorded histogram query and its post-processing
+    # sees only that query's noisy output. This fails if exact counts reach spike_counts, or if a finer grid
+    # made an extra, unrecorded noisy call.
+    from privsynth.profile import profiler
+
+    released: list[tuple[str, np.ndarray]] = []
+    original_add = CountNoise.add
+
+    def recording_add(self: CountNoise, counts: np.ndarray, **kwargs: object) -> np.ndarray:
+        out = original_add(self, counts, **kwargs)  # type: ignore[arg-type]
+        released.append((str(kwargs["purpose"]), out))
+        return out
+
+    seen: list[np.ndarray] = []
+    original_spikes = profiler.spike_counts
+
+    def recording_spikes(counts: np.ndarray, **kwargs: object) -> np.ndarray:
+        seen.append(np.array(counts, copy=True))
+        return original_spikes(counts, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(CountNoise, "add", recording_add)
+    monkeypatch.setattr(profiler, "spike_counts", recording_spikes)
+    corpus = one_person_corpus(np.random.default_rng(4), with_outlier=True)
+    ledger = PrivacyLedger(epsilon=100.0, delta=1e-5, accountant=AccountantKind.RDP)
+    dp_profile(corpus, ledger=ledger, noise_multiplier=SIGMA, noise=CountNoise(Streams.private()), units=400)
+    queries = [out for purpose, out in released if purpose != "count"]
+    assert len(queries) == plan_queries(corpus.schema).queries  # every noisy call is one the ledger holds
+    (histogram,) = [out for purpose, out in released if purpose == "histogram"]
+    (counts,) = seen
+    np.testing.assert_array_equal(counts, histogram[:-1])  # the noisy per-value counts, missing bin apart
+    exact = np.bincount(corpus.records["hours"].to_numpy(dtype=int) - 1, minlength=99)
+    assert not np.allclose(counts, exact)
