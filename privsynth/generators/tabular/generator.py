@@ -24,7 +24,14 @@ from privsynth.errors import ConfigError
 from privsynth.generators.base import FitContext, Generator, SampleContext
 from privsynth.generators.dpsgd import DPSGDTrainer, Groups, OptimConfig, initialised, spend_once, unit_groups
 from privsynth.generators.sizing import SMALL_COHORT, apply_size_rule
-from privsynth.generators.tabular.codecs import ColumnCodec, NumericalCodec, Prior, codec_for, codec_from_dict
+from privsynth.generators.tabular.codecs import (
+    RELIABLE_SNR,
+    ColumnCodec,
+    NumericalCodec,
+    Prior,
+    codec_for,
+    codec_from_dict,
+)
 from privsynth.generators.tabular.network import ARGN, IncrementalSampler, random_visibility
 from privsynth.privacy.accounting import Mechanism
 from privsynth.privacy.ledger import Stage
@@ -56,6 +63,11 @@ class TabularConfig(BaseModel):
         "with a learned shift along it (monotone relations survive DP-SGD's noise).",
     )
     calibration_samples: int = Field(default=20_000, ge=100)
+    calibration_snr: float = Field(
+        default=RELIABLE_SNR,
+        ge=0,
+        description="Noise deviations a token's DP count needs before calibration pulls it to the profile.",
+    )
     optim: OptimConfig = OptimConfig(batch_size=2048, epochs=40, lr=2e-3)
     size_rule: bool = Field(
         default=True,
@@ -286,8 +298,8 @@ class TabularGenerator(Generator):
         """Match sampled marginals to the DP profile's marginals with per-token logit offsets.
 
         Post-processing of two DP outputs (the model and the profile): no privacy cost. Only tokens whose DP
-        count stands clear of the noise are pulled towards the profile; the others keep the mass DP-SGD gave
-        them. Sub-columns are calibrated over a few damped rounds; offsets are clipped so no token is forced.
+        count stands ``calibration_snr`` noise deviations clear of zero are pulled towards the profile; the others
+        keep the mass DP-SGD gave them. Sub-columns are calibrated over a few damped rounds; offsets are clipped so no token is forced.
         """
         rounds, size = self.config.calibration_rounds, self.config.calibration_samples
         if rounds == 0:
@@ -297,11 +309,12 @@ class TabularGenerator(Generator):
         for _ in range(rounds):
             tokens = self._sample_tokens(size, order, {}, generator)
             for sub, prior in enumerate(priors):
-                if prior is None or not prior.reliable.any():
+                reliable = None if prior is None else prior.reliable(self.config.calibration_snr)
+                if prior is None or reliable is None or not reliable.any():
                     continue
                 start, width = net.offsets[sub], net.vocab_sizes[sub]
                 seen = np.bincount(tokens[:, sub], minlength=width) / size
-                target = calibration_target(prior, seen)
+                target = calibration_target(prior.p, reliable, seen)
                 step = np.clip(np.log((target + 1e-4) / (seen + 1e-4)), -1.0, 1.0)
                 current = net.calibration[start : start + width]
                 net.calibration[start : start + width] = torch.clamp(
@@ -399,16 +412,16 @@ class TabularGenerator(Generator):
         return generator
 
 
-def calibration_target(prior: Prior, seen: np.ndarray) -> np.ndarray:
-    """Reliable tokens get their DP probability; the rest share what is left in proportion to ``seen``.
+def calibration_target(p: np.ndarray, reliable: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """Reliable tokens get their DP probability ``p``; the rest share what is left in proportion to ``seen``.
 
-    >>> p = Prior(p=np.array([0.5, 0.3, 0.2]), reliable=np.array([True, False, False]))
-    >>> [round(float(x), 4) for x in calibration_target(p, np.array([0.2, 0.6, 0.2]))]
+    >>> p = np.array([0.5, 0.3, 0.2])
+    >>> [round(float(x), 4) for x in calibration_target(p, np.array([True, False, False]), np.array([0.2, 0.6, 0.2]))]
     [0.5, 0.375, 0.125]
     """
-    fixed = float(prior.p[prior.reliable].sum())
-    rest = seen * ~prior.reliable
-    target = np.where(prior.reliable, prior.p, 0.0)
+    fixed = float(p[reliable].sum())
+    rest = seen * ~reliable
+    target = np.where(reliable, p, 0.0)
     if rest.sum() > 0:
         target = target + rest / rest.sum() * max(1.0 - fixed, 0.0)
     return target / target.sum()

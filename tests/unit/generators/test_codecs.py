@@ -96,13 +96,13 @@ def test_prior_marks_noisy_tokens_unreliable() -> None:
         categories=["big", "tiny"],
         has_other=False,
         nullable=False,
-        counts=[5000, 30],
-        records=5030,
+        counts=[5000, 20],
+        records=5020,
         count_noise=10.0,
     )
     prior = codec.prior()[0]
     assert prior is not None
-    assert prior.reliable.tolist() == [True, False]
+    assert prior.reliable().tolist() == [True, False]
     assert prior.p.sum() == pytest.approx(1.0)
 
 
