@@ -236,7 +236,7 @@ def _column(
         bins = fine_bin_count(people * m, std, config.profile.fine_bins)
         verdict = OK if bins > 8 else WARN
         values = None
-        if kind is ColumnKind.NUMERICAL and spec.integer and spec.bounds is not None:
+        if kind is ColumnKind.NUMERICAL and spec.integer and spec.bounds is not None and config.profile.whole_numbers:
             values = whole_number_grid(*spec.bounds, coarse_bins=bins, cap=config.profile.fine_bins)
         shape = (
             f"histogram of {bins} bins"

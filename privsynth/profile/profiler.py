@@ -59,6 +59,11 @@ class ProfileConfig(BaseModel):
     quantile_bins: int = Field(default=20, ge=2, le=512, description="Quantile bins per numerical column.")
     fine_bins: int = Field(default=256, ge=8, le=4096, description="Fine histogram bins inside the bounds.")
     max_categories: int = Field(default=1000, ge=1, description="Most categories released per column.")
+    whole_numbers: bool = Field(
+        default=True,
+        description="Whole numbers over a short range (at most fine_bins values) get one count per value, read at "
+        "two scales so round values keep their spikes (privsynth/profile/spikes.py); off: the coarse grid.",
+    )
     threshold_delta_share: float = Field(
         default=0.1, gt=0, lt=1, description="Share of delta reserved for sparse-histogram thresholds."
     )
@@ -505,7 +510,8 @@ def _numerical(
     # As many bins as the noise allows (one per whole number when there are enough records for it); whole
     # numbers over a short range get one count each anyway, read at two scales so round values keep their spikes
     coarse = fine_bin_count(n, noisy.std, cfg.fine_bins)
-    values = None if noisy.exact or not integer else whole_number_grid(low, high, coarse_bins=coarse, cap=cfg.fine_bins)
+    per_value = integer and cfg.whole_numbers and not noisy.exact
+    values = whole_number_grid(low, high, coarse_bins=coarse, cap=cfg.fine_bins) if per_value else None
     fine = fine_edges(low, high, coarse if values is None else values, integer=integer)
     counts = column.histogram(numbers, fine, clip=(low, high))
     released = noisy(np.append(counts, missing), column=name, purpose="histogram")

@@ -299,7 +299,8 @@ class TabularGenerator(Generator):
 
         Post-processing of two DP outputs (the model and the profile): no privacy cost. Only tokens whose DP
         count stands ``calibration_snr`` noise deviations clear of zero are pulled towards the profile; the others
-        keep the mass DP-SGD gave them. Sub-columns are calibrated over a few damped rounds; offsets are clipped so no token is forced.
+        keep the mass DP-SGD gave them. Sub-columns are calibrated over a few damped rounds; offsets are clipped
+        so no token is forced.
         """
         rounds, size = self.config.calibration_rounds, self.config.calibration_samples
         if rounds == 0:
