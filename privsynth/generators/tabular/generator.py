@@ -310,8 +310,10 @@ class TabularGenerator(Generator):
         for _ in range(rounds):
             tokens = self._sample_tokens(size, order, {}, generator)
             for sub, prior in enumerate(priors):
-                reliable = None if prior is None else prior.reliable(self.config.calibration_snr)
-                if prior is None or reliable is None or not reliable.any():
+                if prior is None:
+                    continue
+                reliable = prior.reliable(self.config.calibration_snr)
+                if not reliable.any():
                     continue
                 start, width = net.offsets[sub], net.vocab_sizes[sub]
                 seen = np.bincount(tokens[:, sub], minlength=width) / size
