@@ -390,3 +390,28 @@ def test_a_model_without_ordinal_terms_still_loads_and_samples_the_same(demo_dir
     network = next(g for g in loaded.generators_.values() if hasattr(g, "network_") and hasattr(g, "codecs_")).network_
     assert not network.ordinal and network.shift is None
     pd.testing.assert_frame_equal(synth.sample(200, seed=4), loaded.sample(200, seed=4))
+
+
+def test_the_moving_average_of_the_weights_is_what_samples(demo_dir: Path, reproducible_noise: int) -> None:
+    """``tabular.ema`` samples from a moving average of the noisy iterates (post-processing): decay 0 is the last."""
+    from privsynth.generators.tabular.generator import TabularGenerator
+    from privsynth.privacy.contribution import bound_contributions
+    from privsynth.privacy.ledger import PrivacyLedger
+    from privsynth.privacy.randomness import RngMode
+    from privsynth.profile.profiler import profile_corpus
+
+    corpus = read_corpus(demo_dir)
+    bounded = corpus.with_records(bound_contributions(corpus.records, corpus.schema, rng=np.random.default_rng(0)))
+    profile = profile_corpus(bounded, epsilon=1.0, delta=1e-5, streams=Streams.private())
+    base = load_config(SMALL).tabular
+
+    def weights(ema: float | None) -> dict[str, torch.Tensor]:
+        ledger = PrivacyLedger(epsilon=50, delta=1e-5, rng=RngMode.UNSAFE_REPRODUCIBLE)
+        context = fit_context(bounded, profile=profile, ledger=ledger, noise_multiplier=2.0)
+        fitted = TabularGenerator(base.model_copy(update={"ema": ema})).fit(bounded, context=context)
+        assert len(ledger.entries) == 1  # the same one spend: the average costs nothing
+        return {k: v.detach().clone() for k, v in fitted.network_.state_dict().items()}
+
+    last, zero, averaged = weights(None), weights(0.0), weights(0.9)
+    assert all(torch.equal(last[k], zero[k]) for k in last)
+    assert any(not torch.allclose(last[k], averaged[k]) for k in last)

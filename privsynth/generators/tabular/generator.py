@@ -63,6 +63,13 @@ class TabularConfig(BaseModel):
         "with a learned shift along it (monotone relations survive DP-SGD's noise).",
     )
     calibration_samples: int = Field(default=20_000, ge=100)
+    ema: float | None = Field(
+        default=None,
+        ge=0,
+        lt=1,
+        description="Decay of the weights' moving average kept for sampling (post-processing of the noisy "
+        "iterates; null: the last weights).",
+    )
     calibration_snr: float = Field(
         default=RELIABLE_SNR,
         ge=0,
@@ -223,6 +230,7 @@ class TabularGenerator(Generator):
             streams=streams,
             stream=stream,
             units=count,
+            ema=self.config.ema,
         )
         orders = trainer.generator("orders")  # checkpointed: a resumed run draws the orders it would have
         if resuming and checkpoint is not None:
@@ -232,6 +240,8 @@ class TabularGenerator(Generator):
             checkpoint=checkpoint,
             engine=engine,
         )
+        if self.config.ema is not None:
+            network.load_state_dict(trainer.averaged_state())
         network.eval()
         return network
 
