@@ -33,7 +33,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from safetensors.torch import load_file
 
 from privsynth.data.corpus import Corpus
@@ -43,6 +43,7 @@ from privsynth.errors import ConfigError
 from privsynth.generators.base import FitContext, Generator, SampleContext
 from privsynth.generators.dpsgd import (
     ClippingMode,
+    DPSGDSettings,
     DPSGDTrainer,
     Groups,
     OptimConfig,
@@ -85,7 +86,7 @@ SMALL_COHORT_SETTINGS: dict[str, object] = {
 SMALL_COHORT_OPTIM: dict[str, object] = {"epochs": 30.0}
 
 
-class ImageConfig(BaseModel):
+class ImageConfig(DPSGDSettings):
     """Model and training settings of the image generator (public)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

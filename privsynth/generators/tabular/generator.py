@@ -15,14 +15,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from privsynth.data.corpus import Corpus
 from privsynth.data.schema import ColumnKind
 from privsynth.engine.base import Engine
 from privsynth.errors import ConfigError
 from privsynth.generators.base import FitContext, Generator, SampleContext
-from privsynth.generators.dpsgd import DPSGDTrainer, Groups, OptimConfig, initialised, spend_once, unit_groups
+from privsynth.generators.dpsgd import (
+    DPSGDSettings,
+    DPSGDTrainer,
+    Groups,
+    OptimConfig,
+    initialised,
+    spend_once,
+    unit_groups,
+)
 from privsynth.generators.sizing import SMALL_COHORT, apply_size_rule
 from privsynth.generators.tabular.codecs import (
     RELIABLE_SNR,
@@ -45,7 +53,7 @@ TABULAR_KINDS = (ColumnKind.NUMERICAL, ColumnKind.CATEGORICAL, ColumnKind.DATETI
 WEIGHTS, META = "tabular.safetensors", "tabular.json"
 
 
-class TabularConfig(BaseModel):
+class TabularConfig(DPSGDSettings):
     """Network and optimisation settings (public)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

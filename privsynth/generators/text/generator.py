@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from safetensors.torch import load_file
 from torch.nn import functional as F  # noqa: N812
 
@@ -32,6 +32,7 @@ from privsynth.errors import ConfigError
 from privsynth.generators.base import FitContext, Generator, SampleContext
 from privsynth.generators.dpsgd import (
     ClippingMode,
+    DPSGDSettings,
     DPSGDTrainer,
     OptimConfig,
     initialised,
@@ -54,7 +55,7 @@ WEIGHTS, META = "text.safetensors", "text.json"
 NEVER_IN_TEXT = (*(b for b in range(32) if b not in (9, 10, 13)), 127, 0xC0, 0xC1, *range(0xF5, 0x100))
 
 
-class TextConfig(BaseModel):
+class TextConfig(DPSGDSettings):
     """Network and training settings of the text generator (public)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
