@@ -20,7 +20,7 @@ import numpy as np
 from privsynth._version import __version__
 from privsynth.conditions import describe
 from privsynth.data.atomic import atomic_dir
-from privsynth.data.corpus import image_files, write_part, write_table
+from privsynth.data.corpus import image_files, image_shards, write_part, write_table
 from privsynth.data.layout import MODEL_META, PROVENANCE, REGISTRY
 from privsynth.data.schema import SCHEMA_FILE, TABLE_FORMATS, Schema, dump_schema
 from privsynth.engine import Engine, LocalEngine
@@ -84,8 +84,12 @@ class _ShardWriter:
         records, identities = synth.sample_with_identities(
             shard.count, conditions=self.conditions, seed=shard.seed, first_key=shard.first, key_digits=self.digits
         )
-        name = f"part-{shard.index:05d}.parquet"
-        write_part(image_files(records, self.schema, self.folder), self.schema, self.folder / self.schema.table / name)
+        stem = f"part-{shard.index:05d}"
+        name = f"{stem}.parquet"
+        # images go into one tar shard per part and image column (millions of records: hundreds of files)
+        write_part(
+            image_shards(records, self.schema, self.folder, stem), self.schema, self.folder / self.schema.table / name
+        )
         identities.to_parquet(self.folder / REGISTRY / name, index=False)
         (self.folder / REGISTRY / name).chmod(0o600)
         return len(records)
@@ -110,7 +114,8 @@ def write_synthetic(
     With ``variation`` (:mod:`privsynth.variation`) the records are drawn cell by cell (a grid sets its own
     ``n``: pass ``n=None``); the provenance records what was asked and what came out. More than
     ``shard_records`` records are drawn shard by shard on ``engine`` (:func:`plan_shards`) into a partitioned
-    Parquet table; the records are the same for any engine and number of workers. Workers in other processes
+    Parquet table, with the images packed into WebDataset-style tar shards (``images/<column>/part-NNNNN.tar``,
+    one per part); the records are the same for any engine and number of workers. Workers in other processes
     load the model from ``model`` (its folder, on storage they share with this machine).
     """
     if f".{table_format}" not in TABLE_FORMATS:

@@ -300,8 +300,7 @@ def _place_images(corpus: Corpus, column: str, tmp: Path, table_format: str) -> 
             if table_format != "csv":
                 values.append(value)
                 continue
-            suffix = ".jpg" if value[:3] == b"\xff\xd8\xff" else ".png"
-            rel = f"images/{column}/{_safe_name(str(key))}{suffix}"
+            rel = f"images/{column}/{_safe_name(str(key))}{_suffix(value)}"
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             (tmp / rel).write_bytes(value)
             values.append(rel)
@@ -321,6 +320,45 @@ def image_files(records: pd.DataFrame, schema: Schema, folder: Path) -> pd.DataF
     for name in schema.names(ColumnKind.IMAGE):
         out[name] = _place_images(corpus, name, folder, "csv")
     return out
+
+
+def image_shards(records: pd.DataFrame, schema: Schema, folder: Path, stem: str) -> pd.DataFrame:
+    """Records whose in-memory image bytes are packed into one tar shard per image column.
+
+    The shard is ``folder/images/<column>/<stem>.tar`` (WebDataset style, :func:`tarshards.write_shard`) and each
+    cell becomes ``images/<column>/<stem>.tar#<key>.<png|jpg>``, which :func:`read_corpus` reads in place. A
+    sample of millions of records is then a few hundred files, not millions.
+    """
+    from privsynth.data import tarshards
+
+    out = records.copy()
+    keys = records[schema.key].astype(str).tolist()
+    for name in schema.names(ColumnKind.IMAGE):
+        shard = f"images/{name}/{stem}.tar"
+        members: list[tuple[str, bytes]] = []
+        cells: list[object] = []
+        taken: set[str] = set()
+        for key, value in zip(keys, records[name], strict=True):
+            if value is None:
+                cells.append(None)
+                continue
+            data = value if isinstance(value, bytes) else read_cell_bytes(folder, value, ImageLimits())
+            base = _safe_name(key)
+            member_name, i = f"{base}{_suffix(data)}", 1
+            while member_name in taken:  # two keys that clean to one name: the later gets a number
+                member_name, i = f"{base}-{i}{_suffix(data)}", i + 1
+            taken.add(member_name)
+            members.append((member_name, data))
+            cells.append(f"{shard}#{member_name}")
+        if members:
+            (folder / shard).parent.mkdir(parents=True, exist_ok=True)
+            tarshards.write_shard(folder / shard, members)
+        out[name] = pd.Series(cells, index=records.index, dtype=object)
+    return out
+
+
+def _suffix(data: bytes) -> str:
+    return ".jpg" if data[:3] == b"\xff\xd8\xff" else ".png"
 
 
 def _safe_name(key: str) -> str:
@@ -353,6 +391,7 @@ __all__ = [
     "Corpus",
     "corpora_equal",
     "image_files",
+    "image_shards",
     "read_corpus",
     "read_table",
     "write_corpus",

@@ -10,6 +10,9 @@ regular files are ever read: links, folders, devices and sparse members are inde
 from __future__ import annotations
 
 import functools
+import io
+import tarfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,4 +156,34 @@ def read_member(path: Path, found: Member) -> bytes:
         return handle.read(found.size)
 
 
-__all__ = ["MAX_EXTENDED", "MAX_MEMBERS", "Member", "ShardError", "member", "read_index", "read_member"]
+def write_shard(path: Path, members: Iterable[tuple[str, bytes]]) -> int:
+    """Write ``(name, bytes)`` pairs as a plain tar shard at ``path``; returns how many were written.
+
+    Headers carry nothing but the name and size: time 0, owner 0, mode 0644, no user or group names. So a shard
+    depends only on its members (the same sample gives byte-identical shards on any machine and worker count)
+    and tells nothing about who wrote it or when. Names must be unique: a repeated one would hide the first.
+    """
+    seen: set[str] = set()
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as archive:
+        for name, data in members:
+            if name in seen or not name or name.startswith("/") or ".." in name.split("/"):
+                raise ValueError(f"tar member name {name!r} is repeated, empty or leaves the shard")
+            seen.add(name)
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            archive.addfile(info, io.BytesIO(data))
+    return len(seen)
+
+
+__all__ = [
+    "MAX_EXTENDED",
+    "MAX_MEMBERS",
+    "Member",
+    "ShardError",
+    "member",
+    "read_index",
+    "read_member",
+    "write_shard",
+]

@@ -357,8 +357,15 @@ def test_a_large_sample_is_written_in_shards_each_from_its_own_stream(fitted, tm
     shard = corpus.records.iloc[40:80].reset_index(drop=True)
     for name in ("age", "diagnosis", "wbc", "note"):
         pd.testing.assert_series_equal(shard[name], alone[name], check_names=False)
+    # images: one tar shard per part and image column, read in place; nothing loose beside them
+    scans = sorted(p.name for p in (out / "images" / "scan").iterdir())
+    assert scans == ["part-00000.tar", "part-00001.tar", "part-00002.tar"]
+    cells = corpus.records["scan"].dropna()
+    assert len(cells) > 0 and all(c.startswith("images/scan/part-0000") and ".tar#" in c for c in cells)
     again = write_synthetic(synth, tmp_path / "t", n=100, seed=4, shard_records=40)
     assert corpora_equal(corpus, read_corpus(again))
+    for scan in scans:  # headers hold no time or owner: the same sample writes byte-identical shards
+        assert (out / "images" / "scan" / scan).read_bytes() == (again / "images" / "scan" / scan).read_bytes()
     one_file = write_synthetic(synth, tmp_path / "u", n=100, seed=4, shard_records=40, table_format="csv")
     assert len(read_corpus(one_file)) == 100 and (one_file / "records.csv").is_file()  # CSV: one file, not parts
     with pytest.raises(ConfigError, match="--where"):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from privsynth.data.tarshards import MAX_EXTENDED, ShardError, read_index, read_member
+from privsynth.data.tarshards import MAX_EXTENDED, ShardError, read_index, read_member, write_shard
 
 LONG = "records/" + "deep/" * 30 + "R000123.png"  # longer than the 100 bytes of a plain header's name
 
@@ -68,3 +68,24 @@ def test_crafted_shards_are_refused_without_reading_them_whole(tmp_path: Path) -
     garbage.write_bytes(b"\x01" * 2048)
     with pytest.raises(ShardError, match=r"checksum|malformed"):
         read_index(garbage)
+
+
+def test_a_written_shard_reads_back_and_says_nothing_but_names_and_sizes(tmp_path: Path) -> None:
+    members = [(f"syn-{i:07d}.png", bytes([i]) * (i * 53 % 700 + 1)) for i in range(25)]
+    assert write_shard(tmp_path / "a.tar", members) == 25
+    index = read_index(tmp_path / "a.tar")
+    assert [read_member(tmp_path / "a.tar", index[name]) for name, _ in members] == [d for _, d in members]
+    with tarfile.open(tmp_path / "a.tar") as tar:  # no time, owner or user name: nothing about the writer
+        assert {(m.mtime, m.uid, m.gid, m.uname, m.gname, m.mode) for m in tar.getmembers()} == {
+            (0, 0, 0, "", "", 0o644)
+        }
+    write_shard(tmp_path / "b.tar", members)
+    assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
+
+
+@pytest.mark.parametrize("name", ["", "/abs.png", "../up.png", "a/../../b.png"])
+def test_a_shard_refuses_names_that_leave_it(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ValueError, match="leaves the shard"):
+        write_shard(tmp_path / "x.tar", [(name, b"x")])
+    with pytest.raises(ValueError, match="repeated"):
+        write_shard(tmp_path / "y.tar", [("a.png", b"1"), ("a.png", b"2")])
