@@ -10,8 +10,12 @@ count), and post-processing reads it at two scales:
   *spike* and keeps its count;
 - the other values of each window (as wide as the coarse grid would have been) share what the window's summed
   count leaves after its spikes, evenly, when that rest clears the window's own noise floor; values left over
-  are tried again in windows twice as wide (a thin tail is seen where one window of it is not), and get
-  nothing if even the whole range does not clear its floor.
+  are tried again in windows twice as wide (a thin tail is seen where one window of it is not);
+- values that no window could tell from the noise share, per coarse window, what their summed count leaves
+  after one noise deviation of that sum, evenly (soft thresholding). A real thin tail -- Adult's ages 60 to
+  90, 8 % of 2,000 people over 31 values -- then keeps most of its mass; with the hard floor alone it got none
+  in about a third of profiles, and such ages could never be sampled. On pure noise this lets through about
+  0.08 noise deviations per window left open (a spike of 1,000 among 98 empty values: ~100 records, was ~60).
 
 Nothing here reads data: only the released noisy counts, the noise deviation and public grid sizes.
 """
@@ -66,6 +70,12 @@ def spike_counts(released: np.ndarray, *, window: int, noise_std: float) -> np.n
                 out[part][open_[part]] = rest / others
                 open_[part] = False
         width, rate = width * 2, rate / 2
+    for start in range(0, size, window):  # soft threshold: E[max(N(0, s) - s, 0)] = 0.083 s on pure noise
+        part = slice(start, start + window)
+        others = int(open_[part].sum())
+        if others:
+            rest = float(counts[part][open_[part]].sum())
+            out[part][open_[part]] = max(rest - noise_std * np.sqrt(others), 0.0) / others
     if out.sum() <= 0:  # nothing clears any floor: keep the clipped counts rather than an empty histogram
         return np.clip(counts, 0.0, None)
     return out
