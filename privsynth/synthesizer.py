@@ -151,7 +151,7 @@ class Synthesizer:
         work = FitWork.open(workdir, identity=self._identity(fingerprint, label, epsilon, delta, canaries))
         data = training_set(corpus, fraction=self.config.holdout_fraction, streams=streams, work=work)
         if delta is not None:
-            check_delta(delta, data.groups.count)  # before anything is spent
+            check_delta(delta, data.groups.count, exact=True)  # before anything is spent; n not shown
         ledger = self._open_ledger(
             epsilon, delta, corpus.schema.unit_of_privacy, streams, work, store, label, fingerprint
         )

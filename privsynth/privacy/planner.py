@@ -84,10 +84,20 @@ def default_delta(n: int) -> float:
     return min(MAX_DEFAULT_DELTA, 0.1 / n)
 
 
-def check_delta(delta: float, n: int) -> None:
-    """Refuse ``delta >= 1/n``: at that level a mechanism may publish a whole record with probability delta."""
+def check_delta(delta: float, n: int, *, exact: bool = False) -> None:
+    """Refuse ``delta >= 1/n``: at that level a mechanism may publish a whole record with probability delta.
+
+    ``exact``: ``n`` is the corpus' exact number of people (not a DP count or the user's estimate), so the message
+    leaves it out: an error message is a log, and the exact count is accounted nowhere. Whether the check refuses
+    still depends on it (stated in the privacy officers' guide).
+    """
     if not 0 < delta < 1:
         raise DeltaTooLargeError(f"--delta must be between 0 and 1, got {delta}")
+    if delta >= 1.0 / n and exact:
+        raise DeltaTooLargeError(
+            f"--delta {delta:g} is >= 1/n for this corpus (n: its number of people): that would allow releasing a "
+            "whole record with probability delta. Leave --delta out for the default, min(1e-5, 0.1/n)."
+        )
     if delta >= 1.0 / n:
         raise DeltaTooLargeError(
             f"--delta {delta:g} is >= 1/n = 1/{n}: that would allow releasing a whole record with probability "

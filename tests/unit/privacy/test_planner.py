@@ -108,3 +108,13 @@ def test_default_delta(n: int, expected: float) -> None:
 def test_large_delta_is_refused_with_advice(delta: float, n: int) -> None:
     with pytest.raises(DeltaTooLargeError, match="delta"):
         check_delta(delta, n)
+
+
+def test_a_refusal_on_the_exact_count_does_not_print_it() -> None:
+    # The fit checks delta against the corpus' exact number of people before the DP count exists; the message is
+    # a log, so it must not carry that number (nor 0.1/n, from which it follows).
+    with pytest.raises(DeltaTooLargeError, match="1/n for this corpus") as refused:
+        check_delta(0.004, 1234, exact=True)
+    assert "1234" not in str(refused.value) and "8.1" not in str(refused.value)
+    with pytest.raises(DeltaTooLargeError, match="1/1234"):  # an estimate or a DP count may be shown
+        check_delta(0.004, 1234)
