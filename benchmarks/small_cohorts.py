@@ -4,8 +4,8 @@ Builds a fake demo corpus of ``--n`` records (and a 2,000-record test corpus fro
 columns, and fits with the default config at ``--epsilon`` under two schemas: the newcomer's (nothing declared
 public, as ``privsynth init`` writes it) and the demo's declared codebook; each with the profile's share adaptive
 (the default) and fixed. Measures on 2,000 sampled records: the share of ``__other__`` in sex, diagnosis and
-insurance; mean and std of age, wbc and bmi against the test corpus (or "left out" when the fit could not place
-the column's range: see ``privsynth.profile.findings.unplaced_columns``) and how many columns were left out;
+insurance; mean and std of age, wbc and bmi against the test corpus (or "left out" for a column the model does
+not generate: ``Synthesizer.skipped_``) and how many columns were left out;
 TSTR accuracy of a gradient-boosted classifier predicting the diagnosis from the numbers (TRTR: the same
 classifier trained on the real records).
 

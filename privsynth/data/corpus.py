@@ -342,7 +342,7 @@ def image_shards(records: pd.DataFrame, schema: Schema, folder: Path, stem: str)
             if value is None:
                 cells.append(None)
                 continue
-            data = value if isinstance(value, bytes) else read_cell_bytes(folder, value, ImageLimits())
+            data = read_cell_bytes(folder, value, ImageLimits())  # sampled bytes, size-checked
             base = _safe_name(key)
             member_name, i = f"{base}{_suffix(data)}", 1
             while member_name in taken:  # two keys that clean to one name: the later gets a number

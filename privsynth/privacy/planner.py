@@ -93,15 +93,12 @@ def check_delta(delta: float, n: int, *, exact: bool = False) -> None:
     """
     if not 0 < delta < 1:
         raise DeltaTooLargeError(f"--delta must be between 0 and 1, got {delta}")
-    if delta >= 1.0 / n and exact:
-        raise DeltaTooLargeError(
-            f"--delta {delta:g} is >= 1/n for this corpus (n: its number of people): that would allow releasing a "
-            "whole record with probability delta. Leave --delta out for the default, min(1e-5, 0.1/n)."
-        )
     if delta >= 1.0 / n:
+        bound = "1/n for this corpus (n: its number of people)" if exact else f"1/n = 1/{n}"
+        advice = "Leave --delta out for" if exact else f"Use at most {default_delta(n):g},"
         raise DeltaTooLargeError(
-            f"--delta {delta:g} is >= 1/n = 1/{n}: that would allow releasing a whole record with probability "
-            f"delta. Use at most {default_delta(n):g} (the default, min(1e-5, 0.1/n))."
+            f"--delta {delta:g} is >= {bound}: that would allow releasing a whole record with probability delta. "
+            f"{advice} the default, min(1e-5, 0.1/n)."
         )
 
 
