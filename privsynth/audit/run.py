@@ -41,7 +41,7 @@ from privsynth.audit.utility import (
 )
 from privsynth.data.corpus import Corpus
 from privsynth.data.fingerprint import corpus_fingerprint
-from privsynth.data.schema import ColumnKind
+from privsynth.data.schema import ColumnKind, Schema
 from privsynth.engine import Engine, LocalEngine
 from privsynth.errors import ConfigError
 from privsynth.pii.placeholders import mask_identity
@@ -121,6 +121,24 @@ def _subsample(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
     return frame.iloc[pick].reset_index(drop=True)
 
 
+#: Column kinds a generator produces (what a synthetic corpus may leave out and the audit then does not compare).
+MODELLED_KINDS = frozenset(
+    {
+        ColumnKind.CATEGORICAL,
+        ColumnKind.NUMERICAL,
+        ColumnKind.DATETIME,
+        ColumnKind.BOOLEAN,
+        ColumnKind.TEXT,
+        ColumnKind.IMAGE,
+    }
+)
+
+
+def _without_columns(schema: Schema, names: list[str]) -> Schema:
+    """``schema`` without the named columns (table order kept)."""
+    return schema.model_copy(update={"columns": {n: c for n, c in schema.columns.items() if n not in names}})
+
+
 def _images(corpus: Corpus, column: str) -> tuple[list[Any], np.ndarray]:
     images, present = [], []
     for i in range(len(corpus)):
@@ -151,11 +169,15 @@ def run_audit(
     seed = cfg.seed
     say("pre-flight checks of the holdout")
     pre = preflight(train.records, holdout.records, schema, holdout_schema=holdout.schema)
-    tr = train.with_records(_subsample(train.records, cfg.max_rows, seed))
-    ho = holdout.with_records(_subsample(holdout.records, cfg.max_rows, seed + 1))
-    sy = synthetic.with_records(_subsample(synthetic.records, cfg.max_rows, seed + 2))
-    missing = [n for n in schema.columns if n not in sy.records.columns]
+    missing = [n for n in schema.columns if n not in synthetic.records.columns]
     limitations = [f"column '{n}' is absent from the synthetic corpus: not audited" for n in missing]
+    # Every comparison runs over the columns both sides hold: a modelled column the synthetic corpus leaves out
+    # (privsynth's omitted_columns, or a hand-made corpus) is reported above, never compared against nothing.
+    # Identifiers stay: the real side's own identity is still masked and scanned for.
+    compared = _without_columns(schema, [n for n in missing if schema.columns[n].kind in MODELLED_KINDS])
+    tr = Corpus(_subsample(train.records, cfg.max_rows, seed)[list(compared.columns)], compared, train.root)
+    ho = Corpus(_subsample(holdout.records, cfg.max_rows, seed + 1)[list(compared.columns)], compared, holdout.root)
+    sy = synthetic.with_records(_subsample(synthetic.records, cfg.max_rows, seed + 2))
     result: dict[str, Any] = {
         "version": AUDIT_VERSION,
         "privsynth_version": __version__,
@@ -174,7 +196,7 @@ def run_audit(
         "engine": {"name": engine.name, "workers": engine.workers},  # where it ran; results do not depend on it
     }
     say("tabular memorization")
-    encoder = RowEncoder().fit(tr.records, schema)
+    encoder = RowEncoder().fit(tr.records, compared)
     x_train, x_hold, x_syn = (encoder.transform(c.records) for c in (tr, ho, sy))
     memorization: dict[str, Any] = {}
     if x_train.shape[1]:
