@@ -223,7 +223,10 @@ def _column(
                 )
             else:
                 verdict = COLLAPSE
-                seen = f"even {COARSE_WIDTH} grid bins together need ~{coarse:.0f} people: the {what} will be a guess"
+                seen = (
+                    f"even {COARSE_WIDTH} grid bins together need ~{coarse:.0f} people: the {what} may not be seen "
+                    "at all, and then the column is left out of samples"
+                )
             return ColumnForecast(
                 name,
                 kind.value,

@@ -62,6 +62,7 @@ from privsynth.privacy.planner import (
 )
 from privsynth.privacy.randomness import Streams
 from privsynth.privacy.store import LedgerStore
+from privsynth.profile.findings import unplaced_columns
 from privsynth.profile.model import Profile, load_profile, save_profile
 from privsynth.profile.profiler import (
     PROFILE_NOTE,
@@ -160,6 +161,8 @@ class Synthesizer:
         instances = registry.instances(corpus.schema)
         budget = self._plan(corpus.schema, instances, units, ledger, work)
         profile = self._profile(data.train, budget, units, ledger, noise, work, engine)
+        skipped = unplaced_columns(profile)  # a range that is a guess would give valid but meaningless values
+        instances = _without(instances, skipped)
         context = FitContext(profile, ledger, 0.0, streams, data.groups, units, progress=progress, engine=engine)
         self.generators_ = self._fit_generators(instances, data.train, budget, context, work)
         self.instances_ = instances
@@ -171,7 +174,7 @@ class Synthesizer:
         self.profile_ = profile.model_copy(update={"ledger": ledger.state_dict()})
         self.run_id_, self.source_, self.work_ = work.run_id, label, work
         self.budget_: BudgetPlan | None = budget  # the calibrated plan (shares and noise per stage): public
-        self.skipped_: dict[str, str] = {}
+        self.skipped_: dict[str, str] = skipped
         self.schema_inferred_ = inferred
         return self
 
@@ -693,6 +696,11 @@ class Synthesizer:
         if unknown:
             columns = ", ".join(c for c in self.schema_.columns if c in conditional)
             raise ConfigError(f"--where names unknown column(s) {', '.join(unknown)}; tabular columns: {columns}")
+        left_out = [k for k in fixed if k in self.skipped_]
+        if left_out:
+            raise ConfigError(
+                f"--where names column(s) this model leaves out: {left_out[0]}: {self.skipped_[left_out[0]]}"
+            )
         not_tabular = [k for k in fixed if k not in conditional]
         if not_tabular:
             raise ConfigError(
@@ -803,6 +811,12 @@ class Synthesizer:
         split = (read_json(folder / SPLIT) if internal else None) or {"train": [], "holdout": []}
         synth.split_ = HoldoutSplit(train=tuple(split["train"]), holdout=tuple(split["holdout"]))
         return synth
+
+
+def _without(instances: list[Instance], skipped: Mapping[str, str]) -> list[Instance]:
+    """The instances without the ``skipped`` columns (an instance left with none is dropped: it spends nothing)."""
+    kept = [Instance(i.name, tuple(c for c in i.columns if c not in skipped), i.joint) for i in instances]
+    return [i for i in kept if i.columns]
 
 
 def _write_private(path: Path, payload: object) -> None:

@@ -238,7 +238,8 @@ def _summary(synth: Synthesizer, warnings: list[str]) -> None:
     for finding in findings:
         err.print(f"  - [yellow]{escape(finding.column)}[/yellow]: {escape(finding.problem)}; {escape(finding.fix)}.")
     for name, reason in synth.skipped_.items():
-        err.print(f"  - [yellow]{escape(name)}[/yellow]: left out of samples: {escape(reason)}.")
+        if name not in shown:  # a column the profile findings already named (with its fix)
+            err.print(f"  - [yellow]{escape(name)}[/yellow]: left out of samples: {escape(reason)}.")
     _print_warnings([w for w in warnings if not any(f"'{c}'" in w for c in shown)])
 
 

@@ -16,6 +16,10 @@ WIDE_DECADES = 6.0
 COARSE_WIDTH = 8
 
 
+#: Why a column whose DP range was never seen is left out (see :func:`unplaced_columns`).
+UNPLACED = "its DP range could not be told from the noise at any window width (any bounds would be a guess)"
+
+
 @dataclass(frozen=True)
 class Finding:
     """One degraded column: what came out and how to fix it."""
@@ -50,7 +54,7 @@ def degraded_columns(profile: Profile, schema: Schema) -> list[Finding]:
             found.append(
                 Finding(
                     name,
-                    "its DP range could not be told from the noise (the bounds are a guess)",
+                    f"{UNPLACED}, so it is left out of samples",
                     "declare bounds (or date_range) in schema.yaml from a public codebook, or raise epsilon",
                 )
             )
@@ -81,4 +85,20 @@ def degraded_columns(profile: Profile, schema: Schema) -> list[Finding]:
     return found
 
 
-__all__ = ["Finding", "degraded_columns"]
+def unplaced_columns(profile: Profile) -> dict[str, str]:
+    """Numbers and dates whose DP range was never seen, with why: the fit leaves them out of its samples.
+
+    When no window of the public grid cleared the noise (:func:`privsynth.profile.ranges.detect_range`), the
+    profile's bounds are the most significant window of pure noise, which can sit decades away from the data
+    (a BMI drawn around -1e7 at 300 people). Sampling inside such bounds would be valid and meaningless, so the
+    column is not generated at all; the fit's summary says so and how to fix it. Read from the DP profile
+    alone: post-processing, free.
+    """
+    return {
+        name: f"{UNPLACED}; declare bounds (or date_range) in schema.yaml from a public codebook, or raise epsilon"
+        for name, column in profile.columns.items()
+        if isinstance(column, NumericalProfile) and column.source is Source.DP and not column.range_detected
+    }
+
+
+__all__ = ["UNPLACED", "Finding", "degraded_columns", "unplaced_columns"]

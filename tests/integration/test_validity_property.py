@@ -111,3 +111,49 @@ def test_every_synthetic_corpus_is_valid(case, epsilon: float, seed: int) -> Non
 @given(case=corpora(), epsilon=st.sampled_from([0.3, 1.0, 4.0, 16.0, 60.0]), seed=st.integers(0, 1000))
 def test_every_synthetic_corpus_is_valid_many(case, epsilon: float, seed: int) -> None:
     check(case, epsilon, seed)
+
+
+def test_a_number_whose_dp_range_was_never_seen_is_left_out_not_guessed(
+    tmp_path: Path, reproducible_noise: int
+) -> None:
+    """Bounds that are the loudest window of pure noise can sit decades from the data (a BMI around -1e7 was
+    sampled at 300 people): such a column is left out of samples, said so, and refused in --where."""
+    from privsynth.errors import ConfigError
+    from privsynth.profile.findings import UNPLACED
+
+    rng = np.random.default_rng(3)
+    n = 80
+    frame = pd.DataFrame(
+        {
+            "id": [f"r{i}" for i in range(n)],
+            "group": rng.choice(["a", "b"], n),
+            "age": rng.integers(20, 80, n),
+            "rare": [4.2] + [np.nan] * (n - 1),  # one value in 80: no window of the grid can ever see it
+        }
+    )
+    raw = {
+        "table": "records.parquet",
+        "key": "id",
+        "columns": {
+            "id": {"kind": "key"},
+            "group": {"kind": "categorical", "nullable": False, "domain": ["a", "b"]},
+            "age": {"kind": "numerical", "integer": True, "nullable": False, "bounds": [0, 120]},
+            "rare": {"kind": "numerical"},
+        },
+    }
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "schema.yaml").write_text(dump_schema(schema_from_dict(raw, source="test")))
+    frame.to_parquet(tmp_path / "corpus" / "records.parquet", index=False)
+    synth = Synthesizer(load_config(SMALL).model_copy(update={"holdout_fraction": 0.0})).fit(
+        read_corpus(tmp_path / "corpus"), epsilon=1.0, store=LedgerStore(tmp_path / "l.sqlite")
+    )
+    assert not synth.profile_.columns["rare"].range_detected  # positive control: the profile could not place it
+    assert set(synth.skipped_) == {"rare"} and UNPLACED in synth.skipped_["rare"]
+    assert "rare" not in synth.synthetic_schema.columns
+    assert list(synth.sample(30, seed=1).columns) == ["id", "group", "age"]
+    out = write_synthetic(synth, tmp_path / "synthetic", n=30, seed=1)
+    assert "rare" not in read_corpus(out).records.columns  # valid against its own schema
+    with pytest.raises(ConfigError, match="leaves out: rare"):
+        synth.sample(5, conditions={"rare": 4.2})
+    again = Synthesizer.load(synth.save(tmp_path / "model"))
+    assert again.skipped_ == synth.skipped_
