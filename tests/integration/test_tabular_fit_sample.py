@@ -48,7 +48,12 @@ def test_samples_have_the_schema_types_and_respect_declared_domains(fitted) -> N
     schema = synth.synthetic_schema
     assert list(records.columns) == list(schema.columns)
     assert "note" in records.columns and "scan" in records.columns  # every modality has a generator
-    assert synth.skipped_ == {}
+    # only an undeclared number or date whose DP range the profile never saw may be left out (the demo's bmi
+    # at this small budget, now and then): never a column with declared bounds
+    for name in synth.skipped_:
+        assert synth.schema_.columns[name].bounds is None and synth.schema_.columns[name].date_range is None, name
+        assert not synth.profile_.columns[name].range_detected, name
+    assert set(schema.columns) == set(synth.schema_.columns) - set(synth.skipped_)
     for name, spec in schema.columns.items():
         values = records[name]
         if spec.kind is ColumnKind.CATEGORICAL and spec.domain is not None:
@@ -356,6 +361,8 @@ def test_a_large_sample_is_written_in_shards_each_from_its_own_stream(fitted, tm
     alone = synth.sample(second.count, seed=second.seed)
     shard = corpus.records.iloc[40:80].reset_index(drop=True)
     for name in ("age", "diagnosis", "wbc", "note"):
+        if name in synth.skipped_:  # an undeclared number whose DP range was never seen is left out
+            continue
         pd.testing.assert_series_equal(shard[name], alone[name], check_names=False)
     # images: one tar shard per part and image column, read in place; nothing loose beside them
     scans = sorted(p.name for p in (out / "images" / "scan").iterdir())
