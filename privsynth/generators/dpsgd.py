@@ -16,6 +16,7 @@ The ledger entry (sigma, q, steps) must be spent *before* :func:`train` runs; th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -35,6 +36,7 @@ from torch import nn
 from privsynth.data.atomic import atomic_dir
 from privsynth.data.corpus import Corpus
 from privsynth.engine.base import Engine
+from privsynth.generators.record_loss import RecordLoss
 from privsynth.privacy.accounting import Mechanism
 from privsynth.privacy.ledger import PrivacyLedger
 from privsynth.privacy.planner import StageShape
@@ -185,6 +187,10 @@ class GhostClipping:
     def worker_optimizer(self, module: nn.Module, record_clip: float) -> Any:
         """What a worker passes as ``optimizer`` (the clip is the module's own here)."""
         return ZeroGrads([p for p in module.parameters() if p.requires_grad])
+
+    def for_records(self, rows: np.ndarray) -> GhostClipping | None:
+        """This clipping over records ``rows`` only, or ``None`` when the loss does not name its records."""
+        return dataclasses.replace(self, loss=self.loss.subset(rows)) if isinstance(self.loss, RecordLoss) else None
 
     def __call__(
         self, module: nn.Module, indices: np.ndarray, optimizer: Any, generators: dict[str, torch.Generator]

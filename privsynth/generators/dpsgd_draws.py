@@ -18,6 +18,7 @@ noise of standard deviation ``sigma * C`` is added once to the total, exactly wh
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ import torch
 from torch import nn
 
 from privsynth.generators.dpsgd import DPSGDTrainer, Groups, OptimConfig, backward
+from privsynth.generators.record_loss import RecordLoss
 from privsynth.privacy.accounting import Mechanism
 from privsynth.privacy.randomness import Streams
 
@@ -139,6 +141,10 @@ class DrawsClipping:
             expected_batch_size=1,
             loss_reduction="sum",
         )
+
+    def for_records(self, rows: np.ndarray) -> DrawsClipping | None:
+        """This clipping over records ``rows`` only, or ``None`` when the loss does not name its records."""
+        return dataclasses.replace(self, loss=self.loss.subset(rows)) if isinstance(self.loss, RecordLoss) else None
 
     def __call__(
         self, module: nn.Module, indices: np.ndarray, optimizer: Any, generators: dict[str, torch.Generator]

@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
+import itertools
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -91,20 +92,32 @@ def pack(module: torch.nn.Module, clipper: Any, generators: dict[str, torch.Gene
 
 
 class GradientWorker:
-    """Holds the network and the records; computes clipped gradient sums of batch parts."""
+    """Holds the network and its records (its shard, or all of them); computes clipped gradient sums of batch parts.
 
-    def __init__(self, payload: bytes) -> None:
+    Built empty, then :meth:`load` once with its payload (so each worker of one pool can get its own shard).
+    """
+
+    def __init__(self, payload: bytes | None = None) -> None:
+        if payload is not None:
+            self.load(payload)
+
+    def load(self, payload: bytes) -> int:
+        """Take the network, the clipping with its loss and records, and the generators; returns the record count."""
         import pickle
 
         # written by pack() in this run's driver
         self.module, self.clipper, self.generators, record_clip = pickle.loads(payload)  # noqa: S301
         self.module.train()
         self.optimizer = self.clipper.worker_optimizer(self.module, record_clip)
+        loss = self.clipper.loss
+        return len(loss) if hasattr(loss, "__len__") else -1
 
     def clipped_sum(
         self, weights: list[torch.Tensor], indices: np.ndarray, seeds: dict[str, int]
     ) -> tuple[list[torch.Tensor], float]:
-        """The summed clipped gradients of records ``indices`` at ``weights``, and their loss sum."""
+        """The summed clipped gradients of records ``indices`` (positions in what it holds) at ``weights``."""
+        if len(indices) == 0:  # none of this step's batch is in its shard
+            return [torch.zeros_like(p, device="cpu") for p in self.optimizer.params], 0.0
         with torch.no_grad():
             for p, w in zip(self.optimizer.params, weights, strict=True):
                 p.copy_(w)
@@ -134,25 +147,60 @@ def step_seed(key: bytes, step: int, part: int) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
+def shard_starts(records: int, workers: int) -> np.ndarray:
+    """First record of each worker's shard, and ``records`` last: contiguous shards of (nearly) equal size.
+
+    >>> shard_starts(10, 3).tolist()
+    [0, 4, 7, 10]
+    """
+    sizes = [len(part) for part in np.array_split(np.arange(records), workers)]
+    return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+
 class RemoteGradients:
-    """A trainer's workers on ``engine``: one step = parts to workers, sum here, :meth:`DPSGDTrainer.apply`."""
+    """A trainer's workers on ``engine``: one step = parts to workers, sum here, :meth:`DPSGDTrainer.apply`.
+
+    When the loss names its records (:class:`~privsynth.generators.record_loss.RecordLoss`, every built-in
+    generator's), worker ``j`` receives only the records of shard ``j`` (:func:`shard_starts`) and, each step,
+    the positions of the batch's records in its shard. A loss that is a plain closure goes whole to every worker,
+    which then gets a slice of the batch's global indices.
+    """
 
     def __init__(self, trainer: DPSGDTrainer, engine: Engine) -> None:
         self.trainer = trainer
-        payload = pack(trainer.module, trainer.clipper, trainer.generators, trainer.record_clip)
         # no payload size in the log: it is an exact function of the number of records and their lengths
         log.info("DP-SGD on %d worker(s)", engine.workers)
         self._keys = {p: seed_key(g) for p, g in trainer.generators.items() if p in LOSS_PURPOSES}
-        self.pool = engine.pool(GradientWorker, payload)
+        self.pool = engine.pool(GradientWorker)
+        size = self.pool.size
+        loss = trainer.clipper.loss
+        self.starts: np.ndarray | None = None
+        if hasattr(trainer.clipper, "for_records") and hasattr(loss, "subset"):
+            self.starts = shard_starts(len(loss), size)
+            clippers = [trainer.clipper.for_records(np.arange(a, b)) for a, b in itertools.pairwise(self.starts)]
+        else:
+            log.info("the DP-SGD loss does not name its records: every worker holds all of them")
+            clippers = [trainer.clipper] * size
+        payloads = [pack(trainer.module, c, trainer.generators, trainer.record_clip) for c in clippers]
+        held = self.pool.call("load", [(p,) for p in payloads])
+        if self.starts is not None and held != np.diff(self.starts).tolist():
+            raise RuntimeError(f"DP-SGD workers hold {held} records, not their shards {np.diff(self.starts).tolist()}")
 
     def _seeds(self, parts: int) -> list[dict[str, int]]:
         """One seed per part and loss generator for this step."""
         step = self.trainer.step
         return [{purpose: step_seed(key, step, i) for purpose, key in self._keys.items()} for i in range(parts)]
 
+    def _parts(self, indices: np.ndarray) -> list[np.ndarray]:
+        """What each worker computes: positions in its shard, or (whole loss) slices of the global indices."""
+        if self.starts is None:
+            return [part for part in np.array_split(indices, self.pool.size) if part.size]
+        owner = np.searchsorted(self.starts, indices, side="right") - 1
+        return [indices[owner == j] - self.starts[j] for j in range(self.pool.size)]
+
     def step(self, indices: np.ndarray) -> float:
         """One DP-SGD step on the Poisson batch ``indices``; returns the batch's mean loss."""
-        parts = [part for part in np.array_split(indices, self.pool.size) if part.size]
+        parts = self._parts(indices)
         weights = [p.detach().cpu() for p in self.trainer.optimizer.params]
         results = self.pool.call(
             "clipped_sum", [(weights, part, seeds) for part, seeds in zip(parts, self._seeds(len(parts)), strict=True)]
@@ -178,4 +226,4 @@ class RemoteGradients:
         self.pool.close()
 
 
-__all__ = ["LOSS_PURPOSES", "GradientWorker", "RemoteGradients", "pack", "seed_key", "step_seed"]
+__all__ = ["LOSS_PURPOSES", "GradientWorker", "RemoteGradients", "pack", "seed_key", "shard_starts", "step_seed"]

@@ -61,6 +61,7 @@ from privsynth.generators.image.diffusion import (
 )
 from privsynth.generators.image.mixture import MixtureOfFactorAnalysers
 from privsynth.generators.image.moments import dp_class_means
+from privsynth.generators.record_loss import RecordLoss
 from privsynth.generators.sizing import SMALL_COHORT, apply_size_rule
 from privsynth.generators.tabular.codecs import BooleanCodec, CategoricalCodec, ColumnCodec, codec_from_dict
 from privsynth.privacy.accounting import Mechanism
@@ -288,13 +289,15 @@ class ImageGenerator(Generator):
             x = torch.as_tensor(self._encode(arrays))
             dims = x.shape[1]
 
-            def loss(module: torch.nn.Module, rows: np.ndarray) -> torch.Tensor:
+            def loss(
+                module: torch.nn.Module, xs: torch.Tensor, ys: torch.Tensor, present: torch.Tensor
+            ) -> torch.Tensor:
                 # a record without an image contributes nothing (its loss is 0; it still counts in the batch)
-                return -module(x[rows], y[rows]) * mask[rows] / dims
+                return -module(xs, ys) * present / dims
 
             trainer = DPSGDTrainer(
                 network,
-                loss=loss,
+                loss=RecordLoss(loss, (x, y, mask)),  # named records: a cluster worker holds its shard
                 groups=groups,
                 mechanism=mechanism,
                 config=self.config.optim,
@@ -343,9 +346,14 @@ class ImageGenerator(Generator):
         k = settings.noise_multiplicity
         null_class = network.null_class if isinstance(network, Denoiser) else None
 
-        def loss(module: torch.nn.Module, rows: np.ndarray, generator: torch.Generator) -> torch.Tensor:
-            index = torch.as_tensor(rows, device=device)
-            n = len(rows)
+        def loss(
+            module: torch.nn.Module,
+            xs: torch.Tensor,
+            ys: torch.Tensor,
+            present: torch.Tensor,
+            generator: torch.Generator,
+        ) -> torch.Tensor:
+            n = len(xs)
             log_sigma = settings.p_mean + settings.p_std * torch.randn(n, k, generator=generator, device=device)
             noise = torch.randn(n, k, *images.shape[1:], generator=generator, device=device)
             hidden = None
@@ -353,9 +361,9 @@ class ImageGenerator(Generator):
                 hidden = torch.rand(n, k, generator=generator, device=device) < settings.label_dropout
             return denoising_loss(
                 module,
-                images[index],
-                labels[index],
-                mask[index],
+                xs,
+                ys,
+                present,
                 log_sigma,
                 noise,
                 sigma_data=settings.sigma_data,
@@ -365,7 +373,7 @@ class ImageGenerator(Generator):
 
         return MultiDrawDPSGDTrainer(
             network,
-            loss=loss,
+            loss=RecordLoss(loss, (images, labels, mask)),  # named records: a cluster worker holds its shard
             draws=k,
             groups=units,
             mechanism=mechanism,

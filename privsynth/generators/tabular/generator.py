@@ -31,6 +31,7 @@ from privsynth.generators.dpsgd import (
     spend_once,
     unit_groups,
 )
+from privsynth.generators.record_loss import RecordLoss
 from privsynth.generators.sizing import SMALL_COHORT, apply_size_rule
 from privsynth.generators.tabular.codecs import (
     RELIABLE_SNR,
@@ -230,15 +231,15 @@ class TabularGenerator(Generator):
         targets = torch.arange(len(sizes))
         share, subcolumns = self.config.random_order_share, self.subcolumns_
 
-        def loss(module: torch.nn.Module, rows: np.ndarray) -> torch.Tensor:
-            batch = global_tokens[rows]
-            visible = random_visibility(len(rows), len(sizes), random_share=share, generator=orders, groups=subcolumns)
-            logp = module(batch, visible, targets.expand(len(rows), -1).contiguous())
+        def loss(module: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
+            n = len(batch)
+            visible = random_visibility(n, len(sizes), random_share=share, generator=orders, groups=subcolumns)
+            logp = module(batch, visible, targets.expand(n, -1).contiguous())
             return -logp.gather(2, batch.unsqueeze(-1)).squeeze(-1).sum(dim=1)
 
         trainer = DPSGDTrainer(
             network,
-            loss=loss,
+            loss=RecordLoss(loss, (global_tokens,)),  # the records are named: a cluster worker holds its shard
             groups=units,
             mechanism=mechanism,
             config=self.config.optim,

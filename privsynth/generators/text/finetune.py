@@ -18,6 +18,7 @@ import torch
 
 from privsynth.errors import ConfigError, IntegrityError
 from privsynth.generators.dpsgd import DPSGDTrainer, spend_once
+from privsynth.generators.record_loss import RecordLoss
 from privsynth.generators.tabular.codecs import ColumnCodec, codec_from_dict
 from privsynth.generators.text import backbone as backbones
 from privsynth.generators.text.llm import (
@@ -161,20 +162,22 @@ def fit_backbone(
     lengths = torch.as_tensor([len(s) for s in sequences])
     targets_t = torch.as_tensor(targets)
 
-    def loss(module: torch.nn.Module, rows: np.ndarray) -> torch.Tensor:
-        width = int(lengths[rows].max())
-        hidden = torch.zeros(len(rows), width, states[0].shape[-1])
-        for j, i in enumerate(rows):
-            hidden[j, : len(states[i])] = states[i].float()
+    def loss(
+        module: torch.nn.Module, cached: list[torch.Tensor], sizes: torch.Tensor, want: torch.Tensor
+    ) -> torch.Tensor:
+        width = int(sizes.max())
+        hidden = torch.zeros(len(cached), width, cached[0].shape[-1])
+        for j, state in enumerate(cached):
+            hidden[j, : len(state)] = state.float()
         out = module(hidden.to(device))
-        wanted = targets_t[rows, :width].to(device)
+        wanted = want[:, :width].to(device)
         nll = token_nll(out, head, stack.placeholder_logits(out), wanted.clamp_min(0))
         mask = (wanted >= 0).float()
         return (nll * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
     trainer = DPSGDTrainer(
         stack,
-        loss=loss,
+        loss=RecordLoss(loss, (states, lengths, targets_t)),  # named records: a cluster worker holds its shard
         groups=groups,
         mechanism=mechanism,
         config=config.optim,

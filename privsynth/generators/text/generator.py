@@ -38,6 +38,7 @@ from privsynth.generators.dpsgd import (
     initialised,
     spend_once,
 )
+from privsynth.generators.record_loss import RecordLoss
 from privsynth.generators.tabular.codecs import ColumnCodec, codec_from_dict
 from privsynth.generators.text.network import TextLM
 from privsynth.generators.text.public_training import train_public
@@ -194,20 +195,22 @@ class TextGenerator(Generator):
         lengths_t = torch.as_tensor(lengths)
         c = prefix.shape[1]
 
-        def loss(module: torch.nn.Module, rows: np.ndarray) -> torch.Tensor:
-            longest = int(lengths_t[rows].max())
-            ids = torch.cat([prefix_t[rows], torch.full((len(rows), 1), BOS), text_t[rows, :longest]], dim=1)
-            positions = torch.arange(ids.shape[1]).expand(len(rows), -1).contiguous()
+        def loss(
+            module: torch.nn.Module, prefixes: torch.Tensor, texts: torch.Tensor, sizes: torch.Tensor
+        ) -> torch.Tensor:
+            n, longest = len(sizes), int(sizes.max())
+            ids = torch.cat([prefixes, torch.full((n, 1), BOS), texts[:, :longest]], dim=1)
+            positions = torch.arange(ids.shape[1]).expand(n, -1).contiguous()
             logits = module(ids[:, :-1].contiguous(), positions[:, :-1].contiguous())[:, c:, :]
             targets = ids[:, c + 1 :]
             nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
-            nll = nll.view(len(rows), -1)
-            mask = (torch.arange(longest)[None, :] < lengths_t[rows][:, None]).float()
+            nll = nll.view(n, -1)
+            mask = (torch.arange(longest)[None, :] < sizes[:, None]).float()
             return (nll * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
         trainer = DPSGDTrainer(
             network,
-            loss=loss,
+            loss=RecordLoss(loss, (prefix_t, text_t, lengths_t)),  # named records: a cluster worker holds its shard
             groups=groups,
             mechanism=mechanism,
             config=self.config.optim,

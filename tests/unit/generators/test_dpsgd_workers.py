@@ -20,6 +20,7 @@ from privsynth.engine import InProcessPool
 from privsynth.generators.dpsgd import DPSGDTrainer, Groups, OptimConfig
 from privsynth.generators.dpsgd_draws import MultiDrawDPSGDTrainer
 from privsynth.generators.dpsgd_workers import GradientWorker, pack
+from privsynth.generators.record_loss import RecordLoss
 from privsynth.privacy.accounting import Mechanism
 from privsynth.privacy.randomness import Streams
 
@@ -50,16 +51,20 @@ def _problem(seed: int = 0) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     return model, x, x[:, :1] * 2.0 - x[:, 1:2]
 
 
-def _trainer(steps: int, *, people: bool = False) -> DPSGDTrainer:
+def _trainer(steps: int, *, people: bool = False, named: bool = False) -> DPSGDTrainer:
+    """The test problem; ``named``: its loss names its records (a RecordLoss), so workers get only their shard."""
     model, x, y = _problem()
 
     def loss(module: nn.Module, rows: np.ndarray) -> torch.Tensor:
         return ((module(x[rows]) - y[rows]) ** 2).squeeze(1)
 
+    def squared(module: nn.Module, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+        return ((module(xs) - ys) ** 2).squeeze(1)
+
     labels = np.arange(300) // 3 if people else None  # 100 people with 3 records each
     return DPSGDTrainer(
         model,
-        loss=loss,
+        loss=RecordLoss(squared, (x, y)) if named else loss,
         groups=Groups.from_labels(labels, 300),
         mechanism=Mechanism(noise_multiplier=0.7, sample_rate=0.2, steps=steps),
         config=OptimConfig(batch_size=60, lr=0.02),
@@ -74,12 +79,18 @@ def _close(a: DPSGDTrainer, b: DPSGDTrainer) -> bool:
     return all(torch.allclose(p, q, atol=1e-5) for p, q in zip(a.model.parameters(), b.model.parameters(), strict=True))
 
 
-@pytest.mark.parametrize("people", [False, True], ids=["records", "people-of-3"])
-def test_two_and_three_workers_take_the_single_process_steps(reproducible_noise: int, people: bool) -> None:
+@pytest.mark.parametrize(
+    ("people", "named"),
+    [(False, False), (True, False), (False, True), (True, True)],
+    ids=["records", "people-of-3", "records-sharded", "people-of-3-sharded"],
+)
+def test_two_and_three_workers_take_the_single_process_steps(
+    reproducible_noise: int, people: bool, named: bool
+) -> None:
     local = _trainer(12, people=people)
     local.run()
     for workers in (2, 3):
-        spread = _trainer(12, people=people)
+        spread = _trainer(12, people=people, named=named)
         spread.run(engine=ShardedEngine(workers))
         assert spread.step == local.step == 12
         assert _close(local, spread), f"{workers} workers"
@@ -88,6 +99,22 @@ def test_two_and_three_workers_take_the_single_process_steps(reproducible_noise:
         assert spread.optimizer.noise_multiplier == local.optimizer.noise_multiplier
         assert spread.optimizer.max_grad_norm == local.optimizer.max_grad_norm
         assert spread.optimizer.expected_batch_size == local.optimizer.expected_batch_size
+
+
+def test_each_worker_holds_only_the_records_of_its_shard(reproducible_noise: int) -> None:
+    """With a loss that names its records, worker j receives shard j's records and nothing of the others."""
+    _, x, y = _problem()
+    engine = ShardedEngine(3)
+    trainer = _trainer(2, named=True)
+    trainer.run(engine=engine)
+    held = [worker.clipper.loss.columns for worker in engine.built]
+    assert [len(xs) for xs, _ in held] == [100, 100, 100]
+    for j, (xs, ys) in enumerate(held):
+        assert torch.equal(xs, x[100 * j : 100 * (j + 1)]) and torch.equal(ys, y[100 * j : 100 * (j + 1)])
+    # positive control: a plain closure cannot be cut, so every worker holds every record
+    whole = ShardedEngine(2)
+    _trainer(2).run(engine=whole)
+    assert not any(hasattr(worker.clipper.loss, "columns") for worker in whole.built)
 
 
 def test_a_checkpoint_resumes_on_another_number_of_workers(tmp_path: Path, reproducible_noise: int) -> None:
