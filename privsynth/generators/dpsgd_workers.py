@@ -184,7 +184,8 @@ class RemoteGradients:
         payloads = [pack(trainer.module, c, trainer.generators, trainer.record_clip) for c in clippers]
         held = self.pool.call("load", [(p,) for p in payloads])
         if self.starts is not None and held != np.diff(self.starts).tolist():
-            raise RuntimeError(f"DP-SGD workers hold {held} records, not their shards {np.diff(self.starts).tolist()}")
+            # no counts in the message: the shard sizes add up to the exact number of training records
+            raise RuntimeError("a DP-SGD worker does not hold the shard it was sent; check the cluster's privsynth")
 
     def _seeds(self, parts: int) -> list[dict[str, int]]:
         """One seed per part and loss generator for this step."""
@@ -195,6 +196,8 @@ class RemoteGradients:
         """What each worker computes: positions in its shard, or (whole loss) slices of the global indices."""
         if self.starts is None:
             return [part for part in np.array_split(indices, self.pool.size) if part.size]
+        if indices.size and not (indices.min() >= 0 and indices.max() < self.starts[-1]):
+            raise RuntimeError("a DP-SGD batch names a record outside the training set")
         owner = np.searchsorted(self.starts, indices, side="right") - 1
         return [indices[owner == j] - self.starts[j] for j in range(self.pool.size)]
 

@@ -25,6 +25,14 @@ def _length(column: Any) -> int:
     return int(column.shape[0]) if isinstance(column, torch.Tensor | np.ndarray) else len(column)
 
 
+def _contents(cell: Any) -> Any:
+    """What a closure cell holds (``None`` for a name bound later, such as a generator the trainer makes)."""
+    try:
+        return cell.cell_contents
+    except ValueError:
+        return None
+
+
 def take(column: Any, rows: np.ndarray) -> Any:
     """The ``rows`` of one per-record column: a tensor (on its device), an array, or a list of per-record items.
 
@@ -59,7 +67,13 @@ class RecordLoss:
             raise ValueError("a RecordLoss needs at least one per-record column")
         lengths = {_length(c) for c in self.columns}
         if len(lengths) != 1:
-            raise ValueError(f"a RecordLoss's columns must hold one entry per record; lengths {sorted(lengths)}")
+            raise ValueError("a RecordLoss's columns must hold one entry per record (their lengths differ)")
+        captured = [_contents(cell) for cell in (getattr(self.fn, "__closure__", None) or ())]
+        if any(value is column for value in captured for column in self.columns):
+            # a worker would receive every record with fn, whatever shard it was given
+            raise ValueError(
+                "a RecordLoss's fn captures one of its record columns; reach records through its arguments"
+            )
 
     def __len__(self) -> int:
         return _length(self.columns[0])

@@ -355,7 +355,7 @@ class ImageGenerator(Generator):
         ) -> torch.Tensor:
             n = len(xs)
             log_sigma = settings.p_mean + settings.p_std * torch.randn(n, k, generator=generator, device=device)
-            noise = torch.randn(n, k, *images.shape[1:], generator=generator, device=device)
+            noise = torch.randn(n, k, *xs.shape[1:], generator=generator, device=device)
             hidden = None
             if null_class is not None:
                 hidden = torch.rand(n, k, generator=generator, device=device) < settings.label_dropout

@@ -117,6 +117,17 @@ def test_each_worker_holds_only_the_records_of_its_shard(reproducible_noise: int
     assert not any(hasattr(worker.clipper.loss, "columns") for worker in whole.built)
 
 
+def test_a_record_loss_whose_computation_captured_its_records_is_refused() -> None:
+    """Else cloudpickle would send every record with ``fn`` to every worker, whatever its shard."""
+    _, x, _ = _problem()
+
+    def careless(module: nn.Module, xs: torch.Tensor) -> torch.Tensor:
+        return ((module(xs) - xs[:, :1]) ** 2).squeeze(1) + 0.0 * x.shape[1]
+
+    with pytest.raises(ValueError, match="captures one of its record columns"):
+        RecordLoss(careless, (x,))
+
+
 def test_a_checkpoint_resumes_on_another_number_of_workers(tmp_path: Path, reproducible_noise: int) -> None:
     local = _trainer(10)
     local.run()
