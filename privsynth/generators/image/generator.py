@@ -81,9 +81,8 @@ SMALL_COHORT_SETTINGS: dict[str, object] = {
     "rank": 1,
     "init_scale": 0.1,
     "temperature": 0.6,
-    "residual": 0.7,
+    "residual": 1.0,
     "mean_queries": 60,
-    "max_conditions": 1,
 }
 SMALL_COHORT_OPTIM: dict[str, object] = {"epochs": 30.0}
 
@@ -114,12 +113,6 @@ class ImageConfig(DPSGDSettings):
         "(at most half the steps; 0: start from init_scale noise).",
     )
     max_classes: int = Field(default=16, ge=1, le=256, description="Most condition classes (product of domains).")
-    max_conditions: int = Field(
-        default=4,
-        ge=1,
-        le=8,
-        description="Most columns the image follows when condition_on is null (the first by public rank).",
-    )
     temperature: float = Field(default=1.0, gt=0, le=2, description="Scale of the sampled latent factors.")
     residual: float = Field(
         default=0.0, ge=0, le=1, description="Scale of the per-coefficient residual noise at sampling (0: none)."
@@ -129,7 +122,7 @@ class ImageConfig(DPSGDSettings):
     size_rule: bool = Field(
         default=True,
         description="mixture: settings left unset (keep, rank, init_scale, temperature, residual, mean_queries, "
-        "max_conditions, epochs) "
+        "epochs) "
         f"follow the DP count of people: below {SMALL_COHORT:,} people, the small-cohort settings.",
     )
 
@@ -139,17 +132,15 @@ class ImageConfig(DPSGDSettings):
         Measured (``benchmarks/default_config.py`` at 2,000 demo records; ``benchmarks/images_fmnist.py`` at
         60,000): a small cohort's few noisy steps cannot fit 16 latent factors over 12x12 coefficients per class,
         so below :data:`SMALL_COHORT` people the mixture keeps 8x8 coefficients and one factor, starts tight
-        from more DP class-mean queries, trains 30 epochs and samples at temperature 0.6 with 0.7 of the model's
-        own per-coefficient noise (``residual``: without it one factor draws every image of a class from one
-        line, so all synthetic scans sat near 44 of 1,932 real ones and the audit's DCR share could not be told
-        from 0.5 +- 0.25; the full noise blurs the classes, because DP noise in the means inflates the learned
-        variances). Images follow one column (``max_conditions`` 1, the first by public rank): the demo's
-        diagnosis x smoker gave 10 classes of ~160 people, and each class mean was mostly noise. Only settings
-        left at their (large-cohort) default follow the rule; ``size_rule: false`` keeps every value as written.
+        from more DP class-mean queries, trains 30 epochs and samples at temperature 0.6 with the model's own
+        per-coefficient noise (``residual`` 1: one factor alone draws every image of a class from one line, so
+        all synthetic scans sat near 44 of 1,932 real ones and the audit's DCR share could not be told from
+        0.5 +- 0.25). Only settings left at their (large-cohort) default follow the rule; ``size_rule: false``
+        keeps every value as written.
 
         >>> small = ImageConfig().for_units(1_600)
-        >>> small.keep, small.rank, small.residual, small.max_conditions, small.optim.epochs, small.size_rule
-        (8, 1, 0.7, 1, 30.0, False)
+        >>> small.keep, small.rank, small.residual, small.optim.epochs, small.size_rule
+        (8, 1, 1.0, 30.0, False)
         >>> ImageConfig(rank=4).for_units(1_600).rank, ImageConfig().for_units(60_000).rank
         (4, 16)
         """
@@ -196,7 +187,7 @@ def choose_conditions(schema: Schema, codecs: list[ColumnCodec], config: ImageCo
     classes = 1
     for codec in sorted(by_name.values(), key=public_rank):
         size = codec.vocab_sizes()[0]
-        if len(chosen) < config.max_conditions and classes * size <= config.max_classes and size > 1:
+        if classes * size <= config.max_classes and size > 1:
             chosen.append(codec)
             classes *= size
     return chosen
