@@ -83,6 +83,7 @@ SMALL_COHORT_SETTINGS: dict[str, object] = {
     "temperature": 0.6,
     "residual": 1.0,
     "mean_queries": 60,
+    "class_floor": 0.9,
 }
 SMALL_COHORT_OPTIM: dict[str, object] = {"epochs": 30.0}
 
@@ -117,12 +118,19 @@ class ImageConfig(DPSGDSettings):
     residual: float = Field(
         default=0.0, ge=0, le=1, description="Scale of the per-coefficient residual noise at sampling (0: none)."
     )
+    class_floor: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="mixture: redraw a sampled image (up to 16 times) until the model's own posterior of its "
+        "class is at least this (0: never); post-processing of the model, no data read.",
+    )
     pretrained: Path | None = Field(default=None, description="Public checkpoint folder to fine-tune from.")
     optim: OptimConfig = OptimConfig(batch_size=2048, epochs=10, lr=0.003, clipping=ClippingMode.GHOST)
     size_rule: bool = Field(
         default=True,
         description="mixture: settings left unset (keep, rank, init_scale, temperature, residual, mean_queries, "
-        "epochs) "
+        "class_floor, epochs) "
         f"follow the DP count of people: below {SMALL_COHORT:,} people, the small-cohort settings.",
     )
 
@@ -135,12 +143,13 @@ class ImageConfig(DPSGDSettings):
         from more DP class-mean queries, trains 30 epochs and samples at temperature 0.6 with the model's own
         per-coefficient noise (``residual`` 1: one factor alone draws every image of a class from one line, so
         all synthetic scans sat near 44 of 1,932 real ones and the audit's DCR share could not be told from
-        0.5 +- 0.25). Only settings left at their (large-cohort) default follow the rule; ``size_rule: false``
-        keeps every value as written.
+        0.5 +- 0.25). That noise also puts draws where a small cohort's noisy classes overlap, so each image is
+        drawn again until the model itself gives its class a posterior of 0.9 (``class_floor``). Only settings
+        left at their (large-cohort) default follow the rule; ``size_rule: false`` keeps every value as written.
 
         >>> small = ImageConfig().for_units(1_600)
-        >>> small.keep, small.rank, small.residual, small.optim.epochs, small.size_rule
-        (8, 1, 1.0, 30.0, False)
+        >>> small.keep, small.rank, small.residual, small.class_floor, small.optim.epochs, small.size_rule
+        (8, 1, 1.0, 0.9, 30.0, False)
         >>> ImageConfig(rank=4).for_units(1_600).rank, ImageConfig().for_units(60_000).rank
         (4, 16)
         """
@@ -424,8 +433,12 @@ class ImageGenerator(Generator):
         if not isinstance(self.network_, MixtureOfFactorAnalysers):
             raise TypeError(f"unexpected image network {type(self.network_).__name__}")
         generator = streams.torch("sample", f"image:{self.column_}", "latents")
-        features = self.network_.sample(
-            labels, generator, temperature=self.config.temperature, residual=self.config.residual
+        features = self.network_.sample_recognisable(
+            labels,
+            generator,
+            floor=self.config.class_floor,
+            temperature=self.config.temperature,
+            residual=self.config.residual,
         ).numpy()
         scale = FEATURE_SCALE / math.sqrt(width * height)
         return decode(features / scale, self._channels, height, width, self._keep)

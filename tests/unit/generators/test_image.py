@@ -192,3 +192,28 @@ def test_sample_can_return_pil_images_equal_to_the_png_bytes(fitted: Synthesizer
         assert np.array_equal(np.asarray(image), np.asarray(Image.open(io.BytesIO(raw))))
     with pytest.raises(ValueError, match="'bytes' or 'pil'"):
         fitted.sample(2, images="tensor")  # type: ignore[arg-type]
+
+
+def test_a_class_floor_redraws_images_the_model_cannot_tell_apart() -> None:
+    """Two overlapping classes: with a floor every draw is one the model itself assigns to its class, the same
+    generator seed gives the same images, and floor 0 is the plain draw."""
+    import torch
+
+    from privsynth.generators.image.mixture import MixtureOfFactorAnalysers
+
+    model = MixtureOfFactorAnalysers(classes=2, components=1, dims=4, rank=1, init_scale=1.0)
+    with torch.no_grad():
+        model.means.weight.copy_(torch.tensor([[0.0] * 4, [1.0] * 4]))  # 1 apart per coordinate, unit spread
+        model.factors.weight.zero_()
+    labels = torch.tensor([0, 1] * 500)
+
+    def draw(floor: float) -> torch.Tensor:
+        return model.sample_recognisable(labels, torch.Generator().manual_seed(3), floor=floor)
+
+    plain, floored = draw(0.0), draw(0.9)
+    assert torch.equal(plain, model.sample(labels, torch.Generator().manual_seed(3)))
+    before, after = model.class_posterior(plain, labels), model.class_posterior(floored, labels)
+    assert (before < 0.9).float().mean() > 0.5  # positive control: most plain draws sit where the classes overlap
+    assert (after >= 0.9).float().mean() > 0.95 and after.mean() > before.mean()
+    assert torch.equal(floored, draw(0.9))
+    assert ImageConfig().for_units(1_600).class_floor == 0.9 and ImageConfig().for_units(60_000).class_floor == 0.0
