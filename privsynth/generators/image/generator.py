@@ -113,6 +113,13 @@ class ImageConfig(DPSGDSettings):
         description="mixture: steps of the stage's budget spent on DP class means that start the mixture "
         "(at most half the steps; 0: start from init_scale noise).",
     )
+    mean_offset: float = Field(
+        default=0.25,
+        ge=0,
+        le=1,
+        description="mixture: the DP class means measure each class's offset from a DP overall mean, each record's "
+        "offset clipped to this share of the feature bound (0: plain sums under the whole bound).",
+    )
     max_classes: int = Field(default=16, ge=1, le=256, description="Most condition classes (product of domains).")
     temperature: float = Field(default=1.0, gt=0, le=2, description="Scale of the sampled latent factors.")
     residual: float = Field(
@@ -311,7 +318,14 @@ class ImageGenerator(Generator):
         fresh = trainer.step == 0 and self.config.pretrained is None
         if isinstance(network, MixtureOfFactorAnalysers) and queries > 0 and fresh:
             means = dp_class_means(
-                trainer, x, y, mask, classes=classes, queries=queries, bound=FEATURE_SCALE * math.sqrt(self._channels)
+                trainer,
+                x,
+                y,
+                mask,
+                classes=classes,
+                queries=queries,
+                bound=FEATURE_SCALE * math.sqrt(self._channels),
+                offset_share=self.config.mean_offset,
             )
             with torch.no_grad():
                 network.means.weight.view(classes, network.components, -1).add_(means[:, None, :])

@@ -38,12 +38,50 @@ def dp_class_means(
     classes: int,
     queries: int,
     bound: float,
+    offset_share: float = 0.0,
 ) -> torch.Tensor:
     """Noisy class means ``[classes, dims]`` from ``queries`` steps of ``trainer``'s mechanism (it counts them).
 
-    ``bound`` is a public bound on the features' L2 norm (larger ones are clipped with the record).
+    ``bound`` is a public bound on the features' L2 norm. With ``offset_share`` > 0 (and at least 2 queries),
+    the first sixth of the queries measure the overall mean, and the rest each class's mean offset from it,
+    every record's offset clipped to ``offset_share * bound``: images share most of their energy (the demo's
+    scans: feature norms 2.0-2.2, offsets from the mean 0.14-0.55 for 90 % of them, class offsets 0.11-0.48),
+    so the same noise on a bound 4 times smaller blurs the class means 4 times less.
     """
-    dims = features.shape[1]
+    if offset_share <= 0.0 or queries < 2:
+        totals = _noisy_sums(trainer, features / bound, labels, present, classes=classes, queries=queries)
+        return shrink(totals[:, :-1], totals[:, -1], _noise(trainer, queries)) * bound
+    first = max(1, round(queries / 6))
+    pooled = _noisy_sums(trainer, features / bound, torch.zeros_like(labels), present, classes=1, queries=first)
+    overall = pooled[0, :-1] / pooled[0, -1].clamp_min(3 * _noise(trainer, first)) * bound
+    limit = offset_share * bound
+    offsets = features - overall
+    norms = offsets.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    clipped = offsets * (limit / norms).clamp(max=1.0)
+    totals = _noisy_sums(trainer, clipped / limit, labels, present, classes=classes, queries=queries - first)
+    return overall + shrink(totals[:, :-1], totals[:, -1], _noise(trainer, queries - first)) * limit
+
+
+def _noise(trainer: DPSGDTrainer, queries: int) -> float:
+    """Standard deviation of each coordinate of ``queries`` summed noisy steps."""
+    return trainer.mechanism.noise_multiplier * trainer.config.max_grad_norm * math.sqrt(queries)
+
+
+def _noisy_sums(
+    trainer: DPSGDTrainer,
+    vectors: torch.Tensor,
+    labels: torch.Tensor,
+    present: torch.Tensor,
+    *,
+    classes: int,
+    queries: int,
+) -> torch.Tensor:
+    """``[classes, dims + 1]``: per class, the summed ``vectors`` (norm at most 1) and count over ``queries`` steps.
+
+    Each step is one step of the trainer's mechanism: its Poisson batch, each record's ``[v, 1] * C / sqrt(2)``
+    (norm at most ``C``, then the record clip), noise ``sigma * C`` per coordinate; the step is counted.
+    """
+    dims = vectors.shape[1]
     c = trainer.config.max_grad_norm
     totals = torch.zeros(classes, dims + 1)
     for _ in range(queries):
@@ -51,13 +89,11 @@ def dp_class_means(
         contributions = torch.zeros(len(rows), classes, dims + 1)
         if len(rows):
             weight = present[rows] * c / math.sqrt(2)
-            contributions[torch.arange(len(rows)), labels[rows], :dims] = features[rows] / bound * weight[:, None]
+            contributions[torch.arange(len(rows)), labels[rows], :dims] = vectors[rows] * weight[:, None]
             contributions[torch.arange(len(rows)), labels[rows], dims] = weight
         totals += trainer.gaussian_sum(contributions)
         trainer.step += 1
-    counts, sums = totals[:, dims], totals[:, :dims]
-    noise = trainer.mechanism.noise_multiplier * c * math.sqrt(queries)  # std of each coordinate of totals
-    return shrink(sums, counts, noise) * bound
+    return totals
 
 
 def shrink(sums: torch.Tensor, counts: torch.Tensor, noise: float) -> torch.Tensor:

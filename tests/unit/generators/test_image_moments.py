@@ -80,3 +80,23 @@ def test_shrinking_noisy_class_means_lowers_their_error_most_for_small_classes()
     assert shrunk_error.sum() < 0.8 * raw_error.sum()
     assert shrunk_error[3] < 0.5 * raw_error[3]  # the small class gains most
     assert (shrunk_error[:3] < 1.05 * raw_error[:3]).all()  # the large ones lose nothing
+
+
+def test_measuring_offsets_from_a_dp_overall_mean_blurs_the_class_means_less() -> None:
+    """Features far from zero that differ little between classes (like images): the same queries and noise give
+    class means several times closer when each record's offset from the overall mean is clipped to a quarter of
+    the bound; every query is still one counted step."""
+    rng = np.random.default_rng(1)
+    labels = torch.as_tensor(rng.integers(0, 4, size=2000))
+    base = torch.full((8,), 0.7)  # norm ~2: the shared part
+    centres = base + 0.15 * torch.as_tensor(rng.normal(size=(4, 8)), dtype=torch.float32)
+    features = centres[labels] + 0.05 * torch.as_tensor(rng.normal(size=(2000, 8)), dtype=torch.float32)
+    errors = {}
+    for share in (0.0, 0.25):
+        trainer = _trainer(2000, sigma=4.0, rate=0.5, steps=30)
+        means = dp_class_means(
+            trainer, features, labels, torch.ones(2000), classes=4, queries=12, bound=4.0, offset_share=share
+        )
+        assert trainer.step == 12
+        errors[share] = float(((means - centres) ** 2).sum(1).mean().sqrt())
+    assert errors[0.25] < 0.5 * errors[0.0], errors
