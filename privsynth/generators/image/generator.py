@@ -84,6 +84,7 @@ SMALL_COHORT_SETTINGS: dict[str, object] = {
     "residual": 1.0,
     "mean_queries": 60,
     "class_floor": 0.9,
+    "mean_offset": 0.25,
 }
 SMALL_COHORT_OPTIM: dict[str, object] = {"epochs": 30.0}
 
@@ -114,7 +115,7 @@ class ImageConfig(DPSGDSettings):
         "(at most half the steps; 0: start from init_scale noise).",
     )
     mean_offset: float = Field(
-        default=0.25,
+        default=0.0,
         ge=0,
         le=1,
         description="mixture: the DP class means measure each class's offset from a DP overall mean, each record's "
@@ -137,7 +138,7 @@ class ImageConfig(DPSGDSettings):
     size_rule: bool = Field(
         default=True,
         description="mixture: settings left unset (keep, rank, init_scale, temperature, residual, mean_queries, "
-        "class_floor, epochs) "
+        "class_floor, mean_offset, epochs) "
         f"follow the DP count of people: below {SMALL_COHORT:,} people, the small-cohort settings.",
     )
 
@@ -151,12 +152,13 @@ class ImageConfig(DPSGDSettings):
         per-coefficient noise (``residual`` 1: one factor alone draws every image of a class from one line, so
         all synthetic scans sat near 44 of 1,932 real ones and the audit's DCR share could not be told from
         0.5 +- 0.25). That noise also puts draws where a small cohort's noisy classes overlap, so each image is
-        drawn again until the model itself gives its class a posterior of 0.9 (``class_floor``). Only settings
+        drawn again until the model itself gives its class a posterior of 0.9 (``class_floor``), and the DP class
+        means are measured as offsets from a DP overall mean (``mean_offset`` 0.25). Only settings
         left at their (large-cohort) default follow the rule; ``size_rule: false`` keeps every value as written.
 
         >>> small = ImageConfig().for_units(1_600)
-        >>> small.keep, small.rank, small.residual, small.class_floor, small.optim.epochs, small.size_rule
-        (8, 1, 1.0, 0.9, 30.0, False)
+        >>> small.keep, small.rank, small.residual, small.class_floor, small.mean_offset, small.optim.epochs
+        (8, 1, 1.0, 0.9, 0.25, 30.0)
         >>> ImageConfig(rank=4).for_units(1_600).rank, ImageConfig().for_units(60_000).rank
         (4, 16)
         """
