@@ -11,8 +11,12 @@ stage's planned mechanism are spent on noisy per-class sums instead of gradients
   is added to every coordinate of the class-by-feature sum (``DPSGDTrainer.gaussian_sum``);
 
 which is exactly one step of the (sigma, q) subsampled Gaussian mechanism in the ledger: the stage's accounting
-is unchanged, and the DP-SGD that follows runs the remaining steps. The ratio of the noisy sums estimates each
-class mean; a class whose noisy count is within three noise deviations of zero falls back to the overall mean.
+is unchanged, and the DP-SGD that follows runs the remaining steps. With ``offset_share`` (the small-cohort
+rule's ``mean_offset``), the first sixth of the queries sum every record into one row (the overall mean), and the
+rest sum each record's offset from that noisy mean, clipped to ``offset_share x FEATURE_BOUND`` and divided by
+it: the same ``[v, 1] * C / sqrt(2)`` contribution with ``|v| <= 1``, on a bound several times tighter. The
+ratio of the noisy sums estimates each class mean; a class whose noisy count is within three noise deviations
+of zero falls back to the overall mean.
 
 Class means of small classes are mostly noise (measured on the demo: the smoker classes of 50-100 scans came out
 with means 2-3x the norm of the others, sampled as saturated blobs). Each class mean is therefore shrunk towards
