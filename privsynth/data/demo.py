@@ -146,10 +146,10 @@ def demo_schema() -> Schema:
             "diagnosis": c(kind=k.CATEGORICAL, domain=DIAGNOSES, nullable=False),
             "insurance": c(kind=k.CATEGORICAL),
             "smoker": c(kind=k.BOOLEAN),
-            "bmi": c(kind=k.NUMERICAL),
+            "bmi": c(kind=k.NUMERICAL, decimals=1),  # recorded to one decimal (the codebook; no range declared)
             "systolic_bp": c(kind=k.NUMERICAL, integer=True, bounds=(70, 240)),
             "glucose": c(kind=k.NUMERICAL, integer=True, bounds=(40, 500)),
-            "wbc": c(kind=k.NUMERICAL),
+            "wbc": c(kind=k.NUMERICAL, decimals=1),
             "length_of_stay": c(kind=k.NUMERICAL, integer=True, bounds=(0, 60), nullable=False),
             "note": c(kind=k.TEXT, max_length=1000),
             "scan": c(kind=k.IMAGE, image_size=(IMAGE_SIZE, IMAGE_SIZE), image_mode=ImageMode.GRAY),

@@ -109,6 +109,9 @@ class ColumnSpec(BaseModel):
     domain: tuple[str, ...] | None = Field(default=None, description="Public category list (categorical).")
     bounds: tuple[float, float] | None = Field(default=None, description="Public [low, high] (numerical).")
     integer: bool = Field(default=False, description="Numerical values are whole numbers.")
+    decimals: int | None = Field(
+        default=None, ge=0, le=12, description="Public decimal places the values are recorded with (numerical)."
+    )
     date_range: tuple[dt.date, dt.date] | None = Field(default=None, description="Public date range (datetime).")
     date_only: bool = Field(default=False, description="Datetime values are whole days (no time of day).")
     max_length: int | None = Field(default=None, gt=0, description="Public maximum length in characters (text).")
@@ -134,6 +137,7 @@ class ColumnSpec(BaseModel):
             "domain": {ColumnKind.CATEGORICAL},
             "bounds": {ColumnKind.NUMERICAL},
             "integer": {ColumnKind.NUMERICAL},
+            "decimals": {ColumnKind.NUMERICAL},
             "date_range": {ColumnKind.DATETIME},
             "date_only": {ColumnKind.DATETIME},
             "max_length": {ColumnKind.TEXT},
@@ -149,6 +153,8 @@ class ColumnSpec(BaseModel):
                 problems.append("'domain' must list at least one category")
             if len(set(self.domain)) != len(self.domain):
                 problems.append("'domain' lists a category twice")
+        if self.integer and self.decimals:
+            problems.append("'decimals' contradicts 'integer: true' (whole numbers have no decimals)")
         if self.bounds is not None and not all(math.isfinite(b) for b in self.bounds):
             problems.append("'bounds' must be finite numbers (not .inf or .nan); leave them out to learn them under DP")
         elif self.bounds is not None and not self.bounds[0] <= self.bounds[1]:

@@ -63,6 +63,9 @@ def test_samples_have_the_schema_types_and_respect_declared_domains(fitted) -> N
             assert present.between(*spec.bounds).all(), name
         if spec.kind is ColumnKind.NUMERICAL and spec.integer:
             assert str(values.dtype) == "Int64", name
+        if spec.kind is ColumnKind.NUMERICAL and spec.decimals is not None:  # the demo's bmi and wbc: one decimal
+            present = values.dropna().astype(float) * 10**spec.decimals
+            assert np.allclose(present, present.round()), name
         if spec.kind is ColumnKind.DATETIME and spec.date_range is not None:
             present = values.dropna()
             assert present.min() >= pd.Timestamp(spec.date_range[0]), name

@@ -302,8 +302,10 @@ class NumericalCodec(ColumnCodec):
         records: int = 0,
         count_noise: float = 0.0,
         sub_bins: int = 0,
+        decimals: int | None = None,
     ) -> None:
         super().__init__(name, count_noise=count_noise)
+        self.decimals = decimals
         self.missing_rate = missing_rate
         self.records = records
         self.sub_bins = sub_bins
@@ -383,11 +385,17 @@ class NumericalCodec(ColumnCodec):
         low, high = self.bin_edges[b], self.bin_edges[b + 1]
         out = low + (sub + rng.random(len(tokens))) / self.sub_bins * (high - low)
         out = np.where(tokens >= self.bins, np.nan, out)
-        low_bound, high_bound = self.bounds
-        out = np.clip(out, low_bound, high_bound)
-        if self.integer:
-            out = np.clip(np.round(out), np.ceil(low_bound), np.floor(high_bound))
-        return out
+        return self._recorded(out)
+
+    def _recorded(self, out: np.ndarray) -> np.ndarray:
+        """Values inside the bounds, written as the column records them: whole numbers, or the declared decimals."""
+        low, high = self.bounds
+        out = np.clip(out, low, high)
+        places = 0 if self.integer else self.decimals
+        if places is None:
+            return out
+        step = 10.0**places
+        return np.clip(np.round(out * step) / step, np.ceil(low * step) / step, np.floor(high * step) / step)
 
     def _sample(self, tokens: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         out = np.full(tokens.shape[0], np.nan)
@@ -399,11 +407,7 @@ class NumericalCodec(ColumnCodec):
             weights = mass if mass.sum() > 0 else (highs - lows if (highs - lows).sum() > 0 else np.ones_like(lows))
             pick = rng.choice(len(weights), size=rows.size, p=weights / weights.sum())
             out[rows] = lows[pick] + rng.random(rows.size) * (highs[pick] - lows[pick])
-        low, high = self.bounds
-        out = np.clip(out, low, high)
-        if self.integer:
-            out = np.clip(np.round(out), np.ceil(low), np.floor(high))
-        return out
+        return self._recorded(out)
 
     @override
     def decode(self, tokens: np.ndarray, rng: np.random.Generator) -> pd.Series:
@@ -464,6 +468,7 @@ class NumericalCodec(ColumnCodec):
             "records": self.records,
             "count_noise": self.count_noise,
             "sub_bins": self.sub_bins,
+            "decimals": self.decimals,
         }
 
 
@@ -612,7 +617,7 @@ def codec_for(
         }
         if spec.kind is ColumnKind.DATETIME:
             return DatetimeCodec(name, date_only=spec.date_only, **numerical)
-        return NumericalCodec(name, sub_bins=sub_bins, **numerical)
+        return NumericalCodec(name, sub_bins=sub_bins, decimals=spec.decimals, **numerical)
     raise ValueError(f"column '{name}' ({spec.kind}) has no tabular codec for profile kind {profile.kind}")
 
 

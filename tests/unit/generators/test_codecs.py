@@ -129,3 +129,24 @@ def test_a_prior_over_many_noisy_categories_keeps_the_big_ones_share(rng: np.ran
     assert abs(float(np.mean(shares)) - 1460 / 1600) < 0.03
     clipped = np.clip(true + rng.normal(0, 20.0, size=len(true)), 0.0, None)
     assert clipped[0] / clipped.sum() < 0.8  # what the clipped counts alone would have said
+
+
+def test_numbers_come_out_with_the_declared_decimals_inside_the_bounds(rng: np.random.Generator) -> None:
+    """A column recorded to one decimal (the demo's wbc): continuous samples told synthetic rows apart at AUC 0.91."""
+    from privsynth.data.schema import schema_from_dict
+
+    body = numerical(integer=False).to_dict() | {"bounds": [0.04, 99.96], "decimals": 1}
+    codec = codec_from_dict(body)
+    values = codec.decode(np.array([[0], [1], [2]] * 500), rng).to_numpy(dtype=float)
+    assert np.allclose(values * 10, np.round(values * 10)) and len(np.unique(values)) > 50
+    assert values.min() >= 0.1 and values.max() <= 99.9  # rounded inwards: never outside the bounds
+    plain = codec_from_dict(body | {"decimals": None}).decode(np.array([[1]] * 200), rng).to_numpy(dtype=float)
+    assert not np.allclose(plain * 10, np.round(plain * 10))  # positive control: without it, any decimals
+    with pytest.raises(ValueError, match="contradicts 'integer: true'"):
+        schema_from_dict(
+            {
+                "key": "id",
+                "columns": {"id": {"kind": "key"}, "x": {"kind": "numerical", "integer": True, "decimals": 2}},
+            },
+            source="t",
+        )
