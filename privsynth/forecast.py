@@ -236,7 +236,7 @@ def _column(
                 f"declare {'date_range' if kind is ColumnKind.DATETIME else 'bounds'} in schema.yaml from a public "
                 "codebook" + ("" if verdict == WARN else ", or raise epsilon"),
             )
-        bins = fine_bin_count(people * m, std, config.profile.fine_bins)
+        bins = fine_bin_count(people, std, config.profile.fine_bins)  # as the profile sizes it: from the people
         verdict = OK if bins > 8 else WARN
         values = None
         if kind is ColumnKind.NUMERICAL and spec.integer and spec.bounds is not None and config.profile.whole_numbers:
