@@ -16,10 +16,10 @@ A schema lives in ``schema.yaml`` at the corpus root::
       note: {kind: text, max_length: 2000}
       scan: {kind: image, image_size: [32, 32], image_mode: L}
 
-Metadata written here (``domain``, ``bounds``, ``date_range``, ``max_length``, ``image_size``/``image_mode``)
-is *declared public*: privsynth uses it exactly and spends no privacy budget on it. Anything not declared is
-learned from the records under differential privacy. Never paste values observed in the private records here
-unless they are public knowledge (a codebook, a form's options, a device's output size).
+Metadata written here (``domain``, ``bounds``, ``decimals``, ``date_range``, ``max_length``,
+``image_size``/``image_mode``) is *declared public*: privsynth uses it exactly and spends no privacy budget on it.
+Anything not declared is learned from the records under differential privacy. Never paste values observed in the
+private records here unless they are public knowledge (a codebook, a form's options, a device's output size).
 """
 
 from __future__ import annotations

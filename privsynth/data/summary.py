@@ -11,7 +11,7 @@ from typing import Any
 
 from privsynth.data.corpus import Corpus
 
-_PUBLIC_FIELDS = ("domain", "bounds", "date_range", "max_length", "image_size", "image_mode")
+_PUBLIC_FIELDS = ("domain", "bounds", "decimals", "date_range", "max_length", "image_size", "image_mode")
 
 
 @dataclass(frozen=True)

@@ -643,7 +643,7 @@ def profile_corpus(
     )
     units = bounded.records[corpus.schema.entity].nunique() if corpus.schema.entity is not None else len(bounded)
     if delta is not None:
-        check_delta(delta, max(units, 1))  # before anything is spent
+        check_delta(delta, max(units, 1), exact=True)  # before anything is spent; the exact count stays unsaid
     book = (
         ledger
         if ledger is not None

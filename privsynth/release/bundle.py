@@ -33,7 +33,7 @@ from privsynth.release.info import ReleaseInfo
 from privsynth.release.manifest import file_table, sign_manifest, write_manifest
 
 PACKAGES = ("torch", "opacus", "numpy", "pandas", "scikit-learn", "faiss-cpu", "presidio-analyzer", "pydantic")
-_PUBLIC_FIELDS = ("domain", "bounds", "date_range", "max_length", "image_size", "image_mode")
+_PUBLIC_FIELDS = ("domain", "bounds", "decimals", "date_range", "max_length", "image_size", "image_mode")
 
 
 @dataclass(frozen=True)

@@ -395,7 +395,10 @@ class NumericalCodec(ColumnCodec):
         if places is None:
             return out
         step = 10.0**places
-        return np.clip(np.round(out * step) / step, np.ceil(low * step) / step, np.floor(high * step) / step)
+        first, last = np.ceil(low * step) / step, np.floor(high * step) / step
+        if first > last:  # bounds narrower than one step: no recorded value fits inside, keep the values as drawn
+            return out
+        return np.clip(np.round(out * step) / step, first, last)
 
     def _sample(self, tokens: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         out = np.full(tokens.shape[0], np.nan)

@@ -140,6 +140,8 @@ def test_numbers_come_out_with_the_declared_decimals_inside_the_bounds(rng: np.r
     values = codec.decode(np.array([[0], [1], [2]] * 500), rng).to_numpy(dtype=float)
     assert np.allclose(values * 10, np.round(values * 10)) and len(np.unique(values)) > 50
     assert values.min() >= 0.1 and values.max() <= 99.9  # rounded inwards: never outside the bounds
+    narrow = codec_from_dict(body | {"bounds": [0.04, 0.06]}).decode(np.array([[0]] * 50), rng).to_numpy(dtype=float)
+    assert ((narrow >= 0.04) & (narrow <= 0.06)).all()  # no recorded value fits: kept as drawn, inside the bounds
     plain = codec_from_dict(body | {"decimals": None}).decode(np.array([[1]] * 200), rng).to_numpy(dtype=float)
     assert not np.allclose(plain * 10, np.round(plain * 10))  # positive control: without it, any decimals
     with pytest.raises(ValueError, match="contradicts 'integer: true'"):

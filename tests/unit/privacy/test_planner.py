@@ -118,3 +118,22 @@ def test_a_refusal_on_the_exact_count_does_not_print_it() -> None:
     assert "1234" not in str(refused.value) and "8.1" not in str(refused.value)
     with pytest.raises(DeltaTooLargeError, match="1/1234"):  # an estimate or a DP count may be shown
         check_delta(0.004, 1234)
+
+
+def test_the_stand_alone_profile_refuses_a_large_delta_without_printing_the_exact_count() -> None:
+    """``privsynth profile`` checks delta against the bounded corpus' exact number of people (review finding)."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from privsynth.data.corpus import Corpus
+    from privsynth.data.schema import schema_from_dict
+    from privsynth.privacy.randomness import Streams
+    from privsynth.profile.profiler import profile_corpus
+
+    frame = pd.DataFrame({"id": [f"r{i}" for i in range(1234)], "x": [1.0] * 1234})
+    schema = schema_from_dict({"key": "id", "columns": {"id": {"kind": "key"}, "x": {"kind": "numerical"}}}, source="t")
+    corpus = Corpus(records=frame, schema=schema, root=Path("."))
+    with pytest.raises(DeltaTooLargeError, match="1/n for this corpus") as refused:
+        profile_corpus(corpus, epsilon=1.0, delta=0.004, streams=Streams.private())
+    assert "1234" not in str(refused.value) and "8.1" not in str(refused.value)
