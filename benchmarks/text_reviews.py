@@ -143,9 +143,18 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", choices=["scratch", "pretrained"], default=["scratch", "pretrained"])
     parser.add_argument("--pretrain-steps", type=int, default=1500)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--guidance",
+        type=float,
+        nargs="+",
+        default=None,
+        help="Sample the same fit at each of these text.guidance weights (default: the config's).",
+    )
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--save-model", type=Path, default=None, help="Also save each fitted model under this folder.")
+    parser.add_argument("--threads", type=int, default=1, help="Torch threads (2 for the issue's '2 cores').")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
 
     train, test = load(args.data)
     if args.limit:
@@ -162,6 +171,24 @@ def main() -> None:
     embedder = MiniLMEmbedder()
     train_vec, test_vec = embedder.embed(list(train.review)), embedder.embed(list(test.review))
     index = LongestMatch(train.review.tolist())
+    # the anchors first (minutes), so a long run that is cut short still has them next to its rows
+    test_overlap = [index.longest(t) for t in test.review]
+    majority = float((test.score == train.score.mode()[0]).mean())
+    anchors: list[dict[str, object]] = [
+        {
+            "method": "TRTR (real train, no DP)",
+            "accuracy": tfidf_accuracy(train.review.tolist(), train.score.to_numpy(), test),
+            "frechet_minilm": frechet_distance(test_vec, train_vec),
+            "longest_overlap_max": max(test_overlap),
+            "longest_overlap_p99": float(np.percentile(test_overlap, 99)),
+        },
+        {
+            "method": "DP-SGD classifier on real",
+            "epsilon": args.epsilon,
+            "accuracy": dp_classifier_accuracy(train, test, args.epsilon, args.delta),
+        },
+        {"method": "majority class", "accuracy": majority},
+    ]
     rows: list[dict[str, object]] = []
     examples: dict[str, list[str]] = {}
     for variant in args.variants:
@@ -187,45 +214,41 @@ def main() -> None:
         print(f"fitting privsynth ({variant}) at epsilon {args.epsilon}...", flush=True)
         with measure() as fit:
             synth = Synthesizer(config).fit(real, epsilon=args.epsilon, delta=args.delta, progress=progress)
-        start = time.perf_counter()
-        synthetic = synth.sample(len(train), seed=args.seed + 1)
-        sample_seconds = time.perf_counter() - start
-        texts = synthetic.review.fillna("").astype(str).tolist()
-        examples[variant] = texts[:20]
-        print("examples:")
-        for label, text in zip(synthetic.score[:6], texts[:6], strict=True):
-            print(f"  [{label}] {text[:200]!r}")
-        overlap = [index.longest(t) for t in texts]
-        rows.append(
-            {
-                "method": f"privsynth DP text ({variant})",
-                "epsilon": synth.ledger_.epsilon,
-                "accuracy": tfidf_accuracy(texts, synthetic.score.to_numpy(), test),
-                "frechet_minilm": frechet_distance(test_vec, embedder.embed(texts)),
-                "longest_overlap_max": max(overlap),
-                "longest_overlap_p99": float(np.percentile(overlap, 99)),
-                "fit_seconds": fit.seconds,
-                "pretrain_seconds": pretrain_seconds,
-                "samples_per_s": len(train) / sample_seconds,
-            }
-        )
-    test_overlap = [index.longest(t) for t in test.review]
-    majority = float((test.score == train.score.mode()[0]).mean())
-    rows += [
-        {
-            "method": "TRTR (real train, no DP)",
-            "accuracy": tfidf_accuracy(train.review.tolist(), train.score.to_numpy(), test),
-            "frechet_minilm": frechet_distance(test_vec, train_vec),
-            "longest_overlap_max": max(test_overlap),
-            "longest_overlap_p99": float(np.percentile(test_overlap, 99)),
-        },
-        {
-            "method": "DP-SGD classifier on real",
-            "epsilon": args.epsilon,
-            "accuracy": dp_classifier_accuracy(train, test, args.epsilon, args.delta),
-        },
-        {"method": "majority class", "accuracy": majority},
-    ]
+        if args.save_model is not None:  # holds the fit's internal split keys: keep it out of the repository
+            synth.save(args.save_model / variant)
+        generator = synth.texts_["review"]
+        # sampling is post-processing: every guidance weight samples the same fitted model
+        for guidance in args.guidance or [generator.config.guidance]:
+            generator.config = generator.config.model_copy(update={"guidance": guidance})
+            name = variant if args.guidance is None else f"{variant}, guidance {guidance:g}"
+            print(f"sampling {len(train)} reviews ({name})...", flush=True)
+            start = time.perf_counter()
+            synthetic = synth.sample(len(train), seed=args.seed + 1)
+            sample_seconds = time.perf_counter() - start
+            texts = synthetic.review.fillna("").astype(str).tolist()
+            examples[name] = texts[:20]
+            print("examples:")
+            for label, text in zip(synthetic.score[:6], texts[:6], strict=True):
+                print(f"  [{label}] {text[:200]!r}")
+            overlap = [index.longest(t) for t in texts]
+            rows.append(
+                {
+                    "method": f"privsynth DP text ({name})",
+                    "epsilon": synth.ledger_.epsilon,
+                    "accuracy": tfidf_accuracy(texts, synthetic.score.to_numpy(), test),
+                    "frechet_minilm": frechet_distance(test_vec, embedder.embed(texts)),
+                    "longest_overlap_max": max(overlap),
+                    "longest_overlap_p99": float(np.percentile(overlap, 99)),
+                    "fit_seconds": fit.seconds,
+                    "pretrain_seconds": pretrain_seconds,
+                    "samples_per_s": len(train) / sample_seconds,
+                }
+            )
+            report(rows + anchors, examples, config, args.out)
+
+
+def report(rows: list[dict[str, object]], examples: dict[str, list[str]], config: object, out: Path | None) -> None:
+    """Print the table and write the JSON (again after every sampled variant: a long run keeps what it has)."""
     columns = [
         "method",
         "epsilon",
@@ -239,9 +262,9 @@ def main() -> None:
     ]
     print()
     print_table(rows, columns)
-    dp_classifier = next(r for r in rows if r["method"].startswith("DP-SGD classifier"))
+    dp_classifier = next(r for r in rows if str(r["method"]).startswith("DP-SGD classifier"))
     ratios = {
-        str(r["method"]): float(r["accuracy"]) / float(dp_classifier["accuracy"])
+        str(r["method"]): float(r["accuracy"]) / float(dp_classifier["accuracy"])  # type: ignore[arg-type]
         for r in rows
         if str(r["method"]).startswith("privsynth")
     }
@@ -252,9 +275,9 @@ def main() -> None:
             "rows": rows,
             "tstr_over_dp_classifier": ratios,
             "examples": examples,
-            "config": config.model_dump(mode="json"),
+            "config": config.model_dump(mode="json"),  # type: ignore[attr-defined]
         },
-        args.out,
+        out,
     )
 
 

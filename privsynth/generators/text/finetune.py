@@ -22,6 +22,8 @@ from privsynth.generators.record_loss import RecordLoss
 from privsynth.generators.tabular.codecs import ColumnCodec, codec_from_dict
 from privsynth.generators.text import backbone as backbones
 from privsynth.generators.text.llm import (
+    NO_FIELDS,
+    PROMPT_FORMAT,
     TARGETS,
     TopStack,
     generate,
@@ -124,6 +126,12 @@ def fit_backbone(
     train_vocab = min(config.train_vocab, base)
     stop = _stops(tokenizer)[0] if tokenizer.eos_token_id is None else tokenizer.eos_token_id
     fields = render_fields(corpus.records, codecs)
+    # Condition dropout: each record's prompt omits its fields with probability condition_dropout, so the model also
+    # learns unconditioned text (guidance's reference at sampling). A private stream: which records lose their
+    # fields is independent of the data and of every other record (removing one record changes no other draw's
+    # meaning), and it is never stored. A resumed fit draws again: each step's mechanism is the same either way.
+    dropped = context.streams.numpy("text", column, "condition-dropout").random(len(fields))
+    fields = [NO_FIELDS if drop < config.condition_dropout else f for f, drop in zip(fields, dropped, strict=True)]
     sequences: list[list[int]] = []
     starts: list[int] = []
     for text, described in zip(masked, fields, strict=True):
@@ -206,6 +214,8 @@ def fit_backbone(
     generator.vocab_ = vocab
     generator.column_ = column
     generator.codecs_ = codecs
+    generator.prompt_format_ = PROMPT_FORMAT
+    generator.condition_dropout_ = config.condition_dropout
     generator.public_ = None
 
 
@@ -225,7 +235,16 @@ def sample_backbone(
     placeholder_ids = set(range(base, base + len(generator.vocab_.placeholders)))
     banned = [i for i in tokenizer.all_special_ids if i not in stops and i not in placeholder_ids]
     fields = render_fields(records, generator.codecs_)
-    prompts = [prompt_ids(tokenizer, f, generator.column_) for f in fields]
+    prompt_format = generator.prompt_format_
+    prompts = [prompt_ids(tokenizer, f, generator.column_, prompt_format=prompt_format) for f in fields]
+    unconditional = None
+    if config.guidance != 1.0:
+        if not generator.condition_dropout_:
+            raise ConfigError(
+                f"text.guidance {config.guidance} needs a model fitted with text.condition_dropout above 0 (this "
+                "one learnt no unconditioned text to contrast with): set text.guidance: 1, or fit again"
+            )
+        unconditional = prompt_ids(tokenizer, NO_FIELDS, generator.column_, prompt_format=prompt_format)
     texts: list[str] = []
     batch = max(1, min(config.sample_batch, 64))
     for start in range(0, len(prompts), batch):
@@ -240,6 +259,8 @@ def sample_backbone(
             temperature=config.temperature,
             top_p=config.top_p,
             generator=rng,
+            unconditional=unconditional,
+            guidance=config.guidance,
         )
         for offset, ids in enumerate(produced):
             kept = [t for t in ids if t not in stops]
@@ -259,6 +280,8 @@ def save_backbone(generator: TextGenerator, folder: Any) -> None:
         "subcolumns": generator.subcolumns_,
         "backbone": generator.backbone_,
         "base_vocab": generator.base_vocab_,
+        "prompt_format": generator.prompt_format_,
+        "condition_dropout": generator.condition_dropout_,
     }
     generator._write(folder, weights=WEIGHTS, tensors=tensors, meta=META, fields=fields)
 
@@ -293,6 +316,9 @@ def load_backbone(generator: TextGenerator, meta: dict[str, Any], tensors: dict[
     generator.column_ = meta["column"]
     generator.codecs_ = [codec_from_dict(c) for c in meta["codecs"]]
     generator.subcolumns_ = [list(s) for s in meta["subcolumns"]]
+    # models saved before prompt formats and condition dropout: the user-message prompt, no unconditioned texts
+    generator.prompt_format_ = int(meta.get("prompt_format", 1))
+    generator.condition_dropout_ = float(meta.get("condition_dropout", 0.0))
     generator.public_ = None
 
 

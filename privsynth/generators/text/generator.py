@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 from safetensors.torch import load_file
 from torch.nn import functional as F  # noqa: N812
 
@@ -100,6 +100,20 @@ class TextConfig(DPSGDSettings):
     lora_alpha: float = Field(default=16.0, gt=0, description="Backbone: LoRA scale numerator (alpha / rank).")
     max_tokens: int = Field(default=96, ge=8, le=2048, description="Backbone: longest text, in backbone tokens.")
     top_p: float = Field(default=0.95, gt=0, le=1, description="Backbone: nucleus sampling mass.")
+    condition_dropout: float = Field(
+        default=0.1,
+        ge=0,
+        lt=1,
+        description="Backbone: share of training texts whose prompt omits the record's fields (drawn privately), "
+        "so the model also learns unconditioned text: what guidance contrasts with.",
+    )
+    guidance: float = Field(
+        default=1.0,
+        ge=1,
+        le=10,
+        description="Backbone: classifier-free guidance at sampling (post-processing): 1 none; above 1 amplifies "
+        "what the record's fields change in the text, at twice the sampling cost. Needs condition_dropout > 0.",
+    )
     train_vocab: int = Field(
         default=16384,
         ge=256,
@@ -110,6 +124,14 @@ class TextConfig(DPSGDSettings):
         pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$",
         description="Backbone: where it runs: cpu, auto (a GPU when torch sees one), cuda, cuda:1...",
     )
+
+    @model_validator(mode="after")
+    def _guidance_needs_a_backbone(self) -> TextConfig:
+        if self.backbone == "byte" and self.guidance != 1.0:
+            raise ValueError("text.guidance is for a pretrained backbone (text.backbone: smollm2 or a folder)")
+        if self.guidance != 1.0 and self.condition_dropout == 0:
+            raise ValueError("text.guidance above 1 needs text.condition_dropout above 0 (e.g. 0.1)")
+        return self
 
 
 class TextGenerator(Generator):
@@ -128,6 +150,8 @@ class TextGenerator(Generator):
     stack_: Any
     base_vocab_: int
     located_: Any
+    prompt_format_: int
+    condition_dropout_: float
 
     # ----- fitting ----------------------------------------------------------------------------------------------
 

@@ -36,6 +36,14 @@ from privsynth.generators.tabular.codecs import BooleanCodec, CategoricalCodec, 
 #: Projections of a Llama-style decoder layer that get adapters.
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 INSTRUCTION = "Write the {column} text. Its details: {fields}."
+#: Prompt formats. 1: the instruction as the user's message, after the backbone's default system message (SmolLM2's
+#: is 20 tokens). 2: the instruction as the system message and the fields as the user's: with SmolLM2 and one
+#: field, 25 tokens instead of 42, so 17 fewer per training text through every layer (the Amazon reviews average
+#: about 97 tokens with format 1). A saved model records its format and is sampled with it.
+PROMPT_FORMAT = 2
+SYSTEM = "Write the {column} text from its details."
+#: The fields of an unconditioned prompt (condition dropout in training, the guidance's reference at sampling).
+NO_FIELDS = "none"
 
 
 # ----- prompts --------------------------------------------------------------------------------------------------
@@ -71,15 +79,27 @@ def render_fields(records: pd.DataFrame, codecs: Sequence[ColumnCodec]) -> list[
     return out
 
 
-def prompt_ids(tokenizer: Any, fields: str, column: str) -> list[int]:
-    """The backbone's chat prompt asking for ``column`` given the record's ``fields`` (ends where the text starts)."""
-    message = [{"role": "user", "content": INSTRUCTION.format(column=column, fields=fields)}]
+def prompt_ids(tokenizer: Any, fields: str, column: str, *, prompt_format: int = PROMPT_FORMAT) -> list[int]:
+    """The backbone's chat prompt asking for ``column`` given the record's ``fields`` (ends where the text starts).
+
+    ``prompt_format`` is :data:`PROMPT_FORMAT` for new fits; a saved model passes the format it was trained with.
+    """
+    if prompt_format == 1:
+        message = [{"role": "user", "content": INSTRUCTION.format(column=column, fields=fields)}]
+    elif prompt_format == 2:
+        message = [
+            {"role": "system", "content": SYSTEM.format(column=column)},
+            {"role": "user", "content": fields},
+        ]
+    else:
+        raise ValueError(f"unknown prompt format {prompt_format}")
     if getattr(tokenizer, "chat_template", None):
         ids = tokenizer.apply_chat_template(message, add_generation_prompt=True, tokenize=True)
         if isinstance(ids, dict) or hasattr(ids, "keys"):
             ids = ids["input_ids"]
         return [int(i) for i in ids]
-    return [int(i) for i in tokenizer(message[0]["content"] + "\n", add_special_tokens=False)["input_ids"]]
+    plain = "\n".join(m["content"] for m in message) + "\n"
+    return [int(i) for i in tokenizer(plain, add_special_tokens=False)["input_ids"]]
 
 
 # ----- adapters -------------------------------------------------------------------------------------------------
@@ -298,16 +318,26 @@ def generate(
     temperature: float,
     top_p: float,
     generator: torch.Generator,
+    unconditional: Sequence[int] | None = None,
+    guidance: float = 1.0,
 ) -> list[list[int]]:
-    """New token ids per prompt (left-padded batch, key-value cache); placeholder ids are ``vocab + j``."""
+    """New token ids per prompt (left-padded batch, key-value cache); placeholder ids are ``vocab + j``.
+
+    With ``guidance`` above 1 and an ``unconditional`` prompt (classifier-free guidance, Ho & Salimans 2022; for
+    language models Sanchez et al. 2023), every text is also run after the unconditional prompt, and each token is
+    drawn from ``log p_u + guidance * (log p_c - log p_u)``: what the record's fields change in the model's next
+    token is amplified. It reads only the fitted model (post-processing) and costs a second row per text.
+    """
     from transformers import DynamicCache
 
     device = next(model.parameters()).device
-    width = max(len(p) for p in prompts)
     n = len(prompts)
-    ids = torch.zeros(n, width, dtype=torch.long)
-    mask = torch.zeros(n, width, dtype=torch.long)
-    for i, p in enumerate(prompts):
+    guided = unconditional is not None and guidance != 1.0
+    rows = [*prompts, *([unconditional] * n if guided and unconditional is not None else [])]
+    width = max(len(p) for p in rows)
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    for i, p in enumerate(rows):
         ids[i, width - len(p) :] = torch.as_tensor(list(p))
         mask[i, width - len(p) :] = 1
     ids, mask = ids.to(device), mask.to(device)
@@ -323,7 +353,11 @@ def generate(
     head = model.lm_head.weight[:vocab]
     next_position = positions[:, -1] + 1
     for _ in range(max_new):
-        logits = torch.cat([hidden @ head.T, stack.placeholder_logits(hidden)], dim=-1) / temperature
+        logits = torch.cat([hidden @ head.T, stack.placeholder_logits(hidden)], dim=-1)
+        if guided:
+            scores = torch.log_softmax(logits, dim=-1)
+            logits = scores[n:] + guidance * (scores[:n] - scores[n:])
+        logits = logits / temperature
         if len(banned_t):
             logits[:, banned_t] = float("-inf")
         token = _sample_top_p(logits, top_p, generator)
@@ -333,9 +367,10 @@ def generate(
         done |= torch.isin(token, stop_t)
         if bool(done.all()):
             break
-        mask = torch.cat([mask, torch.ones(n, 1, dtype=torch.long, device=device)], dim=1)
+        fed = torch.cat([token, token]) if guided else token  # the unconditional row continues the same text
+        mask = torch.cat([mask, torch.ones(len(rows), 1, dtype=torch.long, device=device)], dim=1)
         out = base(
-            input_ids=token.unsqueeze(1),
+            input_ids=fed.unsqueeze(1),
             attention_mask=mask,
             position_ids=next_position.unsqueeze(1),
             cache=cache,
@@ -347,6 +382,8 @@ def generate(
 
 
 __all__ = [
+    "NO_FIELDS",
+    "PROMPT_FORMAT",
     "TARGETS",
     "LoRALinear",
     "TopStack",

@@ -229,3 +229,135 @@ def test_the_top_layers_attend_causally_whatever_the_attention_implementation(ba
     b[0, 4:] = torch.randn(2, 32)  # change only the last two positions
     with torch.no_grad():
         assert torch.allclose(stack(a)[0, :4], stack(b)[0, :4], atol=1e-6)
+
+
+def _generate(model, stack, prompts, *, unconditional=None, guidance=1.0, max_new=6, seed=0):  # type: ignore[no-untyped-def]
+    import torch
+
+    from privsynth.generators.text.llm import generate
+
+    return generate(
+        model,
+        stack,
+        prompts,
+        vocab=model.get_input_embeddings().weight.shape[0],
+        max_new=max_new,
+        stop=[],
+        banned=[],
+        temperature=1.0,
+        top_p=1.0,
+        generator=torch.Generator().manual_seed(seed),
+        unconditional=unconditional,
+        guidance=guidance,
+    )
+
+
+def _model_and_stack(backbone: Path):  # type: ignore[no-untyped-def]
+    import torch
+
+    from privsynth.generators.text.backbone import load, locate
+    from privsynth.generators.text.llm import TopStack
+
+    model, tokenizer = load(locate(backbone))
+    stack = TopStack(
+        model,
+        layers=1,
+        rank=2,
+        alpha=4.0,
+        targets=("q_proj",),
+        placeholder_rows=torch.zeros(0, 32),
+        generator=torch.Generator().manual_seed(0),
+    )
+    return model, tokenizer, stack
+
+
+def test_guidance_continues_the_unconditioned_row_with_the_same_tokens(backbone: Path) -> None:
+    # The guided draw is log p_u + g (log p_c - log p_u). When the unconditioned prompt is the prompt itself, that
+    # is log p_c whatever g, so a guided run must give exactly the unguided tokens: this fails if the unconditioned
+    # row were fed other tokens, other positions or another padding than its conditioned twin.
+    from privsynth.generators.text.llm import NO_FIELDS, prompt_ids
+
+    model, tokenizer, stack = _model_and_stack(backbone)
+    prompts = [prompt_ids(tokenizer, "dx: flu", "note"), prompt_ids(tokenizer, "dx: cold; wbc: 3 to 4", "note")]
+    plain = _generate(model, stack, prompts, max_new=10)
+    for prompt in prompts:
+        alone = _generate(model, stack, [prompt], max_new=10, unconditional=prompt, guidance=3.0)
+        assert alone[0] == _generate(model, stack, [prompt], max_new=10)[0]
+    assert plain != _generate(
+        model, stack, prompts, max_new=10, unconditional=prompt_ids(tokenizer, NO_FIELDS, "note"), guidance=3.0
+    )  # positive control: another unconditioned prompt changes the draws
+
+
+def test_guidance_draws_from_the_amplified_difference_of_the_two_prompts(backbone: Path) -> None:
+    import torch
+
+    from privsynth.generators.text.llm import NO_FIELDS, prompt_ids
+
+    model, tokenizer, stack = _model_and_stack(backbone)
+    prompt, unconditional = prompt_ids(tokenizer, "dx: flu", "note"), prompt_ids(tokenizer, NO_FIELDS, "note")
+    with torch.no_grad():
+        conditional = torch.log_softmax(model(torch.as_tensor([prompt])).logits[0, -1], -1)
+        reference = torch.log_softmax(model(torch.as_tensor([unconditional])).logits[0, -1], -1)
+    guidance = 4.0
+    expected = torch.softmax(reference + guidance * (conditional - reference), -1)
+    draws = [
+        _generate(model, stack, [prompt], max_new=1, unconditional=unconditional, guidance=guidance, seed=s)[0][0]
+        for s in range(400)
+    ]
+    top = int(expected.argmax())
+    assert abs(np.mean([d == top for d in draws]) - float(expected[top])) < 0.08
+    if int(conditional.argmax()) != top:  # the guided mode differs from the conditional one here: it is followed
+        assert np.mean([d == int(conditional.argmax()) for d in draws]) < float(torch.softmax(conditional, -1).max())
+
+
+def test_a_guided_fit_learns_unconditioned_texts_from_a_private_stream_and_samples_reproducibly(
+    backbone: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from privsynth.privacy.randomness import RngMode, Streams
+
+    asked: list[tuple[tuple[str, ...], RngMode]] = []
+    original = Streams.numpy
+
+    def spy(self: Streams, *parts: str):  # type: ignore[no-untyped-def]
+        asked.append((parts, self.mode))
+        return original(self, *parts)
+
+    monkeypatch.setattr(Streams, "numpy", spy)
+    config = _config(backbone)
+    guided = config.model_copy(update={"text": config.text.model_copy(update={"guidance": 2.0})})
+    synth = Synthesizer(guided).fit(_corpus(tmp_path), epsilon=8.0)
+    # which records lose their fields touches private data: a draw of the fit's secret streams, never the seed's
+    modes = [mode for parts, mode in asked if parts == ("text", "note", "condition-dropout")]
+    assert modes and all(mode is not RngMode.SAMPLING for mode in modes)
+    first = synth.sample(6, seed=5)["note"].tolist()
+    assert first == synth.sample(6, seed=5)["note"].tolist()
+    synth.save(tmp_path / "model")
+    meta = json.loads((tmp_path / "model" / "text-note" / "text.json").read_text())
+    assert meta["condition_dropout"] == 0.1 and meta["prompt_format"] == 2
+    assert Synthesizer.load(tmp_path / "model").sample(6, seed=5)["note"].tolist() == first
+
+
+def test_guidance_is_refused_where_it_cannot_work(backbone: Path, tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from privsynth.generators.text.generator import TextConfig
+
+    with pytest.raises(ValidationError, match="for a pretrained backbone"):
+        TextConfig(guidance=2.0)
+    with pytest.raises(ValidationError, match=r"needs text\.condition_dropout"):
+        TextConfig(backbone="smollm2", guidance=2.0, condition_dropout=0.0)
+    # a model saved before condition dropout (no such field in its metadata) learnt no unconditioned text
+    from safetensors.torch import load_file as load_tensors
+
+    from privsynth.generators.text.finetune import load_backbone
+
+    synth = Synthesizer(_config(backbone)).fit(_corpus(tmp_path), epsilon=8.0)
+    synth.save(tmp_path / "model")
+    meta = json.loads((tmp_path / "model" / "text-note" / "text.json").read_text())
+    del meta["condition_dropout"], meta["prompt_format"]
+    generator = synth.texts_["note"]
+    load_backbone(generator, meta, load_tensors(str(tmp_path / "model" / "text-note" / "text.safetensors")))
+    assert generator.prompt_format_ == 1  # sampled with the prompt it was trained with
+    generator.config = generator.config.model_copy(update={"guidance": 2.0})
+    with pytest.raises(ConfigError, match=r"fitted with text\.condition_dropout above 0"):
+        synth.sample(4, seed=1)
