@@ -173,8 +173,12 @@ def recount(records: pd.DataFrame, asked: Mapping[str, Any]) -> dict[str, Any]:
     >>> [(c["asked"], c["achieved"]) for c in recount(frame, asked)["cells"]]
     [(2, 3), (2, 1)]
     """
-    total = max(len(records), 1)
-    cells = []
+    return recount_from(cell_counts(records, asked), len(records), asked)
+
+
+def cell_counts(records: pd.DataFrame, asked: Mapping[str, Any]) -> list[int]:
+    """Per asked cell, the records holding its conditions (add them up over batches of a table)."""
+    counts = []
     for cell in asked.get("cells", []):
         conditions = cell.get("conditions", {})
         present = all(c in records.columns for c in conditions)
@@ -183,18 +187,25 @@ def recount(records: pd.DataFrame, asked: Mapping[str, Any]) -> dict[str, Any]:
             if present and conditions
             else np.zeros(len(records), dtype=bool)
         )
-        count = int(np.count_nonzero(mask))
-        cells.append(
-            {
-                "conditions": dict(conditions),
-                "asked": int(cell.get("asked", 0)),
-                "achieved": count,
-                "asked_share": int(cell.get("asked", 0)) / total,
-                "achieved_share": count / total,
-            }
-        )
+        counts.append(int(np.count_nonzero(mask)))
+    return counts
+
+
+def recount_from(counts: Sequence[int], records: int, asked: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`recount`'s document from the per-cell counts of a corpus of ``records`` records."""
+    total = max(records, 1)
+    cells = [
+        {
+            "conditions": dict(cell.get("conditions", {})),
+            "asked": int(cell.get("asked", 0)),
+            "achieved": count,
+            "asked_share": int(cell.get("asked", 0)) / total,
+            "achieved_share": count / total,
+        }
+        for cell, count in zip(asked.get("cells", []), counts, strict=True)
+    ]
     described = {k: v for k, v in asked.items() if k != "cells"}
-    return {**described, "records": len(records), "cells": cells}
+    return {**described, "records": records, "cells": cells}
 
 
 def _jsonable(conditions: Mapping[str, Any]) -> dict[str, Any]:
@@ -206,9 +217,11 @@ __all__ = [
     "Variation",
     "achieved",
     "categories",
+    "cell_counts",
     "parse_grid",
     "parse_rebalance",
     "plan_cells",
     "recount",
+    "recount_from",
     "split_counts",
 ]

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from privsynth.audit.inputs import claimed_guarantee, split_from_model
+from privsynth.audit.reading import read_for_audit
 from privsynth.audit.report import write_report
-from privsynth.audit.run import AuditConfig, Collaborators, run_audit, write_audit
+from privsynth.audit.run import SYNTHETIC_SEED_OFFSET, AuditConfig, Collaborators, run_audit, write_audit
 from privsynth.data.corpus import Corpus, read_corpus
 from privsynth.data.layout import load_canaries, load_provenance, load_registry
 from privsynth.errors import ConfigError
-from privsynth.variation import recount
 
 
 @dataclass(frozen=True)
@@ -63,20 +63,23 @@ def audit_folders(
 ) -> AuditOutcome:
     """Audit a synthetic corpus folder against real records; write ``audit.json`` and ``report.html``."""
     real_train, real_holdout = real_records(model=model, corpus=corpus, train=train, holdout=holdout)
+    cfg = config if config is not None else AuditConfig()
+    asked = load_provenance(synthetic).get("variation")
+    # streamed: only the records the audit compares are held, however large the synthetic corpus
+    streamed = read_for_audit(synthetic, rows=cfg.max_rows, seed=cfg.seed + SYNTHETIC_SEED_OFFSET, asked=asked)
     result = run_audit(
         real_train,
         real_holdout,
-        read_corpus(synthetic),
-        config=config,
+        streamed,
+        config=cfg,
         collaborators=collaborators,
         registry=load_registry(synthetic),
         claimed=claimed_guarantee(synthetic, model),
         canaries=load_canaries(model) if model is not None else None,
         progress=progress,
     )
-    asked = load_provenance(synthetic).get("variation")
-    if asked:  # controlled variation: what sampling asked against what the synthetic records hold
-        result["variation"] = recount(read_corpus(synthetic).records, asked)
+    if streamed.variation is not None:  # controlled variation: what sampling asked against what the records hold
+        result["variation"] = streamed.variation
     audit_json = write_audit(result, out)
     return AuditOutcome(result=result, audit_json=audit_json, report=write_report(result, out))
 

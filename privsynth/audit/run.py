@@ -30,6 +30,7 @@ from privsynth.audit.figures import figure_data
 from privsynth.audit.memorization import RowEncoder, distance_audit
 from privsynth.audit.pii import audit_pii
 from privsynth.audit.preflight import preflight
+from privsynth.audit.reading import AuditedSynthetic, pick_rows
 from privsynth.audit.text import text_stats, verbatim_spans
 from privsynth.audit.utility import (
     choose_target,
@@ -115,10 +116,12 @@ def _plain(value: Any) -> Any:
 
 
 def _subsample(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
-    if len(frame) <= rows:
-        return frame.reset_index(drop=True)
-    pick = np.sort(np.random.default_rng(seed).choice(len(frame), size=rows, replace=False))
-    return frame.iloc[pick].reset_index(drop=True)
+    pick = pick_rows(len(frame), rows, seed)
+    return frame.reset_index(drop=True) if pick is None else frame.iloc[pick].reset_index(drop=True)
+
+
+#: The seed offset of the synthetic side's subsample (train seed, holdout seed + 1, synthetic seed + 2).
+SYNTHETIC_SEED_OFFSET = 2
 
 
 #: Column kinds a generator produces (what a synthetic corpus may leave out and the audit then does not compare).
@@ -151,7 +154,7 @@ def _images(corpus: Corpus, column: str) -> tuple[list[Any], np.ndarray]:
 def run_audit(
     train: Corpus,
     holdout: Corpus,
-    synthetic: Corpus,
+    synthetic: Corpus | AuditedSynthetic,
     *,
     config: AuditConfig | None = None,
     collaborators: Collaborators | None = None,
@@ -160,7 +163,11 @@ def run_audit(
     canaries: dict[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Every audit; returns the ``audit.json`` document (aggregates, plus examples only if configured)."""
+    """Every audit; returns the ``audit.json`` document (aggregates, plus examples only if configured).
+
+    ``synthetic`` is a corpus in memory, or what :func:`~privsynth.audit.reading.read_for_audit` streamed of one
+    (its subsample, made with this config's ``max_rows`` and ``seed``, its size and fingerprint).
+    """
     cfg = config if config is not None else AuditConfig()
     tools = collaborators if collaborators is not None else Collaborators()
     engine = tools.engine if tools.engine is not None else LocalEngine()
@@ -169,7 +176,14 @@ def run_audit(
     seed = cfg.seed
     say("pre-flight checks of the holdout")
     pre = preflight(train.records, holdout.records, schema, holdout_schema=holdout.schema)
-    missing = [n for n in schema.columns if n not in synthetic.records.columns]
+    if isinstance(synthetic, AuditedSynthetic):
+        sy, synthetic_total, fingerprint = synthetic.corpus, synthetic.total, synthetic.fingerprint
+        if synthetic_total > cfg.max_rows and len(sy) != cfg.max_rows:
+            raise ValueError("the streamed synthetic subsample was not read with this audit's max_rows")
+    else:
+        sy = synthetic.with_records(_subsample(synthetic.records, cfg.max_rows, seed + SYNTHETIC_SEED_OFFSET))
+        synthetic_total, fingerprint = len(synthetic), corpus_fingerprint(synthetic)
+    missing = [n for n in schema.columns if n not in sy.records.columns]
     limitations = [f"column '{n}' is absent from the synthetic corpus: not audited" for n in missing]
     # Every comparison runs over the columns both sides hold: a modelled column the synthetic corpus leaves out
     # (privsynth's omitted_columns, or a hand-made corpus) is reported above, never compared against nothing.
@@ -177,7 +191,6 @@ def run_audit(
     compared = _without_columns(schema, [n for n in missing if schema.columns[n].kind in MODELLED_KINDS])
     tr = Corpus(_subsample(train.records, cfg.max_rows, seed)[list(compared.columns)], compared, train.root)
     ho = Corpus(_subsample(holdout.records, cfg.max_rows, seed + 1)[list(compared.columns)], compared, holdout.root)
-    sy = synthetic.with_records(_subsample(synthetic.records, cfg.max_rows, seed + 2))
     result: dict[str, Any] = {
         "version": AUDIT_VERSION,
         "privsynth_version": __version__,
@@ -187,8 +200,8 @@ def run_audit(
         "inputs": {
             "train": len(train),
             "holdout": len(holdout),
-            "synthetic": len(synthetic),
-            "synthetic_fingerprint": corpus_fingerprint(synthetic),
+            "synthetic": synthetic_total,
+            "synthetic_fingerprint": fingerprint,
             "rows_audited": {"train": len(tr), "holdout": len(ho), "synthetic": len(sy)},
         },
         "preflight": _plain(pre),

@@ -11,6 +11,7 @@ fingerprints are for synthetic and public corpora (audit inputs, public pretrain
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -18,7 +19,7 @@ import pandas as pd
 
 from privsynth.data.corpus import Corpus
 from privsynth.data.images import read_cell_bytes
-from privsynth.data.schema import ColumnKind
+from privsynth.data.schema import ColumnKind, Schema
 from privsynth.data.validate import Limits
 
 
@@ -32,21 +33,34 @@ class Keyer(Protocol):
 
 def corpus_fingerprint(corpus: Corpus) -> str:
     """``sha256:<hex>`` of the canonical records: for synthetic and public corpora only (see the module doc)."""
-    frame = corpus.records.copy()
+    hashes = row_hashes(corpus.records, corpus.schema, corpus.root)
+    order = corpus.records[corpus.schema.key].reset_index(drop=True).sort_values(kind="stable").index.to_numpy()
+    return fingerprint_digest(corpus.schema, hashes[order] if len(hashes) else hashes)
+
+
+def row_hashes(records: pd.DataFrame, schema: Schema, root: Path) -> np.ndarray:
+    """One 64-bit hash per record of its canonical values (image cells by the SHA-256 of their bytes).
+
+    A record's hash depends on that record alone, so a table read in batches gives the whole table's hashes.
+    """
+    frame = records.copy()
     limits = Limits().images
-    for name in corpus.schema.names(ColumnKind.IMAGE):
+    for name in schema.names(ColumnKind.IMAGE):
         frame[name] = [
-            None if v is None else hashlib.sha256(read_cell_bytes(corpus.root, v, limits)).hexdigest()
-            for v in frame[name]
+            None if v is None else hashlib.sha256(read_cell_bytes(root, v, limits)).hexdigest() for v in frame[name]
         ]
-    names = sorted(corpus.schema.columns)
-    frame = frame[names].sort_values(corpus.schema.key, kind="stable").reset_index(drop=True)
+    if not len(frame):
+        return np.zeros(0, dtype=np.uint64)
+    return pd.util.hash_pandas_object(frame[sorted(schema.columns)], index=False).to_numpy(dtype=np.uint64)
+
+
+def fingerprint_digest(schema: Schema, hashes: np.ndarray) -> str:
+    """The fingerprint from every record's :func:`row_hashes` value, in the order of the records' keys."""
     digest = hashlib.sha256()
-    for name in names:
-        digest.update(f"{name}\x1f{corpus.schema.columns[name].kind.value}\x1e".encode())
-    if len(frame):
-        rows = pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype=np.uint64)
-        digest.update(rows.tobytes())
+    for name in sorted(schema.columns):
+        digest.update(f"{name}\x1f{schema.columns[name].kind.value}\x1e".encode())
+    if len(hashes):
+        digest.update(np.ascontiguousarray(hashes, dtype=np.uint64).tobytes())
     return f"sha256:{digest.hexdigest()}"
 
 

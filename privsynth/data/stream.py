@@ -11,7 +11,7 @@ Like :mod:`privsynth.data.summary`, the result is for the data owner (exact coun
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -72,12 +72,17 @@ def _hashes(values: pd.Series) -> np.ndarray:
 
 
 def validate_streaming(
-    folder: Path | str, *, limits: Limits | None = None, batch_rows: int = BATCH_ROWS
+    folder: Path | str,
+    *,
+    limits: Limits | None = None,
+    batch_rows: int = BATCH_ROWS,
+    on_batch: Callable[[pd.DataFrame, int, Path], None] | None = None,
 ) -> CorpusSummary:
     """Check every record of the corpus at ``folder`` batch by batch and summarise it.
 
     Raises :class:`CorpusValidationError` with every problem found (as :func:`~privsynth.data.corpus.read_corpus`
-    does), else returns the summary ``privsynth validate`` prints.
+    does), else returns the summary ``privsynth validate`` prints. ``on_batch(records, first_row, root)`` sees each
+    batch of canonical records (numbered from ``first_row`` in the table) while no problem has been found yet.
     """
     schema_file = schema_path(Path(folder))
     schema = load_schema(schema_file)
@@ -104,6 +109,8 @@ def validate_streaming(
             keys.append(_hashes(records[schema.key]))
         if schema.entity is not None and schema.entity in records.columns:
             entities.append(_hashes(records[schema.entity]))
+        if on_batch is not None and not problems:
+            on_batch(records, rows, root)
         rows += len(batch)
     if rows == 0:
         problems.append(Problem("empty", "the corpus has no records; add records or check the table file"))

@@ -1,0 +1,91 @@
+"""The audit streams a synthetic corpus: only the records it compares are held, and nothing else changes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from privsynth.audit.reading import read_for_audit
+from privsynth.audit.run import SYNTHETIC_SEED_OFFSET, AuditConfig, Collaborators, _subsample, run_audit
+from privsynth.data.corpus import Corpus, read_corpus, write_corpus, write_part
+from privsynth.data.fingerprint import corpus_fingerprint
+from privsynth.data.schema import SCHEMA_FILE, dump_schema, schema_from_dict
+from privsynth.errors import CorpusValidationError
+from privsynth.variation import recount
+
+from .conftest import HashingTextEmbedder
+
+
+def _partitioned(corpus: Corpus, folder: Path, parts: int) -> Path:
+    """``corpus`` as a folder of Parquet parts (as ``privsynth sample`` writes a large sample)."""
+    schema = corpus.schema.with_table("records.parquet")
+    (folder / "records.parquet").mkdir(parents=True)
+    for i, piece in enumerate(np.array_split(np.arange(len(corpus)), parts)):
+        write_part(corpus.records.iloc[piece], schema, folder / "records.parquet" / f"part-{i:05d}.parquet")
+    (folder / SCHEMA_FILE).write_text(dump_schema(schema), encoding="utf-8")
+    return folder
+
+
+ASKED = {
+    "rebalance": "diagnosis",
+    "cells": [
+        {"conditions": {"diagnosis": "pneumonia"}, "asked": 10},
+        {"conditions": {"sex": "F", "smoker": "True"}, "asked": 5},
+    ],
+}
+
+
+@pytest.mark.parametrize("layout", ["parts", "csv"])
+def test_a_streamed_read_keeps_the_audits_pick_and_the_whole_corpus_fingerprint(splits, tmp_path, layout) -> None:
+    oracle = splits.oracle
+    if layout == "parts":
+        folder = _partitioned(oracle, tmp_path / "synthetic", parts=4)
+    else:
+        folder = write_corpus(oracle, tmp_path / "synthetic", table_format="csv")
+    whole = read_corpus(folder)
+    streamed = read_for_audit(folder, rows=120, seed=7, asked=ASKED, batch_rows=50)
+    assert streamed.total == len(whole) > 120
+    assert len(streamed.corpus) == 120  # only the pick is held
+    expected = _subsample(whole.records, 120, 7)
+    pd.testing.assert_frame_equal(streamed.corpus.records.reset_index(drop=True), expected, check_dtype=False)
+    assert streamed.fingerprint == corpus_fingerprint(whole)
+    assert streamed.variation == recount(whole.records, ASKED)
+    everything = read_for_audit(folder, rows=10_000, seed=7, batch_rows=50)
+    assert len(everything.corpus) == len(whole) and everything.variation is None
+
+
+def test_the_fingerprint_orders_records_by_key_as_the_whole_table_does_for_any_text(tmp_path) -> None:
+    schema = schema_from_dict({"key": "id", "columns": {"id": {"kind": "key"}, "x": {"kind": "numerical"}}}, source="t")
+    keys = ["b", "a", "Z", "é1", "日本", "e", "ß", "😀", "a0", "A"]
+    frame = pd.DataFrame({"id": keys, "x": np.arange(len(keys), dtype=float)})
+    corpus = Corpus(records=frame, schema=schema, root=Path())
+    folder = Path(write_corpus(corpus, tmp_path / "c"))
+    assert read_for_audit(folder, rows=100, seed=0, batch_rows=3).fingerprint == corpus_fingerprint(corpus)
+    shuffled = corpus.with_records(frame.iloc[::-1])  # the order of the rows plays no part
+    assert corpus_fingerprint(shuffled) == corpus_fingerprint(corpus)
+    changed = corpus.with_records(frame.assign(x=frame.x.where(frame.id != "ß", 99.0)))
+    assert corpus_fingerprint(changed) != corpus_fingerprint(corpus)  # positive control
+
+
+def test_a_streamed_read_refuses_an_invalid_record_in_any_batch(splits, tmp_path) -> None:
+    records = splits.oracle.records.copy()
+    records.loc[len(records) - 1, "record_id"] = records.loc[0, "record_id"]  # a repeated key in the last batch
+    folder = _partitioned(splits.oracle.with_records(records), tmp_path / "synthetic", parts=3)
+    with pytest.raises(CorpusValidationError, match="duplicate-key|keys must be unique"):
+        read_for_audit(folder, rows=50, seed=0, batch_rows=40)
+
+
+def test_an_audit_of_a_streamed_corpus_equals_the_audit_of_the_whole_one(splits, tmp_path) -> None:
+    config = AuditConfig(bootstrap=30, ocr="off", pii=False, max_rows=150)
+    tools = Collaborators(text=HashingTextEmbedder())
+    folder = _partitioned(splits.oracle, tmp_path / "synthetic", parts=3)
+    whole = run_audit(splits.train, splits.holdout, read_corpus(folder), config=config, collaborators=tools)
+    streamed = read_for_audit(folder, rows=config.max_rows, seed=config.seed + SYNTHETIC_SEED_OFFSET, batch_rows=64)
+    result = run_audit(splits.train, splits.holdout, streamed, config=config, collaborators=tools)
+    for document in (whole, result):
+        document.pop("created")
+    assert result == whole
+    assert result["inputs"]["rows_audited"]["synthetic"] == 150 < result["inputs"]["synthetic"]
