@@ -13,10 +13,7 @@ from privsynth.errors import ConfigError
 
 def split_from_model(corpus: Corpus, model: Path) -> tuple[Corpus, Corpus]:
     """Train and holdout records of ``corpus`` as recorded by the model at fit time."""
-    split_file = model / SPLIT
-    if not split_file.is_file():
-        raise ConfigError(f"{model} has no recorded split (internal/split.json); pass --train and --holdout")
-    split = json.loads(split_file.read_text(encoding="utf-8"))
+    split = split_keys(model)
     keys = corpus.records[corpus.schema.key].astype(str)
     train = corpus.with_records(corpus.records[keys.isin(set(split["train"])).to_numpy()])
     holdout = corpus.with_records(corpus.records[keys.isin(set(split["holdout"])).to_numpy()])
@@ -26,6 +23,15 @@ def split_from_model(corpus: Corpus, model: Path) -> tuple[Corpus, Corpus]:
             f"{len(holdout)}/{len(split['holdout'])} holdout found): pass the corpus the model was fit on"
         )
     return train, holdout
+
+
+def split_keys(model: Path) -> dict[str, list[str]]:
+    """The record keys of the model's train and holdout (``internal/split.json``, owner-only)."""
+    split_file = model / SPLIT
+    if not split_file.is_file():
+        raise ConfigError(f"{model} has no recorded split (internal/split.json); pass --train and --holdout")
+    split = json.loads(split_file.read_text(encoding="utf-8"))
+    return {"train": [str(k) for k in split["train"]], "holdout": [str(k) for k in split["holdout"]]}
 
 
 def claimed_guarantee(synthetic: Path, model: Path | None) -> dict[str, Any]:

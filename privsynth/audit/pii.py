@@ -25,7 +25,7 @@ from PIL import Image
 
 from privsynth.audit.replay import ReplayScanner, normalise
 from privsynth.data.corpus import Corpus
-from privsynth.data.schema import ColumnKind
+from privsynth.data.schema import ColumnKind, Schema
 from privsynth.engine import Engine, LocalEngine
 from privsynth.pii.detection import Detection
 
@@ -104,23 +104,61 @@ def scan_texts(scanner: PiiScanner, texts: list[str], engine: Engine | None = No
     return engine.map_batches(scanner.scan_many, texts, batch_size=200)
 
 
+@dataclass
+class Needles:
+    """What the replay scan looks for, gathered from real records (a table's batches add up, in order).
+
+    Per identifier column its values, per text column the PII spans detected in its texts: kept apart so that a
+    corpus read in batches adds them to the automaton in the same order as a whole table (identifiers first).
+    """
+
+    identifiers: dict[str, list[str]] = field(default_factory=dict)
+    spans: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+
+    def extend(self, other: Needles) -> None:
+        """Append ``other``'s values after this one's."""
+        for name, values in other.identifiers.items():
+            self.identifiers.setdefault(name, []).extend(values)
+        for name, found in other.spans.items():
+            self.spans.setdefault(name, []).extend(found)
+
+    def scanner(self, schema: Schema) -> ReplayScanner:
+        """The replay automaton over every needle."""
+        replay = ReplayScanner()
+        for name, spec in schema.columns.items():
+            if name in self.identifiers and spec.pii is not None:
+                replay.add(spec.pii.value, self.identifiers[name])
+        for name in schema.names(ColumnKind.TEXT):
+            for kind, span in self.spans.get(name, []):
+                replay.add(kind, [span])
+        return replay.finalize()
+
+
+def find_needles(records: pd.DataFrame, schema: Schema, scanner: PiiScanner, engine: Engine | None = None) -> Needles:
+    """Every identifier value of ``records`` and every PII span detected in any of their texts."""
+    needles = Needles()
+    for name, spec in schema.columns.items():
+        if spec.kind is ColumnKind.IDENTIFIER and spec.pii is not None and name in records.columns:
+            needles.identifiers[name] = records[name].dropna().astype(str).tolist()
+    for name in schema.names(ColumnKind.TEXT):
+        if name not in records.columns:
+            continue
+        texts = records[name].dropna().astype(str).tolist()
+        found_spans = needles.spans.setdefault(name, [])
+        for text, found in zip(texts, scan_texts(scanner, texts, engine), strict=True):
+            for d in found:
+                if d.entity not in ("DATE_TIME", "URL"):
+                    found_spans.append((_KIND_OF_ENTITY.get(d.entity, d.entity.lower()), text[d.start : d.end]))
+    return needles
+
+
 def build_replay(real: Corpus, scanner: PiiScanner, engine: Engine | None = None) -> ReplayScanner:
     """Needles: every identifier value of the real corpus and every PII span detected in any of its texts.
 
     All texts, not a sample: a name that only the 5,001st note holds is as much a real identifier as any other
     (measured: pattern-only Presidio scans ~550 notes/s, so 100k notes take about three minutes).
     """
-    replay = ReplayScanner()
-    for name, spec in real.schema.columns.items():
-        if spec.kind is ColumnKind.IDENTIFIER and spec.pii is not None:
-            replay.add(spec.pii.value, real.records[name].dropna().astype(str))
-    for name in real.schema.names(ColumnKind.TEXT):
-        texts = real.records[name].dropna().astype(str).tolist()
-        for text, found in zip(texts, scan_texts(scanner, texts, engine), strict=True):
-            for d in found:
-                if d.entity not in ("DATE_TIME", "URL"):
-                    replay.add(_KIND_OF_ENTITY.get(d.entity, d.entity.lower()), [text[d.start : d.end]])
-    return replay.finalize()
+    return find_needles(real.records, real.schema, scanner, engine).scanner(real.schema)
 
 
 def _ocr(images: list[Image.Image], tesseract: str) -> list[str]:
@@ -143,7 +181,7 @@ def _ocr(images: list[Image.Image], tesseract: str) -> list[str]:
 
 
 def audit_pii(
-    real: Corpus,
+    real: Corpus | ReplayScanner,
     synthetic: Corpus,
     *,
     scanner: PiiScanner,
@@ -156,12 +194,14 @@ def audit_pii(
 ) -> PiiReport:
     """Scan every synthetic text and string column; replay real identifiers; classify what was found.
 
+    ``real`` is the real records, or the replay automaton already built from them (:class:`Needles`).
+
     The detectors run on ``engine`` (this process by default); classifying and counting stay here.
     """
     report = PiiReport(detectors=[*scanner.detectors, "ReplayScanner (Aho-Corasick over real identifiers)"])
     if progress is not None:
         progress("building the replay automaton from real identifiers")
-    replay = build_replay(real, scanner, engine)
+    replay = real if isinstance(real, ReplayScanner) else build_replay(real, scanner, engine)
     report.replay_needles = len(replay)
     schema = synthetic.schema
     records = synthetic.records

@@ -44,9 +44,15 @@ class Preflight:
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
 
-def _row_hashes(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+def preflight_columns(schema: Schema, present: pd.Index | list[str]) -> list[str]:
+    """The columns whose values make two records "the same" for the overlap check."""
+    return [n for n, c in schema.columns.items() if c.kind in MODELLED_KINDS and n in present]
+
+
+def row_hashes(frame: pd.DataFrame, columns: list[str], first: int = 0) -> np.ndarray:
+    """One hash per record of its ``columns`` (a record's own; ``first`` numbers a batch's rows without columns)."""
     if not columns or frame.empty:
-        return np.arange(len(frame), dtype=np.uint64)
+        return np.arange(first, first + len(frame), dtype=np.uint64)
     view = frame[columns].map(lambda v: hashlib.sha256(v).hexdigest() if isinstance(v, bytes) else str(v))
     return pd.util.hash_pandas_object(view, index=False).to_numpy(dtype=np.uint64)
 
@@ -65,21 +71,37 @@ def preflight(
     overlap_tolerance: float = 3.0,
 ) -> Preflight:
     """Check train and holdout; raise :class:`HoldoutRefusedError` when the holdout would mislead."""
+    check_schemas(schema, holdout_schema)
+    columns = preflight_columns(schema, train.columns)
+    return preflight_hashes(
+        row_hashes(train, columns),
+        row_hashes(holdout, columns),
+        min_ratio=min_ratio,
+        overlap_tolerance=overlap_tolerance,
+    )
+
+
+def check_schemas(schema: Schema, holdout_schema: Schema | None) -> None:
+    """Train and holdout must share one schema."""
     if holdout_schema is not None and dict(holdout_schema.columns) != dict(schema.columns):
         raise HoldoutRefusedError("train and holdout have different schemas; audit them with the same schema.yaml")
-    if len(holdout) == 0:
+
+
+def preflight_hashes(
+    h_train: np.ndarray, h_hold: np.ndarray, *, min_ratio: float = 0.1, overlap_tolerance: float = 3.0
+) -> Preflight:
+    """:func:`preflight` from every train and holdout record's :func:`row_hashes` (a table read in batches)."""
+    if len(h_hold) == 0:
         raise HoldoutRefusedError(
             "the holdout is empty; fit with --holdout-fraction > 0 (default 0.2) or pass --holdout"
         )
-    columns = [n for n, c in schema.columns.items() if c.kind in MODELLED_KINDS and n in train.columns]
-    h_train, h_hold = _row_hashes(train, columns), _row_hashes(holdout, columns)
     dup_train, dup_hold = _duplicate_rate(h_train), _duplicate_rate(h_hold)
     overlap = float(np.isin(h_hold, h_train).mean())
     # Under an i.i.d. split a holdout record equals some train record about as often as it equals another
     # record of the population: estimate that from the duplicate rate inside train, scaled to train's size.
     repeat_share = dup_train
-    expected = min(1.0, repeat_share * (1.0 + len(holdout) / max(len(train), 1)))
-    ratio = len(holdout) / max(len(train), 1)
+    expected = min(1.0, repeat_share * (1.0 + len(h_hold) / max(len(h_train), 1)))
+    ratio = len(h_hold) / max(len(h_train), 1)
     warnings: list[str] = []
     if overlap > max(overlap_tolerance * expected, 0.01):
         raise HoldoutRefusedError(
@@ -89,14 +111,14 @@ def preflight(
         )
     if ratio < min_ratio:
         raise HoldoutRefusedError(
-            f"the holdout ({len(holdout)} records) is only {ratio:.0%} of train ({len(train)}); distance metrics "
+            f"the holdout ({len(h_hold)} records) is only {ratio:.0%} of train ({len(h_train)}); distance metrics "
             f"need comparable sizes (at least {min_ratio:.0%}). Refit with a larger --holdout-fraction."
         )
     if ratio > 2.0:
         warnings.append(f"holdout is {ratio:.2f} x train; distance metrics use a train-sized part of it")
-    elif len(holdout) < 500:
+    elif len(h_hold) < 500:
         warnings.append(
-            f"the holdout has {len(holdout)} records: distance metrics compare against sets of that size, so their "
+            f"the holdout has {len(h_hold)} records: distance metrics compare against sets of that size, so their "
             "intervals are wide (a DCR share of 0.52 may not show it is below 0.6); a larger holdout_fraction "
             "narrows them"
         )
@@ -106,8 +128,8 @@ def preflight(
             "the holdout was drawn"
         )
     return Preflight(
-        train_records=len(train),
-        holdout_records=len(holdout),
+        train_records=len(h_train),
+        holdout_records=len(h_hold),
         size_ratio=ratio,
         train_duplicate_rate=dup_train,
         holdout_duplicate_rate=dup_hold,

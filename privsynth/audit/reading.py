@@ -10,14 +10,18 @@ on a whole table (:func:`pick_rows`, same seed), so an audit is the same whichev
 Memory: the kept records, plus per record an 8-byte hash and its key (the fingerprint orders records by key),
 about 20 bytes a record in Arrow's string layout: some 200 MB for 10 million records.
 
-Synthetic records only: this reads nothing real (the real train and holdout come from the corpus the model was
-fitted on, which its fit held in memory whole).
+The real train and holdout are streamed the same way (:func:`read_real_for_audit`), kept as the audit's picks
+plus what the audit computes over every real record: the pre-flight checks' row hashes (8 bytes a record) and,
+when the audit scans for PII, the replay scan's needles (every identifier value and every PII span found in the
+real texts; that part grows with the identifiers). Real records are private: what this module holds stays in
+the audit's process and reaches only the audit's aggregates, as with a table read whole.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +31,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from privsynth.audit.pii import Needles
+from privsynth.audit.preflight import (
+    Preflight,
+    check_schemas,
+    preflight_columns,
+    preflight_hashes,
+)
+from privsynth.audit.preflight import row_hashes as preflight_row_hashes
+from privsynth.audit.replay import ReplayScanner
 from privsynth.data.corpus import Corpus, parquet_dataset, schema_path
 from privsynth.data.fingerprint import fingerprint_digest, row_hashes
-from privsynth.data.schema import load_schema
+from privsynth.data.schema import Schema, load_schema
 from privsynth.data.stream import BATCH_ROWS, table_batches, validate_streaming
 from privsynth.data.validate import Limits
-from privsynth.errors import CorpusReadError
+from privsynth.errors import ConfigError, CorpusReadError
 from privsynth.variation import cell_counts, recount_from
 
 
@@ -51,6 +64,8 @@ class AuditedSynthetic:
     total: int  #: records in the whole corpus
     fingerprint: str  #: :func:`~privsynth.data.fingerprint.corpus_fingerprint` of the whole corpus
     variation: dict[str, Any] | None  #: :func:`~privsynth.variation.recount` of the whole corpus, if asked
+    rows: int  #: the subsample size it was read with (the audit's ``max_rows``)
+    seed: int  #: the subsample's seed
 
 
 def _count_rows(folder: Path, batch_rows: int) -> int:
@@ -118,7 +133,158 @@ def read_for_audit(
         total=summary.records,
         fingerprint=fingerprint_digest(schema, every[order] if len(every) else every),
         variation=recount_from(counts, summary.records, asked) if asked else None,
+        rows=rows,
+        seed=seed,
     )
 
 
-__all__ = ["AuditedSynthetic", "pick_rows", "read_for_audit"]
+@dataclass(frozen=True)
+class AuditedReal:
+    """What an audit needs of the real train and holdout (see the module doc)."""
+
+    train: Corpus  #: the train records the audit compares (the pick of ``max_rows`` with the audit's seed)
+    holdout: Corpus  #: the holdout records it compares (seed + 1)
+    train_total: int
+    holdout_total: int
+    preflight: Preflight  #: the holdout checks, over every record
+    replay: ReplayScanner | None  #: over every record's identifiers and texts; None when no PII scan runs
+    rows: int  #: the picks' size it was read with (the audit's ``max_rows``)
+    seed: int  #: train's pick seed (holdout's is seed + 1)
+
+
+@dataclass
+class _Side:
+    """One real side being read: its pick, its records seen so far, its hashes and needles."""
+
+    pick: np.ndarray | None
+    columns: list[str]  #: the pre-flight's columns
+    scan: Callable[[pd.DataFrame], Needles] | None
+    seen: int = 0
+    kept: list[pd.DataFrame] = field(default_factory=list)
+    hashes: list[np.ndarray] = field(default_factory=list)
+    needles: Needles = field(default_factory=Needles)
+
+    def take(self, records: pd.DataFrame) -> None:
+        """Add the side's next records (in table order)."""
+        if self.pick is None:
+            self.kept.append(records)
+        else:
+            inside = self.pick[(self.pick >= self.seen) & (self.pick < self.seen + len(records))] - self.seen
+            if len(inside):
+                self.kept.append(records.iloc[inside])
+        self.hashes.append(preflight_row_hashes(records, self.columns, first=self.seen))
+        if self.scan is not None:
+            self.needles.extend(self.scan(records))
+        self.seen += len(records)
+
+    def on_batch(self, records: pd.DataFrame, _first: int, _root: Path) -> None:
+        """:func:`validate_streaming`'s callback for a table that is this side alone."""
+        self.take(records)
+
+    def records(self, schema: Schema) -> pd.DataFrame:
+        return pd.concat(self.kept, ignore_index=True) if self.kept else pd.DataFrame(columns=list(schema.columns))
+
+    def every_hash(self) -> np.ndarray:
+        return np.concatenate(self.hashes) if self.hashes else np.zeros(0, dtype=np.uint64)
+
+
+def _real(
+    schema: Schema, roots: tuple[Path, Path], sides: tuple[_Side, _Side], scan: bool, rows: int, seed: int
+) -> AuditedReal:
+    train, holdout = sides
+    needles = Needles()
+    needles.extend(train.needles)
+    needles.extend(holdout.needles)  # train's before holdout's, as in the concatenated whole tables
+    return AuditedReal(
+        train=Corpus(records=train.records(schema), schema=schema, root=roots[0]),
+        holdout=Corpus(records=holdout.records(schema), schema=schema, root=roots[1]),
+        train_total=train.seen,
+        holdout_total=holdout.seen,
+        preflight=preflight_hashes(train.every_hash(), holdout.every_hash()),
+        replay=needles.scanner(schema) if scan else None,
+        rows=rows,
+        seed=seed,
+    )
+
+
+def read_real_for_audit(
+    *,
+    train: Path | str,
+    holdout: Path | str,
+    rows: int,
+    seed: int,
+    scan: Callable[[pd.DataFrame, Schema], Needles] | None = None,
+    limits: Limits | None = None,
+    batch_rows: int = BATCH_ROWS,
+) -> AuditedReal:
+    """Stream a real train and holdout corpus (``--train``/``--holdout``): validate, pick, hash, gather needles.
+
+    ``scan(records, schema)`` gathers a batch's replay needles (:func:`~privsynth.audit.pii.find_needles`); None
+    when the audit runs no PII scan.
+    """
+    folders = (Path(train), Path(holdout))
+    schemas = [load_schema(schema_path(f)) for f in folders]
+    check_schemas(schemas[0], schemas[1])
+    sides = []
+    roots = []
+    for number, (folder, schema) in enumerate(zip(folders, schemas, strict=True)):
+        total = _count_rows(folder, batch_rows)
+        side = _Side(pick_rows(total, rows, seed + number), preflight_columns(schema, list(schema.columns)), None)
+        if scan is not None:
+            side.scan = functools.partial(_scan_with, scan, schema)
+        summary = validate_streaming(folder, limits=limits, batch_rows=batch_rows, on_batch=side.on_batch)
+        if summary.records != total:
+            raise CorpusReadError(f"{folder}: the table changed while it was read; audit a corpus no process writes to")
+        sides.append(side)
+        roots.append(Path(summary.root))
+    return _real(schemas[0], (roots[0], roots[1]), (sides[0], sides[1]), scan is not None, rows, seed)
+
+
+def read_split_for_audit(
+    corpus: Path | str,
+    *,
+    train_keys: Sequence[str],
+    holdout_keys: Sequence[str],
+    rows: int,
+    seed: int,
+    scan: Callable[[pd.DataFrame, Schema], Needles] | None = None,
+    limits: Limits | None = None,
+    batch_rows: int = BATCH_ROWS,
+) -> AuditedReal:
+    """Stream the corpus a model was fitted on and split it by the model's recorded keys (``--model``)."""
+    folder = Path(corpus)
+    schema = load_schema(schema_path(folder))
+    wanted = (set(train_keys), set(holdout_keys))
+    columns = preflight_columns(schema, list(schema.columns))
+    finder = None if scan is None else functools.partial(_scan_with, scan, schema)
+    sides = tuple(_Side(pick_rows(len(keys), rows, seed + i), columns, finder) for i, keys in enumerate(wanted))
+
+    def take(records: pd.DataFrame, _first: int, _root: Path) -> None:
+        keys = records[schema.key].astype(str)
+        for side, keep in zip(sides, wanted, strict=True):
+            mask = keys.isin(keep).to_numpy()
+            if mask.any():
+                side.take(records[mask])
+
+    summary = validate_streaming(folder, limits=limits, batch_rows=batch_rows, on_batch=take)
+    if sides[0].seen != len(wanted[0]) or sides[1].seen != len(wanted[1]):
+        raise ConfigError(
+            f"--corpus does not hold every record the model's split names ({sides[0].seen}/{len(wanted[0])} train, "
+            f"{sides[1].seen}/{len(wanted[1])} holdout found): pass the corpus the model was fit on"
+        )
+    root = Path(summary.root)
+    return _real(schema, (root, root), (sides[0], sides[1]), scan is not None, rows, seed)
+
+
+def _scan_with(scan: Callable[[pd.DataFrame, Schema], Needles], schema: Schema, records: pd.DataFrame) -> Needles:
+    return scan(records, schema)
+
+
+__all__ = [
+    "AuditedReal",
+    "AuditedSynthetic",
+    "pick_rows",
+    "read_for_audit",
+    "read_real_for_audit",
+    "read_split_for_audit",
+]

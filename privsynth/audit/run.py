@@ -28,9 +28,9 @@ from privsynth.audit.embedders import ClipEmbedder, Embedder, MiniLMEmbedder, Pe
 from privsynth.audit.fidelity import marginal_tvd
 from privsynth.audit.figures import figure_data
 from privsynth.audit.memorization import RowEncoder, distance_audit
-from privsynth.audit.pii import audit_pii
+from privsynth.audit.pii import audit_pii, build_replay
 from privsynth.audit.preflight import preflight
-from privsynth.audit.reading import AuditedSynthetic, pick_rows
+from privsynth.audit.reading import AuditedReal, AuditedSynthetic, pick_rows
 from privsynth.audit.text import text_stats, verbatim_spans
 from privsynth.audit.utility import (
     choose_target,
@@ -170,27 +170,98 @@ def run_audit(
     """
     cfg = config if config is not None else AuditConfig()
     tools = collaborators if collaborators is not None else Collaborators()
+    if cfg.pii and tools.pii is None:
+        tools = dataclasses.replace(tools, pii=pii_scanner(cfg))
+    say = progress if progress is not None else (lambda _m: None)
+    say("pre-flight checks of the holdout")
+    real = real_in_memory(train, holdout, cfg, tools, say)
+    return audit_read(
+        real,
+        synthetic,
+        config=cfg,
+        collaborators=tools,
+        registry=registry,
+        claimed=claimed,
+        canaries=canaries,
+        progress=progress,
+    )
+
+
+def pii_scanner(cfg: AuditConfig) -> PiiScanner:
+    """The audit's PII detectors (Presidio imports torch: built only when a scan runs)."""
+    from privsynth.pii.engine import PiiScanner
+
+    return PiiScanner(spacy_model=cfg.spacy_model)
+
+
+def real_in_memory(
+    train: Corpus, holdout: Corpus, cfg: AuditConfig, tools: Collaborators, say: Callable[[str], None]
+) -> AuditedReal:
+    """What the audit needs of a real train and holdout held whole (as :mod:`~privsynth.audit.reading` streams it)."""
+    checked = preflight(train.records, holdout.records, train.schema, holdout_schema=holdout.schema)
+    replay = None
+    if cfg.pii and tools.pii is not None:
+        say("building the replay automaton from real identifiers")
+        real = train.with_records(pd.concat([train.records, holdout.records], ignore_index=True))
+        replay = build_replay(real, tools.pii, tools.engine)
+    return AuditedReal(
+        train=train.with_records(_subsample(train.records, cfg.max_rows, cfg.seed)),
+        holdout=holdout.with_records(_subsample(holdout.records, cfg.max_rows, cfg.seed + 1)),
+        train_total=len(train),
+        holdout_total=len(holdout),
+        preflight=checked,
+        replay=replay,
+        rows=cfg.max_rows,
+        seed=cfg.seed,
+    )
+
+
+def audit_read(
+    real: AuditedReal,
+    synthetic: Corpus | AuditedSynthetic,
+    *,
+    config: AuditConfig | None = None,
+    collaborators: Collaborators | None = None,
+    registry: pd.DataFrame | None = None,
+    claimed: dict[str, Any] | None = None,
+    canaries: dict[str, Any] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """:func:`run_audit` on what was read of the real side (its picks, totals, pre-flight and replay needles).
+
+    ``real`` comes from :func:`real_in_memory` or, for corpora read batch by batch, from
+    :func:`~privsynth.audit.reading.read_real_for_audit` / :func:`~privsynth.audit.reading.read_split_for_audit`
+    with this config's ``max_rows`` and ``seed``.
+    """
+    cfg = config if config is not None else AuditConfig()
+    tools = collaborators if collaborators is not None else Collaborators()
     engine = tools.engine if tools.engine is not None else LocalEngine()
     say = progress if progress is not None else (lambda _m: None)
-    schema = train.schema
+    schema = real.train.schema
     seed = cfg.seed
-    say("pre-flight checks of the holdout")
-    pre = preflight(train.records, holdout.records, schema, holdout_schema=holdout.schema)
+    pre = real.preflight
+    if (real.rows, real.seed) != (cfg.max_rows, seed):
+        raise ValueError("the real records were not read with this audit's max_rows and seed")
     if isinstance(synthetic, AuditedSynthetic):
         sy, synthetic_total, fingerprint = synthetic.corpus, synthetic.total, synthetic.fingerprint
-        if synthetic_total > cfg.max_rows and len(sy) != cfg.max_rows:
-            raise ValueError("the streamed synthetic subsample was not read with this audit's max_rows")
+        if (synthetic.rows, synthetic.seed) != (cfg.max_rows, seed + SYNTHETIC_SEED_OFFSET):
+            raise ValueError("the synthetic records were not read with this audit's max_rows and seed")
     else:
         sy = synthetic.with_records(_subsample(synthetic.records, cfg.max_rows, seed + SYNTHETIC_SEED_OFFSET))
         synthetic_total, fingerprint = len(synthetic), corpus_fingerprint(synthetic)
     missing = [n for n in schema.columns if n not in sy.records.columns]
     limitations = [f"column '{n}' is absent from the synthetic corpus: not audited" for n in missing]
+    if synthetic_total > len(sy):
+        limitations.append(
+            f"every metric and the PII scan read a uniform subsample of {len(sy):,} of the {synthetic_total:,} "
+            "synthetic records (max_rows); a record outside it was validated and fingerprinted, not audited"
+        )
     # Every comparison runs over the columns both sides hold: a modelled column the synthetic corpus leaves out
     # (privsynth's omitted_columns, or a hand-made corpus) is reported above, never compared against nothing.
     # Identifiers stay: the real side's own identity is still masked and scanned for.
     compared = _without_columns(schema, [n for n in missing if schema.columns[n].kind in MODELLED_KINDS])
-    tr = Corpus(_subsample(train.records, cfg.max_rows, seed)[list(compared.columns)], compared, train.root)
-    ho = Corpus(_subsample(holdout.records, cfg.max_rows, seed + 1)[list(compared.columns)], compared, holdout.root)
+    tr = Corpus(real.train.records[list(compared.columns)], compared, real.train.root)
+    ho = Corpus(real.holdout.records[list(compared.columns)], compared, real.holdout.root)
     result: dict[str, Any] = {
         "version": AUDIT_VERSION,
         "privsynth_version": __version__,
@@ -198,8 +269,8 @@ def run_audit(
         "unit_of_privacy": schema.unit_of_privacy,
         "claimed": claimed or {},
         "inputs": {
-            "train": len(train),
-            "holdout": len(holdout),
+            "train": real.train_total,
+            "holdout": real.holdout_total,
             "synthetic": synthetic_total,
             "synthetic_fingerprint": fingerprint,
             "rows_audited": {"train": len(tr), "holdout": len(ho), "synthetic": len(sy)},
@@ -232,12 +303,11 @@ def run_audit(
     examples: list[Any] = []
     if cfg.pii:
         say("PII scan and replay of real identifiers")
-        from privsynth.pii.engine import PiiScanner  # Presidio imports torch: loaded only when a scan runs
-
-        scanner = tools.pii if tools.pii is not None else PiiScanner(spacy_model=cfg.spacy_model)
-        real = train.with_records(pd.concat([train.records, holdout.records], ignore_index=True))
+        scanner = tools.pii if tools.pii is not None else pii_scanner(cfg)
+        if real.replay is None:
+            raise ValueError("the real records were read without the replay scan's needles; read them with a scan")
         pii = audit_pii(
-            real,
+            real.replay,
             sy,
             scanner=scanner,
             registry=registry,
