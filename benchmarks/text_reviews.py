@@ -42,6 +42,7 @@ from privsynth.config import load_config
 from privsynth.data.corpus import Corpus
 from privsynth.data.schema import schema_from_dict
 from privsynth.generators.dpsgd import DPSGDTrainer, Groups, OptimConfig
+from privsynth.generators.text.generator import TextConfig
 from privsynth.generators.text.pretrain import pretrain_text
 from privsynth.privacy.accounting import AccountantKind, Mechanism, noise_for_epsilon
 from privsynth.privacy.randomness import Streams
@@ -156,6 +157,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
+    if args.guidance and "pretrained" in args.variants:
+        parser.error("--guidance is for a pretrained backbone; the 'pretrained' variant is the byte model's")
     train, test = load(args.data)
     if args.limit:
         train = train.head(args.limit)
@@ -219,7 +222,8 @@ def main() -> None:
         generator = synth.texts_["review"]
         # sampling is post-processing: every guidance weight samples the same fitted model
         for guidance in args.guidance or [generator.config.guidance]:
-            generator.config = generator.config.model_copy(update={"guidance": guidance})
+            # validated (a byte-level model refuses guidance, a model without condition dropout too)
+            generator.config = TextConfig.model_validate({**generator.config.model_dump(), "guidance": guidance})
             name = variant if args.guidance is None else f"{variant}, guidance {guidance:g}"
             print(f"sampling {len(train)} reviews ({name})...", flush=True)
             start = time.perf_counter()

@@ -23,7 +23,7 @@ from privsynth.generators.tabular.codecs import ColumnCodec, codec_from_dict
 from privsynth.generators.text import backbone as backbones
 from privsynth.generators.text.llm import (
     NO_FIELDS,
-    PROMPT_FORMAT,
+    PROMPT_FORMATS,
     TARGETS,
     TopStack,
     generate,
@@ -31,6 +31,7 @@ from privsynth.generators.text.llm import (
     prompt_ids,
     render_fields,
     token_nll,
+    usable_prompt_format,
 )
 from privsynth.generators.text.tokens import Vocabulary
 from privsynth.pii.placeholders import fill_placeholders
@@ -127,15 +128,17 @@ def fit_backbone(
     stop = _stops(tokenizer)[0] if tokenizer.eos_token_id is None else tokenizer.eos_token_id
     fields = render_fields(corpus.records, codecs)
     # Condition dropout: each record's prompt omits its fields with probability condition_dropout, so the model also
-    # learns unconditioned text (guidance's reference at sampling). A private stream: which records lose their
-    # fields is independent of the data and of every other record (removing one record changes no other draw's
-    # meaning), and it is never stored. A resumed fit draws again: each step's mechanism is the same either way.
+    # learns unconditioned text (guidance's reference at sampling). The draws come from a private stream, are
+    # independent and identically distributed and independent of the data (removing a record shifts the later
+    # records' draws, which have the same distribution), and are never stored. A resumed fit draws again: each
+    # step's mechanism is the same either way.
     dropped = context.streams.numpy("text", column, "condition-dropout").random(len(fields))
     fields = [NO_FIELDS if drop < config.condition_dropout else f for f, drop in zip(fields, dropped, strict=True)]
+    prompt_format = usable_prompt_format(tokenizer, column)
     sequences: list[list[int]] = []
     starts: list[int] = []
     for text, described in zip(masked, fields, strict=True):
-        prompt = prompt_ids(tokenizer, described, column)
+        prompt = prompt_ids(tokenizer, described, column, prompt_format=prompt_format)
         body = tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
         kept = list(body[: config.max_tokens])
         sequences.append([*prompt, *kept, *([stop] if len(kept) == len(body) else [])])
@@ -214,7 +217,7 @@ def fit_backbone(
     generator.vocab_ = vocab
     generator.column_ = column
     generator.codecs_ = codecs
-    generator.prompt_format_ = PROMPT_FORMAT
+    generator.prompt_format_ = prompt_format
     generator.condition_dropout_ = config.condition_dropout
     generator.public_ = None
 
@@ -318,6 +321,11 @@ def load_backbone(generator: TextGenerator, meta: dict[str, Any], tensors: dict[
     generator.subcolumns_ = [list(s) for s in meta["subcolumns"]]
     # models saved before prompt formats and condition dropout: the user-message prompt, no unconditioned texts
     generator.prompt_format_ = int(meta.get("prompt_format", 1))
+    if generator.prompt_format_ not in PROMPT_FORMATS:
+        raise IntegrityError(
+            f"this model's prompt format {generator.prompt_format_} is unknown to this privsynth "
+            f"(it knows {sorted(PROMPT_FORMATS)}): load it with the privsynth version that fitted it"
+        )
     generator.condition_dropout_ = float(meta.get("condition_dropout", 0.0))
     generator.public_ = None
 

@@ -41,6 +41,7 @@ INSTRUCTION = "Write the {column} text. Its details: {fields}."
 #: field, 25 tokens instead of 42, so 17 fewer per training text through every layer (the Amazon reviews average
 #: about 97 tokens with format 1). A saved model records its format and is sampled with it.
 PROMPT_FORMAT = 2
+PROMPT_FORMATS = (1, 2)
 SYSTEM = "Write the {column} text from its details."
 #: The fields of an unconditioned prompt (condition dropout in training, the guidance's reference at sampling).
 NO_FIELDS = "none"
@@ -100,6 +101,15 @@ def prompt_ids(tokenizer: Any, fields: str, column: str, *, prompt_format: int =
         return [int(i) for i in ids]
     plain = "\n".join(m["content"] for m in message) + "\n"
     return [int(i) for i in tokenizer(plain, add_special_tokens=False)["input_ids"]]
+
+
+def usable_prompt_format(tokenizer: Any, column: str) -> int:
+    """:data:`PROMPT_FORMAT`, or 1 where the backbone's chat template refuses a system message (Gemma's does)."""
+    try:
+        prompt_ids(tokenizer, NO_FIELDS, column, prompt_format=PROMPT_FORMAT)
+    except Exception:  # noqa: BLE001 - a template raises what its author chose (jinja2's TemplateError, ValueError)
+        return 1
+    return PROMPT_FORMAT
 
 
 # ----- adapters -------------------------------------------------------------------------------------------------
@@ -384,6 +394,7 @@ def generate(
 __all__ = [
     "NO_FIELDS",
     "PROMPT_FORMAT",
+    "PROMPT_FORMATS",
     "TARGETS",
     "LoRALinear",
     "TopStack",
@@ -392,4 +403,5 @@ __all__ = [
     "prompt_ids",
     "render_fields",
     "token_nll",
+    "usable_prompt_format",
 ]

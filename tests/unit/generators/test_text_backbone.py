@@ -361,3 +361,30 @@ def test_guidance_is_refused_where_it_cannot_work(backbone: Path, tmp_path: Path
     generator.config = generator.config.model_copy(update={"guidance": 2.0})
     with pytest.raises(ConfigError, match=r"fitted with text\.condition_dropout above 0"):
         synth.sample(4, seed=1)
+    tensors = load_tensors(str(tmp_path / "model" / "text-note" / "text.safetensors"))
+    with pytest.raises(IntegrityError, match="prompt format 9 is unknown"):
+        load_backbone(generator, {**meta, "prompt_format": 9}, tensors)
+
+
+REFUSES_SYSTEM = (
+    "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def test_a_backbone_whose_chat_template_refuses_a_system_message_is_prompted_without_one(
+    backbone: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    mine = shutil.copytree(backbone, tmp_path / "backbone")
+    settings = json.loads((mine / "tokenizer_config.json").read_text())
+    settings["chat_template"] = REFUSES_SYSTEM
+    (mine / "tokenizer_config.json").write_text(json.dumps(settings))
+    synth = Synthesizer(_config(mine)).fit(_corpus(tmp_path), epsilon=8.0)
+    assert synth.texts_["note"].prompt_format_ == 1
+    texts = synth.sample(4, seed=2)["note"].tolist()
+    synth.save(tmp_path / "model")
+    assert json.loads((tmp_path / "model" / "text-note" / "text.json").read_text())["prompt_format"] == 1
+    assert Synthesizer.load(tmp_path / "model").sample(4, seed=2)["note"].tolist() == texts
