@@ -73,7 +73,7 @@ def main() -> None:
                     f"'{folder}', '--train', '{real / 'train'}', '--holdout', '{real / 'holdout'}', "
                     f"'--out', '{Path(tmp) / ('audit-' + str(rows))}'])"
                 )
-                runs.append(("privsynth audit (whole run, streamed synthetic side)", audit))
+                runs.append(("privsynth audit (whole run, every corpus streamed)", audit))
             for name, code in runs:
                 seconds, peak, rc = child(code)
                 row = {"rows": rows, "method": name, "seconds": seconds, "peak_rss_mb": peak, "exit": rc}
