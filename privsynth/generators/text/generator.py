@@ -101,18 +101,19 @@ class TextConfig(DPSGDSettings):
     max_tokens: int = Field(default=96, ge=8, le=2048, description="Backbone: longest text, in backbone tokens.")
     top_p: float = Field(default=0.95, gt=0, le=1, description="Backbone: nucleus sampling mass.")
     condition_dropout: float = Field(
-        default=0.1,
+        default=0.0,
         ge=0,
         lt=1,
         description="Backbone: share of training texts whose prompt omits the record's fields (drawn privately), "
-        "so the model also learns unconditioned text: what guidance contrasts with.",
+        "so the model also learns unconditioned text: what guidance contrasts with (e.g. 0.1 with guidance).",
     )
     guidance: float = Field(
         default=1.0,
         ge=1,
         le=10,
-        description="Backbone: classifier-free guidance at sampling (post-processing): 1 none; above 1 amplifies "
-        "what the record's fields change in the text, at twice the sampling cost. Needs condition_dropout > 0.",
+        description="Backbone, experimental: classifier-free guidance at sampling (post-processing): 1 none; above "
+        "1 amplifies what the record's fields change in the text, at twice the sampling cost; needs "
+        "condition_dropout > 0. At 2 on the Amazon reviews it made texts echo their prompt (TSTR 0.656).",
     )
     train_vocab: int = Field(
         default=16384,

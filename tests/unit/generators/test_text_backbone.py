@@ -324,7 +324,9 @@ def test_a_guided_fit_learns_unconditioned_texts_from_a_private_stream_and_sampl
 
     monkeypatch.setattr(Streams, "numpy", spy)
     config = _config(backbone)
-    guided = config.model_copy(update={"text": config.text.model_copy(update={"guidance": 2.0})})
+    guided = config.model_copy(
+        update={"text": config.text.model_copy(update={"guidance": 2.0, "condition_dropout": 0.1})}
+    )
     synth = Synthesizer(guided).fit(_corpus(tmp_path), epsilon=8.0)
     # which records lose their fields touches private data: a draw of the fit's secret streams, never the seed's
     modes = [mode for parts, mode in asked if parts == ("text", "note", "condition-dropout")]
@@ -358,7 +360,7 @@ def test_guidance_is_refused_where_it_cannot_work(backbone: Path, tmp_path: Path
     generator = synth.texts_["note"]
     load_backbone(generator, meta, load_tensors(str(tmp_path / "model" / "text-note" / "text.safetensors")))
     assert generator.prompt_format_ == 1  # sampled with the prompt it was trained with
-    generator.config = generator.config.model_copy(update={"guidance": 2.0})
+    generator.config = generator.config.model_copy(update={"guidance": 2.0, "condition_dropout": 0.1})
     with pytest.raises(ConfigError, match=r"fitted with text\.condition_dropout above 0"):
         synth.sample(4, seed=1)
     tensors = load_tensors(str(tmp_path / "model" / "text-note" / "text.safetensors"))
