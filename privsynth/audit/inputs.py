@@ -31,7 +31,11 @@ def split_keys(model: Path) -> dict[str, list[str]]:
     if not split_file.is_file():
         raise ConfigError(f"{model} has no recorded split (internal/split.json); pass --train and --holdout")
     split = json.loads(split_file.read_text(encoding="utf-8"))
-    return {"train": [str(k) for k in split["train"]], "holdout": [str(k) for k in split["holdout"]]}
+    keys = {side: [str(k) for k in split[side]] for side in ("train", "holdout")}
+    named = keys["train"] + keys["holdout"]
+    if len(set(named)) != len(named):  # a key twice, or on both sides: not a split privsynth wrote
+        raise ConfigError(f"{split_file} names a record twice; it is damaged: fit again, or pass --train and --holdout")
+    return keys
 
 
 def claimed_guarantee(synthetic: Path, model: Path | None) -> dict[str, Any]:

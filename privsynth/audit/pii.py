@@ -199,7 +199,7 @@ def audit_pii(
     The detectors run on ``engine`` (this process by default); classifying and counting stay here.
     """
     report = PiiReport(detectors=[*scanner.detectors, "ReplayScanner (Aho-Corasick over real identifiers)"])
-    if progress is not None:
+    if progress is not None and not isinstance(real, ReplayScanner):
         progress("building the replay automaton from real identifiers")
     replay = real if isinstance(real, ReplayScanner) else build_replay(real, scanner, engine)
     report.replay_needles = len(replay)

@@ -75,7 +75,7 @@ def preflight(
     columns = preflight_columns(schema, train.columns)
     return preflight_hashes(
         row_hashes(train, columns),
-        row_hashes(holdout, columns),
+        row_hashes(holdout, columns, first=len(train)),  # without columns: every record distinct, on both sides
         min_ratio=min_ratio,
         overlap_tolerance=overlap_tolerance,
     )

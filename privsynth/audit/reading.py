@@ -159,6 +159,7 @@ class _Side:
     pick: np.ndarray | None
     columns: list[str]  #: the pre-flight's columns
     scan: Callable[[pd.DataFrame], Needles] | None
+    offset: int = 0  #: where the side's records are numbered from when there are no pre-flight columns
     seen: int = 0
     kept: list[pd.DataFrame] = field(default_factory=list)
     hashes: list[np.ndarray] = field(default_factory=list)
@@ -172,7 +173,7 @@ class _Side:
             inside = self.pick[(self.pick >= self.seen) & (self.pick < self.seen + len(records))] - self.seen
             if len(inside):
                 self.kept.append(records.iloc[inside])
-        self.hashes.append(preflight_row_hashes(records, self.columns, first=self.seen))
+        self.hashes.append(preflight_row_hashes(records, self.columns, first=self.offset + self.seen))
         if self.scan is not None:
             self.needles.extend(self.scan(records))
         self.seen += len(records)
@@ -225,11 +226,13 @@ def read_real_for_audit(
     folders = (Path(train), Path(holdout))
     schemas = [load_schema(schema_path(f)) for f in folders]
     check_schemas(schemas[0], schemas[1])
-    sides = []
+    sides: list[_Side] = []
     roots = []
     for number, (folder, schema) in enumerate(zip(folders, schemas, strict=True)):
         total = _count_rows(folder, batch_rows)
-        side = _Side(pick_rows(total, rows, seed + number), preflight_columns(schema, list(schema.columns)), None)
+        offset = sides[0].seen if sides else 0  # the holdout numbered after train (see preflight.row_hashes)
+        columns = preflight_columns(schema, list(schema.columns))
+        side = _Side(pick_rows(total, rows, seed + number), columns, None, offset)
         if scan is not None:
             side.scan = functools.partial(_scan_with, scan, schema)
         summary = validate_streaming(folder, limits=limits, batch_rows=batch_rows, on_batch=side.on_batch)
@@ -254,23 +257,34 @@ def read_split_for_audit(
     """Stream the corpus a model was fitted on and split it by the model's recorded keys (``--model``)."""
     folder = Path(corpus)
     schema = load_schema(schema_path(folder))
-    wanted = (set(train_keys), set(holdout_keys))
+    named = [str(k) for k in train_keys] + [str(k) for k in holdout_keys]
+    sizes = (len(train_keys), len(named) - len(train_keys))
+    # one index over every named key, looked up per batch (a set per batch would be rebuilt for every batch)
+    index = pd.Index(named)
+    if not index.is_unique:
+        raise ConfigError(
+            "the model's split names a record twice; it is damaged: fit again, or pass --train and --holdout"
+        )
+    del named
     columns = preflight_columns(schema, list(schema.columns))
     finder = None if scan is None else functools.partial(_scan_with, scan, schema)
-    sides = tuple(_Side(pick_rows(len(keys), rows, seed + i), columns, finder) for i, keys in enumerate(wanted))
+    sides = (
+        _Side(pick_rows(sizes[0], rows, seed), columns, finder),
+        _Side(pick_rows(sizes[1], rows, seed + 1), columns, finder, offset=sizes[0]),
+    )
 
     def take(records: pd.DataFrame, _first: int, _root: Path) -> None:
-        keys = records[schema.key].astype(str)
-        for side, keep in zip(sides, wanted, strict=True):
-            mask = keys.isin(keep).to_numpy()
+        where = index.get_indexer(records[schema.key].astype(str))
+        for number, side in enumerate(sides):
+            mask = (where >= 0) & ((where >= sizes[0]) == bool(number))
             if mask.any():
                 side.take(records[mask])
 
     summary = validate_streaming(folder, limits=limits, batch_rows=batch_rows, on_batch=take)
-    if sides[0].seen != len(wanted[0]) or sides[1].seen != len(wanted[1]):
+    if (sides[0].seen, sides[1].seen) != sizes:
         raise ConfigError(
-            f"--corpus does not hold every record the model's split names ({sides[0].seen}/{len(wanted[0])} train, "
-            f"{sides[1].seen}/{len(wanted[1])} holdout found): pass the corpus the model was fit on"
+            f"--corpus does not hold every record the model's split names ({sides[0].seen}/{sizes[0]} train, "
+            f"{sides[1].seen}/{sizes[1]} holdout found): pass the corpus the model was fit on"
         )
     root = Path(summary.root)
     return _real(schema, (root, root), (sides[0], sides[1]), scan is not None, rows, seed)

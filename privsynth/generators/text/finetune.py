@@ -29,8 +29,8 @@ from privsynth.generators.text.llm import (
     generate,
     lower_states,
     prompt_ids,
+    record_losses,
     render_fields,
-    token_nll,
     usable_prompt_format,
 )
 from privsynth.generators.text.tokens import Vocabulary
@@ -180,16 +180,7 @@ def fit_backbone(
         hidden = torch.zeros(len(cached), width, cached[0].shape[-1])
         for j, state in enumerate(cached):
             hidden[j, : len(state)] = state.float()
-        out = module(hidden.to(device))
-        # the output layer only where some text token is predicted: the prompts' common positions (a quarter of
-        # a 4,000-review batch's) are skipped, with the same per-record loss
-        scored = (want[:, :width] >= 0).any(dim=0).nonzero()
-        first = int(scored[0]) if len(scored) else 0
-        out = out[:, first:]
-        wanted = want[:, first:width].to(device)
-        nll = token_nll(out, head, stack.placeholder_logits(out), wanted.clamp_min(0))
-        mask = (wanted >= 0).float()
-        return (nll * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        return record_losses(module(hidden.to(device)), head, stack.placeholder_logits, want[:, :width].to(device))
 
     trainer = DPSGDTrainer(
         stack,

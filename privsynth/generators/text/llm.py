@@ -105,9 +105,12 @@ def prompt_ids(tokenizer: Any, fields: str, column: str, *, prompt_format: int =
 
 def usable_prompt_format(tokenizer: Any, column: str) -> int:
     """:data:`PROMPT_FORMAT`, or 1 where the backbone's chat template refuses a system message (Gemma's does)."""
+    from jinja2 import TemplateError  # transformers renders chat templates with jinja2
+
     try:
         prompt_ids(tokenizer, NO_FIELDS, column, prompt_format=PROMPT_FORMAT)
-    except Exception:  # noqa: BLE001 - a template raises what its author chose (jinja2's TemplateError, ValueError)
+    except (TemplateError, ValueError):  # what a template's raise_exception or a strict role check raises
+        prompt_ids(tokenizer, NO_FIELDS, column, prompt_format=1)  # a template that fails here too says why
         return 1
     return PROMPT_FORMAT
 
@@ -296,6 +299,23 @@ def token_nll(
     return lse - torch.where(targets < vocab, picked_vocab, picked_extra)
 
 
+def record_losses(
+    states: torch.Tensor, head: torch.Tensor, placeholders: Callable[[torch.Tensor], torch.Tensor], want: torch.Tensor
+) -> torch.Tensor:
+    """Each record's mean next-token loss ``[B]`` over its text positions (``want >= 0``; -1 elsewhere).
+
+    The output layer runs only from the first position where some record of the batch predicts a text token: the
+    prompts' shared positions (a quarter of a review batch's) carry no weight for anyone, so each record's loss is
+    the same as over every position, and still its own (one loss per record for per-record clipping).
+    """
+    scored = (want >= 0).any(dim=0).nonzero()
+    first = int(scored[0]) if len(scored) else 0
+    states, want = states[:, first:], want[:, first:]
+    nll = token_nll(states, head, placeholders(states), want.clamp_min(0))
+    mask = (want >= 0).float()
+    return (nll * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
 # ----- sampling -------------------------------------------------------------------------------------------------
 
 
@@ -401,6 +421,7 @@ __all__ = [
     "generate",
     "lower_states",
     "prompt_ids",
+    "record_losses",
     "render_fields",
     "token_nll",
     "usable_prompt_format",

@@ -194,3 +194,29 @@ def test_an_audit_refuses_records_read_with_other_settings_than_its_own(splits, 
     )
     total = result["inputs"]["synthetic"]
     assert total > 150 and any(f"uniform subsample of 150 of the {total:,}" in line for line in result["limitations"])
+
+
+def test_a_split_that_names_a_record_twice_is_refused_and_keys_are_read_as_text(tmp_path) -> None:
+    import json
+
+    from privsynth.audit.inputs import split_keys
+    from privsynth.data.layout import SPLIT
+    from privsynth.errors import ConfigError
+
+    model = tmp_path / "model"
+    (model / SPLIT).parent.mkdir(parents=True)
+    (model / SPLIT).write_text(json.dumps({"train": [1, 2, 3], "holdout": [4]}))
+    assert split_keys(model) == {"train": ["1", "2", "3"], "holdout": ["4"]}
+    (model / SPLIT).write_text(json.dumps({"train": [1, 2, 3], "holdout": [3]}))
+    with pytest.raises(ConfigError, match="names a record twice"):
+        split_keys(model)
+
+
+def test_without_columns_to_compare_the_preflight_counts_every_record_distinct() -> None:
+    from privsynth.audit.preflight import preflight
+
+    schema = schema_from_dict({"key": "id", "columns": {"id": {"kind": "key"}}}, source="t")
+    train = pd.DataFrame({"id": [f"t{i}" for i in range(600)]})
+    holdout = pd.DataFrame({"id": [f"h{i}" for i in range(200)]})
+    checked = preflight(train, holdout, schema)  # refused as a 100 % overlap before
+    assert checked.overlap_rate == 0.0

@@ -390,3 +390,25 @@ def test_a_backbone_whose_chat_template_refuses_a_system_message_is_prompted_wit
     synth.save(tmp_path / "model")
     assert json.loads((tmp_path / "model" / "text-note" / "text.json").read_text())["prompt_format"] == 1
     assert Synthesizer.load(tmp_path / "model").sample(4, seed=2)["note"].tolist() == texts
+
+
+def test_each_records_loss_skips_only_positions_no_record_predicts() -> None:
+    # Per-record clipping needs one loss per record that depends on that record alone: the skipped prompt
+    # positions must carry no weight, so a record's loss is the same over every position and alone in a batch.
+    import torch
+
+    from privsynth.generators.text.llm import record_losses, token_nll
+
+    generator = torch.Generator().manual_seed(0)
+    states, head = torch.randn(4, 12, 8, generator=generator), torch.randn(50, 8, generator=generator)
+    placeholders = torch.nn.Linear(8, 2, bias=False)
+    want = torch.full((4, 12), -1, dtype=torch.long)
+    for i, start in enumerate([5, 3, 7, 4]):  # prompts of different lengths
+        want[i, start - 1 : 12 - i] = torch.randint(0, 52, (13 - i - start,), generator=generator)
+    full = token_nll(states, head, placeholders(states), want.clamp_min(0))
+    mask = (want >= 0).float()
+    every_position = (full * mask).sum(1) / mask.sum(1)
+    batch = record_losses(states, head, placeholders, want)
+    assert torch.allclose(batch, every_position, atol=1e-6)
+    alone = torch.cat([record_losses(states[i : i + 1], head, placeholders, want[i : i + 1]) for i in range(4)])
+    assert torch.allclose(batch, alone, atol=1e-6)
