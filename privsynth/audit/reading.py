@@ -56,6 +56,13 @@ def pick_rows(total: int, rows: int, seed: int) -> np.ndarray | None:
     return np.sort(np.random.default_rng(seed).choice(total, size=rows, replace=False))
 
 
+def _picked(pick: np.ndarray | None, records: pd.DataFrame, first: int) -> pd.DataFrame:
+    """The records of a batch (numbered from ``first``) that the pick holds."""
+    if pick is None:
+        return records
+    return records.iloc[pick[(pick >= first) & (pick < first + len(records))] - first]
+
+
 @dataclass(frozen=True)
 class AuditedSynthetic:
     """What an audit needs of a synthetic corpus it did not hold whole."""
@@ -105,12 +112,8 @@ def read_for_audit(
     counts: list[int] = [0] * len((asked or {}).get("cells", []))
 
     def take(records: pd.DataFrame, first: int, root: Path) -> None:
-        if pick is None:
-            kept.append(records)
-        else:
-            inside = pick[(pick >= first) & (pick < first + len(records))] - first
-            if len(inside):
-                kept.append(records.iloc[inside])
+        if len(chosen := _picked(pick, records, first)):
+            kept.append(chosen)
         hashes.append(row_hashes(records, schema, root))
         keys.append(pa.array(records[schema.key].astype(str).tolist(), type=pa.large_string()))
         if asked:
@@ -167,12 +170,8 @@ class _Side:
 
     def take(self, records: pd.DataFrame) -> None:
         """Add the side's next records (in table order)."""
-        if self.pick is None:
-            self.kept.append(records)
-        else:
-            inside = self.pick[(self.pick >= self.seen) & (self.pick < self.seen + len(records))] - self.seen
-            if len(inside):
-                self.kept.append(records.iloc[inside])
+        if len(chosen := _picked(self.pick, records, self.seen)):
+            self.kept.append(chosen)
         self.hashes.append(preflight_row_hashes(records, self.columns, first=self.offset + self.seen))
         if self.scan is not None:
             self.needles.extend(self.scan(records))
