@@ -151,14 +151,32 @@ def main() -> None:
         default=None,
         help="Sample the same fit at each of these text.guidance weights (default: the config's).",
     )
+    parser.add_argument(
+        "--candidates",
+        type=int,
+        nargs="+",
+        default=None,
+        help="Sample the same fit at each of these text.candidates (best-of-k; default: the config's).",
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="Sample this saved fit (a --save-model folder of the same variant) instead of fitting again.",
+    )
+    parser.add_argument(
+        "--synthetic", type=int, default=None, help="Reviews to sample (default: one per training review)."
+    )
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--save-model", type=Path, default=None, help="Also save each fitted model under this folder.")
     parser.add_argument("--threads", type=int, default=1, help="Torch threads (2 for the issue's '2 cores').")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    if args.guidance and "pretrained" in args.variants:
-        parser.error("--guidance is for a pretrained backbone; the 'pretrained' variant is the byte model's")
+    if (args.guidance or args.candidates) and "pretrained" in args.variants:
+        parser.error("--guidance and --candidates are for a backbone; the 'pretrained' variant is the byte model's")
+    if args.model is not None and len(args.variants) != 1:
+        parser.error("--model samples one saved fit: name its variant alone (--variants scratch)")
     train, test = load(args.data)
     if args.limit:
         train = train.head(args.limit)
@@ -214,20 +232,38 @@ def main() -> None:
             )
             pretrain_seconds = time.perf_counter() - start
             config = base.model_copy(update={"text": base.text.model_copy(update={"pretrained": folder})})
-        print(f"fitting privsynth ({variant}) at epsilon {args.epsilon}...", flush=True)
-        with measure() as fit:
-            synth = Synthesizer(config).fit(real, epsilon=args.epsilon, delta=args.delta, progress=progress)
+        fit_seconds: float | None = None
+        if args.model is not None:
+            print(f"loading the saved fit {args.model} (its fit time is not measured here)...", flush=True)
+            synth = Synthesizer.load(args.model)
+        else:
+            print(f"fitting privsynth ({variant}) at epsilon {args.epsilon}...", flush=True)
+            with measure() as fit:
+                synth = Synthesizer(config).fit(real, epsilon=args.epsilon, delta=args.delta, progress=progress)
+            fit_seconds = fit.seconds
         if args.save_model is not None:  # holds the fit's internal split keys: keep it out of the repository
             synth.save(args.save_model / variant)
         generator = synth.texts_["review"]
-        # sampling is post-processing: every guidance weight samples the same fitted model
-        for guidance in args.guidance or [generator.config.guidance]:
-            # validated (a byte-level model refuses guidance, a model without condition dropout too)
-            generator.config = TextConfig.model_validate({**generator.config.model_dump(), "guidance": guidance})
-            name = variant if args.guidance is None else f"{variant}, guidance {guidance:g}"
-            print(f"sampling {len(train)} reviews ({name})...", flush=True)
+        count = args.synthetic or len(train)
+        # sampling is post-processing: every guidance weight and candidate count samples the same fitted model
+        settings = [
+            (g, k)
+            for g in args.guidance or [generator.config.guidance]
+            for k in args.candidates or [generator.config.candidates]
+        ]
+        for guidance, candidates in settings:
+            # validated (a byte-level model refuses both, guidance without condition dropout too)
+            generator.config = TextConfig.model_validate(
+                {**generator.config.model_dump(), "guidance": guidance, "candidates": candidates}
+            )
+            name = ", ".join(
+                [variant]
+                + ([f"guidance {guidance:g}"] if args.guidance else [])
+                + ([f"best of {candidates}"] if args.candidates else [])
+            )
+            print(f"sampling {count} reviews ({name})...", flush=True)
             start = time.perf_counter()
-            synthetic = synth.sample(len(train), seed=args.seed + 1)
+            synthetic = synth.sample(count, seed=args.seed + 1)
             sample_seconds = time.perf_counter() - start
             texts = synthetic.review.fillna("").astype(str).tolist()
             examples[name] = texts[:20]
@@ -243,9 +279,11 @@ def main() -> None:
                     "frechet_minilm": frechet_distance(test_vec, embedder.embed(texts)),
                     "longest_overlap_max": max(overlap),
                     "longest_overlap_p99": float(np.percentile(overlap, 99)),
-                    "fit_seconds": fit.seconds,
+                    "synthetic_reviews": count,
+                    "model": str(args.model) if args.model is not None else "fitted in this run",
+                    "fit_seconds": fit_seconds,
                     "pretrain_seconds": pretrain_seconds,
-                    "samples_per_s": len(train) / sample_seconds,
+                    "samples_per_s": count / sample_seconds,
                 }
             )
             report(rows + anchors, examples, config, args.out)
@@ -260,6 +298,7 @@ def report(rows: list[dict[str, object]], examples: dict[str, list[str]], config
         "frechet_minilm",
         "longest_overlap_max",
         "longest_overlap_p99",
+        "synthetic_reviews",
         "fit_seconds",
         "pretrain_seconds",
         "samples_per_s",

@@ -33,6 +33,7 @@ from privsynth.generators.text.llm import (
     render_fields,
     usable_prompt_format,
 )
+from privsynth.generators.text.rerank import pick_best
 from privsynth.generators.text.tokens import Vocabulary
 from privsynth.pii.placeholders import fill_placeholders
 from privsynth.privacy.accounting import Mechanism
@@ -225,7 +226,11 @@ def sample_backbone(
     others: pd.DataFrame,
     streams: Streams,
 ) -> list[str]:
-    """One text per synthetic record: prompt from its fields, tokens drawn with temperature and top-p."""
+    """One text per synthetic record: prompt from its fields, tokens drawn with temperature and top-p.
+
+    With ``text.candidates`` above 1, each record draws that many and keeps the one its fields explain best
+    (:mod:`.rerank`).
+    """
     config = generator.config
     tokenizer, base = generator.tokenizer_, generator.base_vocab_
     device = next(generator.model_.parameters()).device
@@ -245,12 +250,16 @@ def sample_backbone(
             )
         unconditional = prompt_ids(tokenizer, NO_FIELDS, generator.column_, prompt_format=prompt_format)
     texts: list[str] = []
-    batch = max(1, min(config.sample_batch, 64))
+    k = config.candidates if generator.codecs_ else 1  # without fields every prompt is the same: nothing to read back
+    contrast_rng = streams.numpy("sample", f"text:{generator.column_}", "contrast")
+    rows = max(1, min(config.sample_batch, 64))
+    batch = max(1, rows // k)
     for start in range(0, len(prompts), batch):
+        chunk = prompts[start : start + batch]
         produced = generate(
             generator.model_,
             generator.stack_,
-            prompts[start : start + batch],
+            [p for p in chunk for _ in range(k)],
             vocab=base,
             max_new=config.max_tokens,
             stop=stops,
@@ -261,6 +270,10 @@ def sample_backbone(
             unconditional=unconditional,
             guidance=config.guidance,
         )
+        if k > 1:
+            drawn = [produced[i * k : (i + 1) * k] for i in range(len(chunk))]
+            best = pick_best(generator.model_, generator.stack_, chunk, drawn, vocab=base, rng=contrast_rng, batch=rows)
+            produced = [texts_of[b] for texts_of, b in zip(drawn, best, strict=True)]
         for offset, ids in enumerate(produced):
             kept = [t for t in ids if t not in stops]
             text = _CONTROL.sub("", tokenizer.decode(kept, skip_special_tokens=False)).strip()
