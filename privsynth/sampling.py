@@ -26,6 +26,8 @@ from privsynth.data.schema import SCHEMA_FILE, TABLE_FORMATS, Schema, dump_schem
 from privsynth.engine import Engine, LocalEngine
 from privsynth.errors import ConfigError
 from privsynth.synthesizer import Synthesizer
+from privsynth.text_sampling import apply as apply_text
+from privsynth.text_sampling import text_sampling
 from privsynth.variation import Variation, achieved, plan_cells
 
 HEADER = "# synthetic corpus written by privsynth sample\n"
@@ -75,12 +77,14 @@ class _ShardWriter:
     schema: Schema
     conditions: Mapping[str, Any] | None
     digits: int
+    text: Mapping[str, Mapping[str, Any]]  # every text column's sampling settings, all of them (none left stale)
 
     def __call__(self, shard: Shard) -> int:
         if isinstance(self.model, Synthesizer):
             synth = self.model
         else:
             synth = _load(self.model, (self.model / MODEL_META).stat().st_mtime_ns)
+            apply_text(synth, self.text)  # the worker's cached model: this run's settings, whatever the last run's
         records, identities = synth.sample_with_identities(
             shard.count, conditions=self.conditions, seed=shard.seed, first_key=shard.first, key_digits=self.digits
         )
@@ -108,6 +112,7 @@ def write_synthetic(
     engine: Engine | None = None,
     model: Path | None = None,
     shard_records: int = SHARD_RECORDS,
+    text: Mapping[str, float] | None = None,
 ) -> Path:
     """Sample ``n`` records and write them as a corpus folder, atomically.
 
@@ -116,8 +121,42 @@ def write_synthetic(
     ``shard_records`` records are drawn shard by shard on ``engine`` (:func:`plan_shards`) into a partitioned
     Parquet table, with the images packed into WebDataset-style tar shards (``images/<column>/part-NNNNN.tar``,
     one per part); the records are the same for any engine and number of workers. Workers in other processes
-    load the model from ``model`` (its folder, on storage they share with this machine).
+    load the model from ``model`` (its folder, on storage they share with this machine). ``text`` changes how
+    every text column is sampled (:data:`privsynth.text_sampling.SAMPLING_SETTINGS`, e.g. ``{"candidates": 4}``)
+    for this sample only; the provenance records the settings used.
     """
+    with text_sampling(synth, text) as drawn_with:
+        return _write(
+            synth,
+            out,
+            n=n,
+            seed=seed,
+            conditions=conditions,
+            table_format=table_format,
+            force=force,
+            variation=variation,
+            engine=engine,
+            model=model,
+            shard_records=shard_records,
+            text=drawn_with,
+        )
+
+
+def _write(
+    synth: Synthesizer,
+    out: Path,
+    *,
+    n: int | None,
+    seed: int,
+    conditions: Mapping[str, Any] | None,
+    table_format: str,
+    force: bool,
+    variation: Variation | None,
+    engine: Engine | None,
+    model: Path | None,
+    shard_records: int,
+    text: dict[str, dict[str, Any]],
+) -> Path:
     if f".{table_format}" not in TABLE_FORMATS:
         raise ConfigError(f"--format {table_format!r} is not one of parquet, csv, jsonl")
     local = engine is None or isinstance(engine, LocalEngine)
@@ -135,6 +174,7 @@ def write_synthetic(
             engine=engine if engine is not None else LocalEngine(),
             model=model,
             shard_records=shard_records,
+            text=text,
         )
     varied: dict[str, Any] | None = None
     if variation is not None:
@@ -147,7 +187,7 @@ def write_synthetic(
         records, identities = synth.sample_with_identities(n, conditions=conditions, seed=seed)
     n = len(records)
     schema = synth.synthetic_schema.with_table(f"records.{table_format}")
-    provenance = _provenance(synth, n=n, seed=seed, conditions=conditions, varied=varied)
+    provenance = _provenance(synth, n=n, seed=seed, conditions=conditions, varied=varied, text=text)
     with atomic_dir(out, force=force, private=False) as tmp:  # synthetic (DP); internal/ stays owner-only
         records = image_files(records, schema, tmp)  # PNG files referenced by relative path, as in a real corpus
         write_table(records, schema, tmp, header=HEADER)
@@ -171,6 +211,7 @@ def _write_sharded(
     engine: Engine,
     model: Path | None,
     shard_records: int,
+    text: dict[str, dict[str, Any]],
 ) -> Path:
     if table_format != "parquet":
         raise ConfigError(
@@ -182,7 +223,7 @@ def _write_sharded(
         raise ConfigError("sampling on a cluster needs the model folder, which each worker loads")
     shards = plan_shards(n, seed, shard_records)
     schema = synth.synthetic_schema.with_table("records.parquet")
-    provenance = _provenance(synth, n=n, seed=seed, conditions=conditions, varied=None)
+    provenance = _provenance(synth, n=n, seed=seed, conditions=conditions, varied=None, text=text)
     provenance["shards"] = {"records_per_shard": shard_records, "count": len(shards)}
     synth.check_conditions(conditions)  # a bad --where fails here, before any shard
     with atomic_dir(out, force=force, private=False) as tmp:
@@ -191,7 +232,7 @@ def _write_sharded(
         (tmp / REGISTRY).mkdir(mode=0o700)
         # absolute paths: workers may run in another working directory (or on another machine, on shared storage)
         source: Synthesizer | Path = synth if local or model is None else model.resolve()
-        writer = _ShardWriter(source, tmp.resolve(), schema, conditions, max(7, len(str(n))))
+        writer = _ShardWriter(source, tmp.resolve(), schema, conditions, max(7, len(str(n))), text)
         written = sum(engine.map(writer, shards))
         if written != n:
             raise RuntimeError(f"the shards wrote {written} records where {n} were asked")
@@ -207,6 +248,7 @@ def _provenance(
     seed: int,
     conditions: Mapping[str, Any] | None,
     varied: dict[str, Any] | None,
+    text: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
     return {
         "privsynth_version": __version__,
@@ -226,4 +268,5 @@ def _provenance(
         "source": synth.source_,
         "ledger": synth.ledger_.state_dict(),
         "config": synth.config.model_dump(mode="json"),
+        "text_sampling": text,  # what each text column was drawn with (the fit's config, or --text)
     }

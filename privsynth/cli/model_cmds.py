@@ -43,6 +43,7 @@ from privsynth.errors import ConfigError
 from privsynth.privacy.store import LedgerStore
 from privsynth.sampling import write_synthetic
 from privsynth.synthesizer import MAX_EPSILON, Synthesizer, config_sha256
+from privsynth.text_sampling import parse_text_settings
 from privsynth.variation import parse_grid, parse_rebalance
 from privsynth.workdir import discard_finished, finished_by
 
@@ -335,6 +336,16 @@ def sample(
     ] = None,
     per_cell: Annotated[int, typer.Option("--per-cell", min=1, help="Records per --grid cell.")] = 10,
     table_format: Annotated[str, typer.Option("--format", help="parquet, csv or jsonl.")] = "parquet",
+    text: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--text",
+            help="How text columns are sampled, SETTING=VALUE, repeatable: temperature, top_p, and with a "
+            "backbone candidates (best-of-k: keep the draw its record's fields explain best; about k+1 times "
+            "slower) and guidance. Default: the fit's config.",
+            show_default=False,
+        ),
+    ] = None,
     engine: EngineOpt = None,
     workers: WorkersOpt = None,
     address: AddressOpt = None,
@@ -342,8 +353,8 @@ def sample(
 ) -> None:
     """Sample synthetic records into a corpus folder with the real corpus' layout and schema.
 
-    Needs no real data. Identifier columns get fake identities; keys are fresh. Sampling, conditions, --rebalance
-    and --grid are post-processing of the DP model: they spend no budget. More than 100,000 records are drawn in
+    Needs no real data. Identifier columns get fake identities; keys are fresh. Sampling, conditions, --rebalance,
+    --grid and --text are post-processing of the DP model: they spend no budget. More than 100,000 records are drawn in
     shards of 100,000 (each from its own stream of --seed) into a partitioned Parquet table (records.parquet/ holds
     one part per shard); with --engine ray the shards are drawn in parallel, with the same records for any number
     of workers (workers on other machines need the model folder and --out on shared storage).
@@ -354,6 +365,7 @@ def sample(
     check_writable(out, force=force, what="--out")
     synth = Synthesizer.load(model)
     conditions = parse_conditions(where or [])
+    text_settings = parse_text_settings(text or [])
     variation = (
         parse_rebalance(rebalance)
         if rebalance is not None
@@ -375,6 +387,7 @@ def sample(
                 variation=variation,
                 engine=runner,
                 model=model,
+                text=text_settings,
             )
         finally:
             runner.close()

@@ -65,6 +65,13 @@ def test_fit_then_sample(cli, demo_dir: Path, tmp_path: Path) -> None:
     assert clash.exit_code == ExitCode.BAD_INPUT and "also sets" in clash.stderr
     both = cli("sample", model, "--n", "5", "-o", tmp_path / "bad4", "--rebalance", "sex", "--grid", "sex")
     assert both.exit_code == ExitCode.BAD_INPUT and "not both" in both.stderr
+    # how texts are drawn is chosen per sample (post-processing) and recorded
+    cooler = tmp_path / "cooler"
+    result = cli("sample", model, "--n", "5", "-o", cooler, "--text", "temperature=0.4")
+    assert result.exit_code == 0, result.output
+    assert json.loads((cooler / "synthetic.json").read_text())["text_sampling"]["note"]["temperature"] == 0.4
+    byte = cli("sample", model, "--n", "5", "-o", tmp_path / "bad5", "--text", "candidates=2")
+    assert byte.exit_code == ExitCode.BAD_INPUT and "candidates is for a pretrained backbone" in byte.stderr
 
 
 def test_two_fits_draw_different_noise_and_two_samples_of_one_seed_are_identical(

@@ -1,0 +1,85 @@
+"""Sampling-time text settings (``privsynth sample --text SETTING=VALUE``): parsed, validated, recorded, not stale."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from privsynth.data.corpus import read_corpus
+from privsynth.data.layout import load_provenance
+from privsynth.errors import ConfigError
+from privsynth.sampling import Shard, _ShardWriter, write_synthetic
+from privsynth.synthesizer import Synthesizer
+from privsynth.text_sampling import parse_text_settings
+from tests.unit.generators.test_text_backbone import _config, _corpus, _tiny_backbone
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Synthesizer, Path]:
+    root = tmp_path_factory.mktemp("text-sampling")
+    synth = Synthesizer(_config(_tiny_backbone(root / "llm"))).fit(_corpus(root), epsilon=8.0)
+    return synth, synth.save(root / "model")
+
+
+def test_settings_are_parsed_and_bad_ones_say_how_to_write_them() -> None:
+    assert parse_text_settings(["candidates=4", "text.temperature=0.5"]) == {"candidates": 4.0, "temperature": 0.5}
+    with pytest.raises(ConfigError, match="SETTING one of temperature, top_p, candidates, guidance"):
+        parse_text_settings(["lora_rank=4"])  # shapes the fitted model: not a sampling setting
+    with pytest.raises(ConfigError, match="SETTING=VALUE"):
+        parse_text_settings(["candidates"])
+    with pytest.raises(ConfigError, match="'many' is not a number"):
+        parse_text_settings(["candidates=many"])
+
+
+def test_a_sample_uses_its_settings_records_them_and_leaves_the_model_as_it_was(
+    fitted: tuple[Synthesizer, Path], tmp_path: Path
+) -> None:
+    synth, _ = fitted
+    generator = synth.texts_["note"]
+    before = generator.config
+    out = write_synthetic(synth, tmp_path / "best", n=6, seed=2, text={"candidates": 3})
+    assert generator.config is before  # the model keeps its fit's settings after the sample
+    drawn = load_provenance(out)["text_sampling"]["note"]
+    assert drawn["candidates"] == 3 and drawn["temperature"] == before.temperature
+    generator.config = before.model_copy(update={"candidates": 3})
+    try:
+        expected = synth.sample(6, seed=2)["note"].tolist()
+    finally:
+        generator.config = before
+    assert read_corpus(out).records["note"].fillna("").tolist() == [t or "" for t in expected]
+    plain = write_synthetic(synth, tmp_path / "plain", n=6, seed=2)
+    assert load_provenance(plain)["text_sampling"]["note"]["candidates"] == 1
+    with pytest.raises(ConfigError, match=r"text column 'note': candidates: .*less than or equal to 16"):
+        write_synthetic(synth, tmp_path / "bad", n=6, seed=2, text={"candidates": 40})
+    with pytest.raises(ConfigError, match=r"needs text\.condition_dropout above 0"):
+        write_synthetic(synth, tmp_path / "bad", n=6, seed=2, text={"guidance": 2.0})
+    assert generator.config is before and not (tmp_path / "bad").exists()
+
+
+def test_a_workers_cached_model_takes_each_runs_settings_whatever_the_last_run_set(
+    fitted: tuple[Synthesizer, Path], tmp_path: Path
+) -> None:
+    # Ray workers load the model folder once and keep it; a run must not inherit the previous run's settings.
+    synth, folder = fitted
+    schema = synth.synthetic_schema.with_table("records.parquet")
+    shard = Shard(index=0, first=0, count=5, seed=11)
+
+    def texts(name: str, settings: dict[str, dict[str, float]]) -> list[str]:
+        out = tmp_path / name
+        for sub in ("records.parquet", "internal/surrogates.parquet"):
+            (out / sub).mkdir(parents=True)
+        _ShardWriter(folder, out, schema, None, 7, settings)(shard)
+        return read_corpus_part(out)
+
+    fresh = Synthesizer.load(folder, internal=False).sample(5, seed=11)["note"].fillna("").tolist()
+    cold = texts("cold", {"note": {"temperature": 0.2, "top_p": 0.5, "candidates": 2, "guidance": 1.0}})
+    fit = {"note": {k: getattr(synth.texts_["note"].config, k) for k in ("temperature", "top_p", "candidates")}}
+    again = texts("again", {"note": {**fit["note"], "guidance": 1.0}})
+    assert again == fresh and cold != fresh
+
+
+def read_corpus_part(folder: Path) -> list[str]:
+    import pandas as pd
+
+    return pd.read_parquet(folder / "records.parquet" / "part-00000.parquet")["note"].fillna("").tolist()
