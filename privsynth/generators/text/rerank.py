@@ -12,8 +12,8 @@ model's posterior of the record's own fields given the text, up to a constant pe
 one from which the fields are easiest to read back.
 
 Privacy: post-processing. It reads the fitted model, the synthetic records and the sampling stream only; no real
-record, text or statistic. Its only cost is time: ``k`` generations and ``k x (1 + contrasts)`` scoring passes
-per record.
+record, text or statistic. Its only cost is time: ``k`` generations per record, and a scoring pass per candidate
+and contrast (one more where the record's own prompt is not among the contrasts).
 """
 
 from __future__ import annotations
@@ -100,20 +100,27 @@ def pick_best(
     own = [tuple(p) for p in prompts]
     contrasts, shares = contrast_prompts(own, rng)
     k = len(candidates[0])
-    pairs_p, pairs_c = [], []
+    pairs_p: list[tuple[int, ...]] = []
+    pairs_c: list[Sequence[int]] = []
+    own_at, contrast_at = [], []
     for prompt, texts in zip(own, candidates, strict=True):
+        # the contrasts first, then the record's own prompt unless it is one of them (scored once, not twice)
+        needed = contrasts if prompt in contrasts else [*contrasts, prompt]
         for text in texts:
-            pairs_p += [prompt, *contrasts]
-            pairs_c += [text] * (1 + len(contrasts))
+            contrast_at.append(len(pairs_p))
+            own_at.append(len(pairs_p) + needed.index(prompt))
+            pairs_p += needed
+            pairs_c += [text] * len(needed)
     scores = np.concatenate(
         [
             continuation_logprobs(model, stack, pairs_p[i : i + batch], pairs_c[i : i + batch], vocab=vocab).numpy()
             for i in range(0, len(pairs_p), batch)
         ]
     )
-    scores = scores.reshape(len(own), k, 1 + len(contrasts))
-    marginal = np.logaddexp.reduce(scores[:, :, 1:] + np.log(shares), axis=-1)
-    return [int(i) for i in np.argmax(scores[:, :, 0] - marginal, axis=1)]
+    against = scores[np.asarray(contrast_at)[:, None] + np.arange(len(contrasts))]
+    marginal = np.logaddexp.reduce(against + np.log(shares), axis=-1)
+    pmi = (scores[np.asarray(own_at)] - marginal).reshape(len(own), k)
+    return [int(i) for i in np.argmax(pmi, axis=1)]
 
 
 __all__ = ["CONTRASTS", "continuation_logprobs", "contrast_prompts", "pick_best"]
