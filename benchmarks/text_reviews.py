@@ -215,7 +215,7 @@ def main() -> None:
     for variant in args.variants:
         config = base
         pretrain_seconds = 0.0
-        if variant == "pretrained":
+        if variant == "pretrained" and args.model is None:
             folder = RESULTS_DIR / "text_reviews_public_checkpoint"
             documents = public_documents()
             print(f"pretraining on {len(documents)} public paragraphs (pydoc_data)...", flush=True)
@@ -281,6 +281,7 @@ def main() -> None:
                     "longest_overlap_p99": float(np.percentile(overlap, 99)),
                     "synthetic_reviews": count,
                     "model": str(args.model) if args.model is not None else "fitted in this run",
+                    "text_config": generator.config.model_dump(mode="json"),  # the sampled model's own
                     "fit_seconds": fit_seconds,
                     "pretrain_seconds": pretrain_seconds,
                     "samples_per_s": count / sample_seconds,

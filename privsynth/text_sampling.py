@@ -33,6 +33,8 @@ def parse_text_settings(items: Sequence[str]) -> dict[str, float]:
                 f"--text {item!r}: write SETTING=VALUE with SETTING one of {', '.join(SAMPLING_SETTINGS)} "
                 "(e.g. --text candidates=4)"
             )
+        if name in settings:
+            raise ConfigError(f"--text {name} is given twice; give each setting once")
         try:
             settings[name] = float(value)
         except ValueError:
@@ -47,13 +49,19 @@ def apply(synth: Synthesizer, settings: Mapping[str, Mapping[str, Any]]) -> None
         unknown = set(values) - set(SAMPLING_SETTINGS)
         if unknown:
             raise ConfigError(f"{sorted(unknown)[0]!r} is not a text sampling setting ({', '.join(SAMPLING_SETTINGS)})")
+        model = generator.config.backbone
+        if model == "byte" and "top_p" in values and values["top_p"] != generator.config.top_p:
+            raise ConfigError(f"text column '{column}': top_p is for a backbone; this column's model is the byte model")
         try:
             generator.config = type(generator.config).model_validate({**generator.config.model_dump(), **values})
         except ValidationError as error:
             problem = error.errors()[0]
-            where = ".".join(str(p) for p in problem["loc"]) or "text"
+            where = "".join(f"{p}: " for p in problem["loc"])
             message = str(problem["msg"]).removeprefix("Value error, ")
-            raise ConfigError(f"text column '{column}': {where}: {message}") from None
+            raise ConfigError(
+                f"text column '{column}' (fitted with text.backbone {model}, text.condition_dropout "
+                f"{generator.config.condition_dropout:g}): {where}{message}"
+            ) from None
 
 
 def effective(synth: Synthesizer) -> dict[str, dict[str, Any]]:
@@ -68,7 +76,7 @@ def effective(synth: Synthesizer) -> dict[str, dict[str, Any]]:
 def text_sampling(synth: Synthesizer, settings: Mapping[str, float] | None) -> Iterator[dict[str, dict[str, Any]]]:
     """Sample ``synth`` with ``settings`` for every text column; yields the settings in force; restores after."""
     if settings and not synth.texts_:
-        raise ConfigError("--text: this model has no text column to sample")
+        raise ConfigError("text sampling settings were given, but this model has no text column")
     before = {column: generator.config for column, generator in synth.texts_.items()}
     try:
         apply(synth, {column: dict(settings or {}) for column in synth.texts_})

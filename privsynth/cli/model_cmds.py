@@ -340,9 +340,9 @@ def sample(
         list[str] | None,
         typer.Option(
             "--text",
-            help="How text columns are sampled, SETTING=VALUE, repeatable: temperature, top_p, and with a "
-            "backbone candidates (best-of-k: keep the draw its record's fields explain best; about k+1 times "
-            "slower) and guidance. Default: the fit's config.",
+            help="How text columns are sampled, SETTING=VALUE, repeatable: temperature, and with a backbone top_p, "
+            "candidates (best-of-k: keep the draw its record's fields explain best; k draws and their scoring per "
+            "record) and guidance. Default: the fit's config.",
             show_default=False,
         ),
     ] = None,
@@ -363,9 +363,9 @@ def sample(
         raise ConfigError("use --rebalance or --grid, not both")
     where_run = engine_settings(engine, workers=workers, address=address)
     check_writable(out, force=force, what="--out")
+    text_settings = parse_text_settings(text or [])  # before loading the model: a typo fails at once
     synth = Synthesizer.load(model)
     conditions = parse_conditions(where or [])
-    text_settings = parse_text_settings(text or [])
     variation = (
         parse_rebalance(rebalance)
         if rebalance is not None

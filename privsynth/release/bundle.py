@@ -202,6 +202,7 @@ def write_release(
             },
             "model_run_id": provenance.get("model_run_id"),
             "seeds": {"sample": provenance.get("seed")},
+            "text_sampling": provenance.get("text_sampling"),  # how each text column was drawn (the sample's own)
             "config_sha256": hashlib.sha256(
                 json.dumps(provenance.get("config", {}), sort_keys=True).encode()
             ).hexdigest(),

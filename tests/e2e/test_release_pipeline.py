@@ -81,6 +81,7 @@ def test_run_produces_a_verified_release(cli, finished_run: Path) -> None:
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["gate"]["passed"] is True and manifest["ledger"]["epsilon"] <= 3.0
     assert "person identified by 'patient_id'" in manifest["unit_of_privacy"]
+    assert manifest["text_sampling"]["note"]["candidates"] == 1  # how the notes were drawn travels with them
     card = (bundle / "README.md").read_text()
     assert card.startswith("---\n") and "differential-privacy" in card
     assert "## Composition" in (bundle / "datasheet.md").read_text()

@@ -30,6 +30,8 @@ def test_settings_are_parsed_and_bad_ones_say_how_to_write_them() -> None:
         parse_text_settings(["candidates"])
     with pytest.raises(ConfigError, match="'many' is not a number"):
         parse_text_settings(["candidates=many"])
+    with pytest.raises(ConfigError, match="given twice"):
+        parse_text_settings(["candidates=2", "candidates=3"])
 
 
 def test_a_sample_uses_its_settings_records_them_and_leaves_the_model_as_it_was(
@@ -50,7 +52,7 @@ def test_a_sample_uses_its_settings_records_them_and_leaves_the_model_as_it_was(
     assert read_corpus(out).records["note"].fillna("").tolist() == [t or "" for t in expected]
     plain = write_synthetic(synth, tmp_path / "plain", n=6, seed=2)
     assert load_provenance(plain)["text_sampling"]["note"]["candidates"] == 1
-    with pytest.raises(ConfigError, match=r"text column 'note': candidates: .*less than or equal to 16"):
+    with pytest.raises(ConfigError, match=r"text column 'note' \(fitted with .*\): candidates: .*less than or equal"):
         write_synthetic(synth, tmp_path / "bad", n=6, seed=2, text={"candidates": 40})
     with pytest.raises(ConfigError, match=r"needs text\.condition_dropout above 0"):
         write_synthetic(synth, tmp_path / "bad", n=6, seed=2, text={"guidance": 2.0})

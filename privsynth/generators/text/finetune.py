@@ -9,6 +9,7 @@ on the training texts are private and live in memory for the fit only.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +34,7 @@ from privsynth.generators.text.llm import (
     render_fields,
     usable_prompt_format,
 )
-from privsynth.generators.text.rerank import pick_best
+from privsynth.generators.text.rerank import contrast_prompts, pick_best
 from privsynth.generators.text.tokens import Vocabulary
 from privsynth.pii.placeholders import fill_placeholders
 from privsynth.privacy.accounting import Mechanism
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
     from privsynth.data.corpus import Corpus
     from privsynth.generators.base import FitContext
     from privsynth.generators.text.generator import TextGenerator
+
+log = logging.getLogger(__name__)
 
 WEIGHTS = "text.safetensors"
 #: Dropped from decoded text: C0 controls other than tab and newline, DEL, and U+FFFD (a token that ended inside
@@ -250,8 +253,13 @@ def sample_backbone(
             )
         unconditional = prompt_ids(tokenizer, NO_FIELDS, generator.column_, prompt_format=prompt_format)
     texts: list[str] = []
-    k = config.candidates if generator.codecs_ else 1  # without fields every prompt is the same: nothing to read back
-    contrast_rng = streams.numpy("sample", f"text:{generator.column_}", "contrast")
+    k = config.candidates
+    if k > 1:
+        contrast_rng = streams.numpy("sample", f"text:{generator.column_}", "contrast")
+        contrasts, shares = contrast_prompts([tuple(p) for p in prompts], contrast_rng)
+        if len(contrasts) == 1:  # no fields, or conditions fixing them all: nothing to read back from a text
+            log.info("text.candidates %d: every record of this sample has the same prompt; one draw each", k)
+            k = 1
     rows = max(1, min(config.sample_batch, 64))
     batch = max(1, rows // k)
     for start in range(0, len(prompts), batch):
@@ -272,7 +280,16 @@ def sample_backbone(
         )
         if k > 1:
             drawn = [produced[i * k : (i + 1) * k] for i in range(len(chunk))]
-            best = pick_best(generator.model_, generator.stack_, chunk, drawn, vocab=base, rng=contrast_rng, batch=rows)
+            best = pick_best(
+                generator.model_,
+                generator.stack_,
+                chunk,
+                drawn,
+                vocab=base,
+                contrasts=contrasts,
+                shares=shares,
+                batch=rows,
+            )
             produced = [texts_of[b] for texts_of, b in zip(drawn, best, strict=True)]
         for offset, ids in enumerate(produced):
             kept = [t for t in ids if t not in stops]

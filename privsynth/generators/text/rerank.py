@@ -6,8 +6,10 @@ the one with the highest pointwise mutual information with the record's prompt i
 
     score(t) = log p(t | own prompt) - log sum_d w_d p(t | prompt_d)
 
-where the sum runs over the distinct prompts of a few records of the same batch (``w_d`` their shares): a Monte
-Carlo estimate of the text's marginal ``p(t)`` under the synthetic records' fields. The score is the log of the
+where the sum runs over the distinct prompts of the sample's records (``w_d`` their shares; :data:`CONTRASTS`
+records drawn from the sample where it has more): an estimate of the text's marginal ``p(t)`` under the synthetic
+records' fields. Where the whole sample has one prompt (no fields, or conditions fixing every field) there is
+nothing to read back, and each record keeps its first draw without drawing more. The score is the log of the
 model's posterior of the record's own fields given the text, up to a constant per record, so the kept text is the
 one from which the fields are easiest to read back.
 
@@ -49,7 +51,7 @@ def continuation_logprobs(
         mask[i, width - len(row) :] = 1
     ids, mask = ids.to(device), mask.to(device)
     positions = (mask.cumsum(-1) - 1).clamp_min(0)
-    states = model.model(input_ids=ids, attention_mask=mask, position_ids=positions).last_hidden_state
+    states = model.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False).last_hidden_state
     # the state at position j predicts the token at j + 1
     which_row: list[int] = []
     which_pos: list[int] = []
@@ -59,9 +61,9 @@ def continuation_logprobs(
         which_row += [i] * len(continuation)
         which_pos += range(first, first + len(continuation))
         targets += [int(t) for t in continuation]
-    total = torch.zeros(len(rows), dtype=torch.float64, device=device)
+    total = torch.zeros(len(rows), dtype=torch.float32, device=device)  # float32: MPS has no float64
     if not targets:
-        return total.cpu()
+        return total.cpu().double()
     head = model.lm_head.weight[:vocab]
     row_t = torch.as_tensor(which_row, device=device)
     picked_states = states[row_t, torch.as_tensor(which_pos, device=device)]
@@ -70,14 +72,14 @@ def continuation_logprobs(
         part = picked_states[start : start + CHUNK]
         logits = torch.cat([part @ head.T, stack.placeholder_logits(part)], dim=-1).float()
         scores = torch.log_softmax(logits, dim=-1).gather(-1, target_t[start : start + CHUNK, None]).squeeze(-1)
-        total.index_add_(0, row_t[start : start + CHUNK], scores.double())
-    return total.cpu()
+        total.index_add_(0, row_t[start : start + CHUNK], scores)
+    return total.cpu().double()
 
 
 def contrast_prompts(
     prompts: Sequence[tuple[int, ...]], rng: np.random.Generator
 ) -> tuple[list[tuple[int, ...]], np.ndarray]:
-    """The distinct prompts of a batch with their shares; at most :data:`CONTRASTS`, drawn by record if more."""
+    """The distinct prompts of a sample with their shares; at most :data:`CONTRASTS`, drawn by record if more."""
     counts = Counter(prompts)  # in order of first appearance
     if len(counts) > CONTRASTS:  # a draw of records keeps the estimate of the marginal unbiased
         counts = Counter(prompts[i] for i in sorted(rng.choice(len(prompts), size=CONTRASTS, replace=False)))
@@ -93,12 +95,16 @@ def pick_best(
     candidates: Sequence[Sequence[Sequence[int]]],
     *,
     vocab: int,
-    rng: np.random.Generator,
+    contrasts: Sequence[tuple[int, ...]],
+    shares: np.ndarray,
     batch: int = 64,
 ) -> list[int]:
-    """Per record, the index of its candidate with the highest score (the first of equals); ``batch`` rows a pass."""
+    """Per record, the index of its candidate with the highest score (the first of equals); ``batch`` rows a pass.
+
+    ``contrasts`` and their ``shares`` (:func:`contrast_prompts` of the whole sample) estimate each text's marginal.
+    """
     own = [tuple(p) for p in prompts]
-    contrasts, shares = contrast_prompts(own, rng)
+    contrasts = list(contrasts)
     k = len(candidates[0])
     pairs_p: list[tuple[int, ...]] = []
     pairs_c: list[Sequence[int]] = []

@@ -61,8 +61,21 @@ def test_each_record_keeps_the_candidate_its_own_prompt_explains_best(backbone: 
     gen = torch.Generator().manual_seed(1)
     candidates = [[torch.randint(3, 500, (n,), generator=gen).tolist() for n in (3, 5, 4)] for _ in prompts]
     vocab = model.lm_head.weight.shape[0]
-    picked = pick_best(model, stack, prompts, candidates, vocab=vocab, rng=np.random.default_rng(0), batch=4)
+    contrasts, weights = contrast_prompts([tuple(p) for p in prompts], np.random.default_rng(0))
+    picked = pick_best(model, stack, prompts, candidates, vocab=vocab, contrasts=contrasts, shares=weights, batch=4)
     shares = {tuple(prompts[0]): 2 / 3, tuple(prompts[1]): 1 / 3}
+    assert dict(zip(contrasts, weights, strict=True)) == pytest.approx(shares)
+    # a contrast set without the first record's prompt (a sample with more distinct prompts than CONTRASTS)
+    other = {tuple(prompt_ids(tokenizer, "dx: cold; wbc: 3 to 4", "note")): 0.5, tuple(prompts[1]): 0.5}
+    apart = pick_best(
+        model, stack, prompts, candidates, vocab=vocab, contrasts=list(other), shares=np.array([0.5, 0.5]), batch=3
+    )
+    for prompt, texts, choice in zip(prompts, candidates, apart, strict=True):
+        marginal = [
+            np.logaddexp.reduce([_alone(model, stack, list(p), t) + np.log(w) for p, w in other.items()]) for t in texts
+        ]
+        pmi = [_alone(model, stack, prompt, t) - m for t, m in zip(texts, marginal, strict=True)]
+        assert choice == int(np.argmax(pmi))
     for prompt, texts, choice in zip(prompts, candidates, picked, strict=True):
         marginal = [
             np.logaddexp.reduce([_alone(model, stack, list(p), t) + np.log(w) for p, w in shares.items()])
@@ -87,6 +100,37 @@ def test_a_fit_sampled_with_candidates_is_reproducible_per_seed_and_after_save_a
     again = Synthesizer.load(tmp_path / "model")
     assert again.texts_["note"].config.candidates == 3
     assert again.sample(8, seed=4)["note"].tolist() == best["note"].tolist()
+
+
+def test_each_record_keeps_one_of_its_own_draws_and_a_sample_with_one_prompt_draws_once(
+    backbone: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from privsynth.generators.text import finetune
+
+    synth = Synthesizer(_config(backbone)).fit(_corpus(tmp_path), epsilon=8.0)
+    generator = synth.texts_["note"]
+    generator.config = generator.config.model_copy(update={"candidates": 3, "sample_batch": 7})
+    tokenizer = generator.tokenizer_
+    words = [tokenizer.encode(w, add_special_tokens=False) for w in ("alpha", "beta", "gamma")]
+    rows: list[int] = []
+
+    def fake_generate(model, stack, prompts, **kwargs):  # type: ignore[no-untyped-def]
+        rows.append(len(prompts))
+        return [words[i % 3] for i in range(len(prompts))]  # draw j of each record says words[j]
+
+    def fake_pick(model, stack, prompts, drawn, **kwargs):  # type: ignore[no-untyped-def]
+        assert all(len(d) == 3 for d in drawn) and len(drawn) == len(prompts)
+        return [(i + 1) % 3 for i in range(len(prompts))]  # keep draw 1, 2, 0, 1, ... of the batch's records
+
+    monkeypatch.setattr(finetune, "generate", fake_generate)
+    monkeypatch.setattr(finetune, "pick_best", fake_pick)
+    records = synth.sample(5, seed=1)
+    assert rows == [6, 6, 3]  # 7 rows a pass hold 2 records x 3 draws; 5 records: 2 + 2 + 1
+    expected = [["beta", "gamma"], ["beta", "gamma"], ["beta"]]
+    assert [t.strip() for t in records["note"]] == [w for batch in expected for w in batch]
+    rows.clear()
+    synth.sample(4, seed=1, conditions={"dx": "flu", "wbc": 5.0})  # every field fixed: one prompt, one draw each
+    assert rows == [4]
 
 
 def test_candidates_are_refused_for_the_byte_model() -> None:
