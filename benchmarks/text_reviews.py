@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -132,6 +133,44 @@ def dp_classifier_accuracy(train: pd.DataFrame, test: pd.DataFrame, epsilon: flo
     with torch.no_grad():
         predicted = np.where(model(test_x).squeeze(1).numpy() > 0, "great", "other")
     return float((predicted == test.score.to_numpy()).mean())
+
+
+def lm_classifier(generator: Any, test: pd.DataFrame, great_share: float) -> dict[str, float]:
+    """The fitted backbone as a classifier of the real test reviews (a diagnostic).
+
+    Each review's label is the argmax of log p(review | the label's prompt) plus the log prior (the synthetic
+    records' label shares, which come from the DP model).
+
+    A diagnostic of how much of the label the DP fine-tuning put into the model, which best-of-k sampling draws on
+    (a benchmark figure on real test reviews, outside any guarantee, like every figure here).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    from privsynth.generators.text.llm import prompt_ids, render_fields
+    from privsynth.generators.text.rerank import continuation_logprobs
+
+    tokenizer = generator.tokenizer_
+    prompts = [
+        prompt_ids(
+            tokenizer,
+            render_fields(pd.DataFrame({"score": [label]}), generator.codecs_)[0],
+            generator.column_,
+            prompt_format=generator.prompt_format_,
+        )
+        for label in LABELS
+    ]
+    texts = [tokenizer(r, add_special_tokens=False)["input_ids"][: generator.config.max_tokens] for r in test.review]
+    scores = np.zeros((len(texts), len(LABELS)))
+    for j, prompt in enumerate(prompts):
+        for start in range(0, len(texts), 64):
+            part = texts[start : start + 64]
+            scores[start : start + len(part), j] = continuation_logprobs(
+                generator.model_, generator.stack_, [prompt] * len(part), part, vocab=generator.base_vocab_
+            ).numpy()
+    share = min(max(great_share, 1e-3), 1 - 1e-3)
+    margin = scores[:, 0] - scores[:, 1] + np.log(share / (1 - share))
+    truth = (test.score == LABELS[0]).to_numpy()
+    return {"accuracy": float(((margin > 0) == truth).mean()), "auc": float(roc_auc_score(truth, margin))}
 
 
 def main() -> None:
@@ -287,6 +326,15 @@ def main() -> None:
                     "samples_per_s": count / sample_seconds,
                 }
             )
+            if generator.config.backbone != "byte" and not any("as a classifier" in str(r["method"]) for r in rows):
+                print("scoring the real test reviews under each label's prompt (diagnostic)...", flush=True)
+                share = float((synthetic.score == LABELS[0]).mean())
+                rows.append(
+                    {
+                        "method": f"fitted LM as a classifier (diagnostic, {variant})",
+                        **lm_classifier(generator, test, share),
+                    }
+                )
             report(rows + anchors, examples, config, args.out)
 
 
@@ -296,6 +344,7 @@ def report(rows: list[dict[str, object]], examples: dict[str, list[str]], config
         "method",
         "epsilon",
         "accuracy",
+        "auc",
         "frechet_minilm",
         "longest_overlap_max",
         "longest_overlap_p99",
