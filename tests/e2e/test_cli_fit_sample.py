@@ -72,6 +72,8 @@ def test_fit_then_sample(cli, demo_dir: Path, tmp_path: Path) -> None:
     assert json.loads((cooler / "synthetic.json").read_text())["text_sampling"]["note"]["temperature"] == 0.4
     byte = cli("sample", model, "--n", "5", "-o", tmp_path / "bad5", "--text", "candidates=2")
     assert byte.exit_code == ExitCode.BAD_INPUT and "candidates is for a pretrained backbone" in byte.stderr
+    nucleus = cli("sample", model, "--n", "5", "-o", tmp_path / "bad6", "--text", "top_p=0.5")
+    assert nucleus.exit_code == ExitCode.BAD_INPUT and "top_p is for a backbone" in nucleus.stderr
 
 
 def test_two_fits_draw_different_noise_and_two_samples_of_one_seed_are_identical(
