@@ -29,7 +29,6 @@ import pandas as pd
 import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
-from torch.utils.checkpoint import checkpoint
 
 from privsynth.generators.tabular.codecs import BooleanCodec, CategoricalCodec, ColumnCodec, NumericalCodec
 
@@ -271,29 +270,50 @@ def lower_states(
 # ----- the loss -------------------------------------------------------------------------------------------------
 
 
-def _vocab_part(states: torch.Tensor, head: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    logits = states @ head.T
-    picked = logits.gather(-1, targets.clamp(0, head.shape[0] - 1).unsqueeze(-1)).squeeze(-1)
-    return torch.logsumexp(logits, dim=-1), picked
+class _VocabLogSumExp(torch.autograd.Function):
+    """``log sum_v exp(states . head_v)`` per row, with its gradient computed in the same pass.
+
+    The gradient with respect to ``states`` is the softmax-weighted mean of the ``head`` rows, so the forward pass
+    keeps that mean (``[..., D]``, as small as the states) instead of the logits (``[..., V]``). The backward pass is
+    then a product, however often it runs: Opacus' ghost clipping runs two (one for the per-record norms, one for the
+    clipped sum), and recomputing the logits in each cost more than the adapted layers themselves (issue 19).
+    ``head`` is frozen (no gradient).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, states: torch.Tensor, head: torch.Tensor, rows: int) -> torch.Tensor:
+        flat = states.reshape(-1, states.shape[-1])
+        lse = flat.new_empty(flat.shape[0])
+        mean_row = torch.empty_like(flat) if ctx.needs_input_grad[0] else None
+        for start in range(0, flat.shape[0], rows):
+            logits = flat[start : start + rows] @ head.T
+            part = torch.logsumexp(logits, dim=-1)
+            lse[start : start + rows] = part
+            if mean_row is not None:
+                mean_row[start : start + rows] = torch.exp(logits - part.unsqueeze(-1)) @ head
+        ctx.save_for_backward(mean_row.reshape(states.shape) if mean_row is not None else None)
+        return lse.reshape(states.shape[:-1])
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
+        (mean_row,) = ctx.saved_tensors
+        return (None if mean_row is None else grad.unsqueeze(-1) * mean_row), None, None
 
 
 def token_nll(
-    states: torch.Tensor, head: torch.Tensor, extra: torch.Tensor, targets: torch.Tensor, chunk: int = 8
+    states: torch.Tensor, head: torch.Tensor, extra: torch.Tensor, targets: torch.Tensor, rows: int = 1024
 ) -> torch.Tensor:
     """Per-token negative log-likelihood ``[B, T]`` over the frozen ``head`` rows and the placeholder scores.
 
     ``targets`` below ``len(head)`` are vocabulary rows, from ``len(head)`` on placeholders (``extra``'s columns).
-    The vocabulary logits are computed ``chunk`` rows at a time and recomputed in the backward pass instead of
-    being stored (a batch of 256 texts x 96 tokens x 16,384 rows would hold 1.6 GB of them).
+    The vocabulary logits are computed ``rows`` positions at a time and never stored (a batch of 256 texts x 96
+    tokens x 16,384 rows would hold 1.6 GB of them); see :class:`_VocabLogSumExp` for the gradient.
     """
+    if head.requires_grad:
+        raise ValueError("token_nll's head is frozen: pass head.detach()")
     vocab = head.shape[0]
-    lse_parts, picked_parts = [], []
-    for start in range(0, states.shape[0], chunk):
-        part = states[start : start + chunk]
-        lse, picked = checkpoint(_vocab_part, part, head, targets[start : start + chunk], use_reentrant=False)
-        lse_parts.append(lse)
-        picked_parts.append(picked)
-    lse_vocab, picked_vocab = torch.cat(lse_parts), torch.cat(picked_parts)
+    lse_vocab = _VocabLogSumExp.apply(states, head, rows)
+    picked_vocab = (states * head[targets.clamp(0, vocab - 1)]).sum(dim=-1)
     lse = torch.logaddexp(lse_vocab, torch.logsumexp(extra, dim=-1))
     picked_extra = extra.gather(-1, (targets - vocab).clamp(0, extra.shape[-1] - 1).unsqueeze(-1)).squeeze(-1)
     return lse - torch.where(targets < vocab, picked_vocab, picked_extra)

@@ -412,3 +412,37 @@ def test_each_records_loss_skips_only_positions_no_record_predicts() -> None:
     assert torch.allclose(batch, every_position, atol=1e-6)
     alone = torch.cat([record_losses(states[i : i + 1], head, placeholders, want[i : i + 1]) for i in range(4)])
     assert torch.allclose(batch, alone, atol=1e-6)
+
+
+def test_token_loss_and_its_gradient_equal_the_full_softmax_in_every_backward_pass() -> None:
+    # The loss keeps the softmax-weighted head row instead of the logits; its value and its gradient (in both of
+    # ghost clipping's backward passes over one graph, with different weights) must equal the plain log-softmax's.
+    import torch
+
+    from privsynth.generators.text.llm import token_nll
+
+    generator = torch.Generator().manual_seed(1)
+    head = torch.randn(40, 6, generator=generator, dtype=torch.float64)
+    placeholders = torch.randn(3, 6, generator=generator, dtype=torch.float64)
+    targets = torch.randint(0, 43, (3, 7), generator=generator)
+
+    def reference(states: torch.Tensor) -> torch.Tensor:
+        logits = torch.cat([states @ head.T, states @ placeholders.T], dim=-1)
+        return -torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+    start = torch.randn(3, 7, 6, generator=generator, dtype=torch.float64)
+    weights = [torch.rand(3, 7, generator=generator, dtype=torch.float64) for _ in range(2)]
+    mine_states = start.clone().requires_grad_()
+    mine = token_nll(mine_states, head, mine_states @ placeholders.T, targets, rows=5)  # rows split records
+    theirs_states = start.clone().requires_grad_()
+    theirs = reference(theirs_states)
+    assert torch.allclose(mine, theirs)
+    for weight in weights:
+        mine_grad = torch.autograd.grad((mine * weight).sum(), mine_states, retain_graph=True)[0]
+        theirs_grad = torch.autograd.grad((theirs * weight).sum(), theirs_states, retain_graph=True)[0]
+        assert torch.allclose(mine_grad, theirs_grad)
+    assert torch.autograd.gradcheck(lambda s: token_nll(s, head, s @ placeholders.T, targets, rows=4), (mine_states,))
+    with torch.no_grad():
+        assert torch.allclose(token_nll(start, head, start @ placeholders.T, targets), theirs)
+    with pytest.raises(ValueError, match="frozen"):
+        token_nll(start, head.clone().requires_grad_(), start @ placeholders.T, targets)
