@@ -16,7 +16,7 @@ A schema lives in ``schema.yaml`` at the corpus root::
       note: {kind: text, max_length: 2000}
       scan: {kind: image, image_size: [32, 32], image_mode: L}
 
-Metadata written here (``domain``, ``bounds``, ``decimals``, ``date_range``, ``max_length``,
+Metadata written here (``domain``, ``meanings``, ``bounds``, ``decimals``, ``date_range``, ``max_length``,
 ``image_size``/``image_mode``) is *declared public*: privsynth uses it exactly and spends no privacy budget on it.
 Anything not declared is learned from the records under differential privacy. Never paste values observed in the
 private records here unless they are public knowledge (a codebook, a form's options, a device's output size).
@@ -96,6 +96,10 @@ MODELLED_KINDS = frozenset(
 )
 
 
+#: Longest public meaning of a category (characters): a phrase for a prompt, not a document.
+MAX_MEANING = 200
+
+
 class ColumnSpec(BaseModel):
     """One column: its kind and the metadata the user declared public for it."""
 
@@ -107,6 +111,11 @@ class ColumnSpec(BaseModel):
     description: str | None = None
     # Declared-public metadata. None means "not declared": learned under DP if a generator needs it.
     domain: tuple[str, ...] | None = Field(default=None, description="Public category list (categorical).")
+    meanings: dict[str, str] | None = Field(
+        default=None,
+        description="Public words saying what each category means (categorical), shown next to the category in a "
+        "pretrained text backbone's prompts: {great: 'the reviewer loved it'}.",
+    )
     bounds: tuple[float, float] | None = Field(default=None, description="Public [low, high] (numerical).")
     integer: bool = Field(default=False, description="Numerical values are whole numbers.")
     decimals: int | None = Field(
@@ -135,6 +144,7 @@ class ColumnSpec(BaseModel):
             problems.append("'pii' is only meaningful for identifier columns")
         allowed: dict[str, set[ColumnKind]] = {
             "domain": {ColumnKind.CATEGORICAL},
+            "meanings": {ColumnKind.CATEGORICAL},
             "bounds": {ColumnKind.NUMERICAL},
             "integer": {ColumnKind.NUMERICAL},
             "decimals": {ColumnKind.NUMERICAL},
@@ -153,6 +163,12 @@ class ColumnSpec(BaseModel):
                 problems.append("'domain' must list at least one category")
             if len(set(self.domain)) != len(self.domain):
                 problems.append("'domain' lists a category twice")
+        if self.meanings is not None:
+            unknown = sorted(set(self.meanings) - set(self.domain)) if self.domain is not None else []
+            if unknown:
+                problems.append(f"'meanings' names categories not in 'domain': {unknown}")
+            if any(not words.strip() or len(words) > MAX_MEANING or "\n" in words for words in self.meanings.values()):
+                problems.append(f"'meanings' must be one line of words each, 1 to {MAX_MEANING} characters")
         if self.integer and self.decimals:
             problems.append("'decimals' contradicts 'integer: true' (whole numbers have no decimals)")
         if self.bounds is not None and not all(math.isfinite(b) for b in self.bounds):

@@ -32,6 +32,7 @@ from privsynth.generators.text.llm import (
     prompt_ids,
     record_losses,
     render_fields,
+    schema_meanings,
     usable_prompt_format,
 )
 from privsynth.generators.text.rerank import contrast_prompts, pick_best
@@ -130,7 +131,8 @@ def fit_backbone(
         raise ConfigError(f"text.adapter_layers must be below the backbone's {layers} layers")
     train_vocab = min(config.train_vocab, base)
     stop = _stops(tokenizer)[0] if tokenizer.eos_token_id is None else tokenizer.eos_token_id
-    fields = render_fields(corpus.records, codecs)
+    meanings = schema_meanings(corpus.schema, codecs)  # public: the schema's words, not the records'
+    fields = render_fields(corpus.records, codecs, meanings)
     # Condition dropout: each record's prompt omits its fields with probability condition_dropout, so the model also
     # learns unconditioned text (guidance's reference at sampling). The draws come from a private stream, are
     # independent and identically distributed and independent of the data (removing a record shifts the later
@@ -218,6 +220,7 @@ def fit_backbone(
     generator.column_ = column
     generator.codecs_ = codecs
     generator.prompt_format_ = prompt_format
+    generator.meanings_ = meanings
     generator.condition_dropout_ = config.condition_dropout
     generator.public_ = None
 
@@ -241,7 +244,7 @@ def sample_backbone(
     stops = _stops(tokenizer)
     placeholder_ids = set(range(base, base + len(generator.vocab_.placeholders)))
     banned = [i for i in tokenizer.all_special_ids if i not in stops and i not in placeholder_ids]
-    fields = render_fields(records, generator.codecs_)
+    fields = render_fields(records, generator.codecs_, generator.meanings_)
     prompt_format = generator.prompt_format_
     prompts = [prompt_ids(tokenizer, f, generator.column_, prompt_format=prompt_format) for f in fields]
     unconditional = None
@@ -310,6 +313,7 @@ def save_backbone(generator: TextGenerator, folder: Any) -> None:
         "backbone": generator.backbone_,
         "base_vocab": generator.base_vocab_,
         "prompt_format": generator.prompt_format_,
+        "meanings": generator.meanings_,
         "condition_dropout": generator.condition_dropout_,
     }
     generator._write(folder, weights=WEIGHTS, tensors=tensors, meta=META, fields=fields)
@@ -353,6 +357,7 @@ def load_backbone(generator: TextGenerator, meta: dict[str, Any], tensors: dict[
             f"(it knows {sorted(PROMPT_FORMATS)}): load it with the privsynth version that fitted it"
         )
     generator.condition_dropout_ = float(meta.get("condition_dropout", 0.0))
+    generator.meanings_ = {column: dict(words) for column, words in meta.get("meanings", {}).items()}
     generator.public_ = None
 
 

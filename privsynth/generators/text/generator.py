@@ -162,6 +162,7 @@ class TextGenerator(Generator):
     base_vocab_: int
     located_: Any
     prompt_format_: int
+    meanings_: dict[str, dict[str, str]]  # the schema's public category meanings in the prompts, per column
     condition_dropout_: float
 
     # ----- fitting ----------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -49,10 +49,13 @@ NO_FIELDS = "none"
 # ----- prompts --------------------------------------------------------------------------------------------------
 
 
-def _describe(codec: ColumnCodec, token: int) -> str:
-    """The words for one DP codec token (a category, a yes/no, a value range)."""
+def _describe(codec: ColumnCodec, token: int, meanings: Mapping[str, str]) -> str:
+    """The words for one DP codec token (a category and its public meaning, a yes/no, a value range)."""
     if isinstance(codec, CategoricalCodec):
-        return codec.labels[token] if token < len(codec.labels) else "missing"
+        if token >= len(codec.labels):
+            return "missing"
+        label = codec.labels[token]
+        return f"{label} ({meanings[label]})" if label in meanings else label
     if isinstance(codec, BooleanCodec):
         return {0: "no", 1: "yes"}.get(token, "missing")
     if isinstance(codec, NumericalCodec):
@@ -65,18 +68,37 @@ def _describe(codec: ColumnCodec, token: int) -> str:
     return str(token)
 
 
-def render_fields(records: pd.DataFrame, codecs: Sequence[ColumnCodec]) -> list[str]:
+def render_fields(
+    records: pd.DataFrame,
+    codecs: Sequence[ColumnCodec],
+    meanings: Mapping[str, Mapping[str, str]] | None = None,
+) -> list[str]:
     """Per record, its DP-modelled fields in words (``diagnosis: pneumonia; age: 41 to 50``).
 
     Each value goes through its codec first, so a prompt says only what the DP model can say (a value's bin, a
     released category or ``__other__``), for real records in training and synthetic ones at sampling alike.
+    ``meanings`` (per column, per category: the schema's public ``meanings``) puts words the backbone can read
+    next to a category (``score: great (the reviewer loved it)``).
     """
+    meanings = meanings or {}
     columns = [(codec, codec.encode(records[codec.name])[:, 0]) for codec in codecs if codec.name in records]
     out = []
     for i in range(len(records)):
-        parts = [f"{codec.name}: {_describe(codec, int(tokens[i]))}" for codec, tokens in columns]
+        parts = [
+            f"{codec.name}: {_describe(codec, int(tokens[i]), meanings.get(codec.name, {}))}"
+            for codec, tokens in columns
+        ]
         out.append("; ".join(parts) if parts else "none")
     return out
+
+
+def schema_meanings(schema: Any, codecs: Sequence[ColumnCodec]) -> dict[str, dict[str, str]]:
+    """The schema's public category meanings of the prompt's columns (``{column: {category: words}}``)."""
+    return {
+        codec.name: dict(spec.meanings)
+        for codec in codecs
+        if codec.name in schema.columns and (spec := schema.columns[codec.name]).meanings
+    }
 
 
 def prompt_ids(tokenizer: Any, fields: str, column: str, *, prompt_format: int = PROMPT_FORMAT) -> list[int]:
@@ -184,10 +206,12 @@ class TopStack(nn.Module):
             _adapt(layer, rank=rank, alpha=alpha, targets=targets, generator=generator)
         self.norm = copy.deepcopy(base.norm).requires_grad_(False)
         self.rotary = copy.deepcopy(base.rotary_emb)
-        self.placeholders = nn.Linear(placeholder_rows.shape[1], max(len(placeholder_rows), 1), bias=False)
+        # one row at least (a layer with no output is no layer to Opacus); without placeholders it scores nothing
+        self.count = len(placeholder_rows)
+        self.placeholders = nn.Linear(placeholder_rows.shape[1], max(self.count, 1), bias=False)
         with torch.no_grad():
-            if len(placeholder_rows):
-                self.placeholders.weight.copy_(placeholder_rows)
+            weight = self.placeholders.weight
+            weight.copy_(placeholder_rows if self.count else torch.zeros_like(weight))
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """Final hidden states ``[B, T, D]`` of right-padded sequences (positions from 0)."""
@@ -204,7 +228,7 @@ class TopStack(nn.Module):
 
     def placeholder_logits(self, states: torch.Tensor) -> torch.Tensor:
         """Scores of the placeholders ``[..., P]`` (trainable rows, started from their input embeddings)."""
-        return self.placeholders(states)
+        return self.placeholders(states)[..., : self.count]
 
     def merge_into(self, model: Any) -> None:
         """Add the adapters to the backbone's own top layers (for sampling with its key-value cache)."""
@@ -315,6 +339,8 @@ def token_nll(
     lse_vocab = _VocabLogSumExp.apply(states, head, rows)
     picked_vocab = (states * head[targets.clamp(0, vocab - 1)]).sum(dim=-1)
     lse = torch.logaddexp(lse_vocab, torch.logsumexp(extra, dim=-1))
+    if extra.shape[-1] == 0:  # no placeholders: every target is a vocabulary row
+        return lse - picked_vocab
     picked_extra = extra.gather(-1, (targets - vocab).clamp(0, extra.shape[-1] - 1).unsqueeze(-1)).squeeze(-1)
     return lse - torch.where(targets < vocab, picked_vocab, picked_extra)
 
@@ -443,6 +469,7 @@ __all__ = [
     "prompt_ids",
     "record_losses",
     "render_fields",
+    "schema_meanings",
     "token_nll",
     "usable_prompt_format",
 ]

@@ -22,6 +22,10 @@ def with_columns(**columns: dict[str, object]) -> dict[str, object]:
         (with_columns(x={"kind": "numerical", "domain": ["a"]}), "'domain' does not apply to numerical"),
         (with_columns(x={"kind": "categorical", "domain": []}), "at least one category"),
         (with_columns(x={"kind": "categorical", "domain": ["a", "a"]}), "lists a category twice"),
+        (with_columns(x={"kind": "text", "meanings": {"a": "b"}}), "'meanings' does not apply to text"),
+        (with_columns(x={"kind": "categorical", "domain": ["a"], "meanings": {"b": "bee"}}), "not in 'domain': ['b']"),
+        (with_columns(x={"kind": "categorical", "meanings": {"a": " "}}), "one line of words each"),
+        (with_columns(x={"kind": "categorical", "meanings": {"a": "x\ny"}}), "one line of words each"),
         (with_columns(x={"kind": "numerical", "bounds": [5, 1]}), "low <= high"),
         # before: infinite bounds passed, the fit spent its budget and sample died with an internal ValueError
         (with_columns(x={"kind": "numerical", "bounds": [float("-inf"), float("inf")]}), "must be finite"),
@@ -45,6 +49,17 @@ def test_invalid_schemas_name_the_entry_to_fix(data: dict[str, object], fragment
     with pytest.raises(SchemaError, match="invalid") as info:
         schema_from_dict(data, source="schema.yaml")
     assert fragment in str(info.value)
+
+
+def test_category_meanings_round_trip(tmp_path: Path) -> None:
+    schema = schema_from_dict(
+        with_columns(x={"kind": "categorical", "domain": ["a", "b"], "meanings": {"a": "the first letter"}}),
+        source="schema.yaml",
+    )
+    path = tmp_path / "schema.yaml"
+    path.write_text(dump_schema(schema), encoding="utf-8")
+    assert load_schema(path) == schema
+    assert load_schema(path).columns["x"].meanings == {"a": "the first letter"}
 
 
 def test_non_mapping_is_refused() -> None:

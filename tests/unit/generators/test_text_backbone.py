@@ -144,6 +144,29 @@ def test_the_prompt_carries_only_what_the_dp_codecs_can_say(backbone: Path, tmp_
     assert not any("Zabriskie" in line for line in fields)  # identifiers never reach the prompt
 
 
+def test_the_schemas_public_category_meanings_reach_the_prompt_and_stay_with_the_model(
+    backbone: Path, tmp_path: Path
+) -> None:
+    # The meanings are the schema's words (declared public), never the records': a model keeps them so that sampling
+    # prompts in the words it was trained with, before and after save/load.
+    from privsynth.generators.text.llm import render_fields
+
+    plain = _corpus(tmp_path)
+    columns = {**plain.schema.columns}
+    columns["dx"] = columns["dx"].model_copy(update={"meanings": {"flu": "fever and aches"}})
+    corpus = Corpus(records=plain.records, schema=plain.schema.model_copy(update={"columns": columns}), root=tmp_path)
+    synth = Synthesizer(_config(backbone)).fit(corpus, epsilon=8.0)
+    generator = synth.texts_["note"]
+    assert generator.meanings_ == {"dx": {"flu": "fever and aches"}}
+    fields = render_fields(pd.DataFrame({"dx": ["flu", "cold"]}), generator.codecs_, generator.meanings_)
+    assert fields[0] == "dx: flu (fever and aches)" and fields[1] == "dx: cold"
+    texts = synth.sample(8, seed=5)["note"].tolist()
+    synth.save(tmp_path / "model")
+    again = Synthesizer.load(tmp_path / "model")
+    assert again.texts_["note"].meanings_ == generator.meanings_
+    assert again.sample(8, seed=5)["note"].tolist() == texts
+
+
 def test_a_model_refuses_to_load_on_another_backbone_file(backbone: Path, tmp_path: Path) -> None:
     import shutil
 
