@@ -55,6 +55,12 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 #: exact statistic of the private texts).
 PUBLIC_MAX_CHARS = 2000
 LABELS = ["great", "other"]
+#: The labels' public meanings, as a data owner would write them in the schema from the dataset's documentation
+#: (great: a 5-star review; other: 1 to 4 stars), shown next to the label in the backbone's prompt. The wording
+#: was chosen among five by the base backbone's zero-shot AUC on the first :data:`CHOSEN_ON` test reviews (0.795,
+#: against 0.748 for the bare labels); rows also report accuracy on the test reviews after them.
+MEANINGS = {"great": "the reviewer loved it", "other": "the reviewer had reservations"}
+CHOSEN_ON = 200
 
 
 def load(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -63,14 +69,14 @@ def load(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return frame[frame.split == "train"].reset_index(drop=True), frame[frame.split == "test"].reset_index(drop=True)
 
 
-def corpus(train: pd.DataFrame, max_length: int) -> Corpus:
+def corpus(train: pd.DataFrame, max_length: int, meanings: dict[str, str] | None = MEANINGS) -> Corpus:
     schema = schema_from_dict(
         {
             "table": "records.parquet",
             "key": "id",
             "columns": {
                 "id": {"kind": "key"},
-                "score": {"kind": "categorical", "domain": LABELS, "nullable": False},
+                "score": {"kind": "categorical", "domain": LABELS, "nullable": False, "meanings": meanings},
                 "review": {"kind": "text", "max_length": max_length},
             },
         },
@@ -153,7 +159,7 @@ def lm_classifier(generator: Any, test: pd.DataFrame, great_share: float) -> dic
     prompts = [
         prompt_ids(
             tokenizer,
-            render_fields(pd.DataFrame({"score": [label]}), generator.codecs_)[0],
+            render_fields(pd.DataFrame({"score": [label]}), generator.codecs_, generator.meanings_)[0],
             generator.column_,
             prompt_format=generator.prompt_format_,
         )
@@ -209,6 +215,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--save-model", type=Path, default=None, help="Also save each fitted model under this folder.")
     parser.add_argument("--threads", type=int, default=1, help="Torch threads (2 for the issue's '2 cores').")
+    parser.add_argument(
+        "--no-meanings", action="store_true", help="Leave the labels' meanings out of the schema (bare labels)."
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -221,7 +230,7 @@ def main() -> None:
         train = train.head(args.limit)
     base = load_config(args.config).model_copy(update={"holdout_fraction": 0.0})
     # a public limit, not the private maximum (which would be an exact statistic of the reviews)
-    real = corpus(train, max_length=PUBLIC_MAX_CHARS)
+    real = corpus(train, max_length=PUBLIC_MAX_CHARS, meanings=None if args.no_meanings else MEANINGS)
     print(f"reviews: train {len(train)}, test {len(test)}", flush=True)
 
     def progress(stage: str, step: int, total: int) -> None:
@@ -234,10 +243,12 @@ def main() -> None:
     # the anchors first (minutes), so a long run that is cut short still has them next to its rows
     test_overlap = [index.longest(t) for t in test.review]
     majority = float((test.score == train.score.mode()[0]).mean())
+    unseen = test.iloc[CHOSEN_ON:]  # not read when the meanings were chosen
     anchors: list[dict[str, object]] = [
         {
             "method": "TRTR (real train, no DP)",
             "accuracy": tfidf_accuracy(train.review.tolist(), train.score.to_numpy(), test),
+            "accuracy_unseen": tfidf_accuracy(train.review.tolist(), train.score.to_numpy(), unseen),
             "frechet_minilm": frechet_distance(test_vec, train_vec),
             "longest_overlap_max": max(test_overlap),
             "longest_overlap_p99": float(np.percentile(test_overlap, 99)),
@@ -247,7 +258,11 @@ def main() -> None:
             "epsilon": args.epsilon,
             "accuracy": dp_classifier_accuracy(train, test, args.epsilon, args.delta),
         },
-        {"method": "majority class", "accuracy": majority},
+        {
+            "method": "majority class",
+            "accuracy": majority,
+            "accuracy_unseen": float((unseen.score == train.score.mode()[0]).mean()),
+        },
     ]
     rows: list[dict[str, object]] = []
     examples: dict[str, list[str]] = {}
@@ -315,6 +330,7 @@ def main() -> None:
                     "method": f"privsynth DP text ({name})",
                     "epsilon": synth.ledger_.epsilon,
                     "accuracy": tfidf_accuracy(texts, synthetic.score.to_numpy(), test),
+                    "accuracy_unseen": tfidf_accuracy(texts, synthetic.score.to_numpy(), unseen),
                     "frechet_minilm": frechet_distance(test_vec, embedder.embed(texts)),
                     "longest_overlap_max": max(overlap),
                     "longest_overlap_p99": float(np.percentile(overlap, 99)),
@@ -344,6 +360,7 @@ def report(rows: list[dict[str, object]], examples: dict[str, list[str]], config
         "method",
         "epsilon",
         "accuracy",
+        "accuracy_unseen",
         "auc",
         "frechet_minilm",
         "longest_overlap_max",
