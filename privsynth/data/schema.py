@@ -96,6 +96,8 @@ MODELLED_KINDS = frozenset(
 )
 
 
+#: The column fields a data team declares public (used exactly, no budget); listed in summaries and releases.
+PUBLIC_FIELDS = ("domain", "meanings", "bounds", "decimals", "date_range", "max_length", "image_size", "image_mode")
 #: Longest public meaning of a category (characters): a phrase for a prompt, not a document.
 MAX_MEANING = 200
 

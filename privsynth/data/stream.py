@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from privsynth.data.corpus import _has_nul, parquet_dataset, read_table, schema_path
-from privsynth.data.schema import TABLE_FORMATS, Schema, load_schema
-from privsynth.data.summary import _PUBLIC_FIELDS, ColumnSummary, CorpusSummary
+from privsynth.data.schema import PUBLIC_FIELDS, TABLE_FORMATS, Schema, load_schema
+from privsynth.data.summary import ColumnSummary, CorpusSummary
 from privsynth.data.validate import Limits, _label_text, coerce_records, key_label
 from privsynth.errors import CorpusReadError, CorpusValidationError, Problem
 
@@ -136,7 +136,7 @@ def validate_streaming(
                 kind=spec.kind.value,
                 pii=spec.pii.value if spec.pii is not None else None,
                 missing=missing[name],
-                declared_public=tuple(f for f in _PUBLIC_FIELDS if getattr(spec, f) is not None),
+                declared_public=tuple(f for f in PUBLIC_FIELDS if getattr(spec, f) is not None),
             )
             for name, spec in schema.columns.items()
         ),

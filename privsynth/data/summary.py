@@ -10,8 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from privsynth.data.corpus import Corpus
-
-_PUBLIC_FIELDS = ("domain", "bounds", "decimals", "date_range", "max_length", "image_size", "image_mode")
+from privsynth.data.schema import PUBLIC_FIELDS
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ def summarize(corpus: Corpus) -> CorpusSummary:
             kind=spec.kind.value,
             pii=spec.pii.value if spec.pii is not None else None,
             missing=int(records[name].isna().sum()),
-            declared_public=tuple(f for f in _PUBLIC_FIELDS if getattr(spec, f) is not None),
+            declared_public=tuple(f for f in PUBLIC_FIELDS if getattr(spec, f) is not None),
         )
         for name, spec in schema.columns.items()
     )

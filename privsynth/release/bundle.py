@@ -23,7 +23,7 @@ from privsynth.data.corpus import read_corpus, write_corpus
 from privsynth.data.fingerprint import corpus_fingerprint
 from privsynth.data.integrity import sha256_file
 from privsynth.data.layout import load_provenance
-from privsynth.data.schema import ColumnKind
+from privsynth.data.schema import PUBLIC_FIELDS, ColumnKind
 from privsynth.errors import ConfigError, ReleaseRefusedError
 from privsynth.gate import GateDecision, Policy, gate
 from privsynth.release.disclosure import FIDELITY_DISCLOSED, outside_guarantee
@@ -33,7 +33,6 @@ from privsynth.release.info import ReleaseInfo
 from privsynth.release.manifest import file_table, sign_manifest, write_manifest
 
 PACKAGES = ("torch", "opacus", "numpy", "pandas", "scikit-learn", "faiss-cpu", "presidio-analyzer", "pydantic")
-_PUBLIC_FIELDS = ("domain", "bounds", "decimals", "date_range", "max_length", "image_size", "image_mode")
 
 
 @dataclass(frozen=True)
@@ -140,7 +139,7 @@ def write_release(
     declared_public = [
         n
         for n, c in schema.columns.items()
-        if c.kind is not ColumnKind.IDENTIFIER and any(getattr(c, f) is not None for f in _PUBLIC_FIELDS)
+        if c.kind is not ColumnKind.IDENTIFIER and any(getattr(c, f) is not None for f in PUBLIC_FIELDS)
     ]
     gate_record = decision.model_dump(mode="json") if publish else _without_values(decision.model_dump(mode="json"))
     with atomic_dir(out, force=force, private=False) as tmp:  # a release is meant to be shared

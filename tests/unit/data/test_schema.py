@@ -100,3 +100,22 @@ def test_names_and_unit_of_privacy() -> None:
     assert schema.names() == ["id", "person", "age"]
     assert "person identified by 'person'" in schema.unit_of_privacy
     assert "up to 3 record(s)" in schema.unit_of_privacy
+
+
+def test_every_declared_public_field_is_listed_as_such() -> None:
+    # A summary and a release's datasheet list a column as declared public when it carries any of these fields;
+    # a public field missing from the list would be used exactly yet never disclosed as declared.
+    import pandas as pd
+
+    from privsynth.data.corpus import Corpus
+    from privsynth.data.schema import PUBLIC_FIELDS
+    from privsynth.data.summary import summarize
+
+    assert set(PUBLIC_FIELDS) == {
+        name for name, field in ColumnSpec.model_fields.items() if field.description and "ublic" in field.description
+    }
+    schema = schema_from_dict(
+        with_columns(x={"kind": "categorical", "meanings": {"a": "the first letter"}}), source="schema.yaml"
+    )
+    summary = summarize(Corpus(records=pd.DataFrame({"id": ["r1"], "x": ["a"]}), schema=schema, root=Path()))
+    assert {c.name: c.declared_public for c in summary.columns}["x"] == ("meanings",)
