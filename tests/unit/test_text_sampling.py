@@ -85,3 +85,18 @@ def read_corpus_part(folder: Path) -> list[str]:
     import pandas as pd
 
     return pd.read_parquet(folder / "records.parquet" / "part-00000.parquet")["note"].fillna("").tolist()
+
+
+def test_settings_for_a_model_without_text_columns_are_refused() -> None:
+    from types import SimpleNamespace
+
+    from privsynth.text_sampling import text_sampling
+
+    tabular_only = SimpleNamespace(texts_={})
+    with (
+        pytest.raises(ConfigError, match="this model has no text column"),
+        text_sampling(tabular_only, {"temperature": 0.5}),  # type: ignore[arg-type]
+    ):
+        pass
+    with text_sampling(tabular_only, None) as used:  # type: ignore[arg-type]
+        assert used == {}
