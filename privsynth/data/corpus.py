@@ -15,8 +15,10 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -165,8 +167,8 @@ def _has_nul(path: Path) -> bool:
         return any(b"\x00" in block for block in iter(lambda: handle.read(1 << 20), b""))
 
 
-def _read_jsonl(path: Path) -> pd.DataFrame:
-    rows = []
+def _jsonl_rows(path: Path) -> Iterator[dict[str, Any]]:
+    """The records of a JSON Lines file, one object per non-blank line; errors name the line."""
     with path.open("r", encoding="utf-8", errors="surrogateescape") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -177,10 +179,44 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
                 raise CorpusReadError(f"{path}: line {number} is not valid JSON") from None
             if not isinstance(row, dict):
                 raise CorpusReadError(f"{path}: line {number} is not a JSON object (one record per line)")
-            rows.append(row)
+            yield row
+
+
+def _jsonl_frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
+    """Records as object columns, each value as the file wrote it (a key absent from a line is None).
+
+    Built column by column, not inferred: a whole number stays one (``7``, not ``7.0``) where another line lacks
+    the key, so a batch holds the same values as the whole table.
+    """
+    return pd.DataFrame({c: pd.Series([row.get(c) for row in rows], dtype=object) for c in columns})
+
+
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    rows = list(_jsonl_rows(path))
     if not rows:
         raise CorpusReadError(f"{path}: no records found")
-    return pd.DataFrame.from_records(rows).astype(object)
+    return _jsonl_frame(rows, list(dict.fromkeys(key for row in rows for key in row)))
+
+
+def jsonl_batches(path: Path, batch_rows: int) -> Iterator[pd.DataFrame]:
+    """A JSON Lines table ``batch_rows`` records at a time, with the columns of the whole file in every batch.
+
+    Two passes over the file: the first collects the keys (columns in order of first appearance, as
+    :func:`read_table` orders them), the second yields the records. Memory: one batch and the column names.
+    """
+    columns = list(dict.fromkeys(key for row in _jsonl_rows(path) for key in row))
+    batch: list[dict[str, Any]] = []
+    seen = False
+    for row in _jsonl_rows(path):
+        batch.append(row)
+        seen = True
+        if len(batch) == batch_rows:
+            yield _jsonl_frame(batch, columns)
+            batch = []
+    if batch:
+        yield _jsonl_frame(batch, columns)
+    if not seen:
+        raise CorpusReadError(f"{path}: no records found")
 
 
 def read_corpus(path: Path | str, *, limits: Limits | None = None) -> Corpus:

@@ -1,7 +1,7 @@
 """Validating a corpus batch by batch, with memory bounded by the batch, not the table (``privsynth validate``).
 
-The table is read ``batch_rows`` records at a time (a Parquet file or a folder of parts by row groups, CSV in
-chunks; JSONL is read whole). Each batch is checked as :func:`~privsynth.data.validate.coerce_records` checks a
+The table is read ``batch_rows`` records at a time (a Parquet file or a folder of parts by row groups, CSV and
+JSON Lines in chunks). Each batch is checked as :func:`~privsynth.data.validate.coerce_records` checks a
 whole table; what spans batches is kept as fixed-size numbers: 64-bit hashes of the keys (duplicates are
 confirmed on the keys themselves in a second pass, so a hash collision never reports a false duplicate), hashes of
 the entity ids (the people count and the largest count per person), and missing counts per column.
@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from privsynth.data.corpus import _has_nul, parquet_dataset, read_table, schema_path
+from privsynth.data.corpus import _has_nul, jsonl_batches, parquet_dataset, read_table, schema_path
 from privsynth.data.schema import PUBLIC_FIELDS, TABLE_FORMATS, Schema, load_schema
 from privsynth.data.summary import ColumnSummary, CorpusSummary
 from privsynth.data.validate import Limits, _label_text, coerce_records, key_label
@@ -52,9 +52,14 @@ def table_batches(path: Path, batch_rows: int = BATCH_ROWS) -> Iterator[pd.DataF
             chunksize=batch_rows,
         )
         return
-    whole = read_table(path)  # JSONL (read whole), and every error message read_table gives
-    for start in range(0, len(whole), batch_rows):
-        yield whole.iloc[start : start + batch_rows].reset_index(drop=True)
+    if fmt == "jsonl" and path.is_file() and path.stat().st_size > 0:
+        try:
+            yield from jsonl_batches(path, batch_rows)
+        except OSError as exc:
+            raise CorpusReadError(f"{path}: cannot be read as jsonl ({type(exc).__name__}); check the file") from None
+        return
+    read_table(path)  # an unknown format, a missing or empty file: read_table's error message
+    raise CorpusReadError(f"{path}: cannot be read in batches")
 
 
 def _parquet_batches(path: Path, batch_rows: int) -> Iterator[pd.DataFrame]:

@@ -13,7 +13,7 @@ import pytest
 from privsynth.data.corpus import read_corpus, write_corpus
 from privsynth.data.stream import table_batches, validate_streaming
 from privsynth.data.summary import summarize
-from privsynth.errors import CorpusValidationError
+from privsynth.errors import CorpusReadError, CorpusValidationError
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
@@ -68,3 +68,25 @@ def test_batches_cover_the_table_in_order(demo_dir: Path) -> None:
     whole = read_corpus(demo_dir).records
     keys = [k for batch in table_batches(demo_dir / "records.parquet", 16) for k in batch["record_id"]]
     assert keys == whole["record_id"].tolist()
+
+
+def test_json_lines_are_read_in_batches_with_the_whole_files_columns_and_values(tmp_path: Path) -> None:
+    # A key absent from every line of a batch is still a column of that batch, and whole numbers stay whole where
+    # another line lacks the key: each batch holds exactly the whole table's rows.
+    from privsynth.data.corpus import read_table
+
+    path = tmp_path / "records.jsonl"
+    lines = ['{"id": 1, "x": 2}', '{"id": 2}', "", '{"id": 3, "x": 4}', '{"id": 4, "y": "late"}', '{"id": 5, "x": 6}']
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    whole = read_table(path)
+    assert whole.columns.tolist() == ["id", "x", "y"] and whole["x"].tolist() == [2, None, 4, None, 6]
+    batches = list(table_batches(path, 2))
+    assert [len(b) for b in batches] == [2, 2, 1]
+    assert all(b.columns.tolist() == ["id", "x", "y"] for b in batches)
+    pd.testing.assert_frame_equal(pd.concat(batches, ignore_index=True), whole)
+    path.write_text('{"id": 1}\n[1, 2]\n', encoding="utf-8")
+    with pytest.raises(CorpusReadError, match="line 2 is not a JSON object"):
+        list(table_batches(path, 2))
+    path.write_text("\n\n", encoding="utf-8")
+    with pytest.raises(CorpusReadError, match="no records found"):
+        list(table_batches(path, 2))
