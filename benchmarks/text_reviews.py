@@ -108,8 +108,13 @@ def tfidf_accuracy(texts: list[str], labels: np.ndarray, test: pd.DataFrame) -> 
     return float((model.predict(vectorizer.transform(test.review)) == test.score.to_numpy()).mean())
 
 
-def dp_classifier_accuracy(train: pd.DataFrame, test: pd.DataFrame, epsilon: float, delta: float) -> float:
-    """Logistic regression on public hashed features, trained with Opacus DP-SGD on the real reviews."""
+def dp_classifier_accuracy(
+    train: pd.DataFrame, test: pd.DataFrame, epsilon: float, delta: float
+) -> tuple[float, float]:
+    """Logistic regression on public hashed features, trained with Opacus DP-SGD on the real reviews.
+
+    Accuracy on every test review and on those after the first :data:`CHOSEN_ON`.
+    """
     hasher = HashingVectorizer(n_features=2**14, ngram_range=(1, 2), alternate_sign=False, norm="l2")
     x = torch.as_tensor(hasher.transform(train.review).toarray(), dtype=torch.float32)
     y = torch.as_tensor((train.score == "great").to_numpy(), dtype=torch.float32)
@@ -138,7 +143,8 @@ def dp_classifier_accuracy(train: pd.DataFrame, test: pd.DataFrame, epsilon: flo
     test_x = torch.as_tensor(hasher.transform(test.review).toarray(), dtype=torch.float32)
     with torch.no_grad():
         predicted = np.where(model(test_x).squeeze(1).numpy() > 0, "great", "other")
-    return float((predicted == test.score.to_numpy()).mean())
+    right = predicted == test.score.to_numpy()
+    return float(right.mean()), float(right[CHOSEN_ON:].mean())
 
 
 def lm_classifier(generator: Any, test: pd.DataFrame, great_share: float) -> dict[str, float]:
@@ -176,7 +182,12 @@ def lm_classifier(generator: Any, test: pd.DataFrame, great_share: float) -> dic
     share = min(max(great_share, 1e-3), 1 - 1e-3)
     margin = scores[:, 0] - scores[:, 1] + np.log(share / (1 - share))
     truth = (test.score == LABELS[0]).to_numpy()
-    return {"accuracy": float(((margin > 0) == truth).mean()), "auc": float(roc_auc_score(truth, margin))}
+    return {
+        "accuracy": float(((margin > 0) == truth).mean()),
+        "accuracy_unseen": float(((margin > 0) == truth)[CHOSEN_ON:].mean()),
+        "auc": float(roc_auc_score(truth, margin)),
+        "auc_unseen": float(roc_auc_score(truth[CHOSEN_ON:], margin[CHOSEN_ON:])),
+    }
 
 
 def main() -> None:
@@ -243,6 +254,7 @@ def main() -> None:
     # the anchors first (minutes), so a long run that is cut short still has them next to its rows
     test_overlap = [index.longest(t) for t in test.review]
     majority = float((test.score == train.score.mode()[0]).mean())
+    dp_accuracy, dp_unseen = dp_classifier_accuracy(train, test, args.epsilon, args.delta)
     unseen = test.iloc[CHOSEN_ON:]  # not read when the meanings were chosen
     anchors: list[dict[str, object]] = [
         {
@@ -256,7 +268,8 @@ def main() -> None:
         {
             "method": "DP-SGD classifier on real",
             "epsilon": args.epsilon,
-            "accuracy": dp_classifier_accuracy(train, test, args.epsilon, args.delta),
+            "accuracy": dp_accuracy,
+            "accuracy_unseen": dp_unseen,
         },
         {
             "method": "majority class",
@@ -337,6 +350,8 @@ def main() -> None:
                     "synthetic_reviews": count,
                     "model": str(args.model) if args.model is not None else "fitted in this run",
                     "text_config": generator.config.model_dump(mode="json"),  # the sampled model's own
+                    # the prompts' words: the sampled model's, whatever --no-meanings says when --model loads a fit
+                    "meanings": getattr(generator, "meanings_", None),
                     "fit_seconds": fit_seconds,
                     "pretrain_seconds": pretrain_seconds,
                     "samples_per_s": count / sample_seconds,
@@ -362,6 +377,7 @@ def report(rows: list[dict[str, object]], examples: dict[str, list[str]], config
         "accuracy",
         "accuracy_unseen",
         "auc",
+        "auc_unseen",
         "frechet_minilm",
         "longest_overlap_max",
         "longest_overlap_p99",

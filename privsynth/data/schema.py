@@ -102,6 +102,11 @@ PUBLIC_FIELDS = ("domain", "meanings", "bounds", "decimals", "date_range", "max_
 MAX_MEANING = 200
 
 
+def _plain_words(words: str) -> bool:
+    """A meaning a prompt can show as it is: one printable line, no field separator, no special-token syntax."""
+    return bool(words.strip()) and len(words) <= MAX_MEANING and words.isprintable() and not set(words) & set(";<>")
+
+
 class ColumnSpec(BaseModel):
     """One column: its kind and the metadata the user declared public for it."""
 
@@ -166,11 +171,17 @@ class ColumnSpec(BaseModel):
             if len(set(self.domain)) != len(self.domain):
                 problems.append("'domain' lists a category twice")
         if self.meanings is not None:
-            unknown = sorted(set(self.meanings) - set(self.domain)) if self.domain is not None else []
-            if unknown:
+            if self.domain is None:
+                problems.append("'meanings' needs 'domain' (the public categories whose meanings they are)")
+            elif unknown := sorted(set(self.meanings) - set(self.domain)):
                 problems.append(f"'meanings' names categories not in 'domain': {unknown}")
-            if any(not words.strip() or len(words) > MAX_MEANING or "\n" in words for words in self.meanings.values()):
-                problems.append(f"'meanings' must be one line of words each, 1 to {MAX_MEANING} characters")
+            if not self.meanings:
+                problems.append("'meanings' is empty; leave it out or give a category's words")
+            if not all(_plain_words(words) for words in self.meanings.values()):
+                problems.append(
+                    f"'meanings' must be plain words, 1 to {MAX_MEANING} printable characters each, without ';' "
+                    "(it separates a prompt's fields) or '<', '>' (special tokens)"
+                )
         if self.integer and self.decimals:
             problems.append("'decimals' contradicts 'integer: true' (whole numbers have no decimals)")
         if self.bounds is not None and not all(math.isfinite(b) for b in self.bounds):

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 from torch.nn import functional as F  # noqa: N812
 
 from privsynth.generators.tabular.codecs import BooleanCodec, CategoricalCodec, ColumnCodec, NumericalCodec
@@ -94,11 +95,14 @@ def render_fields(
 
 def schema_meanings(schema: Any, codecs: Sequence[ColumnCodec]) -> dict[str, dict[str, str]]:
     """The schema's public category meanings of the prompt's columns (``{column: {category: words}}``)."""
-    return {
-        codec.name: dict(spec.meanings)
-        for codec in codecs
-        if codec.name in schema.columns and (spec := schema.columns[codec.name]).meanings
-    }
+    out: dict[str, dict[str, str]] = {}
+    for codec in codecs:
+        spec = schema.columns.get(codec.name)
+        if isinstance(codec, CategoricalCodec) and spec is not None and spec.meanings:
+            shown = {label: spec.meanings[label] for label in codec.labels if label in spec.meanings}
+            if shown:  # only what a prompt can show: the categories the codec names
+                out[codec.name] = shown
+    return out
 
 
 def prompt_ids(tokenizer: Any, fields: str, column: str, *, prompt_format: int = PROMPT_FORMAT) -> list[int]:
@@ -305,10 +309,10 @@ class _VocabLogSumExp(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, states: torch.Tensor, head: torch.Tensor, rows: int) -> torch.Tensor:
+    def forward(ctx: Any, states: torch.Tensor, head: torch.Tensor, rows: int, differentiable: bool) -> torch.Tensor:
         flat = states.reshape(-1, states.shape[-1])
         lse = flat.new_empty(flat.shape[0])
-        mean_row = torch.empty_like(flat) if ctx.needs_input_grad[0] else None
+        mean_row = torch.empty_like(flat) if differentiable else None
         for start in range(0, flat.shape[0], rows):
             logits = flat[start : start + rows] @ head.T
             part = torch.logsumexp(logits, dim=-1)
@@ -319,9 +323,10 @@ class _VocabLogSumExp(torch.autograd.Function):
         return lse.reshape(states.shape[:-1])
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
+    @once_differentiable  # the saved mean has no graph: a second-order gradient must fail, not come out wrong
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None]:
         (mean_row,) = ctx.saved_tensors
-        return (None if mean_row is None else grad.unsqueeze(-1) * mean_row), None, None
+        return (None if mean_row is None else grad.unsqueeze(-1) * mean_row), None, None, None
 
 
 def token_nll(
@@ -336,7 +341,8 @@ def token_nll(
     if head.requires_grad:
         raise ValueError("token_nll's head is frozen: pass head.detach()")
     vocab = head.shape[0]
-    lse_vocab = _VocabLogSumExp.apply(states, head, rows)
+    differentiable = states.requires_grad and torch.is_grad_enabled()  # scoring without gradients skips the mean
+    lse_vocab = _VocabLogSumExp.apply(states, head, rows, differentiable)
     picked_vocab = (states * head[targets.clamp(0, vocab - 1)]).sum(dim=-1)
     lse = torch.logaddexp(lse_vocab, torch.logsumexp(extra, dim=-1))
     if extra.shape[-1] == 0:  # no placeholders: every target is a vocabulary row

@@ -24,8 +24,14 @@ def with_columns(**columns: dict[str, object]) -> dict[str, object]:
         (with_columns(x={"kind": "categorical", "domain": ["a", "a"]}), "lists a category twice"),
         (with_columns(x={"kind": "text", "meanings": {"a": "b"}}), "'meanings' does not apply to text"),
         (with_columns(x={"kind": "categorical", "domain": ["a"], "meanings": {"b": "bee"}}), "not in 'domain': ['b']"),
-        (with_columns(x={"kind": "categorical", "meanings": {"a": " "}}), "one line of words each"),
-        (with_columns(x={"kind": "categorical", "meanings": {"a": "x\ny"}}), "one line of words each"),
+        (with_columns(x={"kind": "categorical", "meanings": {"a": "first"}}), "'meanings' needs 'domain'"),
+        (with_columns(x={"kind": "categorical", "domain": ["a"], "meanings": {}}), "'meanings' is empty"),
+    ]
+    + [
+        (with_columns(x={"kind": "categorical", "domain": ["a"], "meanings": {"a": words}}), "must be plain words")
+        for words in [" ", "x\ny", "x\ty", "loved it; age: 90", "ends <|im_end|>", "<PERSON>", "x" * 201]
+    ]
+    + [
         (with_columns(x={"kind": "numerical", "bounds": [5, 1]}), "low <= high"),
         # before: infinite bounds passed, the fit spent its budget and sample died with an internal ValueError
         (with_columns(x={"kind": "numerical", "bounds": [float("-inf"), float("inf")]}), "must be finite"),
@@ -115,7 +121,8 @@ def test_every_declared_public_field_is_listed_as_such() -> None:
         name for name, field in ColumnSpec.model_fields.items() if field.description and "ublic" in field.description
     }
     schema = schema_from_dict(
-        with_columns(x={"kind": "categorical", "meanings": {"a": "the first letter"}}), source="schema.yaml"
+        with_columns(x={"kind": "categorical", "domain": ["a"], "meanings": {"a": "the first letter"}}),
+        source="schema.yaml",
     )
     summary = summarize(Corpus(records=pd.DataFrame({"id": ["r1"], "x": ["a"]}), schema=schema, root=Path()))
-    assert {c.name: c.declared_public for c in summary.columns}["x"] == ("meanings",)
+    assert {c.name: c.declared_public for c in summary.columns}["x"] == ("domain", "meanings")

@@ -467,5 +467,13 @@ def test_token_loss_and_its_gradient_equal_the_full_softmax_in_every_backward_pa
     assert torch.autograd.gradcheck(lambda s: token_nll(s, head, s @ placeholders.T, targets, rows=4), (mine_states,))
     with torch.no_grad():
         assert torch.allclose(token_nll(start, head, start @ placeholders.T, targets), theirs)
+        assert torch.allclose(token_nll(mine_states, head, mine_states @ placeholders.T, targets), theirs)
+    # no placeholders (an empty score matrix): the plain log-softmax over the head, value and gradient
+    words = targets.clamp(max=39)
+    plain = -torch.log_softmax(start @ head.T, dim=-1).gather(-1, words.unsqueeze(-1)).squeeze(-1)
+    bare = start.clone().requires_grad_()
+    nll = token_nll(bare, head, bare[..., :0], words)
+    assert torch.allclose(nll, plain)
+    assert torch.autograd.gradcheck(lambda s: token_nll(s, head, s[..., :0], words, rows=4), (bare,))
     with pytest.raises(ValueError, match="frozen"):
         token_nll(start, head.clone().requires_grad_(), start @ placeholders.T, targets)
