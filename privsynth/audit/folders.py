@@ -19,6 +19,7 @@ import pandas as pd
 from privsynth.audit.inputs import claimed_guarantee, split_from_model, split_keys
 from privsynth.audit.pii import Needles, find_needles
 from privsynth.audit.reading import AuditedReal, read_for_audit, read_real_for_audit, read_split_for_audit
+from privsynth.audit.registry import read_registry
 from privsynth.audit.report import write_report
 from privsynth.audit.run import (
     SYNTHETIC_SEED_OFFSET,
@@ -30,7 +31,7 @@ from privsynth.audit.run import (
     write_audit,
 )
 from privsynth.data.corpus import Corpus
-from privsynth.data.layout import load_canaries, load_provenance, load_registry
+from privsynth.data.layout import load_canaries, load_provenance
 from privsynth.data.schema import Schema
 from privsynth.errors import ConfigError
 
@@ -106,12 +107,14 @@ def audit_folders(
     real = read_real(cfg, tools, model=model, corpus=corpus, train=train, holdout=holdout, progress=progress)
     asked = load_provenance(synthetic).get("variation")
     streamed = read_for_audit(synthetic, rows=cfg.max_rows, seed=cfg.seed + SYNTHETIC_SEED_OFFSET, asked=asked)
+    key = streamed.corpus.schema.key
     result = audit_read(
         real,
         streamed,
         config=cfg,
         collaborators=tools,
-        registry=load_registry(synthetic),
+        # the audited records' own surrogates, and hashes of every other record's (not the registry whole)
+        registry=read_registry(synthetic, key, streamed.corpus.records.get(key, ())),
         claimed=claimed_guarantee(synthetic, model),
         canaries=load_canaries(model) if model is not None else None,
         progress=progress,

@@ -14,7 +14,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from privsynth.audit.registry import SurrogateRegistry
 from privsynth.audit.replay import ReplayScanner, normalise
 from privsynth.data.corpus import Corpus
 from privsynth.data.schema import ColumnKind, Schema
@@ -185,7 +186,7 @@ def audit_pii(
     synthetic: Corpus,
     *,
     scanner: PiiScanner,
-    registry: pd.DataFrame | None,
+    registry: pd.DataFrame | SurrogateRegistry | None,
     include_examples: bool = False,
     ocr: str = "auto",
     ocr_limit: int = 300,
@@ -205,11 +206,10 @@ def audit_pii(
     report.replay_needles = len(replay)
     schema = synthetic.schema
     records = synthetic.records
-    surrogates = registry.set_index(schema.key) if registry is not None and schema.key in registry.columns else None
-    all_surrogates: set[str] = set()
-    if surrogates is not None:
-        for column in surrogates.columns:
-            all_surrogates |= {normalise(str(v)) for v in surrogates[column].dropna()}
+    if isinstance(registry, pd.DataFrame):
+        registry = SurrogateRegistry.from_frame(registry, schema.key)
+    surrogates = registry.own if registry is not None else None
+    all_surrogates: Container[str] = registry if registry is not None else frozenset()
     dates = schema.names(ColumnKind.DATETIME)
     numbers = [n for n in schema.names(ColumnKind.NUMERICAL) if n in records.columns]
     scan_columns = [
@@ -274,7 +274,7 @@ def _classify(
     value: str,
     found: list[Detection],
     own: set[str],
-    all_surrogates: set[str],
+    all_surrogates: Container[str],
     include_examples: bool,
 ) -> None:
     per_entity = report.columns.setdefault(column, {})

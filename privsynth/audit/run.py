@@ -31,6 +31,7 @@ from privsynth.audit.memorization import RowEncoder, distance_audit
 from privsynth.audit.pii import audit_pii, build_replay
 from privsynth.audit.preflight import preflight
 from privsynth.audit.reading import AuditedReal, AuditedSynthetic, pick_rows
+from privsynth.audit.registry import SurrogateRegistry
 from privsynth.audit.text import text_stats, verbatim_spans
 from privsynth.audit.utility import (
     choose_target,
@@ -158,7 +159,7 @@ def run_audit(
     *,
     config: AuditConfig | None = None,
     collaborators: Collaborators | None = None,
-    registry: pd.DataFrame | None = None,
+    registry: pd.DataFrame | SurrogateRegistry | None = None,
     claimed: dict[str, Any] | None = None,
     canaries: dict[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
@@ -222,7 +223,7 @@ def audit_read(
     *,
     config: AuditConfig | None = None,
     collaborators: Collaborators | None = None,
-    registry: pd.DataFrame | None = None,
+    registry: pd.DataFrame | SurrogateRegistry | None = None,
     claimed: dict[str, Any] | None = None,
     canaries: dict[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
