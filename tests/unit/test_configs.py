@@ -34,3 +34,10 @@ def test_an_optim_section_given_in_part_keeps_the_generators_other_defaults(tmp_
     # the small-cohort rule still fills what the config left at the default
     small = config.tabular.for_units(1_600).optim
     assert (small.lr, small.epochs, small.max_sample_rate) == (0.005, 80.0, 1.0)
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "demo-backbone.yaml"])
+def test_every_shipped_demo_pipeline_config_parses(name: str) -> None:
+    from privsynth.pipeline import load_pipeline
+
+    assert load_pipeline(CONFIGS / name).demo is not None
