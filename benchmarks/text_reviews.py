@@ -215,6 +215,13 @@ def main() -> None:
         help="Sample the same fit at each of these text.candidates (best-of-k; default: the config's).",
     )
     parser.add_argument(
+        "--temperature",
+        type=float,
+        nargs="+",
+        default=None,
+        help="Sample the same fit at each of these text.temperature values (default: the config's).",
+    )
+    parser.add_argument(
         "--model",
         type=Path,
         default=None,
@@ -314,19 +321,26 @@ def main() -> None:
         count = args.synthetic or len(train)
         # sampling is post-processing: every guidance weight and candidate count samples the same fitted model
         settings = [
-            (g, k)
+            (g, k, t)
             for g in args.guidance or [generator.config.guidance]
             for k in args.candidates or [generator.config.candidates]
+            for t in args.temperature or [generator.config.temperature]
         ]
-        for guidance, candidates in settings:
+        for guidance, candidates, temperature in settings:
             # validated (a byte-level model refuses both, guidance without condition dropout too)
             generator.config = TextConfig.model_validate(
-                {**generator.config.model_dump(), "guidance": guidance, "candidates": candidates}
+                {
+                    **generator.config.model_dump(),
+                    "guidance": guidance,
+                    "candidates": candidates,
+                    "temperature": temperature,
+                }
             )
             name = ", ".join(
                 [variant]
                 + ([f"guidance {guidance:g}"] if args.guidance else [])
                 + ([f"best of {candidates}"] if args.candidates else [])
+                + ([f"temperature {temperature:g}"] if args.temperature else [])
             )
             print(f"sampling {count} reviews ({name})...", flush=True)
             start = time.perf_counter()
