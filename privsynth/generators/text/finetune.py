@@ -27,6 +27,7 @@ from privsynth.generators.text.llm import (
     PROMPT_FORMATS,
     TARGETS,
     TopStack,
+    bfloat16_supported,
     generate,
     lower_states,
     prompt_ids,
@@ -168,11 +169,13 @@ def fit_backbone(
     note = f"DP-SGD LoRA fine-tuning of {located.name} on text column '{column}'"
     resuming = spend_once(ledger, Stage.TEXT, mechanism, note=note, checkpoint=checkpoint, streams=streams)
     cache_progress = context.report(f"backbone states for '{column}' (frozen layers, once)")
+    precision = config.frozen_precision
     states = lower_states(
         model,
         sequences,
         keep_top=config.adapter_layers,
         progress=None if cache_progress is None else lambda done, total: cache_progress(done, total, float("nan")),
+        bfloat16=precision == "bfloat16" or (precision == "auto" and bfloat16_supported(device)),
     )
     stack = _stack(model, config, placeholder_rows, streams.torch("text", column, "adapter-init"))
     head = model.lm_head.weight[:train_vocab].detach()

@@ -260,13 +260,17 @@ def lower_states(
     keep_top: int,
     batch: int = 16,
     progress: Callable[[int, int], None] | None = None,
+    bfloat16: bool = False,
 ) -> list[torch.Tensor]:
     """The output of the backbone's lower layers (all but the top ``keep_top``) per sequence, bfloat16 ``[T, D]``.
 
     Private: derived from the training texts. Kept in memory for the fit only (host memory, whatever device the
-    backbone runs on).
+    backbone runs on). ``bfloat16`` runs the layers' matrix products in bfloat16 (torch autocast; norms and
+    softmax stay float32): on SmolLM2 the outputs differ from float32's by about 1 % (relative norm), three times
+    bfloat16's own rounding of the kept outputs.
     """
     device = next(model.parameters()).device
+    precision = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bfloat16)
     base = model.model
     order = np.argsort([len(s) for s in sequences], kind="stable")
     out: list[torch.Tensor | None] = [None] * len(sequences)
@@ -281,9 +285,8 @@ def lower_states(
             ids = torch.zeros(len(rows), width, dtype=torch.long)
             for j, i in enumerate(rows):
                 ids[j, : len(sequences[i])] = torch.as_tensor(list(sequences[i]))
-            states = base(
-                input_ids=ids.to(device), use_cache=False
-            ).last_hidden_state  # causal: right padding is harmless
+            with precision:
+                states = base(input_ids=ids.to(device), use_cache=False).last_hidden_state  # causal: right padding
             states = states.to("cpu", torch.bfloat16)
             for j, i in enumerate(rows):
                 out[i] = states[j, : len(sequences[i])].clone()
@@ -293,6 +296,16 @@ def lower_states(
     finally:
         base.config.num_hidden_layers, base.norm = saved_layers, saved_norm
     return [t for t in out if t is not None]
+
+
+def bfloat16_supported(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 matrix products natively (``frozen_precision: auto``)."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        available = torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call]
+        return bool(available and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
 
 
 # ----- the loss -------------------------------------------------------------------------------------------------
@@ -470,6 +483,7 @@ __all__ = [
     "TARGETS",
     "LoRALinear",
     "TopStack",
+    "bfloat16_supported",
     "generate",
     "lower_states",
     "prompt_ids",

@@ -20,6 +20,7 @@ from privsynth.config import FitConfig
 from privsynth.data.corpus import Corpus
 from privsynth.data.schema import schema_from_dict
 from privsynth.errors import ConfigError, IntegrityError
+from privsynth.generators.text.generator import TextConfig
 from privsynth.synthesizer import Synthesizer
 
 
@@ -155,7 +156,9 @@ def test_the_schemas_public_category_meanings_reach_the_prompt_and_stay_with_the
     columns = {**plain.schema.columns}
     columns["dx"] = columns["dx"].model_copy(update={"meanings": {"flu": "fever and aches"}})
     corpus = Corpus(records=plain.records, schema=plain.schema.model_copy(update={"columns": columns}), root=tmp_path)
-    synth = Synthesizer(_config(backbone)).fit(corpus, epsilon=8.0)
+    config = _config(backbone)  # and the frozen pass in bfloat16, through the fit
+    config = config.model_copy(update={"text": config.text.model_copy(update={"frozen_precision": "bfloat16"})})
+    synth = Synthesizer(config).fit(corpus, epsilon=8.0)
     generator = synth.texts_["note"]
     assert generator.meanings_ == {"dx": {"flu": "fever and aches"}}
     fields = render_fields(pd.DataFrame({"dx": ["flu", "cold"]}), generator.codecs_, generator.meanings_)
@@ -477,3 +480,21 @@ def test_token_loss_and_its_gradient_equal_the_full_softmax_in_every_backward_pa
     assert torch.autograd.gradcheck(lambda s: token_nll(s, head, s[..., :0], words, rows=4), (bare,))
     with pytest.raises(ValueError, match="frozen"):
         token_nll(start, head.clone().requires_grad_(), start @ placeholders.T, targets)
+
+
+def test_the_frozen_pass_in_bfloat16_stays_close_to_float32_and_keeps_bfloat16_outputs(backbone: Path) -> None:
+    import torch
+
+    from privsynth.generators.text.backbone import load, locate
+    from privsynth.generators.text.llm import bfloat16_supported, lower_states
+
+    model, tokenizer = load(locate(backbone))
+    sequences = [tokenizer("the class of the object " * k)["input_ids"] for k in (1, 3, 2)]
+    exact = lower_states(model, sequences, keep_top=1)
+    fast = lower_states(model, sequences, keep_top=1, bfloat16=True)
+    for a, b in zip(exact, fast, strict=True):
+        assert a.dtype == b.dtype == torch.bfloat16 and a.shape == b.shape
+        assert float((a.float() - b.float()).norm() / a.float().norm()) < 0.05
+    assert isinstance(bfloat16_supported(torch.device("cpu")), bool)
+    with pytest.raises(ValueError, match="frozen_precision"):
+        TextConfig(backbone="smollm2", frozen_precision="float16")  # type: ignore[arg-type]
