@@ -59,7 +59,8 @@ def test_a_small_cohort_under_heavy_noise_gets_bounds_near_its_data_and_a_findin
     corpus = _lab_corpus(300, np.random.default_rng(2))
     edges = magnitude_edges()
     widths = []
-    for _ in range(20):  # fresh OS noise every profile: a statistical property, not a replay
+    trials, outside = 100, 0
+    for _ in range(trials):  # fresh OS noise every profile: a statistical property, not a replay
         ledger = PrivacyLedger(epsilon=100.0, delta=1e-5)
         profile = dp_profile(
             corpus, ledger=ledger, noise_multiplier=25.0, noise=CountNoise(Streams.private()), units=300
@@ -67,14 +68,18 @@ def test_a_small_cohort_under_heavy_noise_gets_bounds_near_its_data_and_a_findin
         column = profile.columns["wbc"]
         low, high = column.bounds
         assert column.range_width is not None
+        assert low in edges and high in edges
         widths.append(column.range_width)
         if not column.range_detected:
             assert any("guess" in f.problem for f in degraded_columns(profile, corpus.schema))
             continue
-        # within one window of grid bins of the data (4..16 per white cell): never 1e-6, never 2.6e11
+        # within one window of grid bins of the data (4..16 per white cell): never 1e-6, never 2.6e11 ...
         step = 10 ** (column.range_width / 8)
-        assert 4.0 / step / 1.2 <= low and high <= 16.0 * step * 1.2, (low, high, column.range_width)
-        assert low in edges and high in edges
+        outside += not (4.0 / step / 1.2 <= low and high <= 16.0 * step * 1.2)
+    # ... except for a window of pure noise taken for data, which FALSE_RATE bounds per profile (measured: 6 in
+    # 2,400 profiles here). Asserting "never" failed CI about one run in twenty; 4 or more of 100 has probability
+    # about 1e-4 at the measured rate, and about 2 % if the whole FALSE_RATE were spent.
+    assert outside <= 3, outside
     assert max(widths) > 1  # the noise is heavy enough that single bins often fail: windows did the work
 
 
