@@ -404,7 +404,16 @@ def _run_stages(
         synth = Synthesizer.load(model_dir)
         # default size: the profile's DP estimate of the training records, never the exact count
         n = config.sample.n if config.sample.n is not None else max(synth.profile_.records, 1)
-        write_synthetic(synth, synthetic_dir, n=n, seed=config.sample.seed, force=True, engine=runner, model=model_dir)
+        write_synthetic(
+            synth,
+            synthetic_dir,
+            n=n,
+            seed=config.sample.seed,
+            force=True,
+            engine=runner,
+            model=model_dir,
+            progress=progress,
+        )
         _finish(root / "sample", records=n)
 
     audit_dir = root / "audit"

@@ -25,6 +25,7 @@ from privsynth.data.layout import MODEL_META, PROVENANCE, REGISTRY
 from privsynth.data.schema import SCHEMA_FILE, TABLE_FORMATS, Schema, dump_schema
 from privsynth.engine import Engine, LocalEngine
 from privsynth.errors import ConfigError
+from privsynth.generators.base import Progress
 from privsynth.synthesizer import Synthesizer
 from privsynth.text_sampling import apply as apply_text
 from privsynth.text_sampling import text_sampling
@@ -113,6 +114,7 @@ def write_synthetic(
     model: Path | None = None,
     shard_records: int = SHARD_RECORDS,
     text: Mapping[str, float] | None = None,
+    progress: Progress | None = None,
 ) -> Path:
     """Sample ``n`` records and write them as a corpus folder, atomically.
 
@@ -123,7 +125,8 @@ def write_synthetic(
     one per part); the records are the same for any engine and number of workers. Workers in other processes
     load the model from ``model`` (its folder, on storage they share with this machine). ``text`` changes how
     every text column is sampled (:data:`privsynth.text_sampling.SAMPLING_SETTINGS`, e.g. ``{"candidates": 4}``)
-    for this sample only; the provenance records the settings used.
+    for this sample only; the provenance records the settings used. ``progress`` receives ``(stage, done,
+    total)``: the text and image generators' records, or with shards on the local engine, the records written.
     """
     with text_sampling(synth, text) as drawn_with:
         return _write(
@@ -139,6 +142,7 @@ def write_synthetic(
             model=model,
             shard_records=shard_records,
             text=drawn_with,
+            progress=progress,
         )
 
 
@@ -156,6 +160,7 @@ def _write(
     model: Path | None,
     shard_records: int,
     text: dict[str, dict[str, Any]],
+    progress: Progress | None,
 ) -> Path:
     if f".{table_format}" not in TABLE_FORMATS:
         raise ConfigError(f"--format {table_format!r} is not one of parquet, csv, jsonl")
@@ -175,16 +180,17 @@ def _write(
             model=model,
             shard_records=shard_records,
             text=text,
+            progress=progress,
         )
     varied: dict[str, Any] | None = None
     if variation is not None:
         cells = plan_cells(variation, synth.profile_, n)
-        records, identities = synth.sample_cells(cells, conditions=conditions, seed=seed)
+        records, identities = synth.sample_cells(cells, conditions=conditions, seed=seed, progress=progress)
         varied = {**variation.describe(), "cells": achieved(records, cells)}
     elif n is None:
         raise ConfigError("--n is required (the number of synthetic records)")
     else:
-        records, identities = synth.sample_with_identities(n, conditions=conditions, seed=seed)
+        records, identities = synth.sample_with_identities(n, conditions=conditions, seed=seed, progress=progress)
     n = len(records)
     schema = synth.synthetic_schema.with_table(f"records.{table_format}")
     provenance = _provenance(synth, n=n, seed=seed, conditions=conditions, varied=varied, text=text)
@@ -212,6 +218,7 @@ def _write_sharded(
     model: Path | None,
     shard_records: int,
     text: dict[str, dict[str, Any]],
+    progress: Progress | None,
 ) -> Path:
     if table_format != "parquet":
         raise ConfigError(
@@ -233,7 +240,13 @@ def _write_sharded(
         # absolute paths: workers may run in another working directory (or on another machine, on shared storage)
         source: Synthesizer | Path = synth if local or model is None else model.resolve()
         writer = _ShardWriter(source, tmp.resolve(), schema, conditions, max(7, len(str(n))), text)
-        written = sum(engine.map(writer, shards))
+        if local and progress is not None:  # one shard after another in this process: records written so far
+            written = 0
+            for shard in shards:
+                written += writer(shard)
+                progress("sampling shards", written, n)
+        else:
+            written = sum(engine.map(writer, shards))
         if written != n:
             raise RuntimeError(f"the shards wrote {written} records where {n} were asked")
         (tmp / SCHEMA_FILE).write_text(dump_schema(schema, header=HEADER), encoding="utf-8")

@@ -13,6 +13,7 @@ A model folder holds only DP outputs and public metadata (safetensors weights, J
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -509,17 +510,20 @@ class Synthesizer:
         conditions: Mapping[str, Any] | None = None,
         seed: int = 0,
         images: Literal["bytes", "pil"] = "bytes",
+        progress: Progress | bool | None = None,
     ) -> pd.DataFrame:
         """``n`` synthetic records in the schema's canonical types, as a DataFrame.
 
         ``conditions`` fix columns (``{"diagnosis": "pneumonia"}``) or hold them in ranges
         (``privsynth.conditions.parse_conditions(["age>=65"])``). Images are PNG bytes, or PIL images with
         ``images="pil"`` (``None`` where a record has none). Post-processing: spends nothing; the same seed gives
-        the same records.
+        the same records. ``progress=True`` shows progress bars for the long parts (text and images drawn record by
+        record), as :meth:`fit` does; a callable ``(stage, done, total)`` receives them instead.
         """
         if images not in ("bytes", "pil"):
             raise ValueError(f"images must be 'bytes' or 'pil', not {images!r}")
-        records, _ = self.sample_with_identities(n, conditions=conditions, seed=seed)
+        report = _progress_bars() if progress is True else progress or None
+        records, _ = self.sample_with_identities(n, conditions=conditions, seed=seed, progress=report)
         if images == "pil":
             from privsynth.data.images import ImageLimits, decode_image
 
@@ -536,6 +540,7 @@ class Synthesizer:
         seed: int = 0,
         first_key: int = 0,
         key_digits: int | None = None,
+        progress: Progress | None = None,
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
         """``n`` synthetic records in the schema's canonical types, and their surrogate identities (internal).
 
@@ -543,7 +548,8 @@ class Synthesizer:
         gives the same records, and nothing is spent. Joint generators (the record's fields) run first, then keys
         and surrogate identities are drawn, then the generators conditioned on them (text, images...). Keys are
         numbered from ``first_key`` with ``key_digits`` digits (one shard of a larger sample:
-        :mod:`privsynth.sampling`).
+        :mod:`privsynth.sampling`). ``progress`` receives ``(stage, done, total)`` from the generators that draw
+        record by record (stages named "sampling ...").
         """
         self._check_fitted()
         if n < 1:
@@ -552,7 +558,7 @@ class Synthesizer:
         fixed, streams = self._conditions(equal), Streams.sampling(seed)
         self._conditions({r.column: None for r in ranges}, ranges=True)
         records = self._sample_joint(n, fixed, ranges, streams, seed)
-        return self._complete(records, streams, fixed, first_key=first_key, key_digits=key_digits)
+        return self._complete(records, streams, fixed, first_key=first_key, key_digits=key_digits, progress=progress)
 
     def check_conditions(self, conditions: Mapping[str, Any] | None) -> None:
         """Refuse ``--where`` conditions that no record can meet, as sampling would, without drawing anything.
@@ -566,7 +572,12 @@ class Synthesizer:
         self._check_ranges(ranges)
 
     def sample_cells(
-        self, cells: Sequence[Cell], *, conditions: Mapping[str, Any] | None = None, seed: int = 0
+        self,
+        cells: Sequence[Cell],
+        *,
+        conditions: Mapping[str, Any] | None = None,
+        seed: int = 0,
+        progress: Progress | None = None,
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Records drawn cell by cell (:mod:`privsynth.variation`: rebalancing, scenario grids), then shuffled.
 
@@ -589,7 +600,9 @@ class Synthesizer:
         streams = Streams.sampling(seed)
         joint = pd.concat(parts, ignore_index=True)
         order = streams.numpy("sample", "cells", "shuffle").permutation(len(joint))
-        return self._complete(joint.iloc[order].reset_index(drop=True), streams, self._conditions(equal))
+        return self._complete(
+            joint.iloc[order].reset_index(drop=True), streams, self._conditions(equal), progress=progress
+        )
 
     def _complete(
         self,
@@ -599,6 +612,7 @@ class Synthesizer:
         *,
         first_key: int = 0,
         key_digits: int | None = None,
+        progress: Progress | None = None,
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Keys, surrogate identities, then the generators conditioned on the record (text, images...)."""
         schema, n = self.synthetic_schema, len(records)
@@ -611,7 +625,7 @@ class Synthesizer:
         )
         records = fill_identifiers(records, schema, identities)
         others = surrogate_identities(n, seed=streams.integer("sample", "surrogates", "others"))  # a relative, a doctor
-        context = SampleContext(n, records, identities, others, streams, fixed)
+        context = SampleContext(n, records, identities, others, streams, fixed, progress)
         records = self._sample_instances([i for i in self.instances_ if not i.joint], context)
         identities = pd.concat([identities, others.add_prefix("other_")], axis=1)
         identities.insert(0, schema.key, records[schema.key].to_numpy())
@@ -671,9 +685,7 @@ class Synthesizer:
         records = context.records.copy()
         for instance in instances:
             if any(c in self.synthetic_schema.columns for c in instance.columns):
-                here = SampleContext(
-                    context.n, records, context.identities, context.others, context.streams, context.conditions
-                )
+                here = dataclasses.replace(context, records=records)
                 for column, values in self.generators_[instance.key].sample(here).items():
                     records[column] = values
         return records

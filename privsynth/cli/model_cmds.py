@@ -28,6 +28,7 @@ from privsynth.cli.output import (
     PlainProgress,
     collected_warnings,
     print_json,
+    progress_count,
     stderr_console,
     stdout_console,
     training_label,
@@ -373,7 +374,17 @@ def sample(
         if grid is not None
         else None
     )
-    with stderr_console().status("Sampling records..."):
+    err = stderr_console()
+    with err.status("Sampling records...") as status:
+        plain = None if err.is_terminal else PlainProgress("sample")  # logs and pipes: timestamped lines, ETA
+
+        def progress(stage: str, done: int, total: int) -> None:
+            status.update(
+                f"Sampling records: {stage.removeprefix('sampling ')}, {progress_count(stage, done, total)}..."
+            )
+            if plain is not None:
+                plain.step(stage, done, total)
+
         runner = make_engine(where_run)
         try:
             write_synthetic(
@@ -388,6 +399,7 @@ def sample(
                 engine=runner,
                 model=model,
                 text=text_settings,
+                progress=progress,
             )
         finally:
             runner.close()

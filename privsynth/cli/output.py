@@ -103,11 +103,24 @@ class PlainProgress:
         elapsed = now - start
         eta = elapsed / done * (total - done) if done else None
         self.line(
-            f"{training_label(stage)}, step {done}/{total}, {elapsed:.0f} s"
+            f"{training_label(stage)}, {progress_count(stage, done, total)}, {elapsed:.0f} s"
             + (f", about {eta:.0f} s left" if eta is not None and done < total else "")
         )
 
 
+#: Stages that train nothing under noise: public data (no noise), the frozen backbone's pass, sampling.
+NOT_DP_SGD = ("public ", "backbone states ", "sampling ")
+
+
 def training_label(stage: str) -> str:
-    """What a progress line calls a training stage: DP-SGD, unless it trains on public data (no noise)."""
-    return stage if stage.startswith("public ") else f"DP-SGD {stage}"
+    """What a progress line calls a stage: DP-SGD, unless it trains on public data or trains nothing.
+
+    >>> training_label("text 'note'"), training_label("sampling text 'note'")
+    ("DP-SGD text 'note'", "sampling text 'note'")
+    """
+    return stage if stage.startswith(NOT_DP_SGD) else f"DP-SGD {stage}"
+
+
+def progress_count(stage: str, done: int, total: int) -> str:
+    """``step 3/40`` for training, ``120/1,000 records`` for sampling stages."""
+    return f"{done:,}/{total:,} records" if stage.startswith("sampling ") else f"step {done}/{total}"

@@ -13,7 +13,15 @@ from rich.markup import escape
 from privsynth.audit.report import write_report
 from privsynth.audit.run import read_audit
 from privsynth.cli.options import AddressOpt, EngineOpt, ForceOpt, JsonOpt, WorkersOpt
-from privsynth.cli.output import ExitCode, PlainProgress, print_json, stderr_console, stdout_console, training_label
+from privsynth.cli.output import (
+    ExitCode,
+    PlainProgress,
+    print_json,
+    progress_count,
+    stderr_console,
+    stdout_console,
+    training_label,
+)
 from privsynth.data.atomic import check_writable
 from privsynth.engine import engine_settings
 from privsynth.errors import ConfigError, IntegrityError, OutputExistsError
@@ -274,7 +282,7 @@ def run(
                 plain.line(message)
 
         def progress(stage: str, done: int, total: int) -> None:
-            status.update(f"Running: {training_label(stage)}, step {done}/{total}...")
+            status.update(f"Running: {training_label(stage)}, {progress_count(stage, done, total)}...")
             if plain is not None:
                 plain.step(stage, done, total)
 

@@ -42,7 +42,8 @@ if TYPE_CHECKING:
     from privsynth.profile.model import Profile
 
 Progress = Callable[[str, int, int], None]
-"""``progress(label, step, steps)``: what a long stage reports (labels like "DP-SGD text 'note'")."""
+"""``progress(label, step, steps)``: what a long stage reports (labels like "text 'note'"; sampling stages start
+with "sampling ", and count records)."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,14 @@ class SampleContext:
     others: pd.DataFrame
     streams: Streams
     conditions: Mapping[str, Any] = field(default_factory=dict)
+    progress: Progress | None = None
+
+    def report(self, label: str) -> Callable[[int, int], None] | None:
+        """A ``(done, total)`` callback reporting records drawn under ``label`` (long sampling: text, images)."""
+        progress = self.progress
+        if progress is None:
+            return None
+        return lambda done, total: progress(label, done, total)
 
 
 class Generator(ABC):

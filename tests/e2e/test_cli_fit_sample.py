@@ -34,6 +34,8 @@ def test_fit_then_sample(cli, demo_dir: Path, tmp_path: Path) -> None:
     result = cli("sample", model, "--n", "50", "-o", synthetic, "--where", "sex=F", "--format", "csv")
     assert result.exit_code == 0, result.output
     assert cli("validate", synthetic).exit_code == 0
+    # the notes are drawn record by record: piped, sampling says how many so far, not "DP-SGD" (it trains nothing)
+    assert re.search(r"\d\d:\d\d:\d\d privsynth sample: sampling text 'note', 50/50 records, \d+ s", result.stderr)
     frame = pd.read_csv(synthetic / "records.csv")
     assert len(frame) == 50 and (frame["sex"] == "F").all()
     assert frame["scan"].dropna().str.startswith("images/scan/").all()  # PNG files, by relative path

@@ -100,3 +100,32 @@ def test_settings_for_a_model_without_text_columns_are_refused() -> None:
         pass
     with text_sampling(tabular_only, None) as used:  # type: ignore[arg-type]
         assert used == {}
+
+
+def test_sampling_reports_the_texts_drawn_and_draws_the_same_records_with_or_without_progress(
+    fitted: tuple[Synthesizer, Path], tmp_path: Path
+) -> None:
+    # the backbone writes a few notes a second on 2 cores: a sample of thousands must not sit silent for minutes
+    synth, _ = fitted
+    seen: list[tuple[str, int, int]] = []
+    out = write_synthetic(synth, tmp_path / "told", n=5, seed=3, progress=lambda *call: seen.append(call))
+    text = [call for call in seen if call[0] == "sampling text 'note'"]
+    assert text and text[-1] == ("sampling text 'note'", 5, 5)
+    assert [done for _, done, _ in text] == sorted(done for _, done, _ in text)
+    quiet = write_synthetic(synth, tmp_path / "quiet", n=5, seed=3)
+    assert read_corpus(out).records.equals(read_corpus(quiet).records)
+    bars = synth.sample(5, seed=3, progress=lambda *call: None)["note"].tolist()
+    assert bars == synth.sample(5, seed=3)["note"].tolist()
+
+
+def test_sharded_local_sampling_reports_the_records_written_after_each_shard(
+    fitted: tuple[Synthesizer, Path], tmp_path: Path
+) -> None:
+    synth, _ = fitted
+    seen: list[tuple[str, int, int]] = []
+    write_synthetic(synth, tmp_path / "parts", n=7, seed=1, shard_records=3, progress=lambda *call: seen.append(call))
+    assert [call for call in seen if call[0] == "sampling shards"] == [
+        ("sampling shards", 3, 7),
+        ("sampling shards", 6, 7),
+        ("sampling shards", 7, 7),
+    ]

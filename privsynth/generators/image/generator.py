@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, Literal
@@ -436,16 +437,19 @@ class ImageGenerator(Generator):
 
     # ----- sampling ---------------------------------------------------------------------------------------------
 
-    def sample_arrays(self, records: pd.DataFrame, *, streams: Streams) -> np.ndarray:
+    def sample_arrays(
+        self, records: pd.DataFrame, *, streams: Streams, progress: Callable[[int, int], None] | None = None
+    ) -> np.ndarray:
         """Images ``[n, channels, height, width]`` in [-1, 1] for the synthetic ``records`` (one per record).
 
-        ``streams`` are sampling streams (post-processing, reproducible per seed).
+        ``streams`` are sampling streams (post-processing, reproducible per seed). ``progress(done, total)`` is
+        told after each batch of a diffusion model's records (the other models draw all at once).
         """
         self._check_fitted("network_")
         labels = torch.as_tensor(class_index(records, self.conditions_))
         width, height = self.size_
         if isinstance(self.network_, Denoiser):
-            return self._sample_diffusion(labels, streams)
+            return self._sample_diffusion(labels, streams, progress=progress)
         if not isinstance(self.network_, MixtureOfFactorAnalysers):
             raise TypeError(f"unexpected image network {type(self.network_).__name__}")
         generator = streams.torch("sample", f"image:{self.column_}", "latents")
@@ -459,7 +463,13 @@ class ImageGenerator(Generator):
         scale = FEATURE_SCALE / math.sqrt(width * height)
         return decode(features / scale, self._channels, height, width, self._keep)
 
-    def _sample_diffusion(self, labels: torch.Tensor, streams: Streams, batch: int = 2000) -> np.ndarray:
+    def _sample_diffusion(
+        self,
+        labels: torch.Tensor,
+        streams: Streams,
+        batch: int = 2000,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
         settings = self.config.diffusion
         device = settings.resolved_device()
         if not isinstance(self.network_, Denoiser):
@@ -467,13 +477,13 @@ class ImageGenerator(Generator):
         network = self.network_.to(device)
         width, height = self.size_
         generator = streams.torch("sample", f"image:{self.column_}", "diffusion", device=device)
+        parts = []
         with self._precision():
-            parts = [
-                heun_sample(
-                    network, labels[i : i + batch].to(device), (self._channels, height, width), settings, generator
-                )
-                for i in range(0, len(labels), batch)
-            ]
+            for i in range(0, len(labels), batch):
+                shape = (self._channels, height, width)
+                parts.append(heun_sample(network, labels[i : i + batch].to(device), shape, settings, generator))
+                if progress is not None:
+                    progress(min(i + batch, len(labels)), len(labels))
         self.network_ = network.to("cpu")
         if not parts:
             return np.zeros((0, self._channels, height, width), dtype=np.float32)
@@ -481,7 +491,8 @@ class ImageGenerator(Generator):
 
     def sample(self, context: SampleContext) -> dict[str, Any]:
         """This column's images for the synthetic records so far (see :meth:`sample_pngs`)."""
-        return {self.column_: self.sample_pngs(context.records, streams=context.streams)}
+        progress = context.report(f"sampling image '{self.column_}'")
+        return {self.column_: self.sample_pngs(context.records, streams=context.streams, progress=progress)}
 
     def public_data(self) -> list[dict[str, object]]:
         """The public checkpoint this column's model started from, if any."""
@@ -489,9 +500,11 @@ class ImageGenerator(Generator):
             return []
         return [{"kind": "public checkpoint", "name": self.config.pretrained.name}]
 
-    def sample_pngs(self, records: pd.DataFrame, *, streams: Streams) -> list[bytes | None]:
+    def sample_pngs(
+        self, records: pd.DataFrame, *, streams: Streams, progress: Callable[[int, int], None] | None = None
+    ) -> list[bytes | None]:
         """PNG bytes per synthetic record (``None`` for the DP share of records without an image)."""
-        arrays = self.sample_arrays(records, streams=streams)
+        arrays = self.sample_arrays(records, streams=streams, progress=progress)
         missing = streams.numpy("sample", f"image:{self.column_}", "missing").random(len(records)) < self.missing_rate_
         return [None if gone else encode_png(to_image(a, self.mode_)) for a, gone in zip(arrays, missing, strict=True)]
 

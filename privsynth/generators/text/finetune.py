@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -234,11 +235,13 @@ def sample_backbone(
     identities: pd.DataFrame,
     others: pd.DataFrame,
     streams: Streams,
+    *,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[str]:
     """One text per synthetic record: prompt from its fields, tokens drawn with temperature and top-p.
 
     With ``text.candidates`` above 1, each record draws that many and keeps the one its fields explain best
-    (:mod:`.rerank`).
+    (:mod:`.rerank`). ``progress(done, total)`` is told after each batch of records.
     """
     config = generator.config
     tokenizer, base = generator.tokenizer_, generator.base_vocab_
@@ -302,6 +305,8 @@ def sample_backbone(
             text = _CONTROL.sub("", tokenizer.decode(kept, skip_special_tokens=False)).strip()
             i = start + offset
             texts.append(fill_placeholders(text, records.iloc[i], identities.iloc[i], others.iloc[i]))
+        if progress is not None:
+            progress(len(texts), len(prompts))
     return texts
 
 

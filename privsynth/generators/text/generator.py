@@ -365,7 +365,14 @@ class TextGenerator(Generator):
 
     def sample(self, context: SampleContext) -> dict[str, Any]:
         """This column's texts for the synthetic records so far (see :meth:`sample_texts`)."""
-        return {self.column_: self.sample_texts(context.records, context.identities, context.others, context.streams)}
+        texts = self.sample_texts(
+            context.records,
+            context.identities,
+            context.others,
+            context.streams,
+            progress=context.report(f"sampling text '{self.column_}'"),
+        )
+        return {self.column_: texts}
 
     def public_data(self) -> list[dict[str, object]]:
         """The public corpus, checkpoint or pretrained backbone this column's model learned without noise."""
@@ -380,16 +387,23 @@ class TextGenerator(Generator):
         return out
 
     def sample_texts(
-        self, records: pd.DataFrame, identities: pd.DataFrame, others: pd.DataFrame, streams: Streams
+        self,
+        records: pd.DataFrame,
+        identities: pd.DataFrame,
+        others: pd.DataFrame,
+        streams: Streams,
+        *,
+        progress: Callable[[int, int], None] | None = None,
     ) -> list[str]:
         """One text per synthetic record, conditioned on its tabular fields, placeholders filled from its identity.
 
-        ``streams`` are sampling streams (post-processing, reproducible per seed).
+        ``streams`` are sampling streams (post-processing, reproducible per seed); ``progress(done, total)`` is
+        told after each batch of records.
         """
         if getattr(self, "backbone_", None):
             from privsynth.generators.text.finetune import sample_backbone
 
-            return sample_backbone(self, records, identities, others, streams)
+            return sample_backbone(self, records, identities, others, streams, progress=progress)
         self._check_fitted("network_")
         prefix = torch.as_tensor(_prefix_tokens(records, self.codecs_, self.vocab_.size))
         generator = streams.torch("sample", f"text:{self.column_}", "tokens")
@@ -414,6 +428,8 @@ class TextGenerator(Generator):
                 i = start + offset
                 masked = self.vocab_.decode(ids)
                 texts.append(fill_placeholders(masked, records.iloc[i], identities.iloc[i], others.iloc[i]))
+            if progress is not None:
+                progress(len(texts), len(records))
         return texts
 
     # ----- persistence ------------------------------------------------------------------------------------------
