@@ -688,6 +688,10 @@ class Synthesizer:
                 here = dataclasses.replace(context, records=records)
                 for column, values in self.generators_[instance.key].sample(here).items():
                     records[column] = values
+        for name in self.synthetic_schema.names(ColumnKind.TEXT):
+            limit = self.synthetic_schema.columns[name].max_length
+            if limit is not None and name in records:
+                records[name] = [within_length(t, limit) for t in records[name]]
         return records
 
     def _conditions(self, conditions: Mapping[str, Any] | None, *, ranges: bool = False) -> dict[str, Any]:
@@ -829,6 +833,22 @@ def _without(instances: list[Instance], skipped: Mapping[str, str]) -> list[Inst
     """The instances without the ``skipped`` columns (an instance left with none is dropped: it spends nothing)."""
     kept = [Instance(i.name, tuple(c for c in i.columns if c not in skipped), i.joint) for i in instances]
     return [i for i in kept if i.columns]
+
+
+def within_length(text: Any, limit: int) -> Any:
+    """``text`` cut to the schema's public ``max_length``, at a space where one is near the end.
+
+    A sampled text can outrun the limit that its model's token budget keeps most texts under: filled placeholders
+    are longer than their tokens (a name for ``<PERSON>``), and a model can loop on them. The synthetic corpus must
+    validate against its own schema, so sampling cuts it here (post-processing of the sample; no real data).
+
+    >>> within_length("seen today for a cough", 16), within_length("abcdefghij", 4), within_length(None, 4)
+    ('seen today for a', 'abcd', None)
+    """
+    if not isinstance(text, str) or len(text) <= limit:
+        return text
+    cut = text[: limit + 1].rfind(" ")
+    return (text[:cut] if cut >= 0.8 * limit else text[:limit]).rstrip()
 
 
 def _write_private(path: Path, payload: object) -> None:

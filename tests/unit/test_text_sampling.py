@@ -129,3 +129,24 @@ def test_sharded_local_sampling_reports_the_records_written_after_each_shard(
         ("sampling shards", 6, 7),
         ("sampling shards", 7, 7),
     ]
+
+
+def test_sampled_texts_never_outrun_the_schemas_max_length_so_the_sample_validates(
+    fitted: tuple[Synthesizer, Path], tmp_path: Path
+) -> None:
+    # the demo's backbone run looped on placeholders ("Stanley FernandezStanley Fernandez...") and wrote a 1,183
+    # character note under max_length 1000: its own audit refused the synthetic corpus
+    synth, _ = fitted
+    before = synth.schema_
+    longest = int(synth.sample(8, seed=5)["note"].fillna("").str.len().max())
+    assert longest > 12
+    spec = before.columns["note"].model_copy(update={"max_length": 12})
+    synth.schema_ = before.model_copy(update={"columns": {**before.columns, "note": spec}})
+    try:
+        notes = synth.sample(8, seed=5)["note"].dropna()
+        out = write_synthetic(synth, tmp_path / "short", n=8, seed=5)
+    finally:
+        synth.schema_ = before
+    assert (notes.str.len() <= 12).all() and (notes.str.len() > 0).all()
+    written = read_corpus(out)  # validates against the sample's own schema: an oversized note is refused
+    assert written.schema.columns["note"].max_length == 12
