@@ -427,11 +427,12 @@ class NumericalCodec(ColumnCodec):
         low, high = self.bounds
         if not (math.isfinite(number) and low <= number <= high):
             raise ConfigError(
-                f"--where {self.name}={shown} lies outside the column's range [{self._show(low)}, "
-                f"{self._show(high)}] (declared in schema.yaml, or learned under DP); choose a value inside it"
+                f"--where {self.name}={shown} lies outside the column's range [{self.show(low)}, "
+                f"{self.show(high)}] (declared in schema.yaml, or learned under DP); choose a value inside it"
             )
 
-    def _show(self, number: float) -> str:
+    def show(self, number: float) -> str:
+        """A value of this column in words (a number; a date for dates)."""
         return f"{number:g}"
 
     def constant(self, value: Any, n: int) -> pd.Series:
@@ -543,7 +544,7 @@ class DatetimeCodec(NumericalCodec):
         return [int(self._tokens(days)[0]), int((np.floor(days[0]) + 3) % 7)]
 
     @override
-    def _show(self, number: float) -> str:
+    def show(self, number: float) -> str:
         return str(pd.Timestamp(round(number * _DAY_NS)).date())
 
     @override

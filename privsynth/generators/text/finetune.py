@@ -24,6 +24,8 @@ from privsynth.generators.record_loss import RecordLoss
 from privsynth.generators.tabular.codecs import ColumnCodec, codec_from_dict
 from privsynth.generators.text import backbone as backbones
 from privsynth.generators.text.llm import (
+    FIELDS_FORMAT,
+    FIELDS_FORMATS,
     NO_FIELDS,
     PROMPT_FORMATS,
     TARGETS,
@@ -134,7 +136,7 @@ def fit_backbone(
     train_vocab = min(config.train_vocab, base)
     stop = _stops(tokenizer)[0] if tokenizer.eos_token_id is None else tokenizer.eos_token_id
     meanings = schema_meanings(corpus.schema, codecs)  # public: the schema's words, not the records'
-    fields = render_fields(corpus.records, codecs, meanings)
+    fields = render_fields(corpus.records, codecs, meanings, fields_format=FIELDS_FORMAT)
     # Condition dropout: each record's prompt omits its fields with probability condition_dropout, so the model also
     # learns unconditioned text (guidance's reference at sampling). The draws come from a private stream, are
     # independent and identically distributed and independent of the data (removing a record shifts the later
@@ -224,6 +226,7 @@ def fit_backbone(
     generator.column_ = column
     generator.codecs_ = codecs
     generator.prompt_format_ = prompt_format
+    generator.fields_format_ = FIELDS_FORMAT
     generator.meanings_ = meanings
     generator.condition_dropout_ = config.condition_dropout
     generator.public_ = None
@@ -250,7 +253,7 @@ def sample_backbone(
     stops = _stops(tokenizer)
     placeholder_ids = set(range(base, base + len(generator.vocab_.placeholders)))
     banned = [i for i in tokenizer.all_special_ids if i not in stops and i not in placeholder_ids]
-    fields = render_fields(records, generator.codecs_, generator.meanings_)
+    fields = render_fields(records, generator.codecs_, generator.meanings_, fields_format=generator.fields_format_)
     prompt_format = generator.prompt_format_
     prompts = [prompt_ids(tokenizer, f, generator.column_, prompt_format=prompt_format) for f in fields]
     unconditional = None
@@ -271,6 +274,8 @@ def sample_backbone(
             k = 1
     rows = max(1, min(config.sample_batch, 64))
     batch = max(1, rows // k)
+    if progress is not None:
+        progress(0, len(prompts))  # the clock of the estimate starts with the first batch, not after it
     for start in range(0, len(prompts), batch):
         chunk = prompts[start : start + batch]
         produced = generate(
@@ -321,6 +326,7 @@ def save_backbone(generator: TextGenerator, folder: Any) -> None:
         "backbone": generator.backbone_,
         "base_vocab": generator.base_vocab_,
         "prompt_format": generator.prompt_format_,
+        "fields_format": generator.fields_format_,
         "meanings": generator.meanings_,
         "condition_dropout": generator.condition_dropout_,
     }
@@ -363,6 +369,13 @@ def load_backbone(generator: TextGenerator, meta: dict[str, Any], tensors: dict[
         raise IntegrityError(
             f"this model's prompt format {generator.prompt_format_} is unknown to this privsynth "
             f"(it knows {sorted(PROMPT_FORMATS)}): load it with the privsynth version that fitted it"
+        )
+    # models saved before fields format 2 were prompted with dates as day numbers: sample them as they learned
+    generator.fields_format_ = int(meta.get("fields_format", 1))
+    if generator.fields_format_ not in FIELDS_FORMATS:
+        raise IntegrityError(
+            f"this model's fields format {generator.fields_format_} is unknown to this privsynth "
+            f"(it knows {sorted(FIELDS_FORMATS)}): load it with the privsynth version that fitted it"
         )
     generator.condition_dropout_ = float(meta.get("condition_dropout", 0.0))
     generator.meanings_ = {column: dict(words) for column, words in meta.get("meanings", {}).items()}

@@ -168,6 +168,7 @@ class TextGenerator(Generator):
     base_vocab_: int
     located_: Any
     prompt_format_: int
+    fields_format_: int  # how the prompt writes fields (llm.FIELDS_FORMAT): dates as day numbers or as dates
     meanings_: dict[str, dict[str, str]]  # the schema's public category meanings in the prompts, per column
     condition_dropout_: float
 
@@ -411,6 +412,8 @@ class TextGenerator(Generator):
         batch = self.config.sample_batch
         banned = [PAD, BOS, *NEVER_IN_TEXT]
         lengths = torch.as_tensor(self.vocab_.byte_lengths)
+        if progress is not None:
+            progress(0, len(records))  # the clock of the estimate starts with the first batch, not after it
         for start in range(0, len(records), batch):
             rows = prefix[start : start + batch]
             begin = torch.cat([rows, torch.full((len(rows), 1), BOS)], dim=1)

@@ -31,7 +31,13 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.nn import functional as F  # noqa: N812
 
-from privsynth.generators.tabular.codecs import BooleanCodec, CategoricalCodec, ColumnCodec, NumericalCodec
+from privsynth.generators.tabular.codecs import (
+    BooleanCodec,
+    CategoricalCodec,
+    ColumnCodec,
+    DatetimeCodec,
+    NumericalCodec,
+)
 
 #: Projections of a Llama-style decoder layer that get adapters.
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -43,6 +49,11 @@ INSTRUCTION = "Write the {column} text. Its details: {fields}."
 PROMPT_FORMAT = 2
 PROMPT_FORMATS = (1, 2)
 SYSTEM = "Write the {column} text from its details."
+#: How a record's fields are written in the prompt. 1: a date's bin in days since 1970 ("19504 to 19577"), as
+#: models fitted before format 2 read it. 2: as ISO dates ("2023-05-26 to 2023-08-07"), which the backbone can read
+#: (the demo's notes, prompted with day numbers, copied them). A saved model records its format.
+FIELDS_FORMAT = 2
+FIELDS_FORMATS = (1, 2)
 #: The fields of an unconditioned prompt (condition dropout in training, the guidance's reference at sampling).
 NO_FIELDS = "none"
 
@@ -50,8 +61,8 @@ NO_FIELDS = "none"
 # ----- prompts --------------------------------------------------------------------------------------------------
 
 
-def _describe(codec: ColumnCodec, token: int, meanings: Mapping[str, str]) -> str:
-    """The words for one DP codec token (a category and its public meaning, a yes/no, a value range)."""
+def _describe(codec: ColumnCodec, token: int, meanings: Mapping[str, str], fields_format: int) -> str:
+    """The words for one DP codec token (a category and its public meaning, a yes/no, a value or date range)."""
     if isinstance(codec, CategoricalCodec):
         if token >= len(codec.labels):
             return "missing"
@@ -63,6 +74,8 @@ def _describe(codec: ColumnCodec, token: int, meanings: Mapping[str, str]) -> st
         if token >= codec.bins:
             return "missing"
         low, high = codec.bin_edges[token], codec.bin_edges[token + 1]
+        if isinstance(codec, DatetimeCodec) and fields_format >= 2:
+            return f"{codec.show(low)} to {codec.show(high)}"
         if codec.integer or max(abs(low), abs(high)) >= 100:
             return f"{low:.0f} to {high:.0f}"
         return f"{low:.3g} to {high:.3g}"
@@ -73,20 +86,25 @@ def render_fields(
     records: pd.DataFrame,
     codecs: Sequence[ColumnCodec],
     meanings: Mapping[str, Mapping[str, str]] | None = None,
+    *,
+    fields_format: int = FIELDS_FORMAT,
 ) -> list[str]:
     """Per record, its DP-modelled fields in words (``diagnosis: pneumonia; age: 41 to 50``).
 
     Each value goes through its codec first, so a prompt says only what the DP model can say (a value's bin, a
     released category or ``__other__``), for real records in training and synthetic ones at sampling alike.
     ``meanings`` (per column, per category: the schema's public ``meanings``) puts words the backbone can read
-    next to a category (``score: great (the reviewer loved it)``).
+    next to a category (``score: great (the reviewer loved it)``). ``fields_format`` is :data:`FIELDS_FORMAT` for
+    new fits; a saved model passes the format it was trained with.
     """
+    if fields_format not in FIELDS_FORMATS:
+        raise ValueError(f"unknown fields format {fields_format}")
     meanings = meanings or {}
     columns = [(codec, codec.encode(records[codec.name])[:, 0]) for codec in codecs if codec.name in records]
     out = []
     for i in range(len(records)):
         parts = [
-            f"{codec.name}: {_describe(codec, int(tokens[i]), meanings.get(codec.name, {}))}"
+            f"{codec.name}: {_describe(codec, int(tokens[i]), meanings.get(codec.name, {}), fields_format)}"
             for codec, tokens in columns
         ]
         out.append("; ".join(parts) if parts else "none")
@@ -477,6 +495,8 @@ def generate(
 
 
 __all__ = [
+    "FIELDS_FORMAT",
+    "FIELDS_FORMATS",
     "NO_FIELDS",
     "PROMPT_FORMAT",
     "PROMPT_FORMATS",

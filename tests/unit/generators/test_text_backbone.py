@@ -126,6 +126,7 @@ def test_fit_sample_save_load_with_a_backbone_keeps_only_adapters_and_records_th
     assert saved and all(re.fullmatch(r"(layers\.\d+\..*\.(down|up)|placeholders)\.weight", k) for k in saved)
     meta = json.loads((folder / "text-note" / "text.json").read_text())
     assert meta["backbone"]["sha256"] and meta["backbone"]["licence"]
+    assert meta["fields_format"] == 2  # dates in words; a model saved without it is sampled with day numbers
     again = Synthesizer.load(folder).sample(10, seed=3)
     assert again["note"].tolist() == texts  # sampling is post-processing, reproducible per seed
 
@@ -143,6 +144,29 @@ def test_the_prompt_carries_only_what_the_dp_codecs_can_say(backbone: Path, tmp_
     assert not any(value in line for line in fields for value in raw if len(value) > 3)
     assert all("dx: flu" in line or "dx: cold" in line or "dx: __other__" in line for line in fields)
     assert not any("Zabriskie" in line for line in fields)  # identifiers never reach the prompt
+
+
+def test_the_prompt_writes_a_dates_bin_as_dates_and_a_model_fitted_before_keeps_its_day_numbers() -> None:
+    # The demo's notes, prompted with "visit_date: 19504 to 19577", copied the day numbers into the text.
+    from privsynth.generators.tabular.codecs import DatetimeCodec
+    from privsynth.generators.text.llm import render_fields
+
+    edges = [19358.0, 19504.0, 19723.0]  # 2023-01-01, 2023-05-27, 2024-01-01 (days since 1970)
+    codec = DatetimeCodec(
+        "visit",
+        date_only=True,
+        bin_edges=edges,
+        fine_edges=edges,
+        fine_counts=[1.0, 1.0],
+        integer=False,
+        bounds=(edges[0], edges[-1]),
+        nullable=False,
+    )
+    visits = pd.DataFrame({"visit": pd.to_datetime(["2023-03-01", "2023-09-15"])})
+    assert render_fields(visits, [codec]) == ["visit: 2023-01-01 to 2023-05-27", "visit: 2023-05-27 to 2024-01-01"]
+    assert render_fields(visits, [codec], fields_format=1) == ["visit: 19358 to 19504", "visit: 19504 to 19723"]
+    with pytest.raises(ValueError, match="unknown fields format"):
+        render_fields(visits, [codec], fields_format=3)
 
 
 def test_the_schemas_public_category_meanings_reach_the_prompt_and_stay_with_the_model(
