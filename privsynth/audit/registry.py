@@ -29,12 +29,18 @@ BATCH_ROWS = 100_000
 
 
 def _value_hashes(values: Iterable[object]) -> np.ndarray:
-    normalised = pd.Series([normalise(str(v)) for v in values if not _missing(v)], dtype=object)
-    return pd.util.hash_pandas_object(normalised, index=False).to_numpy(dtype=np.uint64)
+    # as UTF-8 bytes, lone surrogates kept (a corpus read with surrogateescape can hold them): hashing str would
+    # encode strictly and stop the audit on such a span
+    normalised = [normalise(str(v)).encode("utf-8", "surrogatepass") for v in values if not _missing(v)]
+    return pd.util.hash_pandas_object(pd.Series(normalised, dtype=object), index=False).to_numpy(dtype=np.uint64)
 
 
 def _missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NaT
+    """None, NaN, NaT and pd.NA (a registry value that is absent, never hashed as the text "nan")."""
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # a list or array is a value, not a missing one
+        return False
 
 
 @dataclass(frozen=True)

@@ -122,5 +122,12 @@ def training_label(stage: str) -> str:
 
 
 def progress_count(stage: str, done: int, total: int) -> str:
-    """``step 3/40`` for training, ``120/1,000 records`` for sampling stages."""
-    return f"{done:,}/{total:,} records" if stage.startswith("sampling ") else f"step {done}/{total}"
+    """``step 3/40`` for training, ``120/1,000 records`` for sampling, ``45 %`` for the backbone's frozen pass.
+
+    The frozen pass reports percent: its count of training texts is exact, and private.
+    """
+    if stage.startswith("sampling "):
+        return f"{done:,}/{total:,} records"
+    if stage.startswith("backbone states "):
+        return f"{done} %"
+    return f"step {done}/{total}"

@@ -177,7 +177,10 @@ def fit_backbone(
         model,
         sequences,
         keep_top=config.adapter_layers,
-        progress=None if cache_progress is None else lambda done, total: cache_progress(done, total, float("nan")),
+        # in percent: the number of training texts is an exact private count, which a log line must not carry
+        progress=None
+        if cache_progress is None
+        else lambda done, total: cache_progress(100 * done // max(total, 1), 100, float("nan")),
         bfloat16=precision == "bfloat16" or (precision == "auto" and bfloat16_supported(device)),
     )
     stack = _stack(model, config, placeholder_rows, streams.torch("text", column, "adapter-init"))
