@@ -410,16 +410,19 @@ def test_guidance_is_refused_where_it_cannot_work(backbone: Path, tmp_path: Path
     synth = Synthesizer(_config(backbone)).fit(_corpus(tmp_path), epsilon=8.0)
     synth.save(tmp_path / "model")
     meta = json.loads((tmp_path / "model" / "text-note" / "text.json").read_text())
-    del meta["condition_dropout"], meta["prompt_format"]
+    del meta["condition_dropout"], meta["prompt_format"], meta["fields_format"]
     generator = synth.texts_["note"]
     load_backbone(generator, meta, load_tensors(str(tmp_path / "model" / "text-note" / "text.safetensors")))
     assert generator.prompt_format_ == 1  # sampled with the prompt it was trained with
+    assert generator.fields_format_ == 1  # and its dates as day numbers, as it learned them
     generator.config = generator.config.model_copy(update={"guidance": 2.0, "condition_dropout": 0.1})
     with pytest.raises(ConfigError, match=r"fitted with text\.condition_dropout above 0"):
         synth.sample(4, seed=1)
     tensors = load_tensors(str(tmp_path / "model" / "text-note" / "text.safetensors"))
     with pytest.raises(IntegrityError, match="prompt format 9 is unknown"):
         load_backbone(generator, {**meta, "prompt_format": 9}, tensors)
+    with pytest.raises(IntegrityError, match="fields format 9 is unknown"):
+        load_backbone(generator, {**meta, "fields_format": 9}, tensors)
 
 
 REFUSES_SYSTEM = (
