@@ -243,6 +243,11 @@ def main() -> None:
         parser.error("--guidance and --candidates are for a backbone; the 'pretrained' variant is the byte model's")
     if args.model is not None and len(args.variants) != 1:
         parser.error("--model samples one saved fit: name its variant alone (--variants scratch)")
+    if args.model is not None and not (args.model / "model.json").is_file():  # before minutes of anchors
+        if (args.model / args.variants[0] / "model.json").is_file():  # the --save-model folder: its variant's fit
+            args.model = args.model / args.variants[0]
+        else:
+            parser.error(f"--model {args.model}: no model.json there or in {args.variants[0]}/ (a --save-model folder)")
     train, test = load(args.data)
     if args.limit:
         train = train.head(args.limit)
