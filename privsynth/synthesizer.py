@@ -688,8 +688,9 @@ class Synthesizer:
                 here = dataclasses.replace(context, records=records)
                 for column, values in self.generators_[instance.key].sample(here).items():
                     records[column] = values
-        for name in self.synthetic_schema.names(ColumnKind.TEXT):
-            limit = self.synthetic_schema.columns[name].max_length
+        schema = self.synthetic_schema  # a copy made per access: once here
+        for name in schema.names(ColumnKind.TEXT):
+            limit = schema.columns[name].max_length
             if limit is not None and name in records:
                 records[name] = [within_length(t, limit) for t in records[name]]
         return records
