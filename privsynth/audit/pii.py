@@ -1,10 +1,11 @@
 """The PII audit of a synthetic corpus: detectors, replay scan, surrogate-aware classification, OCR.
 
-A detection is **generated** when its text is part of the synthetic record's own surrogate identity (or another
-synthetic record's: still fake), or a date of the record's own synthetic fields; anything else is
-**unexplained**. A replay hit (a real identifier value found verbatim) is unexplained unless the same value is
-also that record's surrogate (Faker may draw a name a real patient has). Counts leave this module; the spans
-themselves only appear in INTERNAL example lists.
+A detection is **generated** when its text is part of the synthetic record's own surrogate identity, or a date of
+the record's own synthetic fields; **other record** when it is a distinctive fake of another synthetic record
+(:data:`~privsynth.audit.registry.CROSS_RECORD_FIELDS`: a street address, a reserved URL; never a name or a date,
+which a real identifier equals by chance); anything else is **unexplained**. A replay hit (a real identifier value
+found verbatim) is unexplained unless the same value is also that record's surrogate (Faker may draw a name a real
+patient has). Counts leave this module; the spans themselves only appear in INTERNAL example lists.
 """
 
 from __future__ import annotations
@@ -38,10 +39,11 @@ _KIND_OF_ENTITY = {"PERSON": "person"}
 
 @dataclass
 class EntityCounts:
-    """Detections of one entity type in one column."""
+    """Detections of one entity type in one column (a replay hit is never ``other_record``)."""
 
     generated: int = 0
     unexplained: int = 0
+    other_record: int = 0  #: a distinctive fake of another synthetic record (still fake, but not this record's)
 
 
 @dataclass
@@ -281,7 +283,7 @@ def _classify(
     for d in found:
         span = normalise(value[d.start : d.end])
         counts = per_entity.setdefault(d.entity, EntityCounts())
-        explained = span in own or span in all_surrogates or any(span in o for o in own if len(span) >= 4)
+        explained = span in own or any(span in o for o in own if len(span) >= 4)
         if d.entity == "PERSON" and not explained:
             # "Mr. Smith" is explained when Smith is the record's surrogate surname; "Smith, Jane" when both
             # words are the record's own surrogate name
@@ -289,6 +291,8 @@ def _classify(
             explained = any(last == o.split(" ")[-1] for o in own if " " in o) or _own_name(span, own)
         if explained:
             counts.generated += 1
+        elif span in all_surrogates:  # only distinctive fakes: a name or date of another record explains nothing
+            counts.other_record += 1
         else:
             counts.unexplained += 1
             if include_examples and len(report.examples) < 50:

@@ -2,10 +2,11 @@
 
 A synthetic corpus written by privsynth keeps, owner-only, the fake identity it gave each record
 (``internal/surrogates.parquet``, a file or a folder of parts). The PII audit explains a detected name, e-mail or
-date by the record's own surrogate, or by a surrogate of any other record (a "registered fake"). The first needs
-only the audited records' rows; the second asks whether a span is among every value of the registry, which
-:func:`read_registry` answers from 64-bit hashes of the normalised values, read batch by batch: memory holds the
-audited records' rows and 8 bytes a registry value, not the registry.
+date by the record's own surrogate, and a few distinctive kinds (:data:`CROSS_RECORD_FIELDS`) also by a surrogate
+of any other record (an "other record" fake). The first needs only the audited records' rows; the second asks
+whether a span is among those values of the whole registry, which :func:`read_registry` answers from 64-bit hashes
+of the normalised values, read batch by batch: memory holds the audited records' rows and 8 bytes a registry
+value, not the registry.
 
 A hash collision would explain a span that is no surrogate. With ``n`` values its chance per span is about
 ``n / 2**64`` (3e-12 for ten million records of five identity fields each); an audit reports it nowhere.
@@ -26,6 +27,24 @@ from privsynth.data.layout import REGISTRY
 
 #: Registry records per batch.
 BATCH_ROWS = 100_000
+
+#: Identity fields (:data:`privsynth.pii.surrogates.IDENTITY_FIELDS`) whose fakes may explain a PII span found in
+#: *another* record's text. Only fakes a real identifier cannot equal by chance: reserved by construction (the
+#: ``example.org`` URL, TEST-NET-1 addresses, the ``XX00TEST`` IBAN, ``1FAKE`` VINs, ``ID-`` and 48 random bits) or
+#: drawn from more than 1e15 values (a street address: house number, street, city, state and ZIP).
+#:
+#: Could an attacker learn one person's record if a field were added here? Names, dates of birth, ZIP codes, SSNs
+#: (1e9 values), MRNs (1e8), phone numbers (6e9), e-mails and card, account and licence numbers are left out: ten
+#: million records hold twenty million fakes, which cover most common names and every date of a century, so a real
+#: patient's date of birth written by a model would pass as some other record's fake. No generator writes another
+#: record's identity (placeholders are filled from the record's own), so a span explained only by another record is
+#: a coincidence or a copy; measured on the demo with the backbone: 3 of 10,967 cells, all three dates.
+CROSS_RECORD_FIELDS = frozenset({"address", "url", "ip_address", "iban", "vin", "other"})
+
+
+def explains_other_records(field: str) -> bool:
+    """Whether a registry column's fakes may explain a span in another record (``other_x`` as ``x``)."""
+    return str(field).removeprefix("other_") in CROSS_RECORD_FIELDS
 
 
 def _value_hashes(values: Iterable[object]) -> np.ndarray:
@@ -48,10 +67,10 @@ class SurrogateRegistry:
     """The audited records' surrogate rows (indexed by key) and the hashes of every registry value."""
 
     own: pd.DataFrame
-    hashes: np.ndarray  #: sorted, unique ``uint64`` hashes of every normalised surrogate value
+    hashes: np.ndarray  #: sorted, unique ``uint64`` hashes of every normalised value of a cross-record field
 
     def __contains__(self, span: object) -> bool:
-        """Whether ``span`` (already normalised) is a value of some record's surrogate identity."""
+        """Whether ``span`` (already normalised) is a value of a :data:`CROSS_RECORD_FIELDS` field of some record."""
         if not isinstance(span, str):
             return False
         wanted = _value_hashes([span])[0]
@@ -64,7 +83,11 @@ class SurrogateRegistry:
         if key not in frame.columns:
             return None
         own = frame.set_index(key)
-        return cls(own=own, hashes=_sorted_unique([_value_hashes(own[c].tolist()) for c in own.columns]))
+        return cls(own=own, hashes=_cross_record_hashes(own))
+
+
+def _cross_record_hashes(frame: pd.DataFrame) -> np.ndarray:
+    return _sorted_unique([_value_hashes(frame[c].tolist()) for c in frame.columns if explains_other_records(c)])
 
 
 def _sorted_unique(parts: list[np.ndarray]) -> np.ndarray:
@@ -74,7 +97,7 @@ def _sorted_unique(parts: list[np.ndarray]) -> np.ndarray:
 def read_registry(
     synthetic: Path, key: str, keys: Iterable[object], batch_rows: int = BATCH_ROWS
 ) -> SurrogateRegistry | None:
-    """The registry of a synthetic corpus folder, batch by batch: the rows of ``keys`` and every value's hash.
+    """The registry of a synthetic corpus folder, batch by batch: the rows of ``keys`` and cross-record hashes.
 
     ``None`` where the corpus has no registry (another tool wrote it) or the registry has no ``key`` column.
     """
@@ -89,8 +112,7 @@ def read_registry(
     parts: list[np.ndarray] = []
     for batch in dataset.to_batches(batch_size=batch_rows):
         frame = batch.to_pandas()
-        values = frame.drop(columns=[key])
-        parts.append(_sorted_unique([_value_hashes(values[c].tolist()) for c in values.columns]))
+        parts.append(_cross_record_hashes(frame.drop(columns=[key])))
         rows.append(frame[frame[key].isin(wanted)])
         if len(parts) >= 64:  # keep the pieces few: merge as we go
             parts = [_sorted_unique(parts)]
@@ -98,4 +120,4 @@ def read_registry(
     return SurrogateRegistry(own=own.set_index(key), hashes=_sorted_unique(parts))
 
 
-__all__ = ["SurrogateRegistry", "read_registry"]
+__all__ = ["CROSS_RECORD_FIELDS", "SurrogateRegistry", "explains_other_records", "read_registry"]

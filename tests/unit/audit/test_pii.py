@@ -170,3 +170,33 @@ def test_the_records_own_surrogate_in_any_written_form_is_generated(scanner: Pii
     unexplained = {e["text"] for e in report.examples}
     assert unexplained == {"Lopez, Maria", "02/15/1932", "92"}
     assert report.unexplained == 3
+
+
+def test_another_records_date_or_name_explains_nothing_but_its_street_address_does(scanner: PiiScanner) -> None:
+    """Could a real patient's date of birth pass as a fake? Not because some other record's fake has that date.
+
+    With ten million records every date of a century is some record's surrogate birth date, and most common names
+    some record's surrogate name: only distinctive fakes (a street address, a reserved URL) explain a span found in
+    another record's text, and they are counted apart from the record's own.
+    """
+    schema = _person_schema()
+    real = Corpus(pd.DataFrame({"id": ["r1"], "name": ["Valerie Calderon"], "note": ["Seen."]}), schema, None)  # type: ignore[arg-type]
+    note = "DOB 02/15/1932. Lives at 5938 Juan Throughway, West Corey, NH 03301."
+    synthetic = Corpus(
+        pd.DataFrame({"id": ["s1", "s2"], "name": ["Maria Lopez", "Dan Price"], "note": ["Seen.", note]}),
+        schema,
+        None,  # type: ignore[arg-type]
+    )
+    registry = pd.DataFrame(
+        {
+            "id": ["s1", "s2"],
+            "person": ["Maria Lopez", "Dan Price"],
+            "date_of_birth": ["1932-02-15", "1974-06-01"],
+            "address": ["5938 Juan Throughway", "12 Oak Street"],
+        }
+    )
+    report = audit_pii(real, synthetic, scanner=scanner, registry=registry, ocr="off", include_examples=True)
+    note_counts = report.columns["note"]
+    assert note_counts["DATE_TIME"].unexplained == 1 and note_counts["DATE_TIME"].other_record == 0
+    assert note_counts["STREET_ADDRESS"].other_record == 1 and note_counts["STREET_ADDRESS"].unexplained == 0
+    assert {e["text"] for e in report.examples} >= {"02/15/1932"}
