@@ -15,7 +15,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,7 +25,7 @@ import pandas as pd
 from PIL import Image
 
 from privsynth.audit.registry import SurrogateRegistry
-from privsynth.audit.replay import ReplayScanner, normalise
+from privsynth.audit.replay import ReplayScanner, normalise, spaced
 from privsynth.data.corpus import Corpus
 from privsynth.data.schema import ColumnKind, Schema
 from privsynth.engine import Engine, LocalEngine
@@ -71,7 +71,7 @@ class PiiReport:
 
 
 def _record_values(row: pd.Series) -> set[str]:
-    return {normalise(str(v)) for v in row.to_numpy() if isinstance(v, str) and v}
+    return {v for v in row.to_numpy() if isinstance(v, str) and v}
 
 
 _TITLES = {"mr", "mrs", "ms", "miss", "mx", "dr", "prof"}
@@ -87,6 +87,25 @@ def _own_name(value: str, own: set[str]) -> bool:
     return words <= own_words
 
 
+def _words_of(value: str, texts: Iterable[str]) -> bool:
+    pattern = re.compile(rf"(?<![a-z0-9]){re.escape(value)}(?![a-z0-9])")
+    return any(pattern.search(t) for t in texts)
+
+
+def _within(value: str, own: set[str], as_written: str | None = None, own_written: Iterable[str] = ()) -> bool:
+    """``value`` (normalised) is one of the record's ``own`` values or whole words of one, never part of a word.
+
+    Could a real identifier pass as the record's own fake? A plain substring test let a real ZIP code pass as five
+    digits of the record's own card or account number, and a real surname as part of its fake city
+    ("Jackson" in "Jacksonville"); whole words cannot. Normalising glues digit groups together ("(421) 310-3262"
+    is "(4213103262"), so a span's digit groups as written (``as_written``, :func:`spaced`) are also looked for
+    whole among the record's values written the same way (``own_written``): "310-3262" is the end of its own phone.
+    """
+    if value in own or _words_of(value, own):
+        return True
+    return as_written is not None and bool(as_written) and _words_of(as_written, own_written)
+
+
 def _whole(value: object) -> bool:
     number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
     return number and math.isfinite(float(value)) and float(value).is_integer()  # type: ignore[arg-type]
@@ -97,7 +116,7 @@ def _date_forms(values: list[pd.Timestamp]) -> set[str]:
     for stamp in values:
         if pd.notna(stamp):
             out |= {stamp.strftime(f) for f in ("%Y-%m-%d", "%m/%d/%Y", "%d/%m/%Y", "%B %d, %Y", "%b %d, %Y")}
-    return {normalise(v) for v in out}
+    return out
 
 
 def scan_texts(scanner: PiiScanner, texts: list[str], engine: Engine | None = None) -> list[list[Detection]]:
@@ -235,24 +254,28 @@ def audit_pii(
     for row_index in range(len(records)):
         row = records.iloc[row_index]
         key = row[schema.key] if schema.key in records.columns else None
-        own = set()
+        written: set[str] = set()  # the record's own values as written, normalised below
         if surrogates is not None and key in surrogates.index:
-            own = _record_values(surrogates.loc[key])
+            written = _record_values(surrogates.loc[key])
             # the surrogate birth date as notes write it ("DOB 02/15/1971"), not only as the registry stores it
             stored = [v for v in surrogates.loc[key].to_numpy() if isinstance(v, str) and _ISO_DATE.fullmatch(v)]
-            own |= _date_forms([pd.Timestamp(v) for v in stored])
-        own |= _date_forms([row[d] for d in dates])
+            written |= _date_forms([pd.Timestamp(v) for v in stored])
+        written |= _date_forms([row[d] for d in dates])
         # the record's own synthetic whole numbers ("a 92-year-old" when its age field is 92: AGE_OVER_89)
-        own |= {str(int(row[n])) for n in numbers if _whole(row[n])}
+        written |= {str(int(row[n])) for n in numbers if _whole(row[n])}
+        own = {normalise(v) for v in written}
+        own_written = {spaced(v) for v in written}
         for column in scan_columns:
             value = row[column]
             if not isinstance(value, str) or not value:
                 continue
             report.scanned_cells += 1
-            _classify(report, column, value, found_in[row_index, column], own, all_surrogates, include_examples)
+            _classify(
+                report, column, value, found_in[row_index, column], (own, own_written), all_surrogates, include_examples
+            )
             for hit in replay.find(value):
                 counts = report.replay.setdefault(hit.kind, EntityCounts())
-                if hit.value in own or any(hit.value in o for o in own) or _own_name(hit.value, own):
+                if _within(hit.value, own) or _own_name(hit.value, own):
                     counts.generated += 1
                 else:
                     counts.unexplained += 1
@@ -275,15 +298,16 @@ def _classify(
     column: str,
     value: str,
     found: list[Detection],
-    own: set[str],
+    owned: tuple[set[str], set[str]],
     all_surrogates: Container[str],
     include_examples: bool,
 ) -> None:
+    own, own_written = owned  # the record's own values normalised, and with their digit groups as written
     per_entity = report.columns.setdefault(column, {})
     for d in found:
         span = normalise(value[d.start : d.end])
         counts = per_entity.setdefault(d.entity, EntityCounts())
-        explained = span in own or any(span in o for o in own if len(span) >= 4)
+        explained = span in own or (len(span) >= 4 and _within(span, own, spaced(value[d.start : d.end]), own_written))
         if d.entity == "PERSON" and not explained:
             # "Mr. Smith" is explained when Smith is the record's surrogate surname; "Smith, Jane" when both
             # words are the record's own surrogate name

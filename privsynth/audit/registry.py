@@ -9,7 +9,8 @@ of the normalised values, read batch by batch: memory holds the audited records'
 value, not the registry.
 
 A hash collision would explain a span that is no surrogate. With ``n`` values its chance per span is about
-``n / 2**64`` (3e-12 for ten million records of five identity fields each); an audit reports it nowhere.
+``n / 2**64`` (5e-12 for ten million records of ten hashed columns each: five cross-record fields and their
+``other_`` twins); an audit reports it nowhere.
 """
 
 from __future__ import annotations
@@ -30,16 +31,20 @@ BATCH_ROWS = 100_000
 
 #: Identity fields (:data:`privsynth.pii.surrogates.IDENTITY_FIELDS`) whose fakes may explain a PII span found in
 #: *another* record's text. Only fakes a real identifier cannot equal by chance: reserved by construction (the
-#: ``example.org`` URL, TEST-NET-1 addresses, the ``XX00TEST`` IBAN, ``1FAKE`` VINs, ``ID-`` and 48 random bits) or
-#: drawn from more than 1e15 values (a street address: house number, street, city, state and ZIP).
+#: ``example.org`` URL, the ``XX00TEST`` IBAN), 48 random bits (the ``ID-`` value, and the VIN
+#: after ``1FAKE``: about 4e-8 chances that a real one matches among ten million records) or drawn from more than
+#: 1e15 values (a street address: house number, street, city, state and ZIP, whole; the address detector finds the
+#: street part only, which then explains nothing in another record).
 #:
 #: Could an attacker learn one person's record if a field were added here? Names, dates of birth, ZIP codes, SSNs
 #: (1e9 values), MRNs (1e8), phone numbers (6e9), e-mails and card, account and licence numbers are left out: ten
 #: million records hold twenty million fakes, which cover most common names and every date of a century, so a real
-#: patient's date of birth written by a model would pass as some other record's fake. No generator writes another
-#: record's identity (placeholders are filled from the record's own), so a span explained only by another record is
-#: a coincidence or a copy; measured on the demo with the backbone: 3 of 10,967 cells, all three dates.
-CROSS_RECORD_FIELDS = frozenset({"address", "url", "ip_address", "iban", "vin", "other"})
+#: patient's date of birth written by a model would pass as some other record's fake. So are the TEST-NET-1 IP
+#: addresses: only 254 of them, and normalised (separators inside digit runs dropped) "192.0.2.4" is the date
+#: "1/9/2024". No generator writes another record's identity (placeholders are filled from the record's own), so a
+#: span explained only by another record is a coincidence or a copy; measured on the demo with the backbone: 3 of
+#: 10,967 cells, all three dates, one of them "1/9/2024" as another record's IP address.
+CROSS_RECORD_FIELDS = frozenset({"address", "url", "iban", "vin", "other"})
 
 
 def explains_other_records(field: str) -> bool:

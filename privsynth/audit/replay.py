@@ -28,6 +28,15 @@ def normalise(text: str) -> str:
     return _DIGIT_SEPARATORS.sub("", _SPACES.sub(" ", text.strip().lower()))
 
 
+def spaced(text: str) -> str:
+    """As :func:`normalise`, but a separator inside a digit run becomes one space: digit groups stay words.
+
+    >>> spaced("  Phone: (421) 310-3262 ")
+    'phone: (421 310 3262'
+    """
+    return _SPACES.sub(" ", _DIGIT_SEPARATORS.sub(" ", text.strip().lower()))
+
+
 def name_variants(full_name: str) -> set[str]:
     """A full name in the orders a note may use: 'First Last', 'Last, First', 'Last First'.
 

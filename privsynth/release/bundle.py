@@ -67,6 +67,8 @@ def audit_summary(audit: dict[str, Any]) -> dict[str, Any]:
     keep["memorization"] = _without_histograms(audit.get("memorization", {}))
     pii = dict(audit.get("pii", {}))
     pii.pop("examples", None)
+    # the number of distinct real identifier values and PII spans: nearly an exact count of real people
+    pii.pop("replay_needles", None)
     keep["pii"] = pii
     attacks = dict(audit.get("attacks", {}))
     if isinstance(attacks.get("membership_inference"), dict):

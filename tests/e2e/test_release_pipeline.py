@@ -426,6 +426,8 @@ def test_the_release_states_what_it_says_outside_epsilon_and_carries_no_real_cou
     bundle = finished_run / "release" / "bundle"
     summary = json.loads((bundle / "audit-summary.json").read_text())
     assert summary["inputs"] == {"synthetic": 150}  # train, holdout and audited counts of real records: left out
+    assert "replay_needles" not in summary["pii"]  # distinct real identifier values: nearly a count of real people
+    assert summary["pii"]["scanned_cells"] > 0  # counts of synthetic cells stay
     assert "members" not in summary["attacks"]["membership_inference"]
     datasheet = (bundle / "datasheet.md").read_text()
     assert "### What this release says outside the guarantee" in datasheet

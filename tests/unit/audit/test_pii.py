@@ -181,7 +181,8 @@ def test_another_records_date_or_name_explains_nothing_but_its_street_address_do
     """
     schema = _person_schema()
     real = Corpus(pd.DataFrame({"id": ["r1"], "name": ["Valerie Calderon"], "note": ["Seen."]}), schema, None)  # type: ignore[arg-type]
-    note = "DOB 02/15/1932. Lives at 5938 Juan Throughway, West Corey, NH 03301."
+    # record s1's own surrogate name and date of birth, written in record s2's note
+    note = "Maria Lopez, DOB 1932-02-15. Lives at 5938 Juan Throughway, West Corey, NH 03301."
     synthetic = Corpus(
         pd.DataFrame({"id": ["s1", "s2"], "name": ["Maria Lopez", "Dan Price"], "note": ["Seen.", note]}),
         schema,
@@ -198,5 +199,24 @@ def test_another_records_date_or_name_explains_nothing_but_its_street_address_do
     report = audit_pii(real, synthetic, scanner=scanner, registry=registry, ocr="off", include_examples=True)
     note_counts = report.columns["note"]
     assert note_counts["DATE_TIME"].unexplained == 1 and note_counts["DATE_TIME"].other_record == 0
+    assert note_counts["PERSON"].unexplained == 1 and note_counts["PERSON"].other_record == 0
     assert note_counts["STREET_ADDRESS"].other_record == 1 and note_counts["STREET_ADDRESS"].unexplained == 0
-    assert {e["text"] for e in report.examples} >= {"02/15/1932"}
+    assert {e["text"] for e in report.examples} >= {"1932-02-15", "Maria Lopez"}
+
+
+def test_a_span_is_the_records_own_only_as_whole_words_of_its_values() -> None:
+    """A real ZIP code inside the record's own card number, or a real surname inside its fake city, is not its own."""
+    from privsynth.audit.pii import _within
+    from privsynth.audit.replay import normalise, spaced
+
+    written = {"(421) 310-3262", "4000311337785086", "Jacksonville", "debra.manning38@hotmail.com", "Jane Chapman"}
+    own, own_written = {normalise(v) for v in written}, {spaced(v) for v in written}
+
+    def mine(span: str) -> bool:
+        return _within(normalise(span), own, spaced(span), own_written)
+
+    assert mine("310-3262") and mine("(421) 310-3262")  # its own phone, whole or its local number
+    assert mine("Chapman") and mine("jane chapman")
+    assert not mine("77850")  # five digits inside its own card number: a real ZIP code would pass as its own
+    assert not mine("Jackson")  # a real surname inside its fake city
+    assert not mine("debra.ma")  # part of its own e-mail
