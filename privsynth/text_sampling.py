@@ -1,8 +1,8 @@
 """Text settings chosen when sampling, not fitting (``privsynth sample --text SETTING=VALUE``).
 
-How a fitted text model is sampled (temperature, nucleus mass, best-of-k, guidance) reads only the model and the
-synthetic records: post-processing, free of budget, so it can change after the fit. A sample's provenance
-records the settings each text column was drawn with.
+How a fitted text model is sampled (temperature, nucleus mass, best-of-k, guidance, n-gram blocking) reads only the
+model and the synthetic records: post-processing, free of budget, so it can change after the fit. A sample's
+provenance records the settings each text column was drawn with.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from privsynth.synthesizer import Synthesizer
 
 #: The text settings a sample may change (every other one shapes the fitted model).
-SAMPLING_SETTINGS = ("temperature", "top_p", "candidates", "guidance")
+SAMPLING_SETTINGS = ("temperature", "top_p", "candidates", "guidance", "no_repeat_ngram")
 
 
 def parse_text_settings(items: Sequence[str]) -> dict[str, float]:

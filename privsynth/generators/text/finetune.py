@@ -294,6 +294,7 @@ def sample_backbone(
             generator=rng,
             unconditional=unconditional,
             guidance=config.guidance,
+            no_repeat_ngram=config.no_repeat_ngram,
         )
         if k > 1:
             drawn = [produced[i * k : (i + 1) * k] for i in range(len(chunk))]

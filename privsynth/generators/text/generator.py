@@ -100,6 +100,13 @@ class TextConfig(DPSGDSettings):
     lora_alpha: float = Field(default=16.0, gt=0, description="Backbone: LoRA scale numerator (alpha / rank).")
     max_tokens: int = Field(default=96, ge=8, le=2048, description="Backbone: longest text, in backbone tokens.")
     top_p: float = Field(default=0.95, gt=0, le=1, description="Backbone: nucleus sampling mass.")
+    no_repeat_ngram: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="Backbone: at sampling, never repeat a run of this many tokens within a text (0: off; 2 and "
+        "above), so a model that loops moves on (post-processing).",
+    )
     condition_dropout: float = Field(
         default=0.0,
         ge=0,
@@ -146,6 +153,12 @@ class TextConfig(DPSGDSettings):
             raise ValueError("text.guidance is for a pretrained backbone (text.backbone: smollm2 or a folder)")
         if self.backbone == "byte" and self.candidates != 1:
             raise ValueError("text.candidates is for a pretrained backbone (text.backbone: smollm2 or a folder)")
+        if self.backbone == "byte" and self.no_repeat_ngram:
+            raise ValueError("text.no_repeat_ngram is for a pretrained backbone (text.backbone: smollm2 or a folder)")
+        if self.no_repeat_ngram == 1:
+            raise ValueError(
+                "text.no_repeat_ngram 1 would forbid every token a second time: use 0 (off) or 2 and above"
+            )
         if self.guidance != 1.0 and self.condition_dropout == 0:
             raise ValueError("text.guidance above 1 needs text.condition_dropout above 0 (e.g. 0.1)")
         return self

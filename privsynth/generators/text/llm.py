@@ -433,8 +433,13 @@ def generate(
     generator: torch.Generator,
     unconditional: Sequence[int] | None = None,
     guidance: float = 1.0,
+    no_repeat_ngram: int = 0,
 ) -> list[list[int]]:
     """New token ids per prompt (left-padded batch, key-value cache); placeholder ids are ``vocab + j``.
+
+    With ``no_repeat_ngram`` ``k`` (2 or more; 0 is off), a token that would complete a ``k``-token run the text
+    already holds is never drawn (as ``no_repeat_ngram_size`` in Hugging Face's generation): a fine-tune that loops
+    ("-year-year-year...") must move on. Only the text's own tokens count, not its prompt's.
 
     With ``guidance`` above 1 and an ``unconditional`` prompt (classifier-free guidance, Ho & Salimans 2022; for
     language models Sanchez et al. 2023), every text is also run after the unconditional prompt, and each token is
@@ -465,6 +470,10 @@ def generate(
     stop_t = torch.as_tensor(list(stop), dtype=torch.long, device=device)
     head = model.lm_head.weight[:vocab]
     next_position = positions[:, -1] + 1
+    if no_repeat_ngram == 1:
+        raise ValueError("no_repeat_ngram 1 would forbid every token a second time: use 0 (off) or 2 and above")
+    # per text: each (k - 1)-token run it holds, and the tokens that followed it
+    followers: list[dict[tuple[int, ...], set[int]]] = [{} for _ in range(n)]
     for _ in range(max_new):
         logits = torch.cat([hidden @ head.T, stack.placeholder_logits(hidden)], dim=-1)
         if guided:
@@ -473,10 +482,21 @@ def generate(
         logits = logits / temperature
         if len(banned_t):
             logits[:, banned_t] = float("-inf")
+        live = np.flatnonzero(~done.cpu().numpy()).tolist()
+        if no_repeat_ngram:
+            for i in live:
+                text = produced[i]
+                if len(text) >= no_repeat_ngram - 1:
+                    repeats = followers[i].get(tuple(text[len(text) - no_repeat_ngram + 1 :]))
+                    if repeats:
+                        logits[i, list(repeats)] = float("-inf")
         token = _sample_top_p(logits, top_p, generator)
         chosen = token.tolist()
-        for i in np.flatnonzero(~done.cpu().numpy()).tolist():
+        for i in live:
             produced[i].append(int(chosen[i]))
+            if no_repeat_ngram and len(produced[i]) >= no_repeat_ngram:
+                gram = produced[i][-no_repeat_ngram:]
+                followers[i].setdefault(tuple(gram[:-1]), set()).add(gram[-1])
         done |= torch.isin(token, stop_t)
         if bool(done.all()):
             break

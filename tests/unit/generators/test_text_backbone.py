@@ -285,7 +285,7 @@ def test_the_top_layers_attend_causally_whatever_the_attention_implementation(ba
         assert torch.allclose(stack(a)[0, :4], stack(b)[0, :4], atol=1e-6)
 
 
-def _generate(model, stack, prompts, *, unconditional=None, guidance=1.0, max_new=6, seed=0):  # type: ignore[no-untyped-def]
+def _generate(model, stack, prompts, *, unconditional=None, guidance=1.0, max_new=6, seed=0, temperature=1.0, **kw):  # type: ignore[no-untyped-def]
     import torch
 
     from privsynth.generators.text.llm import generate
@@ -298,12 +298,39 @@ def _generate(model, stack, prompts, *, unconditional=None, guidance=1.0, max_ne
         max_new=max_new,
         stop=[],
         banned=[],
-        temperature=1.0,
+        temperature=temperature,
         top_p=1.0,
         generator=torch.Generator().manual_seed(seed),
         unconditional=unconditional,
         guidance=guidance,
+        **kw,
     )
+
+
+def _repeated_ngrams(ids: list[int], k: int) -> int:
+    grams = [tuple(ids[i : i + k]) for i in range(len(ids) - k + 1)]
+    return len(grams) - len(set(grams))
+
+
+def test_no_repeat_ngram_never_draws_a_run_the_text_already_holds(backbone: Path) -> None:
+    """A fine-tune that loops ("-year-year-year") is made to move on; with 0 the draws are unchanged."""
+    from privsynth.generators.text.llm import prompt_ids
+
+    model, tokenizer, stack = _model_and_stack(backbone)
+    prompts = [prompt_ids(tokenizer, "dx: flu", "note"), prompt_ids(tokenizer, "dx: cold; wbc: 3 to 4", "note")]
+    # near-greedy draws of a random model loop: the positive control
+    looping = _generate(model, stack, prompts, max_new=40, temperature=0.05)
+    assert any(_repeated_ngrams(ids, 3) for ids in looping)
+    assert _generate(model, stack, prompts, max_new=40, temperature=0.05, no_repeat_ngram=0) == looping
+    for k in (2, 3):
+        guarded = _generate(model, stack, prompts, max_new=40, temperature=0.05, no_repeat_ngram=k)
+        assert all(len(ids) == 40 and _repeated_ngrams(ids, k) == 0 for ids in guarded)
+        # the guard only acts once a run would repeat: the texts agree up to their first repeated run
+        for before, after in zip(looping, guarded, strict=True):
+            first = next((i for i in range(k, len(before) + 1) if _repeated_ngrams(before[:i], k)), len(before) + 1)
+            assert after[: first - 1] == before[: first - 1]
+    with pytest.raises(ValueError, match="no_repeat_ngram 1"):
+        _generate(model, stack, prompts, no_repeat_ngram=1)
 
 
 def _model_and_stack(backbone: Path):  # type: ignore[no-untyped-def]
