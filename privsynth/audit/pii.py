@@ -309,10 +309,9 @@ def _classify(
         counts = per_entity.setdefault(d.entity, EntityCounts())
         explained = span in own or (len(span) >= 4 and _within(span, own, spaced(value[d.start : d.end]), own_written))
         if d.entity == "PERSON" and not explained:
-            # "Mr. Smith" is explained when Smith is the record's surrogate surname; "Smith, Jane" when both
-            # words are the record's own surrogate name
-            last = span.split(" ")[-1]
-            explained = any(last == o.split(" ")[-1] for o in own if " " in o) or _own_name(span, own)
+            # "Mr. Smith" is explained when Smith is the record's surrogate surname, "Smith, Jane" when both words
+            # are its own; "Valerie Smith" is not (a real first name before the fake surname: it used to pass)
+            explained = _own_name(span, own)
         if explained:
             counts.generated += 1
         elif span in all_surrogates:  # only distinctive fakes: a name or date of another record explains nothing

@@ -204,6 +204,20 @@ def test_another_records_date_or_name_explains_nothing_but_its_street_address_do
     assert {e["text"] for e in report.examples} >= {"1932-02-15", "Maria Lopez"}
 
 
+def test_a_real_first_name_before_the_records_own_surrogate_surname_is_unexplained(scanner: PiiScanner) -> None:
+    schema = _person_schema()
+    real = Corpus(pd.DataFrame({"id": ["r1"], "name": ["Valerie Calderon"], "note": ["Seen."]}), schema, None)  # type: ignore[arg-type]
+    synthetic = Corpus(
+        pd.DataFrame({"id": ["s1"], "name": ["Maria Lopez"], "note": ["Ms. Lopez seen with Valerie Lopez."]}),
+        schema,
+        None,  # type: ignore[arg-type]
+    )
+    registry = pd.DataFrame({"id": ["s1"], "person": ["Maria Lopez"], "last_name": ["Lopez"]})
+    report = audit_pii(real, synthetic, scanner=scanner, registry=registry, ocr="off", include_examples=True)
+    assert report.columns["note"]["PERSON"].generated >= 1  # Ms. Lopez: the record's own surname
+    assert "Valerie Lopez" in {e["text"] for e in report.examples}
+
+
 def test_a_span_is_the_records_own_only_as_whole_words_of_its_values() -> None:
     """A real ZIP code inside the record's own card number, or a real surname inside its fake city, is not its own."""
     from privsynth.audit.pii import _within
