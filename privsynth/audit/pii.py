@@ -74,16 +74,43 @@ def _record_values(row: pd.Series) -> set[str]:
     return {v for v in row.to_numpy() if isinstance(v, str) and v}
 
 
+#: Surrogate identity fields that hold names (``other_`` twins too): the only words a name span may be made of.
+_NAME_FIELDS = {"first_name", "last_name", "person"}
+
+
+def _name_values(row: pd.Series) -> set[str]:
+    return {
+        normalise(v) for k, v in row.items() if str(k).removeprefix("other_") in _NAME_FIELDS and isinstance(v, str)
+    }
+
+
+@dataclass(frozen=True)
+class _Own:
+    """What a synthetic record may write of its own: its surrogate identity, dates and whole numbers."""
+
+    values: set[str]  #: normalised (:func:`normalise`)
+    written: set[str]  #: with their digit groups as written (:func:`spaced`)
+    names: set[str] = field(default_factory=set)  #: its surrogate names, normalised
+
+    @classmethod
+    def of(cls, written: set[str], names: set[str]) -> _Own:
+        return cls({normalise(v) for v in written}, {spaced(v) for v in written}, names)
+
+
 _TITLES = {"mr", "mrs", "ms", "miss", "mx", "dr", "prof"}
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-def _own_name(value: str, own: set[str]) -> bool:
-    """A name span ("chapman, ms") whose name words all belong to the record's own surrogate name."""
+def _own_name(value: str, names: set[str]) -> bool:
+    """A name span ("chapman, ms") whose name words all belong to the record's own surrogate ``names``.
+
+    Only names: a real first name that happens to be a word of the record's fake street, city or e-mail ("5800
+    Oliver Loaf") is not its own.
+    """
     words = {w for w in re.split(r"[^a-z'-]+", value.lower()) if w and w not in _TITLES}
     if not words:
         return False
-    own_words = {w for o in own for w in re.split(r"[^a-z'-]+", o) if w}
+    own_words = {w for o in names for w in re.split(r"[^a-z'-]+", o) if w}
     return words <= own_words
 
 
@@ -255,27 +282,26 @@ def audit_pii(
         row = records.iloc[row_index]
         key = row[schema.key] if schema.key in records.columns else None
         written: set[str] = set()  # the record's own values as written, normalised below
+        names: set[str] = set()
         if surrogates is not None and key in surrogates.index:
             written = _record_values(surrogates.loc[key])
+            names = _name_values(surrogates.loc[key])
             # the surrogate birth date as notes write it ("DOB 02/15/1971"), not only as the registry stores it
             stored = [v for v in surrogates.loc[key].to_numpy() if isinstance(v, str) and _ISO_DATE.fullmatch(v)]
             written |= _date_forms([pd.Timestamp(v) for v in stored])
         written |= _date_forms([row[d] for d in dates])
         # the record's own synthetic whole numbers ("a 92-year-old" when its age field is 92: AGE_OVER_89)
         written |= {str(int(row[n])) for n in numbers if _whole(row[n])}
-        own = {normalise(v) for v in written}
-        own_written = {spaced(v) for v in written}
+        own = _Own.of(written, names)
         for column in scan_columns:
             value = row[column]
             if not isinstance(value, str) or not value:
                 continue
             report.scanned_cells += 1
-            _classify(
-                report, column, value, found_in[row_index, column], (own, own_written), all_surrogates, include_examples
-            )
+            _classify(report, column, value, found_in[row_index, column], own, all_surrogates, include_examples)
             for hit in replay.find(value):
                 counts = report.replay.setdefault(hit.kind, EntityCounts())
-                if _within(hit.value, own) or _own_name(hit.value, own):
+                if _within(hit.value, own.values) or _own_name(hit.value, own.names):
                     counts.generated += 1
                 else:
                     counts.unexplained += 1
@@ -298,20 +324,21 @@ def _classify(
     column: str,
     value: str,
     found: list[Detection],
-    owned: tuple[set[str], set[str]],
+    own: _Own,
     all_surrogates: Container[str],
     include_examples: bool,
 ) -> None:
-    own, own_written = owned  # the record's own values normalised, and with their digit groups as written
     per_entity = report.columns.setdefault(column, {})
     for d in found:
         span = normalise(value[d.start : d.end])
         counts = per_entity.setdefault(d.entity, EntityCounts())
-        explained = span in own or (len(span) >= 4 and _within(span, own, spaced(value[d.start : d.end]), own_written))
+        explained = span in own.values or (
+            len(span) >= 4 and _within(span, own.values, spaced(value[d.start : d.end]), own.written)
+        )
         if d.entity == "PERSON" and not explained:
             # "Mr. Smith" is explained when Smith is the record's surrogate surname, "Smith, Jane" when both words
             # are its own; "Valerie Smith" is not (a real first name before the fake surname: it used to pass)
-            explained = _own_name(span, own)
+            explained = _own_name(span, own.names)
         if explained:
             counts.generated += 1
         elif span in all_surrogates:  # only distinctive fakes: a name or date of another record explains nothing

@@ -218,6 +218,23 @@ def test_a_real_first_name_before_the_records_own_surrogate_surname_is_unexplain
     assert "Valerie Lopez" in {e["text"] for e in report.examples}
 
 
+def test_a_name_made_of_words_of_the_records_fake_street_is_not_its_own(scanner: PiiScanner) -> None:
+    """Only the record's surrogate names explain a name span, not the Faker surname its fake street is named after."""
+    schema = _person_schema()
+    real = Corpus(pd.DataFrame({"id": ["r1"], "name": ["Valerie Calderon"], "note": ["Seen."]}), schema, None)  # type: ignore[arg-type]
+    synthetic = Corpus(
+        pd.DataFrame({"id": ["s1"], "name": ["Maria Lopez"], "note": ["Mr. Oliver was seen. Ms. Lopez too."]}),
+        schema,
+        None,  # type: ignore[arg-type]
+    )
+    registry = pd.DataFrame(
+        {"id": ["s1"], "person": ["Maria Lopez"], "address": ["5800 Oliver Loaf, Mccartyview, NH 82990"]}
+    )
+    report = audit_pii(real, synthetic, scanner=scanner, registry=registry, ocr="off", include_examples=True)
+    assert {e["text"] for e in report.examples} == {"Mr. Oliver"}
+    assert report.columns["note"]["PERSON"].generated == 1  # Ms. Lopez
+
+
 def test_a_span_is_the_records_own_only_as_whole_words_of_its_values() -> None:
     """A real ZIP code inside the record's own card number, or a real surname inside its fake city, is not its own."""
     from privsynth.audit.pii import _within
