@@ -172,6 +172,16 @@ def test_the_records_own_surrogate_in_any_written_form_is_generated(scanner: Pii
     assert report.unexplained == 3
 
 
+def _audit_notes(scanner: PiiScanner, names: list[str], notes: list[str], registry: dict[str, list[str]]):  # type: ignore[no-untyped-def]
+    """The PII audit of synthetic records s1, s2... with these names and notes, against one real record."""
+    schema = _person_schema()
+    real = Corpus(pd.DataFrame({"id": ["r1"], "name": ["Valerie Calderon"], "note": ["Seen."]}), schema, None)  # type: ignore[arg-type]
+    keys = [f"s{i + 1}" for i in range(len(names))]
+    synthetic = Corpus(pd.DataFrame({"id": keys, "name": names, "note": notes}), schema, None)  # type: ignore[arg-type]
+    frame = pd.DataFrame({"id": keys, **registry})
+    return audit_pii(real, synthetic, scanner=scanner, registry=frame, ocr="off", include_examples=True)
+
+
 def test_another_records_date_or_name_explains_nothing_but_its_street_address_does(scanner: PiiScanner) -> None:
     """Could a real patient's date of birth pass as a fake? Not because some other record's fake has that date.
 
@@ -179,24 +189,14 @@ def test_another_records_date_or_name_explains_nothing_but_its_street_address_do
     some record's surrogate name: only distinctive fakes (a street address, a reserved URL) explain a span found in
     another record's text, and they are counted apart from the record's own.
     """
-    schema = _person_schema()
-    real = Corpus(pd.DataFrame({"id": ["r1"], "name": ["Valerie Calderon"], "note": ["Seen."]}), schema, None)  # type: ignore[arg-type]
     # record s1's own surrogate name and date of birth, written in record s2's note
     note = "Maria Lopez, DOB 1932-02-15. Lives at 5938 Juan Throughway, West Corey, NH 03301."
-    synthetic = Corpus(
-        pd.DataFrame({"id": ["s1", "s2"], "name": ["Maria Lopez", "Dan Price"], "note": ["Seen.", note]}),
-        schema,
-        None,  # type: ignore[arg-type]
-    )
-    registry = pd.DataFrame(
-        {
-            "id": ["s1", "s2"],
-            "person": ["Maria Lopez", "Dan Price"],
-            "date_of_birth": ["1932-02-15", "1974-06-01"],
-            "address": ["5938 Juan Throughway", "12 Oak Street"],
-        }
-    )
-    report = audit_pii(real, synthetic, scanner=scanner, registry=registry, ocr="off", include_examples=True)
+    registry = {
+        "person": ["Maria Lopez", "Dan Price"],
+        "date_of_birth": ["1932-02-15", "1974-06-01"],
+        "address": ["5938 Juan Throughway", "12 Oak Street"],
+    }
+    report = _audit_notes(scanner, ["Maria Lopez", "Dan Price"], ["Seen.", note], registry)
     note_counts = report.columns["note"]
     assert note_counts["DATE_TIME"].unexplained == 1 and note_counts["DATE_TIME"].other_record == 0
     assert note_counts["PERSON"].unexplained == 1 and note_counts["PERSON"].other_record == 0
@@ -205,32 +205,16 @@ def test_another_records_date_or_name_explains_nothing_but_its_street_address_do
 
 
 def test_a_real_first_name_before_the_records_own_surrogate_surname_is_unexplained(scanner: PiiScanner) -> None:
-    schema = _person_schema()
-    real = Corpus(pd.DataFrame({"id": ["r1"], "name": ["Valerie Calderon"], "note": ["Seen."]}), schema, None)  # type: ignore[arg-type]
-    synthetic = Corpus(
-        pd.DataFrame({"id": ["s1"], "name": ["Maria Lopez"], "note": ["Ms. Lopez seen with Valerie Lopez."]}),
-        schema,
-        None,  # type: ignore[arg-type]
-    )
-    registry = pd.DataFrame({"id": ["s1"], "person": ["Maria Lopez"], "last_name": ["Lopez"]})
-    report = audit_pii(real, synthetic, scanner=scanner, registry=registry, ocr="off", include_examples=True)
+    registry = {"person": ["Maria Lopez"], "last_name": ["Lopez"]}
+    report = _audit_notes(scanner, ["Maria Lopez"], ["Ms. Lopez seen with Valerie Lopez."], registry)
     assert report.columns["note"]["PERSON"].generated >= 1  # Ms. Lopez: the record's own surname
     assert "Valerie Lopez" in {e["text"] for e in report.examples}
 
 
 def test_a_name_made_of_words_of_the_records_fake_street_is_not_its_own(scanner: PiiScanner) -> None:
     """Only the record's surrogate names explain a name span, not the Faker surname its fake street is named after."""
-    schema = _person_schema()
-    real = Corpus(pd.DataFrame({"id": ["r1"], "name": ["Valerie Calderon"], "note": ["Seen."]}), schema, None)  # type: ignore[arg-type]
-    synthetic = Corpus(
-        pd.DataFrame({"id": ["s1"], "name": ["Maria Lopez"], "note": ["Mr. Oliver was seen. Ms. Lopez too."]}),
-        schema,
-        None,  # type: ignore[arg-type]
-    )
-    registry = pd.DataFrame(
-        {"id": ["s1"], "person": ["Maria Lopez"], "address": ["5800 Oliver Loaf, Mccartyview, NH 82990"]}
-    )
-    report = audit_pii(real, synthetic, scanner=scanner, registry=registry, ocr="off", include_examples=True)
+    registry = {"person": ["Maria Lopez"], "address": ["5800 Oliver Loaf, Mccartyview, NH 82990"]}
+    report = _audit_notes(scanner, ["Maria Lopez"], ["Mr. Oliver was seen. Ms. Lopez too."], registry)
     assert {e["text"] for e in report.examples} == {"Mr. Oliver"}
     assert report.columns["note"]["PERSON"].generated == 1  # Ms. Lopez
 
