@@ -90,7 +90,7 @@ class _Own:
 
     values: set[str]  #: normalised (:func:`normalise`)
     written: set[str]  #: with their digit groups as written (:func:`spaced`)
-    names: set[str] = field(default_factory=set)  #: its surrogate names, normalised
+    names: set[str]  #: its surrogate names, normalised
 
     @classmethod
     def of(cls, written: set[str], names: set[str]) -> _Own:

@@ -556,3 +556,15 @@ def test_the_frozen_pass_in_bfloat16_stays_close_to_float32_and_keeps_bfloat16_o
     assert isinstance(bfloat16_supported(torch.device("cpu")), bool)
     with pytest.raises(ValueError, match="frozen_precision"):
         TextConfig(backbone="smollm2", frozen_precision="float16")  # type: ignore[arg-type]
+
+
+def test_no_repeat_ngram_is_refused_for_the_byte_model_and_at_one() -> None:
+    from pydantic import ValidationError
+
+    from privsynth.generators.text.generator import TextConfig
+
+    with pytest.raises(ValidationError, match="no_repeat_ngram is for a pretrained backbone"):
+        TextConfig(no_repeat_ngram=4)
+    with pytest.raises(ValidationError, match="no_repeat_ngram 1 would forbid every token"):
+        TextConfig(backbone="smollm2", no_repeat_ngram=1)
+    assert TextConfig(backbone="smollm2", no_repeat_ngram=4).no_repeat_ngram == 4
