@@ -75,43 +75,60 @@ def _record_values(row: pd.Series) -> set[str]:
 
 
 #: Surrogate identity fields that hold names (``other_`` twins too): the only words a name span may be made of.
+#: They are also the replay's name kinds (:class:`~privsynth.data.schema.PiiType` values, "person" for detected names).
 _NAME_FIELDS = {"first_name", "last_name", "person"}
 
 
-def _name_values(row: pd.Series) -> set[str]:
-    return {
-        normalise(v) for k, v in row.items() if str(k).removeprefix("other_") in _NAME_FIELDS and isinstance(v, str)
-    }
+def _name_groups(row: pd.Series) -> tuple[frozenset[str], ...]:
+    """The words of each fake person of a record's identity: its own name, and its ``other_`` person's."""
+    groups: dict[str, set[str]] = {}
+    for k, v in row.items():
+        prefix = "other_" if str(k).startswith("other_") else ""
+        if str(k).removeprefix(prefix) in _NAME_FIELDS and isinstance(v, str):
+            groups.setdefault(prefix, set()).update(w for w in re.split(r"[^a-z'-]+", normalise(v)) if w)
+    return tuple(frozenset(words) for words in groups.values())
 
 
 @dataclass(frozen=True)
 class _Own:
     """What a synthetic record may write of its own: its surrogate identity, dates and whole numbers."""
 
+    raw: set[str]  #: as written
     values: set[str]  #: normalised (:func:`normalise`)
     written: set[str]  #: with their digit groups as written (:func:`spaced`)
-    names: set[str]  #: its surrogate names, normalised
+    names: tuple[frozenset[str], ...]  #: the words of each of its fake persons' names (:func:`_name_groups`)
 
     @classmethod
-    def of(cls, written: set[str], names: set[str]) -> _Own:
-        return cls({normalise(v) for v in written}, {spaced(v) for v in written}, names)
+    def of(cls, raw: set[str], names: tuple[frozenset[str], ...]) -> _Own:
+        return cls(raw, {normalise(v) for v in raw}, {spaced(v) for v in raw}, names)
+
+
+def _covered(text: str, start: int, end: int, values: Iterable[str]) -> bool:
+    """Whether ``text[start:end]`` lies inside an occurrence of one of ``values`` in ``text`` (case ignored).
+
+    A name detector reads "Oliver Loaf" in the record's own fake address "5800 Oliver Loaf, Mccartyview": those
+    words are its own there, written as part of that address, and nowhere else.
+    """
+    for value in values:
+        if len(value) > end - start:
+            for found in re.finditer(re.escape(value), text, flags=re.IGNORECASE):
+                if found.start() <= start and end <= found.end():
+                    return True
+    return False
 
 
 _TITLES = {"mr", "mrs", "ms", "miss", "mx", "dr", "prof"}
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-def _own_name(value: str, names: set[str]) -> bool:
-    """A name span ("chapman, ms") whose name words all belong to the record's own surrogate ``names``.
+def _own_name(value: str, names: tuple[frozenset[str], ...]) -> bool:
+    """A name span ("chapman, ms") whose name words all belong to one of the record's fake persons (``names``).
 
     Only names: a real first name that happens to be a word of the record's fake street, city or e-mail ("5800
-    Oliver Loaf") is not its own.
+    Oliver Loaf") is not its own, nor is the record's first name with its other person's surname.
     """
     words = {w for w in re.split(r"[^a-z'-]+", value.lower()) if w and w not in _TITLES}
-    if not words:
-        return False
-    own_words = {w for o in names for w in re.split(r"[^a-z'-]+", o) if w}
-    return words <= own_words
+    return bool(words) and any(words <= person for person in names)
 
 
 def _words_of(value: str, texts: Iterable[str]) -> bool:
@@ -282,10 +299,10 @@ def audit_pii(
         row = records.iloc[row_index]
         key = row[schema.key] if schema.key in records.columns else None
         written: set[str] = set()  # the record's own values as written, normalised below
-        names: set[str] = set()
+        names: tuple[frozenset[str], ...] = ()
         if surrogates is not None and key in surrogates.index:
             written = _record_values(surrogates.loc[key])
-            names = _name_values(surrogates.loc[key])
+            names = _name_groups(surrogates.loc[key])
             # the surrogate birth date as notes write it ("DOB 02/15/1971"), not only as the registry stores it
             stored = [v for v in surrogates.loc[key].to_numpy() if isinstance(v, str) and _ISO_DATE.fullmatch(v)]
             written |= _date_forms([pd.Timestamp(v) for v in stored])
@@ -301,7 +318,13 @@ def audit_pii(
             _classify(report, column, value, found_in[row_index, column], own, all_surrogates, include_examples)
             for hit in replay.find(value):
                 counts = report.replay.setdefault(hit.kind, EntityCounts())
-                if _within(hit.value, own.values) or _own_name(hit.value, own.names):
+                # a real name is the record's own only as one of its fake persons' names, never as words of its
+                # fake street or city ("Hill" in "5800 Oliver Hill")
+                if hit.kind not in _NAME_FIELDS:
+                    mine = _within(hit.value, own.values)
+                else:
+                    mine = _own_name(hit.value, own.names) or _covered(normalise(value), hit.start, hit.end, own.values)
+                if mine:
                     counts.generated += 1
                 else:
                     counts.unexplained += 1
@@ -332,13 +355,15 @@ def _classify(
     for d in found:
         span = normalise(value[d.start : d.end])
         counts = per_entity.setdefault(d.entity, EntityCounts())
-        explained = span in own.values or (
-            len(span) >= 4 and _within(span, own.values, spaced(value[d.start : d.end]), own.written)
-        )
-        if d.entity == "PERSON" and not explained:
+        if d.entity == "PERSON":
             # "Mr. Smith" is explained when Smith is the record's surrogate surname, "Smith, Jane" when both words
-            # are its own; "Valerie Smith" is not (a real first name before the fake surname: it used to pass)
-            explained = _own_name(span, own.names)
+            # are its own; "Valerie Smith" is not (a real first name before the fake surname), nor "Oliver Hill"
+            # when its fake street is "5800 Oliver Hill", unless written as part of that address
+            explained = _own_name(span, own.names) or _covered(value, d.start, d.end, own.raw)
+        else:
+            explained = span in own.values or (
+                len(span) >= 4 and _within(span, own.values, spaced(value[d.start : d.end]), own.written)
+            )
         if explained:
             counts.generated += 1
         elif span in all_surrogates:  # only distinctive fakes: a name or date of another record explains nothing

@@ -135,13 +135,30 @@ def test_surrogates_explain_generated_pii_and_real_values_do_not(scanner: PiiSca
 
 
 def test_a_real_name_span_made_only_of_the_records_own_surrogate_name_is_generated() -> None:
-    from privsynth.audit.pii import _own_name
+    from privsynth.audit.pii import _name_groups, _own_name
 
-    own = {"jane chapman", "chapman jane 1950-01-02", "jane.chapman@example.com"}
-    assert _own_name("chapman, ms", own)  # a title plus the surrogate's surname
-    assert _own_name("Jane Chapman", own)
-    assert not _own_name("valerie chapman", own)  # a real first name the surrogate does not carry
-    assert not _own_name("ms.", own)  # nothing but a title explains nothing
+    identity = pd.Series(
+        {
+            "first_name": "Jane",
+            "last_name": "Chapman",
+            "person": "Jane Chapman",
+            "email": "jane.oliver@example.com",
+            "address": "5800 Oliver Hill, Mccartyview, NH 82990",
+            "other_first_name": "Dan",
+            "other_last_name": "Price",
+            "other_person": "Dan Price",
+            "other_other": "ID-616e999439e2",
+        }
+    )
+    names = _name_groups(identity)
+    assert sorted(map(sorted, names)) == [["chapman", "jane"], ["dan", "price"]]
+    assert _own_name("chapman, ms", names)  # a title plus the surrogate's surname
+    assert _own_name("Jane Chapman", names) and _own_name("Dr. Jane Chapman", names)
+    assert _own_name("Mr. Price", names) and _own_name("Dan Price", names)  # its other person (a relative)
+    assert not _own_name("valerie chapman", names)  # a real first name the surrogate does not carry
+    assert not _own_name("Jane Price", names)  # two fake persons' words make nobody's name
+    assert not _own_name("Oliver Hill", names)  # words of its fake street and e-mail are no name of its own
+    assert not _own_name("ms.", names)  # nothing but a title explains nothing
 
 
 def test_the_records_own_surrogate_in_any_written_form_is_generated(scanner: PiiScanner) -> None:
@@ -212,11 +229,29 @@ def test_a_real_first_name_before_the_records_own_surrogate_surname_is_unexplain
 
 
 def test_a_name_made_of_words_of_the_records_fake_street_is_not_its_own(scanner: PiiScanner) -> None:
-    """Only the record's surrogate names explain a name span, not the Faker surname its fake street is named after."""
-    registry = {"person": ["Maria Lopez"], "address": ["5800 Oliver Loaf, Mccartyview, NH 82990"]}
-    report = _audit_notes(scanner, ["Maria Lopez"], ["Mr. Oliver was seen. Ms. Lopez too."], registry)
-    assert {e["text"] for e in report.examples} == {"Mr. Oliver"}
+    """Only the record's surrogate names explain a name span, not the words its fake street is named after.
+
+    Faker's streets are a surname and a suffix, and the suffixes include surnames (Hill, Park, Wells): a real
+    "Valerie Hill" must not pass as the record's own because its fake street is "12 Valerie Hill", neither as a
+    detected name nor as a replayed real one.
+    """
+    registry = {"person": ["Maria Lopez"], "address": ["12 Valerie Hill, Mccartyview, NH 82990"]}
+    note = "Mr. Valerie was seen. Ms. Lopez too. Accompanied by her daughter Valerie Hill."
+    schema = _person_schema()
+    real = Corpus(pd.DataFrame({"id": ["r1"], "name": ["Valerie Hill"], "note": ["Seen."]}), schema, None)  # type: ignore[arg-type]
+    synthetic = Corpus(pd.DataFrame({"id": ["s1"], "name": ["Maria Lopez"], "note": [note]}), schema, None)  # type: ignore[arg-type]
+    frame = pd.DataFrame({"id": ["s1"], **registry})
+    report = audit_pii(real, synthetic, scanner=scanner, registry=frame, ocr="off", include_examples=True)
+    detected = {e["text"] for e in report.examples if e["check"] == "detector"}
+    assert detected == {"Mr. Valerie", "Valerie Hill"}
     assert report.columns["note"]["PERSON"].generated == 1  # Ms. Lopez
+    assert report.replay["person"].unexplained == 1  # the real patient Valerie Hill, replayed
+    # written as part of its own address, those words are the record's own; the same words after it are not
+    note = "Lives at 12 Valerie Hill, Mccartyview, NH 82990 with her daughter Valerie Hill."
+    synthetic = Corpus(pd.DataFrame({"id": ["s1"], "name": ["Maria Lopez"], "note": [note]}), schema, None)  # type: ignore[arg-type]
+    report = audit_pii(real, synthetic, scanner=scanner, registry=frame, ocr="off", include_examples=True)
+    assert report.columns["note"]["PERSON"].generated == 1 and report.columns["note"]["PERSON"].unexplained == 1
+    assert report.replay["person"].generated == 1 and report.replay["person"].unexplained == 1
 
 
 def test_a_span_is_the_records_own_only_as_whole_words_of_its_values() -> None:
