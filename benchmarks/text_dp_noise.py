@@ -9,7 +9,18 @@ the median gradient norm of one note at the start. The held-out loss per text to
 ``--test`` notes. ``--fitted`` also scores the adapters of fitted models on the same notes (a fit's own training
 notes may be among them).
 
+With ``--sample N`` each row also writes one note for each of ``N`` further records (their prompts only, from
+their fields; adapters merged into the backbone, the fit's temperature and top-p) and scores how well the notes
+follow their records: a TF-IDF + logistic regression classifier of ``--label`` trained on the ``--notes`` real
+notes predicts it from each written note (``note_accuracy``), against the same classifier on the ``N`` records'
+real notes (``real_accuracy``); ``note_ratio`` is the first over the second, the measure of the demo's
+``benchmarks/demo_modalities.py`` (target 0.9), here with real records' fields as prompts.
+
+Variants to screen (each row one combination): ``--rank`` (LoRA rank), ``--targets`` (which projections get
+adapters, comma-separated), ``--optimizer sgd --momentum 0.9`` instead of Adam, ``--lr`` values.
+
     python benchmarks/text_dp_noise.py --run runs/demo-backbone --sigma 0 0.2 1.13
+    python benchmarks/text_dp_noise.py --sigma 1.13 --rank 1 8 --targets q_proj,v_proj --out /tmp/attn.json
 """
 
 from __future__ import annotations
@@ -22,17 +33,39 @@ from typing import Any
 import numpy as np
 import torch
 from _common import print_table, write_json
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
 
 from privsynth.data.corpus import read_corpus
 from privsynth.generators.text import backbone as backbones
-from privsynth.generators.text.finetune import _prepared, _stack
+from privsynth.generators.text.finetune import _CONTROL, _prepared, _stops
 from privsynth.generators.text.generator import TextGenerator
-from privsynth.generators.text.llm import lower_states, prompt_ids, record_losses, render_fields
+from privsynth.generators.text.llm import (
+    TARGETS,
+    TopStack,
+    generate,
+    lower_states,
+    prompt_ids,
+    record_losses,
+    render_fields,
+)
 from privsynth.generators.text.tokens import Vocabulary
 from privsynth.pii.engine import PiiScanner
 from privsynth.synthesizer import Synthesizer
 
 ROOT = Path(__file__).resolve().parents[1]
+COLUMNS = [
+    "adapters",
+    "optimizer",
+    "rank",
+    "weights",
+    "gradient_norm",
+    "lr",
+    "sigma",
+    "held_out_loss",
+    "note_ratio",
+    "seconds",
+]
 
 
 def main() -> None:
@@ -47,24 +80,42 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=240, help="Units of privacy per DP step the noise stands for.")
     parser.add_argument("--lr", type=float, nargs="+", default=[0.002])
     parser.add_argument("--sigma", type=float, nargs="+", default=[0.0, 0.2, 1.13])
+    parser.add_argument("--rank", type=int, nargs="+", default=None, help="LoRA ranks (default: the model's).")
+    parser.add_argument("--targets", default=",".join(TARGETS), help="Projections with adapters, comma-separated.")
+    parser.add_argument("--layers", type=int, default=None, help="Top layers with adapters (default: the model's).")
+    parser.add_argument(
+        "--frozen-placeholders",
+        action="store_true",
+        help="Keep the placeholders' output rows at their start (their input embeddings): fewer noisy weights.",
+    )
+    parser.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    parser.add_argument("--momentum", type=float, default=0.9, help="SGD's momentum (with --optimizer sgd).")
+    parser.add_argument("--sample", type=int, default=0, help="Notes to write per row and score (0: none).")
+    parser.add_argument("--label", default="diagnosis", help="Column the written notes are scored on.")
     parser.add_argument("--fitted", type=Path, nargs="*", default=[], help="Model folders whose adapters to score.")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    targets_used = tuple(t.strip() for t in args.targets.split(",") if t.strip())
+    unknown = sorted(set(targets_used) - set(TARGETS))
+    if unknown:
+        parser.error(f"--targets {unknown} are not among {list(TARGETS)}")
 
     fitted = Synthesizer.load(args.model or args.run / "fit" / "model").texts_[args.column]
     corpus = read_corpus(args.run / "corpus" / "data")
+    described = corpus.with_records(corpus.records.head(args.notes + args.test + args.sample))
     corpus = corpus.with_records(corpus.records.head(args.notes + args.test))
     masked = TextGenerator._masked_texts(corpus, args.column, PiiScanner())
-    fields = render_fields(corpus.records, fitted.codecs_, fitted.meanings_, fields_format=fitted.fields_format_)
+    fields = render_fields(described.records, fitted.codecs_, fitted.meanings_, fields_format=fitted.fields_format_)
     config = fitted.config
+    layers = args.layers or config.adapter_layers
     model, tokenizer, base, rows = _prepared(
         backbones.locate(config.backbone), Vocabulary.for_schema(corpus.schema).placeholders
     )
     sequences, starts = [], []
-    for text, described in zip(masked, fields, strict=True):
-        prompt = prompt_ids(tokenizer, described, args.column, prompt_format=fitted.prompt_format_)
+    for text, rendered in zip(masked, fields[: len(masked)], strict=True):
+        prompt = prompt_ids(tokenizer, rendered, args.column, prompt_format=fitted.prompt_format_)
         body = tokenizer(text or "", add_special_tokens=False)["input_ids"]
         kept = body[: config.max_tokens]
         sequences.append([*prompt, *kept, *([tokenizer.eos_token_id] if len(kept) == len(body) else [])])
@@ -78,7 +129,7 @@ def main() -> None:
         )
     targets = torch.as_tensor(want)
     clock = time.time()
-    states = lower_states(model, sequences, keep_top=config.adapter_layers, bfloat16=True)
+    states = lower_states(model, sequences, keep_top=layers, bfloat16=True)
     print(f"frozen states of {len(states)} notes: {time.time() - clock:.0f} s", flush=True)
     head = model.lm_head.weight[:vocab].detach()
 
@@ -90,23 +141,100 @@ def main() -> None:
         return record_losses(stack(hidden), head, stack.placeholder_logits, targets[index, :width])
 
     train, test = list(range(args.notes)), list(range(args.notes, args.notes + args.test))
-    fresh = lambda: _stack(model, config, rows, torch.Generator().manual_seed(0))  # noqa: E731
-    stack = fresh()
-    params = [p for p in stack.parameters() if p.requires_grad]
-    norms = []
-    for i in train[:8]:
-        stack.zero_grad()
-        loss([i], stack).mean().backward()
-        norms.append(float(torch.sqrt(sum((p.grad**2).sum() for p in params))))
-    g = float(np.median(norms))
+
+    def fresh(rank: int) -> TopStack:
+        stack = TopStack(
+            model,
+            layers=layers,
+            rank=rank,
+            alpha=config.lora_alpha,
+            targets=targets_used,
+            placeholder_rows=rows,
+            generator=torch.Generator().manual_seed(0),
+        )
+        stack.placeholders.requires_grad_(not args.frozen_placeholders)
+        return stack
+
+    def gradient_norm(stack: TopStack) -> float:
+        """Median norm of one note's gradient over 8 training notes: the scale DP clipping and noise act on."""
+        params = [p for p in stack.parameters() if p.requires_grad]
+        norms = []
+        for i in train[:8]:
+            stack.zero_grad()
+            loss([i], stack).mean().backward()
+            norms.append(float(torch.sqrt(sum((p.grad**2).sum() for p in params))))
+        return float(np.median(norms))
+
+    written = described.records.iloc[args.notes + args.test :]
+    prompts = [
+        prompt_ids(tokenizer, f, args.column, prompt_format=fitted.prompt_format_) for f in fields[len(masked) :]
+    ]
+    stops = _stops(tokenizer)
+    placeholder_ids = set(range(base, base + len(rows)))
+    banned = [i for i in tokenizer.all_special_ids if i not in stops and i not in placeholder_ids]
+    real_notes = corpus.records[args.column].iloc[: args.notes].fillna("").astype(str)
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+    classifier = LogisticRegression(max_iter=2000).fit(
+        vectorizer.fit_transform(real_notes), corpus.records[args.label].iloc[: args.notes].astype(str)
+    )
+    labels = written[args.label].astype(str).to_numpy()
+
+    def accuracy(notes: list[str]) -> float:
+        return float((classifier.predict(vectorizer.transform(notes)) == labels).mean())
+
+    real_accuracy = accuracy(written[args.column].fillna("").astype(str).tolist()) if args.sample else float("nan")
+
+    def sampled(stack: TopStack) -> dict[str, Any]:
+        """Write one note per ``written`` record with ``stack`` merged into the backbone (restored after)."""
+        top = model.model.layers[len(model.model.layers) - layers :]
+        kept = {k: v.clone() for k, v in top.state_dict().items()}
+        stack.eval()
+        stack.merge_into(model)
+        clock = time.time()
+        try:
+            notes = []
+            for start in range(0, len(prompts), config.sample_batch):
+                produced = generate(
+                    model,
+                    stack,
+                    prompts[start : start + config.sample_batch],
+                    vocab=base,
+                    max_new=config.max_tokens,
+                    stop=stops,
+                    banned=banned,
+                    temperature=config.temperature,
+                    top_p=config.top_p,
+                    generator=torch.Generator().manual_seed(2),
+                )
+                for ids in produced:
+                    kept_ids = [t for t in ids if t not in stops]
+                    notes.append(_CONTROL.sub("", tokenizer.decode(kept_ids, skip_special_tokens=False)).strip())
+        finally:
+            top.load_state_dict(kept)
+            stack.train()
+        score = accuracy(notes)
+        return {
+            "note_accuracy": score,
+            "real_accuracy": real_accuracy,
+            "note_ratio": score / real_accuracy if real_accuracy else float("nan"),
+            "sample_seconds": round(time.time() - clock),
+            "examples": notes[:3],
+        }
+
+    ranks = args.rank or [config.lora_rank]
     with torch.no_grad():
-        start_loss = float(loss(test, stack).mean())
+        start_loss = float(loss(test, fresh(ranks[0])).mean())
     results: list[dict[str, Any]] = []
-    for lr in args.lr:
-        for sigma in args.sigma:
-            stack = fresh()
+    for rank in ranks:
+        g = gradient_norm(fresh(rank))  # per variant: fewer weights, a smaller gradient, less noise for one clip
+        for lr, sigma in ((lr, s) for lr in args.lr for s in args.sigma):
+            stack = fresh(rank)
             params = [p for p in stack.parameters() if p.requires_grad]
-            optimizer = torch.optim.Adam(params, lr=lr)
+            optimizer = (
+                torch.optim.SGD(params, lr=lr, momentum=args.momentum)
+                if args.optimizer == "sgd"
+                else torch.optim.Adam(params, lr=lr)
+            )
             picks, noise = np.random.default_rng(0), torch.Generator().manual_seed(1)
             clock = time.time()
             for _ in range(args.steps):
@@ -121,25 +249,33 @@ def main() -> None:
             results.append(
                 {
                     "adapters": "trained here",
+                    "optimizer": args.optimizer if args.optimizer == "adam" else f"sgd m={args.momentum}",
+                    "rank": rank,
+                    "targets": args.targets,
+                    "layers": layers,
+                    "placeholders": "frozen" if args.frozen_placeholders else "trained",
+                    "weights": sum(p.numel() for p in params),
+                    "gradient_norm": round(g, 3),
                     "lr": lr,
                     "sigma": sigma,
                     "held_out_loss": after,
                     "seconds": round(time.time() - clock),
+                    **(sampled(stack) if args.sample else {}),
                 }
             )
-            print_table(results[-1:], ["adapters", "lr", "sigma", "held_out_loss", "seconds"])
+            print_table(results[-1:], COLUMNS)
+            for example in results[-1].get("examples", []):
+                print("  example:", " ".join(example.split())[:200])
     for folder in args.fitted:
         with torch.no_grad():
             scored = float(loss(test, Synthesizer.load(folder).texts_[args.column].stack_).mean())
         results.append({"adapters": str(folder), "held_out_loss": scored})
     print(
-        f"\nheld-out loss per text token before any step: {start_loss:.3f}; one note's gradient norm G = {g:.3f} "
-        f"(median of 8); {sum(p.numel() for p in params):,} adapter weights"
+        f"\nheld-out loss per text token before any step: {start_loss:.3f}; G (gradient_norm) is the median norm "
+        "of one note's gradient at the start (8 notes)"
     )
-    print_table(results, ["adapters", "lr", "sigma", "held_out_loss", "seconds"])
-    write_json(
-        "text_dp_noise", {"args": vars(args), "start_loss": start_loss, "gradient_norm": g, "rows": results}, args.out
-    )
+    print_table(results, COLUMNS)
+    write_json("text_dp_noise", {"args": vars(args), "start_loss": start_loss, "rows": results}, args.out)
 
 
 if __name__ == "__main__":
