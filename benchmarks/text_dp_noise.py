@@ -13,7 +13,8 @@ With ``--sample N`` each row also writes one note for each of ``N`` further reco
 their fields; adapters merged into the backbone, the fit's temperature and top-p) and scores how well the notes
 follow their records: a TF-IDF + logistic regression classifier of ``--label`` trained on the ``--notes`` real
 notes predicts it from each written note (``note_accuracy``), against the same classifier on the ``N`` records'
-real notes (``real_accuracy``); ``note_ratio`` is the first over the second, the measure of the demo's
+real notes (``real_accuracy``), after filling the notes' placeholders from their records as sampling does
+(identities left empty); ``note_ratio`` is the first over the second, the measure of the demo's
 ``benchmarks/demo_modalities.py`` (target 0.9), here with real records' fields as prompts.
 
 Variants to screen (each row one combination): ``--rank`` (LoRA rank), ``--targets`` (which projections get
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from _common import print_table, write_json
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -51,9 +53,11 @@ from privsynth.generators.text.llm import (
 )
 from privsynth.generators.text.tokens import Vocabulary
 from privsynth.pii.engine import PiiScanner
+from privsynth.pii.placeholders import fill_placeholders
 from privsynth.synthesizer import Synthesizer
 
 ROOT = Path(__file__).resolve().parents[1]
+NO_IDENTITY = pd.Series(dtype=object)
 COLUMNS = [
     "adapters",
     "optimizer",
@@ -208,7 +212,10 @@ def main() -> None:
                 )
                 for ids in produced:
                     kept_ids = [t for t in ids if t not in stops]
-                    notes.append(_CONTROL.sub("", tokenizer.decode(kept_ids, skip_special_tokens=False)).strip())
+                    text = _CONTROL.sub("", tokenizer.decode(kept_ids, skip_special_tokens=False)).strip()
+                    # the fit's sampling fills placeholders from the record: <CAT:diagnosis> -> its diagnosis. The
+                    # records here are real, so no identity: identity placeholders are left empty
+                    notes.append(fill_placeholders(text, written.iloc[len(notes)], NO_IDENTITY, NO_IDENTITY))
         finally:
             top.load_state_dict(kept)
             stack.train()
