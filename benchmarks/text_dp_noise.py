@@ -17,6 +17,10 @@ real notes (``real_accuracy``), after filling the notes' placeholders from their
 (identities left empty); ``note_ratio`` is the first over the second, the measure of the demo's
 ``benchmarks/demo_modalities.py`` (target 0.9), here with real records' fields as prompts.
 
+Outside any privacy guarantee: the adapters here are trained on real notes without clipping or a ledger (the
+noise only stands for a DP step's), and ``--sample`` prints and writes example notes filled with real records'
+fields. What it prints and writes is for the data owner only, like the work folder, never for a release.
+
 Variants to screen (each row one combination): ``--rank`` (LoRA rank), ``--targets`` (which projections get
 adapters, comma-separated), ``--optimizer sgd --momentum 0.9`` instead of Adam, ``--lr`` values.
 
