@@ -99,6 +99,12 @@ def main() -> None:
     parser.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
     parser.add_argument("--momentum", type=float, default=0.9, help="SGD's momentum (with --optimizer sgd).")
     parser.add_argument("--sample", type=int, default=0, help="Notes to write per row and score (0: none).")
+    parser.add_argument(
+        "--sample-vocab",
+        choices=("all", "trained"),
+        default="all",
+        help="Ids --sample may draw: all the backbone's (as the fit's sampling does) or only those the loss trains.",
+    )
     parser.add_argument("--label", default="diagnosis", help="Column the written notes are scored on.")
     parser.add_argument("--fitted", type=Path, nargs="*", default=[], help="Model folders whose adapters to score.")
     parser.add_argument("--threads", type=int, default=2)
@@ -180,6 +186,8 @@ def main() -> None:
     stops = _stops(tokenizer)
     placeholder_ids = set(range(base, base + len(rows)))
     banned = [i for i in tokenizer.all_special_ids if i not in stops and i not in placeholder_ids]
+    if args.sample_vocab == "trained":  # the ids the loss never saw (from train_vocab to the placeholders) are out
+        banned = sorted(set(banned) | set(range(vocab, base)) - set(stops))
     real_notes = corpus.records[args.column].iloc[: args.notes].fillna("").astype(str)
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
     classifier = LogisticRegression(max_iter=2000).fit(
@@ -271,6 +279,7 @@ def main() -> None:
                     "sigma": sigma,
                     "held_out_loss": after,
                     "seconds": round(time.time() - clock),
+                    "sample_vocab": args.sample_vocab,
                     **(sampled(stack) if args.sample else {}),
                 }
             )
