@@ -22,7 +22,8 @@ noise only stands for a DP step's), and ``--sample`` prints and writes example n
 fields. What it prints and writes is for the data owner only, like the work folder, never for a release.
 
 Variants to screen (each row one combination): ``--rank`` (LoRA rank), ``--targets`` (which projections get
-adapters, comma-separated), ``--optimizer sgd --momentum 0.9`` instead of Adam, ``--lr`` values.
+adapters, comma-separated), ``--layers``, ``--frozen-placeholders``, ``--optimizer sgd --momentum 0.9`` instead of
+Adam, ``--lr`` values; ``--sample-vocab trained`` draws only the token ids the loss trains.
 
     python benchmarks/text_dp_noise.py --run runs/demo-backbone --sigma 0 0.2 1.13
     python benchmarks/text_dp_noise.py --sigma 1.13 --rank 1 8 --targets q_proj,v_proj --out /tmp/attn.json
@@ -111,6 +112,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.fitted and args.layers is not None:
+        parser.error("--fitted scores models over their own frozen layers: leave --layers out")
     targets_used = tuple(t.strip() for t in args.targets.split(",") if t.strip())
     unknown = sorted(set(targets_used) - set(TARGETS))
     if unknown:
