@@ -46,7 +46,7 @@ EngineOpt = Annotated[
     typer.Option(
         "--engine",
         help="Where embeddings, PII scans and nearest-neighbour searches run: local (this process, the default) "
-        "or ray (a Ray cluster: RAY_ADDRESS or --address, else a local one; pip install 'privsynth[ray]').",
+        "or ray (a Ray cluster: RAY_ADDRESS or --address, else a local one; pip install 'privsynth\\[ray]').",
         show_default=False,
     ),
 ]

@@ -119,3 +119,32 @@ def test_console_script_entry_point(demo_dir: Path, tmp_path: Path) -> None:
     bad = subprocess.run([exe, "validate", broken], capture_output=True, text=True, check=False)
     assert bad.returncode == ExitCode.BAD_INPUT
     assert "empty" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_no_help_text_loses_words_to_rich_markup() -> None:
+    # The help is rendered as rich markup: an unescaped "[ray]" in "pip install 'privsynth[ray]'" is read as a
+    # style tag and vanishes from --help. Every help text must render to what it says, less its deliberate style
+    # tags ([bold]...[/bold]); a literal bracket is written \[.
+    import re
+    from typing import Any
+
+    import typer
+    from rich.text import Text
+
+    from privsynth.cli.app import app
+
+    def texts(command: Any, path: str) -> list[tuple[str, str]]:  # typer's own click: no isinstance on click's
+        found = [(path, command.help or "")]
+        found += [(f"{path} {p.name}", getattr(p, "help", None) or "") for p in command.params]
+        for name, sub in getattr(command, "commands", {}).items():
+            found += texts(sub, f"{path} {name}")
+        return found
+
+    checked = texts(typer.main.get_command(app), "privsynth")
+    assert len(checked) > 50  # every command and option, not the top level alone
+    lost = [
+        (where, text)
+        for where, text in checked
+        if Text.from_markup(text).plain != re.sub(r"\[/?(bold|dim|italic)\]", "", text).replace("\\[", "[")
+    ]
+    assert not lost, lost
