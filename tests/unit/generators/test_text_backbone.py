@@ -568,3 +568,78 @@ def test_no_repeat_ngram_is_refused_for_the_byte_model_and_at_one() -> None:
     with pytest.raises(ValidationError, match="no_repeat_ngram 1 would forbid every token"):
         TextConfig(backbone="smollm2", no_repeat_ngram=1)
     assert TextConfig(backbone="smollm2", no_repeat_ngram=4).no_repeat_ngram == 4
+
+
+def test_sampling_gives_the_next_token_probabilities_the_fit_trained(
+    backbone: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fit trains the adapters over cached lower-layer states, right-padded, positions from 0; sampling merges
+    # them into the backbone and runs it left-padded with a key-value cache. Fed the same tokens, both must give
+    # the same next-token distribution (vocabulary and placeholders), or a fit's low loss would not be its texts'.
+    import torch
+
+    from privsynth.generators.text import llm
+    from privsynth.generators.text.backbone import load, locate
+
+    model, tokenizer = load(locate(backbone))
+    base = model.get_input_embeddings().weight.shape[0]
+    rows = torch.randn(2, 32, generator=torch.Generator().manual_seed(1)) * 0.5
+    model.resize_token_embeddings(base + 2, mean_resizing=False)
+    with torch.no_grad():
+        model.get_input_embeddings().weight[base:] = rows
+    stack = llm.TopStack(
+        model,
+        layers=2,
+        rank=2,
+        alpha=4.0,
+        targets=llm.TARGETS,
+        placeholder_rows=rows,
+        generator=torch.Generator().manual_seed(0),
+    )
+    with torch.no_grad():  # trained-looking adapters: a zero update would hide a merge that adds nothing
+        for module in stack.modules():
+            if isinstance(module, llm.LoRALinear):
+                module.up.weight.normal_(0, 0.3, generator=torch.Generator().manual_seed(2))
+    prompts = [llm.prompt_ids(tokenizer, "dx: flu", "note"), llm.prompt_ids(tokenizer, "dx: cold; wbc: 3 to 4", "note")]
+    texts = [tokenizer("the class of the object", add_special_tokens=False)["input_ids"] + [base, base + 1, 7]] * 2
+    steps = len(texts[0])
+    states = llm.lower_states(model, [p + t for p, t in zip(prompts, texts, strict=True)], keep_top=2)
+    trained = []
+    with torch.no_grad():
+        for prompt, state in zip(prompts, states, strict=True):
+            final = stack(state.float().unsqueeze(0))[0, len(prompt) - 1 : len(prompt) - 1 + steps]
+            logits = torch.cat([final @ model.lm_head.weight[:base].T, stack.placeholder_logits(final)], dim=-1)
+            trained.append(torch.softmax(logits, dim=-1))
+    drawn: list[torch.Tensor] = []
+
+    def forced(logits: torch.Tensor, top_p: float, generator: torch.Generator) -> torch.Tensor:
+        drawn.append(torch.softmax(logits, dim=-1))
+        return torch.as_tensor([text[len(drawn) - 1] for text in texts])  # feed the training text's next token
+
+    monkeypatch.setattr(llm, "_sample_top_p", forced)
+
+    def sampled() -> torch.Tensor:
+        drawn.clear()
+        llm.generate(
+            model,
+            stack,
+            prompts,
+            vocab=base,
+            max_new=steps,
+            stop=[],
+            banned=[],
+            temperature=1.0,
+            top_p=1.0,
+            generator=torch.Generator().manual_seed(0),
+        )
+        return torch.stack(drawn, dim=1)  # [texts, steps, vocabulary + placeholders]
+
+    def distance(a: torch.Tensor, b: torch.Tensor) -> float:  # largest total variation over texts and steps
+        return float((a - b).abs().sum(-1).max()) / 2
+
+    unmerged = sampled()
+    stack.merge_into(model)
+    merged = sampled()
+    for i in range(2):
+        assert distance(trained[i], merged[i]) < 0.01  # the cached states are bfloat16: not bit for bit
+    assert max(distance(trained[i], unmerged[i]) for i in range(2)) > 0.1  # positive control: adapters matter
