@@ -9,6 +9,11 @@ the median gradient norm of one note at the start. The held-out loss per text to
 ``--test`` notes. ``--fitted`` also scores the adapters of fitted models on the same notes (a fit's own training
 notes may be among them).
 
+The prompts and text settings come from a fitted model (``--model``, default ``RUN/fit/model``), or, without one,
+from a run config (``--config configs/demo-backbone.yaml``): its ``fit.text`` settings, and prompts rendered with
+codecs built on the corpus's exact (non-private) profile, so a screen needs no 50-minute fit first (the corpus is
+``RUN/corpus/data``: ``privsynth demo-corpus runs/demo-backbone/corpus/data --n 2500 --seed 0``).
+
 With ``--sample N`` each row also writes one note for each of ``N`` further records (their prompts only, from
 their fields; adapters merged into the backbone, the fit's temperature and top-p) and scores how well the notes
 follow their records: a TF-IDF + logistic regression classifier of ``--label`` trained on the ``--notes`` real
@@ -21,12 +26,18 @@ Outside any privacy guarantee: the adapters here are trained on real notes witho
 noise only stands for a DP step's), and ``--sample`` prints and writes example notes filled with real records'
 fields. What it prints and writes is for the data owner only, like the work folder, never for a release.
 
+``--field-accuracy`` also scores each row's adapters as a classifier of ``--label``: each test note is scored
+after the prompt of every category (its other fields kept) and the likeliest category is the guess. It tells
+whether the steps taught the fields at all, which the held-out loss cannot: the fields decide a few tokens of a
+note, the template the rest.
+
 Variants to screen (each row one combination): ``--rank`` (LoRA rank), ``--targets`` (which projections get
 adapters, comma-separated), ``--layers``, ``--frozen-placeholders``, ``--optimizer sgd --momentum 0.9`` instead of
 Adam, ``--lr`` values; ``--sample-vocab trained`` draws only the token ids the loss trains.
 
     python benchmarks/text_dp_noise.py --run runs/demo-backbone --sigma 0 0.2 1.13
     python benchmarks/text_dp_noise.py --sigma 1.13 --rank 1 8 --targets q_proj,v_proj --out /tmp/attn.json
+    python benchmarks/text_dp_noise.py --config configs/demo-backbone.yaml --sigma 1.13 --sample 200
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -44,10 +56,12 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from privsynth.data.corpus import read_corpus
+from privsynth.generators.tabular.generator import TabularGenerator
 from privsynth.generators.text import backbone as backbones
 from privsynth.generators.text.finetune import _CONTROL, _prepared, _stops
 from privsynth.generators.text.generator import TextGenerator
 from privsynth.generators.text.llm import (
+    FIELDS_FORMAT,
     TARGETS,
     TopStack,
     generate,
@@ -55,10 +69,14 @@ from privsynth.generators.text.llm import (
     prompt_ids,
     record_losses,
     render_fields,
+    schema_meanings,
+    usable_prompt_format,
 )
 from privsynth.generators.text.tokens import Vocabulary
 from privsynth.pii.engine import PiiScanner
 from privsynth.pii.placeholders import fill_placeholders
+from privsynth.pipeline import load_pipeline
+from privsynth.profile.profiler import exact_profile
 from privsynth.synthesizer import Synthesizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,15 +90,36 @@ COLUMNS = [
     "lr",
     "sigma",
     "held_out_loss",
+    "field_accuracy",
     "note_ratio",
     "seconds",
 ]
+
+
+def _unfitted(path: Path, corpus: Any) -> SimpleNamespace:
+    """What a fitted text model gives the screen, from a run config: its text settings, prompts' codecs and words.
+
+    The codecs are built as the tabular generator builds them, from the corpus's exact profile instead of its DP
+    one (this benchmark is owner-only; the bins differ a little from a fit's).
+    """
+    fit = load_pipeline(path).fit_config()
+    tabular = TabularGenerator(fit.tabular)
+    tabular._prepare(corpus, exact_profile(corpus))
+    codecs = tabular.codecs_
+    meanings = schema_meanings(corpus.schema, codecs)
+    return SimpleNamespace(codecs_=codecs, meanings_=meanings, fields_format_=FIELDS_FORMAT, config=fit.text)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, default=ROOT / "runs" / "demo-backbone", help="A privsynth run folder.")
     parser.add_argument("--model", type=Path, default=None, help="Fitted model for prompts (default RUN/fit/model).")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="Run config whose fit.text settings to screen, without a fitted model (prompts from an exact profile).",
+    )
     parser.add_argument("--column", default="note")
     parser.add_argument("--notes", type=int, default=300)
     parser.add_argument("--test", type=int, default=64)
@@ -107,6 +146,12 @@ def main() -> None:
         help="Ids --sample may draw: all the backbone's (as the fit's sampling does) or only those the loss trains.",
     )
     parser.add_argument("--label", default="diagnosis", help="Column the written notes are scored on.")
+    parser.add_argument(
+        "--field-accuracy",
+        action="store_true",
+        help="Also score the adapters as a classifier of --label: for each test note, the category whose prompt "
+        "makes it likeliest (what the fields taught; a note can only follow its fields as far as this goes).",
+    )
     parser.add_argument("--fitted", type=Path, nargs="*", default=[], help="Model folders whose adapters to score.")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None)
@@ -114,13 +159,23 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.fitted and args.layers is not None:
         parser.error("--fitted scores models over their own frozen layers: leave --layers out")
+    if args.config is not None and args.model is not None:
+        parser.error("--config screens a config's settings without a fitted model: give --config or --model")
     targets_used = tuple(t.strip() for t in args.targets.split(",") if t.strip())
     unknown = sorted(set(targets_used) - set(TARGETS))
     if unknown:
         parser.error(f"--targets {unknown} are not among {list(TARGETS)}")
 
-    fitted = Synthesizer.load(args.model or args.run / "fit" / "model").texts_[args.column]
+    if not (args.run / "corpus" / "data").exists():
+        parser.error(
+            f"no corpus in {args.run / 'corpus' / 'data'}: run the config, or write it with privsynth demo-corpus"
+        )
     corpus = read_corpus(args.run / "corpus" / "data")
+    fitted = (
+        _unfitted(args.config, corpus)
+        if args.config is not None
+        else Synthesizer.load(args.model or args.run / "fit" / "model").texts_[args.column]
+    )
     described = corpus.with_records(corpus.records.head(args.notes + args.test + args.sample))
     corpus = corpus.with_records(corpus.records.head(args.notes + args.test))
     masked = TextGenerator._masked_texts(corpus, args.column, PiiScanner())
@@ -130,13 +185,29 @@ def main() -> None:
     model, tokenizer, base, rows = _prepared(
         backbones.locate(config.backbone), Vocabulary.for_schema(corpus.schema).placeholders
     )
-    sequences, starts = [], []
+    if args.config is not None:  # as a fit chooses it
+        fitted.prompt_format_ = usable_prompt_format(tokenizer, args.column)
+    sequences, starts, bodies = [], [], []
     for text, rendered in zip(masked, fields[: len(masked)], strict=True):
         prompt = prompt_ids(tokenizer, rendered, args.column, prompt_format=fitted.prompt_format_)
         body = tokenizer(text or "", add_special_tokens=False)["input_ids"]
         kept = body[: config.max_tokens]
-        sequences.append([*prompt, *kept, *([tokenizer.eos_token_id] if len(kept) == len(body) else [])])
+        bodies.append([*kept, *([tokenizer.eos_token_id] if len(kept) == len(body) else [])])
+        sequences.append([*prompt, *bodies[-1]])
         starts.append(len(prompt))
+    # --field-accuracy: each test note again after the prompt of each category of --label (its other fields kept)
+    categories = sorted(corpus.records[args.label].dropna().astype(str).unique()) if args.field_accuracy else []
+    swapped: dict[str, list[int]] = {}
+    for category in categories:
+        records = corpus.records.iloc[args.notes :].copy()
+        records[args.label] = category
+        rendered = render_fields(records, fitted.codecs_, fitted.meanings_, fields_format=fitted.fields_format_)
+        swapped[category] = []
+        for i, text in enumerate(rendered):
+            prompt = prompt_ids(tokenizer, text, args.column, prompt_format=fitted.prompt_format_)
+            swapped[category].append(len(sequences))
+            sequences.append([*prompt, *bodies[args.notes + i]])
+            starts.append(len(prompt))
     vocab = min(config.train_vocab, base)
     want = np.full((len(sequences), max(map(len, sequences))), -1, dtype=np.int64)
     for i, (seq, start) in enumerate(zip(sequences, starts, strict=True)):
@@ -181,6 +252,14 @@ def main() -> None:
             loss([i], stack).mean().backward()
             norms.append(float(torch.sqrt(sum((p.grad**2).sum() for p in params))))
         return float(np.median(norms))
+
+    def field_accuracy(stack: TopStack) -> float:
+        """The model as a classifier of --label: the category whose prompt makes each test note likeliest."""
+        with torch.no_grad():
+            scores = torch.stack([loss(swapped[c], stack) for c in categories], dim=1)  # [test notes, categories]
+        guessed = np.asarray(categories)[scores.argmin(dim=1).numpy()]
+        truth = corpus.records[args.label].iloc[args.notes :].astype(str).to_numpy()
+        return float((guessed == truth).mean())
 
     written = described.records.iloc[args.notes + args.test :]
     prompts = [
@@ -246,6 +325,7 @@ def main() -> None:
     ranks = args.rank or [config.lora_rank]
     with torch.no_grad():
         start_loss = float(loss(test, fresh(ranks[0])).mean())
+    start_fields = field_accuracy(fresh(ranks[0])) if categories else None
     results: list[dict[str, Any]] = []
     for rank in ranks:
         g = gradient_norm(fresh(rank))  # per variant: fewer weights, a smaller gradient, less noise for one clip
@@ -281,6 +361,7 @@ def main() -> None:
                     "lr": lr,
                     "sigma": sigma,
                     "held_out_loss": after,
+                    **({"field_accuracy": field_accuracy(stack)} if categories else {}),
                     "seconds": round(time.time() - clock),
                     "sample_vocab": args.sample_vocab,
                     **(sampled(stack) if args.sample else {}),
@@ -296,9 +377,14 @@ def main() -> None:
     print(
         f"\nheld-out loss per text token before any step: {start_loss:.3f}; G (gradient_norm) is the median norm "
         "of one note's gradient at the start (8 notes)"
+        + (f"; field accuracy before any step {start_fields:.3f}" if start_fields is not None else "")
     )
     print_table(results, COLUMNS)
-    write_json("text_dp_noise", {"args": vars(args), "start_loss": start_loss, "rows": results}, args.out)
+    write_json(
+        "text_dp_noise",
+        {"args": vars(args), "start_loss": start_loss, "start_field_accuracy": start_fields, "rows": results},
+        args.out,
+    )
 
 
 if __name__ == "__main__":
