@@ -33,7 +33,8 @@ note, the template the rest.
 
 Variants to screen (each row one combination): ``--rank`` (LoRA rank), ``--targets`` (which projections get
 adapters, comma-separated), ``--layers``, ``--frozen-placeholders``, ``--optimizer sgd --momentum 0.9`` instead of
-Adam, ``--lr`` values; ``--sample-vocab trained`` draws only the token ids the loss trains.
+Adam, ``--lr`` values; ``--sample-vocab trained`` draws only the token ids the loss trains; ``--temperature`` (one
+row each, on the same adapters) the sampling temperatures.
 
     python benchmarks/text_dp_noise.py --run runs/demo-backbone --sigma 0 0.2 1.13
     python benchmarks/text_dp_noise.py --sigma 1.13 --rank 1 8 --targets q_proj,v_proj --out /tmp/attn.json
@@ -91,6 +92,7 @@ COLUMNS = [
     "sigma",
     "held_out_loss",
     "field_accuracy",
+    "temperature",
     "note_ratio",
     "seconds",
 ]
@@ -144,6 +146,13 @@ def main() -> None:
         choices=("all", "trained"),
         default="all",
         help="Ids --sample may draw: all the backbone's (as the fit's sampling does) or only those the loss trains.",
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        nargs="+",
+        default=None,
+        help="With --sample: sampling temperatures, one row each (default: the model's).",
     )
     parser.add_argument("--label", default="diagnosis", help="Column the written notes are scored on.")
     parser.add_argument(
@@ -282,7 +291,7 @@ def main() -> None:
 
     real_accuracy = accuracy(written[args.column].fillna("").astype(str).tolist()) if args.sample else float("nan")
 
-    def sampled(stack: TopStack) -> dict[str, Any]:
+    def sampled(stack: TopStack, temperature: float) -> dict[str, Any]:
         """Write one note per ``written`` record with ``stack`` merged into the backbone (restored after)."""
         top = model.model.layers[len(model.model.layers) - layers :]
         kept = {k: v.clone() for k, v in top.state_dict().items()}
@@ -300,7 +309,7 @@ def main() -> None:
                     max_new=config.max_tokens,
                     stop=stops,
                     banned=banned,
-                    temperature=config.temperature,
+                    temperature=temperature,
                     top_p=config.top_p,
                     generator=torch.Generator().manual_seed(2),
                 )
@@ -348,28 +357,28 @@ def main() -> None:
                 optimizer.step()
             with torch.no_grad():
                 after = float(loss(test, stack).mean())
-            results.append(
-                {
-                    "adapters": "trained here",
-                    "optimizer": args.optimizer if args.optimizer == "adam" else f"sgd m={args.momentum}",
-                    "rank": rank,
-                    "targets": args.targets,
-                    "layers": layers,
-                    "placeholders": "frozen" if args.frozen_placeholders else "trained",
-                    "weights": sum(p.numel() for p in params),
-                    "gradient_norm": round(g, 3),
-                    "lr": lr,
-                    "sigma": sigma,
-                    "held_out_loss": after,
-                    **({"field_accuracy": field_accuracy(stack)} if categories else {}),
-                    "seconds": round(time.time() - clock),
-                    "sample_vocab": args.sample_vocab,
-                    **(sampled(stack) if args.sample else {}),
-                }
-            )
-            print_table(results[-1:], COLUMNS)
-            for example in results[-1].get("examples", []):
-                print("  example:", " ".join(example.split())[:200])
+            trained = {
+                "adapters": "trained here",
+                "optimizer": args.optimizer if args.optimizer == "adam" else f"sgd m={args.momentum}",
+                "rank": rank,
+                "targets": args.targets,
+                "layers": layers,
+                "placeholders": "frozen" if args.frozen_placeholders else "trained",
+                "weights": sum(p.numel() for p in params),
+                "gradient_norm": round(g, 3),
+                "lr": lr,
+                "sigma": sigma,
+                "held_out_loss": after,
+                **({"field_accuracy": field_accuracy(stack)} if categories else {}),
+                "seconds": round(time.time() - clock),
+                "sample_vocab": args.sample_vocab,
+            }
+            for temperature in (args.temperature or [config.temperature]) if args.sample else [None]:
+                drawn = {"temperature": temperature, **sampled(stack, temperature)} if temperature is not None else {}
+                results.append({**trained, **drawn})
+                print_table(results[-1:], COLUMNS)
+                for example in results[-1].get("examples", []):
+                    print("  example:", " ".join(example.split())[:200])
     for folder in args.fitted:
         with torch.no_grad():
             scored = float(loss(test, Synthesizer.load(folder).texts_[args.column].stack_).mean())
