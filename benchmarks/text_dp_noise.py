@@ -34,7 +34,8 @@ note, the template the rest.
 Variants to screen (each row one combination): ``--rank`` (LoRA rank), ``--targets`` (which projections get
 adapters, comma-separated), ``--layers``, ``--frozen-placeholders``, ``--optimizer sgd --momentum 0.9`` instead of
 Adam, ``--lr`` values; ``--sample-vocab trained`` draws only the token ids the loss trains; ``--temperature`` (one
-row each, on the same adapters) the sampling temperatures.
+row each, on the same adapters) the sampling temperatures; ``--placeholders text`` writes placeholders as
+bracketed words instead of added tokens.
 
     python benchmarks/text_dp_noise.py --run runs/demo-backbone --sigma 0 0.2 1.13
     python benchmarks/text_dp_noise.py --sigma 1.13 --rank 1 8 --targets q_proj,v_proj --out /tmp/attn.json
@@ -98,6 +99,40 @@ COLUMNS = [
 ]
 
 
+def _surfaces(tokenizer: Any, names: tuple[str, ...], vocab: int) -> dict[str, str]:
+    """Per placeholder, a bracketed spelling in word pieces the loss trains (ids below ``vocab``): ``[val:age]``.
+
+    The first of: lower case, lower case with spaces for ``_:|``, letters apart, whose pieces are all below
+    ``vocab`` and that no other placeholder took.
+    """
+    out: dict[str, str] = {}
+    for name in names:
+        low = name.lower()
+        spaced = low.replace("_", " ").replace(":", " ").replace("|", " ")
+        for candidate in (f"[{low}]", f"[{spaced}]", "[" + " ".join(spaced.replace(" ", "")) + "]"):
+            ids = tokenizer(" " + candidate, add_special_tokens=False)["input_ids"]
+            if max(ids) < vocab and candidate not in out.values():
+                out[name] = candidate
+                break
+        else:
+            raise SystemExit(f"no bracketed spelling of placeholder {name} in the first {vocab} token ids")
+    return out
+
+
+def _as_text(text: str, surfaces: dict[str, str]) -> str:
+    """Placeholders in their bracketed spelling: word pieces the backbone has read, not added tokens."""
+    for name, surface in surfaces.items():
+        text = text.replace(f"<{name}>", surface)
+    return text
+
+
+def _as_tokens(text: str, surfaces: dict[str, str]) -> str:
+    """:func:`_as_text` undone, for filling (longest spelling first: none is then cut by a shorter one)."""
+    for name, surface in sorted(surfaces.items(), key=lambda item: -len(item[1])):
+        text = text.replace(surface, f"<{name}>")
+    return text
+
+
 def _unfitted(path: Path, corpus: Any) -> SimpleNamespace:
     """What a fitted text model gives the screen, from a run config: its text settings, prompts' codecs and words.
 
@@ -137,6 +172,13 @@ def main() -> None:
         "--frozen-placeholders",
         action="store_true",
         help="Keep the placeholders' output rows at their start (their input embeddings): fewer noisy weights.",
+    )
+    parser.add_argument(
+        "--placeholders",
+        choices=("tokens", "text"),
+        default="tokens",
+        help="How a note's placeholders reach the backbone: added tokens with their own output rows (as a fit), or "
+        "written as bracketed words ('[VAL:age]'), ordinary word pieces the backbone has read.",
     )
     parser.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
     parser.add_argument("--momentum", type=float, default=0.9, help="SGD's momentum (with --optimizer sgd).")
@@ -196,6 +238,11 @@ def main() -> None:
     )
     if args.config is not None:  # as a fit chooses it
         fitted.prompt_format_ = usable_prompt_format(tokenizer, args.column)
+    surfaces = {}
+    if args.placeholders == "text":  # "<PERSON>" written "[person]": ordinary word pieces, no added token
+        surfaces = _surfaces(tokenizer, Vocabulary.for_schema(corpus.schema).placeholders, config.train_vocab)
+        masked = [None if t is None else _as_text(t, surfaces) for t in masked]
+        print("placeholders as text:", surfaces)
     sequences, starts, bodies = [], [], []
     for text, rendered in zip(masked, fields[: len(masked)], strict=True):
         prompt = prompt_ids(tokenizer, rendered, args.column, prompt_format=fitted.prompt_format_)
@@ -277,6 +324,8 @@ def main() -> None:
     stops = _stops(tokenizer)
     placeholder_ids = set(range(base, base + len(rows)))
     banned = [i for i in tokenizer.all_special_ids if i not in stops and i not in placeholder_ids]
+    if args.placeholders == "text":  # the added tokens are never trained: never drawn
+        banned = sorted(set(banned) | placeholder_ids)
     if args.sample_vocab == "trained":  # the ids the loss never saw (from train_vocab to the placeholders) are out
         banned = sorted(set(banned) | set(range(vocab, base)) - set(stops))
     real_notes = corpus.records[args.column].iloc[: args.notes].fillna("").astype(str)
@@ -316,6 +365,8 @@ def main() -> None:
                 for ids in produced:
                     kept_ids = [t for t in ids if t not in stops]
                     text = _CONTROL.sub("", tokenizer.decode(kept_ids, skip_special_tokens=False)).strip()
+                    if args.placeholders == "text":
+                        text = _as_tokens(text, surfaces)
                     # the fit's sampling fills placeholders from the record: <CAT:diagnosis> -> its diagnosis. The
                     # records here are real, so no identity: identity placeholders are left empty
                     notes.append(fill_placeholders(text, written.iloc[len(notes)], NO_IDENTITY, NO_IDENTITY))
@@ -372,6 +423,7 @@ def main() -> None:
                 **({"field_accuracy": field_accuracy(stack)} if categories else {}),
                 "seconds": round(time.time() - clock),
                 "sample_vocab": args.sample_vocab,
+                "placeholders_as": args.placeholders,
             }
             for temperature in (args.temperature or [config.temperature]) if args.sample else [None]:
                 drawn = {"temperature": temperature, **sampled(stack, temperature)} if temperature is not None else {}
