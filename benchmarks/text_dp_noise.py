@@ -4,8 +4,11 @@ Diagnostic for issue 19 (the demo's backbone notes). The same adapters as a fit 
 given by ``--model``: LoRA on the top layers, frozen lower layers' states once, the loss over the first 16,384
 token ids and the placeholders) are trained on ``--notes`` masked demo notes WITHOUT clipping, for ``--steps``
 Adam steps of ``--batch`` notes. Each ``--sigma`` adds to every gradient the Gaussian noise a DP step of
-``--people`` units would carry relative to one note's gradient: ``sigma x G / people`` per coordinate, with ``G``
-the median gradient norm of one note at the start. The held-out loss per text token is measured on the next
+``--people`` units would carry relative to one note's gradient: ``sigma x G x m / people`` per coordinate, with
+``G`` the median gradient norm of one note at the start and ``m`` the records per person the clip is shared by (a
+fit clips each record to ``C / m`` with ``m`` the schema's ``max_records_per_entity``, 2 for the demo, and adds
+noise ``sigma x C``; screens before this term, committed with ``"per_person"`` absent, had ``m`` = 1: half the
+demo's noise). The held-out loss per text token is measured on the next
 ``--test`` notes. ``--fitted`` also scores the adapters of fitted models on the same notes (a fit's own training
 notes may be among them).
 
@@ -163,6 +166,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--people", type=int, default=240, help="Units of privacy per DP step the noise stands for.")
+    parser.add_argument(
+        "--per-person",
+        type=int,
+        default=None,
+        help="Records per person the clip is shared by (default: the schema's max_records_per_entity, as a fit).",
+    )
     parser.add_argument("--lr", type=float, nargs="+", default=[0.002])
     parser.add_argument("--sigma", type=float, nargs="+", default=[0.0, 0.2, 1.13])
     parser.add_argument("--rank", type=int, nargs="+", default=None, help="LoRA ranks (default: the model's).")
@@ -285,6 +294,8 @@ def main() -> None:
         return record_losses(stack(hidden), head, stack.placeholder_logits, targets[index, :width])
 
     train, test = list(range(args.notes)), list(range(args.notes, args.notes + args.test))
+    # a fit clips each record to C / m (m: the schema's public bound on records per person) and adds noise sigma x C
+    per_person = args.per_person or corpus.schema.max_records_per_entity
 
     def fresh(rank: int) -> TopStack:
         stack = TopStack(
@@ -404,7 +415,7 @@ def main() -> None:
                 loss(picks.choice(train, args.batch, replace=False).tolist(), stack).mean().backward()
                 with torch.no_grad():
                     for p in params:
-                        p.grad.add_(torch.randn(p.shape, generator=noise) * sigma * g / args.people)
+                        p.grad.add_(torch.randn(p.shape, generator=noise) * sigma * g * per_person / args.people)
                 optimizer.step()
             with torch.no_grad():
                 after = float(loss(test, stack).mean())
@@ -419,6 +430,7 @@ def main() -> None:
                 "gradient_norm": round(g, 3),
                 "lr": lr,
                 "sigma": sigma,
+                "per_person": per_person,
                 "held_out_loss": after,
                 **({"field_accuracy": field_accuracy(stack)} if categories else {}),
                 "seconds": round(time.time() - clock),
