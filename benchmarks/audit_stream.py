@@ -14,6 +14,11 @@ a real train and holdout of --real rows each. Then, each in a child process so t
   or image columns here), at the rows listed in --audit-rows.
 
     python benchmarks/audit_stream.py [--rows 1000000,10000000] [--whole-rows 1000000] [--audit-rows 10000000]
+    python benchmarks/audit_stream.py --rows 10000000 --whole-rows "" --audit-rows 10000000 --real 5000000 \
+        --engine ray --workers 2
+
+With ``--engine ray`` the whole audit runs on a local Ray cluster of ``--workers`` workers (``privsynth audit
+--engine ray``), and the peak RSS of each Ray worker process is reported too (psutil, every 0.5 s).
 
 Prints one table and writes benchmarks/results/audit_stream.json.
 """
@@ -24,7 +29,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from _common import print_table, write_json
+from _common import WorkerMemory, print_table, write_json
 from validate_scale import build, child
 
 MAX_ROWS = 50_000
@@ -36,8 +41,11 @@ def main() -> None:
     parser.add_argument("--whole-rows", default="1000000", help="Rows at which to run the whole-table anchor.")
     parser.add_argument("--audit-rows", default="", help="Rows at which to run the whole `privsynth audit`.")
     parser.add_argument("--real", type=int, default=50_000, help="Real train and holdout records, each.")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local", help="Where the whole audit runs.")
+    parser.add_argument("--workers", type=int, default=2, help="With --engine ray: the local cluster's workers.")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    engine = ["--engine", "ray", "--workers", str(args.workers)] if args.engine == "ray" else []
     whole_at = {int(r) for r in args.whole_rows.split(",") if r}
     audit_at = {int(r) for r in args.audit_rows.split(",") if r}
     table: list[dict[str, object]] = []
@@ -71,17 +79,22 @@ def main() -> None:
                 audit = (
                     "from privsynth.cli import main; main(['audit', '--synthetic', "
                     f"'{folder}', '--train', '{real / 'train'}', '--holdout', '{real / 'holdout'}', "
-                    f"'--out', '{Path(tmp) / ('audit-' + str(rows))}'])"
+                    f"'--out', '{Path(tmp) / ('audit-' + str(rows))}', *{engine!r}])"
                 )
-                runs.append(("privsynth audit (whole run, every corpus streamed)", audit))
+                where = f" on Ray, {args.workers} workers" if engine else ""
+                runs.append((f"privsynth audit (whole run, every corpus streamed){where}", audit))
             for name, code in runs:
-                seconds, peak, rc = child(code)
+                with WorkerMemory() as memory:  # Ray's worker processes, if any
+                    seconds, peak, rc = child(code)
                 row = {"rows": rows, "method": name, "seconds": seconds, "peak_rss_mb": peak, "exit": rc}
+                if memory.peaks:
+                    row["worker_peak_rss_mb"] = sorted((round(v) for v in memory.peaks.values()), reverse=True)
                 table.append(row)
                 print(row, flush=True)
     print()
-    print_table(table, ["rows", "method", "seconds", "peak_rss_mb", "exit"])
-    write_json("audit_stream", {"rows": table, "max_rows": MAX_ROWS, "real_rows_each": args.real}, args.out)
+    print_table(table, ["rows", "method", "seconds", "peak_rss_mb", "worker_peak_rss_mb", "exit"])
+    payload = {"rows": table, "max_rows": MAX_ROWS, "real_rows_each": args.real, "engine": args.engine}
+    write_json("audit_stream", {**payload, **({"workers": args.workers} if engine else {})}, args.out)
 
 
 if __name__ == "__main__":
