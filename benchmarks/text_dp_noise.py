@@ -187,7 +187,7 @@ def main() -> None:
         choices=("tokens", "text"),
         default="tokens",
         help="How a note's placeholders reach the backbone: added tokens with their own output rows (as a fit), or "
-        "written as bracketed words ('[VAL:age]'), ordinary word pieces the backbone has read.",
+        "written as bracketed words ('[val:age]'), ordinary word pieces the backbone has read.",
     )
     parser.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
     parser.add_argument("--momentum", type=float, default=0.9, help="SGD's momentum (with --optimizer sgd).")
