@@ -19,7 +19,9 @@ With ``--engine ray`` (issue 21) the same stages also run on a local Ray cluster
 memorization audit (sharded exact search), the PII scan (Ray Data map_batches, one Presidio per worker) and the
 MiniLM embedding of the notes. Each stage's result is compared with the local one (equal, or the largest
 difference) and its time is reported next to the local time (ratio ray / local; on one worker the ratio is the
-engine's overhead). Cluster start-up is reported apart.
+engine's overhead). Cluster start-up is reported apart. ``--calls N`` runs the Ray stages N times in a row on
+the same cluster (rows "stage (call 2)"...): a worker process imports and builds Presidio and MiniLM on its first
+call only, as an audit's several scans and embeddings do.
 
 Prints one table and writes benchmarks/results/audit_scale.json.
 """
@@ -107,6 +109,9 @@ def main() -> None:
         "--stages",
         default="memorization,pii_scan,minilm_embedding",
         help="With --engine ray: the stages to run, comma-separated (default: all three).",
+    )
+    parser.add_argument(
+        "--calls", type=int, default=1, help="With --engine ray: run the stages this many times on each cluster."
     )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -243,11 +248,13 @@ def engines(args: argparse.Namespace) -> None:
         engine = RayEngine(workers=workers)
         startup = time.perf_counter() - start
         table.append({"engine": "ray", "workers": workers, "stage": "cluster start", "seconds": startup})
-        for name, (seconds, result) in stages(engine).items():
+        for name, (seconds, result), call in (
+            (name, timed, call) for call in range(1, args.calls + 1) for name, timed in stages(engine).items()
+        ):
             row = {
                 "engine": "ray",
                 "workers": workers,
-                "stage": name,
+                "stage": name if call == 1 else f"{name} (call {call})",
                 "seconds": seconds,
                 "ratio_ray_over_local": seconds / local[name][0],
                 "result": same(result, local[name][1]),

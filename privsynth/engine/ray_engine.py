@@ -1,10 +1,14 @@
 """The Ray engine: the same interface on a Ray cluster (``pip install 'privsynth[ray]'``).
 
 - ``map``: one Ray task per item.
-- ``map_batches``: Ray Data ``map_batches`` with one actor per worker, so a collaborator's model (Presidio,
-  MiniLM) is built once per worker, not once per batch; results come back with their positions and are put back
-  in order.
-- ``nearest``: the reference rows are cut into ``workers`` contiguous shards, put in the object store once; the
+- ``map_batches``: Ray Data ``map_batches`` over at most ``workers`` tasks at a time. Tasks run in Ray's pooled
+  worker processes, which live for the whole session, and each process keeps the last collaborators it was sent
+  (Presidio, MiniLM: their settings, pickled, name them), so a collaborator's model is imported and built once per
+  worker process, not once per batch nor once per call (actors, started and stopped per call, paid Presidio's
+  8-second import every call); results come back with their positions and are put back in order.
+- ``nearest``: a search smaller than ``driver_search_below`` multiply-adds runs on the driver (a round trip to
+  the workers costs more); a larger one: the reference rows are cut into ``workers`` contiguous shards, put in the
+  object store once; the
   queries go to every shard in chunks (one task each), searched exactly (FAISS brute force), with global indices;
   the driver keeps the exact top ``k`` (:func:`~privsynth.engine.base.merge_top_k`): the same neighbours at the same
   distances (recomputed in float64) for any number of workers, except between rows within float32 rounding.
@@ -14,11 +18,13 @@ Nothing here touches the ledger, noise or keys: those stay in the driver's proce
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import pickle
 import shutil
 import tempfile
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -53,21 +59,44 @@ def _apply(fn: Callable[[Any], Any], item: Any) -> Any:
     return fn(item)
 
 
-class _Batches:
-    """A Ray Data actor: unpickles ``fn`` (and the collaborator it is bound to) once, then maps batches."""
+#: A search of fewer multiply-adds (reference rows x queries x dimensions) than this runs on the driver: shipping
+#: it to the workers and back costs more (measured: about 20 ms a call on a local cluster; the whole-audit test
+#: made 387 such calls, 19 s on Ray against under 1 s on the driver).
+DRIVER_SEARCH_BELOW = 1 << 25
 
-    def __init__(self, fn: Callable[[list[Any]], Any]) -> None:
-        self.fn = fn
+#: Collaborators a worker process keeps between calls, newest last (a process sees an audit's PII scanner and
+#: its embedders; more would only hold memory).
+KEEP_COLLABORATORS = 3
+_collaborators: OrderedDict[str, Callable[[list[Any]], Any]] = OrderedDict()
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        items = [pickle.loads(x) for x in batch["item"]]  # noqa: S301 -- pickled by map_batches below, this run
-        results = list(self.fn(items))
-        # pickled one by one: lists, dataclasses and arrays come back exactly as the function returned them
-        # (Ray Data would turn nested lists into tensors or nulls)
-        out = np.empty(len(results), dtype=object)
-        for j, result in enumerate(results):
-            out[j] = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
-        return {"position": batch["position"], "result": out}
+
+def _collaborator(digest: str, payload: bytes) -> Callable[[list[Any]], Any]:
+    """The function pickled as ``payload``, unpickled once per worker process and kept for the next calls.
+
+    Only collaborators (a bound method of a scanner or embedder whose pickled state is its settings) are kept,
+    never a batch: the items and results of a call leave the process with the call.
+    """
+    fn = _collaborators.get(digest)
+    if fn is None:
+        fn = pickle.loads(payload)  # noqa: S301 -- pickled by map_batches below, in this run
+        _collaborators[digest] = fn
+        while len(_collaborators) > KEEP_COLLABORATORS:
+            _collaborators.popitem(last=False)
+    _collaborators.move_to_end(digest)
+    return fn
+
+
+def _map_batch(batch: dict[str, np.ndarray], *, digest: str, payload: bytes) -> dict[str, np.ndarray]:
+    """A Ray Data task: one batch through the worker process' copy of the function."""
+    fn = _collaborator(digest, payload)
+    items = [pickle.loads(x) for x in batch["item"]]  # noqa: S301 -- pickled by map_batches below, this run
+    results = list(fn(items))
+    # pickled one by one: lists, dataclasses and arrays come back exactly as the function returned them
+    # (Ray Data would turn nested lists into tensors or nulls)
+    out = np.empty(len(results), dtype=object)
+    for j, result in enumerate(results):
+        out[j] = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+    return {"position": batch["position"], "result": out}
 
 
 class RayPool:
@@ -101,8 +130,15 @@ class RayEngine:
 
     name = "ray"
 
-    def __init__(self, *, address: str | None = None, workers: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        address: str | None = None,
+        workers: int | None = None,
+        driver_search_below: int = DRIVER_SEARCH_BELOW,
+    ) -> None:
         ray = _import_ray()
+        self._driver_search_below = driver_search_below
         self._started = False
         self._temp: Path | None = None
         if ray.is_initialized():
@@ -146,7 +182,7 @@ class RayEngine:
         return list(ray.get([task.remote(fn_ref, x) for x in items]))
 
     def map_batches(self, fn: Callable[[list[Any]], Any], items: Sequence[Any], *, batch_size: int = 256) -> list[Any]:
-        """Ray Data ``map_batches`` over ``items`` with ``workers`` actors; results in the items' order."""
+        """Ray Data ``map_batches`` over ``items``, ``workers`` tasks at a time; results in the items' order."""
         if not len(items):
             return []
         ray = _import_ray()
@@ -159,18 +195,22 @@ class RayEngine:
         # would turn them into numpy scalars and arrays)
         rows = [{"position": i, "item": pickle.dumps(x, protocol=pickle.HIGHEST_PROTOCOL)} for i, x in enumerate(items)]
         blocks = max(1, min(len(rows), self._workers * 4))
+        # the function travels with its settings only (collaborators pickle without their models), so the same
+        # scanner or embedder pickles to the same bytes in every call and a worker process reuses its copy
+        payload = ray.cloudpickle.dumps(fn, protocol=pickle.HIGHEST_PROTOCOL)
+        digest = hashlib.sha256(payload).hexdigest()
         dataset = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
-            _Batches,
-            fn_constructor_args=(fn,),
+            _map_batch,
+            fn_kwargs={"digest": digest, "payload": payload},
             batch_size=batch_size,
             batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=self._workers),
+            compute=ray.data.TaskPoolStrategy(size=self._workers),
             num_cpus=1,
         )
         out: list[Any] = [None] * len(items)
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
             for position, result in zip(batch["position"], batch["result"], strict=True):
-                out[int(position)] = pickle.loads(result)  # noqa: S301 -- written by _Batches above, in this run
+                out[int(position)] = pickle.loads(result)  # noqa: S301 -- written by _map_batch above, in this run
         return out
 
     def nearest(self, reference: np.ndarray, queries: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -182,7 +222,8 @@ class RayEngine:
         """
         ray = _import_ray()
         bounds = shard_bounds(len(reference), self._workers)
-        if not bounds:
+        work = len(reference) * len(queries) * (reference.shape[1] if reference.ndim == 2 else 1)
+        if not bounds or work < self._driver_search_below:
             return flat_search(reference, queries, k)
         # tasks, not actors: warm worker processes are reused, and actors killed between calls hold their CPUs
         # for a while (measured: the whole-audit test went from 110 s to 520 s with one actor per shard per call)

@@ -68,7 +68,8 @@ def test_sharded_search_equals_one_index_for_any_worker_count(engine: Any, rng: 
     queries = rng.normal(size=(200, 12)).astype(np.float32)
     local = LocalEngine().nearest(reference, queries, 3)
     for workers in (1, 2, 3):
-        d, i = RayEngine(workers=workers).nearest(reference, queries, 3)  # joins the running cluster
+        # joins the running cluster; every search sharded, however small
+        d, i = RayEngine(workers=workers, driver_search_below=0).nearest(reference, queries, 3)
         np.testing.assert_array_equal(i, local[1])
         np.testing.assert_allclose(d, local[0], rtol=1e-5, atol=1e-6)
 
@@ -88,28 +89,47 @@ def test_map_and_batches_keep_the_items_order(engine: Any) -> None:
 
 
 def test_the_distance_audit_is_the_same_on_ray(engine: Any, rng: np.random.Generator) -> None:
+    from privsynth.engine.ray_engine import RayEngine
+
     train, holdout, synthetic = (rng.normal(size=(n, 6)).astype(np.float32) for n in (900, 300, 400))
     local = distance_audit(train, holdout, synthetic, space="t", seed=3, bootstrap=50)
-    remote = distance_audit(train, holdout, synthetic, space="t", seed=3, bootstrap=50, engine=engine)
-    assert remote == local
+    sharded = RayEngine(workers=2, driver_search_below=0)  # joins the running cluster; every search on the workers
+    assert distance_audit(train, holdout, synthetic, space="t", seed=3, bootstrap=50, engine=sharded) == local
+    # by default searches this small run on the driver: the same answer, without the round trips
+    assert distance_audit(train, holdout, synthetic, space="t", seed=3, bootstrap=50, engine=engine) == local
 
 
-def test_the_whole_audit_is_the_same_on_ray(engine: Any) -> None:
-    train, holdout, synthetic = _splits(300)
-    config = AuditConfig(bootstrap=30, ocr="off", fidelity=False)
+class ProcessCopy:
+    """A collaborator that says which worker process and which unpickled copy of it handled each item."""
 
-    def audit(collaborators: Collaborators) -> dict[str, Any]:
-        out = run_audit(train, holdout, synthetic, config=config, collaborators=collaborators)
-        out.pop("created")
-        expected = collaborators.engine.name if collaborators.engine is not None else "local"
-        assert out.pop("engine")["name"] == expected
-        return out
+    def __init__(self) -> None:
+        self.name = "process-copy"  # some state: pickle skips __setstate__ for an empty one
 
-    local = audit(Collaborators(text=HashingTextEmbedder(), pii=PiiScanner()))
-    remote = audit(Collaborators(text=HashingTextEmbedder(), pii=PiiScanner(), engine=engine))
-    assert set(remote["memorization"]) >= {"tabular", "text", "image", "record"}
-    assert remote["pii"]["scanned_cells"] > 0 and remote["pii"]["replay_needles"] > 0
-    _assert_same(remote, local)
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        import uuid
+
+        self.__dict__.update(state)
+        self.copy = uuid.uuid4().hex  # a new one each time this object is unpickled
+
+    def tag(self, items: list[int]) -> list[tuple[int, str]]:
+        import os
+
+        return [(os.getpid(), self.copy) for _ in items]
+
+
+def test_a_worker_process_unpickles_a_collaborator_once_for_every_call(engine: Any) -> None:
+    """Presidio and MiniLM are imported and built once per worker process, not once per batch or per call."""
+    collaborator = ProcessCopy()
+    copies: dict[int, set[str]] = {}
+    calls: dict[int, int] = {}
+    for _ in range(3):
+        tags = set(engine.map_batches(collaborator.tag, list(range(40)), batch_size=4))
+        for pid, copy in tags:
+            copies.setdefault(pid, set()).add(copy)
+        for pid in {pid for pid, _ in tags}:
+            calls[pid] = calls.get(pid, 0) + 1
+    assert all(len(c) == 1 for c in copies.values()), copies  # one copy per process, kept across calls
+    assert max(calls.values()) > 1, calls  # processes outlive a call (actors started per call do not)
 
 
 def _assert_same(a: Any, b: Any, path: str = "") -> None:
