@@ -194,41 +194,67 @@ def test_the_dp_profile_on_ray_sums_shard_counts_before_the_one_noise_draw(
     assert remote == local
 
 
-def test_dp_sgd_on_two_ray_workers_takes_the_single_process_steps(engine: Any, reproducible_noise: int) -> None:
-    """Clipped sums from 2 actors, noise once on the driver: the same weights and noise stream as one process."""
+def _small_trainer() -> Any:
+    """A tiny DP-SGD problem: 300 records of 100 people, 15 steps (closures pickled by value to the actors)."""
     import torch
 
     from privsynth.generators.dpsgd import DPSGDTrainer, Groups, OptimConfig
     from privsynth.privacy.accounting import Mechanism
     from privsynth.privacy.randomness import Streams
 
-    def build() -> DPSGDTrainer:
-        torch.manual_seed(0)
-        model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
-        x = torch.randn(300, 4)
-        y = x[:, :1] * 2.0 - x[:, 1:2]
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+    x = torch.randn(300, 4)
+    y = x[:, :1] * 2.0 - x[:, 1:2]
 
-        def loss(module: torch.nn.Module, rows: np.ndarray) -> torch.Tensor:
-            return ((module(x[rows]) - y[rows]) ** 2).squeeze(1)
+    def loss(module: torch.nn.Module, rows: np.ndarray) -> torch.Tensor:
+        return ((module(x[rows]) - y[rows]) ** 2).squeeze(1)
 
-        return DPSGDTrainer(
-            model,
-            loss=loss,
-            groups=Groups.from_labels(np.arange(300) // 3, 300),  # people with 3 records each
-            mechanism=Mechanism(noise_multiplier=0.7, sample_rate=0.2, steps=15),
-            config=OptimConfig(batch_size=20, lr=0.02),
-            streams=Streams.private(),
-            stream=("tabular", "*"),
-            units=100,
-        )
+    return DPSGDTrainer(
+        model,
+        loss=loss,
+        groups=Groups.from_labels(np.arange(300) // 3, 300),  # people with 3 records each
+        mechanism=Mechanism(noise_multiplier=0.7, sample_rate=0.2, steps=15),
+        config=OptimConfig(batch_size=20, lr=0.02),
+        streams=Streams.private(),
+        stream=("tabular", "*"),
+        units=100,
+    )
 
-    local, remote = build(), build()
+
+def _same_run(a: Any, b: Any) -> None:
+    import torch
+
+    assert a.step == b.step == 15
+    assert torch.equal(a.noise.get_state(), b.noise.get_state())  # the same noise, drawn once per step
+    for x, y in zip(a.model.parameters(), b.model.parameters(), strict=True):
+        assert torch.allclose(x, y, atol=1e-5)
+
+
+def test_dp_sgd_on_two_ray_workers_takes_the_single_process_steps(engine: Any, reproducible_noise: int) -> None:
+    """Clipped sums from 2 actors, noise once on the driver: the same weights and noise stream as one process."""
+    local, remote = _small_trainer(), _small_trainer()
     local.run()
     remote.run(engine=engine)
-    assert remote.step == local.step == 15
-    assert torch.equal(remote.noise.get_state(), local.noise.get_state())  # the same noise, drawn once per step
-    for a, b in zip(local.model.parameters(), remote.model.parameters(), strict=True):
-        assert torch.allclose(a, b, atol=1e-5)
+    _same_run(remote, local)
+
+
+def test_a_checkpoint_from_two_ray_workers_resumes_on_one(
+    engine: Any, tmp_path: Path, reproducible_noise: int
+) -> None:
+    """Interrupted after 6 steps on 2 actors, resumed on 1 actor of a new pool: the uninterrupted run's result."""
+    from privsynth.engine.ray_engine import RayEngine
+
+    local = _small_trainer()
+    local.run()
+    first = _small_trainer()
+    first.run(until=6, checkpoint=tmp_path / "ckpt", checkpoint_every=3, engine=engine)
+    assert first.step == 6
+    resumed = _small_trainer()
+    resumed.load_checkpoint(tmp_path / "ckpt")
+    assert resumed.step == 6
+    resumed.run(engine=RayEngine(workers=1))  # joins the running cluster
+    _same_run(resumed, local)
 
 
 def test_a_fit_on_ray_workers_spends_exactly_what_the_local_fit_spends(
