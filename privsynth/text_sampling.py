@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from privsynth.synthesizer import Synthesizer
 
 #: The text settings a sample may change (every other one shapes the fitted model).
-SAMPLING_SETTINGS = ("temperature", "top_p", "candidates", "guidance", "no_repeat_ngram")
+SAMPLING_SETTINGS = ("temperature", "top_p", "candidates", "guidance", "no_repeat_ngram", "placeholder_limit")
 
 
 def parse_text_settings(items: Sequence[str]) -> dict[str, float]:

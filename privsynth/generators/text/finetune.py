@@ -295,6 +295,7 @@ def sample_backbone(
             unconditional=unconditional,
             guidance=config.guidance,
             no_repeat_ngram=config.no_repeat_ngram,
+            placeholder_limit=config.placeholder_limit,
         )
         if k > 1:
             drawn = [produced[i * k : (i + 1) * k] for i in range(len(chunk))]

@@ -107,6 +107,13 @@ class TextConfig(DPSGDSettings):
         description="Backbone: at sampling, never repeat a run of this many tokens within a text (0: off; 2 and "
         "above), so a model that loops moves on (post-processing).",
     )
+    placeholder_limit: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="Backbone: at sampling, write each placeholder (a name, a date, a field's value) at most this "
+        "many times in a text (0: no limit), so a model that loops on one moves on (post-processing).",
+    )
     condition_dropout: float = Field(
         default=0.0,
         ge=0,
@@ -155,6 +162,8 @@ class TextConfig(DPSGDSettings):
             raise ValueError("text.candidates is for a pretrained backbone (text.backbone: smollm2 or a folder)")
         if self.backbone == "byte" and self.no_repeat_ngram:
             raise ValueError("text.no_repeat_ngram is for a pretrained backbone (text.backbone: smollm2 or a folder)")
+        if self.backbone == "byte" and self.placeholder_limit:
+            raise ValueError("text.placeholder_limit is for a pretrained backbone (text.backbone: smollm2 or a folder)")
         if self.no_repeat_ngram == 1:
             raise ValueError(
                 "text.no_repeat_ngram 1 would forbid every token a second time: use 0 (off) or 2 and above"

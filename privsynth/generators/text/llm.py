@@ -434,12 +434,17 @@ def generate(
     unconditional: Sequence[int] | None = None,
     guidance: float = 1.0,
     no_repeat_ngram: int = 0,
+    placeholder_limit: int = 0,
 ) -> list[list[int]]:
     """New token ids per prompt (left-padded batch, key-value cache); placeholder ids are ``vocab + j``.
 
     With ``no_repeat_ngram`` ``k`` (2 or more; 0 is off), a token that would complete a ``k``-token run the text
     already holds is never drawn (as ``no_repeat_ngram_size`` in Hugging Face's generation): a fine-tune that loops
     ("-year-year-year...") must move on. Only the text's own tokens count, not its prompt's.
+
+    With ``placeholder_limit`` ``k`` (0 is off), a text holds each placeholder at most ``k`` times: once it has
+    written ``<VAL:age>`` ``k`` times, that placeholder is never drawn again in it. A fine-tune whose placeholder
+    rows learnt under noise loops on them ("61 61 61", a date or a name over and over once filled).
 
     With ``guidance`` above 1 and an ``unconditional`` prompt (classifier-free guidance, Ho & Salimans 2022; for
     language models Sanchez et al. 2023), every text is also run after the unconditional prompt, and each token is
@@ -474,6 +479,7 @@ def generate(
         raise ValueError("no_repeat_ngram 1 would forbid every token a second time: use 0 (off) or 2 and above")
     # per text: each (k - 1)-token run it holds, and the tokens that followed it
     followers: list[dict[tuple[int, ...], set[int]]] = [{} for _ in range(n)]
+    written = torch.zeros(n, stack.count, dtype=torch.long, device=device)  # per text, each placeholder's uses
     for _ in range(max_new):
         logits = torch.cat([hidden @ head.T, stack.placeholder_logits(hidden)], dim=-1)
         if guided:
@@ -490,7 +496,13 @@ def generate(
                     repeats = followers[i].get(tuple(text[len(text) - no_repeat_ngram + 1 :]))
                     if repeats:
                         logits[i, list(repeats)] = float("-inf")
+        if placeholder_limit:
+            logits[:, vocab:] = logits[:, vocab:].masked_fill(written >= placeholder_limit, float("-inf"))
         token = _sample_top_p(logits, top_p, generator)
+        placeholder = token >= vocab
+        if bool(placeholder.any()):
+            writers = torch.nonzero(placeholder & ~done).flatten()
+            written[writers, token[writers] - vocab] += 1
         chosen = token.tolist()
         for i in live:
             produced[i].append(int(chosen[i]))
