@@ -132,6 +132,24 @@ def test_a_worker_process_unpickles_a_collaborator_once_for_every_call(engine: A
     assert max(calls.values()) > 1, calls  # processes outlive a call (actors started per call do not)
 
 
+def test_the_whole_audit_is_the_same_on_ray(engine: Any) -> None:
+    train, holdout, synthetic = _splits(300)
+    config = AuditConfig(bootstrap=30, ocr="off", fidelity=False)
+
+    def audit(collaborators: Collaborators) -> dict[str, Any]:
+        out = run_audit(train, holdout, synthetic, config=config, collaborators=collaborators)
+        out.pop("created")
+        expected = collaborators.engine.name if collaborators.engine is not None else "local"
+        assert out.pop("engine")["name"] == expected
+        return out
+
+    local = audit(Collaborators(text=HashingTextEmbedder(), pii=PiiScanner()))
+    remote = audit(Collaborators(text=HashingTextEmbedder(), pii=PiiScanner(), engine=engine))
+    assert set(remote["memorization"]) >= {"tabular", "text", "image", "record"}
+    assert remote["pii"]["scanned_cells"] > 0 and remote["pii"]["replay_needles"] > 0
+    _assert_same(remote, local)
+
+
 def _assert_same(a: Any, b: Any, path: str = "") -> None:
     if isinstance(a, dict):
         assert set(a) == set(b), path
@@ -239,9 +257,7 @@ def test_dp_sgd_on_two_ray_workers_takes_the_single_process_steps(engine: Any, r
     _same_run(remote, local)
 
 
-def test_a_checkpoint_from_two_ray_workers_resumes_on_one(
-    engine: Any, tmp_path: Path, reproducible_noise: int
-) -> None:
+def test_a_checkpoint_from_two_ray_workers_resumes_on_one(engine: Any, tmp_path: Path, reproducible_noise: int) -> None:
     """Interrupted after 6 steps on 2 actors, resumed on 1 actor of a new pool: the uninterrupted run's result."""
     from privsynth.engine.ray_engine import RayEngine
 
