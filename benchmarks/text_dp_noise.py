@@ -214,8 +214,18 @@ def main() -> None:
     )
     parser.add_argument("--fitted", type=Path, nargs="*", default=[], help="Model folders whose adapters to score.")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--system",
+        default=None,
+        help="Screen another system message for prompt format 2 ({column} is the text column's name), e.g. "
+        "'Write the clinical {column} of a patient visit from its details.'",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.system is not None:
+        import privsynth.generators.text.llm as llm
+
+        llm.SYSTEM = args.system  # read by prompt_ids at every call
     torch.set_num_threads(args.threads)
     if args.fitted and args.layers is not None:
         parser.error("--fitted scores models over their own frozen layers: leave --layers out")

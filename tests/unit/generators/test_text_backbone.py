@@ -285,7 +285,9 @@ def test_the_top_layers_attend_causally_whatever_the_attention_implementation(ba
         assert torch.allclose(stack(a)[0, :4], stack(b)[0, :4], atol=1e-6)
 
 
-def _generate(model, stack, prompts, *, unconditional=None, guidance=1.0, max_new=6, seed=0, temperature=1.0, **kw):  # type: ignore[no-untyped-def]
+def _generate(  # type: ignore[no-untyped-def]
+    model, stack, prompts, *, unconditional=None, guidance=1.0, max_new=6, seed=0, temperature=1.0, vocab=None, **kw
+):
     import torch
 
     from privsynth.generators.text.llm import generate
@@ -294,7 +296,7 @@ def _generate(model, stack, prompts, *, unconditional=None, guidance=1.0, max_ne
         model,
         stack,
         prompts,
-        vocab=model.get_input_embeddings().weight.shape[0],
+        vocab=vocab or model.get_input_embeddings().weight.shape[0],
         max_new=max_new,
         stop=[],
         banned=[],
@@ -331,6 +333,37 @@ def test_no_repeat_ngram_never_draws_a_run_the_text_already_holds(backbone: Path
             assert after[: first - 1] == before[: first - 1]
     with pytest.raises(ValueError, match="no_repeat_ngram 1"):
         _generate(model, stack, prompts, no_repeat_ngram=1)
+
+
+def test_placeholder_limit_writes_each_placeholder_at_most_k_times(backbone: Path) -> None:
+    """A fine-tune whose placeholder rows score high everywhere writes '<VAL:age> <VAL:age> ...'; the limit stops it."""
+    import torch
+
+    from privsynth.generators.text.llm import TopStack, prompt_ids
+
+    model, tokenizer = _model_and_stack(backbone)[:2]
+    stack = TopStack(
+        model,
+        layers=1,
+        rank=2,
+        alpha=4.0,
+        targets=("q_proj",),
+        placeholder_rows=torch.zeros(3, 32),
+        generator=torch.Generator().manual_seed(0),
+    )
+    vocab = model.get_input_embeddings().weight.shape[0]
+    model.resize_token_embeddings(vocab + 3)  # the placeholders' input rows, as a fit adds them
+    scores = torch.tensor([60.0, 50.0, 40.0])  # placeholder 0 first, then 1, then 2, far above any word
+    stack.placeholder_logits = lambda states: scores.expand(*states.shape[:-1], 3)  # type: ignore[method-assign]
+    prompts = [prompt_ids(tokenizer, "dx: flu", "note"), prompt_ids(tokenizer, "dx: cold; wbc: 3 to 4", "note")]
+    looping = _generate(model, stack, prompts, max_new=12, vocab=vocab)
+    assert all(ids == [vocab] * 12 for ids in looping)  # the positive control: one placeholder over and over
+    assert _generate(model, stack, prompts, max_new=12, vocab=vocab, placeholder_limit=0) == looping
+    for k in (1, 2):
+        limited = _generate(model, stack, prompts, max_new=12, vocab=vocab, placeholder_limit=k)
+        for ids in limited:
+            assert ids[: 3 * k] == [vocab] * k + [vocab + 1] * k + [vocab + 2] * k  # in score order, k each
+            assert all(t < vocab for t in ids[3 * k :])  # then only words
 
 
 def _model_and_stack(backbone: Path):  # type: ignore[no-untyped-def]
@@ -568,6 +601,9 @@ def test_no_repeat_ngram_is_refused_for_the_byte_model_and_at_one() -> None:
     with pytest.raises(ValidationError, match="no_repeat_ngram 1 would forbid every token"):
         TextConfig(backbone="smollm2", no_repeat_ngram=1)
     assert TextConfig(backbone="smollm2", no_repeat_ngram=4).no_repeat_ngram == 4
+    with pytest.raises(ValidationError, match="placeholder_limit is for a pretrained backbone"):
+        TextConfig(placeholder_limit=1)
+    assert TextConfig(backbone="smollm2", placeholder_limit=1).placeholder_limit == 1
 
 
 def test_sampling_gives_the_next_token_probabilities_the_fit_trained(
