@@ -73,8 +73,10 @@ _collaborators: OrderedDict[str, Callable[[list[Any]], Any]] = OrderedDict()
 def _collaborator(digest: str, payload: bytes) -> Callable[[list[Any]], Any]:
     """The function pickled as ``payload``, unpickled once per worker process and kept for the next calls.
 
-    Only collaborators (a bound method of a scanner or embedder whose pickled state is its settings) are kept,
-    never a batch: the items and results of a call leave the process with the call.
+    The items and results of a call leave the process with the call; what ``fn`` itself holds stays until
+    :data:`KEEP_COLLABORATORS` newer functions replace it. So ``fn`` is a collaborator's method (a scanner or an
+    embedder, which pickle to their settings and load their model in the worker), never a function bound to
+    records: the audit's replay needles (real identifiers) are matched on the driver, not sent here.
     """
     fn = _collaborators.get(digest)
     if fn is None:
