@@ -64,9 +64,9 @@ def _apply(fn: Callable[[Any], Any], item: Any) -> Any:
 #: made 387 such calls, 19 s on Ray against under 1 s on the driver).
 DRIVER_SEARCH_BELOW = 1 << 25
 
-#: Collaborators a worker process keeps between calls, newest last (a process sees an audit's PII scanner and
-#: its embedders; more would only hold memory).
-KEEP_COLLABORATORS = 3
+#: Collaborators a worker process keeps between calls, newest last: an audit sends its PII scanner, MiniLM and an
+#: embedder per image column; more would only hold memory.
+KEEP_COLLABORATORS = 6
 _collaborators: OrderedDict[str, Callable[[list[Any]], Any]] = OrderedDict()
 
 
@@ -75,8 +75,9 @@ def _collaborator(digest: str, payload: bytes) -> Callable[[list[Any]], Any]:
 
     The items and results of a call leave the process with the call; what ``fn`` itself holds stays until
     :data:`KEEP_COLLABORATORS` newer functions replace it. So ``fn`` is a collaborator's method (a scanner or an
-    embedder, which pickle to their settings and load their model in the worker), never a function bound to
-    records: the audit's replay needles (real identifiers) are matched on the driver, not sent here.
+    embedder, which pickle to their settings and load their model in the worker) that keeps nothing of what it
+    reads (the PII scanner drops its texts' words from spaCy's vocabulary after each batch), never a function
+    bound to records: the audit's replay needles (real identifiers) are matched on the driver, not sent here.
     """
     fn = _collaborators.get(digest)
     if fn is None:

@@ -15,7 +15,7 @@ from typing import Any
 from typing_extensions import override
 
 from privsynth.pii.detection import Detection
-from privsynth.pii.nlp import build_nlp_engine
+from privsynth.pii.nlp import build_nlp_engine, forgetting
 from privsynth.pii.recognizers import (
     AgeOver89Recognizer,
     MrnRecognizer,
@@ -123,6 +123,24 @@ class PiiScanner:
 
     def scan(self, text: str) -> list[Detection]:
         """PII spans of one text, URL-inside-e-mail hits removed."""
+        with forgetting(self._engine[0].nlp_engine):  # the text's words do not stay in spaCy's vocabulary
+            return self._scan(text)
+
+    def scan_many(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> list[list[Detection]]:
+        """Scan every text (``progress`` is called with the number done, every 100 texts).
+
+        The texts' words leave spaCy's vocabulary when the scan returns, so a scanner kept for later calls (a Ray
+        worker keeps it between an audit's scans) holds nothing of the texts it read.
+        """
+        out = []
+        with forgetting(self._engine[0].nlp_engine):
+            for i, text in enumerate(texts):
+                out.append(self._scan(text))
+                if progress is not None and (i + 1) % 100 == 0:
+                    progress(i + 1)
+        return out
+
+    def _scan(self, text: str) -> list[Detection]:
         engine, entities, _ = self._engine
         if not text:
             return []
@@ -133,15 +151,6 @@ class PiiScanner:
             (d for d in found if not (d.entity == "URL" and any(s <= d.start and d.end <= e for s, e in emails))),
             key=lambda d: (d.start, d.end, d.entity),
         )
-
-    def scan_many(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> list[list[Detection]]:
-        """Scan every text (``progress`` is called with the number done, every 100 texts)."""
-        out = []
-        for i, text in enumerate(texts):
-            out.append(self.scan(text))
-            if progress is not None and (i + 1) % 100 == 0:
-                progress(i + 1)
-        return out
 
 
 @functools.lru_cache(maxsize=1)

@@ -7,7 +7,9 @@ spaCy NER model installed, :func:`build_nlp_engine` uses it instead and names be
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from presidio_analyzer.nlp_engine import NlpArtifacts, NlpEngine, NoOpNlpEngine
@@ -62,3 +64,21 @@ def build_nlp_engine(spacy_model: str | None) -> tuple[NlpEngine, str]:
     engine_blank = BlankSpacyNlpEngine()
     engine_blank.load()
     return engine_blank, "blank-spacy (no NER model: names by dictionary and context)"
+
+
+@contextlib.contextmanager
+def forgetting(nlp_engine: NlpEngine) -> Iterator[None]:
+    """Texts processed inside leave no trace in the engine's spaCy pipelines once it exits.
+
+    spaCy keeps every new string it tokenizes (its vocabulary's string store) and how it split each piece of text
+    (the tokenizer's cache) for the life of the pipeline: a scanner that lives on (in this process, or in a Ray
+    worker process between calls) would hold the names, MRNs and numbers of every real text it scanned. Inside
+    ``memory_zone`` (spaCy 3.8) they are dropped when the zone closes; nothing scanned may keep a token past it
+    (detections are plain offsets and scores).
+    """
+    pipelines = [getattr(nlp_engine, "_blank", None), *(getattr(nlp_engine, "nlp", None) or {}).values()]
+    with contextlib.ExitStack() as stack:
+        for nlp in pipelines:
+            if nlp is not None and hasattr(nlp, "memory_zone"):
+                stack.enter_context(nlp.memory_zone())
+        yield

@@ -270,3 +270,19 @@ def test_a_span_is_the_records_own_only_as_whole_words_of_its_values() -> None:
     assert not mine("77850")  # five digits inside its own card number: a real ZIP code would pass as its own
     assert not mine("Jackson")  # a real surname inside its fake city
     assert not mine("debra.ma")  # part of its own e-mail
+
+
+def test_a_scanner_keeps_no_word_of_the_texts_it_scanned() -> None:
+    """spaCy keeps every new string it tokenizes: a scanner that lives on (a Ray worker keeps it between an audit's
+    scans) would hold the real names and numbers it read, unless each scan forgets them."""
+    scanner = PiiScanner()
+    vocabulary = scanner._engine[0].nlp_engine._blank.vocab.strings
+    texts = ["Seen by Dr. Quillbright, MRN 48151623, re Zorvathian syndrome.", "Call Yelvaine on 555-013-7788."]
+    words = ("Quillbright", "Zorvathian", "Yelvaine", "48151623")
+    assert all(word not in vocabulary for word in words)
+    found = scanner.scan_many(texts)
+    assert found == [scanner.scan(text) for text in texts] and any(found)  # same detections either way
+    assert [word for word in words if word in vocabulary] == []
+    # positive control: the same pipeline outside the scanner keeps them
+    scanner._engine[0].nlp_engine._blank(texts[0])
+    assert "Quillbright" in vocabulary
