@@ -339,18 +339,9 @@ def test_placeholder_limit_writes_each_placeholder_at_most_k_times(backbone: Pat
     """A fine-tune whose placeholder rows score high everywhere writes '<VAL:age> <VAL:age> ...'; the limit stops it."""
     import torch
 
-    from privsynth.generators.text.llm import TopStack, prompt_ids
+    from privsynth.generators.text.llm import prompt_ids
 
-    model, tokenizer = _model_and_stack(backbone)[:2]
-    stack = TopStack(
-        model,
-        layers=1,
-        rank=2,
-        alpha=4.0,
-        targets=("q_proj",),
-        placeholder_rows=torch.zeros(3, 32),
-        generator=torch.Generator().manual_seed(0),
-    )
+    model, tokenizer, stack = _model_and_stack(backbone, placeholders=3)
     vocab = model.get_input_embeddings().weight.shape[0]
     model.resize_token_embeddings(vocab + 3)  # the placeholders' input rows, as a fit adds them
     scores = torch.tensor([60.0, 50.0, 40.0])  # placeholder 0 first, then 1, then 2, far above any word
@@ -366,7 +357,7 @@ def test_placeholder_limit_writes_each_placeholder_at_most_k_times(backbone: Pat
             assert all(t < vocab for t in ids[3 * k :])  # then only words
 
 
-def _model_and_stack(backbone: Path):  # type: ignore[no-untyped-def]
+def _model_and_stack(backbone: Path, placeholders: int = 0):  # type: ignore[no-untyped-def]
     import torch
 
     from privsynth.generators.text.backbone import load, locate
@@ -379,7 +370,7 @@ def _model_and_stack(backbone: Path):  # type: ignore[no-untyped-def]
         rank=2,
         alpha=4.0,
         targets=("q_proj",),
-        placeholder_rows=torch.zeros(0, 32),
+        placeholder_rows=torch.zeros(placeholders, 32),
         generator=torch.Generator().manual_seed(0),
     )
     return model, tokenizer, stack
