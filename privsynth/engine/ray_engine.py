@@ -7,9 +7,9 @@
   worker process, not once per batch nor once per call (actors, started and stopped per call, paid Presidio's
   8-second import every call); results come back with their positions and are put back in order.
 - ``nearest``: a search smaller than ``driver_search_below`` multiply-adds runs on the driver (a round trip to
-  the workers costs more); a larger one: the reference rows are cut into ``workers`` contiguous shards, put in the
-  object store once; the
-  queries go to every shard in chunks (one task each), searched exactly (FAISS brute force), with global indices;
+  the workers costs more); in a larger one the reference rows are cut into ``workers`` contiguous shards, put in
+  the object store once; the queries go to every shard in chunks (one task each), searched exactly (FAISS brute
+  force), with global indices;
   the driver keeps the exact top ``k`` (:func:`~privsynth.engine.base.merge_top_k`): the same neighbours at the same
   distances (recomputed in float64) for any number of workers, except between rows within float32 rounding.
 
