@@ -843,10 +843,18 @@ def within_length(text: Any, limit: int) -> Any:
     are longer than their tokens (a name for ``<PERSON>``), and a model can loop on them. The synthetic corpus must
     validate against its own schema, so sampling cuts it here (post-processing of the sample; no real data).
 
+    A text that starts with blanks (a placeholder at its start filled with an empty value) is cut after them, so
+    its words survive the cut.
+
     >>> within_length("seen today for a cough", 16), within_length("abcdefghij", 4), within_length(None, 4)
     ('seen today for a', 'abcd', None)
+    >>> within_length("            seen today for", 12)
+    'seen today'
     """
     if not isinstance(text, str) or len(text) <= limit:
+        return text
+    text = text.strip()
+    if len(text) <= limit:
         return text
     cut = text[: limit + 1].rfind(" ")
     return (text[:cut] if cut >= 0.8 * limit else text[:limit]).rstrip()
