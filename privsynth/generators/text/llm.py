@@ -442,6 +442,8 @@ def generate(
     already holds is never drawn (as ``no_repeat_ngram_size`` in Hugging Face's generation): a fine-tune that loops
     ("-year-year-year...") must move on. Only the text's own tokens count, not its prompt's.
 
+    No text ends at its first token: an empty text is never drawn.
+
     With ``placeholder_limit`` ``k`` (0 is off), a text holds each placeholder at most ``k`` times: once it has
     written ``<VAL:age>`` ``k`` times, that placeholder is never drawn again in it. A fine-tune whose placeholder
     rows learnt under noise loops on them ("61 61 61", a date or a name over and over once filled).
@@ -480,7 +482,7 @@ def generate(
     # per text: each (k - 1)-token run it holds, and the tokens that followed it
     followers: list[dict[tuple[int, ...], set[int]]] = [{} for _ in range(n)]
     written = torch.zeros(n, stack.count, dtype=torch.long, device=device)  # per text, each placeholder's uses
-    for _ in range(max_new):
+    for step in range(max_new):
         logits = torch.cat([hidden @ head.T, stack.placeholder_logits(hidden)], dim=-1)
         if guided:
             scores = torch.log_softmax(logits, dim=-1)
@@ -488,6 +490,8 @@ def generate(
         logits = logits / temperature
         if len(banned_t):
             logits[:, banned_t] = float("-inf")
+        if step == 0 and len(stop_t):
+            logits[:, stop_t] = float("-inf")  # a text has at least one token: never an empty note
         live = np.flatnonzero(~done.cpu().numpy()).tolist()
         if no_repeat_ngram:
             for i in live:

@@ -286,7 +286,18 @@ def test_the_top_layers_attend_causally_whatever_the_attention_implementation(ba
 
 
 def _generate(  # type: ignore[no-untyped-def]
-    model, stack, prompts, *, unconditional=None, guidance=1.0, max_new=6, seed=0, temperature=1.0, vocab=None, **kw
+    model,
+    stack,
+    prompts,
+    *,
+    unconditional=None,
+    guidance=1.0,
+    max_new=6,
+    seed=0,
+    temperature=1.0,
+    vocab=None,
+    stop=(),
+    **kw,
 ):
     import torch
 
@@ -298,7 +309,7 @@ def _generate(  # type: ignore[no-untyped-def]
         prompts,
         vocab=vocab or model.get_input_embeddings().weight.shape[0],
         max_new=max_new,
-        stop=[],
+        stop=list(stop),
         banned=[],
         temperature=temperature,
         top_p=1.0,
@@ -355,6 +366,22 @@ def test_placeholder_limit_writes_each_placeholder_at_most_k_times(backbone: Pat
         for ids in limited:
             assert ids[: 3 * k] == [vocab] * k + [vocab + 1] * k + [vocab + 2] * k  # in score order, k each
             assert all(t < vocab for t in ids[3 * k :])  # then only words
+
+
+def test_no_text_ends_at_its_first_token(backbone: Path) -> None:
+    """A random or badly fitted model may rate the stop token first: the note would be empty."""
+    from privsynth.generators.text.llm import prompt_ids
+
+    model, tokenizer, stack = _model_and_stack(backbone)
+    prompts = [prompt_ids(tokenizer, "dx: flu", "note"), prompt_ids(tokenizer, "dx: cold; wbc: 3 to 4", "note")]
+    first = [ids[0] for ids in _generate(model, stack, prompts, max_new=1, temperature=0.01)]  # near-greedy
+    drawn = _generate(model, stack, prompts, max_new=4, temperature=0.01, stop=first)
+    for ids, likeliest in zip(drawn, first, strict=True):
+        assert ids and ids[0] != likeliest  # the likeliest first token is a stop: another one is drawn
+    # after the first token a stop ends the text as before
+    for ids in drawn:
+        ends = [i for i, token in enumerate(ids) if i > 0 and token in first]
+        assert not ends or len(ids) == ends[0] + 1
 
 
 def _model_and_stack(backbone: Path, placeholders: int = 0):  # type: ignore[no-untyped-def]
