@@ -99,6 +99,24 @@ def test_the_distance_audit_is_the_same_on_ray(engine: Any, rng: np.random.Gener
     assert distance_audit(train, holdout, synthetic, space="t", seed=3, bootstrap=50, engine=engine) == local
 
 
+def test_the_attacks_nearest_neighbour_parts_are_the_same_sharded_on_ray(
+    engine: Any, rng: np.random.Generator
+) -> None:
+    """Membership, linkability and attribute inference with every search sharded over 2 workers equal local ones
+    (the whole-audit test below runs its small searches on the driver)."""
+    from privsynth.audit.attacks import attribute_inference, linkability, membership_inference
+    from privsynth.engine.ray_engine import RayEngine
+
+    train, control, synthetic = (rng.integers(0, 4, size=(n, 6)).astype(np.float32) for n in (600, 300, 400))
+    sharded = RayEngine(workers=2, driver_search_below=0)  # joins the running cluster
+    for attack in (
+        lambda engine: membership_inference(train, control, synthetic, seed=1, bootstrap=20, engine=engine),
+        lambda engine: linkability(train, control, synthetic, targets=100, seed=1, engine=engine),
+        lambda engine: attribute_inference(train, control, synthetic, 2, targets=100, seed=1, engine=engine),
+    ):
+        assert attack(sharded) == attack(None)
+
+
 class ProcessCopy:
     """A collaborator that says which worker process and which unpickled copy of it handled each item."""
 
