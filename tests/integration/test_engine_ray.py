@@ -99,9 +99,7 @@ def test_the_distance_audit_is_the_same_on_ray(engine: Any, rng: np.random.Gener
     assert distance_audit(train, holdout, synthetic, space="t", seed=3, bootstrap=50, engine=engine) == local
 
 
-def test_the_attacks_nearest_neighbour_parts_are_the_same_sharded_on_ray(
-    engine: Any, rng: np.random.Generator
-) -> None:
+def test_the_attacks_nearest_neighbour_parts_are_the_same_sharded_on_ray(engine: Any, rng: np.random.Generator) -> None:
     """Membership, linkability and attribute inference with every search sharded over 2 workers equal local ones
     (the whole-audit test below runs its small searches on the driver)."""
     from privsynth.audit.attacks import attribute_inference, linkability, membership_inference
