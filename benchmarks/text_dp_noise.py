@@ -36,8 +36,9 @@ note, the template the rest.
 
 Variants to screen (each row one combination): ``--rank`` (LoRA rank), ``--targets`` (which projections get
 adapters, comma-separated), ``--layers``, ``--frozen-placeholders``, ``--optimizer sgd --momentum 0.9`` instead of
-Adam, ``--lr`` values; ``--sample-vocab trained`` draws only the token ids the loss trains; ``--temperature`` (one
-row each, on the same adapters) the sampling temperatures; ``--placeholders text`` writes placeholders as
+Adam, ``--lr`` values; ``--sample-vocab trained`` draws only the token ids the loss trains; ``--temperature``,
+``--no-repeat-ngram`` and ``--placeholder-limit`` (one row per combination, on the same adapters) the sampling
+settings; ``--placeholders text`` writes placeholders as
 bracketed words instead of added tokens.
 
     python benchmarks/text_dp_noise.py --run runs/demo-backbone --sigma 0 0.2 1.13
@@ -97,6 +98,8 @@ COLUMNS = [
     "held_out_loss",
     "field_accuracy",
     "temperature",
+    "no_repeat_ngram",
+    "placeholder_limit",
     "note_ratio",
     "seconds",
 ]
@@ -204,6 +207,20 @@ def main() -> None:
         nargs="+",
         default=None,
         help="With --sample: sampling temperatures, one row each (default: the model's).",
+    )
+    parser.add_argument(
+        "--no-repeat-ngram",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="With --sample: text.no_repeat_ngram values (0: off), one row each per temperature.",
+    )
+    parser.add_argument(
+        "--placeholder-limit",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="With --sample: text.placeholder_limit values (0: no limit), one row each per temperature.",
     )
     parser.add_argument("--label", default="diagnosis", help="Column the written notes are scored on.")
     parser.add_argument(
@@ -361,7 +378,7 @@ def main() -> None:
 
     real_accuracy = accuracy(written[args.column].fillna("").astype(str).tolist()) if args.sample else float("nan")
 
-    def sampled(stack: TopStack, temperature: float) -> dict[str, Any]:
+    def sampled(stack: TopStack, temperature: float, no_repeat_ngram: int, placeholder_limit: int) -> dict[str, Any]:
         """Write one note per ``written`` record with ``stack`` merged into the backbone (restored after)."""
         top = model.model.layers[len(model.model.layers) - layers :]
         kept = {k: v.clone() for k, v in top.state_dict().items()}
@@ -382,6 +399,8 @@ def main() -> None:
                     temperature=temperature,
                     top_p=config.top_p,
                     generator=torch.Generator().manual_seed(2),
+                    no_repeat_ngram=no_repeat_ngram,
+                    placeholder_limit=placeholder_limit,
                 )
                 for ids in produced:
                     kept_ids = [t for t in ids if t not in stops]
@@ -447,8 +466,23 @@ def main() -> None:
                 "sample_vocab": args.sample_vocab,
                 "placeholders_as": args.placeholders,
             }
-            for temperature in (args.temperature or [config.temperature]) if args.sample else [None]:
-                drawn = {"temperature": temperature, **sampled(stack, temperature)} if temperature is not None else {}
+            decodings = [
+                (t, k, limit)
+                for t in args.temperature or [config.temperature]
+                for k in args.no_repeat_ngram
+                for limit in args.placeholder_limit
+            ]
+            for temperature, no_repeat, limit in decodings if args.sample else [(None, 0, 0)]:
+                drawn = (
+                    {
+                        "temperature": temperature,
+                        "no_repeat_ngram": no_repeat,
+                        "placeholder_limit": limit,
+                        **sampled(stack, temperature, no_repeat, limit),
+                    }
+                    if temperature is not None
+                    else {}
+                )
                 results.append({**trained, **drawn})
                 print_table(results[-1:], COLUMNS)
                 for example in results[-1].get("examples", []):
