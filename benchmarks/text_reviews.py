@@ -222,6 +222,13 @@ def main() -> None:
         help="Sample the same fit at each of these text.temperature values (default: the config's).",
     )
     parser.add_argument(
+        "--no-repeat-ngram",
+        type=int,
+        nargs="+",
+        default=None,
+        help="Sample the same fit at each of these text.no_repeat_ngram values (0: off; default: the config's).",
+    )
+    parser.add_argument(
         "--model",
         type=Path,
         default=None,
@@ -239,8 +246,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    if (args.guidance or args.candidates) and "pretrained" in args.variants:
-        parser.error("--guidance and --candidates are for a backbone; the 'pretrained' variant is the byte model's")
+    if (args.guidance or args.candidates or args.no_repeat_ngram) and "pretrained" in args.variants:
+        parser.error(
+            "--guidance, --candidates and --no-repeat-ngram are for a backbone; the 'pretrained' variant is the byte "
+            "model's"
+        )
     if args.model is not None and len(args.variants) != 1:
         parser.error("--model samples one saved fit: name its variant alone (--variants scratch)")
     if args.model is not None and not (args.model / "model.json").is_file():  # before minutes of anchors
@@ -326,12 +336,13 @@ def main() -> None:
         count = args.synthetic or len(train)
         # sampling is post-processing: every guidance weight and candidate count samples the same fitted model
         settings = [
-            (g, k, t)
+            (g, k, t, r)
             for g in args.guidance or [generator.config.guidance]
             for k in args.candidates or [generator.config.candidates]
             for t in args.temperature or [generator.config.temperature]
+            for r in args.no_repeat_ngram or [generator.config.no_repeat_ngram]
         ]
-        for guidance, candidates, temperature in settings:
+        for guidance, candidates, temperature, no_repeat in settings:
             # validated (a byte-level model refuses both, guidance without condition dropout too)
             generator.config = TextConfig.model_validate(
                 {
@@ -339,6 +350,7 @@ def main() -> None:
                     "guidance": guidance,
                     "candidates": candidates,
                     "temperature": temperature,
+                    "no_repeat_ngram": no_repeat,
                 }
             )
             name = ", ".join(
@@ -346,6 +358,7 @@ def main() -> None:
                 + ([f"guidance {guidance:g}"] if args.guidance else [])
                 + ([f"best of {candidates}"] if args.candidates else [])
                 + ([f"temperature {temperature:g}"] if args.temperature else [])
+                + ([f"no_repeat_ngram {no_repeat}"] if args.no_repeat_ngram else [])
             )
             print(f"sampling {count} reviews ({name})...", flush=True)
             start = time.perf_counter()
