@@ -38,8 +38,7 @@ Variants to screen (each row one combination): ``--rank`` (LoRA rank), ``--targe
 adapters, comma-separated), ``--layers``, ``--frozen-placeholders``, ``--optimizer sgd --momentum 0.9`` instead of
 Adam, ``--lr`` values; ``--sample-vocab trained`` draws only the token ids the loss trains; ``--temperature``,
 ``--no-repeat-ngram`` and ``--placeholder-limit`` (one row per combination, on the same adapters) the sampling
-settings; ``--placeholders text`` writes placeholders as
-bracketed words instead of added tokens.
+settings; ``--placeholders text`` writes placeholders as bracketed words instead of added tokens.
 
     python benchmarks/text_dp_noise.py --run runs/demo-backbone --sigma 0 0.2 1.13
     python benchmarks/text_dp_noise.py --sigma 1.13 --rank 1 8 --targets q_proj,v_proj --out /tmp/attn.json
@@ -213,14 +212,14 @@ def main() -> None:
         type=int,
         nargs="+",
         default=[0],
-        help="With --sample: text.no_repeat_ngram values (0: off), one row each per temperature.",
+        help="With --sample: text.no_repeat_ngram values (0: off); a row per combination of sampling settings.",
     )
     parser.add_argument(
         "--placeholder-limit",
         type=int,
         nargs="+",
         default=[0],
-        help="With --sample: text.placeholder_limit values (0: no limit), one row each per temperature.",
+        help="With --sample: text.placeholder_limit values (0: no limit); a row per combination of sampling settings.",
     )
     parser.add_argument("--label", default="diagnosis", help="Column the written notes are scored on.")
     parser.add_argument(
