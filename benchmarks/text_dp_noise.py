@@ -36,9 +36,10 @@ note, the template the rest.
 
 Variants to screen (each row one combination): ``--rank`` (LoRA rank), ``--targets`` (which projections get
 adapters, comma-separated), ``--layers``, ``--frozen-placeholders``, ``--optimizer sgd --momentum 0.9`` instead of
-Adam, ``--lr`` values; ``--sample-vocab trained`` draws only the token ids the loss trains; ``--temperature``,
-``--no-repeat-ngram`` and ``--placeholder-limit`` (one row per combination, on the same adapters) the sampling
-settings; ``--placeholders text`` writes placeholders as bracketed words instead of added tokens.
+Adam, ``--lr`` values; the sampling settings ``--temperature``, ``--no-repeat-ngram``, ``--placeholder-limit``,
+``--sample-vocab`` (``trained``: only the token ids the loss trains) and ``--candidates`` (best-of-k), one row per
+combination, on the same adapters; ``--placeholders text`` writes placeholders as bracketed words instead of added
+tokens.
 
     python benchmarks/text_dp_noise.py --run runs/demo-backbone --sigma 0 0.2 1.13
     python benchmarks/text_dp_noise.py --sigma 1.13 --rank 1 8 --targets q_proj,v_proj --out /tmp/attn.json
@@ -77,6 +78,7 @@ from privsynth.generators.text.llm import (
     schema_meanings,
     usable_prompt_format,
 )
+from privsynth.generators.text.rerank import contrast_prompts, pick_best
 from privsynth.generators.text.tokens import Vocabulary
 from privsynth.pii.engine import PiiScanner
 from privsynth.pii.placeholders import fill_placeholders
@@ -99,6 +101,8 @@ COLUMNS = [
     "temperature",
     "no_repeat_ngram",
     "placeholder_limit",
+    "sample_vocab",
+    "candidates",
     "note_ratio",
     "seconds",
 ]
@@ -197,8 +201,10 @@ def main() -> None:
     parser.add_argument(
         "--sample-vocab",
         choices=("all", "trained"),
-        default="all",
-        help="Ids --sample may draw: all the backbone's (as the fit's sampling does) or only those the loss trains.",
+        nargs="+",
+        default=["all"],
+        help="Ids --sample may draw: all the backbone's or only those the loss trains; a row per combination of "
+        "sampling settings.",
     )
     parser.add_argument(
         "--temperature",
@@ -220,6 +226,14 @@ def main() -> None:
         nargs="+",
         default=[0],
         help="With --sample: text.placeholder_limit values (0: no limit); a row per combination of sampling settings.",
+    )
+    parser.add_argument(
+        "--candidates",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="With --sample: text.candidates values (best-of-k, kept by pointwise mutual information with the "
+        "record's prompt; 1: one draw); a row per combination of sampling settings.",
     )
     parser.add_argument("--label", default="diagnosis", help="Column the written notes are scored on.")
     parser.add_argument(
@@ -363,8 +377,6 @@ def main() -> None:
     banned = [i for i in tokenizer.all_special_ids if i not in stops and i not in placeholder_ids]
     if args.placeholders == "text":  # the added tokens are never trained: never drawn
         banned = sorted(set(banned) | placeholder_ids)
-    if args.sample_vocab == "trained":  # the ids the loss never saw (from train_vocab to the placeholders) are out
-        banned = sorted(set(banned) | set(range(vocab, base)) - set(stops))
     real_notes = corpus.records[args.column].iloc[: args.notes].fillna("").astype(str)
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
     classifier = LogisticRegression(max_iter=2000).fit(
@@ -377,7 +389,14 @@ def main() -> None:
 
     real_accuracy = accuracy(written[args.column].fillna("").astype(str).tolist()) if args.sample else float("nan")
 
-    def sampled(stack: TopStack, temperature: float, no_repeat_ngram: int, placeholder_limit: int) -> dict[str, Any]:
+    def sampled(
+        stack: TopStack,
+        temperature: float,
+        no_repeat_ngram: int,
+        placeholder_limit: int,
+        sample_vocab: str,
+        candidates: int,
+    ) -> dict[str, Any]:
         """Write one note per ``written`` record with ``stack`` merged into the backbone (restored after)."""
         top = model.model.layers[len(model.model.layers) - layers :]
         kept = {k: v.clone() for k, v in top.state_dict().items()}
@@ -386,11 +405,15 @@ def main() -> None:
         clock = time.time()
         try:
             notes = []
-            for start in range(0, len(prompts), config.sample_batch):
+            trained = vocab if sample_vocab == "trained" else None
+            contrasts, shares = contrast_prompts([tuple(p) for p in prompts], np.random.default_rng(3))
+            batch = max(1, config.sample_batch // candidates)
+            for start in range(0, len(prompts), batch):
+                chunk = prompts[start : start + batch]
                 produced = generate(
                     model,
                     stack,
-                    prompts[start : start + config.sample_batch],
+                    [p for p in chunk for _ in range(candidates)],
                     vocab=base,
                     max_new=config.max_tokens,
                     stop=stops,
@@ -400,7 +423,22 @@ def main() -> None:
                     generator=torch.Generator().manual_seed(2),
                     no_repeat_ngram=no_repeat_ngram,
                     placeholder_limit=placeholder_limit,
+                    trained=trained,
                 )
+                if candidates > 1:  # best-of-k as a fit's sampling does it (text.candidates)
+                    drawn = [produced[i * candidates : (i + 1) * candidates] for i in range(len(chunk))]
+                    best = pick_best(
+                        model,
+                        stack,
+                        chunk,
+                        drawn,
+                        vocab=base,
+                        contrasts=contrasts,
+                        shares=shares,
+                        trained=trained,
+                        stop=stops,
+                    )
+                    produced = [texts_of[b] for texts_of, b in zip(drawn, best, strict=True)]
                 for ids in produced:
                     kept_ids = [t for t in ids if t not in stops]
                     text = _CONTROL.sub("", tokenizer.decode(kept_ids, skip_special_tokens=False)).strip()
@@ -462,22 +500,25 @@ def main() -> None:
                 "held_out_loss": after,
                 **({"field_accuracy": field_accuracy(stack)} if categories else {}),
                 "seconds": round(time.time() - clock),
-                "sample_vocab": args.sample_vocab,
                 "placeholders_as": args.placeholders,
             }
             decodings = [
-                (t, k, limit)
+                (t, k, limit, ids, best_of)
                 for t in args.temperature or [config.temperature]
                 for k in args.no_repeat_ngram
                 for limit in args.placeholder_limit
+                for ids in args.sample_vocab
+                for best_of in args.candidates
             ]
-            for temperature, no_repeat, limit in decodings if args.sample else [(None, 0, 0)]:
+            for temperature, no_repeat, limit, ids, best_of in decodings if args.sample else [(None, 0, 0, "all", 1)]:
                 drawn = (
                     {
                         "temperature": temperature,
                         "no_repeat_ngram": no_repeat,
                         "placeholder_limit": limit,
-                        **sampled(stack, temperature, no_repeat, limit),
+                        "sample_vocab": ids,
+                        "candidates": best_of,
+                        **sampled(stack, temperature, no_repeat, limit, ids, best_of),
                     }
                     if temperature is not None
                     else {}

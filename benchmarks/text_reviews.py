@@ -229,6 +229,14 @@ def main() -> None:
         help="Sample the same fit at each of these text.no_repeat_ngram values (0: off; default: the config's).",
     )
     parser.add_argument(
+        "--sample-vocab",
+        choices=("trained", "all"),
+        nargs="+",
+        default=None,
+        help="Sample the same fit drawing from each of these text.sample_vocab (trained: only the token ids the "
+        "fit's loss trained; all: every backbone id; default: the config's).",
+    )
+    parser.add_argument(
         "--model",
         type=Path,
         default=None,
@@ -246,10 +254,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    if (args.guidance or args.candidates or args.no_repeat_ngram) and "pretrained" in args.variants:
+    if (
+        args.guidance or args.candidates or args.no_repeat_ngram or args.sample_vocab
+    ) and "pretrained" in args.variants:
         parser.error(
-            "--guidance, --candidates and --no-repeat-ngram are for a backbone; the 'pretrained' variant is the byte "
-            "model's"
+            "--guidance, --candidates, --no-repeat-ngram and --sample-vocab are for a backbone; the 'pretrained' "
+            "variant is the byte model's"
         )
     if args.model is not None and len(args.variants) != 1:
         parser.error("--model samples one saved fit: name its variant alone (--variants scratch)")
@@ -336,13 +346,14 @@ def main() -> None:
         count = args.synthetic or len(train)
         # sampling is post-processing: every guidance weight and candidate count samples the same fitted model
         settings = [
-            (g, k, t, r)
+            (g, k, t, r, v)
             for g in args.guidance or [generator.config.guidance]
             for k in args.candidates or [generator.config.candidates]
             for t in args.temperature or [generator.config.temperature]
             for r in args.no_repeat_ngram or [generator.config.no_repeat_ngram]
+            for v in args.sample_vocab or [generator.config.sample_vocab]
         ]
-        for guidance, candidates, temperature, no_repeat in settings:
+        for guidance, candidates, temperature, no_repeat, sample_vocab in settings:
             # validated (a byte-level model refuses both, guidance without condition dropout too)
             generator.config = TextConfig.model_validate(
                 {
@@ -351,6 +362,7 @@ def main() -> None:
                     "candidates": candidates,
                     "temperature": temperature,
                     "no_repeat_ngram": no_repeat,
+                    "sample_vocab": sample_vocab,
                 }
             )
             name = ", ".join(
@@ -359,6 +371,7 @@ def main() -> None:
                 + ([f"best of {candidates}"] if args.candidates else [])
                 + ([f"temperature {temperature:g}"] if args.temperature else [])
                 + ([f"no_repeat_ngram {no_repeat}"] if args.no_repeat_ngram else [])
+                + ([f"sample_vocab {sample_vocab}"] if args.sample_vocab else [])
             )
             print(f"sampling {count} reviews ({name})...", flush=True)
             start = time.perf_counter()

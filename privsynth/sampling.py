@@ -113,7 +113,7 @@ def write_synthetic(
     engine: Engine | None = None,
     model: Path | None = None,
     shard_records: int = SHARD_RECORDS,
-    text: Mapping[str, float] | None = None,
+    text: Mapping[str, float | str] | None = None,
     progress: Progress | None = None,
 ) -> Path:
     """Sample ``n`` records and write them as a corpus folder, atomically.

@@ -1,8 +1,8 @@
 """Text settings chosen when sampling, not fitting (``privsynth sample --text SETTING=VALUE``).
 
-How a fitted text model is sampled (temperature, nucleus mass, best-of-k, guidance, n-gram blocking) reads only the
-model and the synthetic records: post-processing, free of budget, so it can change after the fit. A sample's
-provenance records the settings each text column was drawn with.
+How a fitted text model is sampled (temperature, nucleus mass, best-of-k, guidance, n-gram blocking, which token
+ids may be drawn) reads only the model and the synthetic records: post-processing, free of budget, so it can change
+after the fit. A sample's provenance records the settings each text column was drawn with.
 """
 
 from __future__ import annotations
@@ -19,12 +19,23 @@ if TYPE_CHECKING:
     from privsynth.synthesizer import Synthesizer
 
 #: The text settings a sample may change (every other one shapes the fitted model).
-SAMPLING_SETTINGS = ("temperature", "top_p", "candidates", "guidance", "no_repeat_ngram", "placeholder_limit")
+SAMPLING_SETTINGS = (
+    "temperature",
+    "top_p",
+    "candidates",
+    "guidance",
+    "no_repeat_ngram",
+    "placeholder_limit",
+    "sample_vocab",
+    "scrub",
+)
+#: The settings whose values are words (or true/false), not numbers.
+WORD_SETTINGS = ("sample_vocab", "scrub")
 
 
-def parse_text_settings(items: Sequence[str]) -> dict[str, float]:
+def parse_text_settings(items: Sequence[str]) -> dict[str, float | str]:
     """``SETTING=VALUE`` pairs (``candidates=4``) into a mapping; the values are checked per model later."""
-    settings: dict[str, float] = {}
+    settings: dict[str, float | str] = {}
     for item in items:
         name, sep, value = item.partition("=")
         name = name.strip().removeprefix("text.")
@@ -35,6 +46,9 @@ def parse_text_settings(items: Sequence[str]) -> dict[str, float]:
             )
         if name in settings:
             raise ConfigError(f"--text {name} is given twice; give each setting once")
+        if name in WORD_SETTINGS:
+            settings[name] = value.strip()
+            continue
         try:
             settings[name] = float(value)
         except ValueError:
@@ -73,7 +87,9 @@ def effective(synth: Synthesizer) -> dict[str, dict[str, Any]]:
 
 
 @contextmanager
-def text_sampling(synth: Synthesizer, settings: Mapping[str, float] | None) -> Iterator[dict[str, dict[str, Any]]]:
+def text_sampling(
+    synth: Synthesizer, settings: Mapping[str, float | str] | None
+) -> Iterator[dict[str, dict[str, Any]]]:
     """Sample ``synth`` with ``settings`` for every text column; yields the settings in force; restores after."""
     if settings and not synth.texts_:
         raise ConfigError("text sampling settings were given, but this model has no text column")

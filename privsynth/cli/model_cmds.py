@@ -344,7 +344,8 @@ def sample(
             help="How text columns are sampled, SETTING=VALUE, repeatable: temperature, and with a backbone top_p, "
             "candidates (best-of-k: keep the draw its record's fields explain best; k draws and their scoring per "
             "record), guidance, no_repeat_ngram (never repeat a run of that many tokens in a text) and "
-            "placeholder_limit (write each placeholder at most that many times in a text). Default: the fit's config.",
+            "placeholder_limit (write each placeholder at most that many times in a text), sample_vocab (trained: "
+            "only the token ids the fit trained; all). Default: the fit's config.",
             show_default=False,
         ),
     ] = None,

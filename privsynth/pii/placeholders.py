@@ -20,7 +20,8 @@ import pandas as pd
 from privsynth.data.schema import ColumnKind, PiiType, Schema
 from privsynth.pii.detection import Detection
 
-_DETECTED = {
+#: Detected entity -> the placeholder of its kind (an identifier of someone other than the record's own person).
+DETECTED = {
     "PERSON": "OTHER_PERSON",
     "PHONE_NUMBER": "OTHER_PHONE",
     "EMAIL_ADDRESS": "OTHER_EMAIL",
@@ -114,8 +115,8 @@ def mask_record_text(text: str, record: pd.Series, schema: Schema, detections: S
         name = f"DATE:{match}|{fmt}" if match is not None else f"DATE:{fmt}"
         spans.append(_Span(start, end, name, 4))
     for d in detections:
-        if d.entity in _DETECTED:
-            spans.append(_Span(d.start, d.end, _DETECTED[d.entity], 1))
+        if d.entity in DETECTED:
+            spans.append(_Span(d.start, d.end, DETECTED[d.entity], 1))
     return _apply(text, spans)
 
 

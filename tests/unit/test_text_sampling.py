@@ -32,6 +32,38 @@ def test_settings_are_parsed_and_bad_ones_say_how_to_write_them() -> None:
         parse_text_settings(["candidates=many"])
     with pytest.raises(ConfigError, match="given twice"):
         parse_text_settings(["candidates=2", "candidates=3"])
+    assert parse_text_settings(["sample_vocab=all"]) == {"sample_vocab": "all"}  # a word, not a number
+
+
+def test_a_sample_draws_within_the_ids_the_fit_trained_unless_told_all(
+    fitted: tuple[Synthesizer, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from privsynth.generators.text import finetune
+
+    synth, _ = fitted
+    generator = synth.texts_["note"]
+    asked: list[int | None] = []
+    real = finetune.generate
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        asked.append(kwargs["trained"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(finetune, "generate", spy)
+    before = generator.config
+    generator.config = before.model_copy(update={"train_vocab": 300})
+    try:
+        assert generator.config.sample_vocab == "trained"  # the default
+        write_synthetic(synth, tmp_path / "trained", n=4, seed=2)
+        assert set(asked) == {300}
+        asked.clear()
+        out = write_synthetic(synth, tmp_path / "all", n=4, seed=2, text={"sample_vocab": "all"})
+        assert set(asked) == {None}
+        assert load_provenance(out)["text_sampling"]["note"]["sample_vocab"] == "all"
+        with pytest.raises(ConfigError, match=r"sample_vocab: Input should be 'trained' or 'all'"):
+            write_synthetic(synth, tmp_path / "bad", n=4, seed=2, text={"sample_vocab": "some"})
+    finally:
+        generator.config = before
 
 
 def test_a_sample_uses_its_settings_records_them_and_leaves_the_model_as_it_was(
@@ -154,3 +186,26 @@ def test_sampled_texts_never_outrun_the_schemas_max_length_so_the_sample_validat
     assert (notes.str.len() <= 12).all() and (notes.str.len() > 0).all()
     written = read_corpus(out)  # validates against the sample's own schema: an oversized note is refused
     assert written.schema.columns["note"].max_length == 12
+
+
+def test_a_sample_scrubs_foreign_identifiers_unless_told_not_to(
+    fitted: tuple[Synthesizer, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from privsynth.generators.text import generator as text_generator
+
+    synth, _ = fitted
+    seen: list[int] = []
+    real = text_generator.scrub_texts
+
+    def spy(texts, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(len(texts))
+        return real(texts, *args, **kwargs)
+
+    monkeypatch.setattr(text_generator, "scrub_texts", spy)
+    assert synth.texts_["note"].config.scrub  # on by default
+    on = write_synthetic(synth, tmp_path / "on", n=5, seed=2)
+    assert seen == [5] and load_provenance(on)["text_sampling"]["note"]["scrub"] is True
+    seen.clear()
+    off = write_synthetic(synth, tmp_path / "off", n=5, seed=2, text={"scrub": "false"})
+    assert seen == [] and load_provenance(off)["text_sampling"]["note"]["scrub"] is False
+    assert parse_text_settings(["scrub=off"]) == {"scrub": "off"}

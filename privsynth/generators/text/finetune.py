@@ -267,6 +267,8 @@ def sample_backbone(
                 "one learnt no unconditioned text to contrast with): set text.guidance: 1, or fit again"
             )
         unconditional = prompt_ids(tokenizer, NO_FIELDS, generator.column_, prompt_format=prompt_format)
+    # 'trained': only the output rows the fit's loss trained (and the placeholders) are drawn
+    trained = min(config.train_vocab, base) if config.sample_vocab == "trained" else None
     texts: list[str] = []
     k = config.candidates
     if k > 1:
@@ -296,6 +298,7 @@ def sample_backbone(
             guidance=config.guidance,
             no_repeat_ngram=config.no_repeat_ngram,
             placeholder_limit=config.placeholder_limit,
+            trained=trained,
         )
         if k > 1:
             drawn = [produced[i * k : (i + 1) * k] for i in range(len(chunk))]
@@ -308,6 +311,8 @@ def sample_backbone(
                 contrasts=contrasts,
                 shares=shares,
                 batch=rows,
+                trained=trained,
+                stop=stops,
             )
             produced = [texts_of[b] for texts_of, b in zip(drawn, best, strict=True)]
         for offset, ids in enumerate(produced):

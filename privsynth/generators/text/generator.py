@@ -45,6 +45,7 @@ from privsynth.generators.text.public_training import train_public
 from privsynth.generators.text.tokens import BOS, EOS, PAD, Vocabulary, public_word_pieces
 from privsynth.pii.engine import PiiScanner, default_scanner
 from privsynth.pii.placeholders import fill_placeholders, mask_record_text
+from privsynth.pii.scrub import scrub_texts
 from privsynth.privacy.accounting import Mechanism
 from privsynth.privacy.ledger import Stage
 from privsynth.privacy.randomness import Streams
@@ -142,6 +143,18 @@ class TextConfig(DPSGDSettings):
         ge=256,
         description="Backbone: output rows the loss uses (the tokenizer's first ids, its most frequent pieces).",
     )
+    scrub: bool = Field(
+        default=True,
+        description="At sampling, replace each identifier-like span the model wrote outside its placeholders (a "
+        "name, an SSN, a phone number the PII scanner finds that is not the record's own surrogate or registered "
+        "fake) by the record's registered fake of its kind (post-processing).",
+    )
+    sample_vocab: Literal["trained", "all"] = Field(
+        default="trained",
+        description="Backbone: token ids sampling draws from: 'trained' (the first train_vocab ids and the "
+        "placeholders, the rows the fit's loss trained) or 'all' (every backbone id, the rest with scores the fit "
+        "never saw) (post-processing).",
+    )
     frozen_precision: Literal["float32", "bfloat16", "auto"] = Field(
         default="float32",
         description="Backbone: arithmetic of the frozen layers' once-per-fit pass: float32, bfloat16 (matrix products"
@@ -162,6 +175,8 @@ class TextConfig(DPSGDSettings):
             raise ValueError("text.candidates is for a pretrained backbone (text.backbone: smollm2 or a folder)")
         if self.backbone == "byte" and self.no_repeat_ngram:
             raise ValueError("text.no_repeat_ngram is for a pretrained backbone (text.backbone: smollm2 or a folder)")
+        if self.backbone == "byte" and self.sample_vocab != "trained":
+            raise ValueError("text.sample_vocab is for a pretrained backbone (text.backbone: smollm2 or a folder)")
         if self.backbone == "byte" and self.placeholder_limit:
             raise ValueError("text.placeholder_limit is for a pretrained backbone (text.backbone: smollm2 or a folder)")
         if self.no_repeat_ngram == 1:
@@ -395,6 +410,8 @@ class TextGenerator(Generator):
             context.streams,
             progress=context.report(f"sampling text '{self.column_}'"),
         )
+        if self.config.scrub:  # post-processing: the synthetic records and the public scanner only
+            texts = scrub_texts(texts, context.records, context.identities, context.others, column=self.column_)
         return {self.column_: texts}
 
     def public_data(self) -> list[dict[str, object]]:

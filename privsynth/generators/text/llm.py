@@ -418,6 +418,34 @@ def _sample_top_p(logits: torch.Tensor, top_p: float, generator: torch.Generator
     return index.gather(-1, choice)[:, 0]
 
 
+def scored_rows(
+    model: Any, vocab: int, trained: int | None, stop: Sequence[int]
+) -> tuple[int, list[int], torch.Tensor]:
+    """The output rows sampling scores: the first ``trained`` ids (all ``vocab`` without it), then late stops.
+
+    The late stops are the ``stop`` ids at or above ``trained``: an end token the loss did not train must stay
+    drawable, or a text never ends. Returns (rows below ``trained``, those late stop ids, the head's rows in that
+    order).
+    """
+    rows = vocab if trained is None else max(1, min(trained, vocab))
+    late = sorted({int(t) for t in stop if rows <= t < vocab})
+    weight = model.lm_head.weight
+    head = weight[:rows] if not late else torch.cat([weight[:rows], weight[torch.as_tensor(late)]])
+    return rows, late, head
+
+
+def with_untrained(logits: torch.Tensor, rows: int, late_at: torch.Tensor, vocab: int) -> torch.Tensor:
+    """Scores over ``[rows scored | late stops | placeholders]`` spread to ids (placeholder ``j`` at ``vocab + j``).
+
+    The ids from ``rows`` to ``vocab`` get minus infinity, except the late stops (at ``rows + late_at``).
+    """
+    middle = torch.full((logits.shape[0], vocab - rows), float("-inf"), dtype=logits.dtype, device=logits.device)
+    after = rows + len(late_at)
+    if len(late_at):
+        middle[:, late_at] = logits[:, rows:after]
+    return torch.cat([logits[:, :rows], middle, logits[:, after:]], dim=-1)
+
+
 @torch.no_grad()
 def generate(
     model: Any,
@@ -435,8 +463,14 @@ def generate(
     guidance: float = 1.0,
     no_repeat_ngram: int = 0,
     placeholder_limit: int = 0,
+    trained: int | None = None,
 ) -> list[list[int]]:
     """New token ids per prompt (left-padded batch, key-value cache); placeholder ids are ``vocab + j``.
+
+    With ``trained`` (below ``vocab``), only ids below it, the placeholders and the ``stop`` ids are drawn: the
+    output rows a fit's loss trained (``text.train_vocab``), and the end of a text wherever the backbone numbers
+    it. The other ids keep scores the fine-tune never saw; one drawn takes the text where the model never learned
+    to go.
 
     With ``no_repeat_ngram`` ``k`` (2 or more; 0 is off), a token that would complete a ``k``-token run the text
     already holds is never drawn (as ``no_repeat_ngram_size`` in Hugging Face's generation): a fine-tune that loops
@@ -475,7 +509,8 @@ def generate(
     produced: list[list[int]] = [[] for _ in range(n)]
     banned_t = torch.as_tensor([b for b in banned if b < vocab], dtype=torch.long, device=device)
     stop_t = torch.as_tensor(list(stop), dtype=torch.long, device=device)
-    head = model.lm_head.weight[:vocab]
+    rows_scored, late, head = scored_rows(model, vocab, trained, stop)
+    late_at = torch.as_tensor([t - rows_scored for t in late], dtype=torch.long, device=device)
     next_position = positions[:, -1] + 1
     if no_repeat_ngram == 1:
         raise ValueError("no_repeat_ngram 1 would forbid every token a second time: use 0 (off) or 2 and above")
@@ -487,6 +522,8 @@ def generate(
         if guided:
             scores = torch.log_softmax(logits, dim=-1)
             logits = scores[n:] + guidance * (scores[:n] - scores[n:])
+        if rows_scored < vocab:  # back to ids: the untrained ids never drawn, placeholder j at vocab + j
+            logits = with_untrained(logits, rows_scored, late_at, vocab)
         logits = logits / temperature
         if len(banned_t):
             logits[:, banned_t] = float("-inf")
@@ -546,6 +583,8 @@ __all__ = [
     "record_losses",
     "render_fields",
     "schema_meanings",
+    "scored_rows",
     "token_nll",
     "usable_prompt_format",
+    "with_untrained",
 ]

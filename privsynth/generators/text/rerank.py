@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from privsynth.generators.text.llm import scored_rows
+
 #: At most this many distinct prompts form a candidate's contrast (the estimate of its marginal likelihood).
 CONTRASTS = 4
 #: Scored positions per chunk of the output layer (a chunk holds ``CHUNK x vocabulary`` logits: ~200 MB).
@@ -35,11 +37,20 @@ CHUNK = 1024
 
 @torch.no_grad()
 def continuation_logprobs(
-    model: Any, stack: Any, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]], *, vocab: int
+    model: Any,
+    stack: Any,
+    prompts: Sequence[Sequence[int]],
+    continuations: Sequence[Sequence[int]],
+    *,
+    vocab: int,
+    trained: int | None = None,
+    stop: Sequence[int] = (),
 ) -> torch.Tensor:
     """``log p(continuation | prompt)`` per pair, under the model as it samples (vocabulary rows and placeholders).
 
     One left-padded batch, positions and attention as in :func:`..llm.generate`; an empty continuation scores 0.
+    With ``trained``, the scores are over the ids sampling draws from (below it, the ``stop`` ids and the
+    placeholders, as :func:`..llm.generate`); a continuation holding another id scores minus infinity.
     """
     device = next(model.parameters()).device
     rows = [list(p) + list(c) for p, c in zip(prompts, continuations, strict=True)]
@@ -64,14 +75,23 @@ def continuation_logprobs(
     total = torch.zeros(len(rows), dtype=torch.float32, device=device)  # float32: MPS has no float64
     if not targets:
         return total.cpu().double()
-    head = model.lm_head.weight[:vocab]
+    rows_scored, late, head = scored_rows(model, vocab, trained, stop)
     row_t = torch.as_tensor(which_row, device=device)
     picked_states = states[row_t, torch.as_tensor(which_pos, device=device)]
-    target_t = torch.as_tensor(targets, device=device)
+    # each target's column among [rows scored | late stops | placeholders]; -1 where sampling never draws it
+    column = {t: rows_scored + j for j, t in enumerate(late)}
+    mapped = [
+        t if t < rows_scored else t - vocab + rows_scored + len(late) if t >= vocab else column.get(t, -1)
+        for t in targets
+    ]
+    target_t = torch.as_tensor(mapped, device=device)
+    outside = target_t < 0
+    target_t = target_t.clamp_min(0)
     for start in range(0, len(targets), CHUNK):
         part = picked_states[start : start + CHUNK]
         logits = torch.cat([part @ head.T, stack.placeholder_logits(part)], dim=-1).float()
         scores = torch.log_softmax(logits, dim=-1).gather(-1, target_t[start : start + CHUNK, None]).squeeze(-1)
+        scores = scores.masked_fill(outside[start : start + CHUNK], float("-inf"))
         total.index_add_(0, row_t[start : start + CHUNK], scores)
     return total.cpu().double()
 
@@ -98,10 +118,13 @@ def pick_best(
     contrasts: Sequence[tuple[int, ...]],
     shares: np.ndarray,
     batch: int = 64,
+    trained: int | None = None,
+    stop: Sequence[int] = (),
 ) -> list[int]:
     """Per record, the index of its candidate with the highest score (the first of equals); ``batch`` rows a pass.
 
-    ``contrasts`` and their ``shares`` (:func:`contrast_prompts` of the whole sample) estimate each text's marginal.
+    ``contrasts`` and their ``shares`` (:func:`contrast_prompts` of the whole sample) estimate each text's marginal;
+    ``trained`` and ``stop`` as in :func:`..llm.generate`, the ids the candidates were drawn from.
     """
     own = [tuple(p) for p in prompts]
     contrasts = list(contrasts)
@@ -119,7 +142,9 @@ def pick_best(
             pairs_c += [text] * len(needed)
     scores = np.concatenate(
         [
-            continuation_logprobs(model, stack, pairs_p[i : i + batch], pairs_c[i : i + batch], vocab=vocab).numpy()
+            continuation_logprobs(
+                model, stack, pairs_p[i : i + batch], pairs_c[i : i + batch], vocab=vocab, trained=trained, stop=stop
+            ).numpy()
             for i in range(0, len(pairs_p), batch)
         ]
     )

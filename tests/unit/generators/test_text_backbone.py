@@ -622,14 +622,20 @@ def test_no_repeat_ngram_is_refused_for_the_byte_model_and_at_one() -> None:
     with pytest.raises(ValidationError, match="placeholder_limit is for a pretrained backbone"):
         TextConfig(placeholder_limit=1)
     assert TextConfig(backbone="smollm2", placeholder_limit=1).placeholder_limit == 1
+    with pytest.raises(ValidationError, match="sample_vocab is for a pretrained backbone"):
+        TextConfig(sample_vocab="all")
+    assert TextConfig(backbone="smollm2", sample_vocab="all").sample_vocab == "all"
 
 
+@pytest.mark.parametrize("train_vocab", [None, 200])
 def test_sampling_gives_the_next_token_probabilities_the_fit_trained(
-    backbone: Path, monkeypatch: pytest.MonkeyPatch
+    backbone: Path, monkeypatch: pytest.MonkeyPatch, train_vocab: int | None
 ) -> None:
     # The fit trains the adapters over cached lower-layer states, right-padded, positions from 0; sampling merges
     # them into the backbone and runs it left-padded with a key-value cache. Fed the same tokens, both must give
     # the same next-token distribution (vocabulary and placeholders), or a fit's low loss would not be its texts'.
+    # With a loss over the first train_vocab ids only (text.train_vocab), sampling within them (sample_vocab
+    # 'trained') must give the loss' softmax over those ids and the placeholders, and never an id above them.
     import torch
 
     from privsynth.generators.text import llm
@@ -655,14 +661,17 @@ def test_sampling_gives_the_next_token_probabilities_the_fit_trained(
             if isinstance(module, llm.LoRALinear):
                 module.up.weight.normal_(0, 0.3, generator=torch.Generator().manual_seed(2))
     prompts = [llm.prompt_ids(tokenizer, "dx: flu", "note"), llm.prompt_ids(tokenizer, "dx: cold; wbc: 3 to 4", "note")]
-    texts = [tokenizer("the class of the object", add_special_tokens=False)["input_ids"] + [base, base + 1, 7]] * 2
+    rows_trained = base if train_vocab is None else train_vocab
+    words = [t for t in tokenizer("the class of the object", add_special_tokens=False)["input_ids"] if t < 200]
+    texts = [[*words, 101, 57, base, base + 1, 7]] * 2
     steps = len(texts[0])
     states = llm.lower_states(model, [p + t for p, t in zip(prompts, texts, strict=True)], keep_top=2)
     trained = []
     with torch.no_grad():
         for prompt, state in zip(prompts, states, strict=True):
             final = stack(state.float().unsqueeze(0))[0, len(prompt) - 1 : len(prompt) - 1 + steps]
-            logits = torch.cat([final @ model.lm_head.weight[:base].T, stack.placeholder_logits(final)], dim=-1)
+            head = model.lm_head.weight[:rows_trained]
+            logits = torch.cat([final @ head.T, stack.placeholder_logits(final)], dim=-1)
             trained.append(torch.softmax(logits, dim=-1))
     drawn: list[torch.Tensor] = []
 
@@ -685,8 +694,12 @@ def test_sampling_gives_the_next_token_probabilities_the_fit_trained(
             temperature=1.0,
             top_p=1.0,
             generator=torch.Generator().manual_seed(0),
+            trained=train_vocab,
         )
-        return torch.stack(drawn, dim=1)  # [texts, steps, vocabulary + placeholders]
+        probabilities = torch.stack(drawn, dim=1)  # [texts, steps, vocabulary + placeholders]
+        # the ids the loss never saw have no probability; the rest is the loss' softmax
+        assert float(probabilities[..., rows_trained:base].sum()) == 0.0
+        return torch.cat([probabilities[..., :rows_trained], probabilities[..., base:]], dim=-1)
 
     def distance(a: torch.Tensor, b: torch.Tensor) -> float:  # largest total variation over texts and steps
         return float((a - b).abs().sum(-1).max()) / 2
@@ -697,3 +710,78 @@ def test_sampling_gives_the_next_token_probabilities_the_fit_trained(
     for i in range(2):
         assert distance(trained[i], merged[i]) < 0.01  # the cached states are bfloat16: not bit for bit
     assert max(distance(trained[i], unmerged[i]) for i in range(2)) > 0.1  # positive control: adapters matter
+
+
+def test_sampling_within_the_trained_ids_never_draws_another_and_still_draws_placeholders(backbone: Path) -> None:
+    """sample_vocab 'trained': no id from train_vocab to the placeholders, guided or not; best-of-k scores alike."""
+    import torch
+
+    from privsynth.generators.text.llm import NO_FIELDS, prompt_ids
+    from privsynth.generators.text.rerank import continuation_logprobs
+
+    model, tokenizer, stack = _model_and_stack(backbone, placeholders=2)
+    vocab = model.get_input_embeddings().weight.shape[0]
+    model.resize_token_embeddings(vocab + 2)
+    prompts = [prompt_ids(tokenizer, "dx: flu", "note"), prompt_ids(tokenizer, "dx: cold; wbc: 3 to 4", "note")]
+    hot = {"max_new": 40, "temperature": 5.0, "vocab": vocab}
+    anywhere = _generate(model, stack, prompts, **hot)
+    assert any(200 <= t < vocab for ids in anywhere for t in ids)  # positive control: a hot draw goes everywhere
+    assert _generate(model, stack, prompts, **hot, trained=vocab) == anywhere  # all ids trained: nothing changes
+    within = _generate(model, stack, prompts, **hot, trained=200)
+    assert all(t < 200 or t >= vocab for ids in within for t in ids)
+    guided = _generate(
+        model, stack, prompts, **hot, trained=200, unconditional=prompt_ids(tokenizer, NO_FIELDS, "note"), guidance=2.0
+    )
+    assert all(t < 200 or t >= vocab for ids in guided for t in ids)
+    scores = torch.tensor([60.0, 50.0])  # the placeholders far above any word: still drawn, at vocab + j
+    stack.placeholder_logits = lambda states: scores.expand(*states.shape[:-1], 2)  # type: ignore[method-assign]
+    first = _generate(model, stack, prompts, max_new=2, vocab=vocab, trained=200, placeholder_limit=1)
+    assert first == [[vocab, vocab + 1]] * 2
+    # best-of-k scores a text under the same ids: an id outside them is impossible, the placeholders are not
+    outside = continuation_logprobs(model, stack, prompts[:1], [[5, 300]], vocab=vocab, trained=200)
+    assert float(outside[0]) == float("-inf")
+
+
+def test_best_of_k_scores_a_text_under_the_distribution_it_was_drawn_from(backbone: Path) -> None:
+    # log p(text | prompt) over [the first `trained` ids | late stops | placeholders], as generate draws: an
+    # off-by-one between ids and columns would score another token than the one written
+    import torch
+
+    from privsynth.generators.text.llm import prompt_ids
+    from privsynth.generators.text.rerank import continuation_logprobs
+
+    model, tokenizer, stack = _model_and_stack(backbone, placeholders=2)
+    vocab = model.get_input_embeddings().weight.shape[0]
+    model.resize_token_embeddings(vocab + 2)
+    rows = torch.randn(2, 32, generator=torch.Generator().manual_seed(3))
+    stack.placeholder_logits = lambda states: states @ rows.T  # type: ignore[method-assign]
+    prompt = prompt_ids(tokenizer, "dx: flu", "note")
+    text = [17, vocab + 1, 150, vocab, 450]  # words, placeholders, and a stop above the trained ids
+    with torch.no_grad():
+        states = model.model(input_ids=torch.as_tensor([prompt + text])).last_hidden_state[0]
+        expected = 0.0
+        for j, token in enumerate(text):
+            state = states[len(prompt) - 1 + j]
+            weight = model.lm_head.weight
+            scores = torch.cat([state @ weight[:200].T, (state @ weight[450]).reshape(1), state @ rows.T])
+            column = token if token < 200 else 200 if token == 450 else 201 + token - vocab
+            expected += float(torch.log_softmax(scores, dim=-1)[column])
+    got = continuation_logprobs(model, stack, [prompt], [text], vocab=vocab, trained=200, stop=[450])
+    assert abs(float(got[0]) - expected) < 1e-3
+
+
+def test_an_end_token_above_the_trained_ids_still_ends_a_text(backbone: Path) -> None:
+    # a backbone may number its end token beyond text.train_vocab (GPT-2: 50256): sampling within the trained ids
+    # must still draw it, or every text runs to max_tokens
+    import torch
+
+    from privsynth.generators.text.llm import prompt_ids
+
+    model, tokenizer, stack = _model_and_stack(backbone)
+    vocab = model.get_input_embeddings().weight.shape[0]
+    with torch.no_grad():
+        model.lm_head.weight[450] *= 0
+        model.lm_head.weight[450] += 50 * model.model.norm.weight.sign()  # the end token far above any other
+    prompts = [prompt_ids(tokenizer, "dx: flu", "note")]
+    drawn = _generate(model, stack, prompts, max_new=10, vocab=vocab, trained=200, stop=[450])
+    assert drawn[0][-1] == 450 and len(drawn[0]) < 10
