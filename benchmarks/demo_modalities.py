@@ -71,7 +71,7 @@ def identity_check(synthetic: Corpus, registry: pd.DataFrame, scanner: PiiScanne
         others = {_norm(v) for k, v in identity.items() if str(k).startswith("other_") and isinstance(v, str)}
         others |= {_norm(part) for k, v in identity.items() if str(k) == "other_person" for part in str(v).split()}
         for hit in scanner.scan(note):
-            if hit.entity not in person_entities | {"US_SSN", "MRN"}:
+            if hit.entity not in person_entities | {"US_SSN", "MEDICAL_RECORD_NUMBER"}:
                 continue
             span = _norm(note[hit.start : hit.end])
             parts = {_norm(p) for p in note[hit.start : hit.end].replace(",", " ").split()} - TITLES
