@@ -56,7 +56,8 @@ class _Allowed:
 
     def __init__(self, record: pd.Series, identity: pd.Series, others: pd.Series) -> None:
         values = [v for v in (*identity.to_numpy(), *others.to_numpy()) if isinstance(v, str) and v]
-        # the record's own fields as placeholders write them: a category, a whole number, a date
+        # the record's own fields (its modelled columns, never a text) as placeholders write them: a category, a
+        # whole number, a date
         values += [str(v) for v in record.to_numpy() if isinstance(v, str) and v]
         values += [
             str(int(v))
@@ -112,6 +113,9 @@ def scrub_text(
 ) -> tuple[str, int]:
     """``text`` with its unexplained identifier spans replaced; returns it and how many places were.
 
+    ``record`` holds the record's own modelled fields only (categories, numbers, dates), never a text column: a
+    span found anywhere in a text would be part of that text.
+
     Overlapping detections are one place: the name detector reads "Franklin Grant" across "Peggy Franklin Grant
     Ochoa" (the record's fake and its other person's, run together), which reads as a third person. A place with an
     unexplained detection is written as its longest explained detection ("Peggy Franklin"), or, where none is, as the
@@ -136,14 +140,17 @@ def scrub_text(
 
 def scrub_texts(
     texts: Sequence[str],
-    records: pd.DataFrame,
+    fields: pd.DataFrame,
     identities: pd.DataFrame,
     others: pd.DataFrame,
     *,
     scanner: PiiScanner | None = None,
     column: str = "text",
 ) -> list[str]:
-    """:func:`scrub_text` for every text of a sample (row ``i`` of each frame is text ``i``'s record)."""
+    """:func:`scrub_text` for every text of a sample (row ``i`` of each frame is text ``i``'s record).
+
+    ``fields`` holds the records' modelled columns (what placeholders fill), no text column.
+    """
     from privsynth.pii.engine import default_scanner
 
     scanner = scanner or default_scanner()
@@ -155,7 +162,7 @@ def scrub_texts(
         found = scanner.scan_many([out[i] for i in pending])
         changed = []
         for i, hits in zip(pending, found, strict=True):
-            out[i], replaced = scrub_text(out[i], hits, records.iloc[i], identities.iloc[i], others.iloc[i])
+            out[i], replaced = scrub_text(out[i], hits, fields.iloc[i], identities.iloc[i], others.iloc[i])
             total += replaced
             if replaced:
                 changed.append(i)

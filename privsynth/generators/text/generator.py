@@ -411,7 +411,8 @@ class TextGenerator(Generator):
             progress=context.report(f"sampling text '{self.column_}'"),
         )
         if self.config.scrub:  # post-processing: the synthetic records and the public scanner only
-            texts = scrub_texts(texts, context.records, context.identities, context.others, column=self.column_)
+            fields = context.records[[c.name for c in self.codecs_ if c.name in context.records]]  # never a text
+            texts = scrub_texts(texts, fields, context.identities, context.others, column=self.column_)
         return {self.column_: texts}
 
     def public_data(self) -> list[dict[str, object]]:
