@@ -35,7 +35,7 @@ def test_settings_are_parsed_and_bad_ones_say_how_to_write_them() -> None:
     assert parse_text_settings(["sample_vocab=all"]) == {"sample_vocab": "all"}  # a word, not a number
 
 
-def test_a_sample_draws_within_the_ids_the_fit_trained_unless_told_all(
+def test_a_sample_draws_from_every_id_unless_told_to_keep_to_the_trained_ones(
     fitted: tuple[Synthesizer, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from privsynth.generators.text import finetune
@@ -53,14 +53,14 @@ def test_a_sample_draws_within_the_ids_the_fit_trained_unless_told_all(
     before = generator.config
     generator.config = before.model_copy(update={"train_vocab": 300})
     try:
-        assert generator.config.sample_vocab == "trained"  # the default
-        write_synthetic(synth, tmp_path / "trained", n=4, seed=2)
-        assert set(asked) == {300}
-        asked.clear()
-        out = write_synthetic(synth, tmp_path / "all", n=4, seed=2, text={"sample_vocab": "all"})
+        assert generator.config.sample_vocab == "all"  # the default
+        write_synthetic(synth, tmp_path / "all", n=4, seed=2)
         assert set(asked) == {None}
-        assert load_provenance(out)["text_sampling"]["note"]["sample_vocab"] == "all"
-        with pytest.raises(ConfigError, match=r"sample_vocab: Input should be 'trained' or 'all'"):
+        asked.clear()
+        out = write_synthetic(synth, tmp_path / "trained", n=4, seed=2, text={"sample_vocab": "trained"})
+        assert set(asked) == {300}
+        assert load_provenance(out)["text_sampling"]["note"]["sample_vocab"] == "trained"
+        with pytest.raises(ConfigError, match=r"sample_vocab: Input should be 'all' or 'trained'"):
             write_synthetic(synth, tmp_path / "bad", n=4, seed=2, text={"sample_vocab": "some"})
     finally:
         generator.config = before

@@ -623,8 +623,8 @@ def test_no_repeat_ngram_is_refused_for_the_byte_model_and_at_one() -> None:
         TextConfig(placeholder_limit=1)
     assert TextConfig(backbone="smollm2", placeholder_limit=1).placeholder_limit == 1
     with pytest.raises(ValidationError, match="sample_vocab is for a pretrained backbone"):
-        TextConfig(sample_vocab="all")
-    assert TextConfig(backbone="smollm2", sample_vocab="all").sample_vocab == "all"
+        TextConfig(sample_vocab="trained")
+    assert TextConfig(backbone="smollm2", sample_vocab="trained").sample_vocab == "trained"
 
 
 @pytest.mark.parametrize("train_vocab", [None, 200])
