@@ -174,16 +174,19 @@ def test_sampled_texts_never_outrun_the_schemas_max_length_so_the_sample_validat
     # character note under max_length 1000: its own audit refused the synthetic corpus
     synth, _ = fitted
     before = synth.schema_
-    longest = int(synth.sample(8, seed=5)["note"].fillna("").str.len().max())
-    assert longest > 12
+    full = synth.sample(8, seed=5)["note"].fillna("")
+    assert int(full.str.len().max()) > 12
     spec = before.columns["note"].model_copy(update={"max_length": 12})
     synth.schema_ = before.model_copy(update={"columns": {**before.columns, "note": spec}})
     try:
-        notes = synth.sample(8, seed=5)["note"].dropna()
+        notes = synth.sample(8, seed=5)["note"].fillna("")
         out = write_synthetic(synth, tmp_path / "short", n=8, seed=5)
     finally:
         synth.schema_ = before
-    assert (notes.str.len() <= 12).all() and (notes.str.len() > 0).all()
+    assert (notes.str.len() <= 12).all()
+    # the cut keeps words: a text with any is not cut to nothing (a fit may draw an empty text, e.g. one placeholder
+    # filled with an empty value; the fit is random, so which texts are empty is not fixed)
+    assert ((notes.str.len() > 0) | (full.str.strip() == "")).all()
     written = read_corpus(out)  # validates against the sample's own schema: an oversized note is refused
     assert written.schema.columns["note"].max_length == 12
 
