@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,14 +80,21 @@ class _ShardWriter:
     digits: int
     text: Mapping[str, Mapping[str, Any]]  # every text column's sampling settings, all of them (none left stale)
 
-    def __call__(self, shard: Shard) -> int:
+    def __call__(self, shard: Shard) -> tuple[int, dict[str, int]]:
+        """The records written, and the spans each text column's scrub replaced in them."""
         if isinstance(self.model, Synthesizer):
             synth = self.model
         else:
             synth = _load(self.model, (self.model / MODEL_META).stat().st_mtime_ns)
             apply_text(synth, self.text)  # the worker's cached model: this run's settings, whatever the last run's
+        scrubbed: dict[str, int] = {}
         records, identities = synth.sample_with_identities(
-            shard.count, conditions=self.conditions, seed=shard.seed, first_key=shard.first, key_digits=self.digits
+            shard.count,
+            conditions=self.conditions,
+            seed=shard.seed,
+            first_key=shard.first,
+            key_digits=self.digits,
+            scrubbed=scrubbed,
         )
         stem = f"part-{shard.index:05d}"
         name = f"{stem}.parquet"
@@ -97,7 +104,7 @@ class _ShardWriter:
         )
         identities.to_parquet(self.folder / REGISTRY / name, index=False)
         (self.folder / REGISTRY / name).chmod(0o600)
-        return len(records)
+        return len(records), scrubbed
 
 
 def write_synthetic(
@@ -183,17 +190,23 @@ def _write(
             progress=progress,
         )
     varied: dict[str, Any] | None = None
+    scrubbed: dict[str, int] = {}
     if variation is not None:
         cells = plan_cells(variation, synth.profile_, n)
-        records, identities = synth.sample_cells(cells, conditions=conditions, seed=seed, progress=progress)
+        records, identities = synth.sample_cells(
+            cells, conditions=conditions, seed=seed, progress=progress, scrubbed=scrubbed
+        )
         varied = {**variation.describe(), "cells": achieved(records, cells)}
     elif n is None:
         raise ConfigError("--n is required (the number of synthetic records)")
     else:
-        records, identities = synth.sample_with_identities(n, conditions=conditions, seed=seed, progress=progress)
+        records, identities = synth.sample_with_identities(
+            n, conditions=conditions, seed=seed, progress=progress, scrubbed=scrubbed
+        )
     n = len(records)
     schema = synth.synthetic_schema.with_table(f"records.{table_format}")
     provenance = _provenance(synth, n=n, seed=seed, conditions=conditions, varied=varied, text=text)
+    provenance["text_scrubbed"] = scrubbed
     with atomic_dir(out, force=force, private=False) as tmp:  # synthetic (DP); internal/ stays owner-only
         records = image_files(records, schema, tmp)  # PNG files referenced by relative path, as in a real corpus
         write_table(records, schema, tmp, header=HEADER)
@@ -241,16 +254,27 @@ def _write_sharded(
         source: Synthesizer | Path = synth if local or model is None else model.resolve()
         writer = _ShardWriter(source, tmp.resolve(), schema, conditions, max(7, len(str(n))), text)
         if local and progress is not None:  # one shard after another in this process: records written so far
-            written = 0
+            parts = []
             for shard in shards:
-                written += writer(shard)
-                progress("sampling shards", written, n)
+                parts.append(writer(shard))
+                progress("sampling shards", sum(count for count, _ in parts), n)
         else:
-            written = sum(engine.map(writer, shards))
+            parts = engine.map(writer, shards)
+        written = sum(count for count, _ in parts)
+        provenance["text_scrubbed"] = _summed(scrubbed for _, scrubbed in parts)
         if written != n:
             raise RuntimeError(f"the shards wrote {written} records where {n} were asked")
         (tmp / SCHEMA_FILE).write_text(dump_schema(schema, header=HEADER), encoding="utf-8")
         (tmp / PROVENANCE).write_text(json.dumps(provenance, indent=2, default=str), encoding="utf-8")
+    return out
+
+
+def _summed(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    """Per-column counts of several shards, added up."""
+    out: dict[str, int] = {}
+    for part in counts:
+        for column, count in part.items():
+            out[column] = out.get(column, 0) + int(count)
     return out
 
 

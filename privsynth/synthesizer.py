@@ -541,6 +541,7 @@ class Synthesizer:
         first_key: int = 0,
         key_digits: int | None = None,
         progress: Progress | None = None,
+        scrubbed: dict[str, int] | None = None,
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
         """``n`` synthetic records in the schema's canonical types, and their surrogate identities (internal).
 
@@ -549,7 +550,8 @@ class Synthesizer:
         and surrogate identities are drawn, then the generators conditioned on them (text, images...). Keys are
         numbered from ``first_key`` with ``key_digits`` digits (one shard of a larger sample:
         :mod:`privsynth.sampling`). ``progress`` receives ``(stage, done, total)`` from the generators that draw
-        record by record (stages named "sampling ...").
+        record by record (stages named "sampling ..."). ``scrubbed``, when given, receives per text column the number
+        of identifier-like spans the sampling scrub replaced (:mod:`privsynth.pii.scrub`), added to what it holds.
         """
         self._check_fitted()
         if n < 1:
@@ -558,7 +560,9 @@ class Synthesizer:
         fixed, streams = self._conditions(equal), Streams.sampling(seed)
         self._conditions({r.column: None for r in ranges}, ranges=True)
         records = self._sample_joint(n, fixed, ranges, streams, seed)
-        return self._complete(records, streams, fixed, first_key=first_key, key_digits=key_digits, progress=progress)
+        return self._complete(
+            records, streams, fixed, first_key=first_key, key_digits=key_digits, progress=progress, scrubbed=scrubbed
+        )
 
     def check_conditions(self, conditions: Mapping[str, Any] | None) -> None:
         """Refuse ``--where`` conditions that no record can meet, as sampling would, without drawing anything.
@@ -578,11 +582,13 @@ class Synthesizer:
         conditions: Mapping[str, Any] | None = None,
         seed: int = 0,
         progress: Progress | None = None,
+        scrubbed: dict[str, int] | None = None,
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Records drawn cell by cell (:mod:`privsynth.variation`: rebalancing, scenario grids), then shuffled.
 
         Each cell's fields are drawn under its own fixed values (and ``conditions``) from streams of its own, so
-        the result depends only on the seed and the cells. Post-processing: nothing is spent.
+        the result depends only on the seed and the cells. Post-processing: nothing is spent. ``scrubbed`` as in
+        :meth:`sample_with_identities`.
         """
         self._check_fitted()
         if not cells or sum(c.count for c in cells) < 1:
@@ -601,7 +607,11 @@ class Synthesizer:
         joint = pd.concat(parts, ignore_index=True)
         order = streams.numpy("sample", "cells", "shuffle").permutation(len(joint))
         return self._complete(
-            joint.iloc[order].reset_index(drop=True), streams, self._conditions(equal), progress=progress
+            joint.iloc[order].reset_index(drop=True),
+            streams,
+            self._conditions(equal),
+            progress=progress,
+            scrubbed=scrubbed,
         )
 
     def _complete(
@@ -613,6 +623,7 @@ class Synthesizer:
         first_key: int = 0,
         key_digits: int | None = None,
         progress: Progress | None = None,
+        scrubbed: dict[str, int] | None = None,
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Keys, surrogate identities, then the generators conditioned on the record (text, images...)."""
         schema, n = self.synthetic_schema, len(records)
@@ -627,6 +638,9 @@ class Synthesizer:
         others = surrogate_identities(n, seed=streams.integer("sample", "surrogates", "others"))  # a relative, a doctor
         context = SampleContext(n, records, identities, others, streams, fixed, progress)
         records = self._sample_instances([i for i in self.instances_ if not i.joint], context)
+        if scrubbed is not None:
+            for column, count in context.scrubbed.items():
+                scrubbed[column] = scrubbed.get(column, 0) + count
         identities = pd.concat([identities, others.add_prefix("other_")], axis=1)
         identities.insert(0, schema.key, records[schema.key].to_numpy())
         return records[list(schema.columns)].reset_index(drop=True), identities

@@ -117,6 +117,16 @@ CHECKS: tuple[Check, ...] = (
         lambda r: (r["pii"]["unexplained"] / max(r["pii"]["scanned_cells"], 1)) if "pii" in r else None,
     ),
     Check(
+        "pii_scrubbed_rate",
+        "pii",
+        Direction.MAX,
+        0.05,
+        "Identifier-like spans per synthetic record that a text model wrote outside its placeholders and sampling "
+        "replaced by the record's registered fakes (text.scrub; largest over text columns): the PII scan reads "
+        "texts after this scrub",
+        lambda r: _get(r, "pii", "scrubbed", "rate"),
+    ),
+    Check(
         "mia_auc",
         "attacks",
         Direction.MAX,

@@ -105,7 +105,8 @@ def audit_folders(
     if cfg.pii and tools.pii is None:
         tools = dataclasses.replace(tools, pii=pii_scanner(cfg))
     real = read_real(cfg, tools, model=model, corpus=corpus, train=train, holdout=holdout, progress=progress)
-    asked = load_provenance(synthetic).get("variation")
+    provenance = load_provenance(synthetic)
+    asked = provenance.get("variation")
     streamed = read_for_audit(synthetic, rows=cfg.max_rows, seed=cfg.seed + SYNTHETIC_SEED_OFFSET, asked=asked)
     key = streamed.corpus.schema.key
     result = audit_read(
@@ -116,6 +117,7 @@ def audit_folders(
         # the audited records' own surrogates, and hashes of every other record's (not the registry whole)
         registry=read_registry(synthetic, key, streamed.corpus.records.get(key, ())),
         claimed=claimed_guarantee(synthetic, model),
+        scrubbed=provenance.get("text_scrubbed"),  # the spans sampling replaced before this scan (synthetic only)
         canaries=load_canaries(model) if model is not None else None,
         progress=progress,
     )

@@ -15,10 +15,10 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -405,3 +405,14 @@ def _ocr_images(
             per.setdefault(d.entity, EntityCounts()).unexplained += 1
         for hit in replay.find(text):
             report.replay.setdefault(hit.kind, EntityCounts()).unexplained += 1
+
+
+def scrubbed_at_sampling(counts: Mapping[str, int], records: int) -> dict[str, Any]:
+    """The spans the sampling scrub replaced (``synthetic.json``), per text column and as a rate per record.
+
+    The PII scan reads texts after the scrub, so its unexplained count no longer shows what a model wrote of its
+    own accord outside its placeholders; this does (the largest rate over text columns). Synthetic texts only.
+    """
+    columns = {str(c): int(n) for c, n in counts.items()}
+    rate = max((n / max(records, 1) for n in columns.values()), default=None)
+    return {"columns": columns, "records": records, "rate": rate}

@@ -12,7 +12,7 @@ import datetime as dt
 import itertools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +28,7 @@ from privsynth.audit.embedders import ClipEmbedder, Embedder, MiniLMEmbedder, Pe
 from privsynth.audit.fidelity import marginal_tvd
 from privsynth.audit.figures import figure_data
 from privsynth.audit.memorization import RowEncoder, distance_audit
-from privsynth.audit.pii import audit_pii, build_replay
+from privsynth.audit.pii import audit_pii, build_replay, scrubbed_at_sampling
 from privsynth.audit.preflight import preflight
 from privsynth.audit.reading import AuditedReal, AuditedSynthetic, pick_rows
 from privsynth.audit.registry import SurrogateRegistry
@@ -227,12 +227,14 @@ def audit_read(
     claimed: dict[str, Any] | None = None,
     canaries: dict[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
+    scrubbed: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """:func:`run_audit` on what was read of the real side (its picks, totals, pre-flight and replay needles).
 
     ``real`` comes from :func:`real_in_memory` or, for corpora read batch by batch, from
     :func:`~privsynth.audit.reading.read_real_for_audit` / :func:`~privsynth.audit.reading.read_split_for_audit`
-    with this config's ``max_rows`` and ``seed``.
+    with this config's ``max_rows`` and ``seed``. ``scrubbed``: the spans the sampling scrub replaced per text column
+    (``synthetic.json``'s ``text_scrubbed``), reported with the PII scan, which reads the texts after it.
     """
     cfg = config if config is not None else AuditConfig()
     tools = collaborators if collaborators is not None else Collaborators()
@@ -318,6 +320,8 @@ def audit_read(
         )
         result["pii"] = _plain(pii)
         examples = result["pii"].pop("examples")
+        if scrubbed is not None:
+            result["pii"]["scrubbed"] = scrubbed_at_sampling(scrubbed, synthetic_total)
     else:
         limitations.append("PII scan not run")
     if cfg.attacks and x_train.shape[1]:

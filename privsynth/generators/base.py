@@ -80,6 +80,9 @@ class SampleContext:
     streams: Streams
     conditions: Mapping[str, Any] = field(default_factory=dict)
     progress: Progress | None = None
+    #: spans each text column's scrub replaced (:mod:`privsynth.pii.scrub`), summed by the sampler into
+    #: ``synthetic.json``; depends on the synthetic texts only
+    scrubbed: dict[str, int] = field(default_factory=dict)
 
     def report(self, label: str) -> Callable[[int, int], None] | None:
         """A ``(done, total)`` callback reporting records drawn under ``label`` (long sampling: text, images)."""

@@ -146,10 +146,11 @@ def scrub_texts(
     *,
     scanner: PiiScanner | None = None,
     column: str = "text",
-) -> list[str]:
+) -> tuple[list[str], int]:
     """:func:`scrub_text` for every text of a sample (row ``i`` of each frame is text ``i``'s record).
 
-    ``fields`` holds the records' modelled columns (what placeholders fill), no text column.
+    ``fields`` holds the records' modelled columns (what placeholders fill), no text column. Returns the texts and
+    the number of spans replaced (synthetic texts only: recorded in ``synthetic.json``, read by the audit).
     """
     from privsynth.pii.engine import default_scanner
 
@@ -183,7 +184,7 @@ def scrub_texts(
             column,
             total,
         )
-    return out
+    return out, total
 
 
 __all__ = ["SCRUBBED", "scrub_text", "scrub_texts"]

@@ -168,6 +168,7 @@ def write_release(
             declared_public=declared_public,
             public_data=list(provenance.get("public_data", [])),
             publish_audit_statistics=publish,
+            text_scrubbed={str(c): int(n) for c, n in (provenance.get("text_scrubbed") or {}).items()},
             outside_guarantee=outside_guarantee(
                 publish_audit_statistics=publish,
                 declared_public=declared_public,
@@ -204,6 +205,7 @@ def write_release(
             "model_run_id": provenance.get("model_run_id"),
             "seeds": {"sample": provenance.get("seed")},
             "text_sampling": provenance.get("text_sampling"),  # how each text column was drawn (the sample's own)
+            "text_scrubbed": provenance.get("text_scrubbed"),  # spans the sampling scrub replaced, per text column
             "config_sha256": hashlib.sha256(
                 json.dumps(provenance.get("config", {}), sort_keys=True).encode()
             ).hexdigest(),

@@ -103,6 +103,19 @@ class ReleaseFacts:
     publish_audit_statistics: bool = True
     outside_guarantee: list[str] = field(default_factory=list)
     hf_features: list[dict[str, Any]] = field(default_factory=list)
+    #: identifier-like spans each text column's sampling scrub replaced (synthetic.json; synthetic texts only)
+    text_scrubbed: dict[str, int] = field(default_factory=dict)
+
+
+def _scrubbed(counts: dict[str, int]) -> str:
+    """The datasheet's line on the sampling scrub (empty when no text column was scrubbed)."""
+    if not counts:
+        return ""
+    spans = ", ".join(f"{n} in `{column}`" for column, n in counts.items())
+    return (
+        "- Identifier-like spans a text model wrote outside its placeholders were replaced at sampling by each "
+        f"record's registered fakes (`text.scrub`): {spans}.\n"
+    )
 
 
 def _kinds(schema: Schema) -> str:
@@ -212,7 +225,7 @@ Never in any release: {"; ".join(NEVER_RELEASED)}.
   owner declared public for these columns: {", ".join(facts.declared_public) or "none"}.
 - Personal identifiers in training text were replaced by typed placeholders before training and filled with each
   synthetic record's own surrogates at sampling.
-- Public data the generators also learned, without noise (declared public by the data team; not covered by the
+{_scrubbed(facts.text_scrubbed)}- Public data the generators also learned, without noise (declared public by the data team; not covered by the
   privacy guarantee because it needs none): {_public_data(facts.public_data)}.
 
 ## Audit and release gate

@@ -82,6 +82,11 @@ def test_run_produces_a_verified_release(cli, finished_run: Path) -> None:
     assert manifest["gate"]["passed"] is True and manifest["ledger"]["epsilon"] <= 3.0
     assert "person identified by 'patient_id'" in manifest["unit_of_privacy"]
     assert manifest["text_sampling"]["note"]["candidates"] == 1  # how the notes were drawn travels with them
+    # and how many identifier-like spans the sampling scrub replaced, in the manifest, the audit and the datasheet
+    scrubbed = manifest["text_scrubbed"]["note"]
+    audit = json.loads((finished_run / "audit" / "audit.json").read_text())
+    assert audit["pii"]["scrubbed"] == {"columns": {"note": scrubbed}, "records": 150, "rate": scrubbed / 150}
+    assert f"record's registered fakes (`text.scrub`): {scrubbed} in `note`" in (bundle / "datasheet.md").read_text()
     card = (bundle / "README.md").read_text()
     assert card.startswith("---\n") and "differential-privacy" in card
     assert "## Composition" in (bundle / "datasheet.md").read_text()

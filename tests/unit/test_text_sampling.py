@@ -200,17 +200,28 @@ def test_a_sample_scrubs_foreign_identifiers_unless_told_not_to(
     seen: list[int] = []
     real = text_generator.scrub_texts
 
+    replaced: list[int] = []
+
     def spy(texts, fields, *args, **kwargs):  # type: ignore[no-untyped-def]
         seen.append(len(texts))
         # the records' modelled fields explain a span; a text column would explain any span found in it
         assert "note" not in fields.columns and {"wbc", "dx"} <= set(fields.columns)
-        return real(texts, fields, *args, **kwargs)
+        out, count = real(texts, fields, *args, **kwargs)
+        replaced.append(count + 2)  # as if the model had written two foreign names more in each call
+        return out, count + 2
 
     monkeypatch.setattr(text_generator, "scrub_texts", spy)
     assert synth.texts_["note"].config.scrub  # on by default
     on = write_synthetic(synth, tmp_path / "on", n=5, seed=2)
     assert seen == [5] and load_provenance(on)["text_sampling"]["note"]["scrub"] is True
+    # the count of replaced spans travels with the sample (the PII scan reads texts after the scrub)
+    assert load_provenance(on)["text_scrubbed"] == {"note": replaced[0]}
+    seen.clear()
+    replaced.clear()
+    sharded = write_synthetic(synth, tmp_path / "sharded", n=5, seed=2, shard_records=2)  # 3 shards, summed
+    assert seen == [2, 2, 1] and load_provenance(sharded)["text_scrubbed"] == {"note": sum(replaced)}
     seen.clear()
     off = write_synthetic(synth, tmp_path / "off", n=5, seed=2, text={"scrub": "false"})
     assert seen == [] and load_provenance(off)["text_sampling"]["note"]["scrub"] is False
+    assert load_provenance(off)["text_scrubbed"] == {}
     assert parse_text_settings(["scrub=off"]) == {"scrub": "off"}

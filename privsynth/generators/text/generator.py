@@ -412,7 +412,8 @@ class TextGenerator(Generator):
         )
         if self.config.scrub:  # post-processing: the synthetic records and the public scanner only
             fields = context.records[[c.name for c in self.codecs_ if c.name in context.records]]  # never a text
-            texts = scrub_texts(texts, fields, context.identities, context.others, column=self.column_)
+            texts, replaced = scrub_texts(texts, fields, context.identities, context.others, column=self.column_)
+            context.scrubbed[self.column_] = context.scrubbed.get(self.column_, 0) + replaced
         return {self.column_: texts}
 
     def public_data(self) -> list[dict[str, object]]:

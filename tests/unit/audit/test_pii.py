@@ -286,3 +286,35 @@ def test_a_scanner_keeps_no_word_of_the_texts_it_scanned() -> None:
     # positive control: the same pipeline outside the scanner keeps them
     scanner._engine[0].nlp_engine._blank(texts[0])
     assert "Quillbright" in vocabulary
+
+
+def test_spans_the_sampling_scrub_replaced_are_reported_and_a_policy_can_warn_on_their_rate() -> None:
+    # the PII scan reads texts after the scrub: without this a model writing foreign names and one that does not
+    # would look alike to the gate
+    from pathlib import Path
+
+    from privsynth.audit.checks import BY_NAME
+    from privsynth.audit.pii import scrubbed_at_sampling
+    from privsynth.gate import gate, load_policy
+
+    scrubbed = scrubbed_at_sampling({"note": 30, "summary": 120}, 1000)
+    assert scrubbed == {"columns": {"note": 30, "summary": 120}, "records": 1000, "rate": 0.12}
+    assert scrubbed_at_sampling({}, 1000)["rate"] is None  # no text column scrubbed: nothing to judge
+    check = BY_NAME["pii_scrubbed_rate"]
+    assert check.extract({"pii": {"scrubbed": scrubbed}}) == 0.12
+    assert check.extract({"pii": {}}) is None and check.extract({}) is None
+    policy = load_policy(Path(__file__).parents[3] / "audits" / "default.yaml")
+    assert policy.checks["pii_scrubbed_rate"].severity.value == "soft"  # a warning: the texts are clean after it
+    scanned = {"unexplained": 0, "scanned_cells": 1000, "replay_unexplained": 0}
+    decision = gate(policy, {"pii": {**scanned, "scrubbed": scrubbed}}, None)
+    assert any(w.check == "pii_scrubbed_rate" and w.value == 0.12 for w in decision.warnings)
+    calm = gate(policy, {"pii": {**scanned, "scrubbed": scrubbed_at_sampling({"note": 3}, 2000)}}, None)
+    assert not any(w.check == "pii_scrubbed_rate" for w in calm.warnings)
+
+
+def test_the_datasheet_says_how_many_spans_the_sampling_scrub_replaced() -> None:
+    from privsynth.release.documents import _scrubbed
+
+    line = _scrubbed({"note": 3, "summary": 0})
+    assert line.startswith("- Identifier-like spans") and "3 in `note`, 0 in `summary`" in line
+    assert line.endswith(".\n") and _scrubbed({}) == ""

@@ -60,7 +60,7 @@ def test_two_fakes_run_together_become_one_registered_name() -> None:
     records, identities, others = _people()
     me, other = identities.iloc[1], others.iloc[1]
     text = f"2022-09-28: {me['person']} {other['person']} {me['person']} {other['person']}, 45-year-old."
-    scrubbed = scrub_texts([text], records.iloc[[1]], identities.iloc[[1]], others.iloc[[1]])[0]
+    scrubbed = scrub_texts([text], records.iloc[[1]], identities.iloc[[1]], others.iloc[[1]])[0][0]
     assert _unexplained(scrubbed, me, other) == []
     assert scrubbed.startswith("2022-09-28: ") and scrubbed.endswith(", 45-year-old.")
 
@@ -72,7 +72,7 @@ def test_texts_without_foreign_identifiers_are_left_exactly_as_they_were() -> No
         "",
         f"Accompanied by {others.iloc[2]['person']}; contact {others.iloc[2]['phone']}. BP 120/80.",
     ]
-    assert scrub_texts(texts, records, identities, others) == texts
+    assert scrub_texts(texts, records, identities, others) == (texts, 0)
 
 
 def test_the_records_own_fields_stay_and_the_log_says_how_many_without_a_span(caplog: pytest.LogCaptureFixture) -> None:
@@ -85,7 +85,8 @@ def test_the_records_own_fields_stay_and_the_log_says_how_many_without_a_span(ca
     found = default_scanner().scan(texts[0])
     assert any(texts[0][d.start : d.end] == "12345678" for d in found)  # the positive control
     with caplog.at_level(logging.INFO, logger="privsynth.pii.scrub"):
-        out = scrub_texts(texts, records, identities, others, column="note")
+        out, replaced = scrub_texts(texts, records, identities, others, column="note")
+    assert replaced == 1
     assert out[0] == f"Account 12345678 noted, then seen by {others.iloc[0]['person']}." and out[1] == texts[1]
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert "1 identifier-like span" in logged and "Sarah" not in logged and "Smith" not in logged
