@@ -163,11 +163,13 @@ def run_audit(
     claimed: dict[str, Any] | None = None,
     canaries: dict[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
+    scrubbed: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """Every audit; returns the ``audit.json`` document (aggregates, plus examples only if configured).
 
     ``synthetic`` is a corpus in memory, or what :func:`~privsynth.audit.reading.read_for_audit` streamed of one
-    (its subsample, made with this config's ``max_rows`` and ``seed``, its size and fingerprint).
+    (its subsample, made with this config's ``max_rows`` and ``seed``, its size and fingerprint). ``scrubbed``: the
+    spans the sampling scrub replaced per text column (:func:`audit_read`).
     """
     cfg = config if config is not None else AuditConfig()
     tools = collaborators if collaborators is not None else Collaborators()
@@ -185,6 +187,7 @@ def run_audit(
         claimed=claimed,
         canaries=canaries,
         progress=progress,
+        scrubbed=scrubbed,
     )
 
 

@@ -150,7 +150,9 @@ def scrub_texts(
     """:func:`scrub_text` for every text of a sample (row ``i`` of each frame is text ``i``'s record).
 
     ``fields`` holds the records' modelled columns (what placeholders fill), no text column. Returns the texts and
-    the number of spans replaced (synthetic texts only: recorded in ``synthetic.json``, read by the audit).
+    the number of places the model wrote an unexplained identifier (synthetic texts only: recorded in
+    ``synthetic.json``, read by the audit): the first scan's replacements. Later rounds mend what a replacement ran
+    into ("Peggy <fake> Ochoa"), the same place again, so they are not counted twice.
     """
     from privsynth.pii.engine import default_scanner
 
@@ -159,12 +161,12 @@ def scrub_texts(
     pending = [i for i, t in enumerate(texts) if t]
     total = 0
     # a replacement can meet a neighbouring name ("Peggy <fake> Ochoa"): the texts changed are scanned again
-    for _ in range(ROUNDS):
+    for round_ in range(ROUNDS):
         found = scanner.scan_many([out[i] for i in pending])
         changed = []
         for i, hits in zip(pending, found, strict=True):
             out[i], replaced = scrub_text(out[i], hits, fields.iloc[i], identities.iloc[i], others.iloc[i])
-            total += replaced
+            total += replaced if round_ == 0 else 0
             if replaced:
                 changed.append(i)
         pending = changed

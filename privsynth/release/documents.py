@@ -113,7 +113,7 @@ def _scrubbed(counts: dict[str, int]) -> str:
         return ""
     spans = ", ".join(f"{n} in `{column}`" for column, n in counts.items())
     return (
-        "- Identifier-like spans a text model wrote outside its placeholders were replaced at sampling by each "
+        "- After sampling, identifier-like spans a text model wrote outside its placeholders were replaced by each "
         f"record's registered fakes (`text.scrub`): {spans}.\n"
     )
 

@@ -12,6 +12,7 @@ from privsynth.errors import ConfigError
 from privsynth.sampling import Shard, _ShardWriter, write_synthetic
 from privsynth.synthesizer import Synthesizer
 from privsynth.text_sampling import parse_text_settings
+from privsynth.variation import parse_rebalance
 from tests.unit.generators.test_text_backbone import _config, _corpus, _tiny_backbone
 
 
@@ -220,6 +221,15 @@ def test_a_sample_scrubs_foreign_identifiers_unless_told_not_to(
     replaced.clear()
     sharded = write_synthetic(synth, tmp_path / "sharded", n=5, seed=2, shard_records=2)  # 3 shards, summed
     assert seen == [2, 2, 1] and load_provenance(sharded)["text_scrubbed"] == {"note": sum(replaced)}
+    seen.clear()
+    replaced.clear()
+    shown = write_synthetic(  # the shards drawn one after another with progress: the same sum
+        synth, tmp_path / "shown", n=5, seed=2, shard_records=2, progress=lambda *_: None
+    )
+    assert seen == [2, 2, 1] and load_provenance(shown)["text_scrubbed"] == {"note": sum(replaced)}
+    replaced.clear()
+    varied = write_synthetic(synth, tmp_path / "varied", n=6, seed=2, variation=parse_rebalance("dx"))  # by cells
+    assert load_provenance(varied)["text_scrubbed"] == {"note": sum(replaced)} and replaced
     seen.clear()
     off = write_synthetic(synth, tmp_path / "off", n=5, seed=2, text={"scrub": "false"})
     assert seen == [] and load_provenance(off)["text_sampling"]["note"]["scrub"] is False

@@ -316,5 +316,5 @@ def test_the_datasheet_says_how_many_spans_the_sampling_scrub_replaced() -> None
     from privsynth.release.documents import _scrubbed
 
     line = _scrubbed({"note": 3, "summary": 0})
-    assert line.startswith("- Identifier-like spans") and "3 in `note`, 0 in `summary`" in line
+    assert line.startswith("- After sampling, identifier-like spans") and "3 in `note`, 0 in `summary`" in line
     assert line.endswith(".\n") and _scrubbed({}) == ""

@@ -191,3 +191,16 @@ def test_the_report_shows_asked_against_achieved_for_controlled_variation(audit_
     assert "Controlled variation: asked vs achieved" in html and "<code>sex=F</code>" in html
     assert '<td class="status-fail">9</td>' in html  # a cell short of what was asked stands out
     assert "Controlled variation" not in render_report(audit_result)
+
+
+def test_the_report_says_what_the_sampling_scrub_replaced_only_when_a_text_was_scrubbed(audit_result) -> None:
+    from privsynth.audit.pii import scrubbed_at_sampling
+
+    pii = audit_result["pii"]
+    html = render_report({**audit_result, "pii": {**pii, "scrubbed": scrubbed_at_sampling({"note": 7}, 100)}})
+    assert "Sampling scrub (text.scrub): 7 span(s) in &#39;note&#39;" in html or "7 span(s) in 'note'" in html
+    # a sample drawn with the scrub off (or without text columns) records no column: no sentence about a scrub
+    assert "Sampling scrub" not in render_report(
+        {**audit_result, "pii": {**pii, "scrubbed": scrubbed_at_sampling({}, 100)}}
+    )
+    assert "Sampling scrub" not in render_report(audit_result)

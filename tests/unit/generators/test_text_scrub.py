@@ -90,3 +90,29 @@ def test_the_records_own_fields_stay_and_the_log_says_how_many_without_a_span(ca
     assert out[0] == f"Account 12345678 noted, then seen by {others.iloc[0]['person']}." and out[1] == texts[1]
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert "1 identifier-like span" in logged and "Sarah" not in logged and "Smith" not in logged
+
+
+def test_a_place_mended_in_a_later_round_is_counted_once() -> None:
+    # the first round replaces the foreign name; the second finds the replacement run into the next word (a
+    # scanner that reads "<fake> Ochoa" as one name) and mends it: still one place the model wrote an identifier
+    from privsynth.pii.detection import Detection
+
+    records, identities, others = _people()
+    text = "Seen with Sarah Smith Ochoa today."
+    rounds: list[str] = []
+
+    class TwoRounds:
+        def scan_many(self, texts):  # type: ignore[no-untyped-def]
+            (current,) = texts
+            rounds.append(current)
+            if len(rounds) == 1:
+                start = current.index("Sarah Smith")
+                return [[Detection("PERSON", start, start + len("Sarah Smith"), 0.9)]]
+            if "Ochoa" in current:
+                start = current.index("Seen with ") + len("Seen with ")
+                return [[Detection("PERSON", start, current.index(" today"), 0.9)]]
+            return [[]]
+
+    out, replaced = scrub_texts([text], records.iloc[[0]], identities.iloc[[0]], others.iloc[[0]], scanner=TwoRounds())  # type: ignore[arg-type]
+    assert out == [f"Seen with {others.iloc[0]['person']} today."]
+    assert len(rounds) == 3 and replaced == 1  # replaced in rounds 1 and 2, the same place: counted once
