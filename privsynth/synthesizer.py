@@ -636,7 +636,7 @@ class Synthesizer:
         )
         records = fill_identifiers(records, schema, identities)
         others = surrogate_identities(n, seed=streams.integer("sample", "surrogates", "others"))  # a relative, a doctor
-        context = SampleContext(n, records, identities, others, streams, fixed, progress)
+        context = SampleContext(n, records, identities, others, streams, fixed, progress, profile=self.profile_)
         records = self._sample_instances([i for i in self.instances_ if not i.joint], context)
         if scrubbed is not None:
             for column, count in context.scrubbed.items():

@@ -28,9 +28,10 @@ SAMPLING_SETTINGS = (
     "placeholder_limit",
     "sample_vocab",
     "scrub",
+    "lengths",
 )
 #: The settings whose values are words (or true/false), not numbers.
-WORD_SETTINGS = ("sample_vocab", "scrub")
+WORD_SETTINGS = ("sample_vocab", "scrub", "lengths")
 
 
 def parse_text_settings(items: Sequence[str]) -> dict[str, float | str]:

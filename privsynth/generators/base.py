@@ -83,6 +83,8 @@ class SampleContext:
     #: spans each text column's scrub replaced (:mod:`privsynth.pii.scrub`), summed by the sampler into
     #: ``synthetic.json``; depends on the synthetic texts only
     scrubbed: dict[str, int] = field(default_factory=dict)
+    #: the model's DP profile (text lengths: ``text.lengths``); ``None`` where a caller has none
+    profile: Profile | None = None
 
     def report(self, label: str) -> Callable[[int, int], None] | None:
         """A ``(done, total)`` callback reporting records drawn under ``label`` (long sampling: text, images)."""

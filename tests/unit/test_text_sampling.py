@@ -235,3 +235,30 @@ def test_a_sample_scrubs_foreign_identifiers_unless_told_not_to(
     assert seen == [] and load_provenance(off)["text_sampling"]["note"]["scrub"] is False
     assert load_provenance(off)["text_scrubbed"] == {}
     assert parse_text_settings(["scrub=off"]) == {"scrub": "off"}
+
+
+def test_lengths_from_the_profile_cut_each_text_with_the_models_dp_histogram_only_when_asked(
+    fitted: tuple[Synthesizer, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from privsynth.generators.text import generator as text_generator
+
+    synth, _ = fitted
+    calls: list[tuple[int, object]] = []
+    real = text_generator.fit_lengths
+
+    def spy(texts, profile, rng):  # type: ignore[no-untyped-def]
+        calls.append((len(texts), profile))
+        return real(texts, profile, rng)
+
+    monkeypatch.setattr(text_generator, "fit_lengths", spy)
+    assert synth.texts_["note"].config.lengths == "model"  # the default: texts end where the model ends them
+    plain = write_synthetic(synth, tmp_path / "plain", n=6, seed=3)
+    assert calls == [] and load_provenance(plain)["text_sampling"]["note"]["lengths"] == "model"
+    cut = write_synthetic(synth, tmp_path / "cut", n=6, seed=3, text={"lengths": "profile"})
+    # the model's own DP profile of the column (post-processing), nothing read from the corpus
+    assert calls == [(6, synth.profile_.columns["note"])]
+    assert load_provenance(cut)["text_sampling"]["note"]["lengths"] == "profile"
+    longest = synth.profile_.columns["note"].length_edges[-1]
+    assert all(len(t) <= longest for t in read_corpus(cut).records["note"].dropna())
+    with pytest.raises(ConfigError, match="lengths"):
+        write_synthetic(synth, tmp_path / "bad", n=2, seed=3, text={"lengths": "short"})

@@ -40,6 +40,7 @@ from privsynth.generators.dpsgd import (
 )
 from privsynth.generators.record_loss import RecordLoss
 from privsynth.generators.tabular.codecs import ColumnCodec, codec_from_dict
+from privsynth.generators.text.lengths import fit_lengths
 from privsynth.generators.text.network import TextLM
 from privsynth.generators.text.public_training import train_public
 from privsynth.generators.text.tokens import BOS, EOS, PAD, Vocabulary, public_word_pieces
@@ -49,6 +50,7 @@ from privsynth.pii.scrub import scrub_texts
 from privsynth.privacy.accounting import Mechanism
 from privsynth.privacy.ledger import Stage
 from privsynth.privacy.randomness import Streams
+from privsynth.profile.model import TextProfile
 
 log = logging.getLogger(__name__)
 WEIGHTS, META = "text.safetensors", "text.json"
@@ -148,6 +150,12 @@ class TextConfig(DPSGDSettings):
         description="At sampling, replace each identifier-like span the model wrote outside its placeholders (a "
         "name, an SSN, a phone number the PII scanner finds that is not the record's own surrogate or registered "
         "fake) by the record's registered fake of its kind (post-processing).",
+    )
+    lengths: Literal["model", "profile"] = Field(
+        default="model",
+        description="At sampling, where texts end: 'model' (where the model ends them, or max_tokens) or "
+        "'profile' (each text longer than a length drawn from the DP profile's length histogram, at least its "
+        "median, is cut at the sentence end nearest that length) (post-processing).",
     )
     sample_vocab: Literal["all", "trained"] = Field(
         default="all",
@@ -410,6 +418,13 @@ class TextGenerator(Generator):
             context.streams,
             progress=context.report(f"sampling text '{self.column_}'"),
         )
+        column_profile = context.profile.columns.get(self.column_) if context.profile is not None else None
+        if self.config.lengths == "profile" and isinstance(column_profile, TextProfile):
+            # post-processing: the DP length histogram and a sampling stream of its own
+            texts, cut = fit_lengths(
+                texts, column_profile, context.streams.numpy("sample", f"text:{self.column_}", "lengths")
+            )
+            log.info("text '%s': %d of %d text(s) cut to lengths drawn from the profile", self.column_, cut, len(texts))
         if self.config.scrub:  # post-processing: the synthetic records and the public scanner only
             fields = context.records[[c.name for c in self.codecs_ if c.name in context.records]]  # never a text
             texts, replaced = scrub_texts(texts, fields, context.identities, context.others, column=self.column_)

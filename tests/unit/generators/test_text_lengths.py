@@ -1,0 +1,63 @@
+"""Synthetic texts cut to lengths drawn from the DP profile (text.lengths: profile)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from privsynth.generators.text.lengths import cut_to_length, fit_lengths, length_targets
+from privsynth.profile.grids import length_edges
+from privsynth.profile.model import Source, TextProfile
+
+
+def _profile(lengths: list[int], noise: float = 0.0, cap: int = 400) -> TextProfile:
+    edges = length_edges(cap)
+    counts = np.histogram(lengths, bins=edges)[0].astype(float)
+    counts[:10] += noise  # the short bins of a DP histogram: noise kept positive where the true count is 0
+    cdf = np.concatenate([[0.0], np.cumsum(counts) / counts.sum()])
+    return TextProfile(
+        source=Source.DP,
+        missing_rate=0.0,
+        max_length=cap,
+        length_edges=tuple(edges.tolist()),
+        length_counts=tuple(counts.tolist()),
+        length_quantiles={"p50": float(np.interp(0.5, cdf, edges))},
+    )
+
+
+def test_drawn_lengths_follow_the_histogram_above_its_median_and_ignore_its_noisy_short_bins() -> None:
+    real = np.random.default_rng(0).normal(300, 40, 2000).clip(190, 399).astype(int).tolist()
+    profile = _profile(real, noise=30.0)
+    drawn = length_targets(profile, 5000, np.random.default_rng(1))
+    assert drawn is not None
+    median = profile.length_quantiles["p50"]
+    assert drawn.min() >= median - 1 and drawn.max() <= 401  # never below the median: short bins are mostly noise
+    above = np.asarray(real)[np.asarray(real) > median]
+    # the upper half matches the real texts' (within a bin's width of about 12 %)
+    assert abs(np.quantile(drawn[drawn > median + 1], 0.5) - np.quantile(above, 0.5)) < 0.12 * np.median(above)
+    assert (length_targets(profile, 5000, np.random.default_rng(1)) == drawn).all()  # the stream decides them
+    empty = profile.model_copy(update={"length_counts": tuple(0.0 for _ in profile.length_counts)})
+    assert length_targets(empty, 3, np.random.default_rng(1)) is None  # nothing to match: texts stay
+
+
+@pytest.mark.parametrize(
+    ("text", "target", "expected"),
+    [
+        ("Seen today. Cough for a week. Plan: rest. Rest rest rest.", 30, "Seen today. Cough for a week."),
+        ("Seen today. Cough for a week. Plan: rest.", 38, "Seen today. Cough for a week. Plan: rest."),  # nearest
+        ("Short. Text.", 40, "Short. Text."),  # not longer than its length: whole
+        ("One long sentence without an end at all here", 20, "One long sentence"),  # at a space
+        ("Tiny. Then a very long sentence that goes on and on", 30, "Tiny. Then a very long"),  # end too early
+        ("Line one\nline two goes on\nand on", 12, "Line one"),
+    ],
+)
+def test_a_text_is_cut_at_the_sentence_end_nearest_its_length(text: str, target: int, expected: str) -> None:
+    assert cut_to_length(text, target) == expected
+
+
+def test_only_longer_texts_are_cut_and_missing_ones_stay_missing() -> None:
+    profile = _profile([100] * 50)
+    texts = ["a. " * 200, "short.", None, ""]
+    out, cut = fit_lengths(texts, profile, np.random.default_rng(0))
+    assert cut == 1 and out[1:] == ["short.", None, ""]
+    assert 90 <= len(out[0]) <= 110 and out[0].endswith(".")
