@@ -3,8 +3,8 @@
 A text model may not end a text where real texts end: a fine-tuned backbone under DP noise often writes on past
 the last sentence a real note has, into repetitions. The profile holds each text column's length histogram in
 characters, learned under DP (:class:`~privsynth.profile.model.TextProfile`). Each synthetic record draws a
-length from it; a text longer than its drawn length is cut at the sentence end nearest that length (never
-before half of it; where no sentence ends there, at a space before it). Shorter texts are kept whole: a cut
+length from it; a text longer than its drawn length is cut at the sentence end nearest that length (between
+half of it and 15 % beyond it; where no sentence ends there, at a space before it). Shorter texts are kept whole: a cut
 cannot lengthen a text.
 
 Drawn lengths below the profile's median are raised to the median. The histogram's short bins hold mostly noise
@@ -27,9 +27,9 @@ from privsynth.profile.model import TextProfile
 
 #: A sentence ends at ".", "!" or "?" followed by a blank or the end of the text, or at a line break.
 SENTENCE_END = re.compile(r"[.!?](?=\s|$)|\n")
-#: A cut never keeps less than this share of its drawn length (a text whose first sentence end comes earlier is
-#: cut at a space instead).
-SHORTEST_SHARE = 0.5
+#: A cut keeps between these shares of its drawn length: a sentence end outside them is too far from it, and the
+#: text is cut at a space before the length instead.
+SHORTEST_SHARE, LONGEST_SHARE = 0.5, 1.15
 
 T = TypeVar("T")
 
@@ -60,7 +60,9 @@ def cut_to_length(text: str, target: int) -> str:
     """
     if len(text) <= target:
         return text
-    ends = [m.end() for m in SENTENCE_END.finditer(text) if m.end() >= SHORTEST_SHARE * target]
+    ends = [
+        m.end() for m in SENTENCE_END.finditer(text) if SHORTEST_SHARE * target <= m.end() <= LONGEST_SHARE * target
+    ]
     if ends:
         best = min(ends, key=lambda end: (abs(end - target), end))
         return text[:best].rstrip()

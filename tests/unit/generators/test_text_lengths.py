@@ -61,3 +61,8 @@ def test_only_longer_texts_are_cut_and_missing_ones_stay_missing() -> None:
     out, cut = fit_lengths(texts, profile, np.random.default_rng(0))
     assert cut == 1 and out[1:] == ["short.", None, ""]
     assert 90 <= len(out[0]) <= 110 and out[0].endswith(".")
+
+
+def test_a_sentence_end_far_beyond_the_length_is_not_taken() -> None:
+    text = "word " * 60 + "end."  # the only sentence end at 304 characters
+    assert cut_to_length(text, 100) == ("word " * 20).strip()
