@@ -237,6 +237,14 @@ def main() -> None:
         "fit's loss trained; all: every backbone id; default: the config's).",
     )
     parser.add_argument(
+        "--lengths",
+        choices=("model", "profile"),
+        nargs="+",
+        default=None,
+        help="Sample the same fit with each of these text.lengths (profile: texts cut to lengths drawn from the DP "
+        "profile; model: where the model ends them; default: the config's).",
+    )
+    parser.add_argument(
         "--model",
         type=Path,
         default=None,
@@ -346,14 +354,15 @@ def main() -> None:
         count = args.synthetic or len(train)
         # sampling is post-processing: every guidance weight and candidate count samples the same fitted model
         settings = [
-            (g, k, t, r, v)
+            (g, k, t, r, v, n)
             for g in args.guidance or [generator.config.guidance]
             for k in args.candidates or [generator.config.candidates]
             for t in args.temperature or [generator.config.temperature]
             for r in args.no_repeat_ngram or [generator.config.no_repeat_ngram]
             for v in args.sample_vocab or [generator.config.sample_vocab]
+            for n in args.lengths or [generator.config.lengths]
         ]
-        for guidance, candidates, temperature, no_repeat, sample_vocab in settings:
+        for guidance, candidates, temperature, no_repeat, sample_vocab, lengths in settings:
             # validated (a byte-level model refuses both, guidance without condition dropout too)
             generator.config = TextConfig.model_validate(
                 {
@@ -363,6 +372,7 @@ def main() -> None:
                     "temperature": temperature,
                     "no_repeat_ngram": no_repeat,
                     "sample_vocab": sample_vocab,
+                    "lengths": lengths,
                 }
             )
             name = ", ".join(
@@ -372,6 +382,7 @@ def main() -> None:
                 + ([f"temperature {temperature:g}"] if args.temperature else [])
                 + ([f"no_repeat_ngram {no_repeat}"] if args.no_repeat_ngram else [])
                 + ([f"sample_vocab {sample_vocab}"] if args.sample_vocab else [])
+                + ([f"lengths {lengths}"] if args.lengths else [])
             )
             print(f"sampling {count} reviews ({name})...", flush=True)
             start = time.perf_counter()
