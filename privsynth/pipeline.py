@@ -56,12 +56,17 @@ class DemoSpec(BaseModel):
 
 
 class SampleSpec(BaseModel):
-    """How many synthetic records to draw (default: the profile's DP estimate of the training records)."""
+    """How many synthetic records to draw (default: the profile's DP estimate of the training records), and how."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     n: int | None = Field(default=None, ge=1)
     seed: int = 1
+    text: dict[str, float | str] = Field(
+        default_factory=dict,
+        description="Text sampling settings for this sample (privsynth.text_sampling.SAMPLING_SETTINGS, as "
+        "'privsynth sample --text'): e.g. {lengths: profile}. Post-processing: a change redoes sampling, not the fit.",
+    )
 
 
 class ReleaseSpec(BaseModel):
@@ -412,6 +417,7 @@ def _run_stages(
             force=True,
             engine=runner,
             model=model_dir,
+            text=config.sample.text or None,
             progress=progress,
         )
         _finish(root / "sample", records=n)

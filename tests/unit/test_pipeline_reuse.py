@@ -49,6 +49,17 @@ def test_a_changed_sampling_setting_redoes_sampling_and_what_follows_only(tmp_pa
     assert "sample.n" in said[0] and "redoing sample, audit, gate, release" in said[0]
 
 
+def test_text_sampling_settings_of_a_run_resample_without_fitting_again(tmp_path: Path) -> None:
+    # 'sample: {text: {lengths: profile}}' changes how texts are drawn from the fitted model (post-processing):
+    # on a real corpus it is not refused, and the fit stays
+    root = _finished(tmp_path, _config(tmp_path))
+    said: list[str] = []
+    _reuse(root, _config(tmp_path, sample={"text": {"lengths": "profile"}}), fresh=False, tell=said.append)
+    assert _left(root) == ["corpus", "pretrain", "fit"] and "sample.text.lengths" in said[0]
+    with pytest.raises(ValueError, match="extra"):
+        _config(tmp_path, sample={"txt": {"lengths": "profile"}})
+
+
 def test_a_changed_policy_redoes_the_release_only(tmp_path: Path) -> None:
     root = _finished(tmp_path, _config(tmp_path))
     _reuse(root, _config(tmp_path, policy="public"), fresh=False, tell=lambda _m: None)

@@ -243,12 +243,12 @@ def test_lengths_from_the_profile_cut_each_text_with_the_models_dp_histogram_onl
     from privsynth.generators.text import generator as text_generator
 
     synth, _ = fitted
-    calls: list[tuple[int, object]] = []
+    calls: list[tuple[int, object, float]] = []
     real = text_generator.fit_lengths
 
-    def spy(texts, profile, rng):  # type: ignore[no-untyped-def]
-        calls.append((len(texts), profile))
-        return real(texts, profile, rng)
+    def spy(texts, profile, rng, *, noise_std):  # type: ignore[no-untyped-def]
+        calls.append((len(texts), profile, noise_std))
+        return real(texts, profile, rng, noise_std=noise_std)
 
     monkeypatch.setattr(text_generator, "fit_lengths", spy)
     assert synth.texts_["note"].config.lengths == "model"  # the default: texts end where the model ends them
@@ -256,7 +256,8 @@ def test_lengths_from_the_profile_cut_each_text_with_the_models_dp_histogram_onl
     assert calls == [] and load_provenance(plain)["text_sampling"]["note"]["lengths"] == "model"
     cut = write_synthetic(synth, tmp_path / "cut", n=6, seed=3, text={"lengths": "profile"})
     # the model's own DP profile of the column (post-processing), nothing read from the corpus
-    assert calls == [(6, synth.profile_.columns["note"])]
+    noise = synth.profile_.noise_multiplier * synth.profile_.max_records_per_entity  # the histogram's own, public
+    assert calls == [(6, synth.profile_.columns["note"], noise)] and noise > 0
     assert load_provenance(cut)["text_sampling"]["note"]["lengths"] == "profile"
     longest = synth.profile_.columns["note"].length_edges[-1]
     assert all(len(t) <= longest for t in read_corpus(cut).records["note"].dropna())

@@ -418,11 +418,15 @@ class TextGenerator(Generator):
             context.streams,
             progress=context.report(f"sampling text '{self.column_}'"),
         )
-        column_profile = context.profile.columns.get(self.column_) if context.profile is not None else None
-        if self.config.lengths == "profile" and isinstance(column_profile, TextProfile):
-            # post-processing: the DP length histogram and a sampling stream of its own
+        profile = context.profile
+        column_profile = profile.columns.get(self.column_) if profile is not None else None
+        if self.config.lengths == "profile" and profile is not None and isinstance(column_profile, TextProfile):
+            # post-processing: the DP length histogram (its noise scale, public) and a sampling stream of its own
             texts, cut = fit_lengths(
-                texts, column_profile, context.streams.numpy("sample", f"text:{self.column_}", "lengths")
+                texts,
+                column_profile,
+                context.streams.numpy("sample", f"text:{self.column_}", "lengths"),
+                noise_std=(profile.noise_multiplier or 0.0) * profile.max_records_per_entity,
             )
             log.info("text '%s': %d of %d text(s) cut to lengths drawn from the profile", self.column_, cut, len(texts))
         if self.config.scrub:  # post-processing: the synthetic records and the public scanner only

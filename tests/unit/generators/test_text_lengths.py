@@ -13,31 +13,33 @@ from privsynth.profile.model import Source, TextProfile
 def _profile(lengths: list[int], noise: float = 0.0, cap: int = 400) -> TextProfile:
     edges = length_edges(cap)
     counts = np.histogram(lengths, bins=edges)[0].astype(float)
-    counts[:10] += noise  # the short bins of a DP histogram: noise kept positive where the true count is 0
+    counts[:10] += noise  # the short and long bins of a DP histogram: noise kept positive where the true count is 0
+    counts[-3:] += noise
     cdf = np.concatenate([[0.0], np.cumsum(counts) / counts.sum()])
+    quantiles = {f"p{q}": float(np.interp(q / 100, cdf, edges)) for q in (50, 99)}
     return TextProfile(
         source=Source.DP,
         missing_rate=0.0,
         max_length=cap,
         length_edges=tuple(edges.tolist()),
         length_counts=tuple(counts.tolist()),
-        length_quantiles={"p50": float(np.interp(0.5, cdf, edges))},
+        length_quantiles=quantiles,
     )
 
 
-def test_drawn_lengths_follow_the_histogram_above_its_median_and_ignore_its_noisy_short_bins() -> None:
+def test_drawn_lengths_follow_the_histogram_and_ignore_bins_under_its_noise_floor() -> None:
     real = np.random.default_rng(0).normal(300, 40, 2000).clip(190, 399).astype(int).tolist()
-    profile = _profile(real, noise=30.0)
-    drawn = length_targets(profile, 5000, np.random.default_rng(1))
+    profile = _profile(real, noise=30.0)  # 30: under the floor of noise with std 15 (about 37 on this grid)
+    drawn = length_targets(profile, 5000, np.random.default_rng(1), noise_std=15.0)
     assert drawn is not None
-    median = profile.length_quantiles["p50"]
-    assert drawn.min() >= median - 1 and drawn.max() <= 401  # never below the median: short bins are mostly noise
-    above = np.asarray(real)[np.asarray(real) > median]
-    # the upper half matches the real texts' (within a bin's width of about 12 %)
-    assert abs(np.quantile(drawn[drawn > median + 1], 0.5) - np.quantile(above, 0.5)) < 0.12 * np.median(above)
-    assert (length_targets(profile, 5000, np.random.default_rng(1)) == drawn).all()  # the stream decides them
+    assert drawn.min() >= 150 and drawn.max() <= 401  # the noisy short and long bins are never drawn
+    assert abs(np.median(drawn) - np.median(real)) < 0.12 * np.median(real)  # within a bin's width
+    assert (length_targets(profile, 5000, np.random.default_rng(1), noise_std=15.0) == drawn).all()  # the stream's
+    raw = length_targets(profile, 5000, np.random.default_rng(1))  # without the floor the noise is drawn too
+    assert raw is not None and raw.min() < 20 and raw.max() > 400
     empty = profile.model_copy(update={"length_counts": tuple(0.0 for _ in profile.length_counts)})
     assert length_targets(empty, 3, np.random.default_rng(1)) is None  # nothing to match: texts stay
+    assert length_targets(profile, 3, np.random.default_rng(1), noise_std=1e4) is None  # all under the floor
 
 
 @pytest.mark.parametrize(
