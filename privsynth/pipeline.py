@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from privsynth.audit.folders import audit_folders
 from privsynth.audit.report import write_report
@@ -67,6 +67,18 @@ class SampleSpec(BaseModel):
         description="Text sampling settings for this sample (privsynth.text_sampling.SAMPLING_SETTINGS, as "
         "'privsynth sample --text'): e.g. {lengths: profile}. Post-processing: a change redoes sampling, not the fit.",
     )
+
+    @field_validator("text")
+    @classmethod
+    def _sampling_settings(cls, value: dict[str, float | str]) -> dict[str, float | str]:
+        from privsynth.text_sampling import SAMPLING_SETTINGS
+
+        unknown = sorted(set(value) - set(SAMPLING_SETTINGS))
+        if unknown:  # refused when the config is read, not after the fit
+            raise ValueError(
+                f"sample.text: unknown setting(s) {', '.join(unknown)}; one of {', '.join(SAMPLING_SETTINGS)}"
+            )
+        return value
 
 
 class ReleaseSpec(BaseModel):

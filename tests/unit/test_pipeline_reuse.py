@@ -58,6 +58,8 @@ def test_text_sampling_settings_of_a_run_resample_without_fitting_again(tmp_path
     assert _left(root) == ["corpus", "pretrain", "fit"] and "sample.text.lengths" in said[0]
     with pytest.raises(ValueError, match="extra"):
         _config(tmp_path, sample={"txt": {"lengths": "profile"}})
+    with pytest.raises(ValueError, match=r"unknown setting.*length"):  # a typo is refused before any fit
+        _config(tmp_path, sample={"text": {"length": "profile"}})
 
 
 def test_a_changed_policy_redoes_the_release_only(tmp_path: Path) -> None:

@@ -154,8 +154,8 @@ class TextConfig(DPSGDSettings):
     lengths: Literal["model", "profile"] = Field(
         default="model",
         description="At sampling, where texts end: 'model' (where the model ends them, or max_tokens) or "
-        "'profile' (each text longer than a length drawn from the DP profile's length histogram, at least its "
-        "median, is cut at the sentence end nearest that length) (post-processing).",
+        "'profile' (each text longer than a length drawn from the DP profile's length histogram, its bins under "
+        "the noise floor dropped, is cut at the sentence end nearest that length) (post-processing).",
     )
     sample_vocab: Literal["all", "trained"] = Field(
         default="all",
@@ -420,7 +420,11 @@ class TextGenerator(Generator):
         )
         profile = context.profile
         column_profile = profile.columns.get(self.column_) if profile is not None else None
-        if self.config.lengths == "profile" and profile is not None and isinstance(column_profile, TextProfile):
+        if self.config.lengths == "profile" and not isinstance(column_profile, TextProfile):
+            log.warning(
+                "text '%s': lengths: profile, but the model has no length profile for it; not cut", self.column_
+            )
+        elif self.config.lengths == "profile" and profile is not None and isinstance(column_profile, TextProfile):
             # post-processing: the DP length histogram (its noise scale, public) and a sampling stream of its own
             texts, cut = fit_lengths(
                 texts,

@@ -56,7 +56,8 @@ def length_targets(
     if total <= 0:
         return None
     bins = rng.choice(len(counts), size=n, p=counts / total)
-    return np.ceil(rng.uniform(edges[bins], edges[bins + 1])).astype(np.int64)
+    # whole lengths inside each bin [a, b) (the edges are whole numbers)
+    return rng.integers(edges[bins].astype(np.int64), edges[bins + 1].astype(np.int64))
 
 
 def cut_to_length(text: str, target: int) -> str:
@@ -67,6 +68,9 @@ def cut_to_length(text: str, target: int) -> str:
     >>> cut_to_length("Seen today. Cough.", 40), cut_to_length("no sentence ends here at all", 12)
     ('Seen today. Cough.', 'no sentence')
     """
+    if len(text) <= target:
+        return text
+    text = text.strip()  # blanks of a placeholder filled with an empty value: cut after them, as max_length does
     if len(text) <= target:
         return text
     ends = [
@@ -92,7 +96,7 @@ def fit_lengths(
     out: list[T] = []
     cut = 0
     for text, target in zip(texts, targets.tolist(), strict=True):
-        if isinstance(text, str) and len(text) > target:
+        if isinstance(text, str) and 0 < target < len(text):  # a length of 0 (empty texts' bin): kept
             shorter = cut_to_length(text, int(target))
             cut += shorter != text
             out.append(shorter)  # type: ignore[arg-type]  # a str in, a str out

@@ -32,11 +32,11 @@ def test_drawn_lengths_follow_the_histogram_and_ignore_bins_under_its_noise_floo
     profile = _profile(real, noise=30.0)  # 30: under the floor of noise with std 15 (about 37 on this grid)
     drawn = length_targets(profile, 5000, np.random.default_rng(1), noise_std=15.0)
     assert drawn is not None
-    assert drawn.min() >= 150 and drawn.max() <= 401  # the noisy short and long bins are never drawn
+    assert drawn.min() >= 150 and drawn.max() <= 400  # the noisy short and long bins are never drawn
     assert abs(np.median(drawn) - np.median(real)) < 0.12 * np.median(real)  # within a bin's width
     assert (length_targets(profile, 5000, np.random.default_rng(1), noise_std=15.0) == drawn).all()  # the stream's
     raw = length_targets(profile, 5000, np.random.default_rng(1))  # without the floor the noise is drawn too
-    assert raw is not None and raw.min() < 20 and raw.max() > 400
+    assert raw is not None and raw.min() < 20 and raw.max() >= 395
     empty = profile.model_copy(update={"length_counts": tuple(0.0 for _ in profile.length_counts)})
     assert length_targets(empty, 3, np.random.default_rng(1)) is None  # nothing to match: texts stay
     assert length_targets(profile, 3, np.random.default_rng(1), noise_std=1e4) is None  # all under the floor
@@ -68,3 +68,12 @@ def test_only_longer_texts_are_cut_and_missing_ones_stay_missing() -> None:
 def test_a_sentence_end_far_beyond_the_length_is_not_taken() -> None:
     text = "word " * 60 + "end."  # the only sentence end at 304 characters
     assert cut_to_length(text, 100) == ("word " * 20).strip()
+
+
+def test_drawn_lengths_are_whole_numbers_inside_their_bins_and_blanks_or_a_zero_length_never_empty_a_text() -> None:
+    profile = _profile([5] * 100 + [0] * 100, cap=20)  # unit bins: [5, 6) gives 5, [0, 1) gives 0
+    drawn = length_targets(profile, 1000, np.random.default_rng(0))
+    assert drawn is not None and set(drawn.tolist()) == {0, 5}
+    out, cut = fit_lengths(["abcdefghij klm"] * 1000, profile, np.random.default_rng(0))
+    assert set(out) == {"abcdefghij klm", "abcde"} and cut == int((drawn == 5).sum())
+    assert cut_to_length("          seen today for", 12) == "seen today"  # leading blanks of an empty fill
