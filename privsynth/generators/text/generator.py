@@ -418,26 +418,32 @@ class TextGenerator(Generator):
             context.streams,
             progress=context.report(f"sampling text '{self.column_}'"),
         )
-        profile = context.profile
-        column_profile = profile.columns.get(self.column_) if profile is not None else None
-        if self.config.lengths == "profile" and not isinstance(column_profile, TextProfile):
-            log.warning(
-                "text '%s': lengths: profile, but the model has no length profile for it; not cut", self.column_
-            )
-        elif self.config.lengths == "profile" and profile is not None and isinstance(column_profile, TextProfile):
-            # post-processing: the DP length histogram (its noise scale, public) and a sampling stream of its own
-            texts, cut = fit_lengths(
-                texts,
-                column_profile,
-                context.streams.numpy("sample", f"text:{self.column_}", "lengths"),
-                noise_std=(profile.noise_multiplier or 0.0) * profile.max_records_per_entity,
-            )
-            log.info("text '%s': %d of %d text(s) cut to lengths drawn from the profile", self.column_, cut, len(texts))
+        if self.config.lengths == "profile":
+            texts = self._cut_to_profile(texts, context)
         if self.config.scrub:  # post-processing: the synthetic records and the public scanner only
             fields = context.records[[c.name for c in self.codecs_ if c.name in context.records]]  # never a text
             texts, replaced = scrub_texts(texts, fields, context.identities, context.others, column=self.column_)
             context.scrubbed[self.column_] = context.scrubbed.get(self.column_, 0) + replaced
         return {self.column_: texts}
+
+    def _cut_to_profile(self, texts: list[str], context: SampleContext) -> list[str]:
+        """``text.lengths: profile``: texts cut to lengths drawn from the DP length histogram (:mod:`.lengths`)."""
+        profile = context.profile
+        column_profile = profile.columns.get(self.column_) if profile is not None else None
+        if profile is None or not isinstance(column_profile, TextProfile):
+            log.warning(
+                "text '%s': lengths: profile, but the model has no length profile for it; not cut", self.column_
+            )
+            return texts
+        # post-processing: the DP length histogram (its noise scale, public) and a sampling stream of its own
+        texts, cut = fit_lengths(
+            texts,
+            column_profile,
+            context.streams.numpy("sample", f"text:{self.column_}", "lengths"),
+            noise_std=(profile.noise_multiplier or 0.0) * profile.max_records_per_entity,
+        )
+        log.info("text '%s': %d of %d text(s) cut to lengths drawn from the profile", self.column_, cut, len(texts))
+        return texts
 
     def public_data(self) -> list[dict[str, object]]:
         """The public corpus, checkpoint or pretrained backbone this column's model learned without noise."""
