@@ -636,11 +636,18 @@ class Synthesizer:
         )
         records = fill_identifiers(records, schema, identities)
         others = surrogate_identities(n, seed=streams.integer("sample", "surrogates", "others"))  # a relative, a doctor
-        context = SampleContext(n, records, identities, others, streams, fixed, progress, profile=self.profile_)
+        context = SampleContext(
+            n,
+            records,
+            identities,
+            others,
+            streams,
+            fixed,
+            progress,
+            scrubbed=scrubbed if scrubbed is not None else {},  # the generators add to the caller's counts
+            profile=self.profile_,
+        )
         records = self._sample_instances([i for i in self.instances_ if not i.joint], context)
-        if scrubbed is not None:
-            for column, count in context.scrubbed.items():
-                scrubbed[column] = scrubbed.get(column, 0) + count
         identities = pd.concat([identities, others.add_prefix("other_")], axis=1)
         identities.insert(0, schema.key, records[schema.key].to_numpy())
         return records[list(schema.columns)].reset_index(drop=True), identities
