@@ -236,3 +236,24 @@ def test_the_profile_share_never_falls_as_the_cohort_shrinks(demo_dir: Path) -> 
     ]
     assert all(a >= b - 1e-9 for a, b in itertools.pairwise(shares))
     assert shares[0] == pytest.approx(config.max_share)
+
+
+def test_a_text_columns_lengths_keep_no_noise_far_from_the_real_lengths(reproducible_noise: int) -> None:
+    """Undeclared text lengths: noise in the empty bins up to the 1,000,000-character cap must not become the
+    longest text (before the noise floor, p99 and max_length landed near 300,000 for texts of 60-119 characters)."""
+    rng = np.random.default_rng(0)
+    n = 3000
+    lengths = rng.integers(60, 120, size=n)
+    frame = pd.DataFrame({"id": [f"r{i}" for i in range(n)], "t": ["x" * int(k) for k in lengths]})
+    schema = schema_from_dict({"key": "id", "columns": {"id": {"kind": "key"}, "t": {"kind": "text"}}}, source="t")
+    corpus = Corpus(records=frame, schema=schema, root=Path("."))
+    ledger = PrivacyLedger(epsilon=100.0, delta=1e-5, accountant=AccountantKind.RDP)
+    noise = CountNoise(Streams.private())  # the reproducible test root (fixture): the same noise every run
+    profile = dp_profile(corpus, ledger=ledger, noise_multiplier=5.0, noise=noise, units=n)
+    text = profile.columns["t"]
+    assert text.source == "dp"
+    assert 100 <= text.max_length <= 1.5 * lengths.max()
+    assert lengths.min() <= text.length_quantiles["p50"] <= lengths.max()
+    counts, edges = np.asarray(text.length_counts), np.asarray(text.length_edges)
+    far = edges[:-1] >= 2 * lengths.max()
+    assert counts[far].sum() <= 0.01 * counts.sum()
