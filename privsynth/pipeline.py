@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,7 +62,7 @@ class SampleSpec(BaseModel):
 
     n: int | None = Field(default=None, ge=1)
     seed: int = 1
-    text: dict[str, float | str] = Field(
+    text: dict[str, float | str | list[str]] = Field(
         default_factory=dict,
         description="Text sampling settings for this sample (privsynth.text_sampling.SAMPLING_SETTINGS, as "
         "'privsynth sample --text'): e.g. {lengths: profile}. Post-processing: a change redoes sampling, not the fit.",
@@ -70,7 +70,7 @@ class SampleSpec(BaseModel):
 
     @field_validator("text")
     @classmethod
-    def _sampling_settings(cls, value: dict[str, float | str]) -> dict[str, float | str]:
+    def _sampling_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
         from privsynth.text_sampling import SAMPLING_SETTINGS
 
         unknown = sorted(set(value) - set(SAMPLING_SETTINGS))
@@ -333,6 +333,21 @@ def run_pipeline(
         runner.close()
 
 
+def _check_guidance_fields(config: PipelineConfig, columns: Collection[str]) -> None:
+    """``sample.text.guidance_fields`` name columns of the corpus (whether a prompt shows them: at sampling)."""
+    fields = config.sample.text.get("guidance_fields")
+    if isinstance(fields, str):  # "diagnosis, sex", as on the command line
+        named = [f.strip() for f in fields.split(",")]
+    else:
+        named = [str(f) for f in fields] if isinstance(fields, list) else [] if fields is None else [str(fields)]
+    unknown = [f for f in named if f and f not in columns]
+    if unknown:
+        raise ConfigError(
+            f"sample.text.guidance_fields: {', '.join(repr(f) for f in unknown)} is not a column of the corpus "
+            f"(its columns: {', '.join(columns)})"
+        )
+
+
 def _run_stages(
     config: PipelineConfig,
     runner: Engine,
@@ -364,6 +379,7 @@ def _run_stages(
     elif config.demo is not None:
         skipped.append("corpus")
     real = read_corpus(corpus_dir)
+    _check_guidance_fields(config, real.schema.columns)  # the schema is public: a typo is refused before the fit
 
     fit_config = config.fit_config()
     if config.pretrain_text is not None and real.schema.names(ColumnKind.TEXT):

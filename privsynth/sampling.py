@@ -120,7 +120,7 @@ def write_synthetic(
     engine: Engine | None = None,
     model: Path | None = None,
     shard_records: int = SHARD_RECORDS,
-    text: Mapping[str, float | str] | None = None,
+    text: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
 ) -> Path:
     """Sample ``n`` records and write them as a corpus folder, atomically.

@@ -24,6 +24,7 @@ SAMPLING_SETTINGS = (
     "top_p",
     "candidates",
     "guidance",
+    "guidance_fields",
     "no_repeat_ngram",
     "placeholder_limit",
     "sample_vocab",
@@ -31,7 +32,7 @@ SAMPLING_SETTINGS = (
     "lengths",
 )
 #: The settings whose values are words (or true/false), not numbers.
-WORD_SETTINGS = ("sample_vocab", "scrub", "lengths")
+WORD_SETTINGS = ("sample_vocab", "scrub", "lengths", "guidance_fields")
 
 
 def parse_text_settings(items: Sequence[str]) -> dict[str, float | str]:
@@ -77,6 +78,10 @@ def apply(synth: Synthesizer, settings: Mapping[str, Mapping[str, Any]]) -> None
                 f"text column '{column}' (fitted with text.backbone {model}, text.condition_dropout "
                 f"{generator.config.condition_dropout:g}): {where}{message}"
             ) from None
+        if generator.config.guidance_fields:  # refused before any record is drawn, not after the tabular sample
+            from privsynth.generators.text.finetune import check_guidance_fields
+
+            check_guidance_fields(generator)
 
 
 def effective(synth: Synthesizer) -> dict[str, dict[str, Any]]:
@@ -88,9 +93,7 @@ def effective(synth: Synthesizer) -> dict[str, dict[str, Any]]:
 
 
 @contextmanager
-def text_sampling(
-    synth: Synthesizer, settings: Mapping[str, float | str] | None
-) -> Iterator[dict[str, dict[str, Any]]]:
+def text_sampling(synth: Synthesizer, settings: Mapping[str, Any] | None) -> Iterator[dict[str, dict[str, Any]]]:
     """Sample ``synth`` with ``settings`` for every text column; yields the settings in force; restores after."""
     if settings and not synth.texts_:
         raise ConfigError("text sampling settings were given, but this model has no text column")

@@ -8,7 +8,7 @@ import pytest
 
 from privsynth.data.atomic import write_text_atomic
 from privsynth.errors import ConfigError
-from privsynth.pipeline import STAGES, PipelineConfig, _reuse, _settings
+from privsynth.pipeline import STAGES, PipelineConfig, _check_guidance_fields, _reuse, _settings
 
 
 def _config(tmp_path: Path, **changes: object) -> PipelineConfig:
@@ -56,6 +56,19 @@ def test_text_sampling_settings_of_a_run_resample_without_fitting_again(tmp_path
     said: list[str] = []
     _reuse(root, _config(tmp_path, sample={"text": {"lengths": "profile"}}), fresh=False, tell=said.append)
     assert _left(root) == ["corpus", "pretrain", "fit"] and "sample.text.lengths" in said[0]
+    guided = _config(tmp_path, sample={"text": {"guidance": 1.5, "guidance_fields": ["diagnosis"]}})
+    assert guided.sample.text["guidance_fields"] == ["diagnosis"]  # a list of fields, as YAML writes it
+    said.clear()
+    for stage in STAGES:  # finished again
+        (root / stage).mkdir(exist_ok=True)
+        (root / stage / "stage.json").write_text("{}")
+    _reuse(root, guided, fresh=False, tell=said.append)  # guidance is sampling too: the fit stays
+    assert _left(root) == ["corpus", "pretrain", "fit"] and "sample.text.guidance_fields" in said[0]
+    _check_guidance_fields(guided, ["age", "diagnosis"])  # columns of the corpus' (public) schema
+    for typo in (["diagnosys"], "age, diagnosys"):
+        wrong = _config(tmp_path, sample={"text": {"guidance": 1.5, "guidance_fields": typo}})
+        with pytest.raises(ConfigError, match=r"'diagnosys' is not a column of the corpus"):
+            _check_guidance_fields(wrong, ["age", "diagnosis"])  # before the fit: run_pipeline calls it first
     with pytest.raises(ValueError, match="extra"):
         _config(tmp_path, sample={"txt": {"lengths": "profile"}})
     with pytest.raises(ValueError, match=r"unknown setting.*length"):  # a typo is refused before any fit

@@ -25,7 +25,9 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Synthesizer, Path]
 
 def test_settings_are_parsed_and_bad_ones_say_how_to_write_them() -> None:
     assert parse_text_settings(["candidates=4", "text.temperature=0.5"]) == {"candidates": 4.0, "temperature": 0.5}
-    with pytest.raises(ConfigError, match="SETTING one of temperature, top_p, candidates, guidance, no_repeat_ngram"):
+    with pytest.raises(
+        ConfigError, match="SETTING one of temperature, top_p, candidates, guidance, guidance_fields, no_repeat_ngram"
+    ):
         parse_text_settings(["lora_rank=4"])  # shapes the fitted model: not a sampling setting
     with pytest.raises(ConfigError, match="SETTING=VALUE"):
         parse_text_settings(["candidates"])
@@ -93,6 +95,14 @@ def test_a_sample_uses_its_settings_records_them_and_leaves_the_model_as_it_was(
         write_synthetic(synth, tmp_path / "bad", n=6, seed=2, text={"no_repeat_ngram": 1.0})
     guarded = write_synthetic(synth, tmp_path / "guarded", n=6, seed=2, text={"no_repeat_ngram": 3.0})
     assert load_provenance(guarded)["text_sampling"]["note"]["no_repeat_ngram"] == 3
+    # guidance on named fields needs no condition dropout; '--text guidance_fields=dx' arrives as a word
+    settings = parse_text_settings(["guidance=1.5", "guidance_fields=dx"])
+    assert settings == {"guidance": 1.5, "guidance_fields": "dx"}
+    guided = write_synthetic(synth, tmp_path / "guided", n=6, seed=2, text=settings)
+    recorded = load_provenance(guided)["text_sampling"]["note"]
+    assert recorded["guidance"] == 1.5 and recorded["guidance_fields"] == ["dx"]
+    with pytest.raises(ConfigError, match=r"guidance_fields 'nope' is not in this model's prompts"):
+        write_synthetic(synth, tmp_path / "bad", n=6, seed=2, text={"guidance": 1.5, "guidance_fields": "nope"})
     assert generator.config is before and not (tmp_path / "bad").exists()
 
 

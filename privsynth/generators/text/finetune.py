@@ -259,14 +259,9 @@ def sample_backbone(
     fields = render_fields(records, generator.codecs_, generator.meanings_, fields_format=generator.fields_format_)
     prompt_format = generator.prompt_format_
     prompts = [prompt_ids(tokenizer, f, generator.column_, prompt_format=prompt_format) for f in fields]
-    unconditional = None
+    unconditional: list[list[int]] | None = None  # per record
     if config.guidance != 1.0:
-        if not generator.condition_dropout_:
-            raise ConfigError(
-                f"text.guidance {config.guidance} needs a model fitted with text.condition_dropout above 0 (this "
-                "one learnt no unconditioned text to contrast with): set text.guidance: 1, or fit again"
-            )
-        unconditional = prompt_ids(tokenizer, NO_FIELDS, generator.column_, prompt_format=prompt_format)
+        unconditional = guidance_references(generator, records, prompt_format)
     # 'trained': only the output rows the fit's loss trained (and the placeholders) are drawn
     trained = min(config.train_vocab, base) if config.sample_vocab == "trained" else None
     texts: list[str] = []
@@ -294,7 +289,9 @@ def sample_backbone(
             temperature=config.temperature,
             top_p=config.top_p,
             generator=rng,
-            unconditional=unconditional,
+            unconditional=None
+            if unconditional is None
+            else [u for u in unconditional[start : start + batch] for _ in range(k)],
             guidance=config.guidance,
             no_repeat_ngram=config.no_repeat_ngram,
             placeholder_limit=config.placeholder_limit,
@@ -323,6 +320,46 @@ def sample_backbone(
         if progress is not None:
             progress(len(texts), len(prompts))
     return texts
+
+
+def check_guidance_fields(generator: TextGenerator) -> None:
+    """Refuse ``text.guidance_fields`` that are not among the fields this model's prompts show."""
+    prompted = [codec.name for codec in generator.codecs_]
+    unknown = [f for f in generator.config.guidance_fields if f not in prompted]
+    if unknown:
+        raise ConfigError(
+            f"text '{generator.column_}': text.guidance_fields {', '.join(repr(f) for f in unknown)} "
+            f"{'is' if len(unknown) == 1 else 'are'} not in this model's prompts; its fields: "
+            f"{', '.join(prompted) or 'none'}"
+        )
+
+
+def guidance_references(generator: TextGenerator, records: pd.DataFrame, prompt_format: int) -> list[list[int]]:
+    """Per record, what guidance contrasts its text with: its prompt with ``guidance_fields`` missing, or no fields.
+
+    With ``text.guidance_fields``, each record's contrast is its own prompt where those fields read ``missing``, so
+    the guided draw amplifies what those fields change in the text (its other fields are in both prompts). Without,
+    one prompt without fields, which only a model fitted with ``text.condition_dropout`` has learnt.
+    """
+    config = generator.config
+    tokenizer = generator.tokenizer_
+    if config.guidance_fields:
+        check_guidance_fields(generator)
+        fields = render_fields(
+            records,
+            generator.codecs_,
+            generator.meanings_,
+            fields_format=generator.fields_format_,
+            missing=config.guidance_fields,
+        )
+        return [prompt_ids(tokenizer, f, generator.column_, prompt_format=prompt_format) for f in fields]
+    if not generator.condition_dropout_:
+        raise ConfigError(
+            f"text.guidance {config.guidance} needs a model fitted with text.condition_dropout above 0 (this one "
+            "learnt no unconditioned text to contrast with) or text.guidance_fields (e.g. --text "
+            "guidance_fields=diagnosis): set one, or text.guidance: 1"
+        )
+    return [prompt_ids(tokenizer, NO_FIELDS, generator.column_, prompt_format=prompt_format)] * len(records)
 
 
 def save_backbone(generator: TextGenerator, folder: Any) -> None:

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 from safetensors.torch import load_file
 from torch.nn import functional as F  # noqa: N812
 
@@ -130,7 +130,14 @@ class TextConfig(DPSGDSettings):
         le=10,
         description="Backbone, experimental: classifier-free guidance at sampling (post-processing): 1 none; above "
         "1 amplifies what the record's fields change in the text, at twice the sampling cost; needs "
-        "condition_dropout > 0. At 2 on the Amazon reviews it made texts echo their prompt (TSTR 0.656).",
+        "condition_dropout > 0 or guidance_fields. At 2 on the Amazon reviews it made texts echo their prompt (TSTR "
+        "0.656).",
+    )
+    guidance_fields: tuple[str, ...] = Field(
+        default=(),
+        description="Backbone: with guidance, contrast each text with its own prompt where these fields read "
+        "'missing' instead of with a prompt without fields, so guidance amplifies what these fields change in the text"
+        " (post-processing; needs no condition_dropout). E.g. [diagnosis]; on the command line diagnosis,sex.",
     )
     candidates: int = Field(
         default=1,
@@ -191,9 +198,24 @@ class TextConfig(DPSGDSettings):
             raise ValueError(
                 "text.no_repeat_ngram 1 would forbid every token a second time: use 0 (off) or 2 and above"
             )
-        if self.guidance != 1.0 and self.condition_dropout == 0:
-            raise ValueError("text.guidance above 1 needs text.condition_dropout above 0 (e.g. 0.1)")
+        if self.backbone == "byte" and self.guidance_fields:
+            raise ValueError("text.guidance_fields is for a pretrained backbone (text.backbone: smollm2 or a folder)")
+        if self.guidance_fields and self.guidance == 1.0:
+            raise ValueError("text.guidance_fields does nothing at text.guidance 1: set a weight above 1 (e.g. 1.5)")
+        if self.guidance != 1.0 and self.condition_dropout == 0 and not self.guidance_fields:
+            raise ValueError(
+                "text.guidance above 1 needs text.condition_dropout above 0 (e.g. 0.1) or text.guidance_fields (the "
+                "fields whose effect on the text it amplifies, e.g. [diagnosis])"
+            )
         return self
+
+    @field_validator("guidance_fields", mode="before")
+    @classmethod
+    def _fields_from_words(cls, value: object) -> object:
+        """``"diagnosis, sex"`` (the command line's ``--text guidance_fields=diagnosis,sex``) as a list."""
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
 
 class TextGenerator(Generator):

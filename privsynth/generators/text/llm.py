@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -88,6 +88,7 @@ def render_fields(
     meanings: Mapping[str, Mapping[str, str]] | None = None,
     *,
     fields_format: int = FIELDS_FORMAT,
+    missing: Collection[str] = (),
 ) -> list[str]:
     """Per record, its DP-modelled fields in words (``diagnosis: pneumonia; age: 41 to 50``).
 
@@ -95,16 +96,27 @@ def render_fields(
     released category or ``__other__``), for real records in training and synthetic ones at sampling alike.
     ``meanings`` (per column, per category: the schema's public ``meanings``) puts words the backbone can read
     next to a category (``score: great (the reviewer loved it)``). ``fields_format`` is :data:`FIELDS_FORMAT` for
-    new fits; a saved model passes the format it was trained with.
+    new fits; a saved model passes the format it was trained with. The fields named in ``missing`` read
+    ``missing`` whatever their value (guidance's reference, :func:`~.finetune.guidance_references`), also where a
+    column cannot be missing: its codec would encode no value as a category or bin.
     """
     if fields_format not in FIELDS_FORMATS:
         raise ValueError(f"unknown fields format {fields_format}")
     meanings = meanings or {}
-    columns = [(codec, codec.encode(records[codec.name])[:, 0]) for codec in codecs if codec.name in records]
+    columns = [
+        (codec, None if codec.name in missing else codec.encode(records[codec.name])[:, 0])
+        for codec in codecs
+        if codec.name in records
+    ]
     out = []
     for i in range(len(records)):
         parts = [
-            f"{codec.name}: {_describe(codec, int(tokens[i]), meanings.get(codec.name, {}), fields_format)}"
+            f"{codec.name}: "
+            + (
+                "missing"
+                if tokens is None
+                else _describe(codec, int(tokens[i]), meanings.get(codec.name, {}), fields_format)
+            )
             for codec, tokens in columns
         ]
         out.append("; ".join(parts) if parts else "none")
@@ -459,7 +471,7 @@ def generate(
     temperature: float,
     top_p: float,
     generator: torch.Generator,
-    unconditional: Sequence[int] | None = None,
+    unconditional: Sequence[Sequence[int]] | None = None,
     guidance: float = 1.0,
     no_repeat_ngram: int = 0,
     placeholder_limit: int = 0,
@@ -482,17 +494,21 @@ def generate(
     written ``<VAL:age>`` ``k`` times, that placeholder is never drawn again in it. A fine-tune whose placeholder
     rows learnt under noise loops on them ("61 61 61", a date or a name over and over once filled).
 
-    With ``guidance`` above 1 and an ``unconditional`` prompt (classifier-free guidance, Ho & Salimans 2022; for
-    language models Sanchez et al. 2023), every text is also run after the unconditional prompt, and each token is
-    drawn from ``log p_u + guidance * (log p_c - log p_u)``: what the record's fields change in the model's next
-    token is amplified. It reads only the fitted model (post-processing) and costs a second row per text.
+    With ``guidance`` above 1 and ``unconditional`` prompts, one per text (classifier-free guidance, Ho & Salimans
+    2022; for language models Sanchez et al. 2023), every text is also run after its unconditional prompt, and each
+    token is drawn from ``log p_u + guidance * (log p_c - log p_u)``: what its prompt says beyond the unconditional
+    one changes in the model's next token is amplified (a prompt without fields, or the same prompt with some
+    fields missing). It reads only the fitted model (post-processing) and costs a second row per text.
     """
     from transformers import DynamicCache
 
     device = next(model.parameters()).device
     n = len(prompts)
     guided = unconditional is not None and guidance != 1.0
-    rows = [*prompts, *([unconditional] * n if guided and unconditional is not None else [])]
+    contrast = list(unconditional) if guided and unconditional is not None else []
+    if guided and len(contrast) != n:
+        raise ValueError(f"{len(contrast)} unconditional prompts for {n} texts: give one per text")
+    rows = [*prompts, *contrast]
     width = max(len(p) for p in rows)
     ids = torch.zeros(len(rows), width, dtype=torch.long)
     mask = torch.zeros(len(rows), width, dtype=torch.long)

@@ -65,7 +65,7 @@ def backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _tiny_backbone(tmp_path_factory.mktemp("tiny-llm"))
 
 
-def _corpus(root: Path, n: int = 48) -> Corpus:
+def _corpus(root: Path, n: int = 48, *, dx_nullable: bool = True) -> Corpus:
     schema = schema_from_dict(
         {
             "key": "id",
@@ -73,7 +73,7 @@ def _corpus(root: Path, n: int = 48) -> Corpus:
                 "id": {"kind": "key"},
                 "name": {"kind": "identifier", "pii": "person"},
                 "wbc": {"kind": "numerical", "bounds": [0, 40]},
-                "dx": {"kind": "categorical", "domain": ["flu", "cold"]},
+                "dx": {"kind": "categorical", "domain": ["flu", "cold"], "nullable": dx_nullable},
                 "note": {"kind": "text", "max_length": 200},
             },
         },
@@ -413,11 +413,14 @@ def test_guidance_continues_the_unconditioned_row_with_the_same_tokens(backbone:
     prompts = [prompt_ids(tokenizer, "dx: flu", "note"), prompt_ids(tokenizer, "dx: cold; wbc: 3 to 4", "note")]
     plain = _generate(model, stack, prompts, max_new=10)
     for prompt in prompts:
-        alone = _generate(model, stack, [prompt], max_new=10, unconditional=prompt, guidance=3.0)
+        alone = _generate(model, stack, [prompt], max_new=10, unconditional=[prompt], guidance=3.0)
         assert alone[0] == _generate(model, stack, [prompt], max_new=10)[0]
+    assert plain == _generate(model, stack, prompts, max_new=10, unconditional=prompts, guidance=3.0)  # one each
     assert plain != _generate(
-        model, stack, prompts, max_new=10, unconditional=prompt_ids(tokenizer, NO_FIELDS, "note"), guidance=3.0
+        model, stack, prompts, max_new=10, unconditional=[prompt_ids(tokenizer, NO_FIELDS, "note")] * 2, guidance=3.0
     )  # positive control: another unconditioned prompt changes the draws
+    with pytest.raises(ValueError, match="one per text"):
+        _generate(model, stack, prompts, unconditional=prompts[:1], guidance=3.0)
 
 
 def test_guidance_draws_from_the_amplified_difference_of_the_two_prompts(backbone: Path) -> None:
@@ -433,7 +436,7 @@ def test_guidance_draws_from_the_amplified_difference_of_the_two_prompts(backbon
     guidance = 4.0
     expected = torch.softmax(reference + guidance * (conditional - reference), -1)
     draws = [
-        _generate(model, stack, [prompt], max_new=1, unconditional=unconditional, guidance=guidance, seed=s)[0][0]
+        _generate(model, stack, [prompt], max_new=1, unconditional=[unconditional], guidance=guidance, seed=s)[0][0]
         for s in range(400)
     ]
     top = int(expected.argmax())
@@ -478,7 +481,7 @@ def test_guidance_is_refused_where_it_cannot_work(backbone: Path, tmp_path: Path
 
     with pytest.raises(ValidationError, match="for a pretrained backbone"):
         TextConfig(guidance=2.0)
-    with pytest.raises(ValidationError, match=r"needs text\.condition_dropout"):
+    with pytest.raises(ValidationError, match=r"needs text\.condition_dropout above 0 .* or text\.guidance_fields"):
         TextConfig(backbone="smollm2", guidance=2.0, condition_dropout=0.0)
     # a model saved before condition dropout (no such field in its metadata) learnt no unconditioned text
     from safetensors.torch import load_file as load_tensors
@@ -501,6 +504,65 @@ def test_guidance_is_refused_where_it_cannot_work(backbone: Path, tmp_path: Path
         load_backbone(generator, {**meta, "prompt_format": 9}, tensors)
     with pytest.raises(IntegrityError, match="fields format 9 is unknown"):
         load_backbone(generator, {**meta, "fields_format": 9}, tensors)
+
+
+def test_guidance_fields_contrast_each_text_with_its_own_prompt_where_those_fields_read_missing(
+    backbone: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model fitted without condition dropout is guided on named fields: each record against itself without them.
+
+    ``dx`` cannot be missing here (``nullable: false``), so its codec would encode no value as its first category:
+    the reference must still say "missing", or guidance would amplify "this diagnosis against flu" instead.
+    """
+    from pydantic import ValidationError
+
+    from privsynth.generators.text import finetune
+
+    corpus = _corpus(tmp_path, dx_nullable=False)
+    synth = Synthesizer(_config(backbone)).fit(corpus, epsilon=8.0)  # condition_dropout 0
+    generator = synth.texts_["note"]
+    seen: list[tuple[list[list[int]], list[list[int]] | None]] = []
+    original = finetune.generate
+
+    def spy(model, stack, prompts, **kw):  # type: ignore[no-untyped-def]
+        seen.append((list(prompts), kw.get("unconditional")))
+        return original(model, stack, prompts, **kw)
+
+    monkeypatch.setattr(finetune, "generate", spy)
+    plain = synth.sample(6, seed=4)["note"].tolist()
+    generator.config = generator.config.model_copy(update={"guidance": 2.0, "guidance_fields": ("dx",)})
+    guided = synth.sample(6, seed=4)
+    assert guided["note"].tolist() == synth.sample(6, seed=4)["note"].tolist()  # reproducible per seed
+    assert guided["note"].tolist() != plain  # positive control: the guidance acts
+    decode = generator.tokenizer_.decode
+
+    def aligned(prompts: list[list[int]], references: list[list[int]] | None) -> None:
+        assert references is not None and len(references) == len(prompts)
+        for prompt, reference in zip(prompts, references, strict=True):
+            own, other = decode(prompt), decode(reference)
+            dx = re.search(r"dx: (\w+)", own)
+            assert dx and dx.group(1) in ("flu", "cold") and "dx: missing" in other
+            assert own.replace(dx.group(0), "dx: missing") == other  # every other field as in its own prompt
+
+    aligned(*seen[1])
+    # best of 3: each record's prompt is drawn 3 times in a row, and so is its reference
+    generator.config = generator.config.model_copy(update={"candidates": 3})
+    seen.clear()
+    synth.sample(5, seed=4)
+    prompts = [p for batch, _ in seen for p in batch]
+    assert len(prompts) == 15 and all(prompts[i] == prompts[i - i % 3] for i in range(15))  # repeated, not tiled
+    assert len({tuple(p) for p in prompts}) > 1
+    for batch in seen:
+        aligned(*batch)
+    generator.config = generator.config.model_copy(update={"candidates": 1, "guidance_fields": ("age", "wbc")})
+    with pytest.raises(ConfigError, match=r"guidance_fields 'age' is not in this model's prompts; its fields: wbc, dx"):
+        synth.sample(2, seed=1)
+    assert TextConfig(backbone="smollm2", guidance=2.0, guidance_fields="dx, wbc").guidance_fields == ("dx", "wbc")
+    assert TextConfig(backbone="smollm2", guidance=1.5, guidance_fields=["dx"]).condition_dropout == 0.0
+    with pytest.raises(ValidationError, match="for a pretrained backbone"):
+        TextConfig(guidance_fields=("dx",), guidance=1.5)
+    with pytest.raises(ValidationError, match=r"does nothing at text\.guidance 1"):
+        TextConfig(backbone="smollm2", guidance_fields=("dx",))
 
 
 REFUSES_SYSTEM = (
@@ -730,7 +792,13 @@ def test_sampling_within_the_trained_ids_never_draws_another_and_still_draws_pla
     within = _generate(model, stack, prompts, **hot, trained=200)
     assert all(t < 200 or t >= vocab for ids in within for t in ids)
     guided = _generate(
-        model, stack, prompts, **hot, trained=200, unconditional=prompt_ids(tokenizer, NO_FIELDS, "note"), guidance=2.0
+        model,
+        stack,
+        prompts,
+        **hot,
+        trained=200,
+        unconditional=[prompt_ids(tokenizer, NO_FIELDS, "note")] * len(prompts),
+        guidance=2.0,
     )
     assert all(t < 200 or t >= vocab for ids in guided for t in ids)
     scores = torch.tensor([60.0, 50.0])  # the placeholders far above any word: still drawn, at vocab + j
