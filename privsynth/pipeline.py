@@ -343,8 +343,9 @@ def _check_guidance_fields(config: PipelineConfig, columns: Collection[str]) -> 
     unknown = [f for f in named if f and f not in columns]
     if unknown:
         raise ConfigError(
-            f"sample.text.guidance_fields: {', '.join(repr(f) for f in unknown)} is not a column of the corpus "
-            f"(its columns: {', '.join(columns)})"
+            f"sample.text.guidance_fields: {', '.join(repr(f) for f in unknown)} "
+            f"{'is not a column' if len(unknown) == 1 else 'are not columns'} of the corpus (its columns: "
+            f"{', '.join(columns)})"
         )
 
 
