@@ -8,7 +8,7 @@ import pytest
 
 from privsynth.data.atomic import write_text_atomic
 from privsynth.errors import ConfigError
-from privsynth.pipeline import STAGES, PipelineConfig, _check_guidance_fields, _reuse, _settings
+from privsynth.pipeline import STAGES, PipelineConfig, _check_guidance_fields, _reuse, _settings, run_pipeline
 
 
 def _config(tmp_path: Path, **changes: object) -> PipelineConfig:
@@ -73,6 +73,13 @@ def test_text_sampling_settings_of_a_run_resample_without_fitting_again(tmp_path
         _config(tmp_path, sample={"txt": {"lengths": "profile"}})
     with pytest.raises(ValueError, match=r"unknown setting.*length"):  # a typo is refused before any fit
         _config(tmp_path, sample={"text": {"length": "profile"}})
+
+
+def test_a_run_refuses_an_unknown_guidance_field_before_anything_is_fitted(tmp_path: Path, demo_dir: Path) -> None:
+    config = _config(tmp_path, corpus=demo_dir, sample={"text": {"guidance": 1.5, "guidance_fields": ["diagnosys"]}})
+    with pytest.raises(ConfigError, match=r"'diagnosys' is not a column of the corpus \(its columns: .*diagnosis"):
+        run_pipeline(config)
+    assert not (tmp_path / "r" / "fit").exists()  # refused from the (public) schema: nothing spent
 
 
 def test_a_changed_policy_redoes_the_release_only(tmp_path: Path) -> None:
