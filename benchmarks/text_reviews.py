@@ -208,6 +208,13 @@ def main() -> None:
         help="Sample the same fit at each of these text.guidance weights (default: the config's).",
     )
     parser.add_argument(
+        "--guidance-fields",
+        nargs="+",
+        default=None,
+        help="With --guidance above 1: text.guidance_fields (the reference prompt is each review's own with these "
+        "fields reading 'missing', e.g. score; default: the config's).",
+    )
+    parser.add_argument(
         "--candidates",
         type=int,
         nargs="+",
@@ -263,7 +270,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     if (
-        args.guidance or args.candidates or args.no_repeat_ngram or args.sample_vocab
+        args.guidance or args.guidance_fields or args.candidates or args.no_repeat_ngram or args.sample_vocab
     ) and "pretrained" in args.variants:
         parser.error(
             "--guidance, --candidates, --no-repeat-ngram and --sample-vocab are for a backbone; the 'pretrained' "
@@ -368,6 +375,9 @@ def main() -> None:
                 {
                     **generator.config.model_dump(),
                     "guidance": guidance,
+                    "guidance_fields": (
+                        (args.guidance_fields or generator.config.guidance_fields) if guidance > 1 else ()
+                    ),
                     "candidates": candidates,
                     "temperature": temperature,
                     "no_repeat_ngram": no_repeat,
@@ -378,6 +388,7 @@ def main() -> None:
             name = ", ".join(
                 [variant]
                 + ([f"guidance {guidance:g}"] if args.guidance else [])
+                + ([f"fields {'/'.join(args.guidance_fields)}"] if args.guidance_fields and guidance > 1 else [])
                 + ([f"best of {candidates}"] if args.candidates else [])
                 + ([f"temperature {temperature:g}"] if args.temperature else [])
                 + ([f"no_repeat_ngram {no_repeat}"] if args.no_repeat_ngram else [])
