@@ -12,8 +12,9 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from presidio_analyzer.nlp_engine import NlpArtifacts, NlpEngine, NoOpNlpEngine
 from typing_extensions import override
+
+from privsynth.pii.presidio import NlpArtifacts, NlpEngine, NoOpNlpEngine
 
 log = logging.getLogger(__name__)
 

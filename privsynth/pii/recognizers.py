@@ -16,9 +16,9 @@ from collections.abc import Iterable
 import ahocorasick
 from faker.providers.address.en_US import Provider as AddressProvider
 from faker.providers.person.en_US import Provider as PersonProvider
-from presidio_analyzer import EntityRecognizer, RecognizerResult
-from presidio_analyzer.nlp_engine import NlpArtifacts
 from typing_extensions import override
+
+from privsynth.pii.presidio import EntityRecognizer, NlpArtifacts, RecognizerResult
 
 TITLES = ("Mr", "Mrs", "Ms", "Miss", "Dr", "Prof", "Mx")
 _STREET_SUFFIXES = sorted(
