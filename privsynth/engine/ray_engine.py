@@ -5,7 +5,7 @@
   worker processes, which live for the whole session, and each process keeps the last collaborators it was sent
   (Presidio, MiniLM: their settings, pickled, name them), so a collaborator's model is imported and built once per
   worker process, not once per batch nor once per call (actors, started and stopped per call, paid Presidio's
-  8-second import every call); results come back with their positions and are put back in order.
+  import, then 8 seconds, every call); results come back with their positions and are put back in order.
 - ``nearest``: a search smaller than ``driver_search_below`` multiply-adds runs on the driver (a round trip to
   the workers costs more); in a larger one the reference rows are cut into ``workers`` contiguous shards, put in
   the object store once; the queries go to every shard in chunks (one task each), searched exactly (FAISS brute
