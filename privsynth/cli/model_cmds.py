@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -34,7 +34,6 @@ from privsynth.cli.output import (
     training_label,
 )
 from privsynth.conditions import parse_conditions
-from privsynth.config import load_config
 from privsynth.data.atomic import check_writable
 from privsynth.data.corpus import Corpus, read_corpus
 from privsynth.data.fingerprint import corpus_fingerprint
@@ -42,11 +41,14 @@ from privsynth.data.layout import load_provenance
 from privsynth.engine import Engine, engine_settings, make_engine
 from privsynth.errors import ConfigError
 from privsynth.privacy.store import LedgerStore
-from privsynth.sampling import write_synthetic
-from privsynth.synthesizer import MAX_EPSILON, Synthesizer, config_sha256
-from privsynth.text_sampling import parse_text_settings
 from privsynth.variation import parse_grid, parse_rebalance
 from privsynth.workdir import discard_finished, finished_by
+
+if TYPE_CHECKING:
+    from privsynth.synthesizer import Synthesizer
+
+# The generators (torch, Presidio) are imported by the commands that fit or sample, not with the CLI: `privsynth
+# --help`, validate, audit and release start without them.
 
 ConfigOpt = Annotated[
     Path | None,
@@ -139,6 +141,9 @@ def fit(
             "--seed does not apply to fit: its noise comes from fresh OS entropy every run so that nobody can "
             "replay it. Use --seed with 'privsynth sample' for reproducible sampling."
         )
+    from privsynth.config import load_config
+    from privsynth.synthesizer import MAX_EPSILON, Synthesizer, config_sha256
+
     if not 0 < epsilon <= MAX_EPSILON:
         raise ConfigError(f"--epsilon must be > 0 and at most {MAX_EPSILON:g} (above that it means no guarantee)")
     where_run = engine_settings(engine, workers=workers, address=address)
@@ -250,8 +255,10 @@ def _print_plan(
 ) -> None:
     from rich.table import Table
 
+    from privsynth.config import load_config
     from privsynth.data.corpus import schema_path
     from privsynth.data.schema import load_schema
+    from privsynth.synthesizer import Synthesizer
 
     if people is None:
         raise ConfigError(
@@ -365,6 +372,10 @@ def sample(
     one part per shard); with --engine ray the shards are drawn in parallel, with the same records for any number
     of workers (workers on other machines need the model folder and --out on shared storage).
     """
+    from privsynth.sampling import write_synthetic
+    from privsynth.synthesizer import Synthesizer
+    from privsynth.text_sampling import parse_text_settings
+
     if rebalance is not None and grid is not None:
         raise ConfigError("use --rebalance or --grid, not both")
     where_run = engine_settings(engine, workers=workers, address=address)
@@ -456,6 +467,7 @@ def pretrain_text_command(
     you will fit. Use the same --config as for fit (text.dim, text.layers, text.heads, text.max_bytes must
     match), then set 'text: {pretrained: OUT}' in that config. The checkpoint lists the files' SHA-256 for reviewers.
     """
+    from privsynth.config import load_config
     from privsynth.generators.text.pretrain import (
         pretrain_text,
         public_corpus_documents,
