@@ -5,9 +5,13 @@ Hugging Face NER engine and recognizer; that pulls in torchvision and transforme
 7.1 s a fresh process took to import Presidio (measured with ``python -X importtime``), paid by every audit,
 every sampling scrub and every Ray worker process that scans text, none of which uses those engines. Here, for
 the importing thread only, transformers is hidden while Presidio imports; then Presidio's two references to
-``transformers.pipeline`` are set to a function that imports it at first use, so Presidio behaves as before
-(its Hugging Face engines still work, in this process too) and transformers still imports normally. Nothing
-changes when transformers or Presidio was imported already.
+``transformers.pipeline`` are set to a function that imports it at first use, so its Hugging Face NER engine
+and recognizer still work, in this process too, and transformers still imports normally. Nothing changes when
+transformers or Presidio was imported already. One optional Presidio recognizer would stay off in such a process:
+GLiNER (Presidio's ``gliner`` extra, not installed by privsynth), whose package imports transformers. privsynth's
+scanner uses neither it nor the Hugging Face ones (its recognizers are listed in :mod:`privsynth.pii.engine`),
+and it detects the same spans whether or not transformers was hidden (checked on a note with a name, an MRN, a
+date, an age, an address, a phone number, an e-mail, a card, an IP, a URL, a VIN and an NPI).
 
 Every privsynth module that needs Presidio at import time takes its names from here.
 """
@@ -57,11 +61,13 @@ def import_quietly() -> None:
     if "presidio_analyzer" in sys.modules or "transformers" in sys.modules:
         return
     finder = HideTransformers()
-    sys.meta_path.insert(0, finder)
+    # new lists, not insert/remove: another thread may be walking the old list (the import system holds no lock
+    # between finders), and removing in place would make it skip the finder after ours
+    sys.meta_path = [finder, *sys.meta_path]
     try:
         import presidio_analyzer  # noqa: F401
     finally:
-        sys.meta_path.remove(finder)
+        sys.meta_path = [f for f in sys.meta_path if f is not finder]
     if importlib.util.find_spec("transformers") is None:  # not installed: Presidio saw the truth
         return
     for name in PIPELINE_HOLDERS:
