@@ -273,8 +273,8 @@ def main() -> None:
         args.guidance or args.guidance_fields or args.candidates or args.no_repeat_ngram or args.sample_vocab
     ) and "pretrained" in args.variants:
         parser.error(
-            "--guidance, --candidates, --no-repeat-ngram and --sample-vocab are for a backbone; the 'pretrained' "
-            "variant is the byte model's"
+            "--guidance, --guidance-fields, --candidates, --no-repeat-ngram and --sample-vocab are for a backbone; "
+            "the 'pretrained' variant is the byte model's"
         )
     if args.model is not None and len(args.variants) != 1:
         parser.error("--model samples one saved fit: name its variant alone (--variants scratch)")
