@@ -131,6 +131,12 @@ def test_each_record_keeps_one_of_its_own_draws_and_a_sample_with_one_prompt_dra
     rows.clear()
     synth.sample(4, seed=1, conditions={"dx": "flu", "wbc": 5.0})  # every field fixed: one prompt, one draw each
     assert rows == [4]
+    # prompts that differ keep k draws even when the contrasts drawn from the sample all hold one prompt (a
+    # sample with more distinct prompts than CONTRASTS, one of them frequent)
+    rows.clear()
+    monkeypatch.setattr(finetune, "contrast_prompts", lambda prompts, rng: ([prompts[0]], np.array([1.0])))
+    synth.sample(5, seed=1)
+    assert rows == [6, 6, 3]
 
 
 def test_candidates_are_refused_for_the_byte_model() -> None:
