@@ -474,13 +474,18 @@ def report(rows: list[dict[str, object]], examples: dict[str, list[str]], config
     ]
     print()
     print_table(rows, columns)
-    dp_classifier = next(r for r in rows if str(r["method"]).startswith("DP-SGD classifier"))
+    # each TSTR row against each DP classifier anchor of the same run (hashed words; MiniLM embeddings)
+    anchors = [r for r in rows if str(r["method"]).startswith("DP-SGD classifier")]
     ratios = {
-        str(r["method"]): float(r["accuracy"]) / float(dp_classifier["accuracy"])  # type: ignore[arg-type]
+        str(r["method"]): {
+            str(a["method"]): float(r["accuracy"]) / float(a["accuracy"])  # type: ignore[arg-type]
+            for a in anchors
+        }
         for r in rows
         if str(r["method"]).startswith("privsynth")
     }
-    print(f"\nTSTR / DP-classifier accuracy ratios: {ratios}")
+    for method, against in ratios.items():
+        print(f"\n{method}, TSTR / DP-classifier accuracy: " + ", ".join(f"{a}: {v:.3f}" for a, v in against.items()))
     write_json(
         "text_reviews",
         {
