@@ -267,10 +267,10 @@ def sample_backbone(
     texts: list[str] = []
     k = config.candidates
     if k > 1:
-        contrast_rng = streams.numpy("sample", f"text:{generator.column_}", "contrast")
-        contrasts, shares = contrast_prompts([tuple(p) for p in prompts], contrast_rng)
+        keyed = [tuple(p) for p in prompts]
+        contrasts, shares = contrast_prompts(keyed, streams.numpy("sample", f"text:{generator.column_}", "contrast"))
         # the sample's prompts decide, not the contrasts drawn from them (a draw of records may hold one prompt)
-        if len({tuple(p) for p in prompts}) == 1:  # no fields, or conditions fixing them all: nothing to read back
+        if len(set(keyed)) == 1:  # no fields, or conditions fixing them all: nothing to read back from a text
             log.info("text.candidates %d: every record of this sample has the same prompt; one draw each", k)
             k = 1
     rows = max(1, min(config.sample_batch, 64))
