@@ -5,8 +5,9 @@ Shared by every generator. What the accountant assumes is exactly what runs:
 - **Poisson sampling** of units of privacy (records, or people with all their records) at rate ``q``;
   an empty batch still takes a step (noise only), as the analysis requires.
 - **Per-sample clipping** with Opacus' ghost clipping (fast for Linear and Embedding layers) or per-sample
-  gradient hooks. A person with ``m`` records has each record clipped to ``C / m``, so their summed gradient is
-  at most ``C``.
+  gradient hooks. A person with ``k`` records (``k`` at most the schema's ``m``) has each record clipped to
+  ``C / k``, so their summed gradient is at most ``C``; a person's clip depends on their own records only, so
+  adding or removing someone changes nobody else's (:meth:`Groups.unit_sizes`).
 - **Noise** of standard deviation ``sigma * C`` added to the summed clipped gradient, ``sigma`` being the noise
   multiplier recorded in the ledger.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -112,10 +114,11 @@ class Groups:
     def from_labels(cls, labels: np.ndarray | None, n: int, *, max_size: int | None = None) -> Groups:
         """Groups from a per-record label (entity id), or one group per record when ``labels`` is None.
 
-        ``max_size`` is the *public* bound on records per unit (the schema's ``max_records_per_entity``): it sets
-        every record's clip (C / max_size) and the noise, so it must not come from the data, or removing the one
-        person with the most records would change everyone else's clip. Without it, the largest group is used
-        (for tests and benchmarks on data whose group sizes are public).
+        ``max_size`` is the *public* bound on records per unit (the schema's ``max_records_per_entity``): it
+        scales the noise Opacus is handed (``sigma * max_size`` times the smallest record clip ``C / max_size``),
+        so it must not come from the data, or removing the one person with the most records would change everyone
+        else's noise. Without it, the largest group is used (for tests and benchmarks on data whose group sizes
+        are public). Each record's own clip comes from its own unit's size (:attr:`unit_sizes`).
         """
         if labels is None:
             return cls(order=np.arange(n), starts=np.arange(n + 1), max_size=max_size if max_size is not None else 1)
@@ -141,6 +144,23 @@ class Groups:
         order = np.concatenate([self.order, np.arange(n, n + extra * size)])
         starts = np.concatenate([self.starts, self.starts[-1] + size * np.arange(1, extra + 1)])
         return Groups(order=order, starts=starts, max_size=self.max_size)
+
+    @functools.cached_property
+    def unit_sizes(self) -> np.ndarray:
+        """For each record (by index), the number of records of its own unit of privacy.
+
+        A record's clip is ``C / unit_sizes[record]`` (:meth:`DPSGDTrainer.record_clips`): a unit of ``k`` records
+        moves the clipped sum by at most ``k * C / k = C``. It reads only the record's own unit, so removing one
+        person changes no other record's clip (neighbours stay neighbours), while a person with one record is
+        clipped at ``C``, not at ``C / m``: twice the signal against the same noise where ``m`` is 2.
+
+        >>> Groups.from_labels(np.array(["a", "b", "a"]), 3).unit_sizes.tolist()
+        [2, 1, 2]
+        """
+        lengths = np.diff(self.starts)
+        sizes = np.empty(len(self.order), dtype=np.int64)
+        sizes[self.order] = np.repeat(lengths, lengths)
+        return sizes
 
     @property
     def count(self) -> int:
@@ -176,7 +196,7 @@ class ZeroGrads:
 
 @dataclass(frozen=True)
 class GhostClipping:
-    """The sum of a batch's per-record gradients, each clipped to the record clip (Opacus fast/ghost clipping).
+    """The sum of a batch's per-record gradients, each clipped to its own clip (Opacus fast/ghost clipping).
 
     The same object runs in the driver's process and on DP-SGD workers (:mod:`privsynth.generators.dpsgd_workers`):
     a step's clipped sum is the sum of its parts' clipped sums, whoever computes them.
@@ -184,8 +204,8 @@ class GhostClipping:
 
     loss: PerSampleLoss
 
-    def worker_optimizer(self, module: nn.Module, record_clip: float) -> Any:
-        """What a worker passes as ``optimizer`` (the clip is the module's own here)."""
+    def worker_optimizer(self, module: nn.Module) -> Any:
+        """What a worker passes as ``optimizer``: the trainable parameters and clearing their gradients."""
         return ZeroGrads([p for p in module.parameters() if p.requires_grad])
 
     def for_records(self, rows: np.ndarray) -> GhostClipping | None:
@@ -193,13 +213,28 @@ class GhostClipping:
         return dataclasses.replace(self, loss=self.loss.subset(rows)) if isinstance(self.loss, RecordLoss) else None
 
     def __call__(
-        self, module: nn.Module, indices: np.ndarray, optimizer: Any, generators: dict[str, torch.Generator]
+        self,
+        module: nn.Module,
+        indices: np.ndarray,
+        optimizer: Any,
+        generators: dict[str, torch.Generator],
+        clips: np.ndarray,
     ) -> tuple[list[torch.Tensor], float]:
-        """Summed clipped gradients of the trainable parameters (in ``optimizer.params`` order) and the loss sum."""
+        """Summed clipped gradients of the trainable parameters (in ``optimizer.params`` order) and the loss sum.
+
+        ``clips[i]`` is record ``indices[i]``'s clip (:meth:`DPSGDTrainer.record_clips`).
+        """
         from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping
 
         optimizer.zero_grad(set_to_none=True)
         per_sample = self.loss(module, indices)
+        if per_sample.shape != (len(indices),):
+            raise ValueError(
+                f"a DP-SGD loss must return one loss per record: {len(indices)} records gave shape "
+                f"{tuple(per_sample.shape)}"
+            )
+        # Opacus' coefficient is min(1, max_grad_norm / norm) per sample: a tensor gives each record its own clip
+        module.max_grad_norm = torch.as_tensor(clips, dtype=per_sample.dtype, device=per_sample.device)
         backward(DPTensorFastGradientClipping(module, optimizer, per_sample, "mean"))
         params = optimizer.params
         return [p.grad if p.grad is not None else torch.zeros_like(p) for p in params], float(per_sample.detach().sum())
@@ -358,7 +393,9 @@ class DPSGDTrainer:
         self.device = device
         self.model = model.to(device)
         self.groups, self.mechanism, self.config = groups, mechanism, config
-        self.record_clip = config.max_grad_norm / groups.max_size  # a unit of m records moves the sum by <= C
+        # the smallest record clip, C / m: Opacus scales its noise by it (hence sigma * m); records' own clips
+        # are C / k for a unit of k <= m records (record_clips)
+        self.record_clip = config.max_grad_norm / groups.max_size
         self._streams, self._stream = streams, stream
         self.generators: dict[str, torch.Generator] = {}
         self.noise = self.generator("noise")
@@ -391,22 +428,30 @@ class DPSGDTrainer:
             state.update({k: v.clone() for k, v in self.ema.items()})
         return state
 
+    def record_clips(self, rows: np.ndarray) -> np.ndarray:
+        """Each record's clip: ``C`` over the number of records of its own unit (:attr:`Groups.unit_sizes`)."""
+        return self.config.max_grad_norm / self.groups.unit_sizes[np.asarray(rows, dtype=np.int64)]
+
     def poisson_batch(self) -> np.ndarray:
         """Record indices of the next Poisson batch of units (the sampler the accountant assumes)."""
         chosen = np.flatnonzero(self.sampler.random(self.groups.count) < self.mechanism.sample_rate)
         return self.groups.records(chosen)
 
-    def gaussian_sum(self, contributions: torch.Tensor) -> torch.Tensor:
-        """Noised sum of per-record ``contributions [b, ...]`` of a Poisson batch: one step of this mechanism.
+    def gaussian_sum(self, contributions: torch.Tensor, rows: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Noised sum of per-record ``contributions [b, ...]`` of records ``rows``: one step of this mechanism.
 
-        Each record's contribution is scaled to L2 norm at most ``C / m`` (the record clip), so a unit of privacy
-        moves the sum by at most ``C``; the noise is ``N(0, (sigma C)^2)`` per coordinate, drawn from the
-        trainer's noise generator. A step spent here is a step of the planned (sigma, q, steps) mechanism: the
-        caller counts it (``self.step += 1``) instead of a gradient step.
+        Each record's contribution is scaled to L2 norm at most its clip (``C / k``, its unit holding ``k``
+        records), so a unit of privacy moves the sum by at most ``C``; the noise is ``N(0, (sigma C)^2)`` per
+        coordinate, drawn from the trainer's noise generator. A step spent here is a step of the planned
+        (sigma, q, steps) mechanism: the caller counts it (``self.step += 1``) instead of a gradient step.
         """
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) != len(contributions):
+            raise ValueError(f"{len(contributions)} contributions for {len(rows)} records")
         flat = contributions.flatten(1)  # an empty Poisson batch is (0, d): still a noisy step
         norms = flat.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        clipped = flat * (self.record_clip / norms).clamp(max=1.0)
+        clips = torch.as_tensor(self.record_clips(rows), dtype=flat.dtype, device=flat.device)[:, None]
+        clipped = flat * (clips / norms).clamp(max=1.0)
         total = clipped.sum(dim=0)
         std = self.mechanism.noise_multiplier * self.config.max_grad_norm
         noise = torch.normal(0.0, std, size=total.shape, generator=self.noise, device=total.device)
@@ -425,7 +470,7 @@ class DPSGDTrainer:
 
     def _step(self, indices: np.ndarray) -> float:
         """One clipped, noised step on the records ``indices``; returns their mean loss."""
-        grads, total = self.clipper(self.module, indices, self.optimizer, self.generators)
+        grads, total = self.clipper(self.module, indices, self.optimizer, self.generators, self.record_clips(indices))
         self.apply(grads)
         return total / max(len(indices), 1)
 

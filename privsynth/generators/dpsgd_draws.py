@@ -10,10 +10,11 @@ Why not ``torch.func.vmap(grad(...))`` over records: it is exact too, but its pe
 become grouped convolutions with one group per record, which ran about 400 images/s on an H100 (as slow as two
 CPU cores). Opacus' hooks compute them with unfold + einsum.
 
-Clipping, noise and the expected-batch scaling are Opacus' :class:`~opacus.optimizers.DPOptimizer`, fed with
-the per-record gradients in chunks (so a large Poisson batch fits in memory): each chunk is clipped and summed,
-noise of standard deviation ``sigma * C`` is added once to the total, exactly what the ledger's
-(sigma, q, steps) assumes. An exponential moving average (EMA) of the weights is post-processing and free.
+The per-record gradients are clipped and summed in chunks (so a large Poisson batch fits in memory), each
+record to its own clip (``C / k``, its unit holding ``k`` records: :meth:`DPSGDTrainer.record_clips`); noise of
+standard deviation ``sigma * C`` is added once to the total by Opacus' :class:`~opacus.optimizers.DPOptimizer`,
+exactly what the ledger's (sigma, q, steps) assumes. An exponential moving average (EMA) of the weights is
+post-processing and free.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from privsynth.generators.dpsgd import DPSGDTrainer, Groups, OptimConfig, backward
+from privsynth.generators.dpsgd import DPSGDTrainer, Groups, OptimConfig, ZeroGrads, backward
 from privsynth.generators.record_loss import RecordLoss
 from privsynth.privacy.accounting import Mechanism
 from privsynth.privacy.randomness import Streams
@@ -87,7 +88,7 @@ class MultiDrawDPSGDTrainer(DPSGDTrainer):
         self.clipper = DrawsClipping(loss, draws, self.chunk)
         self.rng = self.generator("draws")  # checkpointed with the noise (see DPSGDTrainer.state_dict)
         base = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        # sigma * m: a unit of privacy with m records has m clipped gradients of norm C / m (see DPSGDTrainer)
+        # sigma * m times the smallest record clip C / m: noise sigma * C (see DPSGDTrainer)
         self.optimizer = DPOptimizer(
             base,
             noise_multiplier=mechanism.noise_multiplier * groups.max_size,
@@ -120,7 +121,7 @@ class MultiDrawDPSGDTrainer(DPSGDTrainer):
 
 @dataclass(frozen=True)
 class DrawsClipping:
-    """The sum of a batch's per-record gradients, each summed over its K rows and clipped to the record clip.
+    """The sum of a batch's per-record gradients, each summed over its K rows and clipped to its own clip.
 
     Runs in the driver's process and on DP-SGD workers alike (see :class:`~privsynth.generators.dpsgd.GhostClipping`).
     """
@@ -129,46 +130,61 @@ class DrawsClipping:
     draws: int
     chunk: int
 
-    def worker_optimizer(self, module: nn.Module, record_clip: float) -> Any:
-        """A noiseless Opacus optimizer on a worker: only its per-record clipping and accumulation are used."""
-        from opacus.optimizers import DPOptimizer
-
-        params = [p for p in module.parameters() if p.requires_grad]
-        return DPOptimizer(
-            torch.optim.SGD(params, lr=0.0),
-            noise_multiplier=0.0,
-            max_grad_norm=record_clip,
-            expected_batch_size=1,
-            loss_reduction="sum",
-        )
+    def worker_optimizer(self, module: nn.Module) -> Any:
+        """What a worker passes as ``optimizer``: the trainable parameters and clearing their gradients."""
+        return ZeroGrads([p for p in module.parameters() if p.requires_grad])
 
     def for_records(self, rows: np.ndarray) -> DrawsClipping | None:
         """This clipping over records ``rows`` only, or ``None`` when the loss does not name its records."""
         return dataclasses.replace(self, loss=self.loss.subset(rows)) if isinstance(self.loss, RecordLoss) else None
 
     def __call__(
-        self, module: nn.Module, indices: np.ndarray, optimizer: Any, generators: dict[str, torch.Generator]
+        self,
+        module: nn.Module,
+        indices: np.ndarray,
+        optimizer: Any,
+        generators: dict[str, torch.Generator],
+        clips: np.ndarray,
     ) -> tuple[list[torch.Tensor], float]:
-        """Summed clipped per-record gradients (``optimizer.params`` order) and the loss sum; draws from 'draws'."""
+        """Summed clipped per-record gradients (``optimizer.params`` order) and the loss sum; draws from 'draws'.
+
+        ``clips[i]`` is record ``indices[i]``'s clip (:meth:`DPSGDTrainer.record_clips`).
+        """
         optimizer.zero_grad(set_to_none=True)
         params = optimizer.params
         rng = generators["draws"]
         total = 0.0
+        sums = [torch.zeros_like(p) for p in params]
         for start in range(0, len(indices), self.chunk):
             rows = indices[start : start + self.chunk]
             losses = self.loss(module, rows, rng)
             backward(losses.sum())
+            per_record = []
             for p in params:
                 rows_grads: torch.Tensor = p.grad_sample  # [b * K, ...], per row
-                per_record = rows_grads.view(len(rows), self.draws, *rows_grads.shape[1:]).sum(dim=1)
-                p.grad_sample = per_record
-            optimizer.clip_and_accumulate()  # adds this chunk's clipped per-record gradients to summed_grad
-            for p in params:
+                per_record.append(rows_grads.view(len(rows), self.draws, *rows_grads.shape[1:]).sum(dim=1))
                 p.grad_sample = None
                 p.grad = None
+            for total_grad, clipped in zip(sums, clip_each(per_record, clips[start : start + self.chunk]), strict=True):
+                total_grad += clipped
             total += float(losses.detach().sum())
-        sums = [p.summed_grad if p.summed_grad is not None else torch.zeros_like(p) for p in params]
         return sums, total
 
 
-__all__ = ["DrawsClipping", "DrawsLoss", "MultiDrawDPSGDTrainer"]
+def clip_each(grads: list[torch.Tensor], clips: np.ndarray) -> list[torch.Tensor]:
+    """Per parameter, the sum over records of ``grads`` (each ``[b, ...]``), record ``i`` clipped to ``clips[i]``.
+
+    A record's norm is taken over all parameters together (Opacus' per-sample clipping).
+
+    >>> weights, bias = torch.tensor([[3.0], [0.3]]), torch.tensor([[4.0], [0.4]])  # record norms 5 and 0.5
+    >>> [round(t.item(), 4) for t in clip_each([weights, bias], np.array([1.0, 1.0]))]  # (0.6 + 0.3, 0.8 + 0.4)
+    [0.9, 1.2]
+    """
+    if not grads or len(grads[0]) == 0:
+        return [g.new_zeros(g.shape[1:]) for g in grads]
+    norms = torch.stack([g.reshape(len(g), -1).norm(2, dim=1) for g in grads], dim=1).norm(2, dim=1)
+    factor = (torch.as_tensor(clips, dtype=norms.dtype, device=norms.device) / (norms + 1e-6)).clamp(max=1.0)
+    return [torch.einsum("i,i...", factor.to(g.dtype), g) for g in grads]
+
+
+__all__ = ["DrawsClipping", "DrawsLoss", "MultiDrawDPSGDTrainer", "clip_each"]

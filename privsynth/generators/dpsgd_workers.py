@@ -6,7 +6,8 @@ its backward pass split:
 1. the driver draws the Poisson batch of units at the global rate ``q`` with its own sampler (never sent);
 2. the batch's records are cut into ``n`` contiguous parts; each worker loads the current trainable weights,
    runs the per-record loss on its part and returns the sum of its records' clipped gradients (each record
-   clipped to ``C / m``, exactly as in one process);
+   clipped to the clip the driver sends with it, ``C / k`` for a person of ``k`` records, exactly as in one
+   process);
 3. the driver adds the parts up, adds ``N(0, (sigma C)^2)`` once from the run's noise generator, divides by the
    expected batch and updates the weights.
 
@@ -23,10 +24,11 @@ optimizers; the fit's ``Streams`` refuse to be pickled). Each step it receives t
 indices and one seed per loss generator. The seeds are HMAC-SHA256 of (step, part) under a key hashed from that
 generator's state on the driver: one-way, so no number of them gives back the stream behind them (raw outputs
 of an MT19937 stream would: its state is linear in its outputs, and the state comes from the fit's secret root).
-Loss draws are training randomness, not privacy noise: the guarantee holds for any of them.
+Loss draws are training randomness, not privacy noise: the guarantee holds for any of them. The clips a worker
+receives tell it which of its records share a person, which the records it holds already say.
 
-The driver checks each part's sum against the clip (a part of ``b`` records sums to at most ``b * C / m``)
-before adding it, so a faulty or hostile worker cannot push a step beyond the sensitivity the ledger assumes.
+The driver checks each part's sum against the clips it sent (a part sums to at most the sum of its records'
+clips) before adding it, so a faulty or hostile worker cannot push a step beyond the sensitivity the ledger assumes.
 With workers, the weights (noisy iterates) leave the driver at every step, so the run checkpoints before its
 first step: an interrupted run then resumes and replays the same noise instead of restarting with fresh noise
 whose iterates workers have already seen.
@@ -61,7 +63,7 @@ def _fresh_generator(device: str) -> torch.Generator:
     return generator
 
 
-def pack(module: torch.nn.Module, clipper: Any, generators: dict[str, torch.Generator], record_clip: float) -> bytes:
+def pack(module: torch.nn.Module, clipper: Any, generators: dict[str, torch.Generator]) -> bytes:
     """The worker's payload: the network, the clipper with its loss and records, and stand-ins for the generators.
 
     One pickle, so a generator the loss captured and the one of the same purpose in ``generators`` stay one
@@ -87,7 +89,7 @@ def pack(module: torch.nn.Module, clipper: Any, generators: dict[str, torch.Gene
 
     sendable = {k: g for k, g in generators.items() if k in LOSS_PURPOSES}
     buffer = io.BytesIO()
-    _NoGeneratorState(buffer, protocol=5).dump((module, clipper, sendable, record_clip))
+    _NoGeneratorState(buffer, protocol=5).dump((module, clipper, sendable))
     return buffer.getvalue()
 
 
@@ -106,16 +108,19 @@ class GradientWorker:
         import pickle
 
         # written by pack() in this run's driver
-        self.module, self.clipper, self.generators, record_clip = pickle.loads(payload)  # noqa: S301
+        self.module, self.clipper, self.generators = pickle.loads(payload)  # noqa: S301
         self.module.train()
-        self.optimizer = self.clipper.worker_optimizer(self.module, record_clip)
+        self.optimizer = self.clipper.worker_optimizer(self.module)
         loss = self.clipper.loss
         return len(loss) if hasattr(loss, "__len__") else -1
 
     def clipped_sum(
-        self, weights: list[torch.Tensor], indices: np.ndarray, seeds: dict[str, int]
+        self, weights: list[torch.Tensor], indices: np.ndarray, seeds: dict[str, int], clips: np.ndarray
     ) -> tuple[list[torch.Tensor], float]:
-        """The summed clipped gradients of records ``indices`` (positions in what it holds) at ``weights``."""
+        """The summed gradients of records ``indices`` (positions in what it holds) at ``weights``, clipped.
+
+        Record ``indices[i]`` is clipped to ``clips[i]``, its person's clip as the driver computed it.
+        """
         if len(indices) == 0:  # none of this step's batch is in its shard
             return [torch.zeros_like(p, device="cpu") for p in self.optimizer.params], 0.0
         with torch.no_grad():
@@ -123,7 +128,7 @@ class GradientWorker:
                 p.copy_(w)
         for purpose, seed in seeds.items():
             self.generators[purpose].manual_seed(seed)
-        grads, total = self.clipper(self.module, indices, self.optimizer, self.generators)
+        grads, total = self.clipper(self.module, indices, self.optimizer, self.generators, clips)
         return [g.detach().cpu() for g in grads], total
 
 
@@ -181,7 +186,7 @@ class RemoteGradients:
         else:
             log.info("the DP-SGD loss does not name its records: every worker holds all of them")
             clippers = [trainer.clipper] * size
-        payloads = [pack(trainer.module, c, trainer.generators, trainer.record_clip) for c in clippers]
+        payloads = [pack(trainer.module, c, trainer.generators) for c in clippers]
         held = self.pool.call("load", [(p,) for p in payloads])
         if self.starts is not None and held != np.diff(self.starts).tolist():
             # no counts in the message: the shard sizes add up to the exact number of training records
@@ -192,32 +197,41 @@ class RemoteGradients:
         step = self.trainer.step
         return [{purpose: step_seed(key, step, i) for purpose, key in self._keys.items()} for i in range(parts)]
 
-    def _parts(self, indices: np.ndarray) -> list[np.ndarray]:
-        """What each worker computes: positions in its shard, or (whole loss) slices of the global indices."""
+    def _parts(self, indices: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """What each worker computes, with its records' clips.
+
+        Positions in its shard, or (a loss that does not name its records) slices of the global indices.
+        """
+        clips = self.trainer.record_clips(indices)
         if self.starts is None:
-            return [part for part in np.array_split(indices, self.pool.size) if part.size]
+            pieces = np.array_split(np.arange(len(indices)), self.pool.size)
+            return [(indices[piece], clips[piece]) for piece in pieces if piece.size]
         if indices.size and not (indices.min() >= 0 and indices.max() < self.starts[-1]):
             raise RuntimeError("a DP-SGD batch names a record outside the training set")
         owner = np.searchsorted(self.starts, indices, side="right") - 1
-        return [indices[owner == j] - self.starts[j] for j in range(self.pool.size)]
+        return [(indices[owner == j] - self.starts[j], clips[owner == j]) for j in range(self.pool.size)]
 
     def step(self, indices: np.ndarray) -> float:
         """One DP-SGD step on the Poisson batch ``indices``; returns the batch's mean loss."""
         parts = self._parts(indices)
         weights = [p.detach().cpu() for p in self.trainer.optimizer.params]
         results = self.pool.call(
-            "clipped_sum", [(weights, part, seeds) for part, seeds in zip(parts, self._seeds(len(parts)), strict=True)]
+            "clipped_sum",
+            [
+                (weights, part, seeds, clips)
+                for (part, clips), seeds in zip(parts, self._seeds(len(parts)), strict=True)
+            ],
         )
-        for part, (grads, _) in zip(parts, results, strict=True):
-            self._check_clipped(grads, len(part))
+        for (_, clips), (grads, _) in zip(parts, results, strict=True):
+            self._check_clipped(grads, clips)
         summed = [torch.stack([r[0][j] for r in results]).sum(dim=0) for j in range(len(weights))]
         self.trainer.apply(summed)
         return sum(r[1] for r in results) / len(indices)
 
-    def _check_clipped(self, grads: list[torch.Tensor], records: int) -> None:
-        """A part of ``records`` clipped gradients sums to a norm of at most ``records * C / m``."""
+    def _check_clipped(self, grads: list[torch.Tensor], clips: np.ndarray) -> None:
+        """A part's clipped gradients sum to a norm of at most the sum of its records' clips."""
         norm = float(torch.stack([(g.double() ** 2).sum() for g in grads]).sum().sqrt()) if grads else 0.0
-        bound = records * self.trainer.record_clip
+        bound = float(np.sum(clips))
         if not norm <= bound * (1 + 1e-4) + 1e-6:
             raise RuntimeError(
                 "a DP-SGD worker returned a gradient sum larger than its records' clipping allows; the step was "

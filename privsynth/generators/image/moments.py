@@ -7,7 +7,7 @@ stage's planned mechanism are spent on noisy per-class sums instead of gradients
 
 - each step draws the same Poisson batch of units the accountant assumes (``DPSGDTrainer.poisson_batch``);
 - each record contributes ``[x / FEATURE_BOUND, 1] * C / sqrt(2)`` to its class's row (norm at most ``C``; a
-  unit with ``m`` records has each clipped to ``C / m``), and Gaussian noise of standard deviation ``sigma * C``
+  unit with ``k`` records has each clipped to ``C / k``), and Gaussian noise of standard deviation ``sigma * C``
   is added to every coordinate of the class-by-feature sum (``DPSGDTrainer.gaussian_sum``);
 
 which is exactly one step of the (sigma, q) subsampled Gaussian mechanism in the ledger: the stage's accounting
@@ -95,7 +95,7 @@ def _noisy_sums(
             weight = present[rows] * c / math.sqrt(2)
             contributions[torch.arange(len(rows)), labels[rows], :dims] = vectors[rows] * weight[:, None]
             contributions[torch.arange(len(rows)), labels[rows], dims] = weight
-        totals += trainer.gaussian_sum(contributions)
+        totals += trainer.gaussian_sum(contributions, rows.numpy())
         trainer.step += 1
     return totals
 

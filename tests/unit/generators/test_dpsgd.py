@@ -157,9 +157,9 @@ def test_a_person_with_m_records_moves_the_noised_sum_by_at_most_c_and_noise_is_
     # Opacus scales its noise by the record clip, so the trainer hands it sigma * m: the noise is sigma * C
     assert quiet.optimizer.noise_multiplier * quiet.optimizer.max_grad_norm == pytest.approx(1e-9 * c)
     huge = torch.full((2, 5), 1e6)  # one person's two records, aligned and far above the clip
-    assert float(quiet.gaussian_sum(huge).norm()) == pytest.approx(c, rel=1e-6)
+    assert float(quiet.gaussian_sum(huge, np.array([0, 1])).norm()) == pytest.approx(c, rel=1e-6)
     loud = trainer(3.0)
-    noise = torch.stack([loud.gaussian_sum(torch.zeros(2, 400)) for _ in range(20)])
+    noise = torch.stack([loud.gaussian_sum(torch.zeros(2, 400), np.array([0, 1])) for _ in range(20)])
     assert float(noise.std()) == pytest.approx(3.0 * c, rel=0.05)
 
 
@@ -177,3 +177,82 @@ def test_the_record_clip_comes_from_the_schemas_bound_not_from_the_data(demo_dir
     assert unit_groups(corpus).max_size == unit_groups(corpus.with_records(singles)).max_size == 2
     with pytest.raises(ValueError, match="bound contributions"):
         Groups.from_labels(np.array(["a", "a", "a"]), 3, max_size=2)
+
+
+def _people_trainer(model: nn.Module, x: torch.Tensor, labels: np.ndarray, c: float, *, bound: int = 2) -> DPSGDTrainer:
+    people = Groups.from_labels(labels, len(labels), max_size=bound)
+    return DPSGDTrainer(
+        model,
+        loss=lambda module, rows: (module(x[rows]) * 1e6).squeeze(1),  # every gradient far above any clip
+        groups=people,
+        mechanism=Mechanism(noise_multiplier=1e-9, sample_rate=0.5, steps=1),
+        config=OptimConfig(batch_size=4, lr=0.01, max_grad_norm=c),
+        streams=Streams.private(),
+        stream=("tabular", "*"),
+        units=people.count,
+    )
+
+
+def _clipped_norm(trainer: DPSGDTrainer, rows: np.ndarray) -> float:
+    grads, _ = trainer.clipper(trainer.module, rows, trainer.optimizer, trainer.generators, trainer.record_clips(rows))
+    return float(torch.stack([(g**2).sum() for g in grads]).sum().sqrt())
+
+
+def test_each_person_moves_the_clipped_sum_by_at_most_c_whatever_their_record_count() -> None:
+    # A record is clipped to C over its own person's record count: a person of one record contributes up to C
+    # (it was C / m for everyone, half the signal at the same noise where m = 2), a person of two records up to
+    # C in all. Through Opacus' ghost clipping, as a fit runs it.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 1))
+    x = torch.ones(3, 4)  # identical records: their gradients are aligned, so a sum reaches its clips' sum
+    c = 2.0
+    trainer = _people_trainer(model, x, np.array(["a", "a", "b"]), c)
+    assert trainer.record_clips(np.array([0, 1, 2])).tolist() == [c / 2, c / 2, c]
+    assert _clipped_norm(trainer, np.array([0, 1])) == pytest.approx(c, rel=1e-4)  # person a: two records
+    assert _clipped_norm(trainer, np.array([2])) == pytest.approx(c, rel=1e-4)  # person b: one record, clip C
+    assert _clipped_norm(trainer, np.array([0])) == pytest.approx(c / 2, rel=1e-4)
+    assert _clipped_norm(trainer, np.array([0, 1, 2])) == pytest.approx(2 * c, rel=1e-4)
+
+
+def test_removing_a_person_changes_no_one_elses_clip() -> None:
+    # Neighbouring datasets stay neighbours (DESIGN section 2): a record's clip reads its own person's records only.
+    # Had the clip come from the data's largest group, removing "a" (the only person with two records) would move
+    # b's and c's clips; had it come from the batch, it would depend on who else was sampled.
+    labels = np.array(["a", "b", "a", "c"])
+    full = Groups.from_labels(labels, 4, max_size=2)
+    without_a = Groups.from_labels(labels[[1, 3]], 2, max_size=2)
+    assert full.unit_sizes.tolist() == [2, 1, 2, 1]
+    assert without_a.unit_sizes.tolist() == full.unit_sizes[[1, 3]].tolist() == [1, 1]
+    assert Groups.from_labels(None, 3, max_size=2).unit_sizes.tolist() == [1, 1, 1]
+    canaries = full.with_units(2, 2)  # the one-run audit's added units of m copies: C / m each, C in all
+    assert canaries.unit_sizes.tolist() == [2, 1, 2, 1, 2, 2, 2, 2]
+
+
+def test_multi_draw_clipping_gives_each_record_its_own_persons_clip() -> None:
+    # The diffusion trainer clips each record's gradient summed over its K rows; the same rule: C / k per record.
+    from privsynth.generators.dpsgd_draws import MultiDrawDPSGDTrainer
+
+    torch.manual_seed(0)
+    k, c = 3, 2.0
+    x = torch.ones(3, 4)
+
+    def loss(module: nn.Module, rows: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+        out = module(x[torch.as_tensor(rows)].repeat_interleave(k, dim=0)) * 1e6
+        return out.view(len(rows), k).mean(dim=1)
+
+    people = Groups.from_labels(np.array(["a", "a", "b"]), 3, max_size=2)
+    trainer = MultiDrawDPSGDTrainer(
+        nn.Sequential(nn.Linear(4, 1)),
+        loss=loss,
+        draws=k,
+        groups=people,
+        mechanism=Mechanism(noise_multiplier=1e-9, sample_rate=0.5, steps=1),
+        config=OptimConfig(batch_size=4, lr=0.01, max_grad_norm=c),
+        streams=Streams.private(),
+        stream=("image", "x"),
+        units=people.count,
+        chunk=2,  # person a's records and b's fall in different chunks
+    )
+    assert _clipped_norm(trainer, np.array([2])) == pytest.approx(c, rel=1e-4)
+    assert _clipped_norm(trainer, np.array([0, 1])) == pytest.approx(c, rel=1e-4)
+    assert _clipped_norm(trainer, np.array([0, 1, 2])) == pytest.approx(2 * c, rel=1e-4)

@@ -143,8 +143,8 @@ def test_no_generator_state_and_no_streams_reach_a_worker(reproducible_noise: in
     trainer = _trainer(3)
     orders = trainer.generator("orders")
     torch.rand(5, generator=orders)
-    payload = pack(trainer.module, trainer.clipper, trainer.generators, trainer.record_clip)
-    _, _, generators, _ = pickle.loads(payload)
+    payload = pack(trainer.module, trainer.clipper, trainer.generators)
+    _, _, generators = pickle.loads(payload)
     assert "noise" not in generators
     assert not torch.equal(generators["orders"].get_state(), orders.get_state())  # a fresh one, not a copy
     # a loss that captured the fit's streams cannot be sent: the root would replay the noise
@@ -155,7 +155,7 @@ def test_no_generator_state_and_no_streams_reach_a_worker(reproducible_noise: in
         return torch.zeros(len(rows))
 
     with pytest.raises(TypeError, match="never leave this process"):
-        pack(trainer.module, type(trainer.clipper)(leaky), {}, 1.0)
+        pack(trainer.module, type(trainer.clipper)(leaky), {})
 
 
 def test_a_worker_reseeds_the_loss_draws_each_step_from_the_driver(reproducible_noise: int) -> None:
@@ -178,12 +178,13 @@ def test_a_worker_reseeds_the_loss_draws_each_step_from_the_driver(reproducible_
         units=300,
     )
     orders = trainer.generator("orders")
-    payload = pack(trainer.module, trainer.clipper, trainer.generators, trainer.record_clip)
+    payload = pack(trainer.module, trainer.clipper, trainer.generators)
     worker = GradientWorker(payload)
     weights = [p.detach() for p in trainer.optimizer.params]
     rows = np.arange(10)
-    first, _ = worker.clipped_sum(weights, rows, {"orders": 7})
-    again, _ = worker.clipped_sum(weights, rows, {"orders": 7})
+    clips = trainer.record_clips(rows)
+    first, _ = worker.clipped_sum(weights, rows, {"orders": 7}, clips)
+    again, _ = worker.clipped_sum(weights, rows, {"orders": 7}, clips)
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
     assert worker.generators["orders"].initial_seed() == 7
 
@@ -245,7 +246,7 @@ def test_a_loss_that_captured_a_numpy_generator_is_not_sent() -> None:
         return torch.as_tensor(rng.random(len(rows)), dtype=torch.float32) * module(torch.zeros(len(rows), 4))[:, 0]
 
     with pytest.raises(TypeError, match="never leave this process"):
-        pack(trainer.module, type(trainer.clipper)(careless), {}, 1.0)
+        pack(trainer.module, type(trainer.clipper)(careless), {})
 
 
 def test_a_worker_returning_more_than_its_clip_allows_stops_the_run(reproducible_noise: int) -> None:

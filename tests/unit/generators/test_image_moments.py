@@ -27,11 +27,16 @@ def _trainer(n: int, *, sigma: float, rate: float = 1.0, steps: int = 10, groups
     )
 
 
-def test_a_gaussian_sum_clips_each_record_to_c_over_m() -> None:
-    people = Groups.from_labels(np.array([0, 0, 1]), 3)  # one person has two records: each clipped to C / 2
+def test_a_gaussian_sum_clips_each_record_to_c_over_its_own_persons_records() -> None:
+    people = Groups.from_labels(np.array([0, 0, 1]), 3)  # person 0 has two records (C / 2 each), person 1 one (C)
     trainer = _trainer(3, sigma=1e-9, groups=people)
-    total = trainer.gaussian_sum(torch.tensor([[3.0, 4.0], [0.3, 0.4], [0.0, 0.1]]))
+    assert trainer.config.max_grad_norm == 1.0
+    total = trainer.gaussian_sum(torch.tensor([[3.0, 4.0], [0.3, 0.4], [0.0, 0.1]]), np.array([0, 1, 2]))
     assert total.tolist() == pytest.approx([0.3 + 0.3, 0.4 + 0.4 + 0.1], abs=1e-6)
+    single = trainer.gaussian_sum(torch.tensor([[6.0, 8.0]]), np.array([2]))  # a person of one record: clip C
+    assert single.tolist() == pytest.approx([0.6, 0.8], abs=1e-6)
+    with pytest.raises(ValueError, match="2 contributions for 1 records"):
+        trainer.gaussian_sum(torch.zeros(2, 2), np.array([0]))
 
 
 def test_class_means_are_recovered_and_the_queries_are_counted_as_steps() -> None:
@@ -56,7 +61,9 @@ def test_a_class_too_rare_to_measure_falls_back_to_the_overall_mean(reproducible
 
 def test_an_empty_poisson_batch_is_still_a_noisy_step() -> None:
     trainer = _trainer(10, sigma=2.0)
-    noisy = trainer.gaussian_sum(torch.zeros(0, 3, 4))  # found by a tiny corpus whose batch drew nobody
+    noisy = trainer.gaussian_sum(
+        torch.zeros(0, 3, 4), np.zeros(0, dtype=np.int64)
+    )  # found by a tiny corpus whose batch drew nobody
     assert noisy.shape == (3, 4) and float(noisy.abs().sum()) > 0
 
 
