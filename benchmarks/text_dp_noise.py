@@ -6,9 +6,10 @@ token ids and the placeholders) are trained on ``--notes`` masked demo notes WIT
 Adam steps of ``--batch`` notes. Each ``--sigma`` adds to every gradient the Gaussian noise a DP step of
 ``--people`` units would carry relative to one note's gradient: ``sigma x G x m / people`` per coordinate, with
 ``G`` the median gradient norm of one note at the start and ``m`` the records per person the clip is shared by (a
-fit clips each record to ``C / m`` with ``m`` the schema's ``max_records_per_entity``, 2 for the demo, and adds
-noise ``sigma x C``; screens before this term, committed with ``"per_person"`` absent, had ``m`` = 1: half the
-demo's noise). The held-out loss per text token is measured on the next
+fit clips each record to ``C / k`` with ``k`` its own person's records and adds noise ``sigma x C``, so ``m`` = 1,
+the default, stands for a person with one record, nine in ten of the demo's; until fits clipped every record to
+``C / m`` with ``m`` the schema's ``max_records_per_entity``, 2 for the demo, screens defaulted to ``m`` = 2, and
+screens committed with ``"per_person"`` absent had ``m`` = 1). The held-out loss per text token is measured on the next
 ``--test`` notes. ``--fitted`` also scores the adapters of fitted models on the same notes (a fit's own training
 notes may be among them).
 
@@ -176,7 +177,8 @@ def main() -> None:
         "--per-person",
         type=int,
         default=None,
-        help="Records per person the clip is shared by (default: the schema's max_records_per_entity, as a fit).",
+        help="Records per person the clip is shared by (default 1: a fit clips a record to C over its own person's "
+        "records, and most people have one; 2 for a person of two records, or the fits before that rule).",
     )
     parser.add_argument("--lr", type=float, nargs="+", default=[0.002])
     parser.add_argument("--sigma", type=float, nargs="+", default=[0.0, 0.2, 1.13])
@@ -334,8 +336,8 @@ def main() -> None:
         return record_losses(stack(hidden), head, stack.placeholder_logits, targets[index, :width])
 
     train, test = list(range(args.notes)), list(range(args.notes, args.notes + args.test))
-    # a fit clips each record to C / m (m: the schema's public bound on records per person) and adds noise sigma x C
-    per_person = args.per_person or corpus.schema.max_records_per_entity
+    # a fit clips each record to C / k (k: its own person's records) and adds noise sigma x C
+    per_person = args.per_person or 1
 
     def fresh(rank: int) -> TopStack:
         stack = TopStack(

@@ -158,8 +158,10 @@ class Groups:
         [2, 1, 2]
         """
         lengths = np.diff(self.starts)
-        sizes = np.empty(len(self.order), dtype=np.int64)
+        sizes = np.zeros(len(self.order), dtype=np.int64)
         sizes[self.order] = np.repeat(lengths, lengths)
+        if not (sizes >= 1).all():  # order must list every record once; a zero would give an infinite clip
+            raise ValueError("the units of privacy do not cover every record exactly once")
         return sizes
 
     @property
@@ -228,16 +230,27 @@ class GhostClipping:
 
         optimizer.zero_grad(set_to_none=True)
         per_sample = self.loss(module, indices)
-        if per_sample.shape != (len(indices),):
-            raise ValueError(
-                f"a DP-SGD loss must return one loss per record: {len(indices)} records gave shape "
-                f"{tuple(per_sample.shape)}"
-            )
+        if per_sample.dim() != 1 or len(per_sample) != len(indices):  # no count in the message: a batch size
+            raise ValueError("a DP-SGD loss must return one loss per record, a vector as long as the batch")
         # Opacus' coefficient is min(1, max_grad_norm / norm) per sample: a tensor gives each record its own clip
-        module.max_grad_norm = torch.as_tensor(clips, dtype=per_sample.dtype, device=per_sample.device)
+        module.max_grad_norm = clip_tensor(clips, per_sample.device)
         backward(DPTensorFastGradientClipping(module, optimizer, per_sample, "mean"))
         params = optimizer.params
         return [p.grad if p.grad is not None else torch.zeros_like(p) for p in params], float(per_sample.detach().sum())
+
+
+def clip_tensor(clips: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Per-record clips as a float32 tensor, each rounded *down*, so no record's clip exceeds its ``C / k``.
+
+    Rounding to nearest could raise ``C / 3`` by an ulp, and a person's clipped total past ``C``.
+
+    >>> bool(clip_tensor(np.array([2.0 / 3.0])).double() <= 2.0 / 3.0)
+    True
+    """
+    exact = np.asarray(clips, dtype=np.float64)
+    rounded = exact.astype(np.float32)
+    rounded = np.where(rounded.astype(np.float64) > exact, np.nextafter(rounded, np.float32(0)), rounded)
+    return torch.as_tensor(rounded, dtype=torch.float32, device=device)
 
 
 def _json_int(value: Any) -> Any:
@@ -446,11 +459,11 @@ class DPSGDTrainer:
         (sigma, q, steps) mechanism: the caller counts it (``self.step += 1``) instead of a gradient step.
         """
         rows = np.asarray(rows, dtype=np.int64)
-        if len(rows) != len(contributions):
-            raise ValueError(f"{len(contributions)} contributions for {len(rows)} records")
+        if len(rows) != len(contributions):  # no counts in the message: they are a batch's size
+            raise ValueError("gaussian_sum needs one record index per contribution")
         flat = contributions.flatten(1)  # an empty Poisson batch is (0, d): still a noisy step
         norms = flat.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        clips = torch.as_tensor(self.record_clips(rows), dtype=flat.dtype, device=flat.device)[:, None]
+        clips = clip_tensor(self.record_clips(rows), flat.device).to(flat.dtype)[:, None]
         clipped = flat * (clips / norms).clamp(max=1.0)
         total = clipped.sum(dim=0)
         std = self.mechanism.noise_multiplier * self.config.max_grad_norm

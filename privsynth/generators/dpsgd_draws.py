@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from privsynth.generators.dpsgd import DPSGDTrainer, Groups, OptimConfig, ZeroGrads, backward
+from privsynth.generators.dpsgd import DPSGDTrainer, Groups, OptimConfig, ZeroGrads, backward, clip_tensor
 from privsynth.generators.record_loss import RecordLoss
 from privsynth.privacy.accounting import Mechanism
 from privsynth.privacy.randomness import Streams
@@ -183,7 +183,7 @@ def clip_each(grads: list[torch.Tensor], clips: np.ndarray) -> list[torch.Tensor
     if not grads or len(grads[0]) == 0:
         return [g.new_zeros(g.shape[1:]) for g in grads]
     norms = torch.stack([g.reshape(len(g), -1).norm(2, dim=1) for g in grads], dim=1).norm(2, dim=1)
-    factor = (torch.as_tensor(clips, dtype=norms.dtype, device=norms.device) / (norms + 1e-6)).clamp(max=1.0)
+    factor = (clip_tensor(clips, norms.device).to(norms.dtype) / (norms + 1e-6)).clamp(max=1.0)
     return [torch.einsum("i,i...", factor.to(g.dtype), g) for g in grads]
 
 

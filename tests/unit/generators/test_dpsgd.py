@@ -228,7 +228,8 @@ def test_removing_a_person_changes_no_one_elses_clip() -> None:
     assert canaries.unit_sizes.tolist() == [2, 1, 2, 1, 2, 2, 2, 2]
 
 
-def test_multi_draw_clipping_gives_each_record_its_own_persons_clip() -> None:
+@pytest.mark.parametrize("chunk", [1, 2, 3])  # 2: person a's records and b's in different chunks; 3: one chunk
+def test_multi_draw_clipping_gives_each_record_its_own_persons_clip(chunk: int) -> None:
     # The diffusion trainer clips each record's gradient summed over its K rows; the same rule: C / k per record.
     from privsynth.generators.dpsgd_draws import MultiDrawDPSGDTrainer
 
@@ -251,7 +252,7 @@ def test_multi_draw_clipping_gives_each_record_its_own_persons_clip() -> None:
         streams=Streams.private(),
         stream=("image", "x"),
         units=people.count,
-        chunk=2,  # person a's records and b's fall in different chunks
+        chunk=chunk,
     )
     assert _clipped_norm(trainer, np.array([2])) == pytest.approx(c, rel=1e-4)
     assert _clipped_norm(trainer, np.array([0, 1])) == pytest.approx(c, rel=1e-4)

@@ -61,7 +61,9 @@ def _trainer(steps: int, *, people: bool = False, named: bool = False) -> DPSGDT
     def squared(module: nn.Module, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
         return ((module(xs) - ys) ** 2).squeeze(1)
 
-    labels = np.arange(300) // 3 if people else None  # 100 people with 3 records each
+    # 150 people of 1, 2 and 3 records in turn: records with different clips (C, C / 2, C / 3) share a shard and a
+    # step, and the driver must send each its own
+    labels = np.repeat(np.arange(150), np.tile([1, 2, 3], 50)) if people else None
     return DPSGDTrainer(
         model,
         loss=RecordLoss(squared, (x, y)) if named else loss,
@@ -70,7 +72,7 @@ def _trainer(steps: int, *, people: bool = False, named: bool = False) -> DPSGDT
         config=OptimConfig(batch_size=60, lr=0.02),
         streams=Streams.private(),
         stream=("tabular", "*"),
-        units=100 if people else 300,
+        units=150 if people else 300,
         ema=0.9,
     )
 
@@ -82,7 +84,7 @@ def _close(a: DPSGDTrainer, b: DPSGDTrainer) -> bool:
 @pytest.mark.parametrize(
     ("people", "named"),
     [(False, False), (True, False), (False, True), (True, True)],
-    ids=["records", "people-of-3", "records-sharded", "people-of-3-sharded"],
+    ids=["records", "people-of-1-to-3", "records-sharded", "people-of-1-to-3-sharded"],
 )
 def test_two_and_three_workers_take_the_single_process_steps(
     reproducible_noise: int, people: bool, named: bool
