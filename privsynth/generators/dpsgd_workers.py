@@ -25,10 +25,13 @@ indices and one seed per loss generator. The seeds are HMAC-SHA256 of (step, par
 generator's state on the driver: one-way, so no number of them gives back the stream behind them (raw outputs
 of an MT19937 stream would: its state is linear in its outputs, and the state comes from the fit's secret root).
 Loss draws are training randomness, not privacy noise: the guarantee holds for any of them. The clips a worker
-receives tell it which of its records share a person, which the records it holds already say.
+receives tell it how many records each of its batch's people has; a worker holds training records themselves,
+so it is inside the trust boundary, as the driver is.
 
 The driver checks each part's sum against the clips it sent (a part sums to at most the sum of its records'
-clips) before adding it, so a faulty or hostile worker cannot push a step beyond the sensitivity the ledger assumes.
+clips) before adding it, so a faulty worker (a stale version, a wrong clip) cannot push a step's norm past what
+its records' clips allow. It does not make a hostile worker safe: one could spend its whole part's bound on one
+person, or send the records it holds anywhere. Workers must be trusted machines.
 With workers, the weights (noisy iterates) leave the driver at every step, so the run checkpoints before its
 first step: an interrupted run then resumes and replays the same noise instead of restarting with fresh noise
 whose iterates workers have already seen.
