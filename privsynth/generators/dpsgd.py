@@ -9,7 +9,8 @@ Shared by every generator. What the accountant assumes is exactly what runs:
   ``C / k``, so their summed gradient is at most ``C``; a person's clip depends on their own records only, so
   adding or removing someone changes nobody else's (:meth:`Groups.unit_sizes`).
 - **Noise** of standard deviation ``sigma * C`` added to the summed clipped gradient, ``sigma`` being the noise
-  multiplier recorded in the ledger.
+  multiplier recorded in the ledger; by default in Opacus' ``secure_mode`` (:func:`gaussian_noise`), which the
+  ledger entry's note records.
 
 The ledger entry (sigma, q, steps) must be spent *before* :func:`train` runs; this module never spends.
 """
@@ -68,6 +69,11 @@ class OptimConfig(BaseModel):
     weight_decay: float = Field(default=0.0, ge=0)
     max_grad_norm: float = Field(default=1.0, gt=0, description="Clipping bound C per unit of privacy.")
     clipping: ClippingMode = ClippingMode.GHOST
+    secure_mode: bool = Field(
+        default=True,
+        description="Opacus' secure_mode noise: each coordinate is half the sum of four Gaussian draws, which "
+        "defeats attacks on the floating-point Gaussian sampler (Jin et al. 2021); recorded in the ledger's notes.",
+    )
 
     def sample_rate(self, units: int) -> float:
         """Poisson rate giving ``batch_size`` expected units out of ``units`` (at most ``max_sample_rate``)."""
@@ -253,6 +259,25 @@ def clip_tensor(clips: np.ndarray, device: torch.device | str = "cpu") -> torch.
     return torch.as_tensor(rounded, dtype=torch.float32, device=device)
 
 
+def gaussian_noise(
+    std: float, shape: torch.Size | tuple[int, ...], generator: torch.Generator, *, secure: bool, device: Any = None
+) -> torch.Tensor:
+    """``N(0, std^2)`` per coordinate from ``generator``; ``secure``: as Opacus' ``secure_mode`` draws it.
+
+    A double's Gaussian sample leaks through its low-order bits (floating-point attacks: Mironov 2012 on the
+    Laplace sampler, Jin et al. 2021 on Gaussian ones, Opacus among them). Opacus' fix sums four draws and halves
+    the sum (the same distribution), after one draw it throws away; this is the same draw for the noise privsynth
+    adds itself (:meth:`DPSGDTrainer.gaussian_sum`), so every DP-SGD step of a stage uses one sampler.
+    """
+    if not secure:
+        return torch.normal(0.0, std, size=tuple(shape), generator=generator, device=device)
+    torch.normal(0.0, std, size=(1, 1), generator=generator, device=device)  # discarded, as Opacus does
+    total = torch.zeros(tuple(shape), device=device)
+    for _ in range(4):
+        total += torch.normal(0.0, std, size=tuple(shape), generator=generator, device=device)
+    return total / 2
+
+
 def _json_int(value: Any) -> Any:
     if isinstance(value, np.integer):
         return int(value)
@@ -295,8 +320,11 @@ def spend_once(
     note: str,
     checkpoint: Path | None,
     streams: Streams,
+    secure_mode: bool,
 ) -> bool:
     """Record a DP-SGD run in the ledger before any noise is drawn, unless a resumed run already did.
+
+    The note records whether the noise is drawn in Opacus' ``secure_mode`` (:func:`gaussian_noise`).
 
     Returns whether training should continue from ``checkpoint`` (the run's spend is in the ledger and its state
     was saved). A run interrupted before its first checkpoint restarts from scratch (with fresh randomness: its
@@ -308,6 +336,7 @@ def spend_once(
         raise ValueError(
             f"the ledger records '{ledger.rng.value}' randomness but this run's noise would be '{streams.mode.value}'"
         )
+    note = f"{note}; noise: {'secure_mode' if secure_mode else 'standard sampler (secure_mode off)'}"
     spent = any(e.stage == stage and e.note == note and e.mechanism == mechanism for e in ledger.entries)
     if spent and checkpoint is not None:
         log.info("resuming %s; its privacy spend is already in the ledger", note)
@@ -382,6 +411,7 @@ class DPSGDTrainer:
             expected_batch_size=round(self.expected_records),
             loss_reduction="mean",
             generator=self.noise,
+            secure_mode=config.secure_mode,
         )
 
     def _setup(
@@ -467,7 +497,7 @@ class DPSGDTrainer:
         clipped = flat * (clips / norms).clamp(max=1.0)
         total = clipped.sum(dim=0)
         std = self.mechanism.noise_multiplier * self.config.max_grad_norm
-        noise = torch.normal(0.0, std, size=total.shape, generator=self.noise, device=total.device)
+        noise = gaussian_noise(std, total.shape, self.noise, secure=self.config.secure_mode, device=total.device)
         return (total + noise).reshape(contributions.shape[1:])
 
     def _empty_step(self) -> None:

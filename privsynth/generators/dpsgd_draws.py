@@ -96,6 +96,7 @@ class MultiDrawDPSGDTrainer(DPSGDTrainer):
             expected_batch_size=round(self.expected_records),
             loss_reduction="sum",  # scaled by the expected batch below, once per step
             generator=self.noise,
+            secure_mode=config.secure_mode,
         )
 
     def _finish_step(self) -> None:

@@ -60,6 +60,7 @@ def _rank(rank: int, port: int, noise_state: torch.Tensor, out: str) -> None:
             expected_batch_size=round(RATE * RECORDS) // 2,  # per rank
             loss_reduction="mean",
             generator=generator,
+            secure_mode=True,  # privsynth's default (OptimConfig.secure_mode)
         )
         for batch in _batches():
             rows = np.array_split(batch, 2)[rank]

@@ -285,7 +285,15 @@ class ImageGenerator(Generator):
         mechanism = Mechanism(noise_multiplier=noise_multiplier, sample_rate=shape.sample_rate, steps=shape.steps)
         what = "diffusion model" if self.config.model == "diffusion" else "mixture of factor analysers"
         note = f"DP-SGD {what} on image column '{column}'"
-        resuming = spend_once(ledger, Stage.IMAGE, mechanism, note=note, checkpoint=checkpoint, streams=streams)
+        resuming = spend_once(
+            ledger,
+            Stage.IMAGE,
+            mechanism,
+            note=note,
+            checkpoint=checkpoint,
+            streams=streams,
+            secure_mode=self.config.optim.secure_mode,
+        )
         with initialised(streams, "image", column, "init"):
             network = self._network(classes, self._channels)
         if self.config.pretrained is not None:

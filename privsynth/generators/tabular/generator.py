@@ -148,7 +148,13 @@ class TabularGenerator(Generator):
         note = f"DP-SGD on {len(self.codecs_)} tabular columns"
         streams, checkpoint = context.streams, context.checkpoint
         resuming = spend_once(
-            context.ledger, Stage.TABULAR, mechanism, note=note, checkpoint=checkpoint, streams=streams
+            context.ledger,
+            Stage.TABULAR,
+            mechanism,
+            note=note,
+            checkpoint=checkpoint,
+            streams=streams,
+            secure_mode=self.config.optim.secure_mode,
         )
         tokens, _, _ = _encode(corpus.records, self.codecs_)
         self.network_ = self._train(

@@ -170,7 +170,15 @@ def fit_backbone(
     shape = generator.plan(units)
     mechanism = Mechanism(noise_multiplier=context.noise_multiplier, sample_rate=shape.sample_rate, steps=shape.steps)
     note = f"DP-SGD LoRA fine-tuning of {located.name} on text column '{column}'"
-    resuming = spend_once(ledger, Stage.TEXT, mechanism, note=note, checkpoint=checkpoint, streams=streams)
+    resuming = spend_once(
+        ledger,
+        Stage.TEXT,
+        mechanism,
+        note=note,
+        checkpoint=checkpoint,
+        streams=streams,
+        secure_mode=config.optim.secure_mode,
+    )
     cache_progress = context.report(f"backbone states for '{column}' (frozen layers, once)")
     precision = config.frozen_precision
     states = lower_states(

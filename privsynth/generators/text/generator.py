@@ -272,7 +272,15 @@ class TextGenerator(Generator):
             noise_multiplier=context.noise_multiplier, sample_rate=shape.sample_rate, steps=shape.steps
         )
         note = f"DP-SGD byte-level LM on text column '{column}'"
-        resuming = spend_once(ledger, Stage.TEXT, mechanism, note=note, checkpoint=checkpoint, streams=streams)
+        resuming = spend_once(
+            ledger,
+            Stage.TEXT,
+            mechanism,
+            note=note,
+            checkpoint=checkpoint,
+            streams=streams,
+            secure_mode=self.config.optim.secure_mode,
+        )
         progress = context.report(f"text '{column}'")
         public_progress = context.report(f"public text for '{column}' (no noise)")
         max_len = prefix.shape[1] + 1 + self.config.max_bytes + 1

@@ -257,3 +257,51 @@ def test_multi_draw_clipping_gives_each_record_its_own_persons_clip(chunk: int) 
     assert _clipped_norm(trainer, np.array([2])) == pytest.approx(c, rel=1e-4)
     assert _clipped_norm(trainer, np.array([0, 1])) == pytest.approx(c, rel=1e-4)
     assert _clipped_norm(trainer, np.array([0, 1, 2])) == pytest.approx(2 * c, rel=1e-4)
+
+
+def test_secure_noise_is_opacus_secure_mode_draw_for_draw() -> None:
+    # The noise privsynth adds itself (image class means) and the noise Opacus' optimizers add must come from one
+    # sampler: with secure_mode, the floating-point attack on a single Gaussian draw's low bits (Jin et al. 2021).
+    from opacus.optimizers.optimizer import _generate_noise
+
+    from privsynth.generators.dpsgd import gaussian_noise
+
+    ours, theirs = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    drawn = gaussian_noise(2.0, (50, 4), ours, secure=True)
+    expected = _generate_noise(std=2.0, reference=torch.zeros(50, 4), generator=theirs, secure_mode=True)
+    assert torch.equal(drawn, expected)
+    assert float(gaussian_noise(2.0, (20000,), ours, secure=True).std()) == pytest.approx(2.0, rel=0.03)
+    plain = _generate_noise(std=2.0, reference=torch.zeros(3), generator=torch.Generator().manual_seed(3))
+    assert torch.equal(gaussian_noise(2.0, (3,), torch.Generator().manual_seed(3), secure=False), plain)
+
+
+@pytest.mark.parametrize("secure", [True, False])
+def test_the_ledger_records_whether_dp_sgd_noise_is_drawn_in_secure_mode(secure: bool) -> None:
+    from privsynth.generators.dpsgd import spend_once
+    from privsynth.privacy.ledger import PrivacyLedger
+
+    model, x, y = tiny_problem()
+    trainer = DPSGDTrainer(
+        model,
+        loss=lambda module, rows: ((module(x[rows]) - y[rows]) ** 2).squeeze(1),
+        groups=Groups.from_labels(None, len(x)),
+        mechanism=Mechanism(noise_multiplier=1.0, sample_rate=0.2, steps=3),
+        config=OptimConfig(batch_size=40, secure_mode=secure),
+        streams=Streams.private(),
+        stream=("tabular", "*"),
+        units=len(x),
+    )
+    assert trainer.optimizer.secure_mode is secure  # what Opacus draws with
+    ledger = PrivacyLedger(epsilon=50, delta=1e-5)
+    spend_once(
+        ledger,
+        "tabular",
+        trainer.mechanism,
+        note="DP-SGD",
+        checkpoint=None,
+        streams=Streams.private(),
+        secure_mode=trainer.config.secure_mode,
+    )
+    (entry,) = ledger.entries
+    assert ("noise: secure_mode" in entry.note) is secure
+    assert ("secure_mode off" in entry.note) is not secure
