@@ -72,7 +72,7 @@ class OptimConfig(BaseModel):
     secure_mode: bool = Field(
         default=True,
         description="Opacus' secure_mode noise: each coordinate is half the sum of four Gaussian draws, which "
-        "defeats attacks on the floating-point Gaussian sampler (Jin et al. 2021); recorded in the ledger's notes.",
+        "defeats attacks on the floating-point Gaussian sampler (Jin et al. 2022); recorded in the ledger's notes.",
     )
 
     def sample_rate(self, units: int) -> float:
@@ -264,10 +264,11 @@ def gaussian_noise(
 ) -> torch.Tensor:
     """``N(0, std^2)`` per coordinate from ``generator``; ``secure``: as Opacus' ``secure_mode`` draws it.
 
-    A double's Gaussian sample leaks through its low-order bits (floating-point attacks: Mironov 2012 on the
-    Laplace sampler, Jin et al. 2021 on Gaussian ones, Opacus among them). Opacus' fix sums four draws and halves
-    the sum (the same distribution), after one draw it throws away; this is the same draw for the noise privsynth
-    adds itself (:meth:`DPSGDTrainer.gaussian_sum`), so every DP-SGD step of a stage uses one sampler.
+    A floating-point Gaussian sample leaks through its low-order bits (floating-point attacks: Mironov 2012 on
+    the Laplace sampler, Jin et al. 2022 on Gaussian ones, Opacus among them). Opacus' fix (after Holohan and
+    Braghin 2021) sums four draws and halves the sum (the same distribution), after one draw it throws away; this
+    is the same draw for the noise privsynth adds itself (:meth:`DPSGDTrainer.gaussian_sum`), so every DP-SGD
+    step of a stage uses one sampler.
     """
     if not secure:
         return torch.normal(0.0, std, size=tuple(shape), generator=generator, device=device)

@@ -261,7 +261,7 @@ def test_multi_draw_clipping_gives_each_record_its_own_persons_clip(chunk: int) 
 
 def test_secure_noise_is_opacus_secure_mode_draw_for_draw() -> None:
     # The noise privsynth adds itself (image class means) and the noise Opacus' optimizers add must come from one
-    # sampler: with secure_mode, the floating-point attack on a single Gaussian draw's low bits (Jin et al. 2021).
+    # sampler: with secure_mode, robust to the floating-point attack on a single draw's low bits (Jin et al. 2022).
     from opacus.optimizers.optimizer import _generate_noise
 
     from privsynth.generators.dpsgd import gaussian_noise
