@@ -71,8 +71,9 @@ class OptimConfig(BaseModel):
     clipping: ClippingMode = ClippingMode.GHOST
     secure_mode: bool = Field(
         default=True,
-        description="Opacus' secure_mode noise: each coordinate is half the sum of four Gaussian draws, which "
-        "defeats attacks on the floating-point Gaussian sampler (Jin et al. 2022); recorded in the ledger's notes.",
+        description="Opacus' secure_mode noise sampler: each coordinate is half the sum of four Gaussian draws, "
+        "which defeats attacks on a floating-point Gaussian sample (Jin et al. 2022); recorded in the ledger's "
+        "notes. The generator stays torch's, seeded from OS entropy (not Opacus' optional CSPRNG).",
     )
 
     def sample_rate(self, units: int) -> float:
@@ -260,7 +261,13 @@ def clip_tensor(clips: np.ndarray, device: torch.device | str = "cpu") -> torch.
 
 
 def gaussian_noise(
-    std: float, shape: torch.Size | tuple[int, ...], generator: torch.Generator, *, secure: bool, device: Any = None
+    std: float,
+    shape: torch.Size | tuple[int, ...],
+    generator: torch.Generator,
+    *,
+    secure: bool,
+    device: Any = None,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """``N(0, std^2)`` per coordinate from ``generator``; ``secure``: as Opacus' ``secure_mode`` draws it.
 
@@ -271,11 +278,11 @@ def gaussian_noise(
     step of a stage uses one sampler.
     """
     if not secure:
-        return torch.normal(0.0, std, size=tuple(shape), generator=generator, device=device)
-    torch.normal(0.0, std, size=(1, 1), generator=generator, device=device)  # discarded, as Opacus does
-    total = torch.zeros(tuple(shape), device=device)
+        return torch.normal(0.0, std, size=tuple(shape), generator=generator, device=device, dtype=dtype)
+    torch.normal(0.0, std, size=(1, 1), generator=generator, device=device, dtype=dtype)  # discarded, as Opacus does
+    total = torch.zeros(tuple(shape), device=device, dtype=dtype)
     for _ in range(4):
-        total += torch.normal(0.0, std, size=tuple(shape), generator=generator, device=device)
+        total += torch.normal(0.0, std, size=tuple(shape), generator=generator, device=device, dtype=dtype)
     return total / 2
 
 
@@ -337,7 +344,9 @@ def spend_once(
         raise ValueError(
             f"the ledger records '{ledger.rng.value}' randomness but this run's noise would be '{streams.mode.value}'"
         )
-    note = f"{note}; noise: {'secure_mode' if secure_mode else 'standard sampler (secure_mode off)'}"
+    sampler = "Opacus secure_mode sampler, four draws per coordinate" if secure_mode else "one draw per coordinate"
+    # the generator is torch's, seeded from the secret root (OS entropy): not Opacus' CSPRNG, so say which part
+    note = f"{note}; noise: {sampler} (secure_mode {'on' if secure_mode else 'off'})"
     spent = any(e.stage == stage and e.note == note and e.mechanism == mechanism for e in ledger.entries)
     if spent and checkpoint is not None:
         log.info("resuming %s; its privacy spend is already in the ledger", note)
@@ -498,7 +507,9 @@ class DPSGDTrainer:
         clipped = flat * (clips / norms).clamp(max=1.0)
         total = clipped.sum(dim=0)
         std = self.mechanism.noise_multiplier * self.config.max_grad_norm
-        noise = gaussian_noise(std, total.shape, self.noise, secure=self.config.secure_mode, device=total.device)
+        noise = gaussian_noise(
+            std, total.shape, self.noise, secure=self.config.secure_mode, device=total.device, dtype=total.dtype
+        )
         return (total + noise).reshape(contributions.shape[1:])
 
     def _empty_step(self) -> None:
