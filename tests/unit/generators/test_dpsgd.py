@@ -305,3 +305,26 @@ def test_the_ledger_records_whether_dp_sgd_noise_is_drawn_in_secure_mode(secure:
     (entry,) = ledger.entries
     assert ("secure_mode on" in entry.note) is secure
     assert ("secure_mode off" in entry.note) is not secure
+
+
+def test_a_loss_that_is_not_one_value_per_record_is_refused_before_clipping() -> None:
+    # A [b, 1] loss would broadcast against the [b] clips into a b x b coefficient: a wrong clip, silently.
+    model, x, _ = tiny_problem()
+    trainer = DPSGDTrainer(
+        model,
+        loss=lambda module, rows: module(x[rows]),  # [b, 1]
+        groups=Groups.from_labels(None, len(x)),
+        mechanism=Mechanism(noise_multiplier=1.0, sample_rate=0.2, steps=1),
+        config=OptimConfig(batch_size=40),
+        streams=Streams.private(),
+        stream=("tabular", "*"),
+        units=len(x),
+    )
+    with pytest.raises(ValueError, match="one loss per record, a vector as long as the batch"):
+        trainer._step(np.arange(5))
+
+
+def test_units_that_leave_a_record_out_are_refused_rather_than_given_an_infinite_clip() -> None:
+    broken = Groups(order=np.array([0, 0]), starts=np.array([0, 1, 2]), max_size=1)  # record 1 in no unit
+    with pytest.raises(ValueError, match="do not cover every record exactly once"):
+        _ = broken.unit_sizes
