@@ -72,6 +72,11 @@ def load_config(path: Path | str | None) -> FitConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of settings")
     data.pop("description", None)
+    if "fit" in data and not set(data) & set(FitConfig.model_fields):
+        raise ConfigError(
+            f"{path} is a pipeline config for 'privsynth run' (it has a 'fit:' section); a fit config is that "
+            f"section alone: run 'privsynth run {path}', or copy its 'fit:' entries into a file of their own"
+        )
     if "secure_noise" in data:  # older configs: profile noise now always comes from OpenDP's secure sampler
         data.pop("secure_noise")
         log.warning("%s: 'secure_noise' is no longer needed (profile noise always uses OS randomness); remove it", path)

@@ -41,3 +41,11 @@ def test_every_shipped_demo_pipeline_config_parses(name: str) -> None:
     from privsynth.pipeline import load_pipeline
 
     assert load_pipeline(CONFIGS / name).demo is not None
+
+
+def test_a_pipeline_config_given_as_a_fit_config_says_what_to_do() -> None:
+    # 'privsynth fit --config configs/demo-backbone.yaml' listed every top-level key as unknown
+    from privsynth.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"pipeline config for 'privsynth run'.*'fit:' entries"):
+        load_config(CONFIGS / "demo-backbone.yaml")
