@@ -476,6 +476,7 @@ def generate(
     no_repeat_ngram: int = 0,
     placeholder_limit: int = 0,
     trained: int | None = None,
+    bias: torch.Tensor | None = None,
 ) -> list[list[int]]:
     """New token ids per prompt (left-padded batch, key-value cache); placeholder ids are ``vocab + j``.
 
@@ -499,6 +500,10 @@ def generate(
     token is drawn from ``log p_u + guidance * (log p_c - log p_u)``: what its prompt says beyond the unconditional
     one changes in the model's next token is amplified (a prompt without fields, or the same prompt with some
     fields missing). It reads only the fitted model (post-processing) and costs a second row per text.
+
+    ``bias`` (``[texts, vocab + placeholders]``) is added to each text's scores at every step, after guidance and
+    before the temperature: a prior over tokens per text (log-odds), e.g. words its record's category makes likelier.
+    It must come from the fitted model or from released DP statistics: it steers every token drawn.
     """
     from transformers import DynamicCache
 
@@ -508,6 +513,8 @@ def generate(
     contrast = list(unconditional) if guided and unconditional is not None else []
     if guided and len(contrast) != n:
         raise ValueError(f"{len(contrast)} unconditional prompts for {n} texts: give one per text")
+    if bias is not None and tuple(bias.shape) != (n, vocab + stack.count):
+        raise ValueError(f"bias of shape {tuple(bias.shape)} for {n} texts: give [texts, {vocab + stack.count}]")
     rows = [*prompts, *contrast]
     width = max(len(p) for p in rows)
     ids = torch.zeros(len(rows), width, dtype=torch.long)
@@ -540,6 +547,8 @@ def generate(
             logits = scores[n:] + guidance * (scores[:n] - scores[n:])
         if rows_scored < vocab:  # back to ids: the untrained ids never drawn, placeholder j at vocab + j
             logits = with_untrained(logits, rows_scored, late_at, vocab)
+        if bias is not None:
+            logits = logits + bias
         logits = logits / temperature
         if len(banned_t):
             logits[:, banned_t] = float("-inf")

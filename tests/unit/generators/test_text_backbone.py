@@ -384,6 +384,26 @@ def test_no_text_ends_at_its_first_token(backbone: Path) -> None:
         assert not ends or len(ids) == ends[0] + 1
 
 
+def test_a_bias_per_text_steers_that_texts_tokens_only_and_must_fit_the_scores(backbone: Path) -> None:
+    import torch
+
+    from privsynth.generators.text.llm import prompt_ids
+
+    model, tokenizer, stack = _model_and_stack(backbone)
+    vocab = model.get_input_embeddings().weight.shape[0]
+    prompts = [prompt_ids(tokenizer, "dx: flu", "note"), prompt_ids(tokenizer, "dx: cold; wbc: 3 to 4", "note")]
+    plain = _generate(model, stack, prompts, max_new=8)
+    assert _generate(model, stack, prompts, max_new=8, bias=torch.zeros(2, vocab)) == plain
+    favoured = 7 if plain[0][0] != 7 else 8
+    bias = torch.zeros(2, vocab)
+    bias[0, favoured] = 100.0  # far above any score: text 0 writes only that token
+    steered = _generate(model, stack, prompts, max_new=8, bias=bias)
+    assert steered[0] == [favoured] * 8
+    assert steered[1][:1] == plain[1][:1]  # text 1's own scores are untouched (its draws share one generator)
+    with pytest.raises(ValueError, match=r"give \[texts, "):
+        _generate(model, stack, prompts, max_new=2, bias=torch.zeros(1, vocab))
+
+
 def _model_and_stack(backbone: Path, placeholders: int = 0):  # type: ignore[no-untyped-def]
     import torch
 
