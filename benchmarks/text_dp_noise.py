@@ -35,6 +35,15 @@ after the prompt of every category (its other fields kept) and the likeliest cat
 whether the steps taught the fields at all, which the held-out loss cannot: the fields decide a few tokens of a
 note, the template the rest.
 
+``--keyword-sigma Z ...`` screens a DP keyword prior at sampling: per category of ``--label``, how many of the
+``--notes`` training notes hold each token (each note's first ``--keyword-tokens`` distinct ids below the loss's
+vocabulary, so one note moves the counts by at most sqrt(L) in L2), plus Gaussian noise ``Z x sqrt(L)`` per count
+(``Z`` 0: exact counts); each written note's scores get ``--keyword-strength`` times the log-ratio of its own
+category's share of a token to that category's share of all tokens, for tokens whose noisy total clears four noise
+deviations (``text.generate``'s ``bias``). ``keyword_epsilon`` is what one such histogram costs alone at the
+config's delta 1e-5 (a Gaussian mechanism; a fit would compose it with the text stage's DP-SGD). With
+``--fitted`` and ``--sample``, the fitted models' adapters are sampled and scored the same way.
+
 Variants to screen (each row one combination): ``--rank`` (LoRA rank), ``--targets`` (which projections get
 adapters, comma-separated), ``--layers``, ``--frozen-placeholders``, ``--optimizer sgd --momentum 0.9`` instead of
 Adam, ``--lr`` values; the sampling settings ``--temperature``, ``--no-repeat-ngram``, ``--placeholder-limit``,
@@ -104,6 +113,9 @@ COLUMNS = [
     "placeholder_limit",
     "sample_vocab",
     "candidates",
+    "keyword_sigma",
+    "keyword_strength",
+    "keyword_epsilon",
     "note_ratio",
     "seconds",
 ]
@@ -238,6 +250,16 @@ def main() -> None:
         "record's prompt; 1: one draw); a row per combination of sampling settings.",
     )
     parser.add_argument("--label", default="diagnosis", help="Column the written notes are scored on.")
+    parser.add_argument(
+        "--keyword-sigma",
+        type=float,
+        nargs="*",
+        default=[],
+        help="With --sample: noise multipliers of a DP keyword prior per --label category (0: exact counts); a row "
+        "per value and --keyword-strength, next to rows without the prior.",
+    )
+    parser.add_argument("--keyword-strength", type=float, nargs="+", default=[1.0], help="Scale of the prior's bias.")
+    parser.add_argument("--keyword-tokens", type=int, default=32, help="Distinct tokens a note adds to the counts.")
     parser.add_argument(
         "--field-accuracy",
         action="store_true",
@@ -391,6 +413,43 @@ def main() -> None:
 
     real_accuracy = accuracy(written[args.column].fillna("").astype(str).tolist()) if args.sample else float("nan")
 
+    train_labels = corpus.records[args.label].iloc[: args.notes].astype(str).to_numpy()
+    label_names = sorted(set(train_labels))
+
+    def keyword_prior(z: float, strength: float) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Per written note, ``strength`` x its category's DP log share ratio of each token (see the docstring)."""
+        from privsynth.privacy.accounting import gaussian_epsilon
+
+        width = args.keyword_tokens
+        counts = np.zeros((len(label_names), vocab))
+        for body, label in zip(bodies[: args.notes], train_labels, strict=True):
+            distinct = list(dict.fromkeys(t for t in body if t < vocab))[:width]
+            counts[label_names.index(label), distinct] += 1.0
+        scale = z * np.sqrt(width)
+        noisy = np.clip(counts + np.random.default_rng(5).normal(0.0, scale, counts.shape), 0.0, None)
+        total = noisy.sum(axis=0)
+        kept = total > max(4.0 * scale * np.sqrt(len(label_names)), 5.0)
+        smooth = max(scale, 1.0)
+        share = (noisy[:, kept] + smooth) / (total[kept] + len(label_names) * smooth)
+        overall = (noisy[:, kept] + smooth).sum(axis=1) / (total[kept] + len(label_names) * smooth).sum()
+        ratio = np.zeros_like(counts)
+        ratio[:, kept] = np.log(share / overall[:, None])
+        rows_of = {name: i for i, name in enumerate(label_names)}
+        bias = torch.zeros(len(labels), base + len(rows))
+        for i, label in enumerate(labels):
+            if label in rows_of:
+                bias[i, :vocab] = torch.as_tensor(strength * ratio[rows_of[label]], dtype=torch.float32)
+        top = {
+            name: [tokenizer.decode([int(t)]) for t in np.argsort(-ratio[i])[:8]] for i, name in enumerate(label_names)
+        }
+        return bias, {
+            "keyword_sigma": z,
+            "keyword_strength": strength,
+            "keyword_tokens_kept": int(kept.sum()),
+            "keyword_epsilon": gaussian_epsilon(z, delta=1e-5) if z > 0 else float("inf"),
+            "keyword_top": top,
+        }
+
     def sampled(
         stack: TopStack,
         temperature: float,
@@ -398,6 +457,7 @@ def main() -> None:
         placeholder_limit: int,
         sample_vocab: str,
         candidates: int,
+        bias: torch.Tensor | None = None,
     ) -> dict[str, Any]:
         """Write one note per ``written`` record with ``stack`` merged into the backbone (restored after)."""
         top = model.model.layers[len(model.model.layers) - layers :]
@@ -426,6 +486,7 @@ def main() -> None:
                     no_repeat_ngram=no_repeat_ngram,
                     placeholder_limit=placeholder_limit,
                     trained=trained,
+                    bias=None if bias is None else bias[start : start + len(chunk)].repeat_interleave(candidates, 0),
                 )
                 if candidates > 1:  # best-of-k as a fit's sampling does it (text.candidates)
                     drawn = [produced[i * candidates : (i + 1) * candidates] for i in range(len(chunk))]
@@ -460,6 +521,42 @@ def main() -> None:
             "sample_seconds": round(time.time() - clock),
             "examples": notes[:3],
         }
+
+    priors = [None, *((z, a) for z in args.keyword_sigma for a in args.keyword_strength)]
+    biases = {prior: keyword_prior(*prior) for prior in priors if prior is not None and args.sample}
+
+    def sample_rows(stack: TopStack, trained: dict[str, Any]) -> None:
+        """One result row per sampling setting (or one row without --sample), printed as it comes."""
+        decodings = [
+            (t, k, limit, ids, best_of, prior)
+            for t in args.temperature or [config.temperature]
+            for k in args.no_repeat_ngram
+            for limit in args.placeholder_limit
+            for ids in args.sample_vocab
+            for best_of in args.candidates
+            for prior in priors
+        ]
+        for temperature, no_repeat, limit, ids, best_of, prior in (
+            decodings if args.sample else [(None, 0, 0, "all", 1, None)]
+        ):
+            bias, described_prior = biases[prior] if prior is not None else (None, {})
+            drawn = (
+                {
+                    "temperature": temperature,
+                    "no_repeat_ngram": no_repeat,
+                    "placeholder_limit": limit,
+                    "sample_vocab": ids,
+                    "candidates": best_of,
+                    **described_prior,
+                    **sampled(stack, temperature, no_repeat, limit, ids, best_of, bias),
+                }
+                if temperature is not None
+                else {}
+            )
+            results.append({**trained, **drawn})
+            print_table(results[-1:], COLUMNS)
+            for example in results[-1].get("examples", []):
+                print("  example:", " ".join(example.split())[:200])
 
     ranks = args.rank or [config.lora_rank]
     with torch.no_grad():
@@ -504,35 +601,12 @@ def main() -> None:
                 "seconds": round(time.time() - clock),
                 "placeholders_as": args.placeholders,
             }
-            decodings = [
-                (t, k, limit, ids, best_of)
-                for t in args.temperature or [config.temperature]
-                for k in args.no_repeat_ngram
-                for limit in args.placeholder_limit
-                for ids in args.sample_vocab
-                for best_of in args.candidates
-            ]
-            for temperature, no_repeat, limit, ids, best_of in decodings if args.sample else [(None, 0, 0, "all", 1)]:
-                drawn = (
-                    {
-                        "temperature": temperature,
-                        "no_repeat_ngram": no_repeat,
-                        "placeholder_limit": limit,
-                        "sample_vocab": ids,
-                        "candidates": best_of,
-                        **sampled(stack, temperature, no_repeat, limit, ids, best_of),
-                    }
-                    if temperature is not None
-                    else {}
-                )
-                results.append({**trained, **drawn})
-                print_table(results[-1:], COLUMNS)
-                for example in results[-1].get("examples", []):
-                    print("  example:", " ".join(example.split())[:200])
+            sample_rows(stack, trained)
     for folder in args.fitted:
+        fitted_stack = Synthesizer.load(folder).texts_[args.column].stack_
         with torch.no_grad():
-            scored = float(loss(test, Synthesizer.load(folder).texts_[args.column].stack_).mean())
-        results.append({"adapters": str(folder), "held_out_loss": scored})
+            scored = float(loss(test, fitted_stack).mean())
+        sample_rows(fitted_stack, {"adapters": str(folder), "held_out_loss": scored})
     print(
         f"\nheld-out loss per text token before any step: {start_loss:.3f}; G (gradient_norm) is the median norm "
         "of one note's gradient at the start (8 notes)"
