@@ -37,7 +37,8 @@ note, the template the rest.
 
 ``--keyword-sigma Z ...`` screens a DP keyword prior at sampling: per category of ``--label``, how many of the
 ``--notes`` training notes hold each token (each note's first ``--keyword-tokens`` distinct ids below the loss's
-vocabulary, so one note moves the counts by at most sqrt(L) in L2), plus Gaussian noise ``Z x sqrt(L)`` per count
+vocabulary, the end token left out, each counted 1 / k for a person of k notes among them, so one person moves the
+counts by at most sqrt(L) in L2; categories from the schema's domain), plus Gaussian noise ``Z x sqrt(L)`` per count
 (``Z`` 0: exact counts); each written note's scores get ``--keyword-strength`` times the log-ratio of its own
 category's share of a token to that category's share of all tokens, for tokens whose noisy total clears four noise
 deviations (``text.generate``'s ``bias``). ``keyword_epsilon`` is what one such histogram costs alone at the
@@ -414,7 +415,11 @@ def main() -> None:
     real_accuracy = accuracy(written[args.column].fillna("").astype(str).tolist()) if args.sample else float("nan")
 
     train_labels = corpus.records[args.label].iloc[: args.notes].astype(str).to_numpy()
-    label_names = sorted(set(train_labels))
+    # the categories a fit could use without reading the records: the schema's declared domain
+    label_names = list(corpus.schema.columns[args.label].domain or sorted(set(train_labels)))
+    entity = corpus.schema.entity
+    people = corpus.records[entity].iloc[: args.notes] if entity else pd.Series(range(args.notes))
+    share_of_person = 1.0 / people.map(people.value_counts()).to_numpy()  # 1 / k: a person moves counts by sqrt(L)
 
     def keyword_prior(z: float, strength: float) -> tuple[torch.Tensor, dict[str, Any]]:
         """Per written note, ``strength`` x its category's DP log share ratio of each token (see the docstring)."""
@@ -422,11 +427,14 @@ def main() -> None:
 
         width = args.keyword_tokens
         counts = np.zeros((len(label_names), vocab))
-        for body, label in zip(bodies[: args.notes], train_labels, strict=True):
-            distinct = list(dict.fromkeys(t for t in body if t < vocab))[:width]
-            counts[label_names.index(label), distinct] += 1.0
+        stop = tokenizer.eos_token_id
+        for body, label, weight in zip(bodies[: args.notes], train_labels, share_of_person, strict=True):
+            distinct = list(dict.fromkeys(t for t in body if t < vocab and t != stop))[:width]
+            if label in label_names:
+                counts[label_names.index(label), distinct] += weight
         scale = z * np.sqrt(width)
-        noisy = np.clip(counts + np.random.default_rng(5).normal(0.0, scale, counts.shape), 0.0, None)
+        # fresh OS entropy, as a fit's noise (a seeded draw could be replayed); rows differ run to run
+        noisy = np.clip(counts + np.random.default_rng().normal(0.0, scale, counts.shape), 0.0, None)
         total = noisy.sum(axis=0)
         kept = total > max(4.0 * scale * np.sqrt(len(label_names)), 5.0)
         smooth = max(scale, 1.0)
@@ -439,8 +447,9 @@ def main() -> None:
         for i, label in enumerate(labels):
             if label in rows_of:
                 bias[i, :vocab] = torch.as_tensor(strength * ratio[rows_of[label]], dtype=torch.float32)
-        top = {
-            name: [tokenizer.decode([int(t)]) for t in np.argsort(-ratio[i])[:8]] for i, name in enumerate(label_names)
+        top = {  # the tokens each category's prior favours most (kept ones with a positive log-ratio)
+            name: [tokenizer.decode([int(t)]) for t in np.argsort(-ratio[i])[:8] if ratio[i, t] > 0]
+            for i, name in enumerate(label_names)
         }
         return bias, {
             "keyword_sigma": z,

@@ -501,9 +501,12 @@ def generate(
     one changes in the model's next token is amplified (a prompt without fields, or the same prompt with some
     fields missing). It reads only the fitted model (post-processing) and costs a second row per text.
 
-    ``bias`` (``[texts, vocab + placeholders]``) is added to each text's scores at every step, after guidance and
-    before the temperature: a prior over tokens per text (log-odds), e.g. words its record's category makes likelier.
-    It must come from the fitted model or from released DP statistics: it steers every token drawn.
+    ``bias`` (``[texts, vocab + placeholders]``, finite, columns are token ids) is added to each text's scores at
+    every step, after guidance and before the temperature: a prior over tokens per text (log-odds), e.g. words its
+    record's category makes likelier. It steers every token drawn, so it may only be derived from the fitted model,
+    from declared-public schema metadata, or from a mechanism spent in this fit's ledger (sensitivity per unit of
+    privacy after contribution bounding, noise from the fit's OS-entropy streams, categories from the DP profile
+    or the schema, never from the raw records).
     """
     from transformers import DynamicCache
 
@@ -513,8 +516,12 @@ def generate(
     contrast = list(unconditional) if guided and unconditional is not None else []
     if guided and len(contrast) != n:
         raise ValueError(f"{len(contrast)} unconditional prompts for {n} texts: give one per text")
-    if bias is not None and tuple(bias.shape) != (n, vocab + stack.count):
-        raise ValueError(f"bias of shape {tuple(bias.shape)} for {n} texts: give [texts, {vocab + stack.count}]")
+    if bias is not None:
+        if tuple(bias.shape) != (n, vocab + stack.count):
+            raise ValueError(f"bias of shape {tuple(bias.shape)} for {n} texts: give [texts, {vocab + stack.count}]")
+        if not bool(torch.isfinite(bias).all()):
+            raise ValueError("bias holds an infinite or NaN score: give finite log-odds (ban tokens with banned)")
+        bias = bias.to(device)
     rows = [*prompts, *contrast]
     width = max(len(p) for p in rows)
     ids = torch.zeros(len(rows), width, dtype=torch.long)

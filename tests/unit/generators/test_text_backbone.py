@@ -387,21 +387,34 @@ def test_no_text_ends_at_its_first_token(backbone: Path) -> None:
 def test_a_bias_per_text_steers_that_texts_tokens_only_and_must_fit_the_scores(backbone: Path) -> None:
     import torch
 
-    from privsynth.generators.text.llm import prompt_ids
+    from privsynth.generators.text.llm import NO_FIELDS, prompt_ids
 
-    model, tokenizer, stack = _model_and_stack(backbone)
+    model, tokenizer, stack = _model_and_stack(backbone, placeholders=2)
     vocab = model.get_input_embeddings().weight.shape[0]
+    model.resize_token_embeddings(vocab + 2)  # the placeholders' input rows, as a fit adds them
+    width = vocab + 2  # columns are token ids, placeholder j at vocab + j
     prompts = [prompt_ids(tokenizer, "dx: flu", "note"), prompt_ids(tokenizer, "dx: cold; wbc: 3 to 4", "note")]
-    plain = _generate(model, stack, prompts, max_new=8)
-    assert _generate(model, stack, prompts, max_new=8, bias=torch.zeros(2, vocab)) == plain
+    plain = _generate(model, stack, prompts, max_new=8, vocab=vocab)
+    assert _generate(model, stack, prompts, max_new=8, vocab=vocab, bias=torch.zeros(2, width)) == plain
     favoured = 7 if plain[0][0] != 7 else 8
-    bias = torch.zeros(2, vocab)
+    bias = torch.zeros(2, width)
     bias[0, favoured] = 100.0  # far above any score: text 0 writes only that token
-    steered = _generate(model, stack, prompts, max_new=8, bias=bias)
+    steered = _generate(model, stack, prompts, max_new=8, vocab=vocab, bias=bias)
     assert steered[0] == [favoured] * 8
-    assert steered[1][:1] == plain[1][:1]  # text 1's own scores are untouched (its draws share one generator)
-    with pytest.raises(ValueError, match=r"give \[texts, "):
-        _generate(model, stack, prompts, max_new=2, bias=torch.zeros(1, vocab))
+    assert steered[1] == plain[1]  # text 1's scores are untouched, and so are its draws
+    # the same ids when only the first ids are scored (trained), under guidance, and for a placeholder
+    guided = {"trained": 200, "unconditional": [prompt_ids(tokenizer, NO_FIELDS, "note")] * 2, "guidance": 2.0}
+    bias = torch.zeros(2, width)
+    bias[0, 150], bias[1, vocab + 1] = 100.0, 100.0
+    drawn = _generate(model, stack, prompts, max_new=3, vocab=vocab, bias=bias, **guided)
+    assert drawn == [[150] * 3, [vocab + 1] * 3]
+    for wrong in (torch.zeros(1, width), torch.zeros(2, vocab)):  # a text missing, the placeholders missing
+        with pytest.raises(ValueError, match=r"give \[texts, "):
+            _generate(model, stack, prompts, max_new=2, vocab=vocab, bias=wrong)
+    infinite = torch.zeros(2, width)
+    infinite[0, 3] = float("inf")
+    with pytest.raises(ValueError, match="finite log-odds"):
+        _generate(model, stack, prompts, max_new=2, vocab=vocab, bias=infinite)
 
 
 def _model_and_stack(backbone: Path, placeholders: int = 0):  # type: ignore[no-untyped-def]
