@@ -268,6 +268,9 @@ def main() -> None:
         "makes it likeliest (what the fields taught; a note can only follow its fields as far as this goes).",
     )
     parser.add_argument("--fitted", type=Path, nargs="*", default=[], help="Model folders whose adapters to score.")
+    parser.add_argument(
+        "--only-fitted", action="store_true", help="Train no adapters here: score (and sample) the --fitted ones only."
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
         "--system",
@@ -572,7 +575,7 @@ def main() -> None:
         start_loss = float(loss(test, fresh(ranks[0])).mean())
     start_fields = field_accuracy(fresh(ranks[0])) if categories else None
     results: list[dict[str, Any]] = []
-    for rank in ranks:
+    for rank in [] if args.only_fitted else ranks:
         g = gradient_norm(fresh(rank))  # per variant: fewer weights, a smaller gradient, less noise for one clip
         for lr, sigma in ((lr, s) for lr in args.lr for s in args.sigma):
             stack = fresh(rank)
