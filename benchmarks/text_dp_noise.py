@@ -41,8 +41,8 @@ vocabulary, the end token left out, each counted 1 / k for a person of k notes a
 counts by at most sqrt(L) in L2; categories from the schema's domain), plus Gaussian noise ``Z x sqrt(L)`` per count
 (``Z`` 0: exact counts); each written note's scores get ``--keyword-strength`` times the log-ratio of its own
 category's share of a token to that category's share of all tokens, for tokens whose noisy total clears four noise
-deviations (``text.generate``'s ``bias``). ``keyword_epsilon`` is what one such histogram costs alone at the
-config's delta 1e-5 (a Gaussian mechanism; a fit would compose it with the text stage's DP-SGD). With
+deviations and 5 counts (``text.generate``'s ``bias``). ``keyword_epsilon`` is what one such histogram costs
+alone at the config's delta 1e-5 (a Gaussian mechanism; a fit would compose it with the text stage's DP-SGD). With
 ``--fitted`` and ``--sample``, the fitted models' adapters are sampled and scored the same way.
 
 Variants to screen (each row one combination): ``--rank`` (LoRA rank), ``--targets`` (which projections get
