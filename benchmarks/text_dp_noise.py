@@ -41,9 +41,11 @@ vocabulary, the end token left out, each counted 1 / k for a person of k notes a
 counts by at most sqrt(L) in L2; categories from the schema's domain), plus Gaussian noise ``Z x sqrt(L)`` per count
 (``Z`` 0: exact counts); each written note's scores get ``--keyword-strength`` times the log-ratio of its own
 category's share of a token to that category's share of all tokens, for tokens whose noisy total clears four noise
-deviations and 5 counts (``text.generate``'s ``bias``). ``keyword_epsilon`` is what one such histogram costs
-alone at the config's delta 1e-5 (a Gaussian mechanism; a fit would compose it with the text stage's DP-SGD). With
-``--fitted`` and ``--sample``, the fitted models' adapters are sampled and scored the same way.
+deviations and 5 counts (``text.generate``'s ``bias``). ``--keyword-candidates written`` counts only the tokens
+the same adapters wrote in the row without the prior, each note adding the ``L`` of them the fewest written notes
+hold (an order from the model's output alone, so the sensitivity is unchanged). ``keyword_epsilon`` is what one such
+histogram costs alone at the config's delta 1e-5 (a Gaussian mechanism; a fit would compose it with the text stage's
+DP-SGD). With ``--fitted`` and ``--sample``, the fitted models' adapters are sampled and scored the same way.
 
 Variants to screen (each row one combination): ``--rank`` (LoRA rank), ``--targets`` (which projections get
 adapters, comma-separated), ``--layers``, ``--frozen-placeholders``, ``--optimizer sgd --momentum 0.9`` instead of
@@ -117,6 +119,7 @@ COLUMNS = [
     "keyword_sigma",
     "keyword_strength",
     "keyword_epsilon",
+    "keyword_tokens_kept",
     "note_ratio",
     "seconds",
 ]
@@ -262,6 +265,12 @@ def main() -> None:
     parser.add_argument("--keyword-strength", type=float, nargs="+", default=[1.0], help="Scale of the prior's bias.")
     parser.add_argument("--keyword-tokens", type=int, default=32, help="Distinct tokens a note adds to the counts.")
     parser.add_argument(
+        "--keyword-candidates",
+        choices=("all", "written"),
+        default="all",
+        help="'written': count only the tokens the same adapters wrote without the prior, each note's rarest first.",
+    )
+    parser.add_argument(
         "--field-accuracy",
         action="store_true",
         help="Also score the adapters as a classifier of --label: for each test note, the category whose prompt "
@@ -350,13 +359,17 @@ def main() -> None:
         )
     targets = torch.as_tensor(want)
     clock = time.time()
-    states = lower_states(model, sequences, keep_top=layers, bfloat16=True)
+    # --only-fitted trains nothing here: the training notes' states are never read (only the prior counts them)
+    needed = range(args.notes if args.only_fitted else 0, len(sequences))
+    states = dict(
+        zip(needed, lower_states(model, [sequences[i] for i in needed], keep_top=layers, bfloat16=True), strict=True)
+    )
     print(f"frozen states of {len(states)} notes: {time.time() - clock:.0f} s", flush=True)
     head = model.lm_head.weight[:vocab].detach()
 
     def loss(index: list[int], stack: Any) -> torch.Tensor:
         width = max(len(sequences[i]) for i in index)
-        hidden = torch.zeros(len(index), width, states[0].shape[-1])
+        hidden = torch.zeros(len(index), width, model.config.hidden_size)
         for j, i in enumerate(index):
             hidden[j, : len(states[i])] = states[i].float()
         return record_losses(stack(hidden), head, stack.placeholder_logits, targets[index, :width])
@@ -424,15 +437,30 @@ def main() -> None:
     people = corpus.records[entity].iloc[: args.notes] if entity else pd.Series(range(args.notes))
     share_of_person = 1.0 / people.map(people.value_counts()).to_numpy()  # 1 / k: a person moves counts by sqrt(L)
 
-    def keyword_prior(z: float, strength: float) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Per written note, ``strength`` x its category's DP log share ratio of each token (see the docstring)."""
+    def keyword_prior(
+        z: float, strength: float, written_ids: list[set[int]] | None = None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Per written note, ``strength`` x its category's DP log share ratio of each token (see the docstring).
+
+        ``written_ids`` (``--keyword-candidates written``): the token ids of the notes the same adapters wrote
+        without the prior. Only those are counted, and each training note adds the ``L`` of them that the fewest
+        written notes hold: an order taken from the model's output alone (post-processing of the DP adapters),
+        so which cells a note touches depends on that note only and the sensitivity stays sqrt(L).
+        """
         from privsynth.privacy.accounting import gaussian_epsilon
 
         width = args.keyword_tokens
         counts = np.zeros((len(label_names), vocab))
         stop = tokenizer.eos_token_id
+        held = np.zeros(vocab)  # how many of the written notes hold each token
+        for ids in written_ids or []:
+            held[[t for t in ids if t < vocab and t != stop]] += 1
         for body, label, weight in zip(bodies[: args.notes], train_labels, share_of_person, strict=True):
-            distinct = list(dict.fromkeys(t for t in body if t < vocab and t != stop))[:width]
+            distinct = list(dict.fromkeys(t for t in body if t < vocab and t != stop))
+            if written_ids is not None:
+                # sorted is stable: ties keep the note's order
+                distinct = sorted((t for t in distinct if held[t] > 0), key=lambda t: held[t])
+            distinct = distinct[:width]
             if label in label_names:
                 counts[label_names.index(label), distinct] += weight
         scale = z * np.sqrt(width)
@@ -458,6 +486,7 @@ def main() -> None:
             "keyword_sigma": z,
             "keyword_strength": strength,
             "keyword_tokens_kept": int(kept.sum()),
+            "keyword_candidates": "all" if written_ids is None else int((held > 0).sum()),
             "keyword_epsilon": gaussian_epsilon(z, delta=1e-5) if z > 0 else float("inf"),
             "keyword_top": top,
         }
@@ -478,7 +507,7 @@ def main() -> None:
         stack.merge_into(model)
         clock = time.time()
         try:
-            notes = []
+            notes, written_ids = [], []
             trained = vocab if sample_vocab == "trained" else None
             contrasts, shares = contrast_prompts([tuple(p) for p in prompts], np.random.default_rng(3))
             batch = max(1, config.sample_batch // candidates)
@@ -516,6 +545,7 @@ def main() -> None:
                     produced = [texts_of[b] for texts_of, b in zip(drawn, best, strict=True)]
                 for ids in produced:
                     kept_ids = [t for t in ids if t not in stops]
+                    written_ids.append(set(kept_ids))
                     text = _CONTROL.sub("", tokenizer.decode(kept_ids, skip_special_tokens=False)).strip()
                     if args.placeholders == "text":
                         text = _as_tokens(text, surfaces)
@@ -532,10 +562,10 @@ def main() -> None:
             "note_ratio": score / real_accuracy if real_accuracy else float("nan"),
             "sample_seconds": round(time.time() - clock),
             "examples": notes[:3],
+            "written_ids": written_ids,
         }
 
     priors = [None, *((z, a) for z in args.keyword_sigma for a in args.keyword_strength)]
-    biases = {prior: keyword_prior(*prior) for prior in priors if prior is not None and args.sample}
 
     def sample_rows(stack: TopStack, trained: dict[str, Any]) -> None:
         """One result row per sampling setting (or one row without --sample), printed as it comes."""
@@ -548,9 +578,14 @@ def main() -> None:
             for best_of in args.candidates
             for prior in priors
         ]
+        biases: dict[Any, tuple[torch.Tensor, dict[str, Any]]] = {}
+        written_ids = None  # the ids of this stack's notes without the prior (the first row of each decoding)
         for temperature, no_repeat, limit, ids, best_of, prior in (
             decodings if args.sample else [(None, 0, 0, "all", 1, None)]
         ):
+            if prior is not None and prior not in biases:
+                restrict = written_ids if args.keyword_candidates == "written" else None
+                biases[prior] = keyword_prior(*prior, restrict)
             bias, described_prior = biases[prior] if prior is not None else (None, {})
             drawn = (
                 {
@@ -565,6 +600,10 @@ def main() -> None:
                 if temperature is not None
                 else {}
             )
+            if prior is None and drawn:
+                written_ids = drawn.pop("written_ids")
+                biases.clear()  # a new decoding: its priors restricted to what it writes
+            drawn.pop("written_ids", None)
             results.append({**trained, **drawn})
             print_table(results[-1:], COLUMNS)
             for example in results[-1].get("examples", []):
