@@ -461,6 +461,10 @@ class DPSGDTrainer:
             raise ValueError("ema must be in [0, 1)")
         self.ema_decay = ema
         self.ema = {k: v.detach().clone() for k, v in self.model.named_parameters()} if ema is not None else None
+        #: Noisy results of steps spent as queries (:meth:`gaussian_sum`, :meth:`noised`), by name: saved with
+        #: checkpoints, so a resumed run reuses them instead of drawing them again. DP outputs of this mechanism.
+        self.outputs: dict[str, torch.Tensor] = {}
+        self.checkpointed = False  # whether this run's state is on disk (saved, or loaded to resume)
 
     def generator(self, purpose: str) -> torch.Generator:
         """A torch generator of this run's own for ``purpose`` (noise, loss draws...), saved with checkpoints."""
@@ -505,12 +509,20 @@ class DPSGDTrainer:
         norms = flat.norm(dim=1, keepdim=True).clamp_min(1e-12)
         clips = clip_tensor(self.record_clips(rows), flat.device).to(flat.dtype)[:, None]
         clipped = flat * (clips / norms).clamp(max=1.0)
-        total = clipped.sum(dim=0)
+        return self.noised(clipped.sum(dim=0)).reshape(contributions.shape[1:])
+
+    def noised(self, total: torch.Tensor) -> torch.Tensor:
+        """``total`` plus this mechanism's step noise, ``N(0, (sigma C)^2)`` per coordinate, from the noise generator.
+
+        ``total`` must be a sum over one Poisson batch in which each record's contribution has L2 norm at most its
+        clip (:meth:`record_clips`), as :meth:`gaussian_sum` makes it; a caller whose contributions are sparse
+        builds the sum itself (:func:`privsynth.generators.text.keywords.noisy_keyword_sums`) and counts the step.
+        """
         std = self.mechanism.noise_multiplier * self.config.max_grad_norm
         noise = gaussian_noise(
             std, total.shape, self.noise, secure=self.config.secure_mode, device=total.device, dtype=total.dtype
         )
-        return (total + noise).reshape(contributions.shape[1:])
+        return total + noise
 
     def _empty_step(self) -> None:
         """Noise-only step for an empty Poisson batch (the accountant counts it)."""
@@ -571,8 +583,10 @@ class DPSGDTrainer:
                 from privsynth.generators.dpsgd_workers import RemoteGradients
 
                 remote = RemoteGradients(self, engine)
-                if checkpoint is not None and self.step == 0:
-                    # the iterates now leave this process: an interruption must resume (same noise), not restart
+                if checkpoint is not None and not self.checkpointed:
+                    # the iterates now leave this process: an interruption must resume (same noise), not restart.
+                    # Also after steps spent as queries (the image's class means, the text's keyword counts): the
+                    # weights sent from now on carry them, so they must come back with a resume, not be redrawn
                     self.save_checkpoint(checkpoint)
         try:
             while self.step < last:
@@ -604,7 +618,10 @@ class DPSGDTrainer:
             "generators": {name: g.get_state() for name, g in self.generators.items()},
             "sampler": self.sampler.bit_generator.state,
             "step": self.step,
-            "extra": {f"ema.{k}": v for k, v in (self.ema or {}).items()},
+            "extra": {
+                **{f"ema.{k}": v for k, v in (self.ema or {}).items()},
+                **{f"output.{k}": v for k, v in self.outputs.items()},
+            },
         }
 
     def save_checkpoint(self, folder: Path) -> None:
@@ -623,6 +640,7 @@ class DPSGDTrainer:
         with atomic_dir(folder, force=True) as tmp:  # owner-only: RNG states
             save_file(tensors, str(tmp / "state.safetensors"))
             (tmp / "state.json").write_text(json.dumps(self._checkpoint_meta(state), default=_json_int), "utf-8")
+        self.checkpointed = True
 
     @staticmethod
     def _checkpoint_meta(state: dict[str, Any]) -> dict[str, Any]:
@@ -657,6 +675,7 @@ class DPSGDTrainer:
                 "extra": extra,
             }
         )
+        self.checkpointed = True
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume from :meth:`state_dict` output."""
@@ -667,6 +686,7 @@ class DPSGDTrainer:
         self.sampler.bit_generator.state = state["sampler"]
         self.step = int(state["step"])
         extra = state.get("extra", {})
+        self.outputs = {k.removeprefix("output."): v for k, v in extra.items() if k.startswith("output.")}
         if self.ema is not None:
             for name in self.ema:
                 if f"ema.{name}" in extra:

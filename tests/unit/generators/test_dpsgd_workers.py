@@ -283,3 +283,23 @@ def test_a_run_on_workers_checkpoints_before_its_first_step(tmp_path: Path, repr
     with pytest.raises(KeyboardInterrupt):
         local.run(checkpoint=tmp_path / "local", on_step=interrupt)
     assert not (tmp_path / "local").exists()  # in one process the iterates never left: a restart is fine
+
+
+def test_a_run_on_workers_checkpoints_before_its_first_gradient_step_after_steps_spent_as_queries(
+    tmp_path: Path, reproducible_noise: int
+) -> None:
+    """Steps spent as queries (the image's class means, the text's keyword counts) come before DP-SGD's first
+    step: the noisy results go out with the weights from then on, so a resume must bring them back, not redraw."""
+
+    def interrupt(step: int, _value: float) -> None:
+        raise KeyboardInterrupt
+
+    trainer = _trainer(5)
+    trainer.outputs["counts"] = trainer.gaussian_sum(torch.ones(300, 2), np.arange(300))
+    trainer.step += 1
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run(engine=ShardedEngine(2), checkpoint=tmp_path / "ckpt", on_step=interrupt)
+    resumed = _trainer(5)
+    resumed.load_checkpoint(tmp_path / "ckpt")
+    assert resumed.step == 1  # the state before the first gradient step, queries counted
+    assert torch.equal(resumed.outputs["counts"], trainer.outputs["counts"])  # the query's draw, not a new one
