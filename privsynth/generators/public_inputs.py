@@ -97,6 +97,11 @@ def check_public_inputs(corpus: Corpus, *, text: Any, image: Any, fingerprint: s
         from privsynth.generators.text.backbone import check_settings
 
         check_settings(text)  # the backbone is there and the settings fit it, before anything is spent
+        if text.keyword_column is not None:
+            from privsynth.generators.text.finetune import keyword_domain
+
+            for column in texts:  # its categories are public (the schema's domain), or the fit stops here
+                keyword_domain(schema, text.keyword_column, column)
     if texts and text.pretrained is not None:
         meta = check_checkpoint(text.pretrained, "text.json", what="text.pretrained", fingerprint=fingerprint)
         _inherit(meta, inherited)

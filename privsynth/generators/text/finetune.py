@@ -10,6 +10,7 @@ on the training texts are private and live in memory for the fit only.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from privsynth.generators.dpsgd import DPSGDTrainer, spend_once
 from privsynth.generators.record_loss import RecordLoss
 from privsynth.generators.tabular.codecs import ColumnCodec, codec_from_dict
 from privsynth.generators.text import backbone as backbones
+from privsynth.generators.text import keywords
 from privsynth.generators.text.llm import (
     FIELDS_FORMAT,
     FIELDS_FORMATS,
@@ -55,6 +57,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WEIGHTS = "text.safetensors"
+#: The keyword prior's tensor among the saved weights (:mod:`.keywords`).
+KEYWORD_PRIOR = "keyword.prior"
 #: Dropped from decoded text: C0 controls other than tab and newline, DEL, and U+FFFD (a token that ended inside
 #: a multi-byte character decodes to it). What remains is valid, printable UTF-8.
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f\ufffd]")
@@ -127,6 +131,7 @@ def fit_backbone(
         raise ConfigError("text.public_corpus and text.pretrained are for text.backbone: byte; remove them")
     located = backbones.locate(config.backbone)
     vocab = Vocabulary.for_schema(corpus.schema)
+    domain = keyword_domain(corpus.schema, config.keyword_column, column) if config.keyword_column else None
     model, tokenizer, base, placeholder_rows = _prepared(located, vocab.placeholders)
     device = resolve_device(config.device)
     model.to(device)
@@ -147,9 +152,11 @@ def fit_backbone(
     prompt_format = usable_prompt_format(tokenizer, column)
     sequences: list[list[int]] = []
     starts: list[int] = []
+    bodies: list[list[int]] = []  # each masked text's tokens, whole: the keyword prior's input
     for text, described in zip(masked, fields, strict=True):
         prompt = prompt_ids(tokenizer, described, column, prompt_format=prompt_format)
         body = tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+        bodies.append(body)
         kept = list(body[: config.max_tokens])
         sequences.append([*prompt, *kept, *([stop] if len(kept) == len(body) else [])])
         starts.append(len(prompt))
@@ -170,6 +177,15 @@ def fit_backbone(
     shape = generator.plan(units)
     mechanism = Mechanism(noise_multiplier=context.noise_multiplier, sample_rate=shape.sample_rate, steps=shape.steps)
     note = f"DP-SGD LoRA fine-tuning of {located.name} on text column '{column}'"
+    queries = 0
+    if domain is not None:
+        queries = min(config.keyword_queries, shape.steps // 2)
+        if queries < 1:
+            raise ConfigError(
+                f"text.keyword_column needs at least 2 steps of the text stage (this fit plans {shape.steps}): "
+                "raise text.optim.steps or leave keyword_column out"
+            )
+        note += f"; its first {queries} steps sum keyword counts per '{config.keyword_column}' category"
     resuming = spend_once(
         ledger,
         Stage.TEXT,
@@ -219,6 +235,21 @@ def fit_backbone(
     )
     if resuming and checkpoint is not None:
         trainer.load_checkpoint(checkpoint)
+    generator.keyword_prior_, generator.keyword_domain_ = None, []
+    if domain is not None:
+        assert config.keyword_column is not None  # domain is only built for one
+        generator.keyword_prior_ = _keyword_prior(
+            trainer,
+            corpus.records[config.keyword_column],
+            domain,
+            bodies,
+            cells=base,  # every backbone token (placeholders, above it, are never keywords)
+            width=config.keyword_tokens,
+            excluded=list(tokenizer.all_special_ids),
+            queries=queries,
+        )
+        generator.keyword_domain_ = [str(value) for value in domain]
+    bodies.clear()
     progress = context.report(f"text '{column}' (LoRA on {located.name.split(' ')[0]})")
     trainer.run(
         on_step=None if progress is None else lambda step, value: progress(step, mechanism.steps, value),
@@ -241,6 +272,66 @@ def fit_backbone(
     generator.meanings_ = meanings
     generator.condition_dropout_ = config.condition_dropout
     generator.public_ = None
+
+
+def keyword_domain(schema: Any, name: str, column: str) -> list[Any]:
+    """The categories of ``text.keyword_column`` ``name``: its declared domain (public), or a clear refusal."""
+    spec = schema.columns.get(name)
+    if spec is None or name == column:
+        known = ", ".join(c for c in schema.columns if c != column) or "none"
+        raise ConfigError(
+            f"text.keyword_column '{name}' is not a column of this corpus besides the text (known: {known})"
+        )
+    domain = list(getattr(spec, "domain", None) or [])
+    if not domain:
+        raise ConfigError(
+            f"text.keyword_column '{name}' has no declared domain in the schema: the prior's categories must be "
+            f"public, not read from the records; add 'domain: [...]' to '{name}' in the schema"
+        )
+    return domain
+
+
+def _keyword_prior(
+    trainer: DPSGDTrainer,
+    values: pd.Series,
+    domain: list[Any],
+    bodies: list[list[int]],
+    *,
+    cells: int,
+    width: int,
+    excluded: list[int],
+    queries: int,
+) -> torch.Tensor:
+    """The keyword prior's log share ratios ``[categories, cells]`` (:mod:`.keywords`), its steps counted once.
+
+    A fresh run spends the stage's first ``queries`` steps on it; a resumed run reuses the noisy sums its
+    checkpoint holds (drawing them again would be a second measurement the ledger does not hold).
+    """
+    sums = trainer.outputs.get(keywords.OUTPUT)
+    if sums is None:
+        if trainer.step != 0:
+            raise IntegrityError(
+                "this text fit resumes from a checkpoint without its keyword counts: start the fit again in a new "
+                "work folder (its spend is already in the ledger)"
+            )
+        sums = keywords.noisy_keyword_sums(
+            trainer,
+            keywords.category_indices(values, domain),
+            keywords.keyword_sets(bodies, cells=cells, width=width, excluded=excluded),
+            classes=len(domain),
+            cells=cells,
+            width=width,
+            queries=queries,
+        )
+        trainer.outputs[keywords.OUTPUT] = sums
+    if tuple(sums.shape) != (len(domain), cells):
+        raise IntegrityError("the checkpoint's keyword counts do not match this fit's categories and vocabulary")
+    clip, sigma = trainer.config.max_grad_norm, trainer.mechanism.noise_multiplier
+    return keywords.log_ratios(
+        sums,
+        noise=sigma * clip * math.sqrt(queries),
+        unit=trainer.mechanism.sample_rate * queries * clip / math.sqrt(width),
+    )
 
 
 def sample_backbone(
@@ -272,6 +363,7 @@ def sample_backbone(
         unconditional = guidance_references(generator, records, prompt_format)
     # 'trained': only the output rows the fit's loss trained (and the placeholders) are drawn
     trained = min(config.train_vocab, base) if config.sample_vocab == "trained" else None
+    prior = keyword_bias(generator, records)  # per record, or None
     texts: list[str] = []
     k = config.candidates
     if k > 1:
@@ -305,6 +397,7 @@ def sample_backbone(
             no_repeat_ngram=config.no_repeat_ngram,
             placeholder_limit=config.placeholder_limit,
             trained=trained,
+            bias=None if prior is None else prior(start, len(chunk)).repeat_interleave(k, dim=0),
         )
         if k > 1:
             drawn = [produced[i * k : (i + 1) * k] for i in range(len(chunk))]
@@ -329,6 +422,34 @@ def sample_backbone(
         if progress is not None:
             progress(len(texts), len(prompts))
     return texts
+
+
+def keyword_bias(generator: TextGenerator, records: pd.DataFrame) -> Callable[[int, int], torch.Tensor] | None:
+    """``rows(start, n)``: the keyword prior's token-score bias of records ``start .. start + n`` (None: no prior).
+
+    Each record gets ``text.keyword_strength`` times its own category's log share ratios (its value of the
+    prior's column in the synthetic record); a record whose value is missing or outside the domain gets none.
+    """
+    prior, strength = generator.keyword_prior_, generator.config.keyword_strength
+    if prior is None or strength == 0:
+        return None
+    name = generator.config.keyword_column
+    if name not in records.columns:
+        raise ConfigError(
+            f"text '{generator.column_}': its keyword prior is per '{name}', which these synthetic records lack"
+        )
+    categories = keywords.category_indices(records[name], generator.keyword_domain_)
+    width = generator.base_vocab_ + len(generator.vocab_.placeholders)
+    device = next(generator.model_.parameters()).device
+
+    def rows(start: int, n: int) -> torch.Tensor:
+        bias = torch.zeros(n, width)
+        for i, category in enumerate(categories[start : start + n]):
+            if category >= 0:
+                bias[i, : prior.shape[1]] = strength * prior[category]
+        return bias.to(device)
+
+    return rows
 
 
 def check_guidance_fields(generator: TextGenerator) -> None:
@@ -385,7 +506,10 @@ def save_backbone(generator: TextGenerator, folder: Any) -> None:
         "fields_format": generator.fields_format_,
         "meanings": generator.meanings_,
         "condition_dropout": generator.condition_dropout_,
+        "keyword_domain": generator.keyword_domain_,
     }
+    if generator.keyword_prior_ is not None:  # a DP output (post-processing of the stage's noisy sums)
+        tensors = {**tensors, KEYWORD_PRIOR: generator.keyword_prior_.contiguous()}
     generator._write(folder, weights=WEIGHTS, tensors=tensors, meta=META, fields=fields)
 
 
@@ -399,6 +523,11 @@ def load_backbone(generator: TextGenerator, meta: dict[str, Any], tensors: dict[
             f"{generator.config.backbone} here is {located.sha256}: install the same backbone file"
         )
     vocab = Vocabulary(tuple(meta["placeholders"]))
+    tensors = dict(tensors)
+    prior = tensors.pop(KEYWORD_PRIOR, None)
+    domain = [str(value) for value in meta.get("keyword_domain", [])]  # models before the prior have none
+    if (prior is None) != (not domain) or (prior is not None and prior.shape[0] != len(domain)):
+        raise IntegrityError("the saved keyword prior and its categories do not match: the model folder is damaged")
     model, tokenizer, base, rows = _prepared(located, vocab.placeholders)
     config = generator.config
     stack = _stack(model, config, rows, torch.Generator().manual_seed(0))  # the saved adapters replace the init
@@ -435,7 +564,8 @@ def load_backbone(generator: TextGenerator, meta: dict[str, Any], tensors: dict[
         )
     generator.condition_dropout_ = float(meta.get("condition_dropout", 0.0))
     generator.meanings_ = {column: dict(words) for column, words in meta.get("meanings", {}).items()}
+    generator.keyword_prior_, generator.keyword_domain_ = prior, domain
     generator.public_ = None
 
 
-__all__ = ["fit_backbone", "load_backbone", "sample_backbone", "save_backbone"]
+__all__ = ["fit_backbone", "keyword_bias", "keyword_domain", "load_backbone", "sample_backbone", "save_backbone"]

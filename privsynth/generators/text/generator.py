@@ -182,6 +182,34 @@ class TextConfig(DPSGDSettings):
         pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$",
         description="Backbone: where it runs: cpu, auto (a GPU when torch sees one), cuda, cuda:1...",
     )
+    keyword_column: str | None = Field(
+        default=None,
+        description="Backbone: a categorical column with a declared domain (e.g. diagnosis) whose categories get a DP "
+        "keyword prior: the first keyword_queries steps of the text stage measure which tokens the texts of each "
+        "category hold (the same subsampled Gaussian steps as DP-SGD's, so the stage's epsilon is unchanged), and "
+        "sampling pushes each record's text towards its own category's tokens. None: off.",
+    )
+    keyword_queries: int = Field(
+        default=20,
+        ge=1,
+        le=1000,
+        description="Backbone, with keyword_column: steps of the text stage spent on the keyword counts (at most "
+        "half the stage's steps; DP-SGD runs the rest).",
+    )
+    keyword_tokens: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description="Backbone, with keyword_column: distinct tokens each text adds to the counts (its rarest pieces "
+        "by the tokenizer's public order); more tokens, more noise on each count.",
+    )
+    keyword_strength: float = Field(
+        default=1.0,
+        ge=0,
+        le=4,
+        description="Backbone, with keyword_column: at sampling, the weight of the prior's log share ratios added to "
+        "the token scores (post-processing; 0 off). At 2 the demo's notes turned to word salad with exact counts.",
+    )
 
     @model_validator(mode="after")
     def _backbone_only_settings(self) -> TextConfig:
@@ -199,6 +227,8 @@ class TextConfig(DPSGDSettings):
             raise ValueError(
                 "text.no_repeat_ngram 1 would forbid every token a second time: use 0 (off) or 2 and above"
             )
+        if self.backbone == "byte" and self.keyword_column is not None:
+            raise ValueError("text.keyword_column is for a pretrained backbone (text.backbone: smollm2 or a folder)")
         if self.backbone == "byte" and self.guidance_fields:
             raise ValueError("text.guidance_fields is for a pretrained backbone (text.backbone: smollm2 or a folder)")
         if self.guidance_fields and self.guidance == 1.0:
@@ -239,6 +269,8 @@ class TextGenerator(Generator):
     fields_format_: int  # how the prompt writes fields (llm.FIELDS_FORMAT): dates as day numbers or as dates
     meanings_: dict[str, dict[str, str]]  # the schema's public category meanings in the prompts, per column
     condition_dropout_: float
+    keyword_prior_: torch.Tensor | None = None  # [categories, base vocabulary]: log share ratios (text.keyword_column)
+    keyword_domain_: list[str] = []  # noqa: RUF012 -- replaced per instance by fit and load, never mutated
 
     # ----- fitting ----------------------------------------------------------------------------------------------
 

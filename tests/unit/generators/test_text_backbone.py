@@ -886,3 +886,82 @@ def test_an_end_token_above_the_trained_ids_still_ends_a_text(backbone: Path) ->
     prompts = [prompt_ids(tokenizer, "dx: flu", "note")]
     drawn = _generate(model, stack, prompts, max_new=10, vocab=vocab, trained=200, stop=[450])
     assert drawn[0][-1] == 450 and len(drawn[0]) < 10
+
+
+def _keyword_corpus(root: Path, n: int = 64) -> Corpus:
+    """Notes whose words follow the diagnosis: flu notes say fever, cold notes say sneezing."""
+    corpus = _corpus(root, n)
+    records = corpus.records.copy()
+    words = {"flu": "a fever and aching muscles", "cold": "sneezing and a runny nose"}
+    records["note"] = [f"{name} has {words[dx]}." for name, dx in zip(records["name"], records["dx"], strict=True)]
+    return Corpus(records=records, schema=corpus.schema, root=root)
+
+
+def test_a_keyword_prior_is_steps_of_the_text_stage_saved_with_the_model_and_steers_each_record_by_its_category(
+    backbone: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from privsynth.generators.text import finetune
+
+    config = _config(backbone)
+    prior = config.model_copy(update={"text": config.text.model_copy(update={"keyword_column": "dx"})})
+    counted: list[int] = []
+    original_sums = finetune.keywords.noisy_keyword_sums
+
+    def counting(trainer, *args, **kw):  # type: ignore[no-untyped-def]
+        counted.append(trainer.step)
+        out = original_sums(trainer, *args, **kw)
+        counted.append(trainer.step)
+        return out
+
+    monkeypatch.setattr(finetune.keywords, "noisy_keyword_sums", counting)
+    synth = Synthesizer(prior).fit(_keyword_corpus(tmp_path), epsilon=8.0)
+    spends = [e for e in synth.ledger_.entries if e.stage == "text"]
+    # one mechanism in the ledger, the same steps as without the prior: its first steps were the counts
+    assert len(spends) == 1 and "keyword counts per 'dx' category" in spends[0].note
+    queries = min(prior.text.keyword_queries, spends[0].mechanism.steps // 2)
+    assert counted == [0, queries]  # counted from the first step, before any gradient step
+    generator = synth.texts_["note"]
+    ratios = generator.keyword_prior_
+    assert ratios is not None and generator.keyword_domain_ == ["flu", "cold"]
+    assert ratios.shape == (2, generator.base_vocab_) and torch.isfinite(ratios).all()
+    seen: list[torch.Tensor | None] = []
+    original = finetune.generate
+
+    def spy(model, stack, prompts, **kw):  # type: ignore[no-untyped-def]
+        seen.append(kw.get("bias"))
+        return original(model, stack, prompts, **kw)
+
+    monkeypatch.setattr(finetune, "generate", spy)
+    sampled = synth.sample(8, seed=2)
+    bias = torch.cat([b for b in seen if b is not None])
+    assert len(bias) == 8 and bias.shape[1] == generator.base_vocab_ + len(generator.vocab_.placeholders)
+    for row, dx in zip(bias, sampled["dx"], strict=True):  # each record pushed by its own category's row
+        own = ratios[generator.keyword_domain_.index(dx)] if dx in generator.keyword_domain_ else torch.zeros(0)
+        assert torch.equal(row[: len(own)], own * generator.config.keyword_strength) if len(own) else not row.any()
+    assert not bias[:, generator.base_vocab_ :].any()  # placeholders are never pushed
+    folder = tmp_path / "model"
+    synth.save(folder)
+    assert "keyword.prior" in load_file(str(folder / "text-note" / "text.safetensors"))
+    again = Synthesizer.load(folder)
+    assert torch.equal(again.texts_["note"].keyword_prior_, ratios)
+    assert again.sample(8, seed=2)["note"].tolist() == sampled["note"].tolist()
+
+
+def test_a_keyword_column_without_a_declared_domain_or_on_the_byte_model_is_refused_before_anything_is_spent(
+    backbone: Path, tmp_path: Path
+) -> None:
+    from pydantic import ValidationError
+
+    from privsynth.privacy.store import LedgerStore
+
+    store = LedgerStore(str(tmp_path / "ledger.sqlite"))
+    config = _config(backbone)
+    for column, message in (("wbc", "no declared domain"), ("ward", "not a column of this corpus"), ("note", "not a")):
+        wrong = config.model_copy(update={"text": config.text.model_copy(update={"keyword_column": column})})
+        with pytest.raises(ConfigError, match=message):
+            Synthesizer(wrong).fit(_corpus(tmp_path), epsilon=8.0, store=store)
+    assert store.rows() == []  # nothing was spent
+    with pytest.raises(ValidationError, match="keyword_column is for a pretrained backbone"):
+        TextConfig(backbone="byte", keyword_column="dx")
