@@ -41,11 +41,14 @@ vocabulary, the end token left out, each counted 1 / k for a person of k notes a
 counts by at most sqrt(L) in L2; categories from the schema's domain), plus Gaussian noise ``Z x sqrt(L)`` per count
 (``Z`` 0: exact counts); each written note's scores get ``--keyword-strength`` times the log-ratio of its own
 category's share of a token to that category's share of all tokens, for tokens whose noisy total clears four noise
-deviations and 5 counts (``text.generate``'s ``bias``). ``--keyword-candidates written`` counts only the tokens
-the same adapters wrote in the row without the prior, each note adding the ``L`` of them the fewest written notes
-hold (an order from the model's output alone, so the sensitivity is unchanged). ``keyword_epsilon`` is what one such
-histogram costs alone at the config's delta 1e-5 (a Gaussian mechanism; a fit would compose it with the text stage's
-DP-SGD). With ``--fitted`` and ``--sample``, the fitted models' adapters are sampled and scored the same way.
+deviations and 5 counts (``text.generate``'s ``bias``). ``--keyword-candidates written`` counts only the tokens the
+same adapters wrote in the row without the prior, each note adding the ``L`` of them the fewest written notes hold
+(an order from the model's output alone, so the sensitivity is unchanged); ``rarest`` counts every token of the
+backbone's vocabulary, trained or not, each note adding its ``L`` largest ids (a BPE tokenizer numbers its pieces in
+merge order, so a larger id is a rarer piece of its public training text: an order that reads no record).
+``keyword_epsilon`` is what one such histogram costs alone at the config's delta 1e-5 (a Gaussian mechanism; a fit
+would compose it with the text stage's DP-SGD). With ``--fitted`` and ``--sample``, the fitted models' adapters are
+sampled and scored the same way.
 
 Variants to screen (each row one combination): ``--rank`` (LoRA rank), ``--targets`` (which projections get
 adapters, comma-separated), ``--layers``, ``--frozen-placeholders``, ``--optimizer sgd --momentum 0.9`` instead of
@@ -117,6 +120,7 @@ COLUMNS = [
     "sample_vocab",
     "candidates",
     "keyword_sigma",
+    "keyword_queries",
     "keyword_strength",
     "keyword_epsilon",
     "keyword_tokens_kept",
@@ -265,10 +269,19 @@ def main() -> None:
     parser.add_argument("--keyword-strength", type=float, nargs="+", default=[1.0], help="Scale of the prior's bias.")
     parser.add_argument("--keyword-tokens", type=int, default=32, help="Distinct tokens a note adds to the counts.")
     parser.add_argument(
+        "--keyword-queries",
+        type=int,
+        nargs="+",
+        default=[],
+        help="With --sample: rows with the prior as a fit measures it (text.keyword_column): this many steps of the "
+        "fitted model's text mechanism, each note's --keyword-tokens rarest pieces; one row per value and strength.",
+    )
+    parser.add_argument(
         "--keyword-candidates",
-        choices=("all", "written"),
+        choices=("all", "written", "rarest"),
         default="all",
-        help="'written': count only the tokens the same adapters wrote without the prior, each note's rarest first.",
+        help="'written': count only the tokens the same adapters wrote without the prior, each note's rarest first; "
+        "'rarest': every backbone token, each note's largest ids (the tokenizer's rarest pieces) first.",
     )
     parser.add_argument(
         "--field-accuracy",
@@ -450,14 +463,19 @@ def main() -> None:
         from privsynth.privacy.accounting import gaussian_epsilon
 
         width = args.keyword_tokens
-        counts = np.zeros((len(label_names), vocab))
+        rarest = args.keyword_candidates == "rarest"
+        cells = base if rarest else vocab  # rarest: every backbone token, trained or not (the head writes them all)
+        counts = np.zeros((len(label_names), cells))
         stop = tokenizer.eos_token_id
-        held = np.zeros(vocab)  # how many of the written notes hold each token
+        specials = set(tokenizer.all_special_ids) | {stop}
+        held = np.zeros(cells)  # how many of the written notes hold each token
         for ids in written_ids or []:
-            held[[t for t in ids if t < vocab and t != stop]] += 1
+            held[[t for t in ids if t < cells and t != stop]] += 1
         for body, label, weight in zip(bodies[: args.notes], train_labels, share_of_person, strict=True):
-            distinct = list(dict.fromkeys(t for t in body if t < vocab and t != stop))
-            if written_ids is not None:
+            distinct = list(dict.fromkeys(t for t in body if t < cells and t not in specials))
+            if rarest:  # the tokenizer's ids follow its merges: a larger id, a rarer piece of public text
+                distinct = sorted(distinct, reverse=True)
+            elif written_ids is not None:
                 # sorted is stable: ties keep the note's order
                 distinct = sorted((t for t in distinct if held[t] > 0), key=lambda t: held[t])
             distinct = distinct[:width]
@@ -477,7 +495,7 @@ def main() -> None:
         bias = torch.zeros(len(labels), base + len(rows))
         for i, label in enumerate(labels):
             if label in rows_of:
-                bias[i, :vocab] = torch.as_tensor(strength * ratio[rows_of[label]], dtype=torch.float32)
+                bias[i, :cells] = torch.as_tensor(strength * ratio[rows_of[label]], dtype=torch.float32)
         top = {  # the tokens each category's prior favours most (kept ones with a positive log-ratio)
             name: [tokenizer.decode([int(t)]) for t in np.argsort(-ratio[i])[:8] if ratio[i, t] > 0]
             for i, name in enumerate(label_names)
@@ -486,7 +504,7 @@ def main() -> None:
             "keyword_sigma": z,
             "keyword_strength": strength,
             "keyword_tokens_kept": int(kept.sum()),
-            "keyword_candidates": "all" if written_ids is None else int((held > 0).sum()),
+            "keyword_candidates": int((held > 0).sum()) if written_ids is not None else args.keyword_candidates,
             "keyword_epsilon": gaussian_epsilon(z, delta=1e-5) if z > 0 else float("inf"),
             "keyword_top": top,
         }
@@ -565,7 +583,65 @@ def main() -> None:
             "written_ids": written_ids,
         }
 
-    priors = [None, *((z, a) for z in args.keyword_sigma for a in args.keyword_strength)]
+    priors: list[Any] = [None, *((z, a) for z in args.keyword_sigma for a in args.keyword_strength)]
+    priors += [("queries", m, a) for m in args.keyword_queries for a in args.keyword_strength]
+
+    def fit_prior(queries: int, strength: float) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The prior as a fit measures it (:mod:`privsynth.generators.text.keywords`), over the training notes.
+
+        ``queries`` steps of the fitted model's own text mechanism (its ledger's sigma and sample rate), each
+        note's ``--keyword-tokens`` rarest pieces, noise from OS entropy.
+        """
+        import json
+
+        from torch import nn
+
+        from privsynth.generators.dpsgd import DPSGDTrainer, Groups, OptimConfig
+        from privsynth.generators.text import keywords as kw
+        from privsynth.privacy.accounting import Mechanism
+        from privsynth.privacy.randomness import Streams
+
+        ledger = json.loads(((args.model or args.run / "fit" / "model") / "ledger.json").read_text("utf-8"))
+        spent = next(e["mechanism"] for e in ledger["entries"] if e["stage"] == "text")
+        width = args.keyword_tokens
+        groups = Groups.from_labels(people.astype(str).to_numpy(), args.notes)
+        trainer = DPSGDTrainer(
+            nn.Sequential(nn.Linear(1, 1)),
+            loss=lambda module, rows: torch.zeros(len(rows)),
+            groups=groups,
+            mechanism=Mechanism(**{**spent, "steps": max(spent["steps"], queries)}),
+            config=OptimConfig(max_sample_rate=1.0),
+            streams=Streams.private(),
+            stream=("text", args.column),
+            units=groups.count,
+        )
+        sums = kw.noisy_keyword_sums(
+            trainer,
+            kw.category_indices(train_labels, label_names),
+            kw.keyword_sets(bodies[: args.notes], cells=base, width=width, excluded=tokenizer.all_special_ids),
+            classes=len(label_names),
+            cells=base,
+            width=width,
+            queries=queries,
+        )
+        clip, sigma, rate = trainer.config.max_grad_norm, spent["noise_multiplier"], spent["sample_rate"]
+        ratio = kw.log_ratios(sums, noise=sigma * clip * np.sqrt(queries), unit=rate * queries * clip / np.sqrt(width))
+        rows_of = {name: i for i, name in enumerate(label_names)}
+        bias = torch.zeros(len(labels), base + len(rows))
+        for i, label in enumerate(labels):
+            if label in rows_of:
+                bias[i, :base] = strength * ratio[rows_of[label]]
+        top = {
+            name: [tokenizer.decode([int(t)]) for t in torch.argsort(-ratio[i])[:8] if ratio[i, t] > 0]
+            for i, name in enumerate(label_names)
+        }
+        return bias, {
+            "keyword_queries": queries,
+            "keyword_strength": strength,
+            "keyword_mechanism": spent,
+            "keyword_tokens_kept": int((ratio != 0).any(dim=0).sum()),
+            "keyword_top": top,
+        }
 
     def sample_rows(stack: TopStack, trained: dict[str, Any]) -> None:
         """One result row per sampling setting (or one row without --sample), printed as it comes."""
@@ -585,7 +661,7 @@ def main() -> None:
         ):
             if prior is not None and prior not in biases:
                 restrict = written_ids if args.keyword_candidates == "written" else None
-                biases[prior] = keyword_prior(*prior, restrict)
+                biases[prior] = fit_prior(*prior[1:]) if prior[0] == "queries" else keyword_prior(*prior, restrict)
             bias, described_prior = biases[prior] if prior is not None else (None, {})
             drawn = (
                 {
