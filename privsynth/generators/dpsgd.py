@@ -585,8 +585,8 @@ class DPSGDTrainer:
                 remote = RemoteGradients(self, engine)
                 if checkpoint is not None and not self.checkpointed:
                     # the iterates now leave this process: an interruption must resume (same noise), not restart.
-                    # Also after steps spent as queries (the image's class means, the text's keyword counts): the
-                    # weights sent from now on carry them, so they must come back with a resume, not be redrawn
+                    # Also after steps spent as queries (the image's class means, which the weights sent from now on
+                    # carry; the text's keyword counts, kept in the checkpoint): a resume brings them back
                     self.save_checkpoint(checkpoint)
         try:
             while self.step < last:

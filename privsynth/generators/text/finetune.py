@@ -9,6 +9,8 @@ on the training texts are private and live in memory for the fit only.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import re
@@ -178,14 +180,14 @@ def fit_backbone(
     mechanism = Mechanism(noise_multiplier=context.noise_multiplier, sample_rate=shape.sample_rate, steps=shape.steps)
     note = f"DP-SGD LoRA fine-tuning of {located.name} on text column '{column}'"
     queries = 0
-    if domain is not None:
+    if domain is not None:  # plan() refused fewer than 2 steps before anything was fitted
         queries = min(config.keyword_queries, shape.steps // 2)
-        if queries < 1:
-            raise ConfigError(
-                f"text.keyword_column needs at least 2 steps of the text stage (this fit plans {shape.steps}): "
-                "raise text.optim.steps or leave keyword_column out"
-            )
-        note += f"; its first {queries} steps sum keyword counts per '{config.keyword_column}' category"
+        # the declared categories' digest: a resume whose schema lists them otherwise is a new run, not this one
+        digest = hashlib.sha256(json.dumps([str(v) for v in domain]).encode()).hexdigest()[:12]
+        note += (
+            f"; its first {queries} steps sum keyword counts per '{config.keyword_column}' category "
+            f"({len(domain)} declared, sha256 {digest})"
+        )
     resuming = spend_once(
         ledger,
         Stage.TEXT,
@@ -243,7 +245,9 @@ def fit_backbone(
             corpus.records[config.keyword_column],
             domain,
             bodies,
-            cells=base,  # every backbone token (placeholders, above it, are never keywords)
+            # the tokens sampling may draw: every backbone token, or the trained ones (placeholders, above the
+            # backbone's vocabulary, are never keywords)
+            cells=train_vocab if config.sample_vocab == "trained" else base,
             width=config.keyword_tokens,
             excluded=list(tokenizer.all_special_ids),
             queries=queries,

@@ -49,6 +49,7 @@ from privsynth.pii.placeholders import fill_placeholders, mask_record_text
 from privsynth.pii.scrub import scrub_texts
 from privsynth.privacy.accounting import Mechanism
 from privsynth.privacy.ledger import Stage
+from privsynth.privacy.planner import StageShape
 from privsynth.privacy.randomness import Streams
 from privsynth.profile.model import TextProfile
 
@@ -201,7 +202,8 @@ class TextConfig(DPSGDSettings):
         ge=1,
         le=64,
         description="Backbone, with keyword_column: distinct tokens each text adds to the counts (its rarest pieces "
-        "by the tokenizer's public order); more tokens, more noise on each count.",
+        "by the tokenizer's public order, among those sampling draws: all, or the trained ids with sample_vocab "
+        "trained); more tokens, more noise on each count.",
     )
     keyword_strength: float = Field(
         default=1.0,
@@ -271,6 +273,16 @@ class TextGenerator(Generator):
     condition_dropout_: float
     keyword_prior_: torch.Tensor | None = None  # [categories, base vocabulary]: log share ratios (text.keyword_column)
     keyword_domain_: list[str] = []  # noqa: RUF012 -- replaced per instance by fit and load, never mutated
+
+    def plan(self, units: int) -> StageShape:
+        """DP-SGD's shape (its ``optim``); refused when a keyword prior would leave it no step of its own."""
+        shape = super().plan(units)
+        if self.config.keyword_column is not None and shape.steps < 2:
+            raise ConfigError(
+                f"text.keyword_column needs at least 2 steps of the text stage (this fit plans {shape.steps}): raise "
+                "text.optim.epochs, or leave keyword_column out"
+            )
+        return shape
 
     # ----- fitting ----------------------------------------------------------------------------------------------
 

@@ -85,8 +85,13 @@ def noisy_keyword_sums(
     """
     if len(categories) != len(sets):
         raise ValueError("one category per text is needed")
+    # the sensitivity rests on these; no token id or count in the messages (they come from private texts)
     if any(len(s) > width or len(np.unique(s)) != len(s) for s in sets):
-        raise ValueError(f"each text may add at most {width} distinct tokens")  # the sensitivity rests on it
+        raise ValueError(f"each text may add at most {width} distinct tokens")
+    if any(len(s) and (s.min() < 0 or s.max() >= cells) for s in sets):
+        raise ValueError("a text's keyword token is outside the counted vocabulary")
+    if len(categories) and (categories.min() < -1 or categories.max() >= classes):
+        raise ValueError("a record's category index is outside the prior's categories")
     total = torch.zeros(classes * cells, dtype=torch.float64)
     for _ in range(queries):
         rows = trainer.poisson_batch()
@@ -112,7 +117,8 @@ def log_ratios(sums: torch.Tensor, *, noise: float, unit: float) -> torch.Tensor
 
     ``sums``: noisy summed counts ``[classes, cells]``; ``noise``: their standard deviation per cell; ``unit``:
     what one text of a one-record unit adds to a cell in expectation (``q x queries x C / sqrt(L)``). A token is
-    kept when its noisy total over the categories clears four noise deviations of that total and 5 texts; the
+    kept when its noisy total over the categories (before negative cells are set to 0) clears four noise
+    deviations of that total and 5 texts; the
     others get 0 (no push either way). Shares are smoothed by the larger of the noise and one text. Public
     post-processing of DP sums.
 
@@ -122,9 +128,11 @@ def log_ratios(sums: torch.Tensor, *, noise: float, unit: float) -> torch.Tensor
     (True, 0.0)
     """
     classes = sums.shape[0]
+    # the threshold reads the unclamped total, whose noise has mean 0 (clamped cells would add about 0.4 noise
+    # deviations each, and with many categories pure noise would clear it)
+    kept = sums.double().sum(0) > max(4.0 * noise * math.sqrt(classes), 5.0 * unit)
     noisy = sums.double().clamp_min(0.0)
     total = noisy.sum(0)
-    kept = total > max(4.0 * noise * math.sqrt(classes), 5.0 * unit)
     smooth = max(noise, unit)
     ratios = torch.zeros_like(noisy)
     if bool(kept.any()):
