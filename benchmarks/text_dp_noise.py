@@ -586,11 +586,14 @@ def main() -> None:
     priors: list[Any] = [None, *((z, a) for z in args.keyword_sigma for a in args.keyword_strength)]
     priors += [("queries", m, a) for m in args.keyword_queries for a in args.keyword_strength]
 
-    def fit_prior(queries: int, strength: float) -> tuple[torch.Tensor, dict[str, Any]]:
+    def fit_prior(
+        queries: int, strength: float, written_ids: list[set[int]] | None = None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
         """The prior as a fit measures it (:mod:`privsynth.generators.text.keywords`), over the training notes.
 
         ``queries`` steps of the fitted model's own text mechanism (its ledger's sigma and sample rate), each
-        note's ``--keyword-tokens`` rarest pieces, noise from OS entropy.
+        note's ``--keyword-tokens`` rarest pieces (``--keyword-candidates written``: the ones the fewest notes the
+        adapters wrote without the prior hold, among those they wrote), noise from OS entropy.
         """
         import json
 
@@ -604,6 +607,12 @@ def main() -> None:
         ledger = json.loads(((args.model or args.run / "fit" / "model") / "ledger.json").read_text("utf-8"))
         spent = next(e["mechanism"] for e in ledger["entries"] if e["stage"] == "text")
         width = args.keyword_tokens
+        rank = None
+        if written_ids is not None:
+            held = np.zeros(base)
+            for ids in written_ids:
+                held[[t for t in ids if t < base]] += 1
+            rank = np.where(held > 0, held, np.inf)
         groups = Groups.from_labels(people.astype(str).to_numpy(), args.notes)
         trainer = DPSGDTrainer(
             nn.Sequential(nn.Linear(1, 1)),
@@ -618,7 +627,9 @@ def main() -> None:
         sums = kw.noisy_keyword_sums(
             trainer,
             kw.category_indices(train_labels, label_names),
-            kw.keyword_sets(bodies[: args.notes], cells=base, width=width, excluded=tokenizer.all_special_ids),
+            kw.keyword_sets(
+                bodies[: args.notes], cells=base, width=width, excluded=tokenizer.all_special_ids, rank=rank
+            ),
             classes=len(label_names),
             cells=base,
             width=width,
@@ -637,6 +648,7 @@ def main() -> None:
         }
         return bias, {
             "keyword_queries": queries,
+            "keyword_candidates": args.keyword_candidates,
             "keyword_strength": strength,
             "keyword_mechanism": spent,
             "keyword_tokens_kept": int((ratio != 0).any(dim=0).sum()),
@@ -661,7 +673,9 @@ def main() -> None:
         ):
             if prior is not None and prior not in biases:
                 restrict = written_ids if args.keyword_candidates == "written" else None
-                biases[prior] = fit_prior(*prior[1:]) if prior[0] == "queries" else keyword_prior(*prior, restrict)
+                biases[prior] = (
+                    fit_prior(*prior[1:], restrict) if prior[0] == "queries" else keyword_prior(*prior, restrict)
+                )
             bias, described_prior = biases[prior] if prior is not None else (None, {})
             drawn = (
                 {

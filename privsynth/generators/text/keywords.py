@@ -48,22 +48,41 @@ OUTPUT = "keyword_sums"
 
 
 def keyword_sets(
-    texts: Iterable[Sequence[int]], *, cells: int, width: int, excluded: Iterable[int]
+    texts: Iterable[Sequence[int]],
+    *,
+    cells: int,
+    width: int,
+    excluded: Iterable[int],
+    rank: np.ndarray | None = None,
 ) -> list[np.ndarray]:
-    """Per text, its ``width`` largest distinct token ids below ``cells``, leaving out ``excluded`` (specials).
+    """Per text, ``width`` of its distinct token ids below ``cells``, leaving out ``excluded`` (specials).
+
+    ``rank`` (one number per id below ``cells``, from public inputs or DP outputs only) picks them: the lowest
+    first, ties to the larger id, ``inf`` never. Default: the largest ids (the tokenizer's rarest pieces).
 
     >>> [s.tolist() for s in keyword_sets([[5, 9, 9, 2, 40, 7], []], cells=32, width=2, excluded=[7])]
     [[9, 5], []]
+    >>> order = np.full(32, np.inf)
+    >>> order[[2, 5]] = [1.0, 0.0]
+    >>> keyword_sets([[5, 9, 2]], cells=32, width=3, excluded=[], rank=order)[0].tolist()
+    [5, 2]
     """
     if width < 1:
         raise ValueError("width must be at least 1")
+    if rank is None:
+        rank = -np.arange(cells, dtype=np.float64)
+    rank = np.asarray(rank, dtype=np.float64)
+    if rank.shape != (cells,):
+        raise ValueError("rank needs one number per counted token id")
     left_out = np.asarray(sorted(set(excluded)), dtype=np.int64)
     sets = []
     for ids in texts:
         distinct = np.unique(np.asarray(ids, dtype=np.int64))
         distinct = distinct[(distinct >= 0) & (distinct < cells)]
         distinct = distinct[~np.isin(distinct, left_out)]
-        sets.append(distinct[::-1][:width].copy())
+        distinct = distinct[np.isfinite(rank[distinct])]
+        order = np.lexsort((-distinct, rank[distinct]))  # by rank, then the larger id
+        sets.append(distinct[order][:width].copy())
     return sets
 
 
