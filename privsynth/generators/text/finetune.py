@@ -185,7 +185,7 @@ def fit_backbone(
         # the declared categories' digest: a resume whose schema lists them otherwise is a new run, not this one
         digest = hashlib.sha256(json.dumps([str(v) for v in domain]).encode()).hexdigest()[:12]
         note += (
-            f"; its first {queries} steps sum keyword counts per '{config.keyword_column}' category "
+            f"; its last {queries} steps sum keyword counts per '{config.keyword_column}' category "
             f"({len(domain)} declared, sha256 {digest})"
         )
     resuming = spend_once(
@@ -237,25 +237,9 @@ def fit_backbone(
     )
     if resuming and checkpoint is not None:
         trainer.load_checkpoint(checkpoint)
-    generator.keyword_prior_, generator.keyword_domain_ = None, []
-    if domain is not None:
-        assert config.keyword_column is not None  # domain is only built for one
-        generator.keyword_prior_ = _keyword_prior(
-            trainer,
-            corpus.records[config.keyword_column],
-            domain,
-            bodies,
-            # the tokens sampling may draw: every backbone token, or the trained ones (placeholders, above the
-            # backbone's vocabulary, are never keywords)
-            cells=train_vocab if config.sample_vocab == "trained" else base,
-            width=config.keyword_tokens,
-            excluded=list(tokenizer.all_special_ids),
-            queries=queries,
-        )
-        generator.keyword_domain_ = [str(value) for value in domain]
-    bodies.clear()
     progress = context.report(f"text '{column}' (LoRA on {located.name.split(' ')[0]})")
     trainer.run(
+        until=mechanism.steps - queries,  # the keyword counts take the last steps (below)
         on_step=None if progress is None else lambda step, value: progress(step, mechanism.steps, value),
         checkpoint=checkpoint,
         engine=context.engine,
@@ -276,6 +260,78 @@ def fit_backbone(
     generator.meanings_ = meanings
     generator.condition_dropout_ = config.condition_dropout
     generator.public_ = None
+    generator.keyword_prior_, generator.keyword_domain_ = None, []
+    if domain is not None:
+        assert config.keyword_column is not None  # domain is only built for one
+        # the tokens sampling may draw: every backbone token, or the trained ones (placeholders, above the
+        # backbone's vocabulary, are never keywords)
+        cells = train_vocab if config.sample_vocab == "trained" else base
+        generator.keyword_prior_ = _keyword_prior(
+            trainer,
+            corpus.records[config.keyword_column],
+            domain,
+            bodies,
+            cells=cells,
+            width=config.keyword_tokens,
+            excluded=list(tokenizer.all_special_ids),
+            queries=queries,
+            rank=lambda: written_rank(generator, domain, cells, streams),
+        )
+        generator.keyword_domain_ = [str(value) for value in domain]
+        if checkpoint is not None:
+            trainer.save_checkpoint(checkpoint)  # the counts with the stage's last step: a resume reuses them
+    bodies.clear()
+
+
+def written_rank(generator: TextGenerator, domain: list[Any], cells: int, streams: Streams) -> np.ndarray:
+    """Per token id below ``cells``: in how many of ``text.keyword_candidates`` texts the fitted model writes it.
+
+    The prompts give each category of the domain in turn, every other field ``missing``: public inputs, and the
+    model is the stage's DP output, so the order is post-processing (its draws come from a private stream, so
+    they cannot be replayed). A token the model never writes is never counted (``inf``): the prior can only
+    reweigh what the model writes. Tokens fewer texts hold come first: the ones that tell the texts apart.
+    """
+    config = generator.config
+    wanted = config.keyword_candidates
+    name = config.keyword_column
+    names = [codec.name for codec in generator.codecs_]
+    records = pd.DataFrame({c: [None] * wanted for c in names})
+    records[name] = [domain[i % len(domain)] for i in range(wanted)]
+    shown = render_fields(
+        records,
+        generator.codecs_,
+        generator.meanings_,
+        fields_format=generator.fields_format_,
+        missing=[c for c in names if c != name],
+    )
+    tokenizer, base = generator.tokenizer_, generator.base_vocab_
+    prompts = [prompt_ids(tokenizer, f, generator.column_, prompt_format=generator.prompt_format_) for f in shown]
+    stops = _stops(tokenizer)
+    placeholder_ids = set(range(base, base + len(generator.vocab_.placeholders)))
+    device = next(generator.model_.parameters()).device
+    rng = streams.torch("text", generator.column_, "keyword-candidates", device=device)
+    held = np.zeros(cells)
+    batch = max(1, min(config.sample_batch, 64))
+    for start in range(0, wanted, batch):
+        produced = generate(
+            generator.model_,
+            generator.stack_,
+            prompts[start : start + batch],
+            vocab=base,
+            max_new=config.max_tokens,
+            stop=stops,
+            banned=[i for i in tokenizer.all_special_ids if i not in stops and i not in placeholder_ids],
+            temperature=config.temperature,
+            top_p=config.top_p,
+            generator=rng,
+            no_repeat_ngram=config.no_repeat_ngram,
+            placeholder_limit=config.placeholder_limit,
+            trained=min(config.train_vocab, base) if config.sample_vocab == "trained" else None,
+        )
+        for ids in produced:
+            distinct = np.unique(np.asarray([t for t in ids if t < cells], dtype=np.int64))
+            held[distinct] += 1
+    return np.where(held > 0, held, np.inf)
 
 
 def keyword_domain(schema: Any, name: str, column: str) -> list[Any]:
@@ -305,23 +361,26 @@ def _keyword_prior(
     width: int,
     excluded: list[int],
     queries: int,
+    rank: Callable[[], np.ndarray] | None = None,
 ) -> torch.Tensor:
     """The keyword prior's log share ratios ``[categories, cells]`` (:mod:`.keywords`), its steps counted once.
 
-    A fresh run spends the stage's first ``queries`` steps on it; a resumed run reuses the noisy sums its
-    checkpoint holds (drawing them again would be a second measurement the ledger does not hold).
+    A run spends the stage's last ``queries`` steps on it, each text adding its tokens in the order ``rank()``
+    gives (public or DP; default: the rarest pieces); a resumed run whose checkpoint holds the noisy sums reuses
+    them (drawing them again would be a second measurement the ledger does not hold).
     """
     sums = trainer.outputs.get(keywords.OUTPUT)
     if sums is None:
-        if trainer.step != 0:
+        if trainer.step != trainer.mechanism.steps - queries:
             raise IntegrityError(
                 "this text fit resumes from a checkpoint without its keyword counts: start the fit again in a new "
                 "work folder (its spend is already in the ledger)"
             )
+        order = None if rank is None else rank()
         sums = keywords.noisy_keyword_sums(
             trainer,
             keywords.category_indices(values, domain),
-            keywords.keyword_sets(bodies, cells=cells, width=width, excluded=excluded),
+            keywords.keyword_sets(bodies, cells=cells, width=width, excluded=excluded, rank=order),
             classes=len(domain),
             cells=cells,
             width=width,

@@ -186,7 +186,7 @@ class TextConfig(DPSGDSettings):
     keyword_column: str | None = Field(
         default=None,
         description="Backbone: a categorical column with a declared domain (e.g. diagnosis) whose categories get a DP "
-        "keyword prior: the first keyword_queries steps of the text stage measure which tokens the texts of each "
+        "keyword prior: the last keyword_queries steps of the text stage measure which tokens the texts of each "
         "category hold (the same subsampled Gaussian steps as DP-SGD's, so the stage's epsilon is unchanged), and "
         "sampling pushes each record's text towards its own category's tokens. None: off.",
     )
@@ -197,13 +197,21 @@ class TextConfig(DPSGDSettings):
         description="Backbone, with keyword_column: steps of the text stage spent on the keyword counts (at most "
         "half the stage's steps; DP-SGD runs the rest).",
     )
+    keyword_candidates: int = Field(
+        default=100,
+        ge=1,
+        le=10000,
+        description="Backbone, with keyword_column: texts the fitted model writes (each category in turn, the other "
+        "fields missing) to order the tokens each training text adds: the ones the fewest of them hold first, only "
+        "ones the model writes (post-processing of the DP model).",
+    )
     keyword_tokens: int = Field(
         default=8,
         ge=1,
         le=64,
-        description="Backbone, with keyword_column: distinct tokens each text adds to the counts (its rarest pieces "
-        "by the tokenizer's public order, among those sampling draws: all, or the trained ids with sample_vocab "
-        "trained); more tokens, more noise on each count.",
+        description="Backbone, with keyword_column: distinct tokens each text adds to the counts (the ones fewest "
+        "of the keyword_candidates texts hold, among those sampling draws: all, or the trained ids with "
+        "sample_vocab trained); more tokens, more noise on each count.",
     )
     keyword_strength: float = Field(
         default=1.0,

@@ -3,15 +3,18 @@
 Why: DP-SGD on a pretrained backbone learns a corpus' template long before it learns which words go with which
 value of a field (measured on the demo's notes: the fitted adapters write diagnosis words, but for the wrong
 diagnosis about half the time). Which tokens the texts of each category hold is a histogram, and histograms are
-what DP measures well: so the first ``text.keyword_queries`` steps of the stage's planned mechanism measure it,
+what DP measures well: so the last ``text.keyword_queries`` steps of the stage's planned mechanism measure it,
 and sampling adds ``text.keyword_strength`` times the measured log share ratios to each record's token scores.
 
 The mechanism (as the image stage's class means, :mod:`privsynth.generators.image.moments`):
 
-- each text adds the ``text.keyword_tokens`` (``L``) largest ids among its distinct token ids: a BPE tokenizer
-  numbers its pieces in merge order, so a larger id is a rarer piece of the tokenizer's public training text
-  ("distal", "consolidation" rather than "the", "with"), an order that reads no record; special tokens and the
-  placeholders (a masked identity is not a keyword) are never counted;
+- after DP-SGD, the fitted model writes ``text.keyword_candidates`` texts from prompts that give each category
+  of the domain in turn (public inputs; the model is the stage's DP output, so this is post-processing), and the
+  tokens are ranked by how many of those texts hold them, fewest first (the ones that tell texts apart);
+  tokens it never writes are never counted (:func:`~privsynth.generators.text.finetune.written_rank`);
+- each training text adds the ``text.keyword_tokens`` (``L``) of its distinct tokens that rank first: a choice
+  that reads that text and the public rank only; special tokens and the placeholders (a masked identity is not a
+  keyword) are never counted;
 - each query draws the Poisson batch of units the accountant assumes (``DPSGDTrainer.poisson_batch``); a record
   of category ``c`` adds ``clip / sqrt(L)`` to cell ``(c, t)`` of each of its ``<= L`` tokens (norm at most its
   clip ``C / k``; a unit of ``k`` records moves the sum by at most ``C``); records whose category is missing or
@@ -19,14 +22,14 @@ The mechanism (as the image stage's class means, :mod:`privsynth.generators.imag
 - noise ``N(0, (sigma C)^2)`` on every cell (``DPSGDTrainer.noised``), and the step is counted,
 
 which is exactly one step of the (sigma, q) subsampled Gaussian mechanism in the ledger: the stage's accounting
-is unchanged and DP-SGD runs the remaining steps. The categories are the schema's declared domain (public), never
-the values found in the records. Everything after the noisy sums (:func:`log_ratios`: which tokens clear the
-noise, the shares, their logarithms) is post-processing and spends nothing; the log ratios are saved with the
-model, which is a DP output like the adapters.
+is unchanged, DP-SGD runs the steps before. The categories are the schema's declared domain (public), never the
+values found in the records. Everything after the noisy sums (:func:`log_ratios`: which tokens clear the noise,
+the shares, their logarithms) is post-processing and spends nothing; the log ratios are saved with the model,
+which is a DP output like the adapters.
 
-Measured (``benchmarks/text_dp_noise.py --keyword-sigma``, on the whole demo-backbone fit's adapters): note
-classifier ratio 0.48 without a prior, 0.785 with exact counts (no noise, outside any guarantee); what survives
-the noise is in ``docs/data-teams.md``.
+Measured (``benchmarks/text_dp_noise.py --keyword-queries``, on the whole demo-backbone fit's adapters, 200 notes a
+row): note classifier ratio 0.48 without a prior; 0.635 with 20 of the stage's 90 steps at its own noise and this
+order of tokens (0.525 with the tokenizer's rarest pieces instead); details in ``docs/data-teams.md``.
 """
 
 from __future__ import annotations
@@ -58,7 +61,8 @@ def keyword_sets(
     """Per text, ``width`` of its distinct token ids below ``cells``, leaving out ``excluded`` (specials).
 
     ``rank`` (one number per id below ``cells``, from public inputs or DP outputs only) picks them: the lowest
-    first, ties to the larger id, ``inf`` never. Default: the largest ids (the tokenizer's rarest pieces).
+    first, ties to the larger id, ``inf`` never. Default: the largest ids (a BPE tokenizer numbers its pieces in
+    merge order, so these are its rarest pieces).
 
     >>> [s.tolist() for s in keyword_sets([[5, 9, 9, 2, 40, 7], []], cells=32, width=2, excluded=[7])]
     [[9, 5], []]

@@ -916,12 +916,23 @@ def test_a_keyword_prior_is_steps_of_the_text_stage_saved_with_the_model_and_ste
         return out
 
     monkeypatch.setattr(finetune.keywords, "noisy_keyword_sums", counting)
+    ranks: list[np.ndarray] = []
+    original_rank = finetune.written_rank
+
+    def ranking(generator, *args, **kw):  # type: ignore[no-untyped-def]
+        assert not generator.stack_.training  # the fitted model writes the candidates, after DP-SGD
+        ranks.append(original_rank(generator, *args, **kw))
+        return ranks[-1]
+
+    monkeypatch.setattr(finetune, "written_rank", ranking)
     synth = Synthesizer(prior).fit(_keyword_corpus(tmp_path), epsilon=8.0)
+    assert len(ranks) == 1 and np.isfinite(ranks[0]).any()  # tokens it wrote; the others never counted
     spends = [e for e in synth.ledger_.entries if e.stage == "text"]
-    # one mechanism in the ledger, the same steps as without the prior: its first steps were the counts
+    # one mechanism in the ledger, the same steps as without the prior: its last steps were the counts
     assert len(spends) == 1 and "keyword counts per 'dx' category" in spends[0].note
-    queries = min(prior.text.keyword_queries, spends[0].mechanism.steps // 2)
-    assert counted == [0, queries]  # counted from the first step, before any gradient step
+    steps = spends[0].mechanism.steps
+    queries = min(prior.text.keyword_queries, steps // 2)
+    assert counted == [steps - queries, steps]  # the stage's last steps, after every gradient step
     generator = synth.texts_["note"]
     ratios = generator.keyword_prior_
     assert ratios is not None and generator.keyword_domain_ == ["flu", "cold"]

@@ -156,18 +156,27 @@ def test_a_resumed_fit_reuses_its_checkpointed_counts_and_refuses_to_draw_them_a
     bodies = [[3, 9, 20]] * n
     values = np.array(["flu", "cold"] * 20, dtype=object)
     kwargs: dict[str, Any] = {"cells": cells, "width": 2, "excluded": [0], "queries": 3}
-    fresh = _trainer(Groups.from_labels(None, n), sigma=1.0)
+    fresh = _trainer(Groups.from_labels(None, n), sigma=1.0)  # 10 steps: DP-SGD's 7, then the 3 queries
+    fresh.step = 7
     ratios = _keyword_prior(fresh, values, ["flu", "cold"], bodies, **kwargs)
-    assert fresh.step == 3 and OUTPUT in fresh.outputs  # counted, and kept for the checkpoint
+    assert fresh.step == 10 and OUTPUT in fresh.outputs  # counted, and kept for the checkpoint
     resumed = _trainer(Groups.from_labels(None, n), sigma=1.0)
     resumed.load_state_dict(fresh.state_dict())  # as load_checkpoint does
     again = _keyword_prior(resumed, values, ["flu", "cold"], bodies, **kwargs)
-    assert resumed.step == 3 and torch.equal(again, ratios)  # the same draw, no new query
+    assert resumed.step == 10 and torch.equal(again, ratios)  # the same draw, no new query
     lost = _trainer(Groups.from_labels(None, n), sigma=1.0)
-    lost.step = 5  # a checkpoint past the queries that lacks their counts
+    lost.step = 9  # a checkpoint amid the queries, or past them, that lacks their counts
     with pytest.raises(IntegrityError, match="without its keyword counts"):
         _keyword_prior(lost, values, ["flu", "cold"], bodies, **kwargs)
-    assert lost.step == 5
+    assert lost.step == 9
+
+
+def test_each_text_adds_the_tokens_the_given_rank_puts_first_and_none_it_rules_out() -> None:
+    rank = np.full(10, np.inf)
+    rank[[2, 3, 7]] = [5.0, 1.0, 1.0]  # 3 and 7 tie: the larger id first
+    assert [s.tolist() for s in keyword_sets([[2, 3, 7, 8]], cells=10, width=2, excluded=[], rank=rank)] == [[7, 3]]
+    with pytest.raises(ValueError, match="one number per counted token"):
+        keyword_sets([[1]], cells=10, width=2, excluded=[], rank=np.zeros(9))
 
 
 def test_a_keyword_prior_needs_two_steps_and_says_so_before_anything_is_fitted() -> None:
