@@ -275,7 +275,7 @@ def fit_backbone(
             width=config.keyword_tokens,
             excluded=list(tokenizer.all_special_ids),
             queries=queries,
-            rank=lambda: written_rank(generator, domain, cells, streams),
+            rank=lambda: written_rank(generator, domain, cells, streams, tabular=context.upstream.get("tabular")),
         )
         generator.keyword_domain_ = [str(value) for value in domain]
         if checkpoint is not None:
@@ -283,26 +283,39 @@ def fit_backbone(
     bodies.clear()
 
 
-def written_rank(generator: TextGenerator, domain: list[Any], cells: int, streams: Streams) -> np.ndarray:
+def written_rank(
+    generator: TextGenerator, domain: list[Any], cells: int, streams: Streams, *, tabular: Any = None
+) -> np.ndarray:
     """Per token id below ``cells``: in how many of ``text.keyword_candidates`` texts the fitted model writes it.
 
-    The prompts give each category of the domain in turn, every other field ``missing``: public inputs, and the
-    model is the stage's DP output, so the order is post-processing (its draws come from a private stream, so
-    they cannot be replayed). A token the model never writes is never counted (``inf``): the prior can only
+    The prompts give each category of the domain in turn: with the fitted ``tabular`` generator, its synthetic
+    records drawn with that category fixed (DP output, post-processing); without one, the category alone, every
+    other field ``missing``. The model is the stage's DP output, so the order is post-processing; its draws come
+    from the fit's private streams. A token the model never writes is never counted (``inf``): the prior can only
     reweigh what the model writes. Tokens fewer texts hold come first: the ones that tell the texts apart.
     """
     config = generator.config
     wanted = config.keyword_candidates
     name = config.keyword_column
     names = [codec.name for codec in generator.codecs_]
-    records = pd.DataFrame({c: [None] * wanted for c in names})
-    records[name] = [domain[i % len(domain)] for i in range(wanted)]
+    values = [domain[i % len(domain)] for i in range(wanted)]
+    if tabular is not None and name in names:
+        drawn = {  # each category's records from streams of their own
+            value: tabular.sample_frame(
+                values.count(value),
+                conditions={name: value},
+                streams=streams.child("text", generator.column_, f"keyword-prompts-{i}"),
+            )
+            for i, value in enumerate(dict.fromkeys(values))
+        }
+        records = pd.concat(drawn.values(), ignore_index=True)
+        missing: list[str] = []
+    else:
+        records = pd.DataFrame({c: [None] * wanted for c in names})
+        records[name] = values
+        missing = [c for c in names if c != name]
     shown = render_fields(
-        records,
-        generator.codecs_,
-        generator.meanings_,
-        fields_format=generator.fields_format_,
-        missing=[c for c in names if c != name],
+        records, generator.codecs_, generator.meanings_, fields_format=generator.fields_format_, missing=missing
     )
     tokenizer, base = generator.tokenizer_, generator.base_vocab_
     prompts = [prompt_ids(tokenizer, f, generator.column_, prompt_format=generator.prompt_format_) for f in shown]
@@ -312,7 +325,7 @@ def written_rank(generator: TextGenerator, domain: list[Any], cells: int, stream
     rng = streams.torch("text", generator.column_, "keyword-candidates", device=device)
     held = np.zeros(cells)
     batch = max(1, min(config.sample_batch, 64))
-    for start in range(0, wanted, batch):
+    for start in range(0, len(prompts), batch):
         produced = generate(
             generator.model_,
             generator.stack_,

@@ -202,8 +202,8 @@ class TextConfig(DPSGDSettings):
         ge=1,
         le=10000,
         description="Backbone, with keyword_column: texts the fitted model writes (each category in turn, the other "
-        "fields missing) to order the tokens each training text adds: the ones the fewest of them hold first, only "
-        "ones the model writes (post-processing of the DP model).",
+        "fields from the DP tabular model) to order the tokens each training text adds: the ones the fewest of them "
+        "hold first, only ones the model writes (post-processing of the DP models).",
     )
     keyword_tokens: int = Field(
         default=8,

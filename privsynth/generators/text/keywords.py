@@ -9,7 +9,8 @@ and sampling adds ``text.keyword_strength`` times the measured log share ratios 
 The mechanism (as the image stage's class means, :mod:`privsynth.generators.image.moments`):
 
 - after DP-SGD, the fitted model writes ``text.keyword_candidates`` texts from prompts that give each category
-  of the domain in turn (public inputs; the model is the stage's DP output, so this is post-processing), and the
+  of the domain in turn, the other fields drawn from the DP tabular model with that category fixed (DP outputs
+  and public inputs: post-processing), and the
   tokens are ranked by how many of those texts hold them, fewest first (the ones that tell texts apart);
   tokens it never writes are never counted (:func:`~privsynth.generators.text.finetune.written_rank`);
 - each training text adds the ``text.keyword_tokens`` (``L``) of its distinct tokens that rank first: a choice

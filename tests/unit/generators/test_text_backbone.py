@@ -921,6 +921,7 @@ def test_a_keyword_prior_is_steps_of_the_text_stage_saved_with_the_model_and_ste
 
     def ranking(generator, *args, **kw):  # type: ignore[no-untyped-def]
         assert not generator.stack_.training  # the fitted model writes the candidates, after DP-SGD
+        assert kw["tabular"] is not None  # from prompts of the DP tabular model's records
         ranks.append(original_rank(generator, *args, **kw))
         return ranks[-1]
 
