@@ -30,6 +30,7 @@ SAMPLING_SETTINGS = (
     "sample_vocab",
     "scrub",
     "lengths",
+    "keyword_strength",
 )
 #: The settings whose values are words (or true/false), not numbers.
 WORD_SETTINGS = ("sample_vocab", "scrub", "lengths", "guidance_fields")
@@ -68,6 +69,13 @@ def apply(synth: Synthesizer, settings: Mapping[str, Mapping[str, Any]]) -> None
         model = generator.config.backbone
         if model == "byte" and "top_p" in values and values["top_p"] != generator.config.top_p:
             raise ConfigError(f"text column '{column}': top_p is for a backbone; this column's model is the byte model")
+        if values.get("keyword_strength", generator.config.keyword_strength) != generator.config.keyword_strength and (
+            getattr(generator, "keyword_prior_", None) is None
+        ):
+            raise ConfigError(
+                f"text column '{column}': keyword_strength weighs a keyword prior, and this model has none (fit it "
+                "with text.keyword_column)"
+            )
         try:
             generator.config = type(generator.config).model_validate({**generator.config.model_dump(), **values})
         except ValidationError as error:

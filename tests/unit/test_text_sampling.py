@@ -103,6 +103,8 @@ def test_a_sample_uses_its_settings_records_them_and_leaves_the_model_as_it_was(
     assert recorded["guidance"] == 1.5 and recorded["guidance_fields"] == ["dx"]
     with pytest.raises(ConfigError, match=r"guidance_fields 'nope' is not in this model's prompts"):
         write_synthetic(synth, tmp_path / "bad", n=6, seed=2, text={"guidance": 1.5, "guidance_fields": "nope"})
+    with pytest.raises(ConfigError, match=r"keyword_strength weighs a keyword prior, and this model has none"):
+        write_synthetic(synth, tmp_path / "bad", n=6, seed=2, text=parse_text_settings(["keyword_strength=1.5"]))
     assert generator.config is before and not (tmp_path / "bad").exists()
 
 

@@ -959,6 +959,13 @@ def test_a_keyword_prior_is_steps_of_the_text_stage_saved_with_the_model_and_ste
     again = Synthesizer.load(folder)
     assert torch.equal(again.texts_["note"].keyword_prior_, ratios)
     assert again.sample(8, seed=2)["note"].tolist() == sampled["note"].tolist()
+    # the strength is a sampling setting: '--text keyword_strength=2' weighs the same prior twice as much
+    from privsynth.sampling import write_synthetic
+
+    seen.clear()
+    write_synthetic(again, tmp_path / "stronger", n=8, seed=2, text={"keyword_strength": 2.0})
+    stronger = torch.cat([b for b in seen if b is not None])
+    assert torch.allclose(stronger, 2.0 * bias / generator.config.keyword_strength)
 
 
 def test_a_keyword_column_without_a_declared_domain_or_on_the_byte_model_is_refused_before_anything_is_spent(
