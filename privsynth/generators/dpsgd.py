@@ -586,7 +586,7 @@ class DPSGDTrainer:
                 if checkpoint is not None and not self.checkpointed:
                     # the iterates now leave this process: an interruption must resume (same noise), not restart.
                     # Also after steps spent as queries (the image's class means, which the weights sent from now on
-                    # carry; the text's keyword counts, kept in the checkpoint): a resume brings them back
+                    # carry): a resume brings them back instead of drawing them again
                     self.save_checkpoint(checkpoint)
         try:
             while self.step < last:

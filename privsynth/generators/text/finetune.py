@@ -266,6 +266,7 @@ def fit_backbone(
         # the tokens sampling may draw: every backbone token, or the trained ones (placeholders, above the
         # backbone's vocabulary, are never keywords)
         cells = train_vocab if config.sample_vocab == "trained" else base
+        told = context.report(f"keyword prior for '{column}' (texts the fitted model writes)")
         generator.keyword_prior_ = _keyword_prior(
             trainer,
             corpus.records[config.keyword_column],
@@ -275,7 +276,14 @@ def fit_backbone(
             width=config.keyword_tokens,
             excluded=list(tokenizer.all_special_ids),
             queries=queries,
-            rank=lambda: written_rank(generator, domain, cells, streams, tabular=context.upstream.get("tabular")),
+            rank=lambda: written_rank(
+                generator,
+                domain,
+                cells,
+                streams,
+                tabular=context.upstream.get("tabular"),
+                progress=None if told is None else lambda done, total: told(done, total, float("nan")),
+            ),
         )
         generator.keyword_domain_ = [str(value) for value in domain]
         if checkpoint is not None:
@@ -284,7 +292,13 @@ def fit_backbone(
 
 
 def written_rank(
-    generator: TextGenerator, domain: list[Any], cells: int, streams: Streams, *, tabular: Any = None
+    generator: TextGenerator,
+    domain: list[Any],
+    cells: int,
+    streams: Streams,
+    *,
+    tabular: Any = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Per token id below ``cells``: in how many of ``text.keyword_candidates`` texts the fitted model writes it.
 
@@ -344,6 +358,8 @@ def written_rank(
         for ids in produced:
             distinct = np.unique(np.asarray([t for t in ids if t < cells], dtype=np.int64))
             held[distinct] += 1
+        if progress is not None:  # texts the model wrote: a public setting, no count of records
+            progress(min(start + batch, len(prompts)), len(prompts))
     return np.where(held > 0, held, np.inf)
 
 

@@ -288,8 +288,8 @@ def test_a_run_on_workers_checkpoints_before_its_first_step(tmp_path: Path, repr
 def test_a_run_on_workers_checkpoints_before_its_first_gradient_step_after_steps_spent_as_queries(
     tmp_path: Path, reproducible_noise: int
 ) -> None:
-    """Steps spent as queries (the image's class means, the text's keyword counts) come before DP-SGD's first
-    step: the noisy results go out with the weights from then on, so a resume must bring them back, not redraw."""
+    """Steps spent as queries before DP-SGD's first step (the image's class means): the noisy results go out with
+    the weights from then on, so a resume must bring them back, not redraw."""
 
     def interrupt(step: int, _value: float) -> None:
         raise KeyboardInterrupt
