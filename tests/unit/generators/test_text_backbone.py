@@ -937,6 +937,11 @@ def test_a_keyword_prior_is_steps_of_the_text_stage_saved_with_the_model_and_ste
     generator = synth.texts_["note"]
     ratios = generator.keyword_prior_
     assert ratios is not None and generator.keyword_domain_ == ["flu", "cold"]
+    # without a tabular model the prompts give the category alone, every other field 'missing'
+    from privsynth.privacy.randomness import Streams
+
+    alone = original_rank(generator, ["flu", "cold"], generator.base_vocab_, Streams.sampling(1))
+    assert alone.shape == (generator.base_vocab_,) and np.isfinite(alone).any()
     assert ratios.shape == (2, generator.base_vocab_) and torch.isfinite(ratios).all()
     seen: list[torch.Tensor | None] = []
     original = finetune.generate
