@@ -69,6 +69,7 @@ def apply(synth: Synthesizer, settings: Mapping[str, Mapping[str, Any]]) -> None
         model = generator.config.backbone
         if model == "byte" and "top_p" in values and values["top_p"] != generator.config.top_p:
             raise ConfigError(f"text column '{column}': top_p is for a backbone; this column's model is the byte model")
+        fitted_strength = generator.config.keyword_strength
         try:
             generator.config = type(generator.config).model_validate({**generator.config.model_dump(), **values})
         except ValidationError as error:
@@ -79,7 +80,9 @@ def apply(synth: Synthesizer, settings: Mapping[str, Mapping[str, Any]]) -> None
                 f"text column '{column}' (fitted with text.backbone {model}, text.condition_dropout "
                 f"{generator.config.condition_dropout:g}): {where}{message}"
             ) from None
-        if values.get("keyword_strength") and getattr(generator, "keyword_prior_", None) is None:  # 0: no weight
+        strength = values.get("keyword_strength", fitted_strength)
+        # a new, non-zero weight for a prior the model lacks (a worker re-applying the settings in force changes none)
+        if strength and strength != fitted_strength and getattr(generator, "keyword_prior_", None) is None:
             raise ConfigError(
                 f"text column '{column}': keyword_strength weighs a keyword prior, and this model has none (fit it "
                 "with text.keyword_column)"

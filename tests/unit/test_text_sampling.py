@@ -105,6 +105,9 @@ def test_a_sample_uses_its_settings_records_them_and_leaves_the_model_as_it_was(
         write_synthetic(synth, tmp_path / "bad", n=6, seed=2, text={"guidance": 1.5, "guidance_fields": "nope"})
     with pytest.raises(ConfigError, match=r"keyword_strength weighs a keyword prior, and this model has none"):
         write_synthetic(synth, tmp_path / "bad", n=6, seed=2, text=parse_text_settings(["keyword_strength=1.5"]))
+    # the weight in force (what a cluster worker re-applies) and no weight at all are no change
+    for quiet in (before.keyword_strength, 0.0):
+        write_synthetic(synth, tmp_path / f"quiet-{quiet}", n=2, seed=2, text={"keyword_strength": quiet})
     assert generator.config is before and not (tmp_path / "bad").exists()
 
 
