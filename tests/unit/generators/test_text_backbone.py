@@ -971,6 +971,12 @@ def test_a_keyword_prior_is_steps_of_the_text_stage_saved_with_the_model_and_ste
     write_synthetic(again, tmp_path / "stronger", n=8, seed=2, text={"keyword_strength": 2.0})
     stronger = torch.cat([b for b in seen if b is not None])
     assert torch.allclose(stronger, 2.0 * bias / generator.config.keyword_strength)
+    meta_path = folder / "text-note" / "text.json"
+    meta = json.loads(meta_path.read_text())
+    meta["keyword_domain"] = [*meta["keyword_domain"], "measles"]  # a category the saved rows do not hold
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(IntegrityError, match="does not match its manifest"):  # caught before the prior's own check
+        Synthesizer.load(folder)
 
 
 def test_a_keyword_column_without_a_declared_domain_or_on_the_byte_model_is_refused_before_anything_is_spent(

@@ -188,3 +188,17 @@ def test_a_keyword_prior_needs_two_steps_and_says_so_before_anything_is_fitted()
     with pytest.raises(ConfigError, match="at least 2 steps"):
         TextGenerator(one).plan(1000)
     assert TextGenerator(config.model_copy(update={"keyword_column": None, "optim": one.optim})).plan(1000).steps == 1
+
+
+def test_checkpointed_counts_of_another_table_are_refused() -> None:
+    from privsynth.errors import IntegrityError
+    from privsynth.generators.text.finetune import _keyword_prior
+    from privsynth.generators.text.keywords import OUTPUT
+
+    trainer = _trainer(Groups.from_labels(None, 4), sigma=1.0)
+    trainer.step = 10
+    trainer.outputs[OUTPUT] = torch.zeros(3, 32)  # three categories; this fit's domain has two
+    with pytest.raises(IntegrityError, match="do not match this fit's categories and vocabulary"):
+        _keyword_prior(
+            trainer, np.array(["flu"] * 4), ["flu", "cold"], [[1]] * 4, cells=32, width=2, excluded=[], queries=3
+        )
