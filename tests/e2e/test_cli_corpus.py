@@ -28,6 +28,16 @@ def test_version(cli) -> None:
     assert __version__ in result.stdout
 
 
+def test_python_m_runs_the_same_tool() -> None:
+    from privsynth import __version__
+
+    done = subprocess.run(
+        [sys.executable, "-m", "privsynth", "--version"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert __version__ in done.stdout
+
+
 def test_demo_then_validate(cli, tmp_path: Path) -> None:
     out = tmp_path / "demo"
     assert cli("demo-corpus", out, "--n", "30", "--seed", "1").exit_code == 0
