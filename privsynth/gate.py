@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from privsynth.audit.checks import BY_NAME, passes
 from privsynth.privacy.randomness import RngMode
+from privsynth.release.disclosure import PUBLISHED_DECIMALS
 from privsynth.settings import load_settings
 
 #: Checks that changed meaning, so old policies cannot silently keep an old threshold on a new number.
@@ -113,6 +114,20 @@ class GateDecision(BaseModel):
     reasons: tuple[Finding, ...]
     warnings: tuple[Finding, ...]
     evaluated: tuple[Finding, ...]
+
+
+def _shown(value: float, threshold: float) -> str:
+    """A check's value as a message shows it: rounded as a release rounds it, the threshold's side kept.
+
+    An exact fraction of real records names its denominator; rounding may land on the threshold, so the side shows.
+
+    >>> _shown(1 / 522, 0.005), _shown(0.0052, 0.005), _shown(0.0048, 0.005)
+    ('0.002', '0.005 (just above)', '0.005 (just below)')
+    """
+    text = f"{value:.{PUBLISHED_DECIMALS}f}"
+    if text == f"{threshold:.{PUBLISHED_DECIMALS}f}" and value != threshold:
+        text += " (just above)" if value > threshold else " (just below)"
+    return text
 
 
 def resolve_policy(value: str | Path) -> Path:
@@ -227,7 +242,7 @@ def gate(policy: Policy, audit: dict[str, Any], ledger: dict[str, Any] | None) -
             severity=rule.severity,
             value=value,
             threshold=rule.threshold,
-            message=f"{name} = {value:.4g}, policy requires {word} {rule.threshold:g}",
+            message=f"{name} = {_shown(value, rule.threshold)}, policy requires {word} {rule.threshold:g}",
         )
         evaluated.append(finding)
         if not ok:

@@ -26,7 +26,7 @@ from privsynth.data.layout import load_provenance
 from privsynth.data.schema import PUBLIC_FIELDS, ColumnKind
 from privsynth.errors import ConfigError, ReleaseRefusedError
 from privsynth.gate import GateDecision, Policy, gate
-from privsynth.release.disclosure import FIDELITY_DISCLOSED, outside_guarantee
+from privsynth.release.disclosure import FIDELITY_DISCLOSED, outside_guarantee, published
 from privsynth.release.documents import ReleaseFacts, check_croissant, croissant, dataset_card, datasheet, dumps
 from privsynth.release.hf import write_hf_view
 from privsynth.release.info import ReleaseInfo
@@ -45,18 +45,13 @@ class ReleaseResult:
     signed: bool
 
 
-def _without_histograms(node: Any) -> Any:
-    """The memorization results without the report's distance histograms (figures for reviewers, not releases)."""
-    if isinstance(node, dict):
-        return {k: _without_histograms(v) for k, v in node.items() if k != "histograms"}
-    return node
-
-
 def audit_summary(audit: dict[str, Any]) -> dict[str, Any]:
     """The aggregate part of an audit worth publishing: checks and headline numbers, no examples, no paths.
 
-    Counts of real records (train, holdout, rows audited, membership-attack sample sizes) are left out: they
-    are exact counts of the private corpus, which no release carries.
+    Counts of real records (train, holdout, rows audited, membership-attack sample sizes, attack trials) are left
+    out: they are exact counts of the private corpus, which no release carries. So are the report's distance
+    histograms (figures for reviewers), and every number is rounded (:func:`~privsynth.release.disclosure.published`),
+    since an exact fraction of real records names its denominator.
     """
     keep: dict[str, Any] = {
         k: audit[k]
@@ -64,21 +59,17 @@ def audit_summary(audit: dict[str, Any]) -> dict[str, Any]:
         if k in audit
     }
     keep["inputs"] = {"synthetic": audit.get("inputs", {}).get("synthetic")}
-    keep["memorization"] = _without_histograms(audit.get("memorization", {}))
+    keep["memorization"] = audit.get("memorization", {})
     pii = dict(audit.get("pii", {}))
     pii.pop("examples", None)
     # the number of distinct real identifier values and PII spans: nearly an exact count of real people
     pii.pop("replay_needles", None)
     keep["pii"] = pii
-    attacks = dict(audit.get("attacks", {}))
-    if isinstance(attacks.get("membership_inference"), dict):
-        attacks["membership_inference"] = {
-            k: v for k, v in attacks["membership_inference"].items() if k not in ("members", "non_members")
-        }
-    keep["attacks"] = attacks
+    keep["attacks"] = audit.get("attacks", {})  # its trials and membership sample sizes: dropped by published()
     fidelity = audit.get("fidelity", {})
     keep["fidelity"] = {k: v for k, v in fidelity.items() if k in FIDELITY_DISCLOSED}  # only scores named as such
-    return keep
+    published_summary: dict[str, Any] = published(keep)
+    return published_summary
 
 
 def _without_values(decision: dict[str, Any]) -> dict[str, Any]:
@@ -143,7 +134,8 @@ def write_release(
         for n, c in schema.columns.items()
         if c.kind is not ColumnKind.IDENTIFIER and any(getattr(c, f) is not None for f in PUBLIC_FIELDS)
     ]
-    gate_record = decision.model_dump(mode="json") if publish else _without_values(decision.model_dump(mode="json"))
+    dumped = decision.model_dump(mode="json")
+    gate_record = published(dumped) if publish else _without_values(dumped)
     with atomic_dir(out, force=force, private=False) as tmp:  # a release is meant to be shared
         write_corpus(corpus, tmp / "data", table_format="parquet", image_files=True, private=False)
         table = tmp / "data" / "records.parquet"
@@ -162,7 +154,7 @@ def write_release(
             model_run_id=provenance.get("model_run_id"),
             sample_seed=provenance.get("seed"),
             source_fingerprint=provenance.get("source"),
-            checks=check_rows(audit, decision.model_dump(mode="json")),
+            checks=published(check_rows(audit, dumped)),
             hf_features=hf_features,
             gate=gate_record,
             declared_public=declared_public,

@@ -8,6 +8,7 @@ audit's numbers from the bundle (keeping only the pass/fail of the gate).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 #: Things a release never carries, however it is configured (enforced by code and tests).
@@ -18,6 +19,33 @@ NEVER_RELEASED = (
     "gave), meaningless without the ledger store's secret key",
     "any value of a real record, and the randomness (seeds, noise) of the fit",
 )
+
+
+#: How many decimals a release gives an audit number. An exact fraction of real records names its denominator
+#: (1/522 is a holdout of 522); three decimals leave a fraction of a few hundred records ambiguous by several.
+PUBLISHED_DECIMALS = 3
+
+#: Audit keys a release never carries: counts of real records (an attack's trials are ``min(500, len(table))``,
+#: so a small train or holdout's exact size), the nearest-neighbour threshold (in effect one real person's
+#: distance to their nearest other record), and how many synthetic surrogates equal a real identifier value
+#: (``pii.replay``: whether a known person's birth date or name is in the corpus; the gate reads only
+#: ``replay_unexplained``).
+UNPUBLISHED_AUDIT_KEYS = frozenset({"trials", "members", "non_members", "near_copy_threshold", "replay", "histograms"})
+
+
+def published(node: Any) -> Any:
+    """Audit numbers as a release carries them: :data:`UNPUBLISHED_AUDIT_KEYS` dropped, floats rounded.
+
+    >>> published({"value": 1 / 522, "trials": 500, "ok": True, "rate": [0.12345]})
+    {'value': 0.002, 'ok': True, 'rate': [0.123]}
+    """
+    if isinstance(node, dict):
+        return {k: published(v) for k, v in node.items() if k not in UNPUBLISHED_AUDIT_KEYS}
+    if isinstance(node, list | tuple):
+        return [published(v) for v in node]
+    if isinstance(node, float):
+        return round(node, PUBLISHED_DECIMALS) if math.isfinite(node) else node
+    return node
 
 
 #: The audit's fidelity scores a release may carry (``audit-summary.json``), each with the words that name it in
@@ -50,12 +78,13 @@ def outside_guarantee(
     if publish_audit_statistics:
         items.append(
             "Audit statistics computed on real records (audit-summary.json, the values in the check table "
-            "below, and the dataset card's key audit numbers): distances between real and synthetic rows and "
-            "thresholds from real-to-real distances, "
-            "membership, singling-out, linkability and attribute-inference rates, PII counts, and fidelity scores: "
+            "below, and the dataset card's key audit numbers): shares of synthetic rows closer to training than to "
+            "holdout records and of near copies (judged against real-to-real distances), membership, "
+            "singling-out, linkability and attribute-inference rates, counts of PII found in the synthetic cells, "
+            "and fidelity scores: "
             + "; ".join(FIDELITY_DISCLOSED.values())
-            + " (counts of real records are left out). The release policy can drop them "
-            "(publish_audit_statistics: false)."
+            + f" (counts of real records are left out, numbers rounded to {PUBLISHED_DECIMALS} decimals). The "
+            "release policy can drop them (publish_audit_statistics: false)."
         )
         if canary_audit:
             items.append(
@@ -84,4 +113,4 @@ def outside_guarantee(
     return items
 
 
-__all__ = ["NEVER_RELEASED", "outside_guarantee"]
+__all__ = ["NEVER_RELEASED", "PUBLISHED_DECIMALS", "UNPUBLISHED_AUDIT_KEYS", "outside_guarantee", "published"]

@@ -16,7 +16,7 @@ import yaml
 
 from privsynth.data.schema import ColumnKind, Schema
 from privsynth.errors import ConfigError
-from privsynth.release.disclosure import NEVER_RELEASED
+from privsynth.release.disclosure import NEVER_RELEASED, PUBLISHED_DECIMALS
 from privsynth.release.hf import HF_TABLE
 from privsynth.release.info import ReleaseInfo
 
@@ -143,7 +143,9 @@ def _checks_table(checks: list[dict[str, Any]], *, values: bool) -> str:
     for c in sorted(checks, key=lambda c: c.get("kind") != "privacy"):
         if c.get("status") == "not in policy":
             continue
-        value = "n/a" if c.get("value") is None else f"{c['value']:.4g}" if values else "not published"
+        value = (
+            "n/a" if c.get("value") is None else f"{c['value']:.{PUBLISHED_DECIMALS}f}" if values else "not published"
+        )
         threshold = "" if c.get("threshold") is None else f"{c['direction']} {c['threshold']:g}"
         rows.append(
             f"| `{c['name']}` | {c.get('kind', '')} | {value} | {threshold} | {c.get('severity') or ''} | {c['status']} |"
@@ -331,7 +333,7 @@ def _key_numbers(facts: ReleaseFacts) -> str:
     if not facts.publish_audit_statistics:
         return "not published (the release policy keeps audit statistics out of releases); see the datasheet for the gate's result and warnings"
     values = {c["name"]: c.get("value") for c in facts.checks}
-    shown = [f"`{n}` {values[n]:.3g}" for n in CARD_CHECKS if values.get(n) is not None]
+    shown = [f"`{n}` {values[n]:.{PUBLISHED_DECIMALS}f}" for n in CARD_CHECKS if values.get(n) is not None]
     if not shown:
         return "none measured"
     return ", ".join(shown) + " (audit statistics computed on the real records, outside the DP guarantee)"

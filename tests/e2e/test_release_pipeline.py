@@ -439,6 +439,23 @@ def test_the_release_states_what_it_says_outside_epsilon_and_carries_no_real_cou
     assert "Audit statistics computed on real records" in datasheet and "os-entropy" in datasheet
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert any("gate's decision" in item for item in manifest["outside_guarantee"])
+    # no number anywhere in the summary or the manifest's gate record is a count of real records or an exact
+    # fraction of them (an attack's trials were min(500, train); 1/holdout at full precision named the holdout)
+    real = json.loads((finished_run / "audit" / "audit.json").read_text())["inputs"]
+    counts = {real["train"], real["holdout"], real["train"] + real["holdout"]}
+
+    def numbers(node: object) -> list[object]:
+        if isinstance(node, dict):
+            return [x for v in node.values() for x in numbers(v)]
+        if isinstance(node, list):
+            return [x for v in node for x in numbers(v)]
+        return [node] if isinstance(node, int | float) and not isinstance(node, bool) else []
+
+    for number in numbers(summary) + numbers(manifest["gate"]):
+        assert number not in counts or isinstance(number, float)
+        if isinstance(number, float):
+            assert number == round(number, 3)
+    assert "trials" not in json.dumps(summary) and '"replay"' not in json.dumps(summary)
 
 
 def test_a_policy_that_keeps_audit_numbers_out_releases_pass_fail_only(cli, finished_run: Path, tmp_path: Path) -> None:
