@@ -33,7 +33,7 @@ from privsynth.data.schema import ColumnKind
 from privsynth.engine import Engine, EngineSettings, make_engine
 from privsynth.errors import ConfigError, ReleaseRefusedError
 from privsynth.gate import gate, load_policy, resolve_policy
-from privsynth.privacy.store import LedgerStore
+from privsynth.privacy.store import LedgerStore, hide_password
 from privsynth.release.bundle import write_release
 from privsynth.release.info import load_release_info
 from privsynth.release.manifest import check_signing_key, verify_release
@@ -243,6 +243,8 @@ def _settings(config: PipelineConfig) -> dict[str, Any]:
     if config.release is not None:
         files["release"] = _file_hash(config.release.info)
     settings["files"] = files
+    if settings.get("ledger_store"):  # config.json is readable by the team: never the store's password
+        settings["ledger_store"] = hide_password(settings["ledger_store"])
     return settings
 
 

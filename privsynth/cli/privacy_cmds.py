@@ -136,7 +136,7 @@ def ledger_show(
     if as_json:
         print_json(
             {
-                "store": store.url,
+                "store": store.shown,
                 "sources": [t.__dict__ for t in totals],
                 "spends": [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()} for r in rows],
             }
@@ -144,9 +144,9 @@ def ledger_show(
         return
     console = stdout_console()
     if not rows:
-        console.print(f"No spends recorded in {store.url}" + (f" for source {source}" if source else "") + ".")
+        console.print(f"No spends recorded in {store.shown}" + (f" for source {source}" if source else "") + ".")
         return
-    table = Table(title=f"Cumulative spend ({store.url})")
+    table = Table(title=f"Cumulative spend ({store.shown})")
     for header in ("source", "runs", "epsilon", "delta", "cap"):
         table.add_column(header)
     for t in totals:
@@ -184,4 +184,4 @@ def ledger_cap(
     store = LedgerStore(ledger_store)
     store.set_cap(source, max_epsilon)
     what = f"source {source}" if source else "every source without its own cap"
-    stdout_console().print(f"Cap set: cumulative epsilon <= {max_epsilon:g} for {what} ({store.url}).")
+    stdout_console().print(f"Cap set: cumulative epsilon <= {max_epsilon:g} for {what} ({store.shown}).")

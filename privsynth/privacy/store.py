@@ -148,8 +148,15 @@ def store_url(location: str | Path | None) -> str:
     return f"sqlite:///{path}"
 
 
-def _shown(url: str) -> str:
-    """The store URL without its password, for messages."""
+def hide_password(url: str) -> str:
+    """The store URL without its password, for messages and run folders.
+
+    The store holds the key of the release's keyed source fingerprint: whoever reads it can test candidate corpora
+    against a release.
+
+    >>> hide_password("postgresql://team:s3cret@db.example/ledger"), hide_password("runs/ledger.sqlite")
+    ('postgresql://team:***@db.example/ledger', 'runs/ledger.sqlite')
+    """
     try:
         return make_url(url).render_as_string(hide_password=True)
     except (ArgumentError, ValueError):  # not even a URL: hide anything between '://' and the last '@'
@@ -180,17 +187,22 @@ class LedgerStore:
                 _upgrade(engine)
             except (ArgumentError, NoSuchModuleError, ImportError) as exc:
                 raise ConfigError(
-                    f"ledger store '{_shown(self.url)}' is not a URL privsynth can open ({type(exc).__name__}); "
+                    f"ledger store '{hide_password(self.url)}' is not a URL privsynth can open ({type(exc).__name__}); "
                     "give a file path, sqlite:///PATH or a server URL such as postgresql://HOST/DB"
                 ) from None
             except (DBAPIError, OSError) as exc:
                 reason = getattr(getattr(exc, "orig", None), "args", None) or (type(exc).__name__,)
                 raise ConfigError(
-                    f"cannot open the ledger store '{_shown(self.url)}' ({str(reason[0])[:120]}); nothing was "
+                    f"cannot open the ledger store '{hide_password(self.url)}' ({str(reason[0])[:120]}); nothing was "
                     "spent. Check the path or server, and that you may write to it"
                 ) from None
             self._engine = engine
         return self._engine
+
+    @property
+    def shown(self) -> str:
+        """The store's URL as messages show it (no password)."""
+        return hide_password(self.url)
 
     def _create_engine(self) -> Engine:
         if self.url.startswith("sqlite"):

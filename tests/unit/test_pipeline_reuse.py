@@ -126,3 +126,13 @@ def test_an_edited_policy_file_redoes_the_release(tmp_path: Path) -> None:
     _reuse(root, _config(tmp_path, policy=str(policy)), fresh=False, tell=said.append)
     assert _left(root) == ["corpus", "pretrain", "fit", "sample", "audit", "gate"]
     assert "files.policy" in said[0]
+
+
+def test_a_run_folder_keeps_no_ledger_store_password_and_still_reuses_its_stages(tmp_path: Path) -> None:
+    # config.json is the team's to read; the store holds the key of the release's keyed source fingerprint
+    config = _config(tmp_path, ledger_store="postgresql://team:s3cret@db.example/ledger")
+    assert "s3cret" not in str(_settings(config)) and "team:***@db.example" in str(_settings(config))
+    root = _finished(tmp_path, config)
+    assert "s3cret" not in (root / "config.json").read_text()
+    _reuse(root, config, fresh=False, tell=lambda _m: None)
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == sorted(STAGES)  # nothing redone
