@@ -62,7 +62,10 @@ class FitContext:
     engine: Engine | None = None  # where DP-SGD's clipped gradient sums are computed (noise stays here)
 
     def report(self, label: str) -> Callable[[int, int, float], None] | None:
-        """A ``(step, steps, loss)`` callback reporting under ``label``."""
+        """A ``(step, steps, loss)`` callback reporting under ``label``: steps only.
+
+        The loss of a Poisson batch is an exact, un-noised statistic of private records: it is never shown or logged.
+        """
         progress = self.progress
         if progress is None:
             return None

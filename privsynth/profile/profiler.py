@@ -217,7 +217,7 @@ def dp_unit_count(
     count = max(1, round(float(noisy[0])))
     if default_delta:
         ledger.tighten_delta(min(ledger.target_delta, planner.default_delta(count)))
-    planner.check_delta(ledger.target_delta, max(units, 1))
+    planner.check_delta(ledger.target_delta, max(units, 1), exact=True)  # units: the exact count
     return count
 
 
