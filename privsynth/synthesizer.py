@@ -75,7 +75,7 @@ from privsynth.profile.profiler import (
 )
 from privsynth.runtime import set_threads
 from privsynth.trainset import HoldoutSplit, TrainingSet, training_set
-from privsynth.workdir import FitWork
+from privsynth.workdir import FitWork, mark_saved, refuse_redraw
 
 if TYPE_CHECKING:
     from privsynth.forecast import FitForecast
@@ -370,6 +370,8 @@ class Synthesizer:
         spent = any(e.stage == Stage.PROFILE and PROFILE_NOTE in e.note for e in ledger.entries)
         if path is not None and path.is_file() and (spent or not queries):
             return load_profile(path)
+        if path is not None and spent:
+            refuse_redraw(path, "DP profile")  # drawn again only if it never reached disk
         profile = dp_profile(
             train,
             ledger=ledger,
@@ -382,6 +384,7 @@ class Synthesizer:
         )
         if path is not None:
             save_profile(profile, path)
+            mark_saved(path)
         return profile
 
     def _fit_generators(

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from privsynth.data.atomic import write_text_atomic
-from privsynth.errors import ConfigError
+from privsynth.errors import ConfigError, PrivacyError
 from privsynth.privacy.store import new_run_id
 
 RUN_FILE = "run.json"
@@ -112,6 +112,36 @@ class FitWork:
         self.release()
 
 
+SAVED_SUFFIX = ".saved"
+
+
+def mark_saved(path: Path) -> None:
+    """Record beside ``path`` that a noisy output (a DP profile, a DP-SGD checkpoint) reached disk there.
+
+    An output that never reached disk never left the process, so an interrupted stage may draw its noise again
+    under the one spend the ledger holds; one that reached disk may have been read, so a second draw would be a
+    second output of one counted mechanism. Call it after the output is written (atomically); it stays when the
+    output is deleted.
+    """
+    marker = path.with_name(path.name + SAVED_SUFFIX)
+    if not marker.is_file():
+        write_text_atomic(marker, "", mode=0o600)
+
+
+def refuse_redraw(path: Path, what: str) -> None:
+    """Called when the output at ``path`` is missing: refuse to draw ``what`` again if :func:`mark_saved` recorded it.
+
+    The marker sits in the same owner-only folder as the output: it catches a checkpoint or profile deleted by
+    hand or by a clean-up, not someone who deletes both (the work folder is inside the trust boundary).
+    """
+    if path.with_name(path.name + SAVED_SUFFIX).is_file():
+        raise PrivacyError(
+            f"this run's {what} was saved once and is now missing ({path}). Drawing its noise again would be a "
+            "second output of a mechanism the ledger counts once. Restore it, or start a new run: delete the work "
+            f"folder {path.parent} (the ledger store keeps this run's spend; the new run spends again)."
+        )
+
+
 def finished_by(folder: Path, model: Path) -> dict[str, Any] | None:
     """The work folder's recorded identity if the fit it belongs to already wrote ``model``, else ``None``.
 
@@ -152,4 +182,4 @@ def _lock(folder: Path) -> int:
     return fd
 
 
-__all__ = ["RUN_FILE", "FitWork", "discard_finished", "finished_by"]
+__all__ = ["RUN_FILE", "SAVED_SUFFIX", "FitWork", "discard_finished", "finished_by", "mark_saved", "refuse_redraw"]

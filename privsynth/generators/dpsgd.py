@@ -44,6 +44,7 @@ from privsynth.privacy.accounting import Mechanism
 from privsynth.privacy.ledger import PrivacyLedger
 from privsynth.privacy.planner import StageShape
 from privsynth.privacy.randomness import Streams
+from privsynth.workdir import mark_saved, refuse_redraw
 
 log = logging.getLogger(__name__)
 
@@ -350,7 +351,11 @@ def spend_once(
     spent = any(e.stage == stage and e.note == note and e.mechanism == mechanism for e in ledger.entries)
     if spent and checkpoint is not None:
         log.info("resuming %s; its privacy spend is already in the ledger", note)
-        return (checkpoint / "state.json").is_file()
+        if (checkpoint / "state.json").is_file():
+            return True
+        # restarting with fresh noise is right only if no checkpoint of this run ever reached disk
+        refuse_redraw(checkpoint, f"DP-SGD checkpoint of stage '{stage}'")
+        return False
     ledger.spend(stage, mechanism, note=note)
     return False
 
@@ -640,6 +645,7 @@ class DPSGDTrainer:
         with atomic_dir(folder, force=True) as tmp:  # owner-only: RNG states
             save_file(tensors, str(tmp / "state.safetensors"))
             (tmp / "state.json").write_text(json.dumps(self._checkpoint_meta(state), default=_json_int), "utf-8")
+        mark_saved(folder)  # from now on a lost checkpoint is refused, never redrawn (spend_once)
         self.checkpointed = True
 
     @staticmethod

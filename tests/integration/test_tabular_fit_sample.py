@@ -432,3 +432,72 @@ def test_the_moving_average_of_the_weights_is_what_samples(demo_dir: Path, repro
     last, zero, averaged = weights(None), weights(0.0), weights(0.9)
     assert all(torch.equal(last[k], zero[k]) for k in last)
     assert any(not torch.allclose(last[k], averaged[k]) for k in last)
+
+
+def _three_kinds(root: Path) -> Corpus:
+    records = pd.DataFrame({"id": [f"r{i}" for i in range(300)], "kind": ["a", "b", "c"] * 100})
+    schema = schema_from_dict(
+        {"key": "id", "columns": {"id": {"kind": "key"}, "kind": {"kind": "categorical", "domain": ["a", "b", "c"]}}},
+        source="t",
+    )
+    return Corpus(records=records, schema=schema, root=root)
+
+
+def test_a_saved_profile_or_checkpoint_deleted_before_a_resume_is_refused_not_drawn_again(
+    tmp_path: Path, monkeypatch
+) -> None:
+    # Found in review: a resume whose ledger held a stage's spend drew its noise again, unspent, whenever the
+    # stage's saved output was gone, so deleting profile.json or a checkpoint gave a second, uncounted draw.
+    from privsynth.errors import PrivacyError
+    from privsynth.generators import dpsgd
+
+    original = dpsgd.DPSGDTrainer.run
+
+    def die_after_two_steps(self, **kwargs):  # type: ignore[no-untyped-def]
+        original(self, until=2, **{**kwargs, "checkpoint_every": 1})
+        raise KeyboardInterrupt("killed")
+
+    corpus = _three_kinds(tmp_path)
+    work = tmp_path / "work"
+
+    def fit() -> Synthesizer:
+        return Synthesizer(load_config(SMALL)).fit(corpus, epsilon=2.0, workdir=work)
+
+    monkeypatch.setattr(dpsgd.DPSGDTrainer, "run", die_after_two_steps)
+    with pytest.raises(KeyboardInterrupt):
+        fit()
+    checkpoint = next(p for p in work.iterdir() if p.name.endswith("-checkpoint"))
+    assert (work / "profile.json.saved").is_file() and (work / f"{checkpoint.name}.saved").is_file()
+    kept = (work / "profile.json").read_bytes()
+    (work / "profile.json").unlink()
+    with pytest.raises(PrivacyError, match="DP profile was saved once and is now missing"):
+        fit()
+    (work / "profile.json").write_bytes(kept)
+    (checkpoint / "state.json").unlink()
+    with pytest.raises(PrivacyError, match="DP-SGD checkpoint of stage 'tabular' was saved once"):
+        fit()
+    monkeypatch.setattr(dpsgd.DPSGDTrainer, "run", original)
+    with pytest.raises(PrivacyError, match="start a new run"):
+        fit()
+
+
+def test_a_fit_interrupted_before_anything_reached_disk_draws_again_without_spending_twice(
+    tmp_path: Path, monkeypatch
+) -> None:
+    # The other side of the rule above: nothing saved, nothing seen, so the resumed run may draw fresh noise.
+    from privsynth.generators import dpsgd
+
+    original = dpsgd.DPSGDTrainer.run
+
+    def die_before_a_checkpoint(self, **kwargs):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt("killed")
+
+    corpus = _three_kinds(tmp_path)
+    work = tmp_path / "work"
+    monkeypatch.setattr(dpsgd.DPSGDTrainer, "run", die_before_a_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        Synthesizer(load_config(SMALL)).fit(corpus, epsilon=2.0, workdir=work)
+    assert not any(p.name.endswith("-checkpoint.saved") for p in work.iterdir())
+    monkeypatch.setattr(dpsgd.DPSGDTrainer, "run", original)
+    synth = Synthesizer(load_config(SMALL)).fit(corpus, epsilon=2.0, workdir=work)
+    assert len([e for e in synth.ledger_.entries if e.stage == "tabular"]) == 1
