@@ -102,6 +102,10 @@ def check_public_inputs(corpus: Corpus, *, text: Any, image: Any, fingerprint: s
 
             for column in texts:  # its categories are public (the schema's domain), or the fit stops here
                 keyword_domain(schema, text.keyword_column, column)
+    if texts and text.spacy_model:  # a NER model that is not on disk fails here, before anything is spent
+        from privsynth.pii.engine import scanner_for
+
+        scanner_for(text.spacy_model)
     if texts and text.pretrained is not None:
         meta = check_checkpoint(text.pretrained, "text.json", what="text.pretrained", fingerprint=fingerprint)
         _inherit(meta, inherited)

@@ -14,6 +14,7 @@ from typing import Any
 
 from typing_extensions import override
 
+from privsynth.errors import ConfigError
 from privsynth.pii.detection import Detection
 from privsynth.pii.nlp import build_nlp_engine, forgetting
 from privsynth.pii.recognizers import (
@@ -153,7 +154,25 @@ class PiiScanner:
         )
 
 
-@functools.lru_cache(maxsize=1)
 def default_scanner() -> PiiScanner:
     """One shared pattern-and-dictionary scanner (building Presidio's engine takes a moment; it is stateless)."""
-    return PiiScanner()
+    return scanner_for(None)
+
+
+@functools.lru_cache(maxsize=4)
+def scanner_for(spacy_model: str | None) -> PiiScanner:
+    """One shared scanner per spaCy NER model (``None``: patterns and name lists), its engine built now.
+
+    Built at once so a model that is not on disk fails here with what to do, not inside the first scan.
+    """
+    scanner = PiiScanner(spacy_model=spacy_model)
+    if spacy_model:
+        try:
+            _ = scanner._engine
+        except (OSError, ImportError, ValueError) as exc:
+            raise ConfigError(
+                f"text.spacy_model {spacy_model!r} cannot be loaded ({type(exc).__name__}): give the folder of a "
+                "spaCy pipeline saved with nlp.to_disk or an installed model package (nothing is downloaded), or "
+                "leave text.spacy_model out to find names by patterns and name lists"
+            ) from None
+    return scanner

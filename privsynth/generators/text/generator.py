@@ -44,7 +44,7 @@ from privsynth.generators.text.lengths import fit_lengths
 from privsynth.generators.text.network import TextLM
 from privsynth.generators.text.public_training import train_public
 from privsynth.generators.text.tokens import BOS, EOS, PAD, Vocabulary, public_word_pieces
-from privsynth.pii.engine import PiiScanner, default_scanner
+from privsynth.pii.engine import PiiScanner, scanner_for
 from privsynth.pii.placeholders import fill_placeholders, mask_record_text
 from privsynth.pii.scrub import scrub_texts
 from privsynth.privacy.accounting import Mechanism
@@ -153,6 +153,14 @@ class TextConfig(DPSGDSettings):
         default=16384,
         ge=256,
         description="Backbone: output rows the loss uses (the tokenizer's first ids, its most frequent pieces).",
+    )
+    spacy_model: str | None = Field(
+        default=None,
+        description="A spaCy NER model (a local folder or an installed package name) that finds names and places "
+        "in the texts besides the patterns and Faker's name lists: before training (a clinician or relative "
+        "named in many notes is protected by the masking only: DP bounds each record's influence, not that of "
+        "a name many records share) and in the scrub at sampling. Data-independent; none can be downloaded "
+        "here, so it must be on disk where the model is fitted and sampled. None: patterns and name lists.",
     )
     scrub: bool = Field(
         default=True,
@@ -308,14 +316,15 @@ class TextGenerator(Generator):
         if self.config.backbone != "byte":
             from privsynth.generators.text.finetune import fit_backbone
 
-            fit_backbone(self, corpus, column, codecs, context, self._masked_texts(corpus, column, default_scanner()))
+            masked = self._masked_texts(corpus, column, scanner_for(self.config.spacy_model))
+            fit_backbone(self, corpus, column, codecs, context, masked)
             self.subcolumns_ = subcolumns
             return self
         streams, checkpoint, ledger, groups = context.streams, context.checkpoint, context.ledger, context.groups
         units = context.units
         schema = corpus.schema
         vocab = Vocabulary.for_schema(schema, public_word_pieces(self.config.words))
-        detector = default_scanner()
+        detector = scanner_for(self.config.spacy_model)
         sequences = self._training_sequences(corpus, column, vocab, detector)
         prefix = _prefix_tokens(corpus.records, codecs, vocab.size)
         prefix_vocab = sum(size for c in codecs for size in c.vocab_sizes())
@@ -505,7 +514,14 @@ class TextGenerator(Generator):
             texts = self._cut_to_profile(texts, context)
         if self.config.scrub:  # post-processing: the synthetic records and the public scanner only
             fields = context.records[[c.name for c in self.codecs_ if c.name in context.records]]  # never a text
-            texts, replaced = scrub_texts(texts, fields, context.identities, context.others, column=self.column_)
+            texts, replaced = scrub_texts(
+                texts,
+                fields,
+                context.identities,
+                context.others,
+                column=self.column_,
+                scanner=scanner_for(self.config.spacy_model),
+            )
             context.scrubbed[self.column_] = context.scrubbed.get(self.column_, 0) + replaced
         return {self.column_: texts}
 

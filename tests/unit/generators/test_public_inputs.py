@@ -143,3 +143,10 @@ def test_a_checkpoint_dp_fitted_on_another_corpus_has_its_spend_composed(
     assert second.ledger_.epsilon <= 8.0 and second.ledger_.projected_epsilon([]) == second.ledger_.epsilon
     with pytest.raises(Exception, match="would bring epsilon"):
         Synthesizer(config).fit(other, epsilon=1.0)  # the inherited spend alone passes this target
+
+
+def test_a_ner_model_that_is_not_on_disk_is_refused_before_anything_is_spent(demo_dir: Path, tmp_path: Path) -> None:
+    corpus = read_corpus(demo_dir)
+    config = load_config(SMALL).text
+    with pytest.raises(ConfigError, match="text.spacy_model .* cannot be loaded"):
+        _check(corpus, text=config.model_copy(update={"spacy_model": str(tmp_path / "en_core_web_lg")}))

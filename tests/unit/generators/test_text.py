@@ -226,3 +226,40 @@ def test_a_pretrained_checkpoint_is_copied_token_by_token(tmp_path: Path) -> Non
     for name in ("<MRN>", "p: a"):  # unknown to the checkpoint: left as initialised
         assert torch.equal(network.tokens.weight[rows.index(name)], fresh[rows.index(name)])
     assert torch.equal(network.positions.weight[2:10], public.positions.weight[:8])  # shifted past the prefix
+
+
+def _ner_model(folder: Path) -> Path:
+    """A spaCy pipeline on disk that knows one name (an entity ruler: a stand-in for a user's NER model)."""
+    import spacy
+
+    nlp = spacy.blank("en")
+    ruler = nlp.add_pipe("entity_ruler")
+    ruler.add_patterns([{"label": "PERSON", "pattern": [{"LOWER": "zorblax"}, {"LOWER": "quenti"}]}])
+    nlp.to_disk(folder)
+    return folder
+
+
+def test_a_name_many_notes_share_is_masked_before_training_only_by_a_ner_model(tmp_path: Path) -> None:
+    # A clinician named in every note is not the records' subject: DP bounds each record's influence, not that
+    # of a name many records share, so only the masking protects it. Patterns and Faker's lists miss this one.
+    from privsynth.data.corpus import Corpus
+    from privsynth.errors import ConfigError
+    from privsynth.generators.text.generator import TextConfig, TextGenerator
+    from privsynth.pii.engine import scanner_for
+
+    schema = schema_from_dict(
+        {"key": "id", "columns": {"id": {"kind": "key"}, "note": {"kind": "text"}}},
+        source="t",
+    )
+    notes = [f"Visit {i}: seen by Zorblax Quenti, stable." for i in range(3)]
+    corpus = Corpus(
+        records=pd.DataFrame({"id": ["a", "b", "c"], "note": notes}, dtype=object), schema=schema, root=tmp_path
+    )
+    plain = TextGenerator()._masked_texts(corpus, "note", scanner_for(TextConfig().spacy_model))
+    assert all("Zorblax Quenti" in t for t in plain if t)
+    model = str(_ner_model(tmp_path / "ner"))
+    config = TextConfig(spacy_model=model)
+    masked = TextGenerator(config)._masked_texts(corpus, "note", scanner_for(config.spacy_model))
+    assert all(t and "Zorblax" not in t and "<OTHER_PERSON>" in t for t in masked)  # not the subject: another
+    with pytest.raises(ConfigError, match="cannot be loaded"):
+        scanner_for(str(tmp_path / "no-such-model"))
