@@ -19,6 +19,7 @@ The private texts are read only to decide; nothing of them is kept or shown (mes
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,10 @@ from safetensors.numpy import load_file
 from privsynth.data.corpus import Corpus
 from privsynth.data.schema import ColumnKind
 from privsynth.errors import ConfigError
-from privsynth.generators.text.overlap import Overlap, copied_texts, public_ngrams
+from privsynth.generators.text.overlap import MIN_WORDS, Overlap, copied_texts, public_ngrams
 from privsynth.privacy.ledger import PrivacyLedger
+
+log = logging.getLogger(__name__)
 
 
 def _meta(folder: Path, name: str, what: str) -> dict[str, Any]:
@@ -72,6 +75,13 @@ def check_checkpoint(folder: Path, meta_name: str, *, what: str, fingerprint: st
 
 
 def _refuse_copies(overlap: Overlap, source: str) -> None:
+    if overlap.unchecked > overlap.checked:  # no count in the log: both are exact statistics of the private texts
+        log.warning(
+            "%s: most private texts are too short (under %d words) or repeated word for word in other records for "
+            "the overlap check; it cannot tell whether this source holds them: make sure it holds none",
+            source,
+            MIN_WORDS,
+        )
     if overlap.copied:
         raise ConfigError(
             # no counts or shares: they are exact statistics of the private texts, and a message is a log

@@ -8,6 +8,11 @@ own 8-grams mostly (60 % or more, of at least 3) also occur in the public source
 without small edits; measured on the demo, honest notes of the same template reach 48 % at most and copies with
 the patient's name changed 74 %.
 
+A text too short or too common to have 3 own 8-grams (a one-line review, a note shared word for word with
+another record) is checked as a whole instead: if it occurs in no other private text and has at least 4 words,
+finding the same words, in the same order, as a whole public text counts as a copy. A text repeated across
+private records is no one record's own and is not checked; :class:`Overlap` says how many texts went unchecked.
+
 Only the verdict leaves this module (counts and a share, never text). Public sources are hashed (64-bit BLAKE2b of
 the normalised n-gram); a pretraining checkpoint keeps the hashes of its public text's n-grams so a later fit can
 run the same check.
@@ -26,6 +31,7 @@ import numpy as np
 NGRAM = 8
 COPIED_SHARE = 0.6
 MIN_OWN_NGRAMS = 3
+MIN_WORDS = 4
 _WORD = re.compile(r"[^\W_]+")
 
 
@@ -40,42 +46,87 @@ def ngram_hashes(text: str, n: int = NGRAM) -> set[int]:
     """
     words = _WORD.findall(text.lower())
     grams = (" ".join(words[i : i + n]) for i in range(len(words) - n + 1))
-    return {int.from_bytes(hashlib.blake2b(g.encode(), digest_size=8).digest(), "little", signed=True) for g in grams}
+    return {_hash(g) for g in grams}
+
+
+def _hash(value: str) -> int:
+    return int.from_bytes(hashlib.blake2b(value.encode(), digest_size=8).digest(), "little", signed=True)
+
+
+def text_hash(text: str) -> int | None:
+    """A 64-bit hash of a whole text's lower-cased words (``None`` under :data:`MIN_WORDS` words).
+
+    Prefixed, so it never equals an n-gram's hash (n-grams are words joined by spaces, never with a colon).
+
+    >>> text_hash("Great value, works well!") == text_hash("great value works well"), text_hash("Too short")
+    (True, None)
+    """
+    words = _WORD.findall(text.lower())
+    return _hash("text:" + " ".join(words)) if len(words) >= MIN_WORDS else None
 
 
 def public_ngrams(texts: Iterable[str]) -> np.ndarray:
-    """Sorted unique n-gram hashes of public texts (int64), to keep with what was learned from them."""
+    """Sorted unique hashes of public texts' n-grams and whole texts (int64), kept with what was learned from them."""
     found: set[int] = set()
     for text in texts:
         found |= ngram_hashes(text)
+        whole = text_hash(text)
+        if whole is not None:
+            found.add(whole)
     return np.array(sorted(found), dtype=np.int64)
 
 
 @dataclass(frozen=True)
 class Overlap:
-    """How many private texts the public source contains, and the largest share of a text's own n-grams found."""
+    """How many private texts the public source contains, of how many checked (and unchecked).
+
+    ``worst_share``: the largest share of a text's own n-grams found (1.0 for a whole short text found).
+    """
 
     copied: int
     checked: int
     worst_share: float
+    unchecked: int = 0
+
+
+def _inside(public: np.ndarray, hashes: np.ndarray) -> np.ndarray:
+    positions = np.searchsorted(public, hashes)
+    return (positions < public.size) & (public[np.minimum(positions, max(public.size - 1, 0))] == hashes)
 
 
 def copied_texts(private: Iterable[str], public: np.ndarray) -> Overlap:
-    """Private texts whose own n-grams (in no other private text) mostly occur in ``public`` (sorted hashes)."""
-    sets = [ngram_hashes(t) for t in private if isinstance(t, str)]
+    """Private texts whose own n-grams (in no other private text) mostly occur in ``public`` (sorted hashes).
+
+    A text with too few own n-grams is checked whole, if no other private text is the same.
+    """
+    texts = [t for t in private if isinstance(t, str)]
+    sets = [ngram_hashes(t) for t in texts]
+    wholes = [text_hash(t) for t in texts]
     frequency = Counter(h for s in sets for h in s)
-    copied, checked, worst = 0, 0, 0.0
-    for grams in sets:
+    whole_frequency = Counter(wholes)
+    copied, checked, unchecked, worst = 0, 0, 0, 0.0
+    for grams, whole in zip(sets, wholes, strict=True):
         own = np.array([h for h in grams if frequency[h] == 1], dtype=np.int64)
-        if own.size < MIN_OWN_NGRAMS:
+        if own.size >= MIN_OWN_NGRAMS:
+            share = float(_inside(public, own).mean()) if public.size else 0.0
+        elif whole is not None and whole_frequency[whole] == 1:
+            share = float(_inside(public, np.array([whole], dtype=np.int64))[0]) if public.size else 0.0
+        else:
+            unchecked += 1
             continue
         checked += 1
-        positions = np.searchsorted(public, own)
-        inside = (positions < public.size) & (public[np.minimum(positions, max(public.size - 1, 0))] == own)
-        share = float(inside.mean()) if public.size else 0.0
         worst = max(worst, share)
         copied += int(share >= COPIED_SHARE)
-    return Overlap(copied=copied, checked=checked, worst_share=worst)
+    return Overlap(copied=copied, checked=checked, worst_share=worst, unchecked=unchecked)
 
 
-__all__ = ["COPIED_SHARE", "NGRAM", "Overlap", "copied_texts", "ngram_hashes", "public_ngrams"]
+__all__ = [
+    "COPIED_SHARE",
+    "MIN_WORDS",
+    "NGRAM",
+    "Overlap",
+    "copied_texts",
+    "ngram_hashes",
+    "public_ngrams",
+    "text_hash",
+]

@@ -123,6 +123,28 @@ def test_honest_notes_of_the_same_template_are_not_copies(demo_dir: Path, tmp_pa
     assert copied_texts(private, public_ngrams(public + private[:4])).copied == 4
 
 
+def test_short_private_texts_are_checked_whole_and_repeated_ones_are_said_unchecked(caplog) -> None:
+    # Found in review: texts with fewer than 3 own 8-grams (a one-line review) were skipped, so a "public" copy
+    # of a short-text corpus passed with nothing checked, and said nothing.
+    import logging
+
+    from privsynth.generators.public_inputs import _refuse_copies
+
+    private = [f"Great blender number {i}, sturdy and quiet." for i in range(30)] + ["Works as described."] * 5
+    honest = [f"Nice kettle model {i}, boils fast." for i in range(30)]
+    overlap = copied_texts(private, public_ngrams(honest))
+    assert (overlap.copied, overlap.checked, overlap.unchecked) == (0, 30, 5)
+    copied = copied_texts(private, public_ngrams(honest + [t.upper() + " " for t in private[:7]]))
+    assert copied.copied == 7  # the same words in the same order, case and punctuation aside
+    with pytest.raises(ConfigError, match="is not public"):
+        _refuse_copies(copied, "text.public_corpus p")
+    repeated = ["Works as described."] * 8 + ["Fine."]
+    with caplog.at_level(logging.WARNING):
+        _refuse_copies(copied_texts(repeated, public_ngrams(repeated)), "text.public_corpus p")
+    assert "cannot tell whether this source holds them" in caplog.text
+    assert not re.search(r"\d+ of \d+", caplog.text)
+
+
 def test_a_checkpoint_dp_fitted_on_another_corpus_has_its_spend_composed(
     fitted: tuple[Path, LedgerStore], tmp_path: Path
 ) -> None:
@@ -148,5 +170,5 @@ def test_a_checkpoint_dp_fitted_on_another_corpus_has_its_spend_composed(
 def test_a_ner_model_that_is_not_on_disk_is_refused_before_anything_is_spent(demo_dir: Path, tmp_path: Path) -> None:
     corpus = read_corpus(demo_dir)
     config = load_config(SMALL).text
-    with pytest.raises(ConfigError, match="text.spacy_model .* cannot be loaded"):
+    with pytest.raises(ConfigError, match=r"text\.spacy_model .* cannot be loaded"):
         _check(corpus, text=config.model_copy(update={"spacy_model": str(tmp_path / "en_core_web_lg")}))
