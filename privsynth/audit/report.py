@@ -18,6 +18,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from privsynth.audit.checks import BY_NAME, check_kind, passes
+from privsynth.data.atomic import shared_mode, write_text_atomic
 
 
 def _fmt(value: Any) -> str:
@@ -278,8 +279,5 @@ def render_report(result: dict[str, Any], decision: dict[str, Any] | None = None
 
 def write_report(result: dict[str, Any], folder: Path, decision: dict[str, Any] | None = None) -> Path:
     """Write ``report.html`` beside ``audit.json`` (owner-only when INTERNAL), with the gate's decision if made."""
-    path = folder / "report.html"
-    path.write_text(render_report(result, decision), encoding="utf-8")
-    if result.get("internal"):
-        path.chmod(0o600)
-    return path
+    mode = 0o600 if result.get("internal") else shared_mode()
+    return write_text_atomic(folder / "report.html", render_report(result, decision), mode=mode)

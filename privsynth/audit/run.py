@@ -41,6 +41,7 @@ from privsynth.audit.utility import (
     tstr,
     vector_consistency,
 )
+from privsynth.data.atomic import shared_mode, write_text_atomic
 from privsynth.data.corpus import Corpus
 from privsynth.data.fingerprint import corpus_fingerprint
 from privsynth.data.schema import ColumnKind, Schema
@@ -558,11 +559,10 @@ def read_audit(path: Path) -> dict[str, Any]:
 
 
 def write_audit(result: dict[str, Any], folder: Path) -> Path:
-    """Write ``audit.json`` (owner-only when it holds examples)."""
+    """Write ``audit.json`` atomically: a kill leaves the old file or the new one (owner-only with examples)."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "audit.json"
-    path.write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
-    if result.get("internal"):
-        path.chmod(0o600)
+    internal = bool(result.get("internal"))
+    if internal:
         folder.chmod(0o700)
-    return path
+    text = json.dumps(result, indent=2, default=str)
+    return write_text_atomic(folder / "audit.json", text, mode=0o600 if internal else shared_mode())

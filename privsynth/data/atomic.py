@@ -122,6 +122,11 @@ def write_text_atomic(path: Path, text: str, *, mode: int = 0o644) -> Path:
     return path
 
 
+def shared_mode() -> int:
+    """The permission bits a plain ``open()`` gives a new file (0o666 less the umask), for files meant to be read."""
+    return 0o666 & ~_umask()
+
+
 def _umask() -> int:
     """The process umask, read without changing it where the system allows (no window for other threads)."""
     try:
@@ -166,4 +171,4 @@ def atomic_dir(out: Path, *, force: bool = False, private: bool = True) -> Itera
         raise
 
 
-__all__ = ["atomic_dir", "check_writable", "remove_stale", "write_text_atomic"]
+__all__ = ["atomic_dir", "check_writable", "remove_stale", "shared_mode", "write_text_atomic"]
