@@ -354,7 +354,8 @@ def sample(
             "guidance_fields, e.g. guidance_fields=diagnosis, or a model fitted with condition_dropout), "
             "no_repeat_ngram (never repeat a run of that many tokens in a text), placeholder_limit (write each "
             "placeholder at most that many times in a text), sample_vocab (trained: only the token ids the fit "
-            "trained; all), lengths (profile: cut texts to lengths drawn from the DP profile; model) and scrub. "
+            "trained; all), lengths (profile: cut texts to lengths drawn from the DP profile; model), "
+            "keyword_strength (the weight of a fitted keyword prior; 0: off) and scrub. "
             "Default: the fit's config.",
             show_default=False,
         ),
