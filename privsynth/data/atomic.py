@@ -69,6 +69,24 @@ def remove_stale(target: Path) -> list[Path]:
     return removed
 
 
+def recover_replaced(target: Path) -> bool:
+    """Put back the old ``target`` a writer killed mid-replacement set aside (``.NAME.old-PID``, PID dead).
+
+    :func:`atomic_dir` with ``force`` renames the old folder aside, then the new one into place; a kill between the
+    two renames leaves no ``target``. For a resumable state (a DP-SGD checkpoint) the old version is the one to
+    resume from: call this before deciding the state is lost (:func:`remove_stale` would delete it). Returns
+    whether one was put back.
+    """
+    if target.exists() or target.is_symlink() or not target.parent.is_dir():
+        return False
+    for entry in sorted(target.parent.iterdir()):
+        match = _LEFTOVER.match(entry.name)
+        if match and match["name"] == target.name and match["kind"] == "old" and not _alive(int(match["pid"])):
+            entry.rename(target)
+            return True
+    return False
+
+
 def _nearest_existing(path: Path) -> Path:
     probe = path.absolute()
     while not probe.exists() and not probe.is_symlink():
@@ -171,4 +189,4 @@ def atomic_dir(out: Path, *, force: bool = False, private: bool = True) -> Itera
         raise
 
 
-__all__ = ["atomic_dir", "check_writable", "remove_stale", "shared_mode", "write_text_atomic"]
+__all__ = ["atomic_dir", "check_writable", "recover_replaced", "remove_stale", "shared_mode", "write_text_atomic"]

@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from privsynth.data.atomic import atomic_dir
+from privsynth.data.atomic import atomic_dir, recover_replaced
 from privsynth.data.corpus import Corpus
 from privsynth.engine.base import Engine
 from privsynth.generators.record_loss import RecordLoss
@@ -351,6 +351,7 @@ def spend_once(
     spent = any(e.stage == stage and e.note == note and e.mechanism == mechanism for e in ledger.entries)
     if spent and checkpoint is not None:
         log.info("resuming %s; its privacy spend is already in the ledger", note)
+        recover_replaced(checkpoint)  # killed between the two renames of a checkpoint's replacement
         if (checkpoint / "state.json").is_file():
             return True
         # restarting with fresh noise is right only if no checkpoint of this run ever reached disk

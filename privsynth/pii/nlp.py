@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from typing_extensions import override
 
+from privsynth.errors import ConfigError
 from privsynth.pii.presidio import NlpArtifacts, NlpEngine, NoOpNlpEngine
 
 log = logging.getLogger(__name__)
@@ -57,8 +59,15 @@ class BlankSpacyNlpEngine(NoOpNlpEngine):
 def build_nlp_engine(spacy_model: str | None) -> tuple[NlpEngine, str]:
     """A spaCy NER engine for ``spacy_model`` (an installed package or a local path) or the blank engine."""
     if spacy_model:
+        import spacy.util
         from presidio_analyzer.nlp_engine import SpacyNlpEngine
 
+        # Presidio downloads a model it cannot find: nothing is downloaded at run time here
+        if not (spacy.util.is_package(spacy_model) or Path(spacy_model).is_dir()):
+            raise ConfigError(
+                f"spaCy model {spacy_model!r} is neither an installed package nor a folder (nothing is downloaded): "
+                "give the folder of a pipeline saved with nlp.to_disk, or install the model package first"
+            )
         engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": spacy_model}])
         engine.load()
         return engine, f"spacy:{spacy_model}"

@@ -156,11 +156,15 @@ def hide_password(url: str) -> str:
 
     >>> hide_password("postgresql://team:s3cret@db.example/ledger"), hide_password("runs/ledger.sqlite")
     ('postgresql://team:***@db.example/ledger', 'runs/ledger.sqlite')
+    >>> hide_password("postgresql://db.example/ledger?user=team&password=s3cret&sslmode=require")
+    'postgresql://db.example/ledger?password=***&sslmode=require&user=team'
     """
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        shown = make_url(url).render_as_string(hide_password=True)
     except (ArgumentError, ValueError):  # not even a URL: hide anything between '://' and the last '@'
-        return re.sub(r"://.*@", "://***@", url)
+        shown = re.sub(r"://.*@", "://***@", url)
+    # a driver's password given as a query parameter ('?password=...'), which SQLAlchemy leaves as it is
+    return re.sub(r"(?i)([?&](?:password|passwd|pwd)=)[^&]*", r"\1***", shown)
 
 
 class LedgerStore:

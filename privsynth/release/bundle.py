@@ -26,7 +26,7 @@ from privsynth.data.layout import load_provenance
 from privsynth.data.schema import PUBLIC_FIELDS, ColumnKind
 from privsynth.errors import ConfigError, ReleaseRefusedError
 from privsynth.gate import GateDecision, Policy, gate
-from privsynth.release.disclosure import FIDELITY_DISCLOSED, outside_guarantee, published
+from privsynth.release.disclosure import FIDELITY_DISCLOSED, attack_points, outside_guarantee, published
 from privsynth.release.documents import ReleaseFacts, check_croissant, croissant, dataset_card, datasheet, dumps
 from privsynth.release.hf import write_hf_view
 from privsynth.release.info import ReleaseInfo
@@ -65,7 +65,7 @@ def audit_summary(audit: dict[str, Any]) -> dict[str, Any]:
     # the number of distinct real identifier values and PII spans: nearly an exact count of real people
     pii.pop("replay_needles", None)
     keep["pii"] = pii
-    keep["attacks"] = audit.get("attacks", {})  # its trials and membership sample sizes: dropped by published()
+    keep["attacks"] = attack_points(audit.get("attacks", {}))  # trials and sample sizes: dropped by published()
     fidelity = audit.get("fidelity", {})
     keep["fidelity"] = {k: v for k, v in fidelity.items() if k in FIDELITY_DISCLOSED}  # only scores named as such
     published_summary: dict[str, Any] = published(keep)

@@ -36,15 +36,32 @@ UNPUBLISHED_AUDIT_KEYS = frozenset({"trials", "members", "non_members", "near_co
 def published(node: Any) -> Any:
     """Audit numbers as a release carries them: :data:`UNPUBLISHED_AUDIT_KEYS` dropped, floats rounded.
 
-    >>> published({"value": 1 / 522, "trials": 500, "ok": True, "rate": [0.12345]})
-    {'value': 0.002, 'ok': True, 'rate': [0.123]}
+    A policy's thresholds are public and keep their value.
+
+    >>> published({"value": 1 / 522, "threshold": 0.0002, "trials": 500, "ok": True, "rate": [0.12345]})
+    {'value': 0.002, 'threshold': 0.0002, 'ok': True, 'rate': [0.123]}
     """
     if isinstance(node, dict):
-        return {k: published(v) for k, v in node.items() if k not in UNPUBLISHED_AUDIT_KEYS}
+        return {k: v if k == "threshold" else published(v) for k, v in node.items() if k not in UNPUBLISHED_AUDIT_KEYS}
     if isinstance(node, list | tuple):
         return [published(v) for v in node]
     if isinstance(node, float):
         return round(node, PUBLISHED_DECIMALS) if math.isfinite(node) else node
+    return node
+
+
+def attack_points(node: Any) -> Any:
+    """The attacks' results without the Wilson intervals of their rates and risks (``low``, ``high``).
+
+    A Wilson interval is a function of the successes and the trials alone, and the trials are ``min(500, n)`` of a
+    real split: even rounded, one rate's interval leaves a few candidates for a small split's size. The points
+    stay (the gate reads them); the membership attack's AUC interval is a bootstrap and stays too.
+
+    >>> attack_points({"risk": 0.1, "low": 0.0, "attack": {"value": 0.5, "high": 0.6}})
+    {'risk': 0.1, 'attack': {'value': 0.5}}
+    """
+    if isinstance(node, dict):
+        return {k: attack_points(v) for k, v in node.items() if k not in ("low", "high")}
     return node
 
 
@@ -83,8 +100,9 @@ def outside_guarantee(
             "singling-out, linkability and attribute-inference rates, counts of PII found in the synthetic cells, "
             "and fidelity scores: "
             + "; ".join(FIDELITY_DISCLOSED.values())
-            + f" (counts of real records are left out, numbers rounded to {PUBLISHED_DECIMALS} decimals). The "
-            "release policy can drop them (publish_audit_statistics: false)."
+            + f" (counts of real records are left out, numbers rounded to {PUBLISHED_DECIMALS} decimals; several "
+            "shares of the same real holdout or training split, taken together, can still narrow down a small "
+            "split's size). The release policy can drop them (publish_audit_statistics: false)."
         )
         if canary_audit:
             items.append(
@@ -113,4 +131,11 @@ def outside_guarantee(
     return items
 
 
-__all__ = ["NEVER_RELEASED", "PUBLISHED_DECIMALS", "UNPUBLISHED_AUDIT_KEYS", "outside_guarantee", "published"]
+__all__ = [
+    "NEVER_RELEASED",
+    "PUBLISHED_DECIMALS",
+    "UNPUBLISHED_AUDIT_KEYS",
+    "attack_points",
+    "outside_guarantee",
+    "published",
+]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -328,3 +330,33 @@ def test_units_that_leave_a_record_out_are_refused_rather_than_given_an_infinite
     broken = Groups(order=np.array([0, 0]), starts=np.array([0, 1, 2]), max_size=1)  # record 1 in no unit
     with pytest.raises(ValueError, match="do not cover every record exactly once"):
         _ = broken.unit_sizes
+
+
+def test_a_checkpoint_set_aside_by_a_writer_killed_mid_replacement_is_resumed_not_refused(tmp_path: Path) -> None:
+    # atomic_dir renames the old checkpoint aside, then the new one in: a kill between the two leaves no checkpoint
+    # but the old one, complete, beside it. The "drawn once" rule must resume from it, not refuse the run.
+    import subprocess
+    import sys
+
+    from privsynth.generators.dpsgd import spend_once
+    from privsynth.privacy.ledger import PrivacyLedger
+    from privsynth.workdir import mark_saved
+
+    ledger = PrivacyLedger(epsilon=50, delta=1e-5)
+    mechanism = Mechanism(noise_multiplier=1.0, sample_rate=0.2, steps=3)
+    streams = Streams.private()
+
+    def spend() -> bool:
+        return spend_once(
+            ledger, "tabular", mechanism, note="DP-SGD", checkpoint=checkpoint, streams=streams, secure_mode=False
+        )
+
+    checkpoint = tmp_path / "tabular-checkpoint"
+    assert spend() is False  # the first spend
+    checkpoint.mkdir()
+    (checkpoint / "state.json").write_text("{}")
+    mark_saved(checkpoint)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    checkpoint.rename(tmp_path / f".tabular-checkpoint.old-{int(dead.stdout)}")
+    assert spend() is True and (checkpoint / "state.json").is_file()
+    assert len(ledger.entries) == 1

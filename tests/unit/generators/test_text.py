@@ -263,3 +263,5 @@ def test_a_name_many_notes_share_is_masked_before_training_only_by_a_ner_model(t
     assert all(t and "Zorblax" not in t and "<OTHER_PERSON>" in t for t in masked)  # not the subject: another
     with pytest.raises(ConfigError, match="cannot be loaded"):
         scanner_for(str(tmp_path / "no-such-model"))
+    with pytest.raises(ConfigError, match="nothing is downloaded"):  # Presidio would download a package it lacks
+        scanner_for("en_core_web_zz")

@@ -47,3 +47,6 @@ def test_a_summary_carries_no_count_of_real_records_and_no_exact_fraction_of_the
         if isinstance(value, float):
             assert value == round(value, 3)
     assert summary["checks"][0]["value"] == -0.002 and summary["attacks"]["membership_inference"]["auc"] == 0.506
+    # a Wilson interval is a function of successes and trials: even rounded it names a small split's size
+    assert summary["attacks"]["linkability"]["attack"] == {"value": 0.029}
+    assert summary["checks"][0]["threshold"] == 0.005  # the policy's own numbers are public and stay as they are
