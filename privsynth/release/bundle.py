@@ -60,11 +60,7 @@ def audit_summary(audit: dict[str, Any]) -> dict[str, Any]:
     }
     keep["inputs"] = {"synthetic": audit.get("inputs", {}).get("synthetic")}
     keep["memorization"] = audit.get("memorization", {})
-    pii = dict(audit.get("pii", {}))
-    pii.pop("examples", None)
-    # the number of distinct real identifier values and PII spans: nearly an exact count of real people
-    pii.pop("replay_needles", None)
-    keep["pii"] = pii
+    keep["pii"] = audit.get("pii", {})  # its examples, replay needles and replay counts: dropped by published()
     keep["attacks"] = attack_points(audit.get("attacks", {}))  # trials and sample sizes: dropped by published()
     fidelity = audit.get("fidelity", {})
     keep["fidelity"] = {k: v for k, v in fidelity.items() if k in FIDELITY_DISCLOSED}  # only scores named as such

@@ -29,8 +29,11 @@ PUBLISHED_DECIMALS = 3
 #: so a small train or holdout's exact size), the nearest-neighbour threshold (in effect one real person's
 #: distance to their nearest other record), and how many synthetic surrogates equal a real identifier value
 #: (``pii.replay``: whether a known person's birth date or name is in the corpus; the gate reads only
-#: ``replay_unexplained``).
-UNPUBLISHED_AUDIT_KEYS = frozenset({"trials", "members", "non_members", "near_copy_threshold", "replay", "histograms"})
+#: ``replay_unexplained``), the number of distinct real identifier values and PII spans (``replay_needles``: nearly
+#: a count of real people), and examples (real values, in an INTERNAL audit).
+UNPUBLISHED_AUDIT_KEYS = frozenset(
+    {"trials", "members", "non_members", "near_copy_threshold", "replay", "replay_needles", "examples", "histograms"}
+)
 
 
 def published(node: Any) -> Any:
