@@ -261,6 +261,14 @@ def main() -> None:
         "profile; model: where the model ends them; default: the config's).",
     )
     parser.add_argument(
+        "--keyword-strength",
+        type=float,
+        nargs="+",
+        default=None,
+        help="Sample the same fit at each of these text.keyword_strength weights (a config with keyword_column; "
+        "default: the config's).",
+    )
+    parser.add_argument(
         "--model",
         type=Path,
         default=None,
@@ -279,10 +287,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     if (
-        args.guidance or args.guidance_fields or args.candidates or args.no_repeat_ngram or args.sample_vocab
+        args.guidance
+        or args.guidance_fields
+        or args.candidates
+        or args.no_repeat_ngram
+        or args.sample_vocab
+        or args.keyword_strength
     ) and "pretrained" in args.variants:
         parser.error(
-            "--guidance, --guidance-fields, --candidates, --no-repeat-ngram and --sample-vocab are for a backbone; "
+            "--guidance, --guidance-fields, --candidates, --no-repeat-ngram, --sample-vocab and --keyword-strength "
+            "are for a backbone; "
             "the 'pretrained' variant is the byte model's"
         )
     if args.model is not None and len(args.variants) != 1:
@@ -380,15 +394,16 @@ def main() -> None:
         count = args.synthetic or len(train)
         # sampling is post-processing: every guidance weight and candidate count samples the same fitted model
         settings = [
-            (g, k, t, r, v, n)
+            (g, k, t, r, v, n, w)
             for g in args.guidance or [generator.config.guidance]
             for k in args.candidates or [generator.config.candidates]
             for t in args.temperature or [generator.config.temperature]
             for r in args.no_repeat_ngram or [generator.config.no_repeat_ngram]
             for v in args.sample_vocab or [generator.config.sample_vocab]
             for n in args.lengths or [generator.config.lengths]
+            for w in args.keyword_strength or [generator.config.keyword_strength]
         ]
-        for guidance, candidates, temperature, no_repeat, sample_vocab, lengths in settings:
+        for guidance, candidates, temperature, no_repeat, sample_vocab, lengths, strength in settings:
             # validated (a byte-level model refuses both, guidance without condition dropout too)
             generator.config = TextConfig.model_validate(
                 {
@@ -402,6 +417,7 @@ def main() -> None:
                     "no_repeat_ngram": no_repeat,
                     "sample_vocab": sample_vocab,
                     "lengths": lengths,
+                    "keyword_strength": strength,
                 }
             )
             name = ", ".join(
@@ -413,6 +429,7 @@ def main() -> None:
                 + ([f"no_repeat_ngram {no_repeat}"] if args.no_repeat_ngram else [])
                 + ([f"sample_vocab {sample_vocab}"] if args.sample_vocab else [])
                 + ([f"lengths {lengths}"] if args.lengths else [])
+                + ([f"keyword strength {strength:g}"] if args.keyword_strength else [])
             )
             print(f"sampling {count} reviews ({name})...", flush=True)
             start = time.perf_counter()

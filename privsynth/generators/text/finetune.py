@@ -300,13 +300,13 @@ def written_rank(
     tabular: Any = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """Per token id below ``cells``: in how many of ``text.keyword_candidates`` texts the fitted model writes it.
+    """Per token id below ``cells``: its rank in the ``text.keyword_candidates`` texts the fitted model writes.
 
-    The prompts give each category of the domain in turn: with the fitted ``tabular`` generator, its synthetic
-    records drawn with that category fixed (DP output, post-processing); without one, the category alone, every
-    other field ``missing``. The model is the stage's DP output, so the order is post-processing; its draws come
-    from the fit's private streams. A token the model never writes is never counted (``inf``): the prior can only
-    reweigh what the model writes. Tokens fewer texts hold come first: the ones that tell the texts apart.
+    The rank is :func:`.keywords.candidate_order`'s, in ``text.keyword_order``. The prompts give each category of
+    the domain in turn: with the fitted ``tabular`` generator, its synthetic records drawn with that category fixed
+    (DP output, post-processing); without one, the category alone, every other field ``missing``. The model is the
+    stage's DP output, so the order is post-processing; its draws come from the fit's private streams. A token the
+    model never writes is never counted (``inf``): the prior can only reweigh what the model writes.
     """
     config = generator.config
     wanted = config.keyword_candidates
@@ -323,11 +323,16 @@ def written_rank(
             for i, value in enumerate(dict.fromkeys(values))
         }
         records = pd.concat(drawn.values(), ignore_index=True)
+        # each category's prompts together, in the domain's order (the values above cycle through it)
+        category = [i for i, value in enumerate(drawn) for _ in range(values.count(value))]
         missing: list[str] = []
     else:
+        category = [i % len(domain) for i in range(wanted)]
         records = pd.DataFrame({c: [None] * wanted for c in names})
         records[name] = values
         missing = [c for c in names if c != name]
+    if len(records) != len(category):
+        raise IntegrityError("the keyword prompts' records do not match their categories")
     shown = render_fields(
         records, generator.codecs_, generator.meanings_, fields_format=generator.fields_format_, missing=missing
     )
@@ -337,7 +342,7 @@ def written_rank(
     placeholder_ids = set(range(base, base + len(generator.vocab_.placeholders)))
     device = next(generator.model_.parameters()).device
     rng = streams.torch("text", generator.column_, "keyword-candidates", device=device)
-    held = np.zeros(cells)
+    held = np.zeros((len(domain), cells))
     batch = max(1, min(config.sample_batch, 64))
     for start in range(0, len(prompts), batch):
         produced = generate(
@@ -355,12 +360,13 @@ def written_rank(
             placeholder_limit=config.placeholder_limit,
             trained=min(config.train_vocab, base) if config.sample_vocab == "trained" else None,
         )
-        for ids in produced:
+        for offset, ids in enumerate(produced):
             distinct = np.unique(np.asarray([t for t in ids if t < cells], dtype=np.int64))
-            held[distinct] += 1
+            held[category[start + offset], distinct] += 1
         if progress is not None:  # texts the model wrote: a public setting, no count of records
             progress(min(start + batch, len(prompts)), len(prompts))
-    return np.where(held > 0, held, np.inf)
+    texts = np.bincount(category, minlength=len(domain))
+    return keywords.candidate_order(held, texts, config.keyword_order)
 
 
 def keyword_domain(schema: Any, name: str, column: str) -> list[Any]:

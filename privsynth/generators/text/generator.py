@@ -213,12 +213,19 @@ class TextConfig(DPSGDSettings):
         "fields from the DP tabular model) to order the tokens each training text adds: the ones the fewest of them "
         "hold first, only ones the model writes (post-processing of the DP models).",
     )
+    keyword_order: Literal["fewest", "uneven"] = Field(
+        default="fewest",
+        description="Backbone, with keyword_column: which of its tokens each training text adds to the counts "
+        "first, read from the keyword_candidates texts (post-processing of the DP models): 'fewest', the ones the "
+        "fewest of them hold (words that tell texts apart, such as a diagnosis); 'uneven', the ones whose share "
+        "differs most between the categories' texts (a G-test: words of sentiment, which many texts share).",
+    )
     keyword_tokens: int = Field(
         default=8,
         ge=1,
         le=64,
-        description="Backbone, with keyword_column: distinct tokens each text adds to the counts (the ones fewest "
-        "of the keyword_candidates texts hold, among those sampling draws: all, or the trained ids with "
+        description="Backbone, with keyword_column: distinct tokens each text adds to the counts (the first in "
+        "keyword_order, among those sampling draws: all, or the trained ids with "
         "sample_vocab trained); more tokens, more noise on each count.",
     )
     keyword_strength: float = Field(

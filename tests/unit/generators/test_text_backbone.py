@@ -942,6 +942,7 @@ def test_a_keyword_prior_is_steps_of_the_text_stage_saved_with_the_model_and_ste
 
     alone = original_rank(generator, ["flu", "cold"], generator.base_vocab_, Streams.sampling(1))
     assert alone.shape == (generator.base_vocab_,) and np.isfinite(alone).any()
+    _check_uneven_order_counts_each_candidate_under_its_own_category(synth, monkeypatch)
     assert ratios.shape == (2, generator.base_vocab_) and torch.isfinite(ratios).all()
     seen: list[torch.Tensor | None] = []
     original = finetune.generate
@@ -995,3 +996,50 @@ def test_a_keyword_column_without_a_declared_domain_or_on_the_byte_model_is_refu
     assert store.rows() == []  # nothing was spent
     with pytest.raises(ValidationError, match="keyword_column is for a pretrained backbone"):
         TextConfig(backbone="byte", keyword_column="dx")
+
+
+def _check_uneven_order_counts_each_candidate_under_its_own_category(synth: Synthesizer, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """``keyword_order: uneven`` reads each candidate text under the category its prompt gave (tabular prompts
+    come grouped by category, not interleaved): a token only one category's texts hold ranks first."""
+    from privsynth.generators.text import finetune, keywords
+    from privsynth.privacy.randomness import Streams
+
+    generator = synth.texts_["note"]
+    monkeypatch.setattr(generator, "config", generator.config.model_copy(update={"keyword_order": "uneven"}))
+    shown: list[str] = []
+    original_render = finetune.render_fields
+
+    def render(records, *args, **kw):  # type: ignore[no-untyped-def]
+        shown.extend(str(v) for v in records["dx"])
+        return original_render(records, *args, **kw)
+
+    written = iter(range(10, 10_000))
+
+    def write(model, stack, prompts, **kw):  # type: ignore[no-untyped-def]
+        # candidate j writes token 10 + j, and every candidate of 'flu' also writes token 5
+        texts = []
+        for _ in prompts:
+            j = next(written)
+            texts.append([j, 5] if shown[j - 10] == "flu" else [j])
+        return texts
+
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+    original_order = keywords.candidate_order
+
+    def order(held, texts, how):  # type: ignore[no-untyped-def]
+        seen.append((held.copy(), texts.copy()))
+        return original_order(held, texts, how)
+
+    monkeypatch.setattr(finetune, "render_fields", render)
+    monkeypatch.setattr(finetune, "generate", write)
+    monkeypatch.setattr(finetune.keywords, "candidate_order", order)
+    rank = finetune.written_rank(
+        generator, ["flu", "cold"], generator.base_vocab_, Streams.sampling(3), tabular=synth.generators_["tabular"]
+    )
+    held, texts = seen[0]
+    wanted = generator.config.keyword_candidates
+    assert len(shown) == wanted and texts.tolist() == [shown.count("flu"), shown.count("cold")]
+    for j, dx in enumerate(shown):  # each text counted once, under its own prompt's category
+        assert held[:, 10 + j].tolist() == ([1, 0] if dx == "flu" else [0, 1])
+    assert held[:, 5].tolist() == [shown.count("flu"), 0]
+    assert np.argmin(rank) == 5 and np.isinf(rank[wanted + 10 :]).all()  # never written: never counted
