@@ -57,6 +57,9 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=8)
     parser.add_argument("--candidates", type=int, default=100)
     parser.add_argument("--strength", type=float, default=1.0)
+    parser.add_argument(
+        "--order", choices=("fewest", "uneven"), default="fewest", help="text.keyword_order: which tokens count first."
+    )
     args = parser.parse_args()
     model_dir = args.run / "fit" / "model"
     if not (model_dir / "model.json").is_file():
@@ -75,6 +78,7 @@ def main() -> None:
             "keyword_tokens": args.tokens,
             "keyword_candidates": args.candidates,
             "keyword_strength": args.strength,
+            "keyword_order": args.order,
         }
     )
     text.config = config
