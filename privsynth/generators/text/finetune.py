@@ -313,6 +313,18 @@ def written_rank(
     name = config.keyword_column
     names = [codec.name for codec in generator.codecs_]
     values = [domain[i % len(domain)] for i in range(wanted)]
+    if config.keyword_order == "uneven" and (name not in names or wanted < len(domain)):
+        # public settings only: the prompts would not tell the categories apart, so the order would be noise
+        reason = (
+            f"the text is not conditioned on '{name}'"
+            if name not in names
+            else "keyword_candidates is below the number of categories"
+        )
+        log.warning(
+            "text.keyword_order 'uneven' compares the candidate texts of each category, but %s; use "
+            "keyword_order 'fewest' or raise keyword_candidates",
+            reason,
+        )
     if tabular is not None and name in names:
         drawn = {  # each category's records from streams of their own
             value: tabular.sample_frame(

@@ -210,8 +210,8 @@ class TextConfig(DPSGDSettings):
         ge=1,
         le=10000,
         description="Backbone, with keyword_column: texts the fitted model writes (each category in turn, the other "
-        "fields from the DP tabular model) to order the tokens each training text adds: the ones the fewest of them "
-        "hold first, only ones the model writes (post-processing of the DP models).",
+        "fields from the DP tabular model) to order the tokens each training text adds (keyword_order), only ones "
+        "the model writes (post-processing of the DP models).",
     )
     keyword_order: Literal["fewest", "uneven"] = Field(
         default="fewest",

@@ -11,7 +11,8 @@ The mechanism (as the image stage's class means, :mod:`privsynth.generators.imag
 - after DP-SGD, the fitted model writes ``text.keyword_candidates`` texts from prompts that give each category
   of the domain in turn, the other fields drawn from the DP tabular model with that category fixed (DP outputs
   and public inputs: post-processing), and the
-  tokens are ranked by how many of those texts hold them, fewest first (the ones that tell texts apart);
+  tokens are ranked by how many of those texts hold them, fewest first (the ones that tell texts apart), or with
+  ``text.keyword_order: uneven`` by how unevenly each category's texts hold them (:func:`candidate_order`);
   tokens it never writes are never counted (:func:`~privsynth.generators.text.finetune.written_rank`);
 - each training text adds the ``text.keyword_tokens`` (``L``) of its distinct tokens that rank first: a choice
   that reads that text and the public rank only; special tokens and the placeholders (a masked identity is not a
@@ -86,7 +87,7 @@ def candidate_order(held: np.ndarray, texts: np.ndarray, order: str = "fewest") 
         with np.errstate(divide="ignore", invalid="ignore"):
             terms = np.where(observed > 0, observed * np.log(observed / expected), 0.0)
         statistic += terms.sum(0)
-    # the statistic first; among equal ones the token fewer texts hold (each below one step of the statistic)
+    # the statistic first; among equal ones (up to rounding) the token fewer texts hold: the nudge is at most 1e-9
     rank = -2.0 * statistic + total / (n + 1.0) * 1e-9
     return np.where(total > 0, rank, np.inf)
 

@@ -1033,13 +1033,17 @@ def _check_uneven_order_counts_each_candidate_under_its_own_category(synth: Synt
     monkeypatch.setattr(finetune, "render_fields", render)
     monkeypatch.setattr(finetune, "generate", write)
     monkeypatch.setattr(finetune.keywords, "candidate_order", order)
-    rank = finetune.written_rank(
-        generator, ["flu", "cold"], generator.base_vocab_, Streams.sampling(3), tabular=synth.generators_["tabular"]
-    )
-    held, texts = seen[0]
     wanted = generator.config.keyword_candidates
-    assert len(shown) == wanted and texts.tolist() == [shown.count("flu"), shown.count("cold")]
-    for j, dx in enumerate(shown):  # each text counted once, under its own prompt's category
-        assert held[:, 10 + j].tolist() == ([1, 0] if dx == "flu" else [0, 1])
-    assert held[:, 5].tolist() == [shown.count("flu"), 0]
-    assert np.argmin(rank) == 5 and np.isinf(rank[wanted + 10 :]).all()  # never written: never counted
+    for tabular in (synth.generators_["tabular"], None):  # prompts grouped by category / cycling through them
+        shown.clear()
+        seen.clear()
+        written = iter(range(10, 10_000))
+        rank = finetune.written_rank(
+            generator, ["flu", "cold"], generator.base_vocab_, Streams.sampling(3), tabular=tabular
+        )
+        held, texts = seen[0]
+        assert len(shown) == wanted and texts.tolist() == [shown.count("flu"), shown.count("cold")]
+        for j, dx in enumerate(shown):  # each text counted once, under its own prompt's category
+            assert held[:, 10 + j].tolist() == ([1, 0] if dx == "flu" else [0, 1])
+        assert held[:, 5].tolist() == [shown.count("flu"), 0]
+        assert np.argmin(rank) == 5 and np.isinf(rank[wanted + 10 :]).all()  # never written: never counted

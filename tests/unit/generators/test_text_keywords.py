@@ -11,7 +11,13 @@ import torch
 from torch import nn
 
 from privsynth.generators.dpsgd import DPSGDTrainer, Groups, OptimConfig
-from privsynth.generators.text.keywords import category_indices, keyword_sets, log_ratios, noisy_keyword_sums
+from privsynth.generators.text.keywords import (
+    candidate_order,
+    category_indices,
+    keyword_sets,
+    log_ratios,
+    noisy_keyword_sums,
+)
 from privsynth.privacy.accounting import Mechanism
 from privsynth.privacy.randomness import Streams
 
@@ -202,3 +208,29 @@ def test_checkpointed_counts_of_another_table_are_refused() -> None:
         _keyword_prior(
             trainer, np.array(["flu"] * 4), ["flu", "cold"], [[1]] * 4, cells=32, width=2, excluded=[], queries=3
         )
+
+
+def test_the_uneven_order_puts_one_categorys_words_before_shared_and_single_ones() -> None:
+    # 50 candidate texts per category: a sentiment word most of one category's texts hold, one both hold as
+    # often, one a single text holds, one many of both hold but one category more often
+    texts = np.array([50, 50])
+    held = np.array([[30, 40, 1, 45, 0], [3, 40, 0, 25, 0]])
+    order = candidate_order(held, texts, "uneven")
+    assert [int(i) for i in np.argsort(order)[:4]] == [0, 3, 2, 1] and np.isinf(order[4])
+    assert candidate_order(held, texts, "fewest").tolist() == [33, 80, 1, 70, math.inf]
+    # one category: nothing to compare, so the tokens fewer texts hold come first, as with 'fewest'
+    alone = candidate_order(held[:1], texts[:1], "uneven")
+    assert np.argsort(alone)[:4].tolist() == np.argsort(candidate_order(held[:1], texts[:1], "fewest"))[:4].tolist()
+
+
+@pytest.mark.parametrize(
+    ("held", "texts", "order"),
+    [
+        (np.zeros((2, 3)), np.array([5]), "uneven"),  # one count per category
+        (np.array([[6, 0]]), np.array([5]), "uneven"),  # more texts hold it than there are
+        (np.zeros((1, 3)), np.array([5]), "rarest"),  # not an order
+    ],
+)
+def test_candidate_counts_that_cannot_be_are_refused(held: np.ndarray, texts: np.ndarray, order: str) -> None:
+    with pytest.raises(ValueError, match=r"texts|order"):
+        candidate_order(held, texts, order)
