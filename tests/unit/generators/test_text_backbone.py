@@ -942,7 +942,7 @@ def test_a_keyword_prior_is_steps_of_the_text_stage_saved_with_the_model_and_ste
 
     alone = original_rank(generator, ["flu", "cold"], generator.base_vocab_, Streams.sampling(1))
     assert alone.shape == (generator.base_vocab_,) and np.isfinite(alone).any()
-    _check_uneven_order_counts_each_candidate_under_its_own_category(synth, monkeypatch)
+    _check_uneven_order_counts_each_candidate_under_its_own_category(synth, original_rank, monkeypatch)
     assert ratios.shape == (2, generator.base_vocab_) and torch.isfinite(ratios).all()
     seen: list[torch.Tensor | None] = []
     original = finetune.generate
@@ -998,7 +998,7 @@ def test_a_keyword_column_without_a_declared_domain_or_on_the_byte_model_is_refu
         TextConfig(backbone="byte", keyword_column="dx")
 
 
-def _check_uneven_order_counts_each_candidate_under_its_own_category(synth: Synthesizer, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def _check_uneven_order_counts_each_candidate_under_its_own_category(synth, written_rank, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """``keyword_order: uneven`` reads each candidate text under the category its prompt gave (tabular prompts
     come grouped by category, not interleaved): a token only one category's texts hold ranks first."""
     from privsynth.generators.text import finetune, keywords
@@ -1038,9 +1038,7 @@ def _check_uneven_order_counts_each_candidate_under_its_own_category(synth: Synt
         shown.clear()
         seen.clear()
         written = iter(range(10, 10_000))
-        rank = finetune.written_rank(
-            generator, ["flu", "cold"], generator.base_vocab_, Streams.sampling(3), tabular=tabular
-        )
+        rank = written_rank(generator, ["flu", "cold"], generator.base_vocab_, Streams.sampling(3), tabular=tabular)
         held, texts = seen[0]
         assert len(shown) == wanted and texts.tolist() == [shown.count("flu"), shown.count("cold")]
         for j, dx in enumerate(shown):  # each text counted once, under its own prompt's category
