@@ -998,7 +998,9 @@ def test_a_keyword_column_without_a_declared_domain_or_on_the_byte_model_is_refu
         TextConfig(backbone="byte", keyword_column="dx")
 
 
-def _check_uneven_order_counts_each_candidate_under_its_own_category(synth, written_rank, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def _check_uneven_order_counts_each_candidate_under_its_own_category(  # type: ignore[no-untyped-def]
+    synth, written_rank, monkeypatch
+) -> None:
     """``keyword_order: uneven`` reads each candidate text under the category its prompt gave (tabular prompts
     come grouped by category, not interleaved): a token only one category's texts hold ranks first."""
     from privsynth.generators.text import finetune, keywords
