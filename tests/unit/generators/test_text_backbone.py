@@ -898,7 +898,7 @@ def _keyword_corpus(root: Path, n: int = 64) -> Corpus:
 
 
 def test_a_keyword_prior_is_steps_of_the_text_stage_saved_with_the_model_and_steers_each_record_by_its_category(
-    backbone: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    backbone: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     import torch
 
@@ -942,7 +942,8 @@ def test_a_keyword_prior_is_steps_of_the_text_stage_saved_with_the_model_and_ste
 
     alone = original_rank(generator, ["flu", "cold"], generator.base_vocab_, Streams.sampling(1))
     assert alone.shape == (generator.base_vocab_,) and np.isfinite(alone).any()
-    _check_uneven_order_counts_each_candidate_under_its_own_category(synth, original_rank, monkeypatch)
+    with monkeypatch.context() as patch:  # its spies and settings end with it
+        _check_uneven_order_counts_each_candidate_under_its_own_category(synth, original_rank, patch, caplog)
     assert ratios.shape == (2, generator.base_vocab_) and torch.isfinite(ratios).all()
     seen: list[torch.Tensor | None] = []
     original = finetune.generate
@@ -999,7 +1000,7 @@ def test_a_keyword_column_without_a_declared_domain_or_on_the_byte_model_is_refu
 
 
 def _check_uneven_order_counts_each_candidate_under_its_own_category(  # type: ignore[no-untyped-def]
-    synth, written_rank, monkeypatch
+    synth, written_rank, monkeypatch, caplog
 ) -> None:
     """``keyword_order: uneven`` reads each candidate text under the category its prompt gave (tabular prompts
     come grouped by category, not interleaved): a token only one category's texts hold ranks first."""
@@ -1047,3 +1048,10 @@ def _check_uneven_order_counts_each_candidate_under_its_own_category(  # type: i
             assert held[:, 10 + j].tolist() == ([1, 0] if dx == "flu" else [0, 1])
         assert held[:, 5].tolist() == [shown.count("flu"), 0]
         assert np.argmin(rank) == 5 and np.isinf(rank[wanted + 10 :]).all()  # never written: never counted
+    # one candidate for two categories: nothing to compare, and the log says what to change
+    monkeypatch.setattr(generator, "config", generator.config.model_copy(update={"keyword_candidates": 1}))
+    shown.clear()
+    written = iter(range(10, 10_000))
+    with caplog.at_level("WARNING", logger="privsynth.generators.text.finetune"):
+        written_rank(generator, ["flu", "cold"], generator.base_vocab_, Streams.sampling(3))
+    assert "keyword_candidates is below the number of categories" in caplog.text
