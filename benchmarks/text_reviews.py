@@ -231,6 +231,14 @@ def main() -> None:
         help="Sample the same fit at each of these text.candidates (best-of-k; default: the config's).",
     )
     parser.add_argument(
+        "--candidate-score",
+        choices=("fields", "keywords"),
+        nargs="+",
+        default=None,
+        help="With --candidates above 1: what picks the kept draw, text.candidate_score (keywords: the DP keyword "
+        "prior's reading of the label, a config with keyword_column; default: the config's).",
+    )
+    parser.add_argument(
         "--temperature",
         type=float,
         nargs="+",
@@ -290,13 +298,14 @@ def main() -> None:
         args.guidance
         or args.guidance_fields
         or args.candidates
+        or args.candidate_score
         or args.no_repeat_ngram
         or args.sample_vocab
         or args.keyword_strength
     ) and "pretrained" in args.variants:
         parser.error(
-            "--guidance, --guidance-fields, --candidates, --no-repeat-ngram, --sample-vocab and --keyword-strength "
-            "are for a backbone; "
+            "--guidance, --guidance-fields, --candidates, --candidate-score, --no-repeat-ngram, --sample-vocab and "
+            "--keyword-strength are for a backbone; "
             "the 'pretrained' variant is the byte model's"
         )
     if args.model is not None and len(args.variants) != 1:
@@ -394,16 +403,17 @@ def main() -> None:
         count = args.synthetic or len(train)
         # sampling is post-processing: every guidance weight and candidate count samples the same fitted model
         settings = [
-            (g, k, t, r, v, n, w)
+            (g, k, c, t, r, v, n, w)
             for g in args.guidance or [generator.config.guidance]
             for k in args.candidates or [generator.config.candidates]
+            for c in args.candidate_score or [generator.config.candidate_score]
             for t in args.temperature or [generator.config.temperature]
             for r in args.no_repeat_ngram or [generator.config.no_repeat_ngram]
             for v in args.sample_vocab or [generator.config.sample_vocab]
             for n in args.lengths or [generator.config.lengths]
             for w in args.keyword_strength or [generator.config.keyword_strength]
         ]
-        for guidance, candidates, temperature, no_repeat, sample_vocab, lengths, strength in settings:
+        for guidance, candidates, score, temperature, no_repeat, sample_vocab, lengths, strength in settings:
             # validated (a byte-level model refuses both, guidance without condition dropout too)
             generator.config = TextConfig.model_validate(
                 {
@@ -413,6 +423,8 @@ def main() -> None:
                         (args.guidance_fields or generator.config.guidance_fields) if guidance > 1 else ()
                     ),
                     "candidates": candidates,
+                    # one draw has nothing to pick from: the keyword score is refused there
+                    "candidate_score": score if candidates > 1 else "fields",
                     "temperature": temperature,
                     "no_repeat_ngram": no_repeat,
                     "sample_vocab": sample_vocab,
@@ -425,6 +437,7 @@ def main() -> None:
                 + ([f"guidance {guidance:g}"] if args.guidance else [])
                 + ([f"fields {'/'.join(args.guidance_fields)}"] if args.guidance_fields and guidance > 1 else [])
                 + ([f"best of {candidates}"] if args.candidates else [])
+                + ([f"by {score}"] if args.candidate_score and candidates > 1 else [])
                 + ([f"temperature {temperature:g}"] if args.temperature else [])
                 + ([f"no_repeat_ngram {no_repeat}"] if args.no_repeat_ngram else [])
                 + ([f"sample_vocab {sample_vocab}"] if args.sample_vocab else [])

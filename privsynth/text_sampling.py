@@ -23,6 +23,7 @@ SAMPLING_SETTINGS = (
     "temperature",
     "top_p",
     "candidates",
+    "candidate_score",
     "guidance",
     "guidance_fields",
     "no_repeat_ngram",
@@ -33,7 +34,7 @@ SAMPLING_SETTINGS = (
     "keyword_strength",
 )
 #: The settings whose values are words (or true/false), not numbers.
-WORD_SETTINGS = ("sample_vocab", "scrub", "lengths", "guidance_fields")
+WORD_SETTINGS = ("sample_vocab", "scrub", "lengths", "guidance_fields", "candidate_score")
 
 
 def parse_text_settings(items: Sequence[str]) -> dict[str, float | str]:

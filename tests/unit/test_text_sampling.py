@@ -25,9 +25,7 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Synthesizer, Path]
 
 def test_settings_are_parsed_and_bad_ones_say_how_to_write_them() -> None:
     assert parse_text_settings(["candidates=4", "text.temperature=0.5"]) == {"candidates": 4.0, "temperature": 0.5}
-    with pytest.raises(
-        ConfigError, match="SETTING one of temperature, top_p, candidates, guidance, guidance_fields, no_repeat_ngram"
-    ):
+    with pytest.raises(ConfigError, match="SETTING one of temperature, top_p, candidates, candidate_score, guidance"):
         parse_text_settings(["lora_rank=4"])  # shapes the fitted model: not a sampling setting
     with pytest.raises(ConfigError, match="SETTING=VALUE"):
         parse_text_settings(["candidates"])
@@ -36,6 +34,7 @@ def test_settings_are_parsed_and_bad_ones_say_how_to_write_them() -> None:
     with pytest.raises(ConfigError, match="given twice"):
         parse_text_settings(["candidates=2", "candidates=3"])
     assert parse_text_settings(["sample_vocab=all"]) == {"sample_vocab": "all"}  # a word, not a number
+    assert parse_text_settings(["candidate_score=keywords"]) == {"candidate_score": "keywords"}
 
 
 def test_a_sample_draws_from_every_id_unless_told_to_keep_to_the_trained_ones(

@@ -43,7 +43,7 @@ from privsynth.generators.text.llm import (
     schema_meanings,
     usable_prompt_format,
 )
-from privsynth.generators.text.rerank import contrast_prompts, pick_best
+from privsynth.generators.text.rerank import contrast_prompts, keyword_pick, pick_best
 from privsynth.generators.text.tokens import Vocabulary
 from privsynth.pii.placeholders import fill_placeholders
 from privsynth.privacy.accounting import Mechanism
@@ -455,7 +455,8 @@ def sample_backbone(
 ) -> list[str]:
     """One text per synthetic record: prompt from its fields, tokens drawn with temperature and top-p.
 
-    With ``text.candidates`` above 1, each record draws that many and keeps the one its fields explain best
+    With ``text.candidates`` above 1, each record draws that many and keeps the one its fields explain best, or with
+    ``text.candidate_score: keywords`` the one the DP keyword prior reads as its own category most surely
     (:mod:`.rerank`). ``progress(done, total)`` is told after each batch of records.
     """
     config = generator.config
@@ -476,7 +477,9 @@ def sample_backbone(
     prior = keyword_bias(generator, records)  # per record, or None
     texts: list[str] = []
     k = config.candidates
-    if k > 1:
+    by_keywords = k > 1 and config.candidate_score == "keywords"
+    categories = keyword_categories(generator, records) if by_keywords else None
+    if k > 1 and not by_keywords:
         keyed = [tuple(p) for p in prompts]
         contrasts, shares = contrast_prompts(keyed, streams.numpy("sample", f"text:{generator.column_}", "contrast"))
         # the sample's prompts decide, not the contrasts drawn from them (a draw of records may hold one prompt)
@@ -511,18 +514,21 @@ def sample_backbone(
         )
         if k > 1:
             drawn = [produced[i * k : (i + 1) * k] for i in range(len(chunk))]
-            best = pick_best(
-                generator.model_,
-                generator.stack_,
-                chunk,
-                drawn,
-                vocab=base,
-                contrasts=contrasts,
-                shares=shares,
-                batch=rows,
-                trained=trained,
-                stop=stops,
-            )
+            if categories is not None and generator.keyword_prior_ is not None:
+                best = keyword_pick(drawn, categories[start : start + len(chunk)], generator.keyword_prior_)
+            else:
+                best = pick_best(
+                    generator.model_,
+                    generator.stack_,
+                    chunk,
+                    drawn,
+                    vocab=base,
+                    contrasts=contrasts,
+                    shares=shares,
+                    batch=rows,
+                    trained=trained,
+                    stop=stops,
+                )
             produced = [texts_of[b] for texts_of, b in zip(drawn, best, strict=True)]
         for offset, ids in enumerate(produced):
             kept = [t for t in ids if t not in stops]
@@ -534,6 +540,24 @@ def sample_backbone(
     return texts
 
 
+def keyword_categories(generator: TextGenerator, records: pd.DataFrame) -> np.ndarray:
+    """Each synthetic record's category of the keyword prior (``-1``: missing or outside the domain).
+
+    Refuses a model without a prior and records without its column.
+    """
+    name = generator.config.keyword_column
+    if generator.keyword_prior_ is None or name is None:
+        raise ConfigError(
+            f"text '{generator.column_}': this model has no keyword prior (it was fitted without "
+            "text.keyword_column), so candidate_score keywords has nothing to read: use candidate_score fields"
+        )
+    if name not in records.columns:
+        raise ConfigError(
+            f"text '{generator.column_}': its keyword prior is per '{name}', which these synthetic records lack"
+        )
+    return keywords.category_indices(records[name], generator.keyword_domain_)
+
+
 def keyword_bias(generator: TextGenerator, records: pd.DataFrame) -> Callable[[int, int], torch.Tensor] | None:
     """``rows(start, n)``: the keyword prior's token-score bias of records ``start .. start + n`` (None: no prior).
 
@@ -543,12 +567,7 @@ def keyword_bias(generator: TextGenerator, records: pd.DataFrame) -> Callable[[i
     prior, strength = generator.keyword_prior_, generator.config.keyword_strength
     if prior is None or strength == 0:
         return None
-    name = generator.config.keyword_column
-    if name not in records.columns:
-        raise ConfigError(
-            f"text '{generator.column_}': its keyword prior is per '{name}', which these synthetic records lack"
-        )
-    categories = keywords.category_indices(records[name], generator.keyword_domain_)
+    categories = keyword_categories(generator, records)
     width = generator.base_vocab_ + len(generator.vocab_.placeholders)
     device = next(generator.model_.parameters()).device
 
@@ -678,4 +697,12 @@ def load_backbone(generator: TextGenerator, meta: dict[str, Any], tensors: dict[
     generator.public_ = None
 
 
-__all__ = ["fit_backbone", "keyword_bias", "keyword_domain", "load_backbone", "sample_backbone", "save_backbone"]
+__all__ = [
+    "fit_backbone",
+    "keyword_bias",
+    "keyword_categories",
+    "keyword_domain",
+    "load_backbone",
+    "sample_backbone",
+    "save_backbone",
+]

@@ -13,9 +13,15 @@ nothing to read back, and each record keeps its first draw without drawing more.
 model's posterior of the record's own fields given the text, up to a constant per record, so the kept text is the
 one from which the fields are easiest to read back.
 
-Privacy: post-processing. It reads the fitted model, the synthetic records and the sampling stream only; no real
-record, text or statistic. Its only cost is time: ``k`` generations per record, and a scoring pass per candidate
-and contrast (one more where the record's own prompt is not among the contrasts).
+With ``text.candidate_score: keywords`` the score is instead the DP keyword prior's reading of the text
+(:func:`keyword_pick`): the candidate whose distinct tokens make the record's own category likeliest, a naive
+Bayes posterior over the categories from the prior's noisy per-category counts. It needs no scoring pass, so best
+of ``k`` costs about ``k`` draws.
+
+Privacy: post-processing. It reads the fitted model (and its keyword prior, a DP output), the synthetic records and
+the sampling stream only; no real record, text or statistic. Its only cost is time: ``k`` generations per record,
+and, scored by fields, a scoring pass per candidate and contrast (one more where the record's own prompt is not
+among the contrasts).
 """
 
 from __future__ import annotations
@@ -154,4 +160,36 @@ def pick_best(
     return [int(i) for i in np.argmax(pmi, axis=1)]
 
 
-__all__ = ["CONTRASTS", "continuation_logprobs", "contrast_prompts", "pick_best"]
+def keyword_pick(
+    candidates: Sequence[Sequence[Sequence[int]]], categories: Sequence[int] | np.ndarray, prior: torch.Tensor
+) -> list[int]:
+    """Per record, its candidate whose distinct tokens give its own category the highest posterior under ``prior``.
+
+    ``prior``: the keyword prior's log share ratios ``[classes, cells]`` (:func:`.keywords.log_ratios`, 0 for a
+    token under the noise); a candidate's score for category ``c`` sums ``prior[c]`` over its distinct tokens below
+    ``cells`` (a naive Bayes log-likelihood ratio, each token once as the counts were), and it is scored by the
+    log-softmax of those sums at the record's category: how surely the text reads as its own category rather than
+    another, not how many keywords it holds. A record whose category is ``-1`` (missing, or outside the domain)
+    keeps its first draw, as do equal scores.
+
+    >>> prior = torch.tensor([[1.0, -1.0, 0.0], [-1.0, 1.0, 0.0]])  # token 0 says category 0, token 1 category 1
+    >>> keyword_pick([[[2], [1, 2], [0, 0, 9]], [[2], [1, 2], [0]], [[0], [1]]], [0, 1, -1], prior)
+    [2, 1, 0]
+    """
+    table = prior.double().numpy()
+    classes, cells = table.shape
+    picked = []
+    for texts, category in zip(candidates, categories, strict=True):
+        if category < 0:
+            picked.append(0)
+            continue
+        scores = []
+        for text in texts:
+            tokens = np.unique(np.asarray([t for t in text if 0 <= t < cells], dtype=np.int64))
+            sums = table[:, tokens].sum(axis=1) if tokens.size else np.zeros(classes)
+            scores.append(sums[int(category)] - np.logaddexp.reduce(sums))
+        picked.append(int(np.argmax(scores)))
+    return picked
+
+
+__all__ = ["CONTRASTS", "continuation_logprobs", "contrast_prompts", "keyword_pick", "pick_best"]

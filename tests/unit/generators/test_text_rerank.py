@@ -12,9 +12,21 @@ import pytest
 import torch
 
 from privsynth.generators.text.llm import prompt_ids
-from privsynth.generators.text.rerank import CONTRASTS, continuation_logprobs, contrast_prompts, pick_best
+from privsynth.generators.text.rerank import (
+    CONTRASTS,
+    continuation_logprobs,
+    contrast_prompts,
+    keyword_pick,
+    pick_best,
+)
 from privsynth.synthesizer import Synthesizer
-from tests.unit.generators.test_text_backbone import _config, _corpus, _model_and_stack, _tiny_backbone
+from tests.unit.generators.test_text_backbone import (
+    _config,
+    _corpus,
+    _keyword_corpus,
+    _model_and_stack,
+    _tiny_backbone,
+)
 
 
 @pytest.fixture(scope="module")
@@ -147,3 +159,68 @@ def test_candidates_are_refused_for_the_byte_model() -> None:
     with pytest.raises(ValidationError, match="candidates is for a pretrained backbone"):
         TextConfig(candidates=2)
     assert TextConfig(backbone="smollm2", candidates=4).candidates == 4
+
+
+def test_the_keyword_pick_is_the_posterior_of_the_records_category_not_its_count_of_keywords() -> None:
+    # token 0 and 3 say category 0, token 1 says category 1, token 2 is shared (0: under the noise)
+    prior = torch.tensor([[1.0, -1.0, 0.0, 0.5], [-1.0, 1.0, 0.0, -0.5]])
+    candidates = [
+        [[0, 1, 3], [0], [2, 2]],  # all of both categories' words: less sure than one word of its own
+        [[0, 1, 3], [2, 5, 77], [1, 1, 1]],  # a repeated word counts once, as in the counts; ids past the prior: 0
+        [[2], [2]],  # equal scores: the first draw
+    ]
+    assert keyword_pick(candidates, np.array([0, 1, 0]), prior) == [1, 2, 0]
+    # each text's score is its own category's share of a softmax over the categories' summed ratios
+    score = [float(torch.log_softmax(prior[:, t].sum(1), 0)[0]) for t in ([0, 1, 3], [0])]
+    assert score[1] > score[0]
+
+
+def test_keyword_candidates_keep_the_draw_the_dp_prior_reads_as_the_records_own_category(
+    backbone: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Post-processing: the pick reads the fitted prior (a DP output) and the synthetic records' categories only.
+    from privsynth.errors import ConfigError
+    from privsynth.generators.text import finetune
+
+    config = _config(backbone)
+    config = config.model_copy(update={"text": config.text.model_copy(update={"keyword_column": "dx"})})
+    synth = Synthesizer(config).fit(_keyword_corpus(tmp_path), epsilon=8.0)
+    generator = synth.texts_["note"]
+    tokenizer = generator.tokenizer_
+    fever, sneezing, plain = (tokenizer.encode(w, add_special_tokens=False) for w in (" fever", " sneezing", " the"))
+    prior = torch.zeros_like(generator.keyword_prior_)
+    prior[0, fever], prior[1, fever], prior[0, sneezing], prior[1, sneezing] = 2.0, -2.0, -2.0, 2.0
+    generator.keyword_prior_ = prior  # a known prior, so the test reads the pick, not the tiny fit's noise
+    drawn = [plain, sneezing, fever]  # draw j of each record says drawn[j]
+
+    def fake_generate(model, stack, prompts, **kwargs):  # type: ignore[no-untyped-def]
+        return [drawn[i % 3] for i in range(len(prompts))]
+
+    def no_scoring_pass(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("candidate_score keywords must not score by fields")
+
+    monkeypatch.setattr(finetune, "generate", fake_generate)
+    monkeypatch.setattr(finetune, "pick_best", no_scoring_pass)
+    update = {"candidates": 3, "candidate_score": "keywords", "keyword_strength": 0.0}
+    generator.config = type(generator.config).model_validate({**generator.config.model_dump(), **update})
+    records = synth.sample(12, seed=1)
+    expected = {"flu": "fever", "cold": "sneezing"}
+    assert set(records["dx"].dropna()) == {"flu", "cold"}
+    for dx, note in zip(records["dx"], records["note"], strict=True):
+        assert note.strip() == expected.get(dx, "the")  # a missing diagnosis keeps its first draw
+    # a model fitted without a prior has nothing to read: refused with what to do
+    generator.keyword_prior_ = None
+    with pytest.raises(ConfigError, match="no keyword prior"):
+        synth.sample(4, seed=1)
+
+
+def test_candidate_score_keywords_needs_a_keyword_column_and_candidates() -> None:
+    from pydantic import ValidationError
+
+    from privsynth.generators.text.generator import TextConfig
+
+    with pytest.raises(ValidationError, match=r"needs text\.keyword_column"):
+        TextConfig(backbone="smollm2", candidates=2, candidate_score="keywords")
+    with pytest.raises(ValidationError, match=r"set text\.candidates above 1"):
+        TextConfig(backbone="smollm2", keyword_column="dx", candidate_score="keywords")
+    assert TextConfig(backbone="smollm2", keyword_column="dx", candidates=2, candidate_score="keywords").candidates == 2
