@@ -293,6 +293,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.candidate_score and not any(k > 1 for k in args.candidates or []):
+        parser.error("--candidate-score picks among draws: give --candidates above 1 too (e.g. --candidates 1 3)")
 
     if (
         args.guidance
@@ -423,8 +425,7 @@ def main() -> None:
                         (args.guidance_fields or generator.config.guidance_fields) if guidance > 1 else ()
                     ),
                     "candidates": candidates,
-                    # one draw has nothing to pick from: the keyword score is refused there
-                    "candidate_score": score if candidates > 1 else "fields",
+                    "candidate_score": score,  # one draw: nothing to pick, neither is used
                     "temperature": temperature,
                     "no_repeat_ngram": no_repeat,
                     "sample_vocab": sample_vocab,

@@ -15,7 +15,7 @@ import logging
 import math
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -479,6 +479,14 @@ def sample_backbone(
     k = config.candidates
     by_keywords = k > 1 and config.candidate_score == "keywords"
     categories = keyword_categories(generator, records) if by_keywords else None
+    if categories is not None and not (categories >= 0).any():
+        # no record has a category of the prior (all missing): every one would keep its first draw
+        log.info("text.candidates %d by keywords: no record of this sample has a category; one draw each", k)
+        k = 1
+    class_shares = None
+    if categories is not None:  # the categories' shares among the synthetic records (add-one): the pick's prior
+        counts = np.bincount(categories[categories >= 0], minlength=len(generator.keyword_domain_))
+        class_shares = (counts + 1.0) / (counts.sum() + len(counts))
     if k > 1 and not by_keywords:
         keyed = [tuple(p) for p in prompts]
         contrasts, shares = contrast_prompts(keyed, streams.numpy("sample", f"text:{generator.column_}", "contrast"))
@@ -514,8 +522,9 @@ def sample_backbone(
         )
         if k > 1:
             drawn = [produced[i * k : (i + 1) * k] for i in range(len(chunk))]
-            if categories is not None and generator.keyword_prior_ is not None:
-                best = keyword_pick(drawn, categories[start : start + len(chunk)], generator.keyword_prior_)
+            if categories is not None:
+                table = cast(torch.Tensor, generator.keyword_prior_)  # keyword_categories refused a model without
+                best = keyword_pick(drawn, categories[start : start + len(chunk)], table, shares=class_shares)
             else:
                 best = pick_best(
                     generator.model_,

@@ -144,17 +144,17 @@ class TextConfig(DPSGDSettings):
         default=1,
         ge=1,
         le=16,
-        description="Backbone: texts drawn per record; the one its own fields explain best is kept (post-processing:"
-        " the highest pointwise mutual information with its prompt). 1: the first draw. Costs k draws and a scoring "
-        "pass per candidate and contrast: about 1.75 k times one draw with short prompts (the reviews'), about 3.7 k "
-        "with long ones (the demo's 140 tokens).",
+        description="Backbone: texts drawn per record; the one candidate_score rates best is kept (post-processing)."
+        " 1: the first draw. Scored by fields (the highest pointwise mutual information with its prompt) it costs k "
+        "draws and a scoring pass per candidate and contrast: about 1.75 k times one draw with short prompts (the "
+        "reviews'), about 3.7 k with long ones (the demo's 140 tokens); scored by keywords, about k draws.",
     )
     candidate_score: Literal["fields", "keywords"] = Field(
         default="fields",
         description="Backbone, with candidates above 1: what picks the kept draw (post-processing): 'fields', the "
         "model's reading of the record's fields back from the text (a scoring pass per candidate and contrast); "
         "'keywords', the DP keyword prior's (needs keyword_column): the draw whose tokens make the record's own "
-        "category likeliest, at no cost beyond the k draws.",
+        "category likeliest, at no cost beyond the k draws. With one candidate neither is used.",
     )
     train_vocab: int = Field(
         default=16384,
@@ -267,8 +267,6 @@ class TextConfig(DPSGDSettings):
             raise ValueError(
                 "text.candidate_score keywords reads the DP keyword prior: it needs text.keyword_column (set at fit)"
             )
-        if self.candidate_score == "keywords" and self.candidates == 1:
-            raise ValueError("text.candidate_score keywords picks among candidates: set text.candidates above 1")
         if self.guidance_fields and self.guidance == 1.0:
             raise ValueError("text.guidance_fields does nothing at text.guidance 1: set a weight above 1 (e.g. 1.5)")
         if self.guidance != 1.0 and self.condition_dropout == 0 and not self.guidance_fields:

@@ -1,4 +1,4 @@
-"""Best-of-k sampling for the backbone: keep the candidate text its own record's fields explain best.
+"""Best-of-k sampling for the backbone: keep the candidate text that tells its own record best.
 
 A text drawn after a record's prompt often says little about the record (measured on the Amazon reviews: a DP
 fine-tuned model's texts carry its label weakly). With ``text.candidates: k`` each record gets ``k`` texts, and
@@ -161,16 +161,21 @@ def pick_best(
 
 
 def keyword_pick(
-    candidates: Sequence[Sequence[Sequence[int]]], categories: Sequence[int] | np.ndarray, prior: torch.Tensor
+    candidates: Sequence[Sequence[Sequence[int]]],
+    categories: Sequence[int] | np.ndarray,
+    prior: torch.Tensor,
+    *,
+    shares: np.ndarray | None = None,
 ) -> list[int]:
     """Per record, its candidate whose distinct tokens give its own category the highest posterior under ``prior``.
 
-    ``prior``: the keyword prior's log share ratios ``[classes, cells]`` (:func:`.keywords.log_ratios`, 0 for a
-    token under the noise); a candidate's score for category ``c`` sums ``prior[c]`` over its distinct tokens below
-    ``cells`` (a naive Bayes log-likelihood ratio, each token once as the counts were), and it is scored by the
-    log-softmax of those sums at the record's category: how surely the text reads as its own category rather than
-    another, not how many keywords it holds. A record whose category is ``-1`` (missing, or outside the domain)
-    keeps its first draw, as do equal scores.
+    ``prior``: the keyword prior's log share ratios ``[classes, cells]`` (:func:`.keywords.log_ratios`:
+    ``log p(token | c) / p(token)``, 0 for a token under the noise); ``shares``: the categories' prior
+    probabilities (default: equal). A candidate's log posterior of category ``c`` is ``log shares[c]`` plus
+    ``prior[c]`` summed over its distinct tokens below ``cells`` (naive Bayes, each token once, as a text adds a
+    token to the counts once), normalised over the categories; it is scored at the record's category: how surely
+    the text reads as its own category rather than another, not how many keywords it holds. A record whose
+    category is ``-1`` (missing, or outside the domain) keeps its first draw, as do equal scores.
 
     >>> prior = torch.tensor([[1.0, -1.0, 0.0], [-1.0, 1.0, 0.0]])  # token 0 says category 0, token 1 category 1
     >>> keyword_pick([[[2], [1, 2], [0, 0, 9]], [[2], [1, 2], [0]], [[0], [1]]], [0, 1, -1], prior)
@@ -178,6 +183,9 @@ def keyword_pick(
     """
     table = prior.double().numpy()
     classes, cells = table.shape
+    base = np.zeros(classes) if shares is None else np.log(np.asarray(shares, dtype=float))
+    if base.shape != (classes,):
+        raise ValueError(f"keyword_pick: {len(base)} category shares for a prior of {classes} categories")
     picked = []
     for texts, category in zip(candidates, categories, strict=True):
         if category < 0:
@@ -186,7 +194,7 @@ def keyword_pick(
         scores = []
         for text in texts:
             tokens = np.unique(np.asarray([t for t in text if 0 <= t < cells], dtype=np.int64))
-            sums = table[:, tokens].sum(axis=1) if tokens.size else np.zeros(classes)
+            sums = base + (table[:, tokens].sum(axis=1) if tokens.size else 0.0)
             scores.append(sums[int(category)] - np.logaddexp.reduce(sums))
         picked.append(int(np.argmax(scores)))
     return picked

@@ -149,6 +149,12 @@ def test_each_record_keeps_one_of_its_own_draws_and_a_sample_with_one_prompt_dra
     monkeypatch.setattr(finetune, "contrast_prompts", lambda prompts, rng: ([prompts[0]], np.array([1.0])))
     synth.sample(5, seed=1)
     assert rows == [6, 6, 3]
+    # scoring by keywords needs a prior this model was fitted without: refused before anything is sampled
+    from privsynth.errors import ConfigError
+    from privsynth.text_sampling import apply
+
+    with pytest.raises(ConfigError, match="keyword_column"):
+        apply(synth, {"note": {"candidate_score": "keywords"}})
 
 
 def test_candidates_are_refused_for_the_byte_model() -> None:
@@ -173,6 +179,16 @@ def test_the_keyword_pick_is_the_posterior_of_the_records_category_not_its_count
     # each text's score is its own category's share of a softmax over the categories' summed ratios
     score = [float(torch.log_softmax(prior[:, t].sum(1), 0)[0]) for t in ([0, 1, 3], [0])]
     assert score[1] > score[0]
+    # a record without a category keeps its first draw, whatever its candidates say
+    assert keyword_pick([[[1], [0]], [[1], [0]]], [-1, 0], prior) == [0, 1]
+    # the categories' shares are the posterior's prior: with three categories, token 0 leans to category 1 and
+    # token 1 to category 2; for a record of category 0 the text leaning to the commoner rival is the worse one
+    three = torch.tensor([[0.0, 0.0], [1.0, -10.0], [-10.0, 0.5]])
+    pair = [[[0], [1]]]
+    assert keyword_pick(pair, [0], three) == [1]  # equal shares: category 1's pull (e^1) is the stronger
+    assert keyword_pick(pair, [0], three, shares=np.array([0.01, 0.01, 0.98])) == [0]  # category 2 is common
+    with pytest.raises(ValueError, match="2 category shares for a prior of 3"):
+        keyword_pick(pair, [0], three, shares=np.ones(2) / 2)
 
 
 def test_keyword_candidates_keep_the_draw_the_dp_prior_reads_as_the_records_own_category(
@@ -201,6 +217,7 @@ def test_keyword_candidates_keep_the_draw_the_dp_prior_reads_as_the_records_own_
 
     monkeypatch.setattr(finetune, "generate", fake_generate)
     monkeypatch.setattr(finetune, "pick_best", no_scoring_pass)
+    monkeypatch.setattr(finetune, "contrast_prompts", no_scoring_pass)  # nor draw from the contrast stream
     update = {"candidates": 3, "candidate_score": "keywords", "keyword_strength": 0.0}
     generator.config = type(generator.config).model_validate({**generator.config.model_dump(), **update})
     records = synth.sample(12, seed=1)
@@ -208,6 +225,7 @@ def test_keyword_candidates_keep_the_draw_the_dp_prior_reads_as_the_records_own_
     assert set(records["dx"].dropna()) == {"flu", "cold"}
     for dx, note in zip(records["dx"], records["note"], strict=True):
         assert note.strip() == expected.get(dx, "the")  # a missing diagnosis keeps its first draw
+    assert synth.sample(12, seed=1)["note"].tolist() == records["note"].tolist()  # the seed decides
     # a model fitted without a prior has nothing to read: refused with what to do
     generator.keyword_prior_ = None
     with pytest.raises(ConfigError, match="no keyword prior"):
@@ -221,6 +239,6 @@ def test_candidate_score_keywords_needs_a_keyword_column_and_candidates() -> Non
 
     with pytest.raises(ValidationError, match=r"needs text\.keyword_column"):
         TextConfig(backbone="smollm2", candidates=2, candidate_score="keywords")
-    with pytest.raises(ValidationError, match=r"set text\.candidates above 1"):
-        TextConfig(backbone="smollm2", keyword_column="dx", candidate_score="keywords")
+    # one candidate: nothing to pick, so neither score is used (a config may set it for a later --text candidates=4)
+    assert TextConfig(backbone="smollm2", keyword_column="dx", candidate_score="keywords").candidates == 1
     assert TextConfig(backbone="smollm2", keyword_column="dx", candidates=2, candidate_score="keywords").candidates == 2
