@@ -349,10 +349,11 @@ def sample(
         typer.Option(
             "--text",
             help="How text columns are sampled, SETTING=VALUE, repeatable: temperature, and with a backbone top_p, "
-            "candidates (best-of-k: keep the draw its record's fields explain best; k draws and their scoring per "
-            "record), candidate_score (keywords: keep the draw the DP keyword prior reads as the record's own "
-            "category; fields), guidance (a weight above 1: amplify what the record's fields change in its text; needs "
-            "guidance_fields, e.g. guidance_fields=diagnosis, or a model fitted with condition_dropout), "
+            "candidates (best-of-k: k draws per record, keep the one candidate_score rates best), candidate_score "
+            "(fields: the draw its record's fields explain best, a scoring pass per draw; keywords: the draw a fitted "
+            "keyword prior reads as the record's own category), guidance (a weight above 1: amplify what the "
+            "record's fields change in its text; needs guidance_fields, e.g. guidance_fields=diagnosis, or a model "
+            "fitted with condition_dropout), "
             "no_repeat_ngram (never repeat a run of that many tokens in a text), placeholder_limit (write each "
             "placeholder at most that many times in a text), sample_vocab (trained: only the token ids the fit "
             "trained; all), lengths (profile: cut texts to lengths drawn from the DP profile; model), "
