@@ -209,7 +209,10 @@ def test_keyword_candidates_keep_the_draw_the_dp_prior_reads_as_the_records_own_
     generator.keyword_prior_ = prior  # a known prior, so the test reads the pick, not the tiny fit's noise
     drawn = [plain, sneezing, fever]  # draw j of each record says drawn[j]
 
+    rows: list[int] = []
+
     def fake_generate(model, stack, prompts, **kwargs):  # type: ignore[no-untyped-def]
+        rows.append(len(prompts))
         return [drawn[i % 3] for i in range(len(prompts))]
 
     def no_scoring_pass(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -226,13 +229,20 @@ def test_keyword_candidates_keep_the_draw_the_dp_prior_reads_as_the_records_own_
     for dx, note in zip(records["dx"], records["note"], strict=True):
         assert note.strip() == expected.get(dx, "the")  # a missing diagnosis keeps its first draw
     assert synth.sample(12, seed=1)["note"].tolist() == records["note"].tolist()  # the seed decides
+    assert sum(rows) == 2 * 12 * 3  # two samples, 3 draws per record
+    # a sample where no record has a category has nothing to pick by: one draw each (record i's is drawn[i % 3])
+    rows.clear()
+    with monkeypatch.context() as patch:
+        patch.setattr(finetune, "keyword_categories", lambda generator, records: np.full(len(records), -1))
+        uncategorised = synth.sample(4, seed=1)
+    assert sum(rows) == 4 and [t.strip() for t in uncategorised["note"]] == ["the", "sneezing", "fever", "the"]
     # a model fitted without a prior has nothing to read: refused with what to do
     generator.keyword_prior_ = None
     with pytest.raises(ConfigError, match="no keyword prior"):
         synth.sample(4, seed=1)
 
 
-def test_candidate_score_keywords_needs_a_keyword_column_and_candidates() -> None:
+def test_candidate_score_keywords_needs_a_keyword_column_and_is_allowed_with_one_candidate() -> None:
     from pydantic import ValidationError
 
     from privsynth.generators.text.generator import TextConfig
