@@ -27,14 +27,16 @@ SAMPLING_SETTINGS = (
     "guidance",
     "guidance_fields",
     "no_repeat_ngram",
+    "repetition_penalty",
     "placeholder_limit",
     "sample_vocab",
     "scrub",
     "lengths",
     "keyword_strength",
+    "keyword_once",
 )
 #: The settings whose values are words (or true/false), not numbers.
-WORD_SETTINGS = ("sample_vocab", "scrub", "lengths", "guidance_fields", "candidate_score")
+WORD_SETTINGS = ("sample_vocab", "scrub", "lengths", "guidance_fields", "candidate_score", "keyword_once")
 
 
 def parse_text_settings(items: Sequence[str]) -> dict[str, float | str]:

@@ -354,10 +354,12 @@ def sample(
             "keyword prior reads as the record's own category), guidance (a weight above 1: amplify what the "
             "record's fields change in its text; needs guidance_fields, e.g. guidance_fields=diagnosis, or a model "
             "fitted with condition_dropout), "
-            "no_repeat_ngram (never repeat a run of that many tokens in a text), placeholder_limit (write each "
+            "no_repeat_ngram (never repeat a run of that many tokens in a text), repetition_penalty (a token a text "
+            "already holds is that many times less likely), placeholder_limit (write each "
             "placeholder at most that many times in a text), sample_vocab (trained: only the token ids the fit "
             "trained; all), lengths (profile: cut texts to lengths drawn from the DP profile; model), "
-            "keyword_strength (the weight of a fitted keyword prior; 0: off) and scrub. "
+            "keyword_strength (the weight of a fitted keyword prior; 0: off), keyword_once (true: the prior asks for "
+            "each of its words until the text holds it) and scrub. "
             "Default: the fit's config.",
             show_default=False,
         ),

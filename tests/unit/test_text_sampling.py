@@ -35,6 +35,10 @@ def test_settings_are_parsed_and_bad_ones_say_how_to_write_them() -> None:
         parse_text_settings(["candidates=2", "candidates=3"])
     assert parse_text_settings(["sample_vocab=all"]) == {"sample_vocab": "all"}  # a word, not a number
     assert parse_text_settings(["candidate_score=keywords"]) == {"candidate_score": "keywords"}
+    assert parse_text_settings(["keyword_once=true", "repetition_penalty=1.5"]) == {
+        "keyword_once": "true",
+        "repetition_penalty": 1.5,
+    }
 
 
 def test_a_sample_draws_from_every_id_unless_told_to_keep_to_the_trained_ones(
@@ -94,6 +98,10 @@ def test_a_sample_uses_its_settings_records_them_and_leaves_the_model_as_it_was(
         write_synthetic(synth, tmp_path / "bad", n=6, seed=2, text={"no_repeat_ngram": 1.0})
     guarded = write_synthetic(synth, tmp_path / "guarded", n=6, seed=2, text={"no_repeat_ngram": 3.0})
     assert load_provenance(guarded)["text_sampling"]["note"]["no_repeat_ngram"] == 3
+    penalised = write_synthetic(synth, tmp_path / "penalised", n=6, seed=2, text={"repetition_penalty": 1.5})
+    assert load_provenance(penalised)["text_sampling"]["note"]["repetition_penalty"] == 1.5
+    with pytest.raises(ConfigError, match=r"keyword_once applies to the DP keyword prior: it needs"):
+        write_synthetic(synth, tmp_path / "bad", n=6, seed=2, text=parse_text_settings(["keyword_once=true"]))
     # guidance on named fields needs no condition dropout; '--text guidance_fields=dx' arrives as a word
     settings = parse_text_settings(["guidance=1.5", "guidance_fields=dx"])
     assert settings == {"guidance": 1.5, "guidance_fields": "dx"}

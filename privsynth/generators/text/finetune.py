@@ -369,6 +369,7 @@ def written_rank(
             top_p=config.top_p,
             generator=rng,
             no_repeat_ngram=config.no_repeat_ngram,
+            repetition_penalty=config.repetition_penalty,
             placeholder_limit=config.placeholder_limit,
             trained=min(config.train_vocab, base) if config.sample_vocab == "trained" else None,
         )
@@ -516,9 +517,11 @@ def sample_backbone(
             else [u for u in unconditional[start : start + batch] for _ in range(k)],
             guidance=config.guidance,
             no_repeat_ngram=config.no_repeat_ngram,
+            repetition_penalty=config.repetition_penalty,
             placeholder_limit=config.placeholder_limit,
             trained=trained,
             bias=None if prior is None else prior(start, len(chunk)).repeat_interleave(k, dim=0),
+            bias_once=config.keyword_once,
         )
         if k > 1:
             drawn = [produced[i * k : (i + 1) * k] for i in range(len(chunk))]

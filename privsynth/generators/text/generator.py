@@ -111,6 +111,13 @@ class TextConfig(DPSGDSettings):
         description="Backbone: at sampling, never repeat a run of this many tokens within a text (0: off; 2 and "
         "above), so a model that loops moves on (post-processing).",
     )
+    repetition_penalty: float = Field(
+        default=1.0,
+        ge=1,
+        le=10,
+        description="Backbone: at sampling, a token a text already holds is this many times less likely (1: off), "
+        "so a model that repeats a word ('type type type') moves on (post-processing).",
+    )
     placeholder_limit: int = Field(
         default=0,
         ge=0,
@@ -242,6 +249,11 @@ class TextConfig(DPSGDSettings):
         description="Backbone, with keyword_column: at sampling, the weight of the prior's log share ratios added to "
         "the token scores (post-processing; 0 off). At 2 the demo's notes turned to word salad with exact counts.",
     )
+    keyword_once: bool = Field(
+        default=False,
+        description="Backbone, with keyword_column: at sampling, a token's keyword prior counts only until the text "
+        "holds it, so the prior asks for each of its words once, not at every step after (post-processing).",
+    )
 
     @model_validator(mode="after")
     def _backbone_only_settings(self) -> TextConfig:
@@ -253,6 +265,14 @@ class TextConfig(DPSGDSettings):
             raise ValueError("text.no_repeat_ngram is for a pretrained backbone (text.backbone: smollm2 or a folder)")
         if self.backbone == "byte" and self.sample_vocab != "all":
             raise ValueError("text.sample_vocab is for a pretrained backbone (text.backbone: smollm2 or a folder)")
+        if self.backbone == "byte" and self.repetition_penalty != 1.0:
+            raise ValueError(
+                "text.repetition_penalty is for a pretrained backbone (text.backbone: smollm2 or a folder)"
+            )
+        if self.keyword_once and self.keyword_column is None:
+            raise ValueError(
+                "text.keyword_once applies to the DP keyword prior: it needs text.keyword_column (set at fit)"
+            )
         if self.backbone == "byte" and self.placeholder_limit:
             raise ValueError("text.placeholder_limit is for a pretrained backbone (text.backbone: smollm2 or a folder)")
         if self.no_repeat_ngram == 1:

@@ -477,6 +477,8 @@ def generate(
     placeholder_limit: int = 0,
     trained: int | None = None,
     bias: torch.Tensor | None = None,
+    repetition_penalty: float = 1.0,
+    bias_once: bool = False,
 ) -> list[list[int]]:
     """New token ids per prompt (left-padded batch, key-value cache); placeholder ids are ``vocab + j``.
 
@@ -507,6 +509,12 @@ def generate(
     from declared-public schema metadata, or from a mechanism spent in this fit's ledger (sensitivity per unit of
     privacy after contribution bounding, noise from the fit's OS-entropy streams, categories from the DP profile
     or the schema, never from the raw records).
+
+    With ``repetition_penalty`` ``r`` above 1, a token the text already holds is ``r`` times less likely (its score
+    lowered by ``log r`` before the temperature; placeholders and the end of a text are left to ``placeholder_limit``
+    and ``stop``): a fine-tune under noise, pushed by ``bias`` towards a few words, writes "type type type" or
+    "after after after", which real notes never do. With ``bias_once``, a token's ``bias`` counts only until the text
+    holds it: the prior asks for a word once, not at every step after (the keyword pick counts distinct tokens too).
     """
     from transformers import DynamicCache
 
@@ -544,6 +552,13 @@ def generate(
     next_position = positions[:, -1] + 1
     if no_repeat_ngram == 1:
         raise ValueError("no_repeat_ngram 1 would forbid every token a second time: use 0 (off) or 2 and above")
+    if not repetition_penalty >= 1.0:
+        raise ValueError(f"repetition_penalty {repetition_penalty}: give 1 (off) or more")
+    penalty = math.log(repetition_penalty)
+    # per text, the tokens it holds (below vocab: words; placeholders have their own limit)
+    held = torch.zeros(n, vocab, dtype=torch.bool, device=device) if penalty or bias_once else None
+    if bias is not None and bias_once:
+        bias = bias.clone()  # zeroed per text as it writes each token
     # per text: each (k - 1)-token run it holds, and the tokens that followed it
     followers: list[dict[tuple[int, ...], set[int]]] = [{} for _ in range(n)]
     written = torch.zeros(n, stack.count, dtype=torch.long, device=device)  # per text, each placeholder's uses
@@ -556,6 +571,8 @@ def generate(
             logits = with_untrained(logits, rows_scored, late_at, vocab)
         if bias is not None:
             logits = logits + bias
+        if penalty and held is not None:
+            logits[:, :vocab] -= penalty * held
         logits = logits / temperature
         if len(banned_t):
             logits[:, banned_t] = float("-inf")
@@ -576,6 +593,13 @@ def generate(
         if bool(placeholder.any()):
             writers = torch.nonzero(placeholder & ~done).flatten()
             written[writers, token[writers] - vocab] += 1
+        if held is not None:
+            rows_live = torch.as_tensor(live, dtype=torch.long, device=device)
+            words = token[rows_live]
+            written_word = words < vocab
+            held[rows_live[written_word], words[written_word]] = True
+            if bias is not None and bias_once:
+                bias[rows_live[written_word], words[written_word]] = 0.0
         chosen = token.tolist()
         for i in live:
             produced[i].append(int(chosen[i]))

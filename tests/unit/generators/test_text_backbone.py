@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import re
 from pathlib import Path
 
@@ -368,6 +369,55 @@ def test_placeholder_limit_writes_each_placeholder_at_most_k_times(backbone: Pat
             assert all(t < vocab for t in ids[3 * k :])  # then only words
 
 
+def test_repetition_penalty_makes_a_held_word_less_likely_and_leaves_placeholders_alone(backbone: Path) -> None:
+    """A word favoured at every step ('type type type') is written once with a penalty; 1 changes no draw."""
+    import torch
+
+    from privsynth.generators.text.llm import prompt_ids
+
+    model, tokenizer, stack = _model_and_stack(backbone, placeholders=1)
+    vocab = model.get_input_embeddings().weight.shape[0]
+    model.resize_token_embeddings(vocab + 1)
+    prompts = [prompt_ids(tokenizer, "dx: flu", "note"), prompt_ids(tokenizer, "dx: cold; wbc: 3 to 4", "note")]
+    bias = torch.zeros(2, vocab + 1)
+    bias[:, 7] = 12.0  # far above the random model's scores, but not above a penalty of e^40
+    looping = _generate(model, stack, prompts, max_new=6, vocab=vocab, bias=bias)
+    assert all(ids == [7] * 6 for ids in looping)  # the positive control
+    assert _generate(model, stack, prompts, max_new=6, vocab=vocab, bias=bias, repetition_penalty=1.0) == looping
+    penalised = _generate(model, stack, prompts, max_new=6, vocab=vocab, bias=bias, repetition_penalty=math.exp(40))
+    for ids in penalised:
+        assert ids[0] == 7 and 7 not in ids[1:]
+        assert len(set(ids)) == len(ids)  # every held word is e^40 less likely: none comes back
+    # a placeholder is not a word: the penalty leaves it to placeholder_limit
+    bias = torch.zeros(2, vocab + 1)
+    bias[:, vocab] = 100.0
+    drawn = _generate(model, stack, prompts, max_new=4, vocab=vocab, bias=bias, repetition_penalty=math.exp(40))
+    assert all(ids == [vocab] * 4 for ids in drawn)
+    with pytest.raises(ValueError, match=r"repetition_penalty 0\.5"):
+        _generate(model, stack, prompts, max_new=2, vocab=vocab, repetition_penalty=0.5)
+
+
+def test_bias_once_asks_for_each_word_until_the_text_holds_it(backbone: Path) -> None:
+    """With bias_once a favoured word is asked for once: then the next favoured word, then the model alone."""
+    import torch
+
+    from privsynth.generators.text.llm import prompt_ids
+
+    model, tokenizer, stack = _model_and_stack(backbone)
+    vocab = model.get_input_embeddings().weight.shape[0]
+    prompts = [prompt_ids(tokenizer, "dx: flu", "note"), prompt_ids(tokenizer, "dx: cold; wbc: 3 to 4", "note")]
+    bias = torch.zeros(2, vocab)
+    bias[0, 7], bias[0, 9] = 100.0, 50.0  # text 0: word 7 first, then word 9; text 1: no prior
+    every = _generate(model, stack, prompts, max_new=6, vocab=vocab, bias=bias)
+    assert every[0] == [7] * 6
+    once = _generate(model, stack, prompts, max_new=6, vocab=vocab, bias=bias.clone(), bias_once=True)
+    assert once[0][:2] == [7, 9]
+    assert once[1] == every[1]  # a text without a prior is untouched
+    kept = bias.clone()
+    _generate(model, stack, prompts, max_new=6, vocab=vocab, bias=kept, bias_once=True)
+    assert torch.equal(kept, bias)  # the caller's prior is not changed
+
+
 def test_no_text_ends_at_its_first_token(backbone: Path) -> None:
     """A random or badly fitted model may rate the stop token first: the note would be empty."""
     from privsynth.generators.text.llm import prompt_ids
@@ -717,6 +767,14 @@ def test_no_repeat_ngram_is_refused_for_the_byte_model_and_at_one() -> None:
     with pytest.raises(ValidationError, match="placeholder_limit is for a pretrained backbone"):
         TextConfig(placeholder_limit=1)
     assert TextConfig(backbone="smollm2", placeholder_limit=1).placeholder_limit == 1
+    with pytest.raises(ValidationError, match="repetition_penalty is for a pretrained backbone"):
+        TextConfig(repetition_penalty=1.5)
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):
+        TextConfig(backbone="smollm2", repetition_penalty=0.5)
+    assert TextConfig(backbone="smollm2", repetition_penalty=1.5).repetition_penalty == 1.5
+    with pytest.raises(ValidationError, match="keyword_once applies to the DP keyword prior"):
+        TextConfig(backbone="smollm2", keyword_once=True)
+    assert TextConfig(backbone="smollm2", keyword_column="dx", keyword_once=True).keyword_once
     with pytest.raises(ValidationError, match="sample_vocab is for a pretrained backbone"):
         TextConfig(sample_vocab="trained")
     assert TextConfig(backbone="smollm2", sample_vocab="trained").sample_vocab == "trained"

@@ -210,9 +210,11 @@ def test_keyword_candidates_keep_the_draw_the_dp_prior_reads_as_the_records_own_
     drawn = [plain, sneezing, fever]  # draw j of each record says drawn[j]
 
     rows: list[int] = []
+    passed: list[dict] = []
 
     def fake_generate(model, stack, prompts, **kwargs):  # type: ignore[no-untyped-def]
         rows.append(len(prompts))
+        passed.append(kwargs)
         return [drawn[i % 3] for i in range(len(prompts))]
 
     def no_scoring_pass(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -236,6 +238,14 @@ def test_keyword_candidates_keep_the_draw_the_dp_prior_reads_as_the_records_own_
         patch.setattr(finetune, "keyword_categories", lambda generator, records: np.full(len(records), -1))
         uncategorised = synth.sample(4, seed=1)
     assert sum(rows) == 4 and [t.strip() for t in uncategorised["note"]] == ["the", "sneezing", "fever", "the"]
+    # the prior once per word and the repetition penalty reach the draws as set (off by default)
+    assert all(not k["bias_once"] and k["repetition_penalty"] == 1.0 for k in passed)
+    passed.clear()
+    update = {"keyword_once": True, "repetition_penalty": 1.5, "keyword_strength": 1.0}
+    generator.config = type(generator.config).model_validate({**generator.config.model_dump(), **update})
+    synth.sample(4, seed=1)
+    assert passed and all(k["bias_once"] and k["repetition_penalty"] == 1.5 for k in passed)
+    assert all(k["bias"] is not None for k in passed)
     # a model fitted without a prior has nothing to read: refused with what to do
     generator.keyword_prior_ = None
     with pytest.raises(ConfigError, match="no keyword prior"):
