@@ -10,7 +10,9 @@ model's train/holdout split and the synthetic corpus with its surrogate registry
   the diagnosis at all (its label's words), to tell notes that never say it from notes the classifier cannot read;
 - scans: the same with logistic regression on real training scan pixels (target: ratio >= 0.8);
 - identities in notes: every person name, SSN and MRN the PII scanner finds in a synthetic note is compared with
-  that record's own surrogate identity (name, SSN, MRN) and with the fakes registered for other people.
+  that record's own surrogate identity (name, SSN, MRN) and with the fakes registered for other people;
+- repetition: the share of notes that write a word twice in a row ("after after") and three times in a row
+  ("type type type"), synthetic against real holdout notes (real ones do neither).
 
     python benchmarks/demo_modalities.py [--run runs/demo]
 
@@ -20,6 +22,7 @@ Prints two tables and writes benchmarks/results/demo_modalities.json.
 from __future__ import annotations
 
 import argparse
+import itertools
 import re
 from pathlib import Path
 
@@ -88,6 +91,26 @@ def identity_check(synthetic: Corpus, registry: pd.DataFrame, scanner: PiiScanne
         "own_surrogate_share": own_total / total,
         "registered_other_share": other_total / total,
         "unexplained_share": unexplained / total,
+    }
+
+
+def repetition(notes: pd.Series) -> dict[str, float]:
+    """Shares of notes with a word written twice in a row, and three times in a row (letters only, any case).
+
+    >>> repetition(pd.Series(["fever and cough", "after after the fall", "type type type 2"]))
+    {'notes': 3.0, 'word_twice_in_a_row': 0.667, 'word_three_times_in_a_row': 0.333}
+    """
+    twice = thrice = 0
+    for note in notes:
+        words = re.findall(r"[a-z]+", str(note).lower())
+        pairs = [words[i] == words[i + 1] for i in range(len(words) - 1)]
+        twice += any(pairs)
+        thrice += any(a and b for a, b in itertools.pairwise(pairs))
+    count = max(len(notes), 1)
+    return {
+        "notes": float(len(notes)),
+        "word_twice_in_a_row": round(twice / count, 3),
+        "word_three_times_in_a_row": round(thrice / count, 3),
     }
 
 
@@ -163,15 +186,27 @@ def main() -> None:
     )
 
     identities = identity_check(synthetic, registry, PiiScanner()) if registry is not None else {}
+    repeats = [
+        {"notes": "synthetic", **repetition(synth_notes)},
+        {"notes": "real holdout", **repetition(holdout.records["note"].fillna("").astype(str))},
+    ]
     print_table(rows, ["modality", "real_holdout_acc", "synthetic_acc", "ratio", "target_ratio"])
     print()
     print_table(by_label, ["diagnosis", "notes", "accuracy", "names_it", "accuracy_when_named"])
+    print()
+    print_table(repeats, ["notes", "word_twice_in_a_row", "word_three_times_in_a_row"])
     print("\nidentities in synthetic notes:", {k: round(v, 4) for k, v in identities.items()})
     for note in synth_notes[:3]:
         print("  example:", note[:240])
     write_json(
         "demo_modalities",
-        {"rows": rows, "notes_by_diagnosis": by_label, "identities": identities, "examples": list(synth_notes[:10])},
+        {
+            "rows": rows,
+            "notes_by_diagnosis": by_label,
+            "identities": identities,
+            "repetition": repeats,
+            "examples": list(synth_notes[:10]),
+        },
         args.out,
     )
 
