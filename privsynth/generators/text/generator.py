@@ -115,8 +115,9 @@ class TextConfig(DPSGDSettings):
         default=1.0,
         ge=1,
         le=10,
-        description="Backbone: at sampling, a token a text already holds is this many times less likely (1: off), "
-        "so a model that repeats a word ('type type type') moves on (post-processing).",
+        description="Backbone: at sampling, the score of a word a text already holds is lowered by the log of this "
+        "(before the temperature: this many times less likely at temperature 1; 1: off), so a model that repeats a "
+        "word ('type type type') moves on (post-processing).",
     )
     placeholder_limit: int = Field(
         default=0,
@@ -251,8 +252,8 @@ class TextConfig(DPSGDSettings):
     )
     keyword_once: bool = Field(
         default=False,
-        description="Backbone, with keyword_column: at sampling, a token's keyword prior counts only until the text "
-        "holds it, so the prior asks for each of its words once, not at every step after (post-processing).",
+        description="Backbone, with keyword_column: at sampling, the keyword prior favours a word only until the "
+        "text holds it, so it asks for each of its words once, not at every step after (post-processing).",
     )
 
     @model_validator(mode="after")

@@ -510,11 +510,12 @@ def generate(
     privacy after contribution bounding, noise from the fit's OS-entropy streams, categories from the DP profile
     or the schema, never from the raw records).
 
-    With ``repetition_penalty`` ``r`` above 1, a token the text already holds is ``r`` times less likely (its score
-    lowered by ``log r`` before the temperature; placeholders and the end of a text are left to ``placeholder_limit``
-    and ``stop``): a fine-tune under noise, pushed by ``bias`` towards a few words, writes "type type type" or
-    "after after after", which real notes never do. With ``bias_once``, a token's ``bias`` counts only until the text
-    holds it: the prior asks for a word once, not at every step after (the keyword pick counts distinct tokens too).
+    With ``repetition_penalty`` ``r`` above 1, the score of a word the text already holds is lowered by ``log r``
+    before the temperature (``r`` times less likely at temperature 1, ``r ** (1 / T)`` at ``T``; placeholders are
+    left to ``placeholder_limit``): a fine-tune under noise, pushed by ``bias`` towards a few words, writes "type type
+    type" or "after after after", which real notes never do. With ``bias_once``, a word's positive ``bias`` counts
+    only until the text holds it (a negative one stays): the prior asks for a word once, not at every step after
+    (the keyword pick counts distinct tokens too).
     """
     from transformers import DynamicCache
 
@@ -593,13 +594,13 @@ def generate(
         if bool(placeholder.any()):
             writers = torch.nonzero(placeholder & ~done).flatten()
             written[writers, token[writers] - vocab] += 1
-        if held is not None:
-            rows_live = torch.as_tensor(live, dtype=torch.long, device=device)
-            words = token[rows_live]
-            written_word = words < vocab
-            held[rows_live[written_word], words[written_word]] = True
-            if bias is not None and bias_once:
-                bias[rows_live[written_word], words[written_word]] = 0.0
+        if held is not None:  # the words each unfinished text just wrote
+            texts = torch.as_tensor(live, dtype=torch.long, device=device)
+            texts = texts[token[texts] < vocab]
+            words = token[texts]
+            held[texts, words] = True
+            if bias is not None and bias_once:  # asked for and written: no longer asked for (never made likelier)
+                bias[texts, words] = bias[texts, words].clamp_max(0.0)
         chosen = token.tolist()
         for i in live:
             produced[i].append(int(chosen[i]))

@@ -369,10 +369,13 @@ def test_placeholder_limit_writes_each_placeholder_at_most_k_times(backbone: Pat
             assert all(t < vocab for t in ids[3 * k :])  # then only words
 
 
-def test_repetition_penalty_makes_a_held_word_less_likely_and_leaves_placeholders_alone(backbone: Path) -> None:
+def test_repetition_penalty_makes_a_held_word_less_likely_and_leaves_placeholders_alone(
+    backbone: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A word favoured at every step ('type type type') is written once with a penalty; 1 changes no draw."""
     import torch
 
+    from privsynth.generators.text import llm
     from privsynth.generators.text.llm import prompt_ids
 
     model, tokenizer, stack = _model_and_stack(backbone, placeholders=1)
@@ -384,13 +387,35 @@ def test_repetition_penalty_makes_a_held_word_less_likely_and_leaves_placeholder
     looping = _generate(model, stack, prompts, max_new=6, vocab=vocab, bias=bias)
     assert all(ids == [7] * 6 for ids in looping)  # the positive control
     assert _generate(model, stack, prompts, max_new=6, vocab=vocab, bias=bias, repetition_penalty=1.0) == looping
-    penalised = _generate(model, stack, prompts, max_new=6, vocab=vocab, bias=bias, repetition_penalty=math.exp(40))
-    for ids in penalised:
-        assert ids[0] == 7 and 7 not in ids[1:]
-        assert len(set(ids)) == len(ids)  # every held word is e^40 less likely: none comes back
+    # text 0 ends after its second word (a stop it is pushed to), text 1 goes on: the penalty follows each text's
+    # own words, not its place among the unfinished ones
+    stop = 5
+    ending = bias.clone()
+    ending[0, stop] = 100.0
+    drawn = _generate(
+        model, stack, prompts, max_new=6, vocab=vocab, bias=ending, stop=[stop], repetition_penalty=math.exp(40)
+    )
+    assert drawn[0] == [7, stop]
+    assert drawn[1][0] == 7 and len(set(drawn[1])) == 6  # every held word is e^40 less likely: none comes back
+    # the size: after the same first word, only that word's score moves, by log r / temperature
+    scores: list[torch.Tensor] = []
+    draw = llm._sample_top_p
+
+    def spy(logits: torch.Tensor, top_p: float, generator: torch.Generator) -> torch.Tensor:
+        scores.append(logits.clone())
+        return draw(logits, top_p, generator)
+
+    monkeypatch.setattr(llm, "_sample_top_p", spy)
+    for r in (1.0, 3.0):
+        _generate(model, stack, prompts, max_new=2, vocab=vocab, bias=bias, temperature=0.5, repetition_penalty=r)
+    plain, penalised = scores[1], scores[3]
+    expected = torch.zeros_like(plain)
+    expected[:, 7] = math.log(3.0) / 0.5
+    assert torch.allclose(plain - penalised, expected, atol=1e-5)
+    monkeypatch.undo()
     # a placeholder is not a word: the penalty leaves it to placeholder_limit
     bias = torch.zeros(2, vocab + 1)
-    bias[:, vocab] = 100.0
+    bias[:, vocab] = 12.0
     drawn = _generate(model, stack, prompts, max_new=4, vocab=vocab, bias=bias, repetition_penalty=math.exp(40))
     assert all(ids == [vocab] * 4 for ids in drawn)
     with pytest.raises(ValueError, match=r"repetition_penalty 0\.5"):
@@ -398,7 +423,7 @@ def test_repetition_penalty_makes_a_held_word_less_likely_and_leaves_placeholder
 
 
 def test_bias_once_asks_for_each_word_until_the_text_holds_it(backbone: Path) -> None:
-    """With bias_once a favoured word is asked for once: then the next favoured word, then the model alone."""
+    """With bias_once each text's favoured words are asked for once each, in the order of their weight."""
     import torch
 
     from privsynth.generators.text.llm import prompt_ids
@@ -407,12 +432,13 @@ def test_bias_once_asks_for_each_word_until_the_text_holds_it(backbone: Path) ->
     vocab = model.get_input_embeddings().weight.shape[0]
     prompts = [prompt_ids(tokenizer, "dx: flu", "note"), prompt_ids(tokenizer, "dx: cold; wbc: 3 to 4", "note")]
     bias = torch.zeros(2, vocab)
-    bias[0, 7], bias[0, 9] = 100.0, 50.0  # text 0: word 7 first, then word 9; text 1: no prior
+    bias[0, 7], bias[0, 9] = 100.0, 50.0  # text 0: word 7 first, then word 9
+    bias[1, 9], bias[1, 7] = 100.0, 50.0  # text 1: the other way round
     every = _generate(model, stack, prompts, max_new=6, vocab=vocab, bias=bias)
-    assert every[0] == [7] * 6
-    once = _generate(model, stack, prompts, max_new=6, vocab=vocab, bias=bias.clone(), bias_once=True)
-    assert once[0][:2] == [7, 9]
-    assert once[1] == every[1]  # a text without a prior is untouched
+    assert every == [[7] * 6, [9] * 6]
+    once = _generate(model, stack, prompts, max_new=6, vocab=vocab, bias=bias, bias_once=True)
+    assert once[0][:2] == [7, 9] and once[1][:2] == [9, 7]
+    assert _generate(model, stack, prompts, max_new=6, vocab=vocab, bias=bias, bias_once=False) == every
     kept = bias.clone()
     _generate(model, stack, prompts, max_new=6, vocab=vocab, bias=kept, bias_once=True)
     assert torch.equal(kept, bias)  # the caller's prior is not changed
