@@ -559,7 +559,7 @@ def generate(
     # per text, the tokens it holds (below vocab: words; placeholders have their own limit)
     held = torch.zeros(n, vocab, dtype=torch.bool, device=device) if penalty or bias_once else None
     if bias is not None and bias_once:
-        bias = bias.clone()  # zeroed per text as it writes each token
+        bias = bias.clone()  # its positive part spent per text as the text writes each word
     # per text: each (k - 1)-token run it holds, and the tokens that followed it
     followers: list[dict[tuple[int, ...], set[int]]] = [{} for _ in range(n)]
     written = torch.zeros(n, stack.count, dtype=torch.long, device=device)  # per text, each placeholder's uses
