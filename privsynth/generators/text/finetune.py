@@ -26,6 +26,7 @@ from privsynth.generators.dpsgd import DPSGDTrainer, spend_once
 from privsynth.generators.record_loss import RecordLoss
 from privsynth.generators.tabular.codecs import ColumnCodec, codec_from_dict
 from privsynth.generators.text import backbone as backbones
+from privsynth.generators.text import classifier as classifiers
 from privsynth.generators.text import keywords
 from privsynth.generators.text.llm import (
     FIELDS_FORMAT,
@@ -61,6 +62,8 @@ log = logging.getLogger(__name__)
 WEIGHTS = "text.safetensors"
 #: The keyword prior's tensor among the saved weights (:mod:`.keywords`).
 KEYWORD_PRIOR = "keyword.prior"
+#: The DP text classifier's weights among the saved weights (:mod:`.classifier`).
+CLASSIFIER = "classifier.weights"
 #: Dropped from decoded text: C0 controls other than tab and newline, DEL, and U+FFFD (a token that ended inside
 #: a multi-byte character decodes to it). What remains is valid, printable UTF-8.
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f\ufffd]")
@@ -179,15 +182,22 @@ def fit_backbone(
     shape = generator.plan(units)
     mechanism = Mechanism(noise_multiplier=context.noise_multiplier, sample_rate=shape.sample_rate, steps=shape.steps)
     note = f"DP-SGD LoRA fine-tuning of {located.name} on text column '{column}'"
-    queries = 0
+    queries = classifying = 0
     if domain is not None:  # plan() refused fewer than 2 steps before anything was fitted
         queries = min(config.keyword_queries, shape.steps // 2)
+        classifying = config.classifier_steps  # plan() refused more than half the steps for the two
         # the declared categories' digest: a resume whose schema lists them otherwise is a new run, not this one
         digest = hashlib.sha256(json.dumps([str(v) for v in domain]).encode()).hexdigest()[:12]
+        where = f"the {queries} steps before its last {classifying}" if classifying else f"its last {queries} steps"
         note += (
-            f"; its last {queries} steps sum keyword counts per '{config.keyword_column}' category "
+            f"; {where} sum keyword counts per '{config.keyword_column}' category "
             f"({len(domain)} declared, sha256 {digest})"
         )
+        if classifying:
+            note += (
+                f"; its last {classifying} steps train a logistic regression of '{config.keyword_column}' on the "
+                f"texts' {classifiers.EMBEDDER['name']} embeddings"
+            )
     resuming = spend_once(
         ledger,
         Stage.TEXT,
@@ -239,7 +249,7 @@ def fit_backbone(
         trainer.load_checkpoint(checkpoint)
     progress = context.report(f"text '{column}' (LoRA on {located.name.split(' ')[0]})")
     trainer.run(
-        until=mechanism.steps - queries,  # the keyword counts take the last steps (below)
+        until=mechanism.steps - queries - classifying,  # the keyword counts and the classifier take the last steps
         on_step=None if progress is None else lambda step, value: progress(step, mechanism.steps, value),
         checkpoint=checkpoint,
         engine=context.engine,
@@ -276,6 +286,7 @@ def fit_backbone(
             width=config.keyword_tokens,
             excluded=list(tokenizer.all_special_ids),
             queries=queries,
+            start=mechanism.steps - queries - classifying,
             rank=lambda: written_rank(
                 generator,
                 domain,
@@ -287,8 +298,70 @@ def fit_backbone(
         )
         generator.keyword_domain_ = [str(value) for value in domain]
         if checkpoint is not None:
-            trainer.save_checkpoint(checkpoint)  # the counts with the stage's last step: a resume reuses them
+            trainer.save_checkpoint(checkpoint)  # the counts with their last step: a resume reuses them
+    generator.classifier_, generator.classifier_embedder_ = None, None
+    if classifying:
+        assert domain is not None and config.keyword_column is not None  # classifier_steps needs keyword_column
+        reported = context.report(f"DP classifier of '{config.keyword_column}' for '{column}' (text embeddings)")
+        generator.classifier_ = _text_classifier(
+            trainer,
+            corpus.records[config.keyword_column],
+            domain,
+            # each text as the backbone trained on it (masked, cut), written as sampling writes a candidate
+            [decoded(tokenizer, body[: config.max_tokens]) for body in bodies],
+            steps=classifying,
+            lr=config.classifier_lr,
+            # in percent: the number of training texts is an exact private count, which a log line must not carry
+            progress=None
+            if reported is None
+            else lambda done, total: reported(100 * done // max(total, 1), 100, float("nan")),
+        )
+        generator.classifier_embedder_ = classifiers.embedder_identity()
+        if checkpoint is not None:
+            trainer.save_checkpoint(checkpoint)  # the weights with the stage's last step: a resume reuses them
     bodies.clear()
+
+
+def decoded(tokenizer: Any, ids: list[int]) -> str:
+    """A text's tokens as a string with its placeholders (before they are filled), control characters dropped."""
+    return _CONTROL.sub("", tokenizer.decode(ids, skip_special_tokens=False)).strip()
+
+
+def _text_classifier(
+    trainer: DPSGDTrainer,
+    values: pd.Series,
+    domain: list[Any],
+    texts: list[str],
+    *,
+    steps: int,
+    lr: float,
+    progress: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """The DP classifier's weights (:mod:`.classifier`), trained on the stage's last ``steps`` steps, counted once.
+
+    A resumed run whose checkpoint holds the weights reuses them (training again would be a second measurement the
+    ledger does not hold).
+    """
+    table = trainer.outputs.get(classifiers.OUTPUT)
+    if table is None:
+        if trainer.step != trainer.mechanism.steps - steps:
+            raise IntegrityError(
+                "this text fit resumes from a checkpoint without its classifier: start the fit again in a new work "
+                "folder (its spend is already in the ledger)"
+            )
+        features = classifiers.embed(texts, progress=progress)
+        table = classifiers.train(
+            trainer,
+            features,
+            keywords.category_indices(values, domain),
+            classes=len(domain),
+            steps=steps,
+            lr=lr,
+        )
+        trainer.outputs[classifiers.OUTPUT] = table
+    if table.shape[0] != len(domain):
+        raise IntegrityError("the checkpoint's classifier does not match this fit's categories")
+    return table
 
 
 def written_rank(
@@ -409,17 +482,19 @@ def _keyword_prior(
     width: int,
     excluded: list[int],
     queries: int,
+    start: int | None = None,
     rank: Callable[[], np.ndarray] | None = None,
 ) -> torch.Tensor:
     """The keyword prior's log share ratios ``[categories, cells]`` (:mod:`.keywords`), its steps counted once.
 
-    A run spends the stage's last ``queries`` steps on it, each text adding its tokens in the order ``rank()``
-    gives (public or DP; default: the rarest pieces); a resumed run whose checkpoint holds the noisy sums reuses
-    them (drawing them again would be a second measurement the ledger does not hold).
+    A run spends ``queries`` steps from step ``start`` (default: the stage's last ``queries``) on it, each text
+    adding its tokens in the order ``rank()`` gives (public or DP; default: the rarest pieces); a resumed run whose
+    checkpoint holds the noisy sums reuses them (drawing them again would be a second measurement the ledger does
+    not hold).
     """
     sums = trainer.outputs.get(keywords.OUTPUT)
     if sums is None:
-        if trainer.step != trainer.mechanism.steps - queries:
+        if trainer.step != (trainer.mechanism.steps - queries if start is None else start):
             raise IntegrityError(
                 "this text fit resumes from a checkpoint without its keyword counts: start the fit again in a new "
                 "work folder (its spend is already in the ledger)"
@@ -458,7 +533,8 @@ def sample_backbone(
 
     With ``text.candidates`` above 1, each record draws that many and keeps the one its fields explain best, or with
     ``text.candidate_score: keywords`` the one the DP keyword prior reads as its own category most surely
-    (:mod:`.rerank`). ``progress(done, total)`` is told after each batch of records.
+    (:mod:`.rerank`), or with ``classifier`` the one the DP classifier does, from its embedding
+    (:mod:`.classifier`). ``progress(done, total)`` is told after each batch of records.
     """
     config = generator.config
     tokenizer, base = generator.tokenizer_, generator.base_vocab_
@@ -479,16 +555,27 @@ def sample_backbone(
     texts: list[str] = []
     k = config.candidates
     by_keywords = k > 1 and config.candidate_score == "keywords"
+    by_classifier = k > 1 and config.candidate_score == "classifier"
     categories = keyword_categories(generator, records) if by_keywords else None
+    embedder = None
+    if by_classifier:
+        categories = classifier_categories(generator, records)
+        from privsynth.audit.embedders import MiniLMEmbedder
+
+        embedder = MiniLMEmbedder()
     if categories is not None and not (categories >= 0).any():
         # no record has a category of the prior (all missing): every one would keep its first draw
-        log.info("text.candidates %d by keywords: no record of this sample has a category; one draw each", k)
+        log.info(
+            "text.candidates %d by %s: no record of this sample has a category; one draw each",
+            k,
+            config.candidate_score,
+        )
         k = 1
     class_shares = None
     if categories is not None:  # the categories' shares among the synthetic records (add-one): the pick's prior
         counts = np.bincount(categories[categories >= 0], minlength=len(generator.keyword_domain_))
         class_shares = (counts + 1.0) / (counts.sum() + len(counts))
-    if k > 1 and not by_keywords:
+    if k > 1 and categories is None:
         keyed = [tuple(p) for p in prompts]
         contrasts, shares = contrast_prompts(keyed, streams.numpy("sample", f"text:{generator.column_}", "contrast"))
         # the sample's prompts decide, not the contrasts drawn from them (a draw of records may hold one prompt)
@@ -525,7 +612,16 @@ def sample_backbone(
         )
         if k > 1:
             drawn = [produced[i * k : (i + 1) * k] for i in range(len(chunk))]
-            if categories is not None:
+            if by_classifier:
+                assert categories is not None and generator.classifier_ is not None  # classifier_categories refused
+                # each candidate as the classifier was trained on a text: placeholders unfilled (post-processing)
+                features = classifiers.embed(
+                    [decoded(tokenizer, [t for t in ids if t not in stops]) for ids in produced], embedder=embedder
+                )
+                best = classifiers.classifier_pick(
+                    features, categories[start : start + len(chunk)], generator.classifier_, k=k
+                )
+            elif categories is not None:
                 table = cast(torch.Tensor, generator.keyword_prior_)  # keyword_categories refused a model without
                 best = keyword_pick(drawn, categories[start : start + len(chunk)], table, shares=class_shares)
             else:
@@ -543,8 +639,7 @@ def sample_backbone(
                 )
             produced = [texts_of[b] for texts_of, b in zip(drawn, best, strict=True)]
         for offset, ids in enumerate(produced):
-            kept = [t for t in ids if t not in stops]
-            text = _CONTROL.sub("", tokenizer.decode(kept, skip_special_tokens=False)).strip()
+            text = decoded(tokenizer, [t for t in ids if t not in stops])
             i = start + offset
             texts.append(fill_placeholders(text, records.iloc[i], identities.iloc[i], others.iloc[i]))
         if progress is not None:
@@ -566,6 +661,25 @@ def keyword_categories(generator: TextGenerator, records: pd.DataFrame) -> np.nd
     if name not in records.columns:
         raise ConfigError(
             f"text '{generator.column_}': its keyword prior is per '{name}', which these synthetic records lack"
+        )
+    return keywords.category_indices(records[name], generator.keyword_domain_)
+
+
+def classifier_categories(generator: TextGenerator, records: pd.DataFrame) -> np.ndarray:
+    """Each synthetic record's category of the DP classifier (``-1``: missing or outside the domain).
+
+    Refuses a model without a classifier and records without its column.
+    """
+    name = generator.config.keyword_column
+    if generator.classifier_ is None or name is None:
+        raise ConfigError(
+            f"text '{generator.column_}': this model has no DP classifier (it was fitted without "
+            "text.classifier_steps), so candidate_score classifier has nothing to read: use candidate_score "
+            "keywords or fields, or fit with text.classifier_steps (e.g. 20)"
+        )
+    if name not in records.columns:
+        raise ConfigError(
+            f"text '{generator.column_}': its classifier is of '{name}', which these synthetic records lack"
         )
     return keywords.category_indices(records[name], generator.keyword_domain_)
 
@@ -651,6 +765,9 @@ def save_backbone(generator: TextGenerator, folder: Any) -> None:
     }
     if generator.keyword_prior_ is not None:  # a DP output (post-processing of the stage's noisy sums)
         tensors = {**tensors, KEYWORD_PRIOR: generator.keyword_prior_.contiguous()}
+    if generator.classifier_ is not None:  # a DP output (Adam's moves on the stage's noisy sums)
+        tensors = {**tensors, CLASSIFIER: generator.classifier_.contiguous()}
+        fields["classifier_embedder"] = generator.classifier_embedder_
     generator._write(folder, weights=WEIGHTS, tensors=tensors, meta=META, fields=fields)
 
 
@@ -666,9 +783,12 @@ def load_backbone(generator: TextGenerator, meta: dict[str, Any], tensors: dict[
     vocab = Vocabulary(tuple(meta["placeholders"]))
     tensors = dict(tensors)
     prior = tensors.pop(KEYWORD_PRIOR, None)
+    table = tensors.pop(CLASSIFIER, None)
     domain = [str(value) for value in meta.get("keyword_domain", [])]  # models before the prior have none
     if (prior is None) != (not domain) or (prior is not None and prior.shape[0] != len(domain)):
         raise IntegrityError("the saved keyword prior and its categories do not match: the model folder is damaged")
+    if table is not None and (table.shape[0] != len(domain) or not meta.get("classifier_embedder")):
+        raise IntegrityError("the saved text classifier and its categories do not match: the model folder is damaged")
     model, tokenizer, base, rows = _prepared(located, vocab.placeholders)
     config = generator.config
     stack = _stack(model, config, rows, torch.Generator().manual_seed(0))  # the saved adapters replace the init
@@ -706,10 +826,14 @@ def load_backbone(generator: TextGenerator, meta: dict[str, Any], tensors: dict[
     generator.condition_dropout_ = float(meta.get("condition_dropout", 0.0))
     generator.meanings_ = {column: dict(words) for column, words in meta.get("meanings", {}).items()}
     generator.keyword_prior_, generator.keyword_domain_ = prior, domain
+    generator.classifier_ = table
+    generator.classifier_embedder_ = meta.get("classifier_embedder") if table is not None else None
     generator.public_ = None
 
 
 __all__ = [
+    "classifier_categories",
+    "decoded",
     "fit_backbone",
     "keyword_bias",
     "keyword_categories",

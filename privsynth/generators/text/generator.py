@@ -157,12 +157,14 @@ class TextConfig(DPSGDSettings):
         "draws and a scoring pass per candidate and contrast: about 1.75 k times one draw with short prompts (the "
         "reviews'), about 3.7 k with long ones (the demo's 140 tokens); scored by keywords, about k draws.",
     )
-    candidate_score: Literal["fields", "keywords"] = Field(
+    candidate_score: Literal["fields", "keywords", "classifier"] = Field(
         default="fields",
         description="Backbone, with candidates above 1: what picks the kept draw (post-processing): 'fields', the "
         "model's reading of the record's fields back from the text (a scoring pass per candidate and contrast); "
         "'keywords', the DP keyword prior's (needs keyword_column): the draw whose tokens make the record's own "
-        "category likeliest, at no cost beyond the k draws. With one candidate neither is used.",
+        "category likeliest, at no cost beyond the k draws; 'classifier', the DP classifier's (a model fitted with "
+        "classifier_steps): the draw whose MiniLM embedding it reads as the record's own category most surely "
+        "(an embedding per draw). With one candidate none is used.",
     )
     train_vocab: int = Field(
         default=16384,
@@ -250,6 +252,21 @@ class TextConfig(DPSGDSettings):
         description="Backbone, with keyword_column: at sampling, the weight of the prior's log share ratios added to "
         "the token scores (post-processing; 0 off). At 2 the demo's notes turned to word salad with exact counts.",
     )
+    classifier_steps: int = Field(
+        default=0,
+        ge=0,
+        le=1000,
+        description="Backbone, with keyword_column: steps of the text stage spent on a DP logistic regression of "
+        "keyword_column on the texts' embeddings by the public sentence model all-MiniLM-L6-v2 (the same "
+        "subsampled Gaussian steps as DP-SGD's, so the stage's epsilon is unchanged; with keyword_queries at most "
+        "half the stage's steps). candidate_score 'classifier' reads it at sampling. 0: none.",
+    )
+    classifier_lr: float = Field(
+        default=0.2,
+        gt=0,
+        le=10,
+        description="Backbone, with classifier_steps: Adam's learning rate for the DP classifier.",
+    )
     keyword_once: bool = Field(
         default=False,
         description="Backbone, with keyword_column: at sampling, the keyword prior favours a word only until the "
@@ -284,6 +301,16 @@ class TextConfig(DPSGDSettings):
             raise ValueError("text.keyword_column is for a pretrained backbone (text.backbone: smollm2 or a folder)")
         if self.backbone == "byte" and self.guidance_fields:
             raise ValueError("text.guidance_fields is for a pretrained backbone (text.backbone: smollm2 or a folder)")
+        if self.classifier_steps and self.keyword_column is None:
+            raise ValueError(
+                "text.classifier_steps trains a DP classifier of text.keyword_column: set keyword_column (a "
+                "categorical column with a declared domain, e.g. diagnosis) or leave classifier_steps at 0"
+            )
+        if self.candidate_score == "classifier" and self.keyword_column is None:
+            raise ValueError(
+                "text.candidate_score classifier reads the DP classifier of text.keyword_column: it needs "
+                "keyword_column and classifier_steps (set at fit)"
+            )
         if self.candidate_score == "keywords" and self.keyword_column is None:
             raise ValueError(
                 "text.candidate_score keywords reads the DP keyword prior: it needs text.keyword_column (set at fit)"
@@ -328,14 +355,23 @@ class TextGenerator(Generator):
     condition_dropout_: float
     keyword_prior_: torch.Tensor | None = None  # [categories, base vocabulary]: log share ratios (text.keyword_column)
     keyword_domain_: list[str] = []  # noqa: RUF012 -- replaced per instance by fit and load, never mutated
+    classifier_: torch.Tensor | None = None  # [categories, dims + 1]: the DP classifier (text.classifier_steps)
+    classifier_embedder_: dict[str, Any] | None = None  # the public sentence model it reads (name, version, SHA)
 
     def plan(self, units: int) -> StageShape:
-        """DP-SGD's shape (its ``optim``); refused when a keyword prior would leave it no step of its own."""
+        """DP-SGD's shape (its ``optim``); refused when the keyword prior and the classifier would take over half."""
         shape = super().plan(units)
         if self.config.keyword_column is not None and shape.steps < 2:
             raise ConfigError(
                 f"text.keyword_column needs at least 2 steps of the text stage (this fit plans {shape.steps}): raise "
                 "text.optim.epochs, or leave keyword_column out"
+            )
+        queries, classifying = min(self.config.keyword_queries, shape.steps // 2), self.config.classifier_steps
+        if self.config.keyword_column is not None and queries + classifying > shape.steps // 2:
+            raise ConfigError(
+                f"text.keyword_queries ({queries}) and text.classifier_steps ({classifying}) may take at most half "
+                f"the text stage's {shape.steps} steps ({shape.steps // 2}), DP-SGD the rest: lower them, or raise "
+                "text.optim.epochs"
             )
         return shape
 
@@ -589,6 +625,8 @@ class TextGenerator(Generator):
         described = getattr(self, "backbone_", None)
         if described:
             out.append(dict(described))
+        if getattr(self, "classifier_embedder_", None):
+            out.append(dict(self.classifier_embedder_ or {}))
         if getattr(self, "public_", None):
             out.append({"kind": "public corpus", **(self.public_ or {})})
         if self.config.pretrained is not None:
