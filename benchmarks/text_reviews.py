@@ -232,11 +232,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--candidate-score",
-        choices=("fields", "keywords"),
+        choices=("fields", "keywords", "classifier"),
         nargs="+",
         default=None,
         help="With --candidates above 1: what picks the kept draw, text.candidate_score (keywords: the DP keyword "
-        "prior's reading of the label, a config with keyword_column; default: the config's).",
+        "prior's reading of the label, a config with keyword_column; classifier: the DP classifier's, a config with "
+        "classifier_steps; default: the config's).",
     )
     parser.add_argument(
         "--temperature",
