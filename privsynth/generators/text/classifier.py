@@ -67,11 +67,16 @@ def embedder_identity() -> dict[str, Any]:
 def embed(
     texts: Sequence[str | None], *, embedder: Any = None, progress: Callable[[int, int], None] | None = None
 ) -> torch.Tensor:
-    """``[n, dims]`` float32 unit rows of ``texts`` (a missing text: a row of zeros), in batches of 256."""
+    """``[n, dims]`` float32 unit rows of ``texts`` (a missing text: a row of zeros), told in batches of 256.
+
+    The default embedder reads each text alone: a batched pass pads texts to their batch's longest, which moves the
+    last bits of each one's vector, so one record's embedding would depend on which records share its batch
+    (removing a person would move others' features). Synthetic candidates may pass a batched ``embedder``.
+    """
     if embedder is None:
         from privsynth.audit.embedders import MiniLMEmbedder
 
-        embedder = MiniLMEmbedder()
+        embedder = MiniLMEmbedder(batch_size=1)
     present = [i for i, t in enumerate(texts) if isinstance(t, str) and t]
     rows: list[np.ndarray] = []
     for start in range(0, len(present), 256):
@@ -102,34 +107,42 @@ def train(
         raise ValueError("one category per text is needed")
     if len(categories) and (categories.min() < -1 or categories.max() >= classes):
         raise ValueError("a record's category index is outside the classifier's categories")
-    # the sensitivity rests on this bound (checked, not assumed: a caller could pass other features)
+    # clipping bounds each record's part whatever its norm; this catches features that are not the unit embeddings
+    # the learning rate and the docs assume
     if len(features) and float(features.norm(dim=1).max()) > 1.0 + 1e-4:
         raise ValueError("the classifier's features must have norm at most 1")
-    inputs = torch.cat([features.double(), torch.ones(len(features), 1, dtype=torch.float64)], dim=1)
+    inputs = torch.cat([features.double(), torch.ones(len(features), 1, dtype=torch.float64)], dim=1)  # [x, 1]
     inputs[(features.abs().sum(dim=1) == 0) | torch.as_tensor(categories < 0)] = 0.0  # nothing to learn from
     weights = torch.zeros(classes, inputs.shape[1], requires_grad=True)
     optimizer = torch.optim.Adam([weights], lr=lr)
     labels = torch.as_tensor(np.maximum(categories, 0), dtype=torch.int64)
     for _ in range(steps):
         rows = trainer.poisson_batch()
-        summed = torch.zeros(classes, inputs.shape[1], dtype=torch.float64)
-        if len(rows):
-            x = inputs[torch.as_tensor(rows, dtype=torch.int64)]
-            with torch.no_grad():
-                error = torch.softmax(x @ weights.detach().double().T, dim=1)
-                error[torch.arange(len(rows)), labels[rows]] -= 1.0
-            # each record's gradient is error_i (outer) x_i, of norm |error_i| |x_i|: scaled to its clip, rounded
-            # down (clip_tensor) and computed in float64, so no record's part passes its clip
-            clips = clip_tensor(trainer.record_clips(rows)).double()
-            norms = (error.norm(dim=1) * x.norm(dim=1)).clamp_min(1e-12)
-            scaled = error * (clips / norms).clamp(max=1.0)[:, None]
-            summed = scaled.T @ x
-        noisy = trainer.noised(summed.float().to(trainer.device)).cpu()
+        picked = torch.as_tensor(rows, dtype=torch.int64)
+        summed = clipped_sum(weights.detach(), inputs[picked], labels[picked], trainer.record_clips(rows))
+        noisy = trainer.noised(summed.to(trainer.device)).cpu().float()
         trainer.step += 1
         optimizer.zero_grad()
         weights.grad = noisy / trainer.expected_records
         optimizer.step()
     return weights.detach().clone()
+
+
+def clipped_sum(weights: torch.Tensor, x: torch.Tensor, labels: torch.Tensor, clips: np.ndarray) -> torch.Tensor:
+    """The sum of records' cross-entropy gradients at ``weights``, each scaled to norm at most its clip (float64).
+
+    Record ``i``'s gradient is ``error_i`` (outer) ``x_i`` with ``error_i = softmax(W x_i) - onehot(label_i)``, of
+    norm ``|error_i| |x_i|``; it is scaled to its clip, rounded down to float32 (``clip_tensor``) less a 1e-9
+    margin for the float64 rounding of the product, so no record's part passes its clip. A row of zeros adds zero.
+    """
+    x = x.double()
+    if not len(x):
+        return torch.zeros(weights.shape, dtype=torch.float64)
+    error = torch.softmax(x @ weights.double().T, dim=1)
+    error[torch.arange(len(x)), labels] -= 1.0
+    bounds = clip_tensor(np.asarray(clips)).double() * (1.0 - 1e-9)
+    norms = (error.norm(dim=1) * x.norm(dim=1)).clamp_min(1e-12)
+    return (error * (bounds / norms).clamp(max=1.0)[:, None]).T @ x
 
 
 def log_posteriors(table: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
@@ -159,4 +172,13 @@ def classifier_pick(
     return picked
 
 
-__all__ = ["EMBEDDER", "OUTPUT", "classifier_pick", "embed", "embedder_identity", "log_posteriors", "train"]
+__all__ = [
+    "EMBEDDER",
+    "OUTPUT",
+    "classifier_pick",
+    "clipped_sum",
+    "embed",
+    "embedder_identity",
+    "log_posteriors",
+    "train",
+]

@@ -213,10 +213,7 @@ def fit_backbone(
         model,
         sequences,
         keep_top=config.adapter_layers,
-        # in percent: the number of training texts is an exact private count, which a log line must not carry
-        progress=None
-        if cache_progress is None
-        else lambda done, total: cache_progress(100 * done // max(total, 1), 100, float("nan")),
+        progress=None if cache_progress is None else in_tenths(cache_progress),
         bfloat16=precision == "bfloat16" or (precision == "auto" and bfloat16_supported(device)),
     )
     stack = _stack(model, config, placeholder_rows, streams.torch("text", column, "adapter-init"))
@@ -311,15 +308,30 @@ def fit_backbone(
             [decoded(tokenizer, body[: config.max_tokens]) for body in bodies],
             steps=classifying,
             lr=config.classifier_lr,
-            # in percent: the number of training texts is an exact private count, which a log line must not carry
-            progress=None
-            if reported is None
-            else lambda done, total: reported(100 * done // max(total, 1), 100, float("nan")),
+            progress=None if reported is None else in_tenths(reported),
         )
         generator.classifier_embedder_ = classifiers.embedder_identity()
         if checkpoint is not None:
             trainer.save_checkpoint(checkpoint)  # the weights with the stage's last step: a resume reuses them
     bodies.clear()
+
+
+def in_tenths(report: Callable[[int, int, float], None]) -> Callable[[int, int], None]:
+    """``progress(done, total)`` over private records, told as 10 %, 20 %... 100 %, each tenth once, in order.
+
+    The number of training texts is an exact private count: a log line must not carry it, nor a percentage that
+    follows it (a first line at ``100 x batch / n`` percent would give ``n`` away). Whatever ``n``, the lines are
+    the same ten values.
+    """
+    told = [0]
+
+    def progress(done: int, total: int) -> None:
+        reached = 10 * done // max(total, 1)
+        while told[0] < min(reached, 10):
+            told[0] += 1
+            report(10 * told[0], 100, float("nan"))
+
+    return progress
 
 
 def decoded(tokenizer: Any, ids: list[int]) -> str:

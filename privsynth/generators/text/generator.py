@@ -211,16 +211,17 @@ class TextConfig(DPSGDSettings):
     keyword_column: str | None = Field(
         default=None,
         description="Backbone: a categorical column with a declared domain (e.g. diagnosis) whose categories get a DP "
-        "keyword prior: the last keyword_queries steps of the text stage measure which tokens the texts of each "
-        "category hold (the same subsampled Gaussian steps as DP-SGD's, so the stage's epsilon is unchanged), and "
-        "sampling pushes each record's text towards its own category's tokens. None: off.",
+        "keyword prior: keyword_queries steps of the text stage (its last, or the ones before classifier_steps) "
+        "measure which tokens the texts of each category hold (the same subsampled Gaussian steps as DP-SGD's, so "
+        "the stage's epsilon is unchanged), and sampling pushes each record's text towards its own category's "
+        "tokens. None: off.",
     )
     keyword_queries: int = Field(
         default=20,
         ge=1,
         le=1000,
-        description="Backbone, with keyword_column: steps of the text stage spent on the keyword counts (at most "
-        "half the stage's steps; DP-SGD runs the rest).",
+        description="Backbone, with keyword_column: steps of the text stage spent on the keyword counts (with "
+        "classifier_steps at most half the stage's steps; DP-SGD runs the rest).",
     )
     keyword_candidates: int = Field(
         default=100,

@@ -58,10 +58,29 @@ def test_one_person_moves_a_steps_sum_by_at_most_the_clip(monkeypatch: pytest.Mo
     a, b = _exact_sums(with_person, monkeypatch), _exact_sums(without, monkeypatch)
     classifiers.train(with_person, features, categories, classes=3, steps=1, lr=0.1)
     classifiers.train(without, features[2:], categories[2:], classes=3, steps=1, lr=0.1)
-    assert float((a[0] - b[0]).norm()) <= 1.0 + 1e-6
+    assert a[0].dtype == torch.float64 and float((a[0] - b[0]).norm()) <= 1.0
     # and it is not a loose bound: each of the pair's gradients (norm 2/3 sqrt 3 at the start) is clipped to C / 2
     # and the two point the same way, so together they move the sum by C
     assert float((a[0] - b[0]).norm()) == pytest.approx(1.0, rel=1e-5)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_each_records_part_is_within_its_clip_at_any_weights_and_a_persons_parts_within_c(seed: int) -> None:
+    # at random weights (large, so the errors are near their largest norm) and people of 3, 1 and 2 records: every
+    # record's clipped gradient has norm at most its clip C / k, exactly, so a person's parts add up to at most C
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.cat([_unit_rows(6, 5, seed).double(), torch.ones(6, 1, dtype=torch.float64)], dim=1)
+    weights = 10 * torch.randn(4, 6, generator=gen, dtype=torch.float64)
+    labels = torch.randint(0, 4, (6,), generator=gen)
+    people = Groups.from_labels(np.array([0, 0, 0, 1, 2, 2]), 6)
+    trainer = _trainer(people, sigma=1.0, clip=0.7)
+    clips = trainer.record_clips(np.arange(6))
+    parts = [classifiers.clipped_sum(weights, x[i : i + 1], labels[i : i + 1], clips[i : i + 1]) for i in range(6)]
+    assert all(float(part.norm()) <= clip for part, clip in zip(parts, clips, strict=True))
+    whole = classifiers.clipped_sum(weights, x, labels, clips)
+    without_first = classifiers.clipped_sum(weights, x[3:], labels[3:], clips[3:])
+    assert float((whole - without_first).norm()) <= 0.7
+    assert torch.allclose(whole, sum(parts), atol=1e-12)  # the sum of the parts, nothing else
 
 
 def test_a_record_without_a_category_or_a_text_adds_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -75,20 +94,48 @@ def test_a_record_without_a_category_or_a_text_adds_nothing(monkeypatch: pytest.
     assert torch.allclose(a[0], b[0], atol=1e-7)
 
 
-def test_the_steps_are_counted_and_each_carries_the_mechanisms_noise() -> None:
-    # no record has a category: every step's sum is its noise alone, N(0, (sigma C)^2) per coordinate
-    trainer = _trainer(Groups.from_labels(None, 50), sigma=2.0, clip=1.5, steps=30)
+def test_the_steps_are_counted_and_each_noises_the_batchs_clipped_sum(monkeypatch: pytest.MonkeyPatch) -> None:
+    # each step noises exactly the clipped sum of its Poisson batch, with N(0, (sigma C)^2) per coordinate
+    trainer = _trainer(Groups.from_labels(None, 50), sigma=2.0, clip=1.5, rate=0.5, steps=30)
     trainer.step = 10
-    seen: list[torch.Tensor] = []
-    original = trainer.noised
-    trainer.noised = lambda total: seen.append(original(total)) or seen[-1]  # type: ignore[method-assign]
-    classifiers.train(trainer, _unit_rows(50, 64, 2), np.full(50, -1), classes=3, steps=20, lr=0.1)
-    assert trainer.step == 30 and len(seen) == 20
-    assert float(torch.cat([s.flatten() for s in seen]).std()) == pytest.approx(3.0, rel=0.05)
+    inputs: list[torch.Tensor] = []
+    noises: list[torch.Tensor] = []
+    batches: list[np.ndarray] = []
+    original_noised, original_batch, original_sum = trainer.noised, trainer.poisson_batch, classifiers.clipped_sum
+
+    def noised(total: torch.Tensor) -> torch.Tensor:
+        out = original_noised(total)
+        inputs.append(total.clone())
+        noises.append(out - total)
+        return out
+
+    def batch() -> np.ndarray:
+        batches.append(original_batch())
+        return batches[-1]
+
+    sums: list[torch.Tensor] = []
+
+    def spied_sum(*args, **kwargs):  # type: ignore[no-untyped-def]
+        sums.append(original_sum(*args, **kwargs))
+        return sums[-1]
+
+    monkeypatch.setattr(trainer, "noised", noised)
+    monkeypatch.setattr(trainer, "poisson_batch", batch)
+    monkeypatch.setattr(classifiers, "clipped_sum", spied_sum)
+    classifiers.train(trainer, _unit_rows(50, 64, 2), np.arange(50) % 3, classes=3, steps=20, lr=0.1)
+    assert trainer.step == 30 and len(inputs) == len(batches) == 20
+    assert all(torch.equal(i, s) for i, s in zip(inputs, sums, strict=True))  # the batch's sum, as computed
+    assert all(float(i.abs().sum()) > 0 for i, b in zip(inputs, batches, strict=True) if len(b))
+    assert float(torch.cat([n.flatten() for n in noises]).std()) == pytest.approx(3.0, rel=0.05)
 
 
 def test_the_noise_is_fresh_for_every_fit_even_with_the_same_records() -> None:
     features, categories = _unit_rows(40, 8, 3), np.arange(40) % 2
+    # the trainer's own noise stream (checkpointed, secure_mode as set) is the one that moves
+    trainer = _trainer(Groups.from_labels(None, 40), sigma=1.0)
+    before = trainer.noise.get_state().clone()
+    classifiers.train(trainer, features, categories, classes=2, steps=1, lr=0.1)
+    assert not torch.equal(trainer.noise.get_state(), before)
     one = classifiers.train(
         _trainer(Groups.from_labels(None, 40), sigma=1.0), features, categories, classes=2, steps=3, lr=0.1
     )
@@ -131,7 +178,13 @@ def test_a_resumed_fit_reuses_its_checkpointed_classifier_and_refuses_to_train_i
     texts = ["a note"] * 40
     fresh = _trainer(Groups.from_labels(None, 40), sigma=1.0)  # 10 steps: 7 before, then 3 for the classifier
     fresh.step = 7
+    at_seven = fresh.state_dict()  # the checkpoint a fit writes before the classifier (after the keyword counts)
     table = _text_classifier(fresh, values, ["flu", "cold"], texts, steps=3, lr=0.1)
+    # interrupted during the classifier: a resume from that checkpoint replays the same batches and noise, so it
+    # learns nothing new (the same weights), where fresh draws would be a second, unaccounted measurement
+    replay = _trainer(Groups.from_labels(None, 40), sigma=1.0)
+    replay.load_state_dict(at_seven)
+    assert torch.equal(_text_classifier(replay, values, ["flu", "cold"], texts, steps=3, lr=0.1), table)
     assert fresh.step == 10 and classifiers.OUTPUT in fresh.outputs
     resumed = _trainer(Groups.from_labels(None, 40), sigma=1.0)
     resumed.load_state_dict(fresh.state_dict())  # as load_checkpoint does
