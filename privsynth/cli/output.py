@@ -109,7 +109,9 @@ class PlainProgress:
 
 
 #: Stages that train nothing under noise: public data (no noise), the frozen backbone's pass, sampling.
-NOT_DP_SGD = ("public ", "backbone states ", "sampling ")
+NOT_DP_SGD = ("public ", "backbone states ", "text embeddings ", "sampling ")
+#: Passes over private records that report tenths, not counts (their number of records is exact, and private).
+IN_TENTHS = ("backbone states ", "text embeddings ")
 
 
 def training_label(stage: str) -> str:
@@ -122,12 +124,13 @@ def training_label(stage: str) -> str:
 
 
 def progress_count(stage: str, done: int, total: int) -> str:
-    """``step 3/40`` for training, ``120/1,000 records`` for sampling, ``45 %`` for the backbone's frozen pass.
+    """``step 3/40`` for training, ``120/1,000 records`` for sampling, ``40 %`` for a pass over private texts.
 
-    The frozen pass reports percent: its count of training texts is exact, and private.
+    The backbone's frozen pass and the DP classifier's embeddings report tenths: their count of training texts is
+    exact, and private.
     """
     if stage.startswith("sampling "):
         return f"{done:,}/{total:,} records"
-    if stage.startswith("backbone states "):
+    if stage.startswith(IN_TENTHS):
         return f"{done} %"
     return f"step {done}/{total}"

@@ -299,7 +299,7 @@ def fit_backbone(
     generator.classifier_, generator.classifier_embedder_ = None, None
     if classifying:
         assert domain is not None and config.keyword_column is not None  # classifier_steps needs keyword_column
-        reported = context.report(f"DP classifier of '{config.keyword_column}' for '{column}' (text embeddings)")
+        reported = context.report(f"text embeddings of '{column}' for the DP classifier of '{config.keyword_column}'")
         generator.classifier_ = _text_classifier(
             trainer,
             corpus.records[config.keyword_column],

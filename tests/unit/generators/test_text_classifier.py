@@ -244,8 +244,17 @@ def test_a_fit_trains_the_classifier_on_the_stages_last_steps_and_sampling_keeps
 
     monkeypatch.setattr(classifiers, "train", counting)
     corpus = _keyword_corpus(tmp_path)
-    synth = Synthesizer(config.model_copy(update={"text": text})).fit(corpus, epsilon=8.0)
+    told: list[tuple[str, int, int]] = []
+    synth = Synthesizer(config.model_copy(update={"text": text})).fit(
+        corpus, epsilon=8.0, progress=lambda *c: told.append(c)
+    )
     generator = synth.texts_["note"]
+    # the embeddings of the private texts report tenths, whatever their number (an exact private count)
+    from privsynth.cli.output import progress_count, training_label
+
+    embedding = [(stage, done, total) for stage, done, total in told if stage.startswith("text embeddings ")]
+    assert [(done, total) for _, done, total in embedding] == [(10 * i, 100) for i in range(1, 11)]
+    assert progress_count(embedding[0][0], 30, 100) == "30 %" and "DP-SGD" not in training_label(embedding[0][0])
     steps = [e for e in synth.ledger_.entries if e.stage == "text"][-1].mechanism.steps
     assert steps_at == [steps - 3, steps]  # the stage's last 3 steps, after DP-SGD's and the keyword query
     # trained on the masked texts: no training record's name reaches the embedder
