@@ -664,17 +664,11 @@ def keyword_categories(generator: TextGenerator, records: pd.DataFrame) -> np.nd
 
     Refuses a model without a prior and records without its column.
     """
-    name = generator.config.keyword_column
-    if generator.keyword_prior_ is None or name is None:
-        raise ConfigError(
-            f"text '{generator.column_}': this model has no keyword prior (it was fitted without "
-            "text.keyword_column), so candidate_score keywords has nothing to read: use candidate_score fields"
-        )
-    if name not in records.columns:
-        raise ConfigError(
-            f"text '{generator.column_}': its keyword prior is per '{name}', which these synthetic records lack"
-        )
-    return keywords.category_indices(records[name], generator.keyword_domain_)
+    missing = (
+        "no keyword prior (it was fitted without text.keyword_column), so candidate_score keywords has nothing to "
+        "read: use candidate_score fields"
+    )
+    return _categories(generator, records, generator.keyword_prior_ is not None, missing, "keyword prior is per")
 
 
 def classifier_categories(generator: TextGenerator, records: pd.DataFrame) -> np.ndarray:
@@ -682,17 +676,19 @@ def classifier_categories(generator: TextGenerator, records: pd.DataFrame) -> np
 
     Refuses a model without a classifier and records without its column.
     """
+    missing = (
+        "no DP classifier (it was fitted without text.classifier_steps), so candidate_score classifier has nothing "
+        "to read: use candidate_score keywords or fields, or fit with text.classifier_steps (e.g. 20)"
+    )
+    return _categories(generator, records, generator.classifier_ is not None, missing, "classifier is of")
+
+
+def _categories(generator: TextGenerator, records: pd.DataFrame, fitted: bool, missing: str, per: str) -> np.ndarray:
     name = generator.config.keyword_column
-    if generator.classifier_ is None or name is None:
-        raise ConfigError(
-            f"text '{generator.column_}': this model has no DP classifier (it was fitted without "
-            "text.classifier_steps), so candidate_score classifier has nothing to read: use candidate_score "
-            "keywords or fields, or fit with text.classifier_steps (e.g. 20)"
-        )
+    if not fitted or name is None:
+        raise ConfigError(f"text '{generator.column_}': this model has {missing}")
     if name not in records.columns:
-        raise ConfigError(
-            f"text '{generator.column_}': its classifier is of '{name}', which these synthetic records lack"
-        )
+        raise ConfigError(f"text '{generator.column_}': its {per} '{name}', which these synthetic records lack")
     return keywords.category_indices(records[name], generator.keyword_domain_)
 
 

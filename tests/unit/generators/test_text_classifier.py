@@ -7,39 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
-from privsynth.generators.dpsgd import DPSGDTrainer, Groups, OptimConfig
+from privsynth.generators.dpsgd import Groups
 from privsynth.generators.text import classifier as classifiers
-from privsynth.privacy.accounting import Mechanism
-from privsynth.privacy.randomness import Streams
 from privsynth.synthesizer import Synthesizer
 from tests.unit.generators.test_text_backbone import _config, _keyword_corpus, _tiny_backbone
-
-
-def _trainer(groups: Groups, *, sigma: float, rate: float = 1.0, steps: int = 10, clip: float = 1.0) -> DPSGDTrainer:
-    return DPSGDTrainer(
-        nn.Sequential(nn.Linear(2, 1)),
-        loss=lambda module, rows: torch.zeros(len(rows)),
-        groups=groups,
-        mechanism=Mechanism(noise_multiplier=sigma, sample_rate=rate, steps=steps),
-        config=OptimConfig(max_sample_rate=1.0, max_grad_norm=clip),
-        streams=Streams.private(),
-        stream=("text", "note"),
-        units=groups.count,
-    )
-
-
-def _exact_sums(trainer: DPSGDTrainer, monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:
-    """The exact sums each step would noise (the noise replaced by nothing), in order."""
-    seen: list[torch.Tensor] = []
-
-    def exact(total: torch.Tensor) -> torch.Tensor:
-        seen.append(total.clone())
-        return total
-
-    monkeypatch.setattr(trainer, "noised", exact)
-    return seen
+from tests.unit.generators.test_text_keywords import _trainer
+from tests.unit.generators.test_text_keywords import _without_noise as _exact_sums
 
 
 def _unit_rows(n: int, dims: int, seed: int) -> torch.Tensor:
