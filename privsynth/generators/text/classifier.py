@@ -74,7 +74,7 @@ def embed(
     (removing a person would move others' features). Synthetic candidates may pass a batched ``embedder``.
     """
     if embedder is None:
-        from privsynth.audit.embedders import MiniLMEmbedder
+        from privsynth.text_embedding import MiniLMEmbedder
 
         embedder = MiniLMEmbedder(batch_size=1)
     present = [i for i, t in enumerate(texts) if isinstance(t, str) and t]

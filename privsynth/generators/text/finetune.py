@@ -572,7 +572,7 @@ def sample_backbone(
     embedder = None
     if by_classifier:
         categories = classifier_categories(generator, records)
-        from privsynth.audit.embedders import MiniLMEmbedder
+        from privsynth.text_embedding import MiniLMEmbedder
 
         embedder = MiniLMEmbedder()
     if categories is not None and not (categories >= 0).any():
