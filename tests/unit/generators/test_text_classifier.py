@@ -138,7 +138,11 @@ def test_features_beyond_the_bound_and_categories_outside_the_domain_are_refused
         classifiers.train(trainer, torch.ones(2, 4), np.array([0, 1]), classes=2, steps=1, lr=0.1)
     with pytest.raises(ValueError, match="outside the classifier's categories"):
         classifiers.train(trainer, _unit_rows(2, 4, 5), np.array([0, 2]), classes=2, steps=1, lr=0.1)
+    with pytest.raises(ValueError, match="one category per text"):
+        classifiers.train(trainer, _unit_rows(2, 4, 5), np.array([0]), classes=2, steps=1, lr=0.1)
     assert trainer.step == 0  # refused before any step
+    with pytest.raises(ValueError, match="3 candidates for 2 records of 2"):
+        classifiers.classifier_pick(_unit_rows(3, 4, 5), [0, 1], torch.zeros(2, 5), k=2)
 
 
 def test_a_resumed_fit_reuses_its_checkpointed_classifier_and_refuses_to_train_it_again_mid_run(
@@ -263,6 +267,19 @@ def test_a_fit_trains_the_classifier_on_the_stages_last_steps_and_sampling_keeps
     synth.save(tmp_path / "model")
     loaded = Synthesizer.load(tmp_path / "model").texts_["note"]
     assert torch.equal(loaded.classifier_, table) and loaded.classifier_embedder_ == generator.classifier_embedder_
+    # a classifier whose categories are not the saved domain's is a damaged folder (the manifest catches a changed
+    # file first; this is the check behind it), refused on load
+    import json
+
+    from safetensors.torch import load_file
+
+    from privsynth.errors import IntegrityError
+
+    tensors = load_file(str(tmp_path / "model" / "text-note" / "text.safetensors"))
+    meta = json.loads((tmp_path / "model" / "text-note" / "text.json").read_text())
+    tensors[finetune.CLASSIFIER] = torch.zeros(3, 385)
+    with pytest.raises(IntegrityError, match="classifier and its categories do not match"):
+        finetune.load_backbone(loaded, meta, tensors)
     generator.classifier_ = None
     with pytest.raises(ConfigError, match="no DP classifier"):
         synth.sample(4, seed=1)
