@@ -23,6 +23,7 @@ SAMPLING_SETTINGS = (
     "temperature",
     "top_p",
     "candidates",
+    "candidates_max",
     "candidate_score",
     "guidance",
     "guidance_fields",

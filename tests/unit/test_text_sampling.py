@@ -25,7 +25,9 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Synthesizer, Path]
 
 def test_settings_are_parsed_and_bad_ones_say_how_to_write_them() -> None:
     assert parse_text_settings(["candidates=4", "text.temperature=0.5"]) == {"candidates": 4.0, "temperature": 0.5}
-    with pytest.raises(ConfigError, match="SETTING one of temperature, top_p, candidates, candidate_score, guidance"):
+    with pytest.raises(
+        ConfigError, match="SETTING one of temperature, top_p, candidates, candidates_max, candidate_score, guidance"
+    ):
         parse_text_settings(["lora_rank=4"])  # shapes the fitted model: not a sampling setting
     with pytest.raises(ConfigError, match="SETTING=VALUE"):
         parse_text_settings(["candidates"])

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from privsynth.generators.dpsgd import clip_tensor
+from privsynth.generators.text.rerank import own_readings
 
 if TYPE_CHECKING:
     from privsynth.generators.dpsgd import DPSGDTrainer
@@ -151,6 +152,16 @@ def log_posteriors(table: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(logits, dim=1)
 
 
+def classifier_readings(features: torch.Tensor, table: torch.Tensor, *, k: int) -> np.ndarray:
+    """The classifier's log posterior of each category per record and candidate, ``[records, k, classes]``.
+
+    Row ``k i + j`` of ``features`` is record ``i``'s candidate ``j``.
+    """
+    if len(features) % k:
+        raise ValueError(f"classifier_readings: {len(features)} candidates is not a whole number of records of {k}")
+    return log_posteriors(table, features).view(len(features) // k, k, -1).double().numpy()
+
+
 def classifier_pick(
     features: torch.Tensor, categories: Sequence[int] | np.ndarray, table: torch.Tensor, *, k: int
 ) -> list[int]:
@@ -165,17 +176,15 @@ def classifier_pick(
     """
     if len(features) != k * len(categories):
         raise ValueError(f"classifier_pick: {len(features)} candidates for {len(categories)} records of {k}")
-    scores = log_posteriors(table, features).view(len(categories), k, -1)
-    picked = []
-    for i, category in enumerate(categories):
-        picked.append(0 if category < 0 else int(torch.argmax(scores[i, :, int(category)])))
-    return picked
+    score, _ = own_readings(classifier_readings(features, table, k=k), categories)
+    return [int(i) for i in np.argmax(score, axis=1)]
 
 
 __all__ = [
     "EMBEDDER",
     "OUTPUT",
     "classifier_pick",
+    "classifier_readings",
     "clipped_sum",
     "embed",
     "embedder_identity",

@@ -14,7 +14,8 @@ import json
 import logging
 import math
 import re
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -44,7 +45,7 @@ from privsynth.generators.text.llm import (
     schema_meanings,
     usable_prompt_format,
 )
-from privsynth.generators.text.rerank import contrast_prompts, keyword_pick, pick_best
+from privsynth.generators.text.rerank import contrast_prompts, keyword_readings, own_readings, pick_best
 from privsynth.generators.text.tokens import Vocabulary
 from privsynth.pii.placeholders import fill_placeholders
 from privsynth.privacy.accounting import Mechanism
@@ -564,10 +565,11 @@ def sample_backbone(
     # 'trained': only the output rows the fit's loss trained (and the placeholders) are drawn
     trained = min(config.train_vocab, base) if config.sample_vocab == "trained" else None
     prior = keyword_bias(generator, records)  # per record, or None
-    texts: list[str] = []
     k = config.candidates
-    by_keywords = k > 1 and config.candidate_score == "keywords"
-    by_classifier = k > 1 and config.candidate_score == "classifier"
+    # the most draws a record may take (candidates_max: in rounds of k, until a draw reads as its own category)
+    limit = max(k, config.candidates_max)
+    by_keywords = limit > 1 and config.candidate_score == "keywords"
+    by_classifier = limit > 1 and config.candidate_score == "classifier"
     categories = keyword_categories(generator, records) if by_keywords else None
     embedder = None
     if by_classifier:
@@ -582,7 +584,7 @@ def sample_backbone(
             k,
             config.candidate_score,
         )
-        k = 1
+        k = limit = 1
     class_shares = None
     if categories is not None:  # the categories' shares among the synthetic records (add-one): the pick's prior
         counts = np.bincount(categories[categories >= 0], minlength=len(generator.keyword_domain_))
@@ -593,17 +595,26 @@ def sample_backbone(
         # the sample's prompts decide, not the contrasts drawn from them (a draw of records may hold one prompt)
         if len(set(keyed)) == 1:  # no fields, or conditions fixing them all: nothing to read back from a text
             log.info("text.candidates %d: every record of this sample has the same prompt; one draw each", k)
-            k = 1
+            k = limit = 1
+    # draws come in rounds of k per record; with candidates_max, a record whose kept draw does not read as its own
+    # category goes back in the queue for another round (after every record's first), so the batches stay full
     rows = max(1, min(config.sample_batch, 64))
     batch = max(1, rows // k)
+    queue = deque(range(len(prompts)))
+    # per record in the queue: its best draw so far, that draw's score and whether it reads as the record's category
+    kept: dict[int, tuple[list[int], float, bool]] = {}
+    missed = 0  # records whose kept draw still reads as another category
+    drawn = np.zeros(len(prompts), dtype=np.int64)
+    finished: list[str | None] = [None] * len(prompts)
+    done = 0
     if progress is not None:
         progress(0, len(prompts))  # the clock of the estimate starts with the first batch, not after it
-    for start in range(0, len(prompts), batch):
-        chunk = prompts[start : start + batch]
+    while queue:
+        take = [queue.popleft() for _ in range(min(batch, len(queue)))]
         produced = generate(
             generator.model_,
             generator.stack_,
-            [p for p in chunk for _ in range(k)],
+            [prompts[i] for i in take for _ in range(k)],
             vocab=base,
             max_new=config.max_tokens,
             stop=stops,
@@ -611,51 +622,74 @@ def sample_backbone(
             temperature=config.temperature,
             top_p=config.top_p,
             generator=rng,
-            unconditional=None
-            if unconditional is None
-            else [u for u in unconditional[start : start + batch] for _ in range(k)],
+            unconditional=None if unconditional is None else [unconditional[i] for i in take for _ in range(k)],
             guidance=config.guidance,
             no_repeat_ngram=config.no_repeat_ngram,
             repetition_penalty=config.repetition_penalty,
             placeholder_limit=config.placeholder_limit,
             trained=trained,
-            bias=None if prior is None else prior(start, len(chunk)).repeat_interleave(k, dim=0),
+            bias=None if prior is None else prior(take).repeat_interleave(k, dim=0),
             bias_once=config.keyword_once,
         )
-        if k > 1:
-            drawn = [produced[i * k : (i + 1) * k] for i in range(len(chunk))]
+        candidates = [produced[j * k : (j + 1) * k] for j in range(len(take))]
+        drawn[take] += k
+        final: list[tuple[int, list[int]]] = []
+        if categories is not None:
             if by_classifier:
-                assert categories is not None and generator.classifier_ is not None  # classifier_categories refused
+                assert generator.classifier_ is not None  # classifier_categories refused a model without
                 # each candidate as the classifier was trained on a text: placeholders unfilled (post-processing)
                 features = classifiers.embed(
                     [decoded(tokenizer, [t for t in ids if t not in stops]) for ids in produced], embedder=embedder
                 )
-                best = classifiers.classifier_pick(
-                    features, categories[start : start + len(chunk)], generator.classifier_, k=k
-                )
-            elif categories is not None:
-                table = cast(torch.Tensor, generator.keyword_prior_)  # keyword_categories refused a model without
-                best = keyword_pick(drawn, categories[start : start + len(chunk)], table, shares=class_shares)
+                readings = classifiers.classifier_readings(features, generator.classifier_, k=k)
             else:
-                best = pick_best(
-                    generator.model_,
-                    generator.stack_,
-                    chunk,
-                    drawn,
-                    vocab=base,
-                    contrasts=contrasts,
-                    shares=shares,
-                    batch=rows,
-                    trained=trained,
-                    stop=stops,
-                )
-            produced = [texts_of[b] for texts_of, b in zip(drawn, best, strict=True)]
-        for offset, ids in enumerate(produced):
+                table = cast(torch.Tensor, generator.keyword_prior_)  # keyword_categories refused a model without
+                readings = keyword_readings(candidates, table, shares=class_shares)
+            score, own = own_readings(readings, categories[take])
+            for j, i in enumerate(take):
+                b = int(np.argmax(score[j]))  # the first of equals, and an earlier round's draw over a later one's
+                if i not in kept or score[j, b] > kept[i][1]:
+                    kept[i] = (candidates[j][b], float(score[j, b]), bool(own[j, b]))
+                if kept[i][2] or drawn[i] + k > limit:
+                    ids, _, reads_own = kept.pop(i)
+                    missed += not reads_own
+                    final.append((i, ids))
+                else:
+                    queue.append(i)
+        elif k > 1:
+            best = pick_best(
+                generator.model_,
+                generator.stack_,
+                [prompts[i] for i in take],
+                candidates,
+                vocab=base,
+                contrasts=contrasts,
+                shares=shares,
+                batch=rows,
+                trained=trained,
+                stop=stops,
+            )
+            final = [(i, texts_of[b]) for i, texts_of, b in zip(take, candidates, best, strict=True)]
+        else:
+            final = [(i, texts_of[0]) for i, texts_of in zip(take, candidates, strict=True)]
+        for i, ids in final:
             text = decoded(tokenizer, [t for t in ids if t not in stops])
-            i = start + offset
-            texts.append(fill_placeholders(text, records.iloc[i], identities.iloc[i], others.iloc[i]))
+            finished[i] = fill_placeholders(text, records.iloc[i], identities.iloc[i], others.iloc[i])
+        done += len(final)
         if progress is not None:
-            progress(len(texts), len(prompts))
+            progress(done, len(prompts))
+    if limit > k:
+        log.info(
+            "text.candidates %d, up to %d until a draw reads as its record's category: %.2f draws a record on "
+            "average; %d of %d records kept a draw that reads as another category",
+            k,
+            limit,
+            drawn.mean() if len(drawn) else 0.0,
+            missed,
+            len(drawn),
+        )
+    texts = [t for t in finished if t is not None]
+    assert len(texts) == len(prompts)
     return texts
 
 
@@ -692,8 +726,8 @@ def _categories(generator: TextGenerator, records: pd.DataFrame, fitted: bool, m
     return keywords.category_indices(records[name], generator.keyword_domain_)
 
 
-def keyword_bias(generator: TextGenerator, records: pd.DataFrame) -> Callable[[int, int], torch.Tensor] | None:
-    """``rows(start, n)``: the keyword prior's token-score bias of records ``start .. start + n`` (None: no prior).
+def keyword_bias(generator: TextGenerator, records: pd.DataFrame) -> Callable[[Sequence[int]], torch.Tensor] | None:
+    """``rows(indices)``: the keyword prior's token-score bias of these records, one row each (None: no prior).
 
     Each record gets ``text.keyword_strength`` times its own category's log share ratios (its value of the
     prior's column in the synthetic record); a record whose value is missing or outside the domain gets none.
@@ -705,9 +739,9 @@ def keyword_bias(generator: TextGenerator, records: pd.DataFrame) -> Callable[[i
     width = generator.base_vocab_ + len(generator.vocab_.placeholders)
     device = next(generator.model_.parameters()).device
 
-    def rows(start: int, n: int) -> torch.Tensor:
-        bias = torch.zeros(n, width)
-        for i, category in enumerate(categories[start : start + n]):
+    def rows(indices: Sequence[int]) -> torch.Tensor:
+        bias = torch.zeros(len(indices), width)
+        for i, category in enumerate(categories[list(indices)]):
             if category >= 0:
                 bias[i, : prior.shape[1]] = strength * prior[category]
         return bias.to(device)

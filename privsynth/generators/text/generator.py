@@ -166,6 +166,15 @@ class TextConfig(DPSGDSettings):
         "classifier_steps): the draw whose MiniLM embedding it reads as the record's own category most surely "
         "(an embedding per draw). With one candidate none is used.",
     )
+    candidates_max: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="Backbone, with candidate_score keywords or classifier: draw in rounds of candidates until the "
+        "kept draw reads as its record's own category (the likeliest of all), at most this many draws a record "
+        "(a multiple of candidates; post-processing). Only records whose draws miss their category draw again, "
+        "so rare or hard categories get more draws. 0: exactly candidates draws.",
+    )
     train_vocab: int = Field(
         default=16384,
         ge=256,
@@ -316,6 +325,17 @@ class TextConfig(DPSGDSettings):
             raise ValueError(
                 "text.candidate_score keywords reads the DP keyword prior: it needs text.keyword_column (set at fit)"
             )
+        if self.candidates_max:
+            if self.candidate_score == "fields":
+                raise ValueError(
+                    "text.candidates_max draws again until a text reads as its record's category: it needs "
+                    "candidate_score keywords or classifier, not fields"
+                )
+            if self.candidates_max < self.candidates or self.candidates_max % self.candidates:
+                raise ValueError(
+                    f"text.candidates_max {self.candidates_max} must be a multiple of text.candidates "
+                    f"({self.candidates}): draws come in rounds of candidates (e.g. {3 * self.candidates})"
+                )
         if self.guidance_fields and self.guidance == 1.0:
             raise ValueError("text.guidance_fields does nothing at text.guidance 1: set a weight above 1 (e.g. 1.5)")
         if self.guidance != 1.0 and self.condition_dropout == 0 and not self.guidance_fields:

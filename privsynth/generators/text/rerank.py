@@ -16,7 +16,10 @@ one from which the fields are easiest to read back.
 With ``text.candidate_score: keywords`` the score is instead the DP keyword prior's reading of the text
 (:func:`keyword_pick`): the candidate whose distinct tokens make the record's own category likeliest, a naive
 Bayes posterior over the categories from the prior's noisy per-category counts. It needs no scoring pass, so best
-of ``k`` costs about ``k`` draws.
+of ``k`` costs about ``k`` draws. A reading by category (the keyword prior's, or the DP classifier's) also says
+whether the kept draw reads as its own category at all (:func:`own_readings`); with ``text.candidates_max`` a
+record whose kept draw reads as another category draws ``k`` more, until one reads as its own or it has drawn
+``candidates_max``, so the draws go where the categories are hard to write.
 
 Privacy: post-processing. It reads the fitted model (and its keyword prior, a DP output), the synthetic records and
 the sampling stream only; no real record, text or statistic. Its only cost is time: ``k`` generations per record,
@@ -160,6 +163,66 @@ def pick_best(
     return [int(i) for i in np.argmax(pmi, axis=1)]
 
 
+def keyword_readings(
+    candidates: Sequence[Sequence[Sequence[int]]],
+    prior: torch.Tensor,
+    *,
+    shares: np.ndarray | None = None,
+) -> np.ndarray:
+    """Per record and candidate, the DP keyword prior's log posterior of each category, ``[records, k, classes]``.
+
+    ``prior``: the keyword prior's log share ratios ``[classes, cells]`` (:func:`.keywords.log_ratios`:
+    ``log p(token | c) / p(token)``, 0 for a token under the noise); ``shares``: the categories' prior
+    probabilities (default: equal). A candidate's log posterior of category ``c`` is ``log shares[c]`` plus
+    ``prior[c]`` summed over its distinct tokens below ``cells`` (naive Bayes, each token once, as a text adds a
+    token to the counts once), normalised over the categories. Every record has the same number of candidates.
+
+    >>> prior = torch.tensor([[1.0, -1.0], [-1.0, 1.0]])  # token 0 says category 0, token 1 category 1
+    >>> np.exp(keyword_readings([[[0, 0], [1]]], prior)).round(3).tolist()
+    [[[0.881, 0.119], [0.119, 0.881]]]
+    """
+    table = prior.double().numpy()
+    classes, cells = table.shape
+    base = np.zeros(classes) if shares is None else np.log(np.asarray(shares, dtype=float))
+    if base.shape != (classes,):
+        raise ValueError(f"keyword_readings: {len(base)} category shares for a prior of {classes} categories")
+    k = len(candidates[0]) if len(candidates) else 0
+    readings = np.zeros((len(candidates), k, classes))
+    for i, texts in enumerate(candidates):
+        if len(texts) != k:
+            raise ValueError(f"keyword_readings: record {i} has {len(texts)} candidates, the first has {k}")
+        for j, text in enumerate(texts):
+            tokens = np.unique(np.asarray([t for t in text if 0 <= t < cells], dtype=np.int64))
+            sums = base + (table[:, tokens].sum(axis=1) if tokens.size else 0.0)
+            readings[i, j] = sums - np.logaddexp.reduce(sums)
+    return readings
+
+
+def own_readings(readings: np.ndarray, categories: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """From ``readings[record, candidate, category]`` (log posteriors), each candidate's score and verdict.
+
+    The score is the log posterior of the record's own category: how surely the text reads as its own category
+    rather than another, not how many of its words it holds. The verdict says whether the own category is the
+    likeliest of all (the first of equals counts). A record whose category is ``-1`` (missing, or outside the
+    domain) scores 0 on every candidate, read as its own: nothing to read, so its first draw is kept.
+
+    >>> readings = np.log(np.array([[[0.3, 0.7], [0.6, 0.4]], [[0.5, 0.5], [0.2, 0.8]]]))
+    >>> score, own = own_readings(readings, [0, -1])
+    >>> np.exp(score).round(2).tolist(), own.tolist()
+    ([[0.3, 0.6], [1.0, 1.0]], [[False, True], [True, True]])
+    """
+    cats = np.asarray(categories, dtype=np.int64)
+    if readings.ndim != 3 or len(readings) != len(cats):
+        raise ValueError(f"own_readings: readings of shape {readings.shape} for {len(cats)} records")
+    known = cats >= 0
+    score = np.zeros(readings.shape[:2])
+    own = np.ones(readings.shape[:2], dtype=bool)
+    rows = np.flatnonzero(known)
+    score[rows] = readings[rows, :, cats[rows]]
+    own[rows] = readings[rows].argmax(axis=2) == cats[rows, None]
+    return score, own
+
+
 def keyword_pick(
     candidates: Sequence[Sequence[Sequence[int]]],
     categories: Sequence[int] | np.ndarray,
@@ -169,35 +232,23 @@ def keyword_pick(
 ) -> list[int]:
     """Per record, its candidate whose distinct tokens give its own category the highest posterior under ``prior``.
 
-    ``prior``: the keyword prior's log share ratios ``[classes, cells]`` (:func:`.keywords.log_ratios`:
-    ``log p(token | c) / p(token)``, 0 for a token under the noise); ``shares``: the categories' prior
-    probabilities (default: equal). A candidate's log posterior of category ``c`` is ``log shares[c]`` plus
-    ``prior[c]`` summed over its distinct tokens below ``cells`` (naive Bayes, each token once, as a text adds a
-    token to the counts once), normalised over the categories; it is scored at the record's category: how surely
-    the text reads as its own category rather than another, not how many keywords it holds. A record whose
-    category is ``-1`` (missing, or outside the domain) keeps its first draw, as do equal scores.
+    :func:`keyword_readings` scored by :func:`own_readings`. A record whose category is ``-1`` (missing, or outside
+    the domain) keeps its first draw, as do equal scores.
 
     >>> prior = torch.tensor([[1.0, -1.0, 0.0], [-1.0, 1.0, 0.0]])  # token 0 says category 0, token 1 category 1
-    >>> keyword_pick([[[2], [1, 2], [0, 0, 9]], [[2], [1, 2], [0]], [[0], [1]]], [0, 1, -1], prior)
+    >>> keyword_pick([[[2], [1, 2], [0, 0, 9]], [[2], [1, 2], [0]], [[0], [1], [0]]], [0, 1, -1], prior)
     [2, 1, 0]
     """
-    table = prior.double().numpy()
-    classes, cells = table.shape
-    base = np.zeros(classes) if shares is None else np.log(np.asarray(shares, dtype=float))
-    if base.shape != (classes,):
-        raise ValueError(f"keyword_pick: {len(base)} category shares for a prior of {classes} categories")
-    picked = []
-    for texts, category in zip(candidates, categories, strict=True):
-        if category < 0:
-            picked.append(0)
-            continue
-        scores = []
-        for text in texts:
-            tokens = np.unique(np.asarray([t for t in text if 0 <= t < cells], dtype=np.int64))
-            sums = base + (table[:, tokens].sum(axis=1) if tokens.size else 0.0)
-            scores.append(sums[int(category)] - np.logaddexp.reduce(sums))
-        picked.append(int(np.argmax(scores)))
-    return picked
+    score, _ = own_readings(keyword_readings(candidates, prior, shares=shares), categories)
+    return [int(i) for i in np.argmax(score, axis=1)]
 
 
-__all__ = ["CONTRASTS", "continuation_logprobs", "contrast_prompts", "keyword_pick", "pick_best"]
+__all__ = [
+    "CONTRASTS",
+    "continuation_logprobs",
+    "contrast_prompts",
+    "keyword_pick",
+    "keyword_readings",
+    "own_readings",
+    "pick_best",
+]

@@ -130,6 +130,10 @@ def test_it_learns_what_tells_the_categories_apart_and_the_pick_keeps_the_record
     assert float((classifiers.log_posteriors(table, features).argmax(1).numpy() == categories).mean()) > 0.95
     candidates = torch.stack([features[1], features[0], features[0], features[1]])  # record 0: [1, 0], record 1
     assert classifiers.classifier_pick(candidates, [0, 1], table, k=2) == [1, 1]
+    # the readings candidates_max decides by: record 0's first candidate reads as category 1, its second as its own
+    readings = classifiers.classifier_readings(candidates, table, k=2)
+    assert readings.shape == (2, 2, 2) and np.allclose(np.exp(readings).sum(axis=2), 1.0)
+    assert readings.argmax(axis=2).tolist() == [[1, 0], [0, 1]]
 
 
 def test_features_beyond_the_bound_and_categories_outside_the_domain_are_refused() -> None:
@@ -143,6 +147,8 @@ def test_features_beyond_the_bound_and_categories_outside_the_domain_are_refused
     assert trainer.step == 0  # refused before any step
     with pytest.raises(ValueError, match="3 candidates for 2 records of 2"):
         classifiers.classifier_pick(_unit_rows(3, 4, 5), [0, 1], torch.zeros(2, 5), k=2)
+    with pytest.raises(ValueError, match="not a whole number of records of 2"):
+        classifiers.classifier_readings(_unit_rows(3, 4, 5), torch.zeros(2, 5), k=2)
 
 
 def test_a_resumed_fit_reuses_its_checkpointed_classifier_and_refuses_to_train_it_again_mid_run(

@@ -173,7 +173,7 @@ def test_the_keyword_pick_is_the_posterior_of_the_records_category_not_its_count
     candidates = [
         [[0, 1, 3], [0], [2, 2]],  # all of both categories' words: less sure than one word of its own
         [[0, 1, 3], [2, 5, 77], [1, 1, 1]],  # a repeated word counts once, as in the counts; ids past the prior: 0
-        [[2], [2]],  # equal scores: the first draw
+        [[2], [2], [2, 2]],  # equal scores: the first draw
     ]
     assert keyword_pick(candidates, np.array([0, 1, 0]), prior) == [1, 2, 0]
     # each text's score is its own category's share of a softmax over the categories' summed ratios
@@ -262,3 +262,69 @@ def test_candidate_score_keywords_needs_a_keyword_column_and_is_allowed_with_one
     # one candidate: nothing to pick, so neither score is used (a config may set it for a later --text candidates=4)
     assert TextConfig(backbone="smollm2", keyword_column="dx", candidate_score="keywords").candidates == 1
     assert TextConfig(backbone="smollm2", keyword_column="dx", candidates=2, candidate_score="keywords").candidates == 2
+
+
+def test_candidates_max_draws_again_only_for_records_whose_draw_reads_as_another_category(
+    backbone: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Post-processing, as the pick: more rounds read the fitted prior and the synthetic records' categories only.
+    import logging
+
+    from privsynth.generators.text import finetune
+
+    config = _config(backbone)
+    config = config.model_copy(update={"text": config.text.model_copy(update={"keyword_column": "dx"})})
+    synth = Synthesizer(config).fit(_keyword_corpus(tmp_path), epsilon=8.0)
+    generator = synth.texts_["note"]
+    tokenizer = generator.tokenizer_
+    fever, sneezing = (tokenizer.encode(w, add_special_tokens=False) for w in (" fever", " sneezing"))
+    prior = torch.zeros_like(generator.keyword_prior_)
+    prior[0, fever], prior[1, fever], prior[0, sneezing], prior[1, sneezing] = 2.0, -2.0, -2.0, 2.0
+    generator.keyword_prior_ = prior  # flu reads "fever", cold reads "sneezing"
+    rows: list[int] = []
+    later = {"text": sneezing}
+
+    def fake_generate(model, stack, prompts, **kwargs):  # type: ignore[no-untyped-def]
+        rows.append(len(prompts))
+        # the first round (12 records, 4 a batch) writes "fever" for everyone; every later round `later`
+        return [fever if len(rows) <= 3 else later["text"]] * len(prompts)
+
+    monkeypatch.setattr(finetune, "generate", fake_generate)
+    update = {"candidates": 1, "candidates_max": 3, "candidate_score": "keywords", "keyword_strength": 0.0}
+    generator.config = type(generator.config).model_validate(
+        {**generator.config.model_dump(), **update, "sample_batch": 4}
+    )
+    records = synth.sample(12, seed=1)
+    colds = int((records["dx"] == "cold").sum())
+    assert 0 < colds < 12
+    expected = {"flu": "fever", "cold": "sneezing"}
+    for dx, note in zip(records["dx"], records["note"], strict=True):
+        assert note.strip() == expected.get(dx, "fever")  # a missing diagnosis keeps its first draw
+    # only the cold records drew again, once each, and they shared full batches
+    assert rows[:3] == [4, 4, 4] and sum(rows[3:]) == colds and all(r == 4 for r in rows[3:-1])
+    # a record whose draws all read as another category stops at candidates_max, keeping its best (here the first)
+    rows.clear()
+    later["text"] = fever
+    with caplog.at_level(logging.INFO, logger=finetune.log.name):
+        stuck = synth.sample(12, seed=1)
+    assert sum(rows) == 12 + 2 * colds
+    assert [n.strip() for n in stuck["note"]] == ["fever"] * 12
+    assert f"{colds} of 12 records kept a draw that reads as another category" in caplog.text
+
+
+def test_candidates_max_needs_a_category_score_and_whole_rounds() -> None:
+    from pydantic import ValidationError
+
+    from privsynth.generators.text.generator import TextConfig
+    from privsynth.text_sampling import parse_text_settings
+
+    base = {"backbone": "smollm2", "keyword_column": "dx", "candidate_score": "keywords"}
+    assert TextConfig(**base, candidates=2, candidates_max=8).candidates_max == 8
+    assert TextConfig(**base, candidates_max=5).candidates_max == 5  # rounds of one draw
+    with pytest.raises(ValidationError, match=r"multiple of text\.candidates"):
+        TextConfig(**base, candidates=3, candidates_max=4)
+    with pytest.raises(ValidationError, match=r"multiple of text\.candidates"):
+        TextConfig(**base, candidates=4, candidates_max=2)
+    with pytest.raises(ValidationError, match="needs candidate_score keywords or classifier"):
+        TextConfig(backbone="smollm2", candidates=2, candidates_max=4)
+    assert parse_text_settings(["candidates_max=12"]) == {"candidates_max": 12.0}
