@@ -191,6 +191,21 @@ def test_the_keyword_pick_is_the_posterior_of_the_records_category_not_its_count
         keyword_pick(pair, [0], three, shares=np.ones(2) / 2)
 
 
+def _with_a_known_prior(backbone: Path, root: Path) -> tuple[Synthesizer, list[list[int]]]:
+    """A tiny fit with a keyword prior replaced by a known one (flu reads " fever", cold " sneezing"), the three
+    words' token ids (" fever", " sneezing", " the"): tests then read the pick, not the tiny fit's noise."""
+    config = _config(backbone)
+    config = config.model_copy(update={"text": config.text.model_copy(update={"keyword_column": "dx"})})
+    synth = Synthesizer(config).fit(_keyword_corpus(root), epsilon=8.0)
+    generator = synth.texts_["note"]
+    words = [generator.tokenizer_.encode(w, add_special_tokens=False) for w in (" fever", " sneezing", " the")]
+    fever, sneezing = words[0], words[1]
+    prior = torch.zeros_like(generator.keyword_prior_)
+    prior[0, fever], prior[1, fever], prior[0, sneezing], prior[1, sneezing] = 2.0, -2.0, -2.0, 2.0
+    generator.keyword_prior_ = prior
+    return synth, words
+
+
 def test_keyword_candidates_keep_the_draw_the_dp_prior_reads_as_the_records_own_category(
     backbone: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -198,15 +213,8 @@ def test_keyword_candidates_keep_the_draw_the_dp_prior_reads_as_the_records_own_
     from privsynth.errors import ConfigError
     from privsynth.generators.text import finetune
 
-    config = _config(backbone)
-    config = config.model_copy(update={"text": config.text.model_copy(update={"keyword_column": "dx"})})
-    synth = Synthesizer(config).fit(_keyword_corpus(tmp_path), epsilon=8.0)
+    synth, (fever, sneezing, plain) = _with_a_known_prior(backbone, tmp_path)
     generator = synth.texts_["note"]
-    tokenizer = generator.tokenizer_
-    fever, sneezing, plain = (tokenizer.encode(w, add_special_tokens=False) for w in (" fever", " sneezing", " the"))
-    prior = torch.zeros_like(generator.keyword_prior_)
-    prior[0, fever], prior[1, fever], prior[0, sneezing], prior[1, sneezing] = 2.0, -2.0, -2.0, 2.0
-    generator.keyword_prior_ = prior  # a known prior, so the test reads the pick, not the tiny fit's noise
     drawn = [plain, sneezing, fever]  # draw j of each record says drawn[j]
 
     rows: list[int] = []
@@ -272,15 +280,8 @@ def test_candidates_max_draws_again_only_for_records_whose_draw_reads_as_another
 
     from privsynth.generators.text import finetune
 
-    config = _config(backbone)
-    config = config.model_copy(update={"text": config.text.model_copy(update={"keyword_column": "dx"})})
-    synth = Synthesizer(config).fit(_keyword_corpus(tmp_path), epsilon=8.0)
+    synth, (fever, sneezing, _) = _with_a_known_prior(backbone, tmp_path)
     generator = synth.texts_["note"]
-    tokenizer = generator.tokenizer_
-    fever, sneezing = (tokenizer.encode(w, add_special_tokens=False) for w in (" fever", " sneezing"))
-    prior = torch.zeros_like(generator.keyword_prior_)
-    prior[0, fever], prior[1, fever], prior[0, sneezing], prior[1, sneezing] = 2.0, -2.0, -2.0, 2.0
-    generator.keyword_prior_ = prior  # flu reads "fever", cold reads "sneezing"
     rows: list[int] = []
     later = {"text": sneezing}
 
