@@ -240,6 +240,14 @@ def main() -> None:
         "classifier_steps; default: the config's).",
     )
     parser.add_argument(
+        "--candidates-max",
+        type=int,
+        default=0,
+        help="With --candidate-score keywords or classifier, for each --candidates above 1: text.candidates_max, draw "
+        "again in rounds of candidates until the kept draw reads as its review's own label, at most this many draws "
+        "(a multiple of each; 0: off). One draw stays one draw, the baseline.",
+    )
+    parser.add_argument(
         "--temperature",
         type=float,
         nargs="+",
@@ -296,6 +304,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.candidate_score and not any(k > 1 for k in args.candidates or []):
         parser.error("--candidate-score picks among draws: give --candidates above 1 too (e.g. --candidates 1 3)")
+    if args.candidates_max and not set(args.candidate_score or []) & {"keywords", "classifier"}:
+        parser.error("--candidates-max reads a category: give --candidate-score keywords or classifier too")
+    if args.candidates_max and any(k > 1 and args.candidates_max % k for k in args.candidates or []):
+        parser.error("--candidates-max must be a multiple of each --candidates above 1 (draws come in rounds)")
 
     if (
         args.guidance
@@ -427,6 +439,9 @@ def main() -> None:
                     ),
                     "candidates": candidates,
                     "candidate_score": score,  # one draw: nothing to pick, neither is used
+                    "candidates_max": (
+                        args.candidates_max if candidates > 1 and score in ("keywords", "classifier") else 0
+                    ),
                     "temperature": temperature,
                     "no_repeat_ngram": no_repeat,
                     "sample_vocab": sample_vocab,
@@ -440,6 +455,11 @@ def main() -> None:
                 + ([f"fields {'/'.join(args.guidance_fields)}"] if args.guidance_fields and guidance > 1 else [])
                 + ([f"best of {candidates}"] if args.candidates else [])
                 + ([f"by {score}"] if args.candidate_score and candidates > 1 else [])
+                + (
+                    [f"up to {args.candidates_max}"]
+                    if args.candidates_max and candidates > 1 and score != "fields"
+                    else []
+                )
                 + ([f"temperature {temperature:g}"] if args.temperature else [])
                 + ([f"no_repeat_ngram {no_repeat}"] if args.no_repeat_ngram else [])
                 + ([f"sample_vocab {sample_vocab}"] if args.sample_vocab else [])
