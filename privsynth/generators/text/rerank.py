@@ -203,8 +203,8 @@ def own_readings(readings: np.ndarray, categories: Sequence[int] | np.ndarray) -
 
     The score is the log posterior of the record's own category: how surely the text reads as its own category
     rather than another, not how many of its words it holds. The verdict says whether the own category is the
-    likeliest of all (the first of equals counts). A record whose category is ``-1`` (missing, or outside the
-    domain) scores 0 on every candidate, read as its own: nothing to read, so its first draw is kept.
+    likeliest of all (a tie goes to the category listed first). A record whose category is ``-1`` (missing, or
+    outside the domain) scores 0 on every candidate, read as its own: nothing to read, so its first draw is kept.
 
     >>> readings = np.log(np.array([[[0.3, 0.7], [0.6, 0.4]], [[0.5, 0.5], [0.2, 0.8]]]))
     >>> score, own = own_readings(readings, [0, -1])
