@@ -45,7 +45,7 @@ from privsynth.generators.text.llm import (
     schema_meanings,
     usable_prompt_format,
 )
-from privsynth.generators.text.rerank import contrast_prompts, keyword_readings, own_readings, pick_best
+from privsynth.generators.text.rerank import best_draw, contrast_prompts, keyword_readings, own_readings, pick_best
 from privsynth.generators.text.tokens import Vocabulary
 from privsynth.pii.placeholders import fill_placeholders
 from privsynth.privacy.accounting import Mechanism
@@ -585,6 +585,7 @@ def sample_backbone(
             config.candidate_score,
         )
         k = limit = 1
+        categories = None  # nothing to read: no embedding or scoring of the draws
     class_shares = None
     if categories is not None:  # the categories' shares among the synthetic records (add-one): the pick's prior
         counts = np.bincount(categories[categories >= 0], minlength=len(generator.keyword_domain_))
@@ -647,9 +648,12 @@ def sample_backbone(
                 readings = keyword_readings(candidates, table, shares=class_shares)
             score, own = own_readings(readings, categories[take])
             for j, i in enumerate(take):
-                b = int(np.argmax(score[j]))  # the first of equals, and an earlier round's draw over a later one's
-                if i not in kept or score[j, b] > kept[i][1]:
-                    kept[i] = (candidates[j][b], float(score[j, b]), bool(own[j, b]))
+                # in rounds, a draw that reads as its own category beats one that does not, whatever their scores
+                b = best_draw(score[j], own[j] if limit > k else None)
+                draw = (candidates[j][b], float(score[j, b]), bool(own[j, b]))
+                # a later round's draw replaces the kept one only if it ranks higher (equals: the earlier stays)
+                if i not in kept or (draw[2], draw[1]) > (kept[i][2], kept[i][1]):
+                    kept[i] = draw
                 if kept[i][2] or drawn[i] + k > limit:
                     ids, _, reads_own = kept.pop(i)
                     missed += not reads_own
@@ -689,7 +693,8 @@ def sample_backbone(
             len(drawn),
         )
     texts = [t for t in finished if t is not None]
-    assert len(texts) == len(prompts)
+    if len(texts) != len(prompts):  # every record leaves the queue with its text; a bug otherwise
+        raise RuntimeError(f"text sampling finished {len(texts)} of {len(prompts)} records")
     return texts
 
 

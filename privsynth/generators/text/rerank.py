@@ -223,6 +223,22 @@ def own_readings(readings: np.ndarray, categories: Sequence[int] | np.ndarray) -
     return score, own
 
 
+def best_draw(score: np.ndarray, own: np.ndarray | None = None) -> int:
+    """The index of a record's best candidate: the highest ``score``, the first of equals.
+
+    With ``own`` (each candidate's verdict from :func:`own_readings`), a candidate that reads as its own category
+    ranks above every one that does not, whatever their scores: with three or more categories the highest own
+    posterior need not be the likeliest category (0.45 own against 0.55 for another) while a lower one is (0.40
+    against 0.30 and 0.30).
+
+    >>> best_draw(np.log([0.45, 0.40])), best_draw(np.log([0.45, 0.40]), np.array([False, True]))
+    (0, 1)
+    """
+    if own is None:
+        return int(np.argmax(score))
+    return int(np.lexsort((-score, ~own))[0])  # stable: the first of equals
+
+
 def keyword_pick(
     candidates: Sequence[Sequence[Sequence[int]]],
     categories: Sequence[int] | np.ndarray,
@@ -245,6 +261,7 @@ def keyword_pick(
 
 __all__ = [
     "CONTRASTS",
+    "best_draw",
     "continuation_logprobs",
     "contrast_prompts",
     "keyword_pick",

@@ -268,6 +268,25 @@ def test_a_fit_trains_the_classifier_on_the_stages_last_steps_and_sampling_keeps
     expected = {"flu": "fever", "cold": "sneezing"}
     for dx, note in zip(records["dx"], records["note"], strict=True):
         assert note.strip() == expected.get(dx, "sneezing")  # a missing diagnosis keeps its first draw
+    # in rounds (candidates_max): a cold record whose draws all read as flu draws up to 3 times, a flu record once
+    rows: list[int] = []
+
+    def fever_only(model, stack, prompts, **kwargs):  # type: ignore[no-untyped-def]
+        rows.append(len(prompts))
+        return [fever] * len(prompts)
+
+    monkeypatch.setattr(finetune, "generate", fever_only)
+    rounds = {"candidates": 1, "candidates_max": 3}
+    generator.config = type(generator.config).model_validate({**generator.config.model_dump(), **rounds})
+    records = synth.sample(10, seed=1)
+    assert sum(rows) == 10 + 2 * int((records["dx"] == "cold").sum())
+    # no record with a category: nothing to read, so nothing is embedded and each record draws once
+    rows.clear()
+    embedded.clear()
+    with monkeypatch.context() as patch:
+        patch.setattr(finetune, "classifier_categories", lambda generator, records: np.full(len(records), -1))
+        synth.sample(4, seed=1)
+    assert embedded == [] and sum(rows) == 4
 
     # saved and loaded with the model; a model without one is refused with what to do
     synth.save(tmp_path / "model")

@@ -280,37 +280,85 @@ def test_candidates_max_draws_again_only_for_records_whose_draw_reads_as_another
 
     from privsynth.generators.text import finetune
 
-    synth, (fever, sneezing, _) = _with_a_known_prior(backbone, tmp_path)
+    synth, (fever, sneezing, plain) = _with_a_known_prior(backbone, tmp_path)
     generator = synth.texts_["note"]
-    rows: list[int] = []
-    later = {"text": sneezing}
+    tokenizer = generator.tokenizer_
+    calls: list[int] = []
+    script = {"first_calls": 6, "later_cold": sneezing}
 
-    def fake_generate(model, stack, prompts, **kwargs):  # type: ignore[no-untyped-def]
-        rows.append(len(prompts))
-        # the first round (12 records, 4 a batch) writes "fever" for everyone; every later round `later`
-        return [fever if len(rows) <= 3 else later["text"]] * len(prompts)
+    def fake_generate(model, stack, prompts, *, bias, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(len(prompts))
+        out = []
+        for row, prompt in enumerate(prompts):
+            fields = tokenizer.decode(prompt)
+            dx = "flu" if "dx: flu" in fields else "cold" if "dx: cold" in fields else None
+            # each row's keyword bias is its own record's category's (strength 1): rows stay with their records
+            assert float(bias[row, fever[0]]) == {"flu": 2.0, "cold": -2.0, None: 0.0}[dx], fields
+            later = len(calls) > script["first_calls"]
+            out.append(script["later_cold"] if dx == "cold" and later else fever)
+        return out
 
     monkeypatch.setattr(finetune, "generate", fake_generate)
-    update = {"candidates": 1, "candidates_max": 3, "candidate_score": "keywords", "keyword_strength": 0.0}
+    update = {"candidates": 2, "candidates_max": 4, "candidate_score": "keywords", "keyword_strength": 1.0}
     generator.config = type(generator.config).model_validate(
         {**generator.config.model_dump(), **update, "sample_batch": 4}
     )
+    # rounds of 2 draws, 2 records a batch: the first round of 12 records is 6 calls, then the cold ones again
     records = synth.sample(12, seed=1)
     colds = int((records["dx"] == "cold").sum())
     assert 0 < colds < 12
     expected = {"flu": "fever", "cold": "sneezing"}
     for dx, note in zip(records["dx"], records["note"], strict=True):
         assert note.strip() == expected.get(dx, "fever")  # a missing diagnosis keeps its first draw
-    # only the cold records drew again, once each, and they shared full batches
-    assert rows[:3] == [4, 4, 4] and sum(rows[3:]) == colds and all(r == 4 for r in rows[3:-1])
-    # a record whose draws all read as another category stops at candidates_max, keeping its best (here the first)
-    rows.clear()
-    later["text"] = fever
+    # only the cold records drew again, one round each, in full batches
+    assert calls[:6] == [4] * 6 and sum(calls[6:]) == 2 * colds and all(c == 4 for c in calls[6:-1])
+    # a later draw that scores higher replaces the kept one even when it too reads as another category
+    calls.clear()
+    script["later_cold"] = plain
+    neutral = synth.sample(12, seed=1)
+    assert [n.strip() for n in neutral["note"]] == ["the" if dx == "cold" else "fever" for dx in neutral["dx"]] and sum(
+        calls
+    ) == 24 + 2 * colds
+    # draws that all read as another category stop at candidates_max; 13 records: first-round and re-queued records
+    # share a batch, and every batch but the last is full
+    calls.clear()
+    script["later_cold"] = fever
     with caplog.at_level(logging.INFO, logger=finetune.log.name):
-        stuck = synth.sample(12, seed=1)
-    assert sum(rows) == 12 + 2 * colds
-    assert [n.strip() for n in stuck["note"]] == ["fever"] * 12
-    assert f"{colds} of 12 records kept a draw that reads as another category" in caplog.text
+        stuck = synth.sample(13, seed=1)
+    stuck_colds = int((stuck["dx"] == "cold").sum())
+    assert sum(calls) == 26 + 2 * stuck_colds and all(c == 4 for c in calls[:-1])
+    assert [n.strip() for n in stuck["note"]] == ["fever"] * 13
+    assert f"{stuck_colds} of 13 records kept a draw that reads as another category" in caplog.text
+
+
+def test_without_rounds_the_draws_come_in_the_order_and_batches_of_best_of_k(
+    backbone: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # candidates_max 0 (off) must sample exactly as best-of-k did: chunks of records in order, k draws each
+    from privsynth.generators.text import finetune
+
+    synth, (fever, _, _) = _with_a_known_prior(backbone, tmp_path)
+    generator = synth.texts_["note"]
+    batches: list[list[tuple[int, ...]]] = []
+
+    def fake_generate(model, stack, prompts, **kwargs):  # type: ignore[no-untyped-def]
+        batches.append([tuple(p) for p in prompts])
+        return [fever] * len(prompts)
+
+    monkeypatch.setattr(finetune, "generate", fake_generate)
+    update = {"candidates": 3, "candidate_score": "keywords", "keyword_strength": 0.0, "sample_batch": 7}
+    generator.config = type(generator.config).model_validate({**generator.config.model_dump(), **update})
+    records = synth.sample(10, seed=1)
+    fields = finetune.render_fields(
+        records, generator.codecs_, generator.meanings_, fields_format=generator.fields_format_
+    )
+    prompts = [
+        tuple(finetune.prompt_ids(generator.tokenizer_, f, "note", prompt_format=generator.prompt_format_))
+        for f in fields
+    ]
+    per_call = 7 // 3  # records a call
+    expected = [[p for p in prompts[i : i + per_call] for _ in range(3)] for i in range(0, len(prompts), per_call)]
+    assert batches == expected
 
 
 def test_candidates_max_needs_a_category_score_and_whole_rounds() -> None:
