@@ -189,6 +189,8 @@ def test_the_keyword_pick_is_the_posterior_of_the_records_category_not_its_count
     assert keyword_pick(pair, [0], three, shares=np.array([0.01, 0.01, 0.98])) == [0]  # category 2 is common
     with pytest.raises(ValueError, match="2 category shares for a prior of 3"):
         keyword_pick(pair, [0], three, shares=np.ones(2) / 2)
+    with pytest.raises(ValueError, match="record 1 has 1 candidates, the first has 2"):
+        keyword_pick([[[0], [1]], [[0]]], [0, 0], three)  # every record draws the same number
 
 
 def _with_a_known_prior(backbone: Path, root: Path) -> tuple[Synthesizer, list[list[int]]]:
